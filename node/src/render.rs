@@ -1,0 +1,1 @@
+//! Blender runner (being written).

@@ -1,0 +1,70 @@
+//! What the local API returns as JSON (besides `rendermesh_protocol::Job`, which serializes
+//! its ids as hex text in JSON).
+
+use rendermesh_protocol::{Role, TaskRef};
+use serde::{Deserialize, Serialize};
+
+use crate::store::Stats;
+
+/// One live node as this node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Its peer id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Worker or bootstrap.
+    pub role: Role,
+    /// Its multiaddrs (with `/p2p/<id>`).
+    pub addrs: Vec<String>,
+    /// Logical cores.
+    pub cores: u32,
+    /// Memory in bytes.
+    pub memory: u64,
+    /// CPU load 0..=1.
+    pub load: f32,
+    /// Its Blender version.
+    pub blender: Option<String>,
+    /// What it is rendering.
+    pub current: Option<TaskRef>,
+    /// True when it is the coordinator.
+    pub coordinator: bool,
+    /// True for the node answering.
+    pub is_self: bool,
+    /// Milliseconds since its last heartbeat was heard (0 for self).
+    pub last_seen_ms: u64,
+}
+
+/// The live membership view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeersView {
+    /// The answering node's id.
+    pub me: String,
+    /// The current coordinator term.
+    pub term: u64,
+    /// The coordinator's peer id, if one is known.
+    pub coordinator: Option<String>,
+    /// Every live node, the answering one included.
+    pub peers: Vec<PeerView>,
+}
+
+/// The answering node itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its peer id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Worker or bootstrap.
+    pub role: Role,
+    /// Its multiaddrs (with `/p2p/<id>`), by which others can join it.
+    pub addrs: Vec<String>,
+    /// Its Blender version, if Blender runs here.
+    pub blender: Option<String>,
+    /// The current term.
+    pub term: u64,
+    /// The coordinator's peer id, if one is known.
+    pub coordinator: Option<String>,
+    /// Blob store counters.
+    pub store: Stats,
+}

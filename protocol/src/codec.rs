@@ -1,0 +1,205 @@
+//! The one place that knows the wire format: bincode 2 (standard config) over serde, with a
+//! hard size limit on both sides, and a 4-byte big-endian length prefix on streams.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Error, limits};
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ limits::MAX_MESSAGE }>()
+}
+
+/// Encodes `msg`; refuses to produce more than `max` bytes.
+pub fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, Error> {
+    let bytes = bincode::serde::encode_to_vec(msg, config()).map_err(|e| Error::Encode {
+        reason: e.to_string(),
+    })?;
+    if bytes.len() > max {
+        return Err(Error::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decodes one whole message from `bytes`; refuses more than `max` bytes, malformed content and
+/// trailing bytes. Never allocates more than the limit, whatever a length field inside claims.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], max: usize) -> Result<T, Error> {
+    if bytes.len() > max {
+        return Err(Error::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    let (msg, read) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| Error::Malformed {
+            reason: e.to_string(),
+        })?;
+    if read != bytes.len() {
+        return Err(Error::Malformed {
+            reason: format!("{} trailing bytes after the message", bytes.len() - read),
+        });
+    }
+    Ok(msg)
+}
+
+/// Checks a stream frame's length prefix before anything is read or allocated.
+pub fn check_frame_len(prefix: [u8; 4], max: usize) -> Result<usize, Error> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > max {
+        return Err(Error::TooLarge { size: len, max });
+    }
+    Ok(len)
+}
+
+/// The length prefix for a frame of `len` bytes.
+pub fn frame_prefix(len: usize) -> [u8; 4] {
+    (len as u32).to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{BlobHash, JobId, NodeId, Term};
+    use crate::job::{FrameRange, Job, JobSpec, OutputFormat, plan_chunks};
+    use crate::message::{Assignment, Gossip, Heartbeat, Request, Response, Role};
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            name: "shot.blend".into(),
+            blend: BlobHash::of(b"blend"),
+            blend_size: 5,
+            frames: FrameRange::new(1, 12).unwrap(),
+            samples: Some(8),
+            resolution_percent: Some(25),
+            format: OutputFormat::Png,
+            chunk: None,
+            blender_version: Some("Blender 3.4.1".into()),
+        }
+    }
+
+    fn node(s: &str) -> NodeId {
+        NodeId(s.into())
+    }
+
+    #[test]
+    fn every_request_round_trips() {
+        let requests = vec![
+            Request::BlobInfo(BlobHash::of(b"x")),
+            Request::BlobChunk {
+                hash: BlobHash::of(b"x"),
+                index: 7,
+            },
+            Request::Submit {
+                id: JobId([3; 16]),
+                spec: spec(),
+            },
+            Request::Cancel(JobId([4; 16])),
+            Request::Assign(Assignment {
+                term: Term(3),
+                job: JobId([1; 16]),
+                task: 2,
+                attempt: 1,
+                frames: FrameRange::new(5, 8).unwrap(),
+                spec: spec(),
+                origin: node("origin"),
+            }),
+            Request::GetJob(JobId([9; 16])),
+        ];
+        for r in requests {
+            let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
+            assert_eq!(decode::<Request>(&bytes, limits::MAX_MESSAGE).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn responses_and_heartbeats_round_trip() {
+        let chunks = plan_chunks(FrameRange::new(1, 12).unwrap(), 3, None);
+        let job = Job::new(JobId([1; 16]), spec(), node("o"), chunks, Term(1), 5);
+        let responses = vec![
+            Response::Job(Box::new(job)),
+            Response::BlobChunk(vec![1, 2, 3]),
+            Response::BlobInfo {
+                size: 3 << 20,
+                chunks: vec![[1; 32], [2; 32], [3; 32]],
+            },
+            Response::NotCoordinator(Some(node("c"))),
+            Response::Rejected("stale term".into()),
+        ];
+        for r in responses {
+            let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
+            assert_eq!(decode::<Response>(&bytes, limits::MAX_MESSAGE).unwrap(), r);
+        }
+        let hb = Gossip::Heartbeat(Heartbeat {
+            seq: 9,
+            name: "lab-1".into(),
+            role: Role::Worker,
+            cores: 2,
+            memory: 1 << 30,
+            blender: Some("Blender 3.4.1".into()),
+            load: 0.5,
+            current: None,
+            term: Term(2),
+            coordinator: Some(node("c")),
+            claims: false,
+            jobs: vec![],
+            addrs: vec!["/ip4/127.0.0.1/tcp/1/p2p/x".into()],
+        });
+        let bytes = encode(&hb, limits::MAX_GOSSIP).unwrap();
+        assert_eq!(decode::<Gossip>(&bytes, limits::MAX_GOSSIP).unwrap(), hb);
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_on_both_sides() {
+        let big = Response::BlobChunk(vec![0; 2048]);
+        assert!(matches!(
+            encode(&big, 1024),
+            Err(Error::TooLarge { max: 1024, .. })
+        ));
+        let bytes = encode(&big, limits::MAX_MESSAGE).unwrap();
+        assert!(matches!(
+            decode::<Response>(&bytes, 1024),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(check_frame_len([0xff, 0xff, 0xff, 0xff], limits::MAX_MESSAGE).is_err());
+        assert_eq!(check_frame_len(frame_prefix(10), 10).unwrap(), 10);
+    }
+
+    #[test]
+    fn malformed_bytes_are_refused_with_a_reason() {
+        // An unknown enum variant.
+        let err = decode::<Request>(&[200, 1, 2, 3], limits::MAX_MESSAGE).unwrap_err();
+        assert!(matches!(err, Error::Malformed { .. }), "{err}");
+        // A truncated message.
+        let bytes = encode(&Request::Cancel(JobId([4; 16])), limits::MAX_MESSAGE).unwrap();
+        assert!(decode::<Request>(&bytes[..bytes.len() - 1], limits::MAX_MESSAGE).is_err());
+        // Trailing garbage.
+        let mut long = bytes.clone();
+        long.push(0);
+        let err = decode::<Request>(&long, limits::MAX_MESSAGE).unwrap_err();
+        assert!(err.to_string().contains("trailing"), "{err}");
+    }
+
+    #[test]
+    fn a_length_field_claiming_gigabytes_does_not_allocate_them() {
+        // BlobChunk variant (1), then a varint length of u64::MAX-ish.
+        let mut bytes = vec![1u8, 251];
+        bytes.extend_from_slice(&u16::MAX.to_le_bytes());
+        let mut evil = vec![1u8, 253];
+        evil.extend_from_slice(&(u64::MAX / 2).to_le_bytes());
+        for b in [bytes, evil] {
+            assert!(decode::<Response>(&b, limits::MAX_MESSAGE).is_err());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(0u8..=255, 0..512)) {
+            let _ = decode::<Request>(&bytes, limits::MAX_MESSAGE);
+            let _ = decode::<Response>(&bytes, limits::MAX_MESSAGE);
+            let _ = decode::<Gossip>(&bytes, limits::MAX_GOSSIP);
+        }
+    }
+}

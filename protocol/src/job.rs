@@ -1,0 +1,771 @@
+//! The job and task model shared by every node: what a job asks for, how it is split into
+//! tasks, and the only legal state changes. Pure data and rules; the coordinator applies them.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{BlobHash, JobId, NodeId, Term};
+use crate::{Error, limits};
+
+/// An inclusive range of frame numbers, `start..=end`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FrameRange {
+    /// First frame rendered.
+    pub start: u32,
+    /// Last frame rendered (inclusive).
+    pub end: u32,
+}
+
+impl FrameRange {
+    /// A checked range: `start <= end`, within Blender's frame limit and the job size limit.
+    pub fn new(start: u32, end: u32) -> Result<Self, Error> {
+        let text = format!("{start}-{end}");
+        if start > end {
+            return Err(Error::BadFrames {
+                text,
+                reason: "the first frame is after the last".into(),
+            });
+        }
+        if end > limits::MAX_FRAME_NUMBER {
+            return Err(Error::BadFrames {
+                text,
+                reason: format!("Blender's frames end at {}", limits::MAX_FRAME_NUMBER),
+            });
+        }
+        let range = Self { start, end };
+        if range.len() > limits::MAX_JOB_FRAMES {
+            return Err(Error::BadFrames {
+                text,
+                reason: format!("a job holds at most {} frames", limits::MAX_JOB_FRAMES),
+            });
+        }
+        Ok(range)
+    }
+
+    /// How many frames the range holds.
+    pub fn len(&self) -> u32 {
+        self.end - self.start + 1
+    }
+
+    /// Never true: a range holds at least one frame. Present for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The frames, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + use<> {
+        self.start..=self.end
+    }
+}
+
+impl fmt::Display for FrameRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.start == self.end {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}-{}", self.start, self.end)
+        }
+    }
+}
+
+impl FromStr for FrameRange {
+    type Err = Error;
+
+    /// Parses `A-B` or a single frame `N`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::BadFrames {
+            text: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let number = |part: &str| {
+            part.trim()
+                .parse::<u32>()
+                .map_err(|_| bad("expected A-B or N with whole, non-negative frame numbers"))
+        };
+        match s.split_once('-') {
+            Some((a, b)) => Self::new(number(a)?, number(b)?),
+            None => {
+                let n = number(s)?;
+                Self::new(n, n)
+            }
+        }
+    }
+}
+
+/// The image format Blender writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OutputFormat {
+    /// 8-bit RGBA PNG (the default; lossless).
+    #[default]
+    Png,
+    /// JPEG at Blender's default quality.
+    Jpg,
+    /// Windows bitmap.
+    Bmp,
+    /// OpenEXR, half float.
+    Exr,
+}
+
+impl OutputFormat {
+    /// Blender's `-F` name for the format.
+    pub fn blender_name(self) -> &'static str {
+        match self {
+            Self::Png => "PNG",
+            Self::Jpg => "JPEG",
+            Self::Bmp => "BMP",
+            Self::Exr => "OPEN_EXR",
+        }
+    }
+
+    /// The file extension Blender appends (`-x 1`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpg => "jpg",
+            Self::Bmp => "bmp",
+            Self::Exr => "exr",
+        }
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "png" => Ok(Self::Png),
+            "jpg" | "jpeg" => Ok(Self::Jpg),
+            "bmp" => Ok(Self::Bmp),
+            "exr" => Ok(Self::Exr),
+            _ => Err(Error::BadFormat(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+/// What the user asked for: everything a worker needs to render any part of the job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The `.blend` file's name as the user gave it (for display and output names only).
+    pub name: String,
+    /// The `.blend` file's content hash.
+    pub blend: BlobHash,
+    /// The `.blend` file's size in bytes.
+    pub blend_size: u64,
+    /// The frames to render.
+    pub frames: FrameRange,
+    /// Cycles samples per pixel; `None` keeps the file's own setting.
+    pub samples: Option<u32>,
+    /// Resolution percentage (1..=100); `None` keeps the file's own setting.
+    pub resolution_percent: Option<u32>,
+    /// The output image format.
+    pub format: OutputFormat,
+    /// Frames per task; `None` lets the coordinator choose (see [`plan_chunks`]).
+    pub chunk: Option<u32>,
+    /// The Blender version every task must run on (the submitter's); `None` accepts any.
+    pub blender_version: Option<String>,
+}
+
+impl JobSpec {
+    /// Checks the values a person typed; names the field that is wrong.
+    pub fn validate(&self) -> Result<(), Error> {
+        FrameRange::new(self.frames.start, self.frames.end)?;
+        if let Some(samples) = self.samples
+            && !(1..=limits::MAX_SAMPLES).contains(&samples)
+        {
+            return Err(Error::BadSpec {
+                field: "samples",
+                reason: format!("{samples} is outside 1..={}", limits::MAX_SAMPLES),
+            });
+        }
+        if let Some(p) = self.resolution_percent
+            && !(1..=100).contains(&p)
+        {
+            return Err(Error::BadSpec {
+                field: "resolution-percent",
+                reason: format!("{p} is outside 1..=100"),
+            });
+        }
+        if self.chunk == Some(0) {
+            return Err(Error::BadSpec {
+                field: "chunk",
+                reason: "a chunk holds at least one frame".into(),
+            });
+        }
+        if self.name.len() > limits::MAX_NAME_LEN {
+            return Err(Error::BadSpec {
+                field: "name",
+                reason: format!("longer than {} bytes", limits::MAX_NAME_LEN),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Splits `frames` into chunks for `workers` nodes.
+///
+/// With `chunk` given, every chunk holds that many frames (the last may hold fewer). Otherwise
+/// each worker gets about four chunks, so that a fast node takes more of them and the job never
+/// waits long for the slowest machine, while a chunk holds at most 16 frames so that a lost
+/// worker costs little. One Blender process renders a whole chunk and pays its ~1 s start-up once.
+pub fn plan_chunks(frames: FrameRange, workers: usize, chunk: Option<u32>) -> Vec<FrameRange> {
+    let count = frames.len();
+    let size = match chunk {
+        Some(size) => size.max(1),
+        None => {
+            let per = (workers.max(1) as u32).saturating_mul(4);
+            count.div_ceil(per).clamp(1, 16)
+        }
+    };
+    let mut chunks = Vec::with_capacity(count.div_ceil(size) as usize);
+    let mut start = frames.start;
+    loop {
+        let end = start.saturating_add(size - 1).min(frames.end);
+        chunks.push(FrameRange { start, end });
+        if end == frames.end {
+            return chunks;
+        }
+        start = end + 1;
+    }
+}
+
+/// A job's state as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Accepted; no task has started.
+    Queued,
+    /// At least one task has started.
+    Running,
+    /// Every frame is rendered and held by at least two nodes.
+    Done,
+    /// A task failed on every node it may run on; `Job::message` says why.
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl JobState {
+    /// True once the job will never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// A task's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    /// Waiting for a worker.
+    Queued,
+    /// Assigned to `Task::worker` under `Task::attempt`.
+    Running,
+    /// Rendered; `Task::outputs` names the frames.
+    Done,
+    /// Gave up on (the job failed or was cancelled).
+    Failed,
+}
+
+/// One rendered frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Output {
+    /// The frame number.
+    pub frame: u32,
+    /// The image file's content hash.
+    pub blob: BlobHash,
+    /// The image file's size in bytes.
+    pub size: u64,
+}
+
+/// A failed attempt, kept so the job's message can quote Blender's own words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The node the attempt ran on.
+    pub node: NodeId,
+    /// What went wrong, in the renderer's own words where it gave any.
+    pub message: String,
+}
+
+/// A chunk of frames rendered by one Blender process on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// The task's index in `Job::tasks`.
+    pub index: u32,
+    /// The frames it renders.
+    pub frames: FrameRange,
+    /// Where it stands.
+    pub state: TaskState,
+    /// Counts assignments; a report is valid only for the current attempt.
+    pub attempt: u32,
+    /// The node running it (when running) or that rendered it (when done).
+    pub worker: Option<NodeId>,
+    /// The term of the coordinator that made the current assignment.
+    pub assigned_term: Term,
+    /// The frames it produced, once done.
+    pub outputs: Vec<Output>,
+    /// Every failed attempt, oldest first (bounded by [`limits::MAX_FAILURES_KEPT`]).
+    pub failures: Vec<Failure>,
+}
+
+/// The version of a job's replicated record: ordered by term, then by sequence number.
+///
+/// Only the coordinator writes a job, and every write raises the version; replicas keep the
+/// highest version they have seen.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// The term of the coordinator that wrote it.
+    pub term: Term,
+    /// Raised by every write, never reset.
+    pub seq: u64,
+}
+
+/// Why a report or assignment was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Stale {
+    /// The job has no such task.
+    #[error("job has no task {0}")]
+    NoSuchTask(u32),
+    /// The task is no longer running under that attempt and worker.
+    #[error("task {task} attempt {attempt} by {node} is not the current assignment")]
+    NotCurrent {
+        /// The task reported.
+        task: u32,
+        /// The attempt reported.
+        attempt: u32,
+        /// The reporting node.
+        node: NodeId,
+    },
+    /// The job is already finished.
+    #[error("the job is already {0:?}")]
+    Finished(JobState),
+}
+
+/// A job and all its tasks: the record the coordinator writes and every node replicates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Chosen by the submitting node.
+    pub id: JobId,
+    /// What was asked for.
+    pub spec: JobSpec,
+    /// The node the job was submitted to; it holds the `.blend`.
+    pub origin: NodeId,
+    /// Where the job stands.
+    pub state: JobState,
+    /// For a failed job: what a person can act on.
+    pub message: Option<String>,
+    /// The chunks, in frame order.
+    pub tasks: Vec<Task>,
+    /// Raised by every write.
+    pub version: Version,
+    /// Submission time, milliseconds since the Unix epoch (for listing order).
+    pub created_ms: u64,
+}
+
+impl Job {
+    /// A new queued job whose tasks are `chunks`.
+    pub fn new(
+        id: JobId,
+        spec: JobSpec,
+        origin: NodeId,
+        chunks: Vec<FrameRange>,
+        term: Term,
+        created_ms: u64,
+    ) -> Self {
+        let tasks = chunks
+            .into_iter()
+            .enumerate()
+            .map(|(i, frames)| Task {
+                index: i as u32,
+                frames,
+                state: TaskState::Queued,
+                attempt: 0,
+                worker: None,
+                assigned_term: term,
+                outputs: Vec::new(),
+                failures: Vec::new(),
+            })
+            .collect();
+        Self {
+            id,
+            spec,
+            origin,
+            state: JobState::Queued,
+            message: None,
+            tasks,
+            version: Version { term, seq: 1 },
+            created_ms,
+        }
+    }
+
+    /// Raises the version for a write made under `term`.
+    pub fn touch(&mut self, term: Term) {
+        self.version = Version {
+            term: term.max(self.version.term),
+            seq: self.version.seq + 1,
+        };
+    }
+
+    /// The first queued task that `node` has not already failed, if any.
+    pub fn next_task_for(&self, node: &NodeId) -> Option<u32> {
+        if self.state.is_terminal() {
+            return None;
+        }
+        self.tasks
+            .iter()
+            .find(|t| t.state == TaskState::Queued && !t.failures.iter().any(|f| &f.node == node))
+            .map(|t| t.index)
+    }
+
+    /// Counts tasks by state: (queued, running, done).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut c = (0, 0, 0);
+        for t in &self.tasks {
+            match t.state {
+                TaskState::Queued => c.0 += 1,
+                TaskState::Running => c.1 += 1,
+                TaskState::Done => c.2 += 1,
+                TaskState::Failed => {}
+            }
+        }
+        c
+    }
+
+    /// Frames rendered so far.
+    pub fn frames_done(&self) -> u32 {
+        self.tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Done)
+            .map(|t| t.frames.len())
+            .sum()
+    }
+
+    /// Assigns task `index` to `node` under `term`; returns the new attempt number.
+    pub fn assign(&mut self, index: u32, node: NodeId, term: Term) -> Result<u32, Stale> {
+        if self.state.is_terminal() {
+            return Err(Stale::Finished(self.state));
+        }
+        let task = self
+            .tasks
+            .get_mut(index as usize)
+            .ok_or(Stale::NoSuchTask(index))?;
+        if task.state != TaskState::Queued {
+            return Err(Stale::NotCurrent {
+                task: index,
+                attempt: task.attempt,
+                node,
+            });
+        }
+        task.attempt += 1;
+        task.state = TaskState::Running;
+        task.worker = Some(node);
+        task.assigned_term = term;
+        self.state = JobState::Running;
+        self.touch(term);
+        Ok(self.tasks[index as usize].attempt)
+    }
+
+    fn current_mut(&mut self, index: u32, attempt: u32, node: &NodeId) -> Result<&mut Task, Stale> {
+        if self.state.is_terminal() {
+            return Err(Stale::Finished(self.state));
+        }
+        let task = self
+            .tasks
+            .get_mut(index as usize)
+            .ok_or(Stale::NoSuchTask(index))?;
+        if task.state != TaskState::Running
+            || task.attempt != attempt
+            || task.worker.as_ref() != Some(node)
+        {
+            return Err(Stale::NotCurrent {
+                task: index,
+                attempt,
+                node: node.clone(),
+            });
+        }
+        Ok(task)
+    }
+
+    /// Checks that `node` holds the current assignment of task `index` under `attempt`.
+    pub fn check_current(&self, index: u32, attempt: u32, node: &NodeId) -> Result<(), Stale> {
+        self.clone().current_mut(index, attempt, node).map(|_| ())
+    }
+
+    /// Records a finished task. Only the current assignment counts: a result from an older
+    /// attempt or another node is refused, so no frame ever counts twice.
+    pub fn complete(
+        &mut self,
+        index: u32,
+        attempt: u32,
+        node: &NodeId,
+        outputs: Vec<Output>,
+        term: Term,
+    ) -> Result<(), Stale> {
+        let task = self.current_mut(index, attempt, node)?;
+        task.state = TaskState::Done;
+        task.outputs = outputs;
+        if self.tasks.iter().all(|t| t.state == TaskState::Done) {
+            self.state = JobState::Done;
+        }
+        self.touch(term);
+        Ok(())
+    }
+
+    /// Records a failed attempt. The task goes back to the queue unless it has now failed on
+    /// `give_up_after` distinct nodes, in which case the whole job fails with the message.
+    pub fn fail(
+        &mut self,
+        index: u32,
+        attempt: u32,
+        node: &NodeId,
+        message: String,
+        give_up_after: usize,
+        term: Term,
+    ) -> Result<(), Stale> {
+        let task = self.current_mut(index, attempt, node)?;
+        if task.failures.len() < limits::MAX_FAILURES_KEPT {
+            task.failures.push(Failure {
+                node: node.clone(),
+                message: message.clone(),
+            });
+        }
+        task.state = TaskState::Queued;
+        task.worker = None;
+        let distinct: BTreeSet<&NodeId> = task.failures.iter().map(|f| &f.node).collect();
+        if distinct.len() >= give_up_after.max(1) {
+            let frames = task.frames;
+            let n = distinct.len();
+            self.finish(
+                JobState::Failed,
+                format!(
+                    "frames {frames} failed on {n} node{}: {message}",
+                    if n == 1 { "" } else { "s" }
+                ),
+            );
+        }
+        self.touch(term);
+        Ok(())
+    }
+
+    /// Puts every task running on `node` back in the queue (the node is gone). Returns how many.
+    pub fn requeue_node(&mut self, node: &NodeId, term: Term) -> usize {
+        if self.state.is_terminal() {
+            return 0;
+        }
+        let mut n = 0;
+        for task in &mut self.tasks {
+            if task.state == TaskState::Running && task.worker.as_ref() == Some(node) {
+                task.state = TaskState::Queued;
+                task.worker = None;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.touch(term);
+        }
+        n
+    }
+
+    /// Cancels the job; running tasks are abandoned.
+    pub fn cancel(&mut self, term: Term) -> bool {
+        if self.state.is_terminal() {
+            return false;
+        }
+        self.finish(JobState::Cancelled, "cancelled by a user".into());
+        self.touch(term);
+        true
+    }
+
+    fn finish(&mut self, state: JobState, message: String) {
+        self.state = state;
+        self.message = Some(message);
+        for task in &mut self.tasks {
+            if task.state != TaskState::Done {
+                task.state = TaskState::Failed;
+            }
+        }
+    }
+
+    /// Every rendered frame, in frame order.
+    pub fn outputs(&self) -> Vec<&Output> {
+        let mut out: Vec<&Output> = self.tasks.iter().flat_map(|t| &t.outputs).collect();
+        out.sort_by_key(|o| o.frame);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(a: u32, b: u32) -> FrameRange {
+        FrameRange::new(a, b).unwrap()
+    }
+
+    fn node(s: &str) -> NodeId {
+        NodeId(s.into())
+    }
+
+    fn spec(frames: FrameRange) -> JobSpec {
+        JobSpec {
+            name: "a.blend".into(),
+            blend: BlobHash::of(b"a"),
+            blend_size: 1,
+            frames,
+            samples: None,
+            resolution_percent: None,
+            format: OutputFormat::Png,
+            chunk: None,
+            blender_version: None,
+        }
+    }
+
+    fn job(frames: FrameRange, workers: usize) -> Job {
+        let chunks = plan_chunks(frames, workers, None);
+        Job::new(JobId([0; 16]), spec(frames), node("o"), chunks, Term(1), 0)
+    }
+
+    #[test]
+    fn frame_ranges_parse_and_refuse_nonsense() {
+        assert_eq!("1-250".parse::<FrameRange>().unwrap(), range(1, 250));
+        assert_eq!("12".parse::<FrameRange>().unwrap(), range(12, 12));
+        assert_eq!(" 3 - 4 ".trim().parse::<FrameRange>().unwrap(), range(3, 4));
+        for bad in ["5-3", "a-b", "-3", "1-", "", "1-2-3", "1.5-2", "0-99999999"] {
+            let err = bad.parse::<FrameRange>().unwrap_err().to_string();
+            assert!(err.contains("bad frame range"), "{bad}: {err}");
+        }
+        let err = "5-3".parse::<FrameRange>().unwrap_err().to_string();
+        assert!(err.contains("after the last"), "{err}");
+    }
+
+    #[test]
+    fn chunks_cover_every_frame_once_in_order() {
+        for (frames, workers, chunk) in [
+            (range(1, 250), 3, None),
+            (range(1, 12), 3, None),
+            (range(7, 7), 5, None),
+            (range(0, 99), 1, Some(7)),
+            (range(1, 24), 1, None),
+            (range(1, 10_000), 40, None),
+        ] {
+            let chunks = plan_chunks(frames, workers, chunk);
+            let all: Vec<u32> = chunks.iter().flat_map(|c| c.iter()).collect();
+            assert_eq!(all, frames.iter().collect::<Vec<_>>());
+            if let Some(size) = chunk {
+                assert!(chunks.iter().all(|c| c.len() <= size));
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_give_each_worker_several_and_stay_small() {
+        // 12 frames on 3 workers: one frame each, 12 tasks (4 per worker).
+        assert_eq!(plan_chunks(range(1, 12), 3, None).len(), 12);
+        // 250 frames on 3 workers: 21 frames would be a 12th each; capped at 16.
+        let c = plan_chunks(range(1, 250), 3, None);
+        assert!(c.iter().all(|c| c.len() <= 16));
+        assert!(c.len() >= 12);
+        // 24 frames on 1 worker: 4 chunks of 6.
+        assert_eq!(
+            plan_chunks(range(1, 24), 1, None),
+            vec![range(1, 6), range(7, 12), range(13, 18), range(19, 24)]
+        );
+    }
+
+    #[test]
+    fn a_stale_report_never_counts() {
+        let mut j = job(range(1, 4), 1);
+        let a = j.assign(0, node("w1"), Term(1)).unwrap();
+        // w1 vanishes; its task is queued again and handed to w2.
+        assert_eq!(j.requeue_node(&node("w1"), Term(1)), 1);
+        let b = j.assign(0, node("w2"), Term(2)).unwrap();
+        assert_eq!(b, a + 1);
+        // w1's late report is refused; w2's is accepted exactly once.
+        let out = vec![Output {
+            frame: 1,
+            blob: BlobHash::of(b"f"),
+            size: 1,
+        }];
+        assert!(j.complete(0, a, &node("w1"), out.clone(), Term(2)).is_err());
+        j.complete(0, b, &node("w2"), out.clone(), Term(2)).unwrap();
+        assert!(j.complete(0, b, &node("w2"), out, Term(2)).is_err());
+        assert_eq!(j.tasks[0].worker, Some(node("w2")));
+    }
+
+    #[test]
+    fn a_job_is_done_when_every_task_is_and_versions_only_grow() {
+        let mut j = job(range(1, 3), 3);
+        let mut last = j.version;
+        for i in 0..j.tasks.len() as u32 {
+            let a = j.assign(i, node("w"), Term(1)).unwrap();
+            assert!(j.version > last);
+            last = j.version;
+            let f = j.tasks[i as usize].frames.start;
+            let out = vec![Output {
+                frame: f,
+                blob: BlobHash::of(&f.to_le_bytes()),
+                size: 1,
+            }];
+            j.complete(i, a, &node("w"), out, Term(1)).unwrap();
+            assert!(j.version > last);
+            last = j.version;
+        }
+        assert_eq!(j.state, JobState::Done);
+        assert_eq!(j.outputs().len(), 3);
+        assert_eq!(j.frames_done(), 3);
+    }
+
+    #[test]
+    fn a_task_failing_on_every_node_fails_the_job_with_blenders_words() {
+        let mut j = job(range(1, 2), 2);
+        let a = j.assign(0, node("w1"), Term(1)).unwrap();
+        j.fail(0, a, &node("w1"), "no camera".into(), 2, Term(1))
+            .unwrap();
+        assert_eq!(j.state, JobState::Running);
+        assert_eq!(j.tasks[0].state, TaskState::Queued);
+        // w1 is not given the task it failed again; w2 is.
+        assert_eq!(j.next_task_for(&node("w1")), Some(1));
+        assert_eq!(j.next_task_for(&node("w2")), Some(0));
+        let b = j.assign(0, node("w2"), Term(1)).unwrap();
+        j.fail(0, b, &node("w2"), "no camera".into(), 2, Term(1))
+            .unwrap();
+        assert_eq!(j.state, JobState::Failed);
+        let msg = j.message.clone().unwrap();
+        assert!(
+            msg.contains("no camera") && msg.contains("2 nodes"),
+            "{msg}"
+        );
+        assert_eq!(j.next_task_for(&node("w3")), None);
+    }
+
+    #[test]
+    fn cancel_stops_hand_out() {
+        let mut j = job(range(1, 8), 2);
+        assert!(j.cancel(Term(1)));
+        assert_eq!(j.state, JobState::Cancelled);
+        assert!(j.assign(0, node("w"), Term(1)).is_err());
+        assert!(!j.cancel(Term(1)));
+    }
+
+    #[test]
+    fn specs_name_the_bad_field() {
+        let mut s = spec(range(1, 2));
+        s.samples = Some(0);
+        assert!(s.validate().unwrap_err().to_string().contains("samples"));
+        let mut s = spec(range(1, 2));
+        s.resolution_percent = Some(101);
+        assert!(s.validate().unwrap_err().to_string().contains("resolution"));
+        let mut s = spec(range(1, 2));
+        s.chunk = Some(0);
+        assert!(s.validate().unwrap_err().to_string().contains("chunk"));
+        assert!(spec(range(1, 2)).validate().is_ok());
+    }
+}

@@ -1,0 +1,122 @@
+//! The rendermesh protocol: identifiers, the job model, the election rule, every wire message
+//! and the codec that puts them on the wire. No I/O lives here.
+//!
+//! # Message flow
+//!
+//! - Every node publishes a [`Heartbeat`] each second on gossipsub. Heartbeats carry membership
+//!   (who is alive, with what), the election (who claims which [`Term`]) and the versions of
+//!   the job records each node holds.
+//! - A user submits to their own node, which sends [`Request::Submit`] to the coordinator.
+//! - The coordinator splits the job ([`plan_chunks`]) and sends [`Request::Assign`] to idle
+//!   workers; they fetch the `.blend` by [`BlobHash`] ([`Request::BlobInfo`],
+//!   [`Request::BlobChunk`]), render, and answer with [`Request::Report`].
+//! - Nodes whose copy of a job is older than a peer's (seen in its heartbeat) pull it with
+//!   [`Request::GetJob`]: the job table lives on every node, not in the coordinator's memory.
+
+pub mod codec;
+pub mod election;
+pub mod id;
+pub mod job;
+pub mod message;
+
+pub use election::{Claim, Decision, elect};
+pub use id::{BlobHash, JobId, NodeId, Term};
+pub use job::{
+    Failure, FrameRange, Job, JobSpec, JobState, Output, OutputFormat, Stale, Task, TaskState,
+    Version, plan_chunks,
+};
+pub use message::{
+    Assignment, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response, Role, TaskRef,
+};
+
+/// The request-response protocol carrying [`Request`] and [`Response`].
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/1";
+/// The Kademlia protocol name: rendermesh's own DHT, never mixed with IPFS's.
+pub const KAD_PROTOCOL: &str = "/rendermesh/kad/1";
+/// The identify protocol version: peers announcing anything else are not rendermesh nodes.
+pub const IDENTIFY_VERSION: &str = "rendermesh/1";
+/// The gossipsub topic for heartbeats.
+pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/1";
+
+/// Every bound the protocol relies on.
+pub mod limits {
+    /// Largest request or response on the wire.
+    pub const MAX_MESSAGE: usize = 4 << 20;
+    /// Largest gossip message.
+    pub const MAX_GOSSIP: usize = 64 << 10;
+    /// Blob chunk size: 1 MiB, a power of two times blake3's 1 KiB chunk, so each is a subtree.
+    pub const BLOB_CHUNK: u64 = 1 << 20;
+    /// Largest blob a node accepts (64 GiB).
+    pub const MAX_BLOB: u64 = 64 << 30;
+    /// Largest frame number Blender accepts.
+    pub const MAX_FRAME_NUMBER: u32 = 1_048_574;
+    /// Most frames in one job (keeps a job record well under [`MAX_MESSAGE`]).
+    pub const MAX_JOB_FRAMES: u32 = 20_000;
+    /// Most samples a job may ask for.
+    pub const MAX_SAMPLES: u32 = 1 << 16;
+    /// Longest job name, in bytes.
+    pub const MAX_NAME_LEN: usize = 255;
+    /// Most failures kept per task.
+    pub const MAX_FAILURES_KEPT: usize = 8;
+    /// Most job digests in a heartbeat.
+    pub const MAX_DIGESTS: usize = 64;
+    /// Heartbeat period.
+    pub const HEARTBEAT_MS: u64 = 1000;
+    /// A peer unheard for this long is gone.
+    pub const PEER_TIMEOUT_MS: u64 = 3000;
+}
+
+/// Everything that can be wrong with a message, an id or a value a person typed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A message is larger than allowed.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message does not decode.
+    #[error("malformed message: {reason}")]
+    Malformed {
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A message does not encode.
+    #[error("cannot encode message: {reason}")]
+    Encode {
+        /// What the encoder said.
+        reason: String,
+    },
+    /// An id in text form is wrong.
+    #[error("bad {kind} `{text}`: expected {expected}")]
+    BadId {
+        /// Which id.
+        kind: &'static str,
+        /// The text given.
+        text: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A frame range is wrong.
+    #[error("bad frame range `{text}`: {reason}")]
+    BadFrames {
+        /// The text given.
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An output format is unknown.
+    #[error("unknown output format `{0}`: expected png, jpg, bmp or exr")]
+    BadFormat(String),
+    /// A job setting is out of range.
+    #[error("bad {field}: {reason}")]
+    BadSpec {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}

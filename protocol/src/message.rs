@@ -1,0 +1,178 @@
+//! Every message that crosses the network.
+//!
+//! Two channels carry them:
+//! - gossipsub topic [`crate::HEARTBEAT_TOPIC`]: [`Gossip`] (heartbeats), signed by the sender;
+//! - request-response protocol [`crate::RPC_PROTOCOL`]: one [`Request`] answered by one
+//!   [`Response`], for blob chunks, job submission, assignments, reports and job replication.
+//!
+//! `docs/PROTOCOL.md` describes each message and the flows they make up.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{BlobHash, JobId, NodeId, Term};
+use crate::job::{FrameRange, Job, JobSpec, Output, Version};
+
+/// What a node does in the mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Renders, and may coordinate.
+    Worker,
+    /// An always-on node others join through; renders nothing and never coordinates.
+    Bootstrap,
+}
+
+/// The task a node is rendering right now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The job.
+    pub job: JobId,
+    /// The task's index in the job.
+    pub task: u32,
+    /// The frames it covers.
+    pub frames: FrameRange,
+    /// Frames written so far.
+    pub frames_done: u32,
+}
+
+/// The version of one job that a node holds: lets every node pull newer job records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDigest {
+    /// The job.
+    pub id: JobId,
+    /// The version held.
+    pub version: Version,
+}
+
+/// Published every second by every node; a node unheard for 3 s is gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Raised by every heartbeat of this node's run (detects reordering and restarts).
+    pub seq: u64,
+    /// A person's name for the node (`--name`, or the host name).
+    pub name: String,
+    /// What it does.
+    pub role: Role,
+    /// Logical CPU cores.
+    pub cores: u32,
+    /// Total memory in bytes.
+    pub memory: u64,
+    /// `Blender 3.4.1`, or `None` when Blender is missing.
+    pub blender: Option<String>,
+    /// CPU load, 0.0..=1.0 averaged over all cores.
+    pub load: f32,
+    /// The task it is rendering.
+    pub current: Option<TaskRef>,
+    /// The highest coordinator term it has seen.
+    pub term: Term,
+    /// The coordinator it follows (itself when it coordinates).
+    pub coordinator: Option<NodeId>,
+    /// True when it coordinates in `term`.
+    pub claims: bool,
+    /// The jobs it holds and their versions (newest first, at most
+    /// [`crate::limits::MAX_DIGESTS`]).
+    pub jobs: Vec<JobDigest>,
+    /// Multiaddrs it listens on, with `/p2p/<id>`, for `peers` and joining.
+    pub addrs: Vec<String>,
+}
+
+/// Messages published on gossipsub.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Gossip {
+    /// A node's periodic heartbeat.
+    Heartbeat(Heartbeat),
+}
+
+/// A task handed to a worker by the coordinator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The coordinator's term; a worker refuses assignments from a lower term than it has seen.
+    pub term: Term,
+    /// The job.
+    pub job: JobId,
+    /// The task's index.
+    pub task: u32,
+    /// The attempt number; the report must quote it.
+    pub attempt: u32,
+    /// The frames to render.
+    pub frames: FrameRange,
+    /// The job's settings.
+    pub spec: JobSpec,
+    /// The node that holds the `.blend` for sure (the job's origin).
+    pub origin: NodeId,
+}
+
+/// How a task ended on a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Every frame was written and stored as a blob on the worker.
+    Done(Vec<Output>),
+    /// Blender failed; the message quotes it.
+    Failed(String),
+}
+
+/// A worker's report on an assignment, sent to whoever coordinates when it is sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The job.
+    pub job: JobId,
+    /// The task's index.
+    pub task: u32,
+    /// The attempt the worker was given.
+    pub attempt: u32,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// A request sent over [`crate::RPC_PROTOCOL`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Asks for a blob's size and chunk chaining values (to verify chunks as they arrive).
+    BlobInfo(BlobHash),
+    /// Asks for chunk `index` ([`crate::limits::BLOB_CHUNK`] bytes) of a blob.
+    BlobChunk {
+        /// The blob.
+        hash: BlobHash,
+        /// The chunk's index.
+        index: u64,
+    },
+    /// Submits a job to the coordinator (idempotent: the id is the submitter's).
+    Submit {
+        /// The new job's id.
+        id: JobId,
+        /// What to render.
+        spec: JobSpec,
+    },
+    /// Asks the coordinator to cancel a job.
+    Cancel(JobId),
+    /// Coordinator to worker: render this.
+    Assign(Assignment),
+    /// Worker to coordinator: this is how it went.
+    Report(Report),
+    /// Asks any node for its copy of a job.
+    GetJob(JobId),
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to `BlobInfo`.
+    BlobInfo {
+        /// The blob's size in bytes.
+        size: u64,
+        /// The blake3 chaining value of each [`crate::limits::BLOB_CHUNK`]-byte chunk, in
+        /// order; empty when the blob fits in one chunk (then the root hash checks it).
+        chunks: Vec<[u8; 32]>,
+    },
+    /// Answer to `BlobChunk`.
+    BlobChunk(Vec<u8>),
+    /// The blob or job is not held here.
+    NotFound,
+    /// A submission, cancel, assignment or report was applied.
+    Accepted,
+    /// Refused, with the reason (a stale term, a busy worker, a bad spec, ...).
+    Rejected(String),
+    /// Sent to a node that does not coordinate: the coordinator it follows, if any.
+    NotCoordinator(Option<NodeId>),
+    /// Answer to `GetJob`.
+    Job(Box<Job>),
+}
