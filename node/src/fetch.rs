@@ -1,22 +1,134 @@
 //! Fetching blobs from peers, chunk by verified chunk.
+//!
+//! A fetch asks a peer for the blob's size and chunk chaining values ([`Request::BlobInfo`]),
+//! checks those against the hash (the store refuses values that do not merge to it), then
+//! pulls the chunks ([`Request::BlobChunk`]) a few at a time, verifying each before it is
+//! written. Peers named as hints are tried first, then every connected rendermesh peer. A blob
+//! already in the store is never fetched again, and concurrent fetches of one blob on one node
+//! wait for each other rather than transfer it twice.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
-use rendermesh_protocol::{BlobHash, NodeId};
+use futures::StreamExt;
+use libp2p::PeerId;
+use rendermesh_protocol::{BlobHash, NodeId, Request, Response};
+use tracing::{Instrument, debug, info_span};
 
 use crate::Error;
+use crate::net::NetHandle;
+use crate::store::{BlobInfo, BlobStore};
+
+/// Chunk requests in flight per fetch.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Fetches blobs from the mesh into the local store.
 #[derive(Clone, Debug)]
-pub struct Fetcher {}
+pub struct Fetcher {
+    net: NetHandle,
+    store: BlobStore,
+    /// One lock per blob being fetched, so a blob crosses the network once per node.
+    in_flight: Arc<Mutex<HashMap<BlobHash, Arc<tokio::sync::Mutex<()>>>>>,
+}
 
 impl Fetcher {
+    /// A fetcher over `net` into `store`.
+    pub fn new(net: NetHandle, store: BlobStore) -> Self {
+        Self {
+            net,
+            store,
+            in_flight: Arc::default(),
+        }
+    }
+
     /// The local path of `hash`, fetched from `hints` first, then from any connected peer.
     pub async fn fetch(&self, hash: BlobHash, hints: Vec<NodeId>) -> Result<PathBuf, Error> {
-        let _ = hints;
-        Err(Error::BlobUnavailable {
-            hash,
-            reason: "not yet wired".into(),
-        })
+        if self.store.has(&hash) {
+            return Ok(self.store.path(&hash));
+        }
+        let lock = {
+            let mut map = self.in_flight.lock().map_err(|_| Error::Shutdown)?;
+            map.entry(hash).or_default().clone()
+        };
+        let result = {
+            let _guard = lock.lock().await;
+            if self.store.has(&hash) {
+                Ok(self.store.path(&hash))
+            } else {
+                self.fetch_uncontended(hash, hints)
+                    .instrument(info_span!("fetch", blob = %hash.short()))
+                    .await
+            }
+        };
+        if let Ok(mut map) = self.in_flight.lock() {
+            map.remove(&hash);
+        }
+        result
+    }
+
+    async fn fetch_uncontended(
+        &self,
+        hash: BlobHash,
+        hints: Vec<NodeId>,
+    ) -> Result<PathBuf, Error> {
+        let local = self.net.local_peer_id();
+        let mut peers: Vec<PeerId> = hints
+            .iter()
+            .filter_map(|n| n.0.parse::<PeerId>().ok())
+            .collect();
+        for p in self.net.connected().await.map_err(|_| Error::Shutdown)? {
+            if !peers.contains(&p) {
+                peers.push(p);
+            }
+        }
+        peers.retain(|p| *p != local);
+        let mut last = String::from("no peer is connected");
+        for peer in peers {
+            match self.fetch_from(peer, hash).await {
+                Ok(path) => return Ok(path),
+                Err(reason) => {
+                    debug!(%peer, "fetch failed: {reason}");
+                    last = format!("{peer}: {reason}");
+                }
+            }
+        }
+        Err(Error::BlobUnavailable { hash, reason: last })
+    }
+
+    async fn fetch_from(&self, peer: PeerId, hash: BlobHash) -> Result<PathBuf, String> {
+        let info = match self.net.request(peer, Request::BlobInfo(hash)).await {
+            Ok(Response::BlobInfo { size, chunks }) => BlobInfo { size, chunks },
+            Ok(Response::NotFound) => return Err("does not have it".into()),
+            Ok(other) => return Err(format!("unexpected answer {other:?}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut incoming = self
+            .store
+            .incoming(hash, &info)
+            .map_err(|e| e.to_string())?;
+        let count = incoming.chunk_count();
+        let net = self.net.clone();
+        let mut chunks = futures::stream::iter(0..count)
+            .map(|index| {
+                let net = net.clone();
+                async move {
+                    let r = net.request(peer, Request::BlobChunk { hash, index }).await;
+                    (index, r)
+                }
+            })
+            .buffered(CHUNKS_IN_FLIGHT);
+        while let Some((index, response)) = chunks.next().await {
+            match response {
+                Ok(Response::BlobChunk(data)) => incoming
+                    .write_chunk(index, &data)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                Ok(Response::NotFound) => return Err(format!("lost chunk {index}")),
+                Ok(other) => return Err(format!("unexpected answer {other:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        incoming.finish().await.map_err(|e| e.to_string())
     }
 }

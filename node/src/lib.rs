@@ -6,6 +6,7 @@
 //! the local HTTP API ([`api`]). The `rendermesh` binary ([`cli`]) is a thin layer over this.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -16,7 +17,47 @@ pub mod net;
 pub mod render;
 pub mod store;
 pub mod view;
+pub mod worker;
 
 pub use config::Config;
 pub use error::Error;
+pub use libp2p::Multiaddr;
 pub use mesh::{Handle, Node};
+pub use rendermesh_protocol::Role;
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default: `info` for rendermesh,
+/// `warn` for everything else).
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,rendermesh=info,rendermesh_node=info,rendermesh_bootstrap=info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .compact()
+        .try_init();
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

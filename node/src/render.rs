@@ -1,1 +1,1214 @@
-//! Blender runner (being written).
+//! Running Blender: the only module that starts it.
+//!
+//! A [`Blender`] is an executable plus a thread count. [`Blender::render_frames`] renders a
+//! chunk of frames of a `.blend` in one Blender process (one start-up, about a second, per
+//! chunk), streams its output line by line as [`Progress`] events, kills it when cancelled, and
+//! on exit checks that every expected file `OUT_DIR/frame_NNNNN.EXT` exists: Blender often
+//! exits 0 after a failure, so its exit status alone proves nothing. A failure is reported as
+//! [`RenderError::Failed`] quoting Blender's own words (its `Error:` lines, Python tracebacks,
+//! `rendermesh: error:` lines from the settings script, else its last lines).
+//!
+//! The command ([`Blender::frames_command`], public so tests and benchmarks can run exactly what
+//! a worker runs) is
+//!
+//! ```text
+//! blender -b --factory-startup -Y FILE -E CYCLES [-t N] --python-exit-code 2 -P settings.py \
+//!     -o OUT_DIR/frame_##### -F FMT -x 1 -s A -e B -a -- [--samples N] [--resolution-percent P]
+//! ```
+//!
+//! - `-Y` (`--disable-autoexec`) stops a `.blend`'s embedded Python (text blocks registered to
+//!   run on load, scripted drivers, the handlers they would install) from running: a job's file
+//!   comes from another machine and must not run code here.
+//! - `--factory-startup` ignores this machine's preferences and add-ons, so every node renders
+//!   the same pixels from the same file.
+//! - Arguments apply left to right: everything that sets up the render comes before `-a`.
+//! - `settings.py` ([`rendermesh_scene::SETTINGS_PY`]) forces Cycles on the CPU with denoising
+//!   off, applies the job's samples and resolution, and fails fast on a scene with no camera;
+//!   `--python-exit-code 2` makes any Python error in it end Blender with status 2.
+//!
+//! The settings script is written on first use to a private directory of this process
+//! (`$TMPDIR/rendermesh-<pid>-<random>/`, mode 0700; a new one if a temp cleaner removes it),
+//! removed when the last clone of the [`Blender`] that made it is dropped.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rendermesh_protocol::{FrameRange, OutputFormat};
+use rendermesh_scene::{EXAMPLE_SCENE_PY, RenderSettings, SETTINGS_PY};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, trace, warn};
+
+/// How long `blender --version` may take.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a scene-building script may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a killed Blender may take to be reaped before we stop waiting for it.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Lines of output kept for error messages (progress lines excepted).
+const TAIL_LINES: usize = 200;
+/// Lines quoted from the tail when Blender printed no error line.
+const QUOTED_TAIL: usize = 10;
+/// Error and traceback lines kept for error messages.
+const NOTABLE_LINES: usize = 40;
+/// Longest line kept; the rest of a longer line is dropped.
+const MAX_LINE: usize = 4096;
+/// Blender's exit status when a `-P` script raises.
+const PYTHON_EXIT_CODE: &str = "2";
+
+/// What can go wrong running Blender.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    /// The executable does not exist.
+    #[error(
+        "Blender not found at `{}`: install it (apt-get install -y blender) or pass --blender PATH",
+        exe.display()
+    )]
+    NotFound {
+        /// The executable as given.
+        exe: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Blender ran and failed, or wrote no file for some frames; the message quotes Blender.
+    #[error("{message}")]
+    Failed {
+        /// Blender's own words and its exit status.
+        message: String,
+    },
+    /// The render was cancelled and Blender killed.
+    #[error("the render was cancelled")]
+    Cancelled,
+    /// Blender did not finish in time (only short runs have a time limit, never a render).
+    #[error("{what} did not finish within {} s", after.as_secs())]
+    Timeout {
+        /// What was being run.
+        what: &'static str,
+        /// The time limit.
+        after: Duration,
+    },
+    /// A path cannot be passed to Blender.
+    #[error("cannot pass `{}` to Blender: {reason}", path.display())]
+    BadPath {
+        /// The path.
+        path: PathBuf,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A file or directory could not be read or written, or Blender could not be started.
+    #[error("{what} `{}`", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A progress event from a running render.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    /// Blender started rendering a frame (its first `Fra:N` line for that frame).
+    Started {
+        /// The frame.
+        frame: u32,
+    },
+    /// Blender wrote a frame's file (`Saved: 'PATH'`).
+    Saved {
+        /// The frame.
+        frame: u32,
+        /// The file, as Blender named it.
+        path: PathBuf,
+    },
+}
+
+/// A frame a render produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenderedFrame {
+    /// The frame number.
+    pub frame: u32,
+    /// The image file.
+    pub path: PathBuf,
+}
+
+/// The file a render writes for `frame` in `out_dir`: `frame_00042.png` (at least five digits).
+pub fn frame_path(out_dir: &Path, frame: u32, format: OutputFormat) -> PathBuf {
+    out_dir.join(format!("frame_{frame:05}.{}", format.extension()))
+}
+
+/// A Blender executable and how to run it. Cheap to clone; clones share the scripts directory.
+#[derive(Clone, Debug)]
+pub struct Blender {
+    /// The executable; a bare name is looked up on the `PATH`.
+    exe: PathBuf,
+    /// Blender's `-t`: render threads; `None` lets Blender use every core.
+    threads: Option<u32>,
+    /// Where the scripts passed with `-P` are written; private to this process.
+    scripts: Arc<ScriptDir>,
+}
+
+impl Blender {
+    /// A runner for `exe` (e.g. `blender`); nothing is checked or written until it is used.
+    pub fn new(exe: impl Into<PathBuf>, threads: Option<u32>) -> Self {
+        Self {
+            exe: exe.into(),
+            threads,
+            scripts: Arc::new(ScriptDir::default()),
+        }
+    }
+
+    /// The executable as given.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// The first line of `blender --version`, e.g. `Blender 3.4.1`.
+    ///
+    /// [`RenderError::NotFound`] if the executable is missing; bounded by a 30 s time limit.
+    pub async fn version(&self) -> Result<String, RenderError> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--version");
+        piped(&mut cmd);
+        let work = async {
+            let mut run = Running::spawn(&self.exe, cmd)?;
+            let mut version = None;
+            while let Some((_, line)) = run.next_line().await {
+                let line = line.trim();
+                if version.is_none() && line.starts_with("Blender") {
+                    version = Some(line.to_owned());
+                }
+            }
+            let status = run.wait().await?;
+            match version {
+                Some(version) if status.success() => Ok(version),
+                _ => Err(run.failed(format!(
+                    "`{} --version` printed no version ({status})",
+                    self.exe.display()
+                ))),
+            }
+        };
+        tokio::time::timeout(VERSION_TIMEOUT, work)
+            .await
+            .map_err(|_| RenderError::Timeout {
+                what: "blender --version",
+                after: VERSION_TIMEOUT,
+            })?
+    }
+
+    /// The exact command a worker runs to render `frames` of `blend` into `out_dir` (see the
+    /// module docs for the argument list). Writes the settings script if it is not written yet.
+    ///
+    /// The command pipes stdout and stderr and kills Blender when dropped. The [`Blender`] (or a
+    /// clone) must outlive it: the settings script goes when the last clone does.
+    pub fn frames_command(
+        &self,
+        blend: &Path,
+        out_dir: &Path,
+        frames: FrameRange,
+        format: OutputFormat,
+        settings: &RenderSettings,
+    ) -> Result<Command, RenderError> {
+        // Absolute paths: Blender reads a leading `-` as an option and `//` as "next to the file".
+        let blend = absolute(blend)?;
+        let out_dir = absolute(out_dir)?;
+        if out_dir.as_os_str().as_encoded_bytes().contains(&b'#') {
+            return Err(RenderError::BadPath {
+                path: out_dir,
+                reason: "Blender reads `#` in an output path as a frame number",
+            });
+        }
+        let settings_py = self.scripts.settings()?;
+        let mut output = out_dir.into_os_string();
+        output.push("/frame_#####");
+
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["-b", "--factory-startup", "-Y"])
+            .arg(&blend)
+            .args(["-E", "CYCLES"]);
+        if let Some(threads) = self.threads {
+            cmd.arg("-t").arg(threads.to_string());
+        }
+        cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
+            .arg(settings_py)
+            .arg("-o")
+            .arg(output)
+            .args(["-F", format.blender_name(), "-x", "1"])
+            .arg("-s")
+            .arg(frames.start.to_string())
+            .arg("-e")
+            .arg(frames.end.to_string())
+            .arg("-a")
+            .arg("--")
+            .args(settings.script_args());
+        piped(&mut cmd);
+        Ok(cmd)
+    }
+
+    /// Renders `frames` of `blend` into `out_dir` (created if missing; any old file for these
+    /// frames is removed first) and returns the frames in order.
+    ///
+    /// Sends a [`Progress`] event when a frame starts and when it is saved (waiting for room in
+    /// `progress`; a closed receiver is ignored). Cancelling `cancel` kills Blender and returns
+    /// [`RenderError::Cancelled`] at once. Cancel-safe: dropping the future kills Blender too.
+    #[tracing::instrument(level = "debug", skip_all, fields(frames = %frames))]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn render_frames(
+        &self,
+        blend: &Path,
+        out_dir: &Path,
+        frames: FrameRange,
+        format: OutputFormat,
+        settings: &RenderSettings,
+        progress: mpsc::Sender<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<RenderedFrame>, RenderError> {
+        if cancel.is_cancelled() {
+            return Err(RenderError::Cancelled);
+        }
+        let expected: Vec<RenderedFrame> = frames
+            .iter()
+            .map(|frame| RenderedFrame {
+                frame,
+                path: frame_path(out_dir, frame, format),
+            })
+            .collect();
+        tokio::fs::create_dir_all(out_dir)
+            .await
+            .map_err(|source| io_error("creating the output directory", out_dir, source))?;
+        for old in &expected {
+            match tokio::fs::remove_file(&old.path).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_error("removing an old frame", &old.path, e));
+                }
+                _ => {}
+            }
+        }
+
+        let cmd = self.frames_command(blend, out_dir, frames, format, settings)?;
+        let mut run = Running::spawn(&self.exe, cmd)?;
+        let mut current = None;
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(run.cancel().await),
+                line = run.next_line() => line,
+            };
+            let Some((_, line)) = line else { break };
+            let Some(event) = parse_progress(&line, &mut current) else {
+                continue;
+            };
+            match &event {
+                Progress::Started { frame } => debug!(frame, "frame started"),
+                Progress::Saved { frame, path } => {
+                    info!(frame, path = %path.display(), "frame saved");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(run.cancel().await),
+                // An error means nobody listens any more: the render goes on regardless.
+                _ = progress.send(event) => {}
+            }
+        }
+        let status = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(run.cancel().await),
+            status = run.wait() => status?,
+        };
+        if !status.success() {
+            return Err(run.failed(format!("Blender failed ({status})")));
+        }
+        let mut missing = Vec::new();
+        for frame in &expected {
+            let written = tokio::fs::metadata(&frame.path)
+                .await
+                .is_ok_and(|m| m.is_file() && m.len() > 0);
+            if !written {
+                missing.push(frame.frame);
+            }
+        }
+        if !missing.is_empty() {
+            let first = frame_path(out_dir, missing[0], format);
+            return Err(run.failed(format!(
+                "Blender wrote no file for frame{} {} (expected `{}`; {status})",
+                if missing.len() == 1 { "" } else { "s" },
+                frame_list(&missing),
+                first.display(),
+            )));
+        }
+        Ok(expected)
+    }
+
+    /// Builds the example scene ([`EXAMPLE_SCENE_PY`]) and saves it at `out`.
+    pub async fn make_example_scene(&self, out: &Path) -> Result<(), RenderError> {
+        let out = absolute(out)?;
+        let arg = out.to_str().ok_or_else(|| RenderError::BadPath {
+            path: out.clone(),
+            reason: "not valid UTF-8",
+        })?;
+        let stdout = self.run_script(EXAMPLE_SCENE_PY, &[arg]).await?;
+        if !tokio::fs::try_exists(&out).await.unwrap_or(false) {
+            return Err(RenderError::Failed {
+                message: format!(
+                    "Blender did not save the example scene to `{}`: {}",
+                    out.display(),
+                    last_lines(stdout.lines())
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a Python script in a factory-fresh Blender (`-b --factory-startup -Y -P SCRIPT --
+    /// ARGS`) and returns its last 200 lines of stdout. A Python error ends Blender with
+    /// status 2 and gives [`RenderError::Failed`] quoting the traceback. Bounded by 5 minutes.
+    pub async fn run_script(
+        &self,
+        script_text: &str,
+        args: &[&str],
+    ) -> Result<String, RenderError> {
+        let script = self.scripts.write_script(script_text)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["-b", "--factory-startup", "-Y"])
+            .args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
+            .arg(&script)
+            .arg("--")
+            .args(args);
+        piped(&mut cmd);
+        let work = async {
+            let mut run = Running::spawn(&self.exe, cmd)?;
+            let mut stdout = VecDeque::new();
+            while let Some((stream, line)) = run.next_line().await {
+                if stream == Stream::Stdout {
+                    if stdout.len() == TAIL_LINES {
+                        stdout.pop_front();
+                    }
+                    stdout.push_back(line);
+                }
+            }
+            let status = run.wait().await?;
+            if !status.success() {
+                return Err(run.failed(format!("Blender's script failed ({status})")));
+            }
+            Ok(Vec::from(stdout).join("\n"))
+        };
+        let result = tokio::time::timeout(SCRIPT_TIMEOUT, work).await;
+        if let Err(e) = std::fs::remove_file(&script) {
+            warn!(path = %script.display(), error = %e, "could not remove a script");
+        }
+        result.map_err(|_| RenderError::Timeout {
+            what: "a Blender script",
+            after: SCRIPT_TIMEOUT,
+        })?
+    }
+}
+
+/// This process's directory for the scripts passed to Blender with `-P`.
+#[derive(Debug, Default)]
+struct ScriptDir {
+    /// `$TMPDIR/rendermesh-<pid>-<random>`, once created.
+    dir: Mutex<Option<PathBuf>>,
+    /// Numbers the one-off scripts of [`Blender::run_script`].
+    next: AtomicU64,
+}
+
+impl ScriptDir {
+    /// The directory: created (mode 0700, a fresh random name) on first use, and again under a
+    /// new name if something (a temp cleaner) removed it. Never reuses a name it did not create.
+    fn dir(&self) -> Result<PathBuf, RenderError> {
+        let mut dir = self
+            .dir
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(dir) = dir.as_ref().filter(|d| d.is_dir()) {
+            return Ok(dir.clone());
+        }
+        let fresh = std::env::temp_dir().join(format!(
+            "rendermesh-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&fresh)
+            .map_err(|e| io_error("creating the Blender scripts directory", &fresh, e))?;
+        *dir = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// `settings.py`, written if it is missing.
+    fn settings(&self) -> Result<PathBuf, RenderError> {
+        let path = self.dir()?.join("settings.py");
+        if !path.is_file() {
+            write_new(&path, SETTINGS_PY)?;
+        }
+        Ok(path)
+    }
+
+    /// A one-off script under a fresh name.
+    fn write_script(&self, text: &str) -> Result<PathBuf, RenderError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir()?.join(format!("script-{n}.py"));
+        write_new(&path, text)?;
+        Ok(path)
+    }
+}
+
+impl Drop for ScriptDir {
+    fn drop(&mut self) {
+        let dir = self
+            .dir
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(dir) = dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Writes `text` to a temporary name beside `path`, then renames it, so a Blender starting
+/// meanwhile never reads half a script.
+fn write_new(path: &Path, text: &str) -> Result<(), RenderError> {
+    let tmp = path.with_extension(format!("tmp{:016x}", rand::random::<u64>()));
+    std::fs::write(&tmp, text).map_err(|e| io_error("writing a Blender script", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error("writing a Blender script", path, e))
+}
+
+/// Which of Blender's streams a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A running Blender whose output is read line by line into a bounded [`OutputLog`].
+struct Running {
+    /// The executable, for messages.
+    exe: PathBuf,
+    /// Killed on drop.
+    child: Child,
+    stdout: LineReader<ChildStdout>,
+    stderr: LineReader<ChildStderr>,
+    /// What Blender said, bounded.
+    log: OutputLog,
+}
+
+impl Running {
+    fn spawn(exe: &Path, mut cmd: Command) -> Result<Self, RenderError> {
+        let mut child = cmd.spawn().map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                RenderError::NotFound {
+                    exe: exe.to_owned(),
+                    source,
+                }
+            } else {
+                io_error("starting Blender", exe, source)
+            }
+        })?;
+        let not_piped = || {
+            io_error(
+                "reading Blender's output",
+                exe,
+                io::Error::other("not piped"),
+            )
+        };
+        let stdout = child.stdout.take().ok_or_else(not_piped)?;
+        let stderr = child.stderr.take().ok_or_else(not_piped)?;
+        Ok(Self {
+            exe: exe.to_owned(),
+            child,
+            stdout: LineReader::new(stdout),
+            stderr: LineReader::new(stderr),
+            log: OutputLog::default(),
+        })
+    }
+
+    /// The next line from either stream, or `None` once both are closed. Cancel-safe: a
+    /// partial line stays buffered.
+    async fn next_line(&mut self) -> Option<(Stream, String)> {
+        loop {
+            let (stream, line) = tokio::select! {
+                line = self.stdout.next_line(), if !self.stdout.done => (Stream::Stdout, line),
+                line = self.stderr.next_line(), if !self.stderr.done => (Stream::Stderr, line),
+                else => return None,
+            };
+            let Some(line) = line else { continue };
+            if line.starts_with("Fra:") {
+                trace!(?stream, %line, "blender");
+            } else {
+                debug!(?stream, %line, "blender");
+            }
+            self.log.push(&line);
+            return Some((stream, line));
+        }
+    }
+
+    /// Waits for Blender to exit. Cancel-safe.
+    async fn wait(&mut self) -> Result<ExitStatus, RenderError> {
+        self.child
+            .wait()
+            .await
+            .map_err(|e| io_error("waiting for Blender", &self.exe, e))
+    }
+
+    /// Kills Blender, reaps it, and returns [`RenderError::Cancelled`].
+    async fn cancel(&mut self) -> RenderError {
+        if let Err(e) = self.child.start_kill() {
+            warn!(error = %e, "could not kill Blender");
+        }
+        if tokio::time::timeout(KILL_WAIT, self.child.wait())
+            .await
+            .is_err()
+        {
+            warn!("Blender did not exit within 5 s of being killed");
+        }
+        debug!("render cancelled; Blender killed");
+        RenderError::Cancelled
+    }
+
+    /// [`RenderError::Failed`]: `summary` and Blender's own words.
+    fn failed(&self, summary: String) -> RenderError {
+        RenderError::Failed {
+            message: self.log.message(&summary),
+        }
+    }
+}
+
+/// Reads lines of at most [`MAX_LINE`] bytes; the rest of a longer line is dropped.
+struct LineReader<R> {
+    reader: BufReader<R>,
+    /// The line read so far; kept across cancelled reads.
+    line: Vec<u8>,
+    /// True after end of file or a read error.
+    done: bool,
+}
+
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(reader: R) -> Self {
+        Self {
+            reader: BufReader::new(reader),
+            line: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// The next line without its line ending, `None` at the end. Cancel-safe.
+    async fn next_line(&mut self) -> Option<String> {
+        loop {
+            let chunk = match self.reader.fill_buf().await {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    warn!(error = %e, "reading Blender's output");
+                    self.done = true;
+                    return self.take();
+                }
+            };
+            if chunk.is_empty() {
+                self.done = true;
+                return self.take();
+            }
+            let (used, complete) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let room = MAX_LINE.saturating_sub(self.line.len());
+            self.line.extend_from_slice(&chunk[..used.min(room)]);
+            self.reader.consume(used);
+            if complete {
+                return self.take().or(Some(String::new()));
+            }
+        }
+    }
+
+    fn take(&mut self) -> Option<String> {
+        if self.line.is_empty() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&self.line)
+            .trim_end_matches(['\n', '\r'])
+            .to_owned();
+        self.line.clear();
+        Some(text)
+    }
+}
+
+/// What Blender said, bounded: the last lines, and the lines that explain a failure.
+#[derive(Debug, Default)]
+struct OutputLog {
+    /// The last [`TAIL_LINES`] lines, progress (`Fra:`) lines excepted: there are hundreds per
+    /// frame and they would push out what matters.
+    tail: VecDeque<String>,
+    /// Error lines and tracebacks, the first [`NOTABLE_LINES`] of them, each once.
+    notable: Vec<String>,
+    /// Inside a Python traceback (indented lines until the exception line).
+    in_traceback: bool,
+}
+
+impl OutputLog {
+    fn push(&mut self, line: &str) {
+        if line.starts_with("Fra:") {
+            return;
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_owned());
+
+        let mut notable = is_error_line(line);
+        if line.contains("Traceback (most recent call last)") {
+            self.in_traceback = true;
+            notable = true;
+        } else if self.in_traceback {
+            notable = true;
+            // The exception line ends the traceback: the first one not indented.
+            if !line.starts_with(char::is_whitespace) {
+                self.in_traceback = false;
+            }
+        }
+        if notable && self.notable.len() < NOTABLE_LINES && !self.notable.iter().any(|l| l == line)
+        {
+            self.notable.push(line.to_owned());
+        }
+    }
+
+    /// `summary`, then Blender's error lines, or its last lines when it printed none.
+    fn message(&self, summary: &str) -> String {
+        let quoted = if self.notable.is_empty() {
+            last_lines(self.tail.iter().map(String::as_str))
+        } else {
+            self.notable.join("\n")
+        };
+        match (quoted.is_empty(), quoted.contains('\n')) {
+            (true, _) => format!("{summary}; it printed nothing"),
+            (false, false) => format!("{summary}: {quoted}"),
+            (false, true) => format!("{summary}:\n{quoted}"),
+        }
+    }
+}
+
+/// A line in which Blender, or our settings script, names a failure.
+fn is_error_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("Error")
+        || line.starts_with("ERROR")
+        || line.contains("rendermesh: error:")
+        || line.contains("Unable to open")
+        || line.contains("Failed to read blend file")
+        || line.contains("Cannot read file")
+        // Blender's crash handler: "Writing: /tmp/x.crash.txt".
+        || line.contains(".crash.txt")
+}
+
+/// The last [`QUOTED_TAIL`] non-blank lines, minus Blender's closing "Blender quit".
+fn last_lines<'a>(lines: impl DoubleEndedIterator<Item = &'a str>) -> String {
+    let mut last: Vec<&str> = lines
+        .rev()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty() && *l != "Blender quit")
+        .take(QUOTED_TAIL)
+        .collect();
+    last.reverse();
+    last.join("\n")
+}
+
+/// Reads a progress event from a line; `current` is the frame of the last `Fra:` line.
+fn parse_progress(line: &str, current: &mut Option<u32>) -> Option<Progress> {
+    if let Some(rest) = line.strip_prefix("Fra:") {
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        let frame = digits.parse().ok()?;
+        if *current == Some(frame) {
+            return None;
+        }
+        *current = Some(frame);
+        return Some(Progress::Started { frame });
+    }
+    let path = line.strip_prefix("Saved: '")?.strip_suffix('\'')?;
+    let path = PathBuf::from(path);
+    // The file name is exact; the last `Fra:` line is the fallback for other names.
+    let from_name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.strip_prefix("frame_"))
+        .and_then(|n| n.parse().ok());
+    let frame = from_name.or(*current)?;
+    Some(Progress::Saved { frame, path })
+}
+
+/// `1, 2, 5` or `1, 2, 3, ... (12 frames)`.
+fn frame_list(frames: &[u32]) -> String {
+    const SHOWN: usize = 8;
+    let shown: Vec<String> = frames.iter().take(SHOWN).map(u32::to_string).collect();
+    if frames.len() > SHOWN {
+        format!("{}, ... ({} frames)", shown.join(", "), frames.len())
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// Pipes stdout and stderr, closes stdin, and kills the child when the handle is dropped.
+fn piped(cmd: &mut Command) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, RenderError> {
+    std::path::absolute(path).map_err(|e| io_error("resolving the path", path, e))
+}
+
+fn io_error(what: &'static str, path: &Path, source: io::Error) -> RenderError {
+    RenderError::Io {
+        what,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Most of these run the real Blender (`blender` on the PATH) on tiny renders.
+
+    use std::time::Instant;
+
+    use rendermesh_scene::NO_CAMERA_SCENE_PY;
+
+    use super::*;
+
+    fn blender() -> Blender {
+        Blender::new("blender", None)
+    }
+
+    fn range(a: u32, b: u32) -> FrameRange {
+        FrameRange::new(a, b).unwrap()
+    }
+
+    const TINY: RenderSettings = RenderSettings {
+        samples: Some(2),
+        resolution_percent: Some(10),
+    };
+
+    /// Renders with a progress receiver that collects every event.
+    async fn render(
+        blender: &Blender,
+        blend: &Path,
+        out: &Path,
+        frames: FrameRange,
+    ) -> (Result<Vec<RenderedFrame>, RenderError>, Vec<Progress>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let collect = async {
+            let mut events = Vec::new();
+            while let Some(event) = rx.recv().await {
+                events.push(event);
+            }
+            events
+        };
+        let run = blender.render_frames(
+            blend,
+            out,
+            frames,
+            OutputFormat::Png,
+            &TINY,
+            tx,
+            CancellationToken::new(),
+        );
+        tokio::join!(run, collect)
+    }
+
+    #[test]
+    fn progress_lines_become_one_started_per_frame_and_saved() {
+        let mut current = None;
+        let lines = [
+            "Read blend: /x.blend",
+            "Fra:1 Mem:9.60M (Peak 10.98M) | Time:00:00.00 | Synchronizing object | Cube",
+            "Fra:1 Mem:9.66M (Peak 10.98M) | Time:00:00.10 | Sample 1/2",
+            "Saved: '/out/frame_00001.png'",
+            " Time: 00:00.40 (Saving: 00:00.31)",
+            "Fra:2 Mem:9.60M | Time:00:00.00 | Initializing",
+            "Saved: '/out/other.png'",
+        ];
+        let events: Vec<Progress> = lines
+            .iter()
+            .filter_map(|l| parse_progress(l, &mut current))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                Progress::Started { frame: 1 },
+                Progress::Saved {
+                    frame: 1,
+                    path: "/out/frame_00001.png".into()
+                },
+                Progress::Started { frame: 2 },
+                Progress::Saved {
+                    frame: 2,
+                    path: "/out/other.png".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn failure_messages_quote_errors_and_tracebacks_and_stay_bounded() {
+        let mut log = OutputLog::default();
+        for i in 0..1000 {
+            log.push(&format!("Fra:1 line {i}"));
+            log.push(&format!("chatter {i}"));
+        }
+        log.push("Error: Python: Traceback (most recent call last):");
+        log.push("  File \"/s.py\", line 1, in <module>");
+        log.push("RuntimeError: boom");
+        log.push("after the traceback");
+        log.push("Blender quit");
+        assert_eq!(log.tail.len(), TAIL_LINES);
+        assert_eq!(
+            log.message("Blender failed (exit status: 2)"),
+            "Blender failed (exit status: 2):\nError: Python: Traceback (most recent call last):\n  \
+             File \"/s.py\", line 1, in <module>\nRuntimeError: boom"
+        );
+
+        let mut quiet = OutputLog::default();
+        for i in 0..30 {
+            quiet.push(&format!("line {i}"));
+        }
+        quiet.push("");
+        quiet.push("Blender quit");
+        let message = quiet.message("Blender wrote no file");
+        assert!(
+            message.starts_with("Blender wrote no file:\nline 20\n"),
+            "{message}"
+        );
+        assert!(message.ends_with("line 29"), "{message}");
+        assert_eq!(OutputLog::default().message("x"), "x; it printed nothing");
+    }
+
+    #[test]
+    fn frame_paths_have_five_digits_and_the_format_extension() {
+        let dir = Path::new("/out");
+        assert_eq!(
+            frame_path(dir, 7, OutputFormat::Png),
+            Path::new("/out/frame_00007.png")
+        );
+        assert_eq!(
+            frame_path(dir, 123_456, OutputFormat::Jpg),
+            Path::new("/out/frame_123456.jpg")
+        );
+        assert_eq!(frame_list(&[1, 2, 5]), "1, 2, 5");
+        assert_eq!(
+            frame_list(&(1..=12).collect::<Vec<_>>()),
+            "1, 2, 3, 4, 5, 6, 7, 8, ... (12 frames)"
+        );
+    }
+
+    #[test]
+    fn the_command_is_the_documented_argv() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blender::new("blender", Some(2));
+        let settings = RenderSettings {
+            samples: Some(4),
+            resolution_percent: None,
+        };
+        let out = dir.path().join("out");
+        let blend = Path::new("/x/a.blend");
+        let cmd = b
+            .frames_command(blend, &out, range(3, 7), OutputFormat::Exr, &settings)
+            .unwrap();
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let script = b.scripts.dir().unwrap().join("settings.py");
+        let expected = [
+            "-b",
+            "--factory-startup",
+            "-Y",
+            "/x/a.blend",
+            "-E",
+            "CYCLES",
+            "-t",
+            "2",
+            "--python-exit-code",
+            "2",
+            "-P",
+            script.to_str().unwrap(),
+            "-o",
+            &format!("{}/frame_#####", out.display()),
+            "-F",
+            "OPEN_EXR",
+            "-x",
+            "1",
+            "-s",
+            "3",
+            "-e",
+            "7",
+            "-a",
+            "--",
+            "--samples",
+            "4",
+        ];
+        assert_eq!(args, expected);
+        assert_eq!(std::fs::read_to_string(&script).unwrap(), SETTINGS_PY);
+        let err = b
+            .frames_command(
+                Path::new("a.blend"),
+                &dir.path().join("#1"),
+                range(1, 1),
+                OutputFormat::Png,
+                &settings,
+            )
+            .unwrap_err();
+        assert!(matches!(err, RenderError::BadPath { .. }), "{err}");
+        // A directory removed behind our back (a temp cleaner) is replaced under a new name.
+        let first = b.scripts.dir().unwrap();
+        std::fs::remove_dir_all(&first).unwrap();
+        b.frames_command(blend, &out, range(1, 1), OutputFormat::Png, &settings)
+            .unwrap();
+        let second = b.scripts.dir().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            std::fs::read_to_string(second.join("settings.py")).unwrap(),
+            SETTINGS_PY
+        );
+        // The scripts directory goes with the last clone.
+        let scripts = b.scripts.dir().unwrap();
+        let clone = b.clone();
+        drop(b);
+        assert!(scripts.is_dir());
+        drop(clone);
+        assert!(!scripts.exists());
+    }
+
+    // Blender often exits 0 after failing: a render that wrote nothing must still fail.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn exit_zero_without_files_fails_naming_the_frames() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("fake-blender");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'Fra:1 Mem:1M | Sample 1/1'\necho 'Error: something odd' >&2\n\
+             echo 'Blender quit'\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (result, events) = render(
+            &Blender::new(&fake, None),
+            Path::new("/x.blend"),
+            &dir.path().join("out"),
+            range(1, 2),
+        )
+        .await;
+        let message = result.unwrap_err().to_string();
+        assert!(
+            message.starts_with("Blender wrote no file for frames 1, 2 (expected `")
+                && message.ends_with("exit status: 0): Error: something odd"),
+            "{message}"
+        );
+        assert_eq!(events, vec![Progress::Started { frame: 1 }]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_executable_is_not_found() {
+        let b = Blender::new("/nonexistent/blender", None);
+        let err = b.version().await.unwrap_err();
+        assert!(matches!(err, RenderError::NotFound { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("apt-get install -y blender"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (result, _) = render(&b, Path::new("/x.blend"), dir.path(), range(1, 1)).await;
+        assert!(matches!(result, Err(RenderError::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn version_is_the_first_line() {
+        let version = blender().version().await.unwrap();
+        assert!(version.starts_with("Blender 3."), "{version}");
+    }
+
+    #[tokio::test]
+    async fn the_example_scene_renders_with_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("example.blend");
+        let b = blender();
+        b.make_example_scene(&blend).await.unwrap();
+        let out = dir.path().join("out");
+        let (result, events) = render(&b, &blend, &out, range(1, 2)).await;
+        let frames = result.unwrap();
+        assert_eq!(
+            frames,
+            vec![
+                RenderedFrame {
+                    frame: 1,
+                    path: out.join("frame_00001.png")
+                },
+                RenderedFrame {
+                    frame: 2,
+                    path: out.join("frame_00002.png")
+                },
+            ]
+        );
+        for frame in &frames {
+            assert!(std::fs::metadata(&frame.path).unwrap().len() > 0);
+        }
+        let out = absolute(&out).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                Progress::Started { frame: 1 },
+                Progress::Saved {
+                    frame: 1,
+                    path: out.join("frame_00001.png")
+                },
+                Progress::Started { frame: 2 },
+                Progress::Saved {
+                    frame: 2,
+                    path: out.join("frame_00002.png")
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scene_without_a_camera_fails_fast_saying_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("no-camera.blend");
+        let b = blender();
+        b.run_script(NO_CAMERA_SCENE_PY, &[blend.to_str().unwrap()])
+            .await
+            .unwrap();
+        let (result, events) = render(&b, &blend, &dir.path().join("out"), range(1, 2)).await;
+        let message = result.unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "Blender failed (exit status: 2): rendermesh: error: scene \"Scene\" has no camera"
+        );
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_file_fails_with_blenders_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("x.blend");
+        // Fixed pseudo-random bytes (an LCG), so the test never meets a real file header.
+        let mut x: u32 = 12345;
+        let bytes: Vec<u8> = (0..4096)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        std::fs::write(&blend, bytes).unwrap();
+        let (result, _) = render(&blender(), &blend, &dir.path().join("out"), range(1, 1)).await;
+        let message = result.unwrap_err().to_string();
+        // Blender 3.4.1: "Error: File format is not supported in file '/tmp/.../x.blend'".
+        assert!(
+            message.starts_with(
+                "Blender failed (exit status: 1): Error: File format is not supported in file"
+            ) && message.contains("x.blend"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn embedded_python_never_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("autorun.blend");
+        let marker = dir.path().join("marker");
+        let b = blender();
+        // A text block registered to run on load, and a scripted driver, each writing a marker.
+        let build = r#"
+import sys
+import bpy
+
+out, marker = sys.argv[sys.argv.index("--") + 1 :]
+text = bpy.data.texts.new("autorun.py")
+text.write(f"open({marker + '.module'!r}, 'w').write('ran')\n")
+text.use_module = True
+cube = bpy.data.objects["Cube"]
+fcurve = cube.driver_add("location", 0)
+fcurve.driver.type = "SCRIPTED"
+fcurve.driver.expression = f"len(open({marker + '.driver'!r}, 'w').write('ran')) * 0"
+bpy.ops.wm.save_as_mainfile(filepath=out)
+"#;
+        b.run_script(build, &[blend.to_str().unwrap(), marker.to_str().unwrap()])
+            .await
+            .unwrap();
+        let module_marker = marker.with_extension("module");
+        let driver_marker = marker.with_extension("driver");
+        assert!(!module_marker.exists() && !driver_marker.exists());
+
+        let (result, _) = render(&b, &blend, &dir.path().join("out"), range(1, 1)).await;
+        result.unwrap();
+        assert!(!module_marker.exists(), "the text block ran");
+        assert!(!driver_marker.exists(), "the driver ran");
+
+        // The control: the same file loaded with `-y` (--enable-autoexec) runs both, so the
+        // absence above is -Y's doing. (Checked by hand too: rendering it with `-y` instead of
+        // `-Y` writes both markers; factory preferences alone also leave autoexec off in 3.4,
+        // so -Y guards against a machine whose preferences turn it on.)
+        let status = tokio::process::Command::new("blender")
+            .args(["-b", "--factory-startup", "-y"])
+            .arg(&blend)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success());
+        assert!(module_marker.exists() && driver_marker.exists());
+    }
+
+    #[tokio::test]
+    async fn cancel_kills_blender_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("example.blend");
+        let b = blender();
+        b.make_example_scene(&blend).await.unwrap();
+        let out = dir.path().join("out");
+        let (tx, mut rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        // Full size and samples: each frame takes seconds, so the cancel lands mid-render.
+        let settings = RenderSettings::default();
+        let run = b.render_frames(
+            &blend,
+            &out,
+            range(1, 24),
+            OutputFormat::Png,
+            &settings,
+            tx,
+            cancel.clone(),
+        );
+        let watch = async {
+            let first = rx.recv().await;
+            cancel.cancel();
+            let at = Instant::now();
+            // Keep draining so the renderer is never blocked on the channel.
+            while rx.recv().await.is_some() {}
+            (first, at)
+        };
+        let (result, (first, cancelled_at)) = tokio::join!(run, watch);
+        let took = cancelled_at.elapsed();
+        assert_eq!(first, Some(Progress::Started { frame: 1 }));
+        assert!(matches!(result, Err(RenderError::Cancelled)), "{result:?}");
+        assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+        assert!(!out.join("frame_00024.png").exists());
+    }
+}

@@ -555,6 +555,22 @@ impl Job {
         Ok(())
     }
 
+    /// Puts one assignment back in the queue without counting a failure (the worker refused it,
+    /// could not be reached, or lost it).
+    pub fn release(
+        &mut self,
+        index: u32,
+        attempt: u32,
+        node: &NodeId,
+        term: Term,
+    ) -> Result<(), Stale> {
+        let task = self.current_mut(index, attempt, node)?;
+        task.state = TaskState::Queued;
+        task.worker = None;
+        self.touch(term);
+        Ok(())
+    }
+
     /// Puts every task running on `node` back in the queue (the node is gone). Returns how many.
     pub fn requeue_node(&mut self, node: &NodeId, term: Term) -> usize {
         if self.state.is_terminal() {

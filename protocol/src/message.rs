@@ -28,6 +28,8 @@ pub struct TaskRef {
     pub job: JobId,
     /// The task's index in the job.
     pub task: u32,
+    /// The attempt being rendered (or reported).
+    pub attempt: u32,
     /// The frames it covers.
     pub frames: FrameRange,
     /// Frames written so far.
@@ -43,7 +45,8 @@ pub struct JobDigest {
     pub version: Version,
 }
 
-/// Published every second by every node; a node unheard for 3 s is gone.
+/// Published every second by every node; a node unheard for
+/// [`crate::limits::PEER_TIMEOUT_MS`] is gone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Raised by every heartbeat of this node's run (detects reordering and restarts).

@@ -1,1 +1,340 @@
-//! placeholder
+//! Helpers for rendermesh's multi-node tests: real `rendermesh` processes on loopback, each with
+//! its own ports and data directory, killed when dropped; real Blender for reference renders;
+//! pixel comparison of decoded images.
+//!
+//! The binaries must be built first (`cargo build --workspace --bins`, which `scripts/test`
+//! does); set `RENDERMESH_BIN` to use another build.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The `rendermesh` binary under test.
+pub fn bin() -> PathBuf {
+    if let Ok(p) = std::env::var("RENDERMESH_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target"));
+    let path = target.join("debug").join("rendermesh");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or fails after `timeout` naming `what`.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free TCP port on loopback (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A GET on a node's API; returns the JSON body (`None` when the node does not answer).
+pub fn api_get(api: SocketAddr, path: &str) -> Option<Value> {
+    let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {api}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    serde_json::from_str(body).ok()
+}
+
+/// One `rendermesh node` process.
+pub struct MeshNode {
+    child: Option<Child>,
+    /// Its API address.
+    pub api: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Its peer id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its multiaddrs (with `/p2p/<id>`).
+    pub addrs: Vec<String>,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl MeshNode {
+    /// Starts a node named `name` under `root/name`, on loopback, without mDNS, joining
+    /// `bootstrap` (if any). Waits until its API answers and it listens.
+    pub fn start(root: &Path, name: &str, bootstrap: Option<&MeshNode>) -> Result<Self> {
+        Self::start_with(root, name, bootstrap, &["--threads", "1"])
+    }
+
+    /// Like [`MeshNode::start`], with extra arguments.
+    pub fn start_with(
+        root: &Path,
+        name: &str,
+        bootstrap: Option<&MeshNode>,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let data_dir = root.join(name);
+        std::fs::create_dir_all(&data_dir)?;
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let log = root.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(bin());
+        cmd.arg("node")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
+            .arg("--api")
+            .arg(api.to_string())
+            .arg("--no-mdns")
+            .args(["--name", name])
+            .args(extra);
+        if let Some(b) = bootstrap {
+            let addr = b
+                .addrs
+                .iter()
+                .find(|a| a.contains("/tcp/"))
+                .context("bootstrap node has no TCP address")?;
+            cmd.arg("--bootstrap").arg(addr);
+        }
+        let child = cmd
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin().display()))?;
+        let mut node = Self {
+            child: Some(child),
+            api,
+            data_dir,
+            id: String::new(),
+            name: name.to_owned(),
+            addrs: Vec::new(),
+            log,
+        };
+        let info = wait_for(
+            &format!("node {name} to listen"),
+            Duration::from_secs(30),
+            || {
+                let v = api_get(api, "/api/v1/node")?;
+                let addrs = v["addrs"].as_array()?;
+                (!addrs.is_empty()).then_some(v)
+            },
+        )
+        .map_err(|e| anyhow!("{e}\n--- log of {name} ---\n{}", node.log_text()))?;
+        node.id = info["id"].as_str().unwrap_or_default().to_owned();
+        node.addrs = info["addrs"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(node)
+    }
+
+    /// The node's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILLs the node (no goodbye to anyone).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A GET on this node's API.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        api_get(self.api, path)
+    }
+
+    /// The node's live peers view.
+    pub fn peers(&self) -> Option<Value> {
+        self.get("/api/v1/peers")
+    }
+
+    /// Runs `rendermesh ARGS --api <this node>` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        Ok(Command::new(bin())
+            .args(args)
+            .arg("--api")
+            .arg(self.api.to_string())
+            .stdin(Stdio::null())
+            .output()?)
+    }
+}
+
+impl Drop for MeshNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `n` nodes: the first alone, the others bootstrapping to it. Waits until every node
+/// sees all `n` and they agree on one coordinator.
+pub fn cluster(root: &Path, n: usize) -> Result<Vec<MeshNode>> {
+    let mut nodes = vec![MeshNode::start(root, "node-1", None)?];
+    for i in 2..=n {
+        let node = MeshNode::start(root, &format!("node-{i}"), Some(&nodes[0]))?;
+        nodes.push(node);
+    }
+    wait_for("every node to see the whole mesh and one coordinator", Duration::from_secs(30), || {
+        agreed_coordinator(&nodes, n)
+    })
+    .map_err(|e| {
+        let logs: Vec<String> = nodes.iter().map(|n| format!("--- {} ---\n{}", n.name, n.log_text())).collect();
+        anyhow!("{e}\n{}", logs.join("\n"))
+    })?;
+    Ok(nodes)
+}
+
+/// The coordinator every live node in `nodes` agrees on, once each sees `n` peers.
+pub fn agreed_coordinator(nodes: &[MeshNode], n: usize) -> Option<String> {
+    let mut coordinator = None;
+    for node in nodes.iter().filter(|n| n.child.is_some()) {
+        let peers = node.peers()?;
+        if peers["peers"].as_array()?.len() != n {
+            return None;
+        }
+        let c = peers["coordinator"].as_str()?.to_owned();
+        match &coordinator {
+            None => coordinator = Some(c),
+            Some(prev) if *prev == c => {}
+            Some(_) => return None,
+        }
+    }
+    coordinator
+}
+
+/// Makes the example scene (via `rendermesh example-scene`) at `path`.
+pub fn example_scene(path: &Path) -> Result<()> {
+    let out = Command::new(bin())
+        .arg("example-scene")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() || !path.exists() {
+        bail!(
+            "example-scene failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Renders `frames` of `blend` directly with `blender -b` (no mesh), with the same settings
+/// script and values a worker uses. Files land in `out` as `ref_NNNNN.png`.
+pub fn blender_direct(
+    blend: &Path,
+    out: &Path,
+    start: u32,
+    end: u32,
+    samples: u32,
+    percent: u32,
+) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let script = out.join("settings.py");
+    std::fs::write(&script, rendermesh_scene::SETTINGS_PY)?;
+    let status = Command::new("blender")
+        .args(["-b", "--factory-startup", "-Y"])
+        .arg(blend)
+        .args(["-E", "CYCLES", "-t", "2", "--python-exit-code", "2", "-P"])
+        .arg(&script)
+        .arg("-o")
+        .arg(out.join("ref_#####"))
+        .args(["-F", "PNG", "-x", "1", "-s"])
+        .arg(start.to_string())
+        .arg("-e")
+        .arg(end.to_string())
+        .arg("-a")
+        .arg("--")
+        .args(["--samples", &samples.to_string()])
+        .args(["--resolution-percent", &percent.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("blender -b failed with {status}");
+    }
+    Ok(())
+}
+
+/// Decoded RGBA pixels and size of an image file.
+pub fn pixels(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
+    let img = image::open(path)
+        .with_context(|| format!("cannot decode {}", path.display()))?
+        .to_rgba8();
+    Ok((img.width(), img.height(), img.into_raw()))
+}
+
+/// Asserts two image files hold the same decoded pixels.
+pub fn assert_same_pixels(a: &Path, b: &Path) -> Result<()> {
+    let (wa, ha, pa) = pixels(a)?;
+    let (wb, hb, pb) = pixels(b)?;
+    if (wa, ha) != (wb, hb) {
+        bail!(
+            "{} is {wa}x{ha} but {} is {wb}x{hb}",
+            a.display(),
+            b.display()
+        );
+    }
+    if pa != pb {
+        let differing = pa
+            .chunks(4)
+            .zip(pb.chunks(4))
+            .filter(|(x, y)| x != y)
+            .count();
+        bail!(
+            "{} and {} differ in {differing} of {} pixels",
+            a.display(),
+            b.display(),
+            wa * ha
+        );
+    }
+    Ok(())
+}

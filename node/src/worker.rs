@@ -1,0 +1,176 @@
+//! The worker side of a task: fetch the `.blend` by hash, render the frames, store each frame
+//! as a blob, and say how it went.
+//!
+//! Rendering goes through the [`Renderer`] trait. The product uses [`BlenderRenderer`] (real
+//! Blender Cycles, and nothing else is reachable from the CLI); tests of scheduling and failure
+//! handling may plug in a fake through [`crate::mesh::Node::start_with_renderer`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rendermesh_protocol::{Assignment, NodeId, Outcome, Output};
+use rendermesh_scene::RenderSettings;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::fetch::Fetcher;
+use crate::render::{Blender, Progress, RenderError};
+use crate::store::BlobStore;
+
+/// Something that renders the frames of an assignment into a directory.
+#[async_trait]
+pub trait Renderer: Send + Sync + 'static {
+    /// The renderer's version (`Blender 3.4.1`); `None` when it cannot run here.
+    async fn version(&self) -> Option<String>;
+
+    /// Renders `assignment.frames` of `blend` into `out_dir`; reports each finished frame on
+    /// `progress`; returns every frame's file, in frame order, or a message quoting the
+    /// renderer.
+    async fn render(
+        &self,
+        blend: &Path,
+        out_dir: &Path,
+        assignment: &Assignment,
+        progress: mpsc::Sender<u32>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<(u32, PathBuf)>, String>;
+}
+
+/// Real Blender Cycles, run headless by [`crate::render`].
+#[derive(Clone, Debug)]
+pub struct BlenderRenderer {
+    blender: Blender,
+}
+
+impl BlenderRenderer {
+    /// Renders with `blender`.
+    pub fn new(blender: Blender) -> Self {
+        Self { blender }
+    }
+}
+
+#[async_trait]
+impl Renderer for BlenderRenderer {
+    async fn version(&self) -> Option<String> {
+        match self.blender.version().await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("this node will not render: {e}");
+                None
+            }
+        }
+    }
+
+    async fn render(
+        &self,
+        blend: &Path,
+        out_dir: &Path,
+        a: &Assignment,
+        progress: mpsc::Sender<u32>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<(u32, PathBuf)>, String> {
+        let settings = RenderSettings {
+            samples: a.spec.samples,
+            resolution_percent: a.spec.resolution_percent,
+        };
+        let (tx, mut rx) = mpsc::channel(64);
+        let forward = async {
+            while let Some(p) = rx.recv().await {
+                if let Progress::Saved { frame, .. } = p {
+                    let _ = progress.send(frame).await;
+                }
+            }
+        };
+        let render = self.blender.render_frames(
+            blend,
+            out_dir,
+            a.frames,
+            a.spec.format,
+            &settings,
+            tx,
+            cancel,
+        );
+        let (result, ()) = tokio::join!(render, forward);
+        match result {
+            Ok(frames) => Ok(frames.into_iter().map(|f| (f.frame, f.path)).collect()),
+            Err(RenderError::Cancelled) => Err("cancelled".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// What a task needs from its node.
+#[derive(Clone)]
+pub(crate) struct WorkerContext {
+    pub fetcher: Fetcher,
+    pub store: BlobStore,
+    pub renderer: Arc<dyn Renderer>,
+    pub work_dir: PathBuf,
+}
+
+/// Runs one assignment to its end. Never panics; every failure becomes [`Outcome::Failed`].
+pub(crate) async fn run_task(
+    ctx: WorkerContext,
+    a: Assignment,
+    coordinator: NodeId,
+    progress: mpsc::Sender<u32>,
+    cancel: CancellationToken,
+) -> Outcome {
+    let blend = match ctx
+        .fetcher
+        .fetch(a.spec.blend, vec![a.origin.clone(), coordinator])
+        .await
+    {
+        Ok(path) => path,
+        Err(e) => return Outcome::Failed(format!("cannot fetch the .blend: {e}")),
+    };
+    let dir = ctx
+        .work_dir
+        .join(format!("{}-{}-{}", a.job, a.task, a.attempt));
+    let result = render_into(&ctx, &a, &blend, &dir, progress, cancel).await;
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+        debug!("work dir {} not removed: {e}", dir.display());
+    }
+    match result {
+        Ok(outputs) => Outcome::Done(outputs),
+        Err(message) => Outcome::Failed(message),
+    }
+}
+
+async fn render_into(
+    ctx: &WorkerContext,
+    a: &Assignment,
+    blend_blob: &Path,
+    dir: &Path,
+    progress: mpsc::Sender<u32>,
+    cancel: CancellationToken,
+) -> Result<Vec<Output>, String> {
+    let out_dir = dir.join("out");
+    tokio::fs::create_dir_all(&out_dir)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
+    // Blender wants a `.blend` name; link the blob rather than copy it.
+    let blend = dir.join("scene.blend");
+    if tokio::fs::hard_link(blend_blob, &blend).await.is_err() {
+        tokio::fs::copy(blend_blob, &blend)
+            .await
+            .map_err(|e| format!("cannot stage the .blend: {e}"))?;
+    }
+    let frames = ctx
+        .renderer
+        .render(&blend, &out_dir, a, progress, cancel)
+        .await?;
+    let mut outputs = Vec::with_capacity(frames.len());
+    for (frame, path) in frames {
+        let (blob, size) = ctx
+            .store
+            .put_file(&path)
+            .await
+            .map_err(|e| format!("cannot store frame {frame}: {e}"))?;
+        outputs.push(Output { frame, blob, size });
+    }
+    info!(frames = %a.frames, "task rendered");
+    Ok(outputs)
+}

@@ -1,0 +1,233 @@
+//! Scheduling and failure handling across three in-process nodes on loopback, with a
+//! `FakeRenderer` (test-only: it writes a small file per frame and never runs Blender). These
+//! tests are about who renders what and what happens on failure, not about pixels; the tests in
+//! `tests/` use real Blender.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rendermesh_node::worker::Renderer;
+use rendermesh_node::{Config, Node, Role};
+use rendermesh_protocol::{
+    Assignment, FrameRange, JobId, JobSpec, JobState, OutputFormat, TaskState,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A stand-in for Blender in scheduling tests: each frame becomes a file holding the frame
+/// number, after `per_frame`; it fails every task when `fail_with` is set.
+struct FakeRenderer {
+    version: String,
+    per_frame: Duration,
+    fail_with: Option<String>,
+    rendered: AtomicU32,
+}
+
+impl FakeRenderer {
+    fn new(version: &str, per_frame: Duration, fail_with: Option<&str>) -> Arc<Self> {
+        Arc::new(Self {
+            version: version.into(),
+            per_frame,
+            fail_with: fail_with.map(str::to_owned),
+            rendered: AtomicU32::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl Renderer for FakeRenderer {
+    async fn version(&self) -> Option<String> {
+        Some(self.version.clone())
+    }
+
+    async fn render(
+        &self,
+        _blend: &Path,
+        out_dir: &Path,
+        a: &Assignment,
+        progress: mpsc::Sender<u32>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<(u32, PathBuf)>, String> {
+        if let Some(msg) = &self.fail_with {
+            return Err(msg.clone());
+        }
+        let mut out = Vec::new();
+        for frame in a.frames.iter() {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err("cancelled".into()),
+                _ = tokio::time::sleep(self.per_frame) => {}
+            }
+            let path = out_dir.join(format!("frame_{frame:05}.png"));
+            tokio::fs::write(&path, format!("frame {frame}"))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.rendered.fetch_add(1, Ordering::SeqCst);
+            let _ = progress.send(frame).await;
+            out.push((frame, path));
+        }
+        Ok(out)
+    }
+}
+
+struct Mesh {
+    _dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, r) in renderers.into_iter().enumerate() {
+        let bootstrap = match nodes.first() {
+            Some(first) => {
+                let info = first.wait_listening().await.expect("first node listens");
+                info.addrs
+                    .iter()
+                    .filter(|a| a.contains("/tcp/"))
+                    .filter_map(|a| a.parse().ok())
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let config = Config {
+            data_dir: dir.path().join(format!("n{i}")),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+            api: None,
+            bootstrap,
+            mdns: false,
+            name: format!("n{i}"),
+            threads: None,
+            role: Role::Worker,
+            blender: PathBuf::from("blender-is-not-used"),
+        };
+        nodes.push(
+            Node::start_with_renderer(config, r)
+                .await
+                .expect("node starts"),
+        );
+    }
+    let n = nodes.len();
+    poll("every node to see the others and a coordinator", Duration::from_secs(30), || async {
+        for node in &nodes {
+            let peers = node.handle().peers().await.ok()?;
+            if peers.peers.len() != n || peers.coordinator.is_none() {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    Mesh { _dir: dir, nodes }
+}
+
+async fn poll<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn submit(node: &Node, frames: FrameRange, chunk: Option<u32>) -> JobId {
+    let h = node.handle();
+    let (blend, size) = {
+        let bytes = b"BLENDER-v304 fake scene for scheduling tests".to_vec();
+        (h.store().put_bytes(&bytes).await.expect("put"), bytes.len() as u64)
+    };
+    let spec = JobSpec {
+        name: "fake.blend".into(),
+        blend,
+        blend_size: size,
+        frames,
+        samples: None,
+        resolution_percent: None,
+        format: OutputFormat::Png,
+        chunk,
+        blender_version: None,
+    };
+    h.submit(spec).await.expect("submit")
+}
+
+async fn finished(node: &Node, id: JobId) -> rendermesh_protocol::Job {
+    poll("the job to end", Duration::from_secs(60), || async {
+        let job = node.handle().job(id).await.ok()??;
+        job.state.is_terminal().then_some(job)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_is_spread_over_every_node_and_every_frame_counts_once() {
+    let renderers: Vec<_> = (0..3)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(150), None))
+        .collect();
+    let m = mesh(renderers.clone()).await;
+    let id = submit(&m.nodes[0], FrameRange::new(1, 24).expect("range"), Some(1)).await;
+    let job = finished(&m.nodes[0], id).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+    let frames: Vec<u32> = job.outputs().iter().map(|o| o.frame).collect();
+    assert_eq!(frames, (1..=24).collect::<Vec<_>>());
+    let workers: BTreeSet<_> = job.tasks.iter().filter_map(|t| t.worker.clone()).collect();
+    assert_eq!(workers.len(), 3, "every node rendered: {workers:?}");
+    let rendered: u32 = renderers.iter().map(|r| r.rendered.load(Ordering::SeqCst)).sum();
+    assert_eq!(rendered, 24, "no frame was rendered twice in a healthy mesh");
+    // The finished frames are fetchable from any node.
+    let out = job.outputs()[0].clone();
+    let path = m.nodes[2]
+        .handle()
+        .fetch(out.blob, vec![])
+        .await
+        .expect("frame fetchable");
+    assert_eq!(std::fs::read_to_string(path).expect("read"), "frame 1");
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_fails_everywhere_fails_the_job_quickly_with_the_renderers_words() {
+    let renderers: Vec<_> = (0..3)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::ZERO, Some("Error: Cannot render, no camera")))
+        .collect();
+    let m = mesh(renderers).await;
+    let started = Instant::now();
+    let id = submit(&m.nodes[1], FrameRange::new(1, 6).expect("range"), Some(2)).await;
+    let job = finished(&m.nodes[1], id).await;
+    assert_eq!(job.state, JobState::Failed);
+    let msg = job.message.expect("a failed job says why");
+    assert!(msg.contains("no camera") && msg.contains("3 nodes"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(job.tasks.iter().all(|t| t.state != TaskState::Running));
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_only_on_nodes_with_the_submitters_blender_version() {
+    let renderers = vec![
+        FakeRenderer::new("Fake 1.0", Duration::from_millis(50), None),
+        FakeRenderer::new("Fake 2.0", Duration::from_millis(50), None),
+        FakeRenderer::new("Fake 1.0", Duration::from_millis(50), None),
+    ];
+    let m = mesh(renderers.clone()).await;
+    let id = submit(&m.nodes[0], FrameRange::new(1, 8).expect("range"), Some(1)).await;
+    let job = finished(&m.nodes[0], id).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+    assert_eq!(renderers[1].rendered.load(Ordering::SeqCst), 0, "the 2.0 node rendered");
+    assert_eq!(job.spec.blender_version.as_deref(), Some("Fake 1.0"));
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
