@@ -58,8 +58,13 @@ async fn main() -> anyhow::Result<()> {
         role: rendermesh_node::Role::Bootstrap,
         blender: PathBuf::from("blender"),
     };
-    let node = Node::start(config).await.context("cannot start the bootstrap node")?;
-    let info = node.wait_listening().await.context("the bootstrap node did not start listening")?;
+    let node = Node::start(config)
+        .await
+        .context("cannot start the bootstrap node")?;
+    let info = node
+        .wait_listening()
+        .await
+        .context("the bootstrap node did not start listening")?;
     println!("rendermesh-bootstrap {} ({})", info.id, info.name);
     println!("join it with:");
     for addr in &info.addrs {

@@ -102,9 +102,11 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
     // Mesh: an embedded one-node mesh, from upload to the last frame held.
     let node = Node::start(Config {
         data_dir: cfg.work_dir.join("node"),
-        listen: vec!["/ip4/127.0.0.1/tcp/0"
-            .parse()
-            .map_err(|e| Error::Network(format!("{e}")))?],
+        listen: vec![
+            "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .map_err(|e| Error::Network(format!("{e}")))?,
+        ],
         api: None,
         bootstrap: Vec::new(),
         mdns: false,
@@ -160,7 +162,9 @@ async fn wait_coordinator(handle: &crate::Handle) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while handle.info().await?.coordinator.is_none() {
         if Instant::now() > deadline {
-            return Err(Error::NoCoordinator("the bench node never coordinated".into()));
+            return Err(Error::NoCoordinator(
+                "the bench node never coordinated".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -119,9 +119,7 @@ impl Handle {
         loop {
             let (target, _) = self.ask(Command::Coordinator).await?;
             let answer = match target {
-                Target::Me => Ok(self
-                    .ask(|tx| Command::Local(request.clone(), tx))
-                    .await?),
+                Target::Me => Ok(self.ask(|tx| Command::Local(request.clone(), tx)).await?),
                 Target::Peer(peer) => self
                     .net
                     .request(peer, request.clone())
@@ -565,7 +563,9 @@ impl Mesh {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as f64;
-        let one = sysinfo::System::load_average().map(|l| l.one).unwrap_or(0.0);
+        let one = sysinfo::System::load_average()
+            .map(|l| l.one)
+            .unwrap_or(0.0);
         (one / cores).clamp(0.0, 1.0) as f32
     }
 
@@ -809,7 +809,12 @@ impl Mesh {
         }
     }
 
-    fn on_report(&mut self, from: NodeId, report: Report, reply: Option<oneshot::Sender<Response>>) {
+    fn on_report(
+        &mut self,
+        from: NodeId,
+        report: Report,
+        reply: Option<oneshot::Sender<Response>>,
+    ) {
         let respond = |reply: Option<oneshot::Sender<Response>>, r: Response| {
             if let Some(tx) = reply {
                 let _ = tx.send(r);
@@ -836,10 +841,19 @@ impl Mesh {
                     .map(|j| self.matching_workers(&j.spec))
                     .unwrap_or(1)
                     .clamp(1, 3);
-                let Some(job) = self.jobs.get_mut(&report.job) else { return };
+                let Some(job) = self.jobs.get_mut(&report.job) else {
+                    return;
+                };
                 warn!(job = %report.job.short(), task = report.task, node = %from.short(),
                       "task failed: {message}");
-                let _ = job.fail(report.task, report.attempt, &from, message.clone(), give_up, term);
+                let _ = job.fail(
+                    report.task,
+                    report.attempt,
+                    &from,
+                    message.clone(),
+                    give_up,
+                    term,
+                );
                 if job.state == rendermesh_protocol::JobState::Failed {
                     warn!(job = %report.job.short(), "job failed: {}", job.message.clone().unwrap_or_default());
                 }
@@ -885,7 +899,12 @@ impl Mesh {
         }
     }
 
-    fn apply_done(&mut self, from: &NodeId, report: Report, reply: Option<oneshot::Sender<Response>>) {
+    fn apply_done(
+        &mut self,
+        from: &NodeId,
+        report: Report,
+        reply: Option<oneshot::Sender<Response>>,
+    ) {
         let answer = match (self.leading, self.jobs.get_mut(&report.job)) {
             (Some(term), Some(job)) => {
                 let Outcome::Done(outputs) = report.outcome else {
@@ -1021,7 +1040,9 @@ impl Mesh {
         order.sort_by_key(|id| self.jobs.get(id).map(|j| j.created_ms));
         let mut assignments = Vec::new();
         for id in order {
-            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             let mut i = 0;
             while i < idle.len() {
                 let (node, version) = &idle[i];
@@ -1063,7 +1084,9 @@ impl Mesh {
                 self.on_assign_answered(node, a.job, a.task, a.attempt, Ok(answer));
                 continue;
             }
-            let Ok(peer) = node.0.parse::<PeerId>() else { continue };
+            let Ok(peer) = node.0.parse::<PeerId>() else {
+                continue;
+            };
             self.assigning.insert(node.clone());
             let net = self.net.clone();
             let internal = self.internal.clone();
@@ -1099,7 +1122,8 @@ impl Mesh {
             return;
         }
         debug!(node = %node.short(), "assignment not taken: {answer:?}");
-        self.cooldown.insert(node.clone(), Instant::now() + ASSIGN_COOLDOWN);
+        self.cooldown
+            .insert(node.clone(), Instant::now() + ASSIGN_COOLDOWN);
         if let (Some(term), Some(j)) = (self.leading, self.jobs.get_mut(&job))
             && j.release(task, attempt, &node, term).is_ok()
         {
@@ -1128,7 +1152,11 @@ impl Mesh {
             return if same {
                 Response::Accepted
             } else {
-                Response::Rejected(format!("busy with job {} task {}", r.assignment.job.short(), r.assignment.task))
+                Response::Rejected(format!(
+                    "busy with job {} task {}",
+                    r.assignment.job.short(),
+                    r.assignment.task
+                ))
             };
         }
         if a.spec.blender_version.is_some() && a.spec.blender_version != self.blender {
@@ -1183,7 +1211,9 @@ impl Mesh {
             if *coordinator == self.me {
                 continue; // handled below, synchronously
             }
-            let Ok(peer) = coordinator.0.parse::<PeerId>() else { return };
+            let Ok(peer) = coordinator.0.parse::<PeerId>() else {
+                return;
+            };
             p.in_flight = true;
             let report = p.report.clone();
             let net = self.net.clone();
@@ -1225,7 +1255,10 @@ impl Mesh {
                     debug!(frame, "frame rendered");
                 }
             }
-            Internal::WorkerDone { assignment, outcome } => {
+            Internal::WorkerDone {
+                assignment,
+                outcome,
+            } => {
                 self.running = None;
                 if matches!(&outcome, Outcome::Failed(m) if m == "cancelled") {
                     return;
@@ -1275,7 +1308,10 @@ impl Mesh {
                 if let Some(job) = job
                     && job.id == id
                 {
-                    let newer = self.jobs.get(&id).is_none_or(|mine| job.version > mine.version);
+                    let newer = self
+                        .jobs
+                        .get(&id)
+                        .is_none_or(|mine| job.version > mine.version);
                     if newer {
                         debug!(job = %id.short(), version = ?job.version, "job record updated");
                         self.jobs.insert(id, *job);
@@ -1385,7 +1421,10 @@ impl Mesh {
         for m in self.members.values() {
             for d in &m.hb.jobs {
                 let newer = self.jobs.get(&d.id).is_none_or(|j| d.version > j.version);
-                if newer && !self.pulling.contains(&d.id) && !wanted.iter().any(|(id, _)| *id == d.id) {
+                if newer
+                    && !self.pulling.contains(&d.id)
+                    && !wanted.iter().any(|(id, _)| *id == d.id)
+                {
                     wanted.push((d.id, m.peer));
                 }
             }

@@ -201,13 +201,14 @@ pub fn load_identity(dir: &Path) -> Result<Keypair, NetError> {
         reason,
     };
     match std::fs::read(&path) {
-        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes)
-            .map_err(|e| bad(format!("not a valid key ({e}); move it away to get a new id"))),
+        Ok(bytes) => Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
+            bad(format!(
+                "not a valid key ({e}); move it away to get a new id"
+            ))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
-            let bytes = key
-                .to_protobuf_encoding()
-                .map_err(|e| bad(e.to_string()))?;
+            let bytes = key.to_protobuf_encoding().map_err(|e| bad(e.to_string()))?;
             std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, bytes).map_err(|e| bad(e.to_string()))?;
@@ -346,8 +347,11 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
             };
             let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
             kad_cfg.set_query_timeout(Duration::from_secs(30));
-            let mut kad =
-                kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad_cfg,
+            );
             kad.set_mode(Some(kad::Mode::Server));
             let gossip_cfg = gossipsub::ConfigBuilder::default()
                 .heartbeat_interval(Duration::from_millis(500))
@@ -358,8 +362,10 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
                 .mesh_n_high(12)
                 .mesh_outbound_min(1)
                 .build()?;
-            let gossipsub =
-                gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_cfg)?;
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_cfg,
+            )?;
             let rpc = request_response::Behaviour::with_codec(
                 RpcCodec,
                 [(StreamProtocol::new(RPC_PROTOCOL), ProtocolSupport::Full)],
@@ -397,7 +403,14 @@ pub fn start(
     config: NetConfig,
     store: BlobStore,
     shutdown: CancellationToken,
-) -> Result<(NetHandle, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>), NetError> {
+) -> Result<
+    (
+        NetHandle,
+        mpsc::Receiver<NetEvent>,
+        tokio::task::JoinHandle<()>,
+    ),
+    NetError,
+> {
     let mut swarm = build_swarm(key, &config)?;
     let topic = gossipsub::IdentTopic::new(HEARTBEAT_TOPIC);
     swarm
@@ -440,8 +453,9 @@ pub fn start(
     Ok((NetHandle { tx: cmd_tx, local }, event_rx, task))
 }
 
-type ReplyFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (ResponseChannel<Response>, Option<Response>)> + Send>>;
+type ReplyFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (ResponseChannel<Response>, Option<Response>)> + Send>,
+>;
 
 struct NetActor {
     swarm: Swarm<Behaviour>,
@@ -587,7 +601,10 @@ impl NetActor {
             } => {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if let ConnectedPoint::Dialer { address, .. } = endpoint {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, address);
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, address);
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -661,7 +678,11 @@ impl NetActor {
                 let Some(from) = message.source else { return };
                 match codec::decode::<Gossip>(&message.data, limits::MAX_GOSSIP) {
                     Ok(msg) => {
-                        if self.events.try_send(NetEvent::Gossip { from, msg }).is_err() {
+                        if self
+                            .events
+                            .try_send(NetEvent::Gossip { from, msg })
+                            .is_err()
+                        {
                             debug!("mesh actor busy; heartbeat dropped");
                         }
                     }

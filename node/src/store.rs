@@ -1,16 +1,736 @@
-//! Content-addressed blob store (being written).
+//! The content-addressed blob store: files named by the blake3 hash of their bytes, kept under
+//! `DIR/blobs/<hex>`, written through `DIR/tmp/` and renamed into place only once verified.
+//!
+//! # Verified chunks
+//!
+//! Blobs travel in [`limits::BLOB_CHUNK`] (1 MiB) chunks. 1 MiB is a power-of-two multiple of
+//! blake3's 1 KiB chunk, so each 1 MiB chunk at offset `i * BLOB_CHUNK` is a complete subtree of
+//! blake3's hash tree, with a *chaining value* (CV) computed by `blake3::hazmat`. A sender gives
+//! the CVs of every chunk ([`BlobInfo`]); [`BlobStore::incoming`] merges them up the tree
+//! (`left_subtree_len` decides every split, exactly as blake3 does) and refuses them unless the
+//! root equals the hash asked for. Each arriving chunk is then checked against its CV before it is
+//! written ([`Incoming::write_chunk`]). A blob of one chunk or less has no CV list; its single
+//! chunk is checked against the root hash. [`Incoming::finish`] hashes the whole file once more
+//! before renaming it into place.
 
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use blake3::hazmat::{
+    HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
+};
+use rendermesh_protocol::{BlobHash, limits};
 use serde::{Deserialize, Serialize};
 
-/// The store (placeholder).
-#[derive(Clone, Debug)]
-pub struct BlobStore {}
+/// Chunk CV lists cached in memory.
+const INFO_CACHE: usize = 1024;
 
-/// Store counters.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stats {}
-
-/// Store errors.
+/// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StoreError {}
+pub enum StoreError {
+    /// A file could not be read or written.
+    #[error("{what} `{}`", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blob is larger than a node accepts.
+    #[error("blob {hash} has {size} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// The blob (short hash).
+        hash: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The chunk chaining values do not merge to the blob's hash.
+    #[error("the chunk list offered for blob {hash} does not match its hash")]
+    BadChainingValues {
+        /// The blob (short hash).
+        hash: String,
+    },
+    /// A chunk does not match its chaining value.
+    #[error("chunk {index} of blob {hash} is corrupt (it does not match the blob's hash tree)")]
+    ChunkMismatch {
+        /// The blob (short hash).
+        hash: String,
+        /// The chunk.
+        index: u64,
+    },
+    /// A chunk index is out of range.
+    #[error("blob {hash} has no chunk {index} (it has {count})")]
+    BadChunkIndex {
+        /// The blob (short hash).
+        hash: String,
+        /// The index asked for.
+        index: u64,
+        /// How many chunks it has.
+        count: u64,
+    },
+    /// A chunk has the wrong length.
+    #[error("chunk {index} of blob {hash} has {got} bytes, expected {expected}")]
+    BadChunkLength {
+        /// The blob (short hash).
+        hash: String,
+        /// The chunk.
+        index: u64,
+        /// Its expected length.
+        expected: u64,
+        /// Its length.
+        got: u64,
+    },
+    /// Chunks are missing at the end of a transfer.
+    #[error("blob {hash} is incomplete: {missing} chunks missing")]
+    Incomplete {
+        /// The blob (short hash).
+        hash: String,
+        /// How many chunks are missing.
+        missing: u64,
+    },
+    /// The assembled file does not hash to the blob's name.
+    #[error("blob {hash} assembled to a file hashing to {got}")]
+    HashMismatch {
+        /// The blob (short hash).
+        hash: String,
+        /// What it hashed to (short).
+        got: String,
+    },
+}
+
+/// Size and chunk chaining values of a blob: what a receiver needs to verify each chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// One CV per [`limits::BLOB_CHUNK`] chunk; empty for a blob of one chunk or less.
+    pub chunks: Vec<[u8; 32]>,
+}
+
+/// Store counters (shown by `GET /api/v1/node`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Whole blobs that arrived over the network.
+    pub blobs_received: u64,
+    /// Their bytes.
+    pub bytes_received: u64,
+    /// Chunks that arrived and verified.
+    pub chunks_received: u64,
+    /// Chunks refused because they failed verification.
+    pub chunks_rejected: u64,
+    /// Chunks served to peers.
+    pub chunks_served: u64,
+    /// Bytes served to peers.
+    pub bytes_served: u64,
+    /// Per blob (hex hash): how many times it arrived over the network.
+    pub received: BTreeMap<String, u32>,
+}
+
+#[derive(Default)]
+struct Counters {
+    blobs_received: AtomicU64,
+    bytes_received: AtomicU64,
+    chunks_received: AtomicU64,
+    chunks_rejected: AtomicU64,
+    chunks_served: AtomicU64,
+    bytes_served: AtomicU64,
+    received: Mutex<BTreeMap<String, u32>>,
+}
+
+struct Inner {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    counters: Counters,
+    infos: Mutex<HashMap<BlobHash, BlobInfo>>,
+    next_tmp: AtomicU64,
+}
+
+/// The blob store. Cheap to clone.
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStore")
+            .field("blobs", &self.inner.blobs)
+            .finish()
+    }
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { what, path, source }
+}
+
+fn join_err(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Io {
+        what: "background task failed for",
+        path: PathBuf::from("blob store"),
+        source: std::io::Error::other(e),
+    }
+}
+
+/// Number of [`limits::BLOB_CHUNK`] chunks of a blob of `size` bytes (1 for an empty blob).
+pub fn chunk_count(size: u64) -> u64 {
+    size.div_ceil(limits::BLOB_CHUNK).max(1)
+}
+
+fn chunk_cv(index: u64, data: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(index * limits::BLOB_CHUNK);
+    h.update(data);
+    h.finalize_non_root()
+}
+
+/// The chaining value of each chunk of `data`; empty when `data` fits in one chunk.
+pub fn chaining_values(data: &[u8]) -> Vec<[u8; 32]> {
+    if data.len() as u64 <= limits::BLOB_CHUNK {
+        return Vec::new();
+    }
+    data.chunks(limits::BLOB_CHUNK as usize)
+        .enumerate()
+        .map(|(i, c)| chunk_cv(i as u64, c))
+        .collect()
+}
+
+/// Merges the CVs of the subtree covering `len` bytes starting at chunk `first`.
+fn merge(cvs: &[[u8; 32]], first: usize, len: u64) -> [u8; 32] {
+    if len <= limits::BLOB_CHUNK {
+        return cvs[first];
+    }
+    let left = left_subtree_len(len);
+    let l = merge(cvs, first, left);
+    let r = merge(
+        cvs,
+        first + (left / limits::BLOB_CHUNK) as usize,
+        len - left,
+    );
+    merge_subtrees_non_root(&l, &r, Mode::Hash)
+}
+
+/// True when `cvs` are the chunk chaining values of a blob of `size` bytes hashing to `hash`.
+pub fn verify_chaining_values(hash: &BlobHash, size: u64, cvs: &[[u8; 32]]) -> bool {
+    if size <= limits::BLOB_CHUNK {
+        return cvs.is_empty();
+    }
+    if cvs.len() as u64 != chunk_count(size) {
+        return false;
+    }
+    let left = left_subtree_len(size);
+    let l = merge(cvs, 0, left);
+    let r = merge(cvs, (left / limits::BLOB_CHUNK) as usize, size - left);
+    merge_subtrees_root(&l, &r, Mode::Hash).as_bytes() == &hash.0
+}
+
+fn hash_file(path: &Path) -> Result<(BlobHash, u64), StoreError> {
+    let mut file = std::fs::File::open(path).map_err(io_err("cannot open", path))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err("cannot read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((BlobHash(*hasher.finalize().as_bytes()), size))
+}
+
+impl BlobStore {
+    /// Opens (creating) `dir/blobs/` and `dir/tmp/`, emptying `tmp/` of leftovers.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let blobs = dir.join("blobs");
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&blobs).map_err(io_err("cannot create", &blobs))?;
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_err("cannot empty", &tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io_err("cannot create", &tmp))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                blobs,
+                tmp,
+                counters: Counters::default(),
+                infos: Mutex::new(HashMap::new()),
+                next_tmp: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Where blob `hash` lives (whether or not it is there).
+    pub fn path(&self, hash: &BlobHash) -> PathBuf {
+        self.inner.blobs.join(hash.to_string())
+    }
+
+    /// True when the blob is in the store.
+    pub fn has(&self, hash: &BlobHash) -> bool {
+        self.path(hash).is_file()
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        let n = self.inner.next_tmp.fetch_add(1, Ordering::Relaxed);
+        self.inner.tmp.join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Stores `bytes`; returns their hash. A blob already present is left as it is.
+    pub async fn put_bytes(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
+        let hash = BlobHash::of(bytes);
+        if self.has(&hash) {
+            return Ok(hash);
+        }
+        let tmp = self.tmp_path();
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(io_err("cannot write", &tmp))?;
+        let dest = self.path(&hash);
+        tokio::fs::rename(&tmp, &dest)
+            .await
+            .map_err(io_err("cannot move a blob into", &dest))?;
+        Ok(hash)
+    }
+
+    /// Copies a local file in (hashing while copying); returns its hash and size. A blob
+    /// already present is left as it is.
+    pub async fn put_file(&self, path: &Path) -> Result<(BlobHash, u64), StoreError> {
+        let src = path.to_path_buf();
+        let tmp = self.tmp_path();
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut input = std::fs::File::open(&src).map_err(io_err("cannot open", &src))?;
+            let mut out = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 16];
+            let mut size = 0u64;
+            loop {
+                let n = input.read(&mut buf).map_err(io_err("cannot read", &src))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n])
+                    .map_err(io_err("cannot write", &tmp))?;
+                size += n as u64;
+            }
+            let hash = BlobHash(*hasher.finalize().as_bytes());
+            let dest = store.path(&hash);
+            if dest.is_file() {
+                let _ = std::fs::remove_file(&tmp);
+            } else {
+                std::fs::rename(&tmp, &dest).map_err(io_err("cannot move a blob into", &dest))?;
+            }
+            Ok((hash, size))
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Size and chunk chaining values of a stored blob (`None` if absent).
+    pub async fn info(&self, hash: &BlobHash) -> Result<Option<BlobInfo>, StoreError> {
+        if let Ok(cache) = self.inner.infos.lock()
+            && let Some(info) = cache.get(hash)
+        {
+            return Ok(Some(info.clone()));
+        }
+        if !self.has(hash) {
+            return Ok(None);
+        }
+        let path = self.path(hash);
+        let info = tokio::task::spawn_blocking(move || -> Result<BlobInfo, StoreError> {
+            let mut file = std::fs::File::open(&path).map_err(io_err("cannot open", &path))?;
+            let size = file.metadata().map_err(io_err("cannot read", &path))?.len();
+            if size <= limits::BLOB_CHUNK {
+                return Ok(BlobInfo {
+                    size,
+                    chunks: Vec::new(),
+                });
+            }
+            let mut chunks = Vec::with_capacity(chunk_count(size) as usize);
+            let mut buf = vec![0u8; limits::BLOB_CHUNK as usize];
+            for index in 0..chunk_count(size) {
+                let len = (size - index * limits::BLOB_CHUNK).min(limits::BLOB_CHUNK) as usize;
+                file.read_exact(&mut buf[..len])
+                    .map_err(io_err("cannot read", &path))?;
+                chunks.push(chunk_cv(index, &buf[..len]));
+            }
+            Ok(BlobInfo { size, chunks })
+        })
+        .await
+        .map_err(join_err)??;
+        if let Ok(mut cache) = self.inner.infos.lock() {
+            if cache.len() >= INFO_CACHE {
+                cache.clear();
+            }
+            cache.insert(*hash, info.clone());
+        }
+        Ok(Some(info))
+    }
+
+    /// Chunk `index` of a stored blob (`None` if the blob is absent).
+    pub async fn read_chunk(
+        &self,
+        hash: &BlobHash,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.has(hash) {
+            return Ok(None);
+        }
+        let path = self.path(hash);
+        let short = hash.short();
+        let data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StoreError> {
+            let mut file = std::fs::File::open(&path).map_err(io_err("cannot open", &path))?;
+            let size = file.metadata().map_err(io_err("cannot read", &path))?.len();
+            let count = chunk_count(size);
+            if index >= count {
+                return Err(StoreError::BadChunkIndex {
+                    hash: short,
+                    index,
+                    count,
+                });
+            }
+            let start = index * limits::BLOB_CHUNK;
+            let len = (size - start).min(limits::BLOB_CHUNK) as usize;
+            file.seek(SeekFrom::Start(start))
+                .map_err(io_err("cannot read", &path))?;
+            let mut buf = vec![0u8; len];
+            file.read_exact(&mut buf)
+                .map_err(io_err("cannot read", &path))?;
+            Ok(buf)
+        })
+        .await
+        .map_err(join_err)??;
+        let c = &self.inner.counters;
+        c.chunks_served.fetch_add(1, Ordering::Relaxed);
+        c.bytes_served
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(Some(data))
+    }
+
+    /// Starts receiving blob `hash` described by `info`: refuses an oversized blob or a chunk
+    /// list that does not merge to `hash`.
+    pub fn incoming(&self, hash: BlobHash, info: &BlobInfo) -> Result<Incoming, StoreError> {
+        if info.size > limits::MAX_BLOB {
+            return Err(StoreError::TooLarge {
+                hash: hash.short(),
+                size: info.size,
+                max: limits::MAX_BLOB,
+            });
+        }
+        if !verify_chaining_values(&hash, info.size, &info.chunks) {
+            return Err(StoreError::BadChainingValues { hash: hash.short() });
+        }
+        let tmp = self.tmp_path();
+        let file = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+        file.set_len(info.size)
+            .map_err(io_err("cannot size", &tmp))?;
+        Ok(Incoming {
+            store: self.clone(),
+            hash,
+            info: info.clone(),
+            tmp,
+            file: Some(file),
+            have: vec![false; chunk_count(info.size) as usize],
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            blobs_received: c.blobs_received.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+            chunks_received: c.chunks_received.load(Ordering::Relaxed),
+            chunks_rejected: c.chunks_rejected.load(Ordering::Relaxed),
+            chunks_served: c.chunks_served.load(Ordering::Relaxed),
+            bytes_served: c.bytes_served.load(Ordering::Relaxed),
+            received: c.received.lock().map(|m| m.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A blob being received, chunk by verified chunk. Dropping it discards the partial file.
+pub struct Incoming {
+    store: BlobStore,
+    hash: BlobHash,
+    info: BlobInfo,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    have: Vec<bool>,
+}
+
+impl Incoming {
+    /// How many chunks the blob has (1 for an empty blob, whose one chunk is empty).
+    pub fn chunk_count(&self) -> u64 {
+        chunk_count(self.info.size)
+    }
+
+    /// The length of chunk `index`.
+    pub fn chunk_len(&self, index: u64) -> u64 {
+        let start = index * limits::BLOB_CHUNK;
+        self.info.size.saturating_sub(start).min(limits::BLOB_CHUNK)
+    }
+
+    /// Verifies chunk `index` and writes it; a chunk that fails verification is refused.
+    pub async fn write_chunk(&mut self, index: u64, data: &[u8]) -> Result<(), StoreError> {
+        let count = self.chunk_count();
+        if index >= count {
+            return Err(StoreError::BadChunkIndex {
+                hash: self.hash.short(),
+                index,
+                count,
+            });
+        }
+        let expected = self.chunk_len(index);
+        if data.len() as u64 != expected {
+            return Err(StoreError::BadChunkLength {
+                hash: self.hash.short(),
+                index,
+                expected,
+                got: data.len() as u64,
+            });
+        }
+        let ok = if self.info.chunks.is_empty() {
+            blake3::hash(data).as_bytes() == &self.hash.0
+        } else {
+            chunk_cv(index, data) == self.info.chunks[index as usize]
+        };
+        let counters = &self.store.inner.counters;
+        if !ok {
+            counters.chunks_rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::ChunkMismatch {
+                hash: self.hash.short(),
+                index,
+            });
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(StoreError::Incomplete {
+                hash: self.hash.short(),
+                missing: count,
+            });
+        };
+        file.seek(SeekFrom::Start(index * limits::BLOB_CHUNK))
+            .and_then(|_| file.write_all(data))
+            .map_err(io_err("cannot write", &self.tmp))?;
+        self.have[index as usize] = true;
+        counters.chunks_received.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Checks every chunk arrived and the whole file hashes to the blob's name, then moves it
+    /// into the store. Returns the blob's path.
+    pub async fn finish(mut self) -> Result<PathBuf, StoreError> {
+        let missing = self.have.iter().filter(|h| !**h).count() as u64;
+        if missing > 0 {
+            return Err(StoreError::Incomplete {
+                hash: self.hash.short(),
+                missing,
+            });
+        }
+        if let Some(file) = self.file.take() {
+            file.sync_all().map_err(io_err("cannot flush", &self.tmp))?;
+        }
+        let tmp = self.tmp.clone();
+        let (got, _) = tokio::task::spawn_blocking(move || hash_file(&tmp))
+            .await
+            .map_err(join_err)??;
+        if got != self.hash {
+            return Err(StoreError::HashMismatch {
+                hash: self.hash.short(),
+                got: got.short(),
+            });
+        }
+        let dest = self.store.path(&self.hash);
+        tokio::fs::rename(&self.tmp, &dest)
+            .await
+            .map_err(io_err("cannot move a blob into", &dest))?;
+        let c = &self.store.inner.counters;
+        c.blobs_received.fetch_add(1, Ordering::Relaxed);
+        c.bytes_received
+            .fetch_add(self.info.size, Ordering::Relaxed);
+        if let Ok(mut m) = c.received.lock() {
+            *m.entry(self.hash.to_string()).or_default() += 1;
+        }
+        Ok(dest)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: usize = limits::BLOB_CHUNK as usize;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn chaining_values_verify_against_blake3_for_every_shape_of_tree() {
+        for len in [
+            0,
+            1,
+            1024,
+            C - 1,
+            C,
+            C + 1,
+            2 * C,
+            3 * C + 17,
+            4 * C,
+            5 * C,
+            7 * C + 3,
+        ] {
+            let d = data(len);
+            let hash = BlobHash::of(&d);
+            let cvs = chaining_values(&d);
+            assert!(verify_chaining_values(&hash, len as u64, &cvs), "len {len}");
+            if !cvs.is_empty() {
+                let mut bad = cvs.clone();
+                bad[cvs.len() / 2][0] ^= 1;
+                assert!(
+                    !verify_chaining_values(&hash, len as u64, &bad),
+                    "len {len}"
+                );
+                assert!(
+                    !verify_chaining_values(&hash, len as u64 + 1, &cvs),
+                    "len {len}"
+                );
+                assert!(
+                    !verify_chaining_values(&hash, len as u64, &cvs[1..]),
+                    "len {len}"
+                );
+            }
+        }
+    }
+
+    async fn transfer(a: &BlobStore, b: &BlobStore, hash: BlobHash) -> Result<PathBuf, StoreError> {
+        let info = a.info(&hash).await?.expect("present");
+        let mut incoming = b.incoming(hash, &info)?;
+        for i in 0..incoming.chunk_count() {
+            let chunk = a.read_chunk(&hash, i).await?.expect("present");
+            incoming.write_chunk(i, &chunk).await?;
+        }
+        incoming.finish().await
+    }
+
+    #[tokio::test]
+    async fn a_blob_crosses_from_store_to_store_intact_and_is_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BlobStore::open(&dir.path().join("a")).expect("open");
+        let b = BlobStore::open(&dir.path().join("b")).expect("open");
+        for len in [0, 10, 3 * C + 17] {
+            let d = data(len);
+            let hash = a.put_bytes(&d).await.expect("put");
+            let path = transfer(&a, &b, hash).await.expect("transfer");
+            assert_eq!(std::fs::read(path).expect("read"), d);
+            assert!(b.has(&hash));
+            assert_eq!(b.stats().received.get(&hash.to_string()), Some(&1));
+        }
+        assert_eq!(b.stats().blobs_received, 3);
+        assert!(a.stats().chunks_served >= 6);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_chunk_is_refused_before_it_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BlobStore::open(&dir.path().join("a")).expect("open");
+        let b = BlobStore::open(&dir.path().join("b")).expect("open");
+        for len in [100, 2 * C + 5] {
+            let d = data(len);
+            let hash = a.put_bytes(&d).await.expect("put");
+            let info = a.info(&hash).await.expect("info").expect("present");
+            let mut incoming = b.incoming(hash, &info).expect("incoming");
+            let mut chunk = a
+                .read_chunk(&hash, 0)
+                .await
+                .expect("read")
+                .expect("present");
+            chunk[3] ^= 0xff;
+            let err = incoming.write_chunk(0, &chunk).await.unwrap_err();
+            assert!(
+                matches!(err, StoreError::ChunkMismatch { index: 0, .. }),
+                "{err}"
+            );
+            let err = incoming.finish().await.unwrap_err();
+            assert!(matches!(err, StoreError::Incomplete { .. }), "{err}");
+            assert!(!b.has(&hash));
+        }
+        assert_eq!(b.stats().chunks_rejected, 2);
+        assert_eq!(b.stats().blobs_received, 0);
+    }
+
+    #[tokio::test]
+    async fn wrong_chunk_lists_and_oversized_blobs_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BlobStore::open(dir.path()).expect("open");
+        let d = data(2 * C + 1);
+        let hash = BlobHash::of(&d);
+        let mut cvs = chaining_values(&d);
+        cvs.swap(0, 1);
+        let err = s
+            .incoming(
+                hash,
+                &BlobInfo {
+                    size: d.len() as u64,
+                    chunks: cvs,
+                },
+            )
+            .err()
+            .expect("refused");
+        assert!(matches!(err, StoreError::BadChainingValues { .. }), "{err}");
+        let err = s
+            .incoming(
+                hash,
+                &BlobInfo {
+                    size: limits::MAX_BLOB + 1,
+                    chunks: vec![],
+                },
+            )
+            .err()
+            .expect("refused");
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        let err = s.read_chunk(&BlobHash::of(b"absent"), 0).await.expect("ok");
+        assert!(err.is_none());
+    }
+
+    #[tokio::test]
+    async fn putting_a_present_file_again_leaves_it_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BlobStore::open(&dir.path().join("s")).expect("open");
+        let src = dir.path().join("x.blend");
+        std::fs::write(&src, b"BLENDER-v304 hello").expect("write");
+        let (hash, size) = s.put_file(&src).await.expect("put");
+        assert_eq!(size, 18);
+        let before = std::fs::metadata(s.path(&hash))
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        let (again, _) = s.put_file(&src).await.expect("put again");
+        assert_eq!(again, hash);
+        let after = std::fs::metadata(s.path(&hash))
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        assert_eq!(before, after);
+        assert_eq!(hash, BlobHash::of(b"BLENDER-v304 hello"));
+    }
+}

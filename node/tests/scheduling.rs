@@ -111,15 +111,19 @@ async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
         );
     }
     let n = nodes.len();
-    poll("every node to see the others and a coordinator", Duration::from_secs(30), || async {
-        for node in &nodes {
-            let peers = node.handle().peers().await.ok()?;
-            if peers.peers.len() != n || peers.coordinator.is_none() {
-                return None;
+    poll(
+        "every node to see the others and a coordinator",
+        Duration::from_secs(30),
+        || async {
+            for node in &nodes {
+                let peers = node.handle().peers().await.ok()?;
+                if peers.peers.len() != n || peers.coordinator.is_none() {
+                    return None;
+                }
             }
-        }
-        Some(())
-    })
+            Some(())
+        },
+    )
     .await;
     Mesh { _dir: dir, nodes }
 }
@@ -143,7 +147,10 @@ async fn submit(node: &Node, frames: FrameRange, chunk: Option<u32>) -> JobId {
     let h = node.handle();
     let (blend, size) = {
         let bytes = b"BLENDER-v304 fake scene for scheduling tests".to_vec();
-        (h.store().put_bytes(&bytes).await.expect("put"), bytes.len() as u64)
+        (
+            h.store().put_bytes(&bytes).await.expect("put"),
+            bytes.len() as u64,
+        )
     };
     let spec = JobSpec {
         name: "fake.blend".into(),
@@ -180,8 +187,14 @@ async fn work_is_spread_over_every_node_and_every_frame_counts_once() {
     assert_eq!(frames, (1..=24).collect::<Vec<_>>());
     let workers: BTreeSet<_> = job.tasks.iter().filter_map(|t| t.worker.clone()).collect();
     assert_eq!(workers.len(), 3, "every node rendered: {workers:?}");
-    let rendered: u32 = renderers.iter().map(|r| r.rendered.load(Ordering::SeqCst)).sum();
-    assert_eq!(rendered, 24, "no frame was rendered twice in a healthy mesh");
+    let rendered: u32 = renderers
+        .iter()
+        .map(|r| r.rendered.load(Ordering::SeqCst))
+        .sum();
+    assert_eq!(
+        rendered, 24,
+        "no frame was rendered twice in a healthy mesh"
+    );
     // The finished frames are fetchable from any node.
     let out = job.outputs()[0].clone();
     let path = m.nodes[2]
@@ -198,7 +211,13 @@ async fn work_is_spread_over_every_node_and_every_frame_counts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_fails_everywhere_fails_the_job_quickly_with_the_renderers_words() {
     let renderers: Vec<_> = (0..3)
-        .map(|_| FakeRenderer::new("Fake 1.0", Duration::ZERO, Some("Error: Cannot render, no camera")))
+        .map(|_| {
+            FakeRenderer::new(
+                "Fake 1.0",
+                Duration::ZERO,
+                Some("Error: Cannot render, no camera"),
+            )
+        })
         .collect();
     let m = mesh(renderers).await;
     let started = Instant::now();
@@ -206,8 +225,15 @@ async fn a_file_that_fails_everywhere_fails_the_job_quickly_with_the_renderers_w
     let job = finished(&m.nodes[1], id).await;
     assert_eq!(job.state, JobState::Failed);
     let msg = job.message.expect("a failed job says why");
-    assert!(msg.contains("no camera") && msg.contains("3 nodes"), "{msg}");
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        msg.contains("no camera") && msg.contains("3 nodes"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(job.tasks.iter().all(|t| t.state != TaskState::Running));
     for n in m.nodes {
         n.shutdown().await;
@@ -225,7 +251,11 @@ async fn a_job_runs_only_on_nodes_with_the_submitters_blender_version() {
     let id = submit(&m.nodes[0], FrameRange::new(1, 8).expect("range"), Some(1)).await;
     let job = finished(&m.nodes[0], id).await;
     assert_eq!(job.state, JobState::Done, "{:?}", job.message);
-    assert_eq!(renderers[1].rendered.load(Ordering::SeqCst), 0, "the 2.0 node rendered");
+    assert_eq!(
+        renderers[1].rendered.load(Ordering::SeqCst),
+        0,
+        "the 2.0 node rendered"
+    );
     assert_eq!(job.spec.blender_version.as_deref(), Some("Fake 1.0"));
     for n in m.nodes {
         n.shutdown().await;

@@ -222,11 +222,16 @@ pub fn cluster(root: &Path, n: usize) -> Result<Vec<MeshNode>> {
         let node = MeshNode::start(root, &format!("node-{i}"), Some(&nodes[0]))?;
         nodes.push(node);
     }
-    wait_for("every node to see the whole mesh and one coordinator", Duration::from_secs(30), || {
-        agreed_coordinator(&nodes, n)
-    })
+    wait_for(
+        "every node to see the whole mesh and one coordinator",
+        Duration::from_secs(30),
+        || agreed_coordinator(&nodes, n),
+    )
     .map_err(|e| {
-        let logs: Vec<String> = nodes.iter().map(|n| format!("--- {} ---\n{}", n.name, n.log_text())).collect();
+        let logs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.name, n.log_text()))
+            .collect();
         anyhow!("{e}\n{}", logs.join("\n"))
     })?;
     Ok(nodes)

@@ -33,20 +33,32 @@ fn a_killed_worker_leaves_peers_within_3_s() -> Result<()> {
     let id = nodes[victim].id.clone();
     nodes[victim].kill();
     let killed = Instant::now();
-    let survivors: Vec<&MeshNode> = nodes.iter().enumerate().filter(|(i, _)| *i != victim).map(|(_, n)| n).collect();
-    rendermesh_tests::wait_for("the killed node to leave peers", Duration::from_secs(10), || {
-        survivors
-            .iter()
-            .all(|n| sees(n, &id) == Some(false))
-            .then_some(())
-    })?;
+    let survivors: Vec<&MeshNode> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .map(|(_, n)| n)
+        .collect();
+    rendermesh_tests::wait_for(
+        "the killed node to leave peers",
+        Duration::from_secs(10),
+        || {
+            survivors
+                .iter()
+                .all(|n| sees(n, &id) == Some(false))
+                .then_some(())
+        },
+    )?;
     let gone_after = killed.elapsed();
     assert!(
         gone_after <= Duration::from_secs(3),
         "the killed node stayed in peers for {gone_after:?}"
     );
     // The coordinator did not change.
-    assert_eq!(agreed_coordinator(&nodes, 2).as_deref(), Some(coordinator.as_str()));
+    assert_eq!(
+        agreed_coordinator(&nodes, 2).as_deref(),
+        Some(coordinator.as_str())
+    );
     Ok(())
 }
 
@@ -63,9 +75,16 @@ fn a_killed_coordinator_is_replaced_within_5_s_in_a_higher_term() -> Result<()> 
         agreed_coordinator(&nodes, 3).filter(|c| *c != old)
     })?;
     let took = killed.elapsed();
-    assert!(took <= Duration::from_secs(5), "the new coordinator took {took:?}");
+    assert!(
+        took <= Duration::from_secs(5),
+        "the new coordinator took {took:?}"
+    );
     // The rule: the smallest surviving peer id takes the next term.
-    let mut ids: Vec<&str> = nodes.iter().filter(|n| n.id != old).map(|n| n.id.as_str()).collect();
+    let mut ids: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.id != old)
+        .map(|n| n.id.as_str())
+        .collect();
     ids.sort();
     assert_eq!(new, ids[0]);
     for n in nodes.iter().filter(|n| n.id != old) {

@@ -123,15 +123,18 @@ fn three_nodes_render_every_frame_pixel_identical_and_share_the_work() -> Result
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
     let mut child = start_render(&nodes[1], &fx.blend, &out, &log)?;
-    wait_child(&mut child, Duration::from_secs(300), &log)
-        .with_context(|| dump_logs(&nodes))?;
+    wait_child(&mut child, Duration::from_secs(300), &log).with_context(|| dump_logs(&nodes))?;
     check_frames(&out, &fx.reference)?;
 
     // `rendermesh job ID --json` names the node that rendered each task: at least two did.
     let job = newest_job(&nodes[1]).context("no job listed")?;
     let id = job["id"].as_str().context("job has no id")?;
     let shown = nodes[1].cli(&["job", id, "--json"])?;
-    assert!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
     let shown: Value = serde_json::from_slice(&shown.stdout)?;
     let mut workers: Vec<&str> = shown["tasks"]
         .as_array()
@@ -148,7 +151,11 @@ fn three_nodes_render_every_frame_pixel_identical_and_share_the_work() -> Result
     for node in &nodes {
         let info = node.get("/api/v1/node").context("node info")?;
         let received = info["store"]["received"][blend].as_u64().unwrap_or(0);
-        assert!(received <= 1, "{} received the .blend {received} times", node.name);
+        assert!(
+            received <= 1,
+            "{} received the .blend {received} times",
+            node.name
+        );
     }
     Ok(())
 }
@@ -181,8 +188,7 @@ fn render_surviving_a_kill(kill_coordinator: bool) -> Result<()> {
     .with_context(|| dump_logs(&nodes))?;
     let killed_at = Instant::now();
     nodes[victim].kill();
-    wait_child(&mut child, Duration::from_secs(300), &log)
-        .with_context(|| dump_logs(&nodes))?;
+    wait_child(&mut child, Duration::from_secs(300), &log).with_context(|| dump_logs(&nodes))?;
     check_frames(&out, &fx.reference)?;
     if kill_coordinator {
         let survivors: Vec<MeshNode> = nodes
@@ -193,7 +199,10 @@ fn render_surviving_a_kill(kill_coordinator: bool) -> Result<()> {
             .collect();
         let new = agreed_coordinator(&survivors, 2).context("survivors disagree")?;
         assert_ne!(new, coordinator);
-        eprintln!("job finished {:?} after the coordinator was killed", killed_at.elapsed());
+        eprintln!(
+            "job finished {:?} after the coordinator was killed",
+            killed_at.elapsed()
+        );
     }
     Ok(())
 }
