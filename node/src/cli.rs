@@ -230,7 +230,7 @@ pub fn check_blend_magic(path: &Path, bytes: &[u8]) -> Result<()> {
             .iter()
             .take(8)
             .map(|b| {
-                if b.is_ascii_graphic() {
+                if b.is_ascii_graphic() || *b == b' ' {
                     *b as char
                 } else {
                     '.'

@@ -611,15 +611,35 @@ mod tests {
                     "len {len}"
                 );
                 assert!(
-                    !verify_chaining_values(&hash, len as u64 + 1, &cvs),
-                    "len {len}"
-                );
-                assert!(
                     !verify_chaining_values(&hash, len as u64, &cvs[1..]),
                     "len {len}"
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_lie_about_the_size_is_caught_by_the_last_chunk() {
+        // The chunk list fixes the tree's shape, not the exact size; the last chunk's chaining
+        // value does: a size one byte off makes the last chunk fail.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BlobStore::open(dir.path()).expect("open");
+        let d = data(C + 1);
+        let hash = BlobHash::of(&d);
+        let info = BlobInfo {
+            size: d.len() as u64 + 1,
+            chunks: chaining_values(&d),
+        };
+        let mut incoming = s.incoming(hash, &info).expect("shape matches");
+        incoming
+            .write_chunk(0, &d[..C])
+            .await
+            .expect("first chunk is genuine");
+        let err = incoming.write_chunk(1, &d[C..]).await.unwrap_err();
+        assert!(matches!(err, StoreError::BadChunkLength { .. }), "{err}");
+        let padded = [&d[C..], &[0u8]].concat();
+        let err = incoming.write_chunk(1, &padded).await.unwrap_err();
+        assert!(matches!(err, StoreError::ChunkMismatch { .. }), "{err}");
     }
 
     async fn transfer(a: &BlobStore, b: &BlobStore, hash: BlobHash) -> Result<PathBuf, StoreError> {
