@@ -211,10 +211,7 @@ async fn job(State(h): State<Handle>, Path(id): Path<String>) -> Result<Json<Job
     }
 }
 
-async fn submit(
-    State(h): State<Handle>,
-    body: axum::body::Bytes,
-) -> Result<Response, ApiError> {
+async fn submit(State(h): State<Handle>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     // Parsed by hand rather than with the `Json` extractor, so that a bad body gets a JSON
     // error naming the field (serde says "missing field `frames`").
     let spec: JobSpec = serde_json::from_slice(&body)

@@ -1,24 +1,43 @@
-//! The `rendermesh` command line: clap types, one function per subcommand, and small pure
-//! helpers (output naming, `.blend` magic, tables).
+//! The `rendermesh` command line: the clap types, one `async fn` per subcommand, and small pure
+//! helpers (the `.blend` magic check, output naming, tables) that the tests below cover.
+//!
+//! Every subcommand but `node`, `example-scene` and `bench` talks to a running node through its
+//! local API ([`Client`]); `render` starts an embedded node when none answers.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use rendermesh_protocol::{FrameRange, Job, JobId, JobSpec, JobState, OutputFormat, TaskState};
+use rendermesh_protocol::{
+    BlobHash, FrameRange, Job, JobId, JobSpec, JobState, NodeId, OutputFormat, TaskState,
+};
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, DEFAULT_API};
 use crate::view::PeersView;
 use crate::{Multiaddr, Node, Role};
 
+/// How often `render` polls its job.
+const POLL: Duration = Duration::from_millis(250);
+/// How often `render` refreshes the peer names shown in its progress bar.
+const NAMES_EVERY: Duration = Duration::from_secs(2);
+/// How long `render` tolerates a node that does not answer, or frames it cannot download.
+const TOLERANCE: Duration = Duration::from_secs(30);
+/// How long `render` waits for its cancel to be accepted after ctrl-c.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// The exit code after ctrl-c (128 + SIGINT), as shells expect.
+const INTERRUPTED: u8 = 130;
+
 /// rendermesh: a peer-to-peer Blender render mesh.
 #[derive(Debug, Parser)]
-#[command(name = "rendermesh", version, about)]
+#[command(name = "rendermesh", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -28,80 +47,83 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a node on this machine.
+    /// Run a node on this machine until ctrl-c.
     Node(NodeArgs),
-    /// Render frames of a .blend on the mesh (an embedded node when none runs here).
+    /// Render frames of a .blend on the mesh, saving them as they arrive (starts an embedded
+    /// node when none runs here).
     Render(RenderArgs),
-    /// List the live nodes.
-    Peers(ApiArgs),
+    /// List the live nodes and who coordinates.
+    Peers(PeersArgs),
     /// List the jobs.
-    Jobs(ApiArgs),
-    /// Show one job with every task.
-    Job {
-        /// The job id (or a unique prefix of it).
-        id: String,
-        /// API options.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Jobs(ListArgs),
+    /// Show one job and every task.
+    Job(JobArgs),
     /// Cancel a job.
-    Cancel {
-        /// The job id (or a unique prefix of it).
-        id: String,
-        /// API options.
-        #[command(flatten)]
-        api: ApiArgs,
-    },
-    /// Write the example scene (a small 24-frame animation) to a .blend.
-    ExampleScene {
-        /// Where to write it.
-        out: PathBuf,
-        /// The Blender executable.
-        #[arg(long, default_value = "blender")]
-        blender: PathBuf,
-    },
+    Cancel(CancelArgs),
+    /// Write the example scene (a small animation) to a .blend.
+    ExampleScene(ExampleSceneArgs),
     /// Render the same frames with `blender -b` and through a one-node mesh; print the ratio.
     Bench(BenchArgs),
 }
 
-/// Options of commands that talk to a node.
+/// The node to talk to.
 #[derive(Debug, Args)]
-pub struct ApiArgs {
+pub struct ApiAddr {
     /// The node's API address.
-    #[arg(long, default_value = DEFAULT_API)]
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_API)]
     pub api: SocketAddr,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// `rendermesh node`.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// Where the identity key and the blob store live.
-    #[arg(long, default_value = "rendermesh-data")]
+    #[arg(long, value_name = "DIR", default_value = "rendermesh-data")]
     pub data_dir: PathBuf,
-    /// Multiaddrs to listen on (repeatable; default: TCP and QUIC on every interface).
-    #[arg(long)]
+    /// A multiaddr to listen on, repeatable [default: TCP and QUIC on every interface, ports
+    /// chosen by the OS].
+    #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
     /// Where to serve the local API.
-    #[arg(long, default_value = DEFAULT_API)]
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_API)]
     pub api: SocketAddr,
-    /// A node to join through, with `/p2p/<peer id>` (repeatable).
-    #[arg(long)]
+    /// A node to join through, with `/p2p/<peer id>`, repeatable.
+    #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
     /// Do not discover LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
-    /// A name for `rendermesh peers` (default: the host name).
+    /// A name for `rendermesh peers` [default: the host name].
     #[arg(long)]
     pub name: Option<String>,
-    /// Blender render threads (default: every core).
-    #[arg(long)]
+    /// Blender render threads [default: every core].
+    #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
     /// The Blender executable.
-    #[arg(long, default_value = "blender")]
+    #[arg(long, value_name = "PATH", default_value = "blender")]
     pub blender: PathBuf,
+}
+
+impl NodeArgs {
+    /// The node's settings; unset options keep [`Config::default`]'s.
+    pub fn config(self) -> Config {
+        let default = Config::default();
+        Config {
+            data_dir: self.data_dir,
+            listen: if self.listen.is_empty() {
+                default.listen
+            } else {
+                self.listen
+            },
+            api: Some(self.api),
+            bootstrap: self.bootstrap,
+            mdns: !self.no_mdns,
+            name: self.name.unwrap_or(default.name),
+            threads: self.threads,
+            role: Role::Worker,
+            blender: self.blender,
+        }
+    }
 }
 
 /// `rendermesh render`.
@@ -110,41 +132,100 @@ pub struct RenderArgs {
     /// The .blend file.
     pub file: PathBuf,
     /// Frames: `A-B` or a single frame `N`.
-    #[arg(long)]
+    #[arg(long, value_name = "A-B")]
     pub frames: FrameRange,
-    /// Cycles samples per pixel (default: the file's).
-    #[arg(long)]
+    /// Cycles samples per pixel [default: the file's].
+    #[arg(long, value_name = "N")]
     pub samples: Option<u32>,
-    /// Resolution percentage 1..=100 (default: the file's).
-    #[arg(long)]
+    /// Resolution percentage, 1 to 100 [default: the file's].
+    #[arg(long, value_name = "P")]
     pub resolution_percent: Option<u32>,
     /// Output format: png, jpg, bmp or exr.
     #[arg(long, default_value = "png")]
     pub format: OutputFormat,
-    /// Frames per task (default: about four tasks per node, at most 16 frames each).
-    #[arg(long)]
+    /// Frames per task [default: about four tasks per node, at most 16 frames each].
+    #[arg(long, value_name = "N")]
     pub chunk: Option<u32>,
-    /// Where the frames go.
-    #[arg(long)]
+    /// Where the frames go, as `<file stem>_<frame>.<ext>` (created if missing).
+    #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// The node to submit to; an embedded node starts when nothing answers there.
-    #[arg(long, default_value = DEFAULT_API)]
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_API)]
     pub api: SocketAddr,
-    /// The embedded node's data directory (default: under the system's temp directory).
-    #[arg(long)]
+    /// The embedded node's data directory [default: `rendermesh-embedded` in the user's cache
+    /// directory, else the temp directory].
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The Blender executable (for the embedded node).
-    #[arg(long, default_value = "blender")]
+    /// The Blender executable of the embedded node.
+    #[arg(long, value_name = "PATH", default_value = "blender")]
     pub blender: PathBuf,
     /// The embedded node does not look for LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
 }
 
+/// `rendermesh peers`.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+    /// Print the view as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list every node's multiaddrs (to join the mesh with `--bootstrap`).
+    #[arg(long)]
+    pub addrs: bool,
+}
+
+/// `rendermesh jobs`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+    /// Print the jobs as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rendermesh job`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id, or a unique prefix of it.
+    pub id: String,
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+    /// Print the job as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rendermesh cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The job id, or a unique prefix of it.
+    pub id: String,
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+}
+
+/// `rendermesh example-scene`.
+#[derive(Debug, Args)]
+pub struct ExampleSceneArgs {
+    /// Where to write the .blend.
+    pub out: PathBuf,
+    /// The Blender executable.
+    #[arg(long, value_name = "PATH", default_value = "blender")]
+    pub blender: PathBuf,
+}
+
 /// `rendermesh bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The scene (default: the example scene, built fresh).
+    /// The scene [default: the example scene, built fresh].
     #[arg(long)]
     pub blend: Option<PathBuf>,
     /// Frames.
@@ -164,88 +245,276 @@ pub struct BenchArgs {
     pub blender: PathBuf,
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs a parsed command line. Errors are reported by the caller; the exit code is 0, or 130
+/// after ctrl-c.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Node(args) => node(args).await,
         Command::Render(args) => render(args).await,
-        Command::Peers(api) => peers(api).await,
-        Command::Jobs(api) => jobs(api).await,
-        Command::Job { id, api } => job(&id, api).await,
-        Command::Cancel { id, api } => cancel(&id, api).await,
-        Command::ExampleScene { out, blender } => {
-            crate::render::Blender::new(blender, None)
-                .make_example_scene(&out)
-                .await
-                .with_context(|| format!("cannot build the example scene at {}", out.display()))?;
-            println!("wrote {}", out.display());
-            Ok(())
-        }
+        Command::Peers(args) => peers(args).await,
+        Command::Jobs(args) => jobs(args).await,
+        Command::Job(args) => job(args).await,
+        Command::Cancel(args) => cancel(args).await,
+        Command::ExampleScene(args) => example_scene(args).await,
         Command::Bench(args) => bench(args).await,
     }
 }
 
-async fn node(args: NodeArgs) -> Result<()> {
-    let mut config = Config {
-        data_dir: args.data_dir,
-        api: Some(args.api),
-        bootstrap: args.bootstrap,
-        mdns: !args.no_mdns,
-        threads: args.threads,
-        blender: args.blender,
-        role: Role::Worker,
-        ..Config::default()
-    };
-    if !args.listen.is_empty() {
-        config.listen = args.listen;
-    }
-    if let Some(name) = args.name {
-        config.name = name;
-    }
-    let node = Node::start(config).await.context("cannot start the node")?;
+async fn node(args: NodeArgs) -> Result<ExitCode> {
+    let node = Node::start(args.config())
+        .await
+        .context("cannot start the node")?;
     let info = node.wait_listening().await?;
     println!("peer id: {}", info.id);
     for addr in &info.addrs {
-        println!("listening: {addr}");
+        println!("listening on {addr}");
     }
     if let Some(api) = node.api_addr() {
-        println!("api: http://{api}/api/v1/");
+        println!("api: http://{api}{}", crate::api::PREFIX);
     }
     match &info.blender {
         Some(v) => println!("renders with {v}"),
         None => println!("Blender does not run here: this node coordinates and relays only"),
     }
     crate::shutdown_signal().await;
-    node.shutdown().await;
-    Ok(())
-}
-
-/// Checks that `bytes` (a file's start) look like a `.blend` (plain, gzip or zstd).
-pub fn check_blend_magic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let ok = bytes.starts_with(b"BLENDER")
-        || bytes.starts_with(&[0x1f, 0x8b])
-        || bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
-    if !ok {
-        let shown: String = bytes
-            .iter()
-            .take(8)
-            .map(|b| {
-                if b.is_ascii_graphic() || *b == b' ' {
-                    *b as char
-                } else {
-                    '.'
-                }
-            })
-            .collect();
-        bail!(
-            "{} is not a Blender file (it starts with `{shown}`, a .blend starts with `BLENDER`)",
-            path.display()
-        );
+    eprintln!("shutting down (ctrl-c again to quit at once)");
+    tokio::select! {
+        () = node.shutdown() => Ok(ExitCode::SUCCESS),
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::from(INTERRUPTED)),
     }
-    Ok(())
 }
 
-/// The output file name of `frame`: `<stem>_<frame:04>.<ext>`.
+async fn render(args: RenderArgs) -> Result<ExitCode> {
+    check_blend_file(&args.file)?;
+    // Check the settings before uploading anything or starting a node.
+    job_spec(&args, BlobHash([0; 32]), 0).validate()?;
+    let (client, embedded) = connect_or_embed(&args).await?;
+    let bar = ProgressBar::new(u64::from(args.frames.len()));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} frames {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let submitted = OnceLock::new();
+    let outcome = tokio::select! {
+        r = render_on(&client, &args, &bar, &submitted) => r.map(|()| ExitCode::SUCCESS),
+        () = crate::shutdown_signal() => {
+            bar.abandon();
+            interrupted(&client, submitted.get().copied()).await;
+            Ok(ExitCode::from(INTERRUPTED))
+        }
+    };
+    if outcome.is_err() {
+        bar.abandon();
+    }
+    if let Some(embedded) = embedded {
+        embedded.node.shutdown().await;
+        drop(embedded.dir);
+    }
+    outcome
+}
+
+/// After ctrl-c: cancels the job if it was submitted, and says so.
+async fn interrupted(client: &Client, job: Option<JobId>) {
+    let Some(id) = job else {
+        eprintln!("interrupted before the job was submitted");
+        return;
+    };
+    match tokio::time::timeout(CANCEL_WAIT, client.cancel(id)).await {
+        Ok(Ok(())) => eprintln!("interrupted: cancelled job {id}"),
+        Ok(Err(e)) => eprintln!(
+            "interrupted, but job {id} could not be cancelled: {:#}",
+            anyhow::Error::new(e)
+        ),
+        Err(_) => eprintln!(
+            "interrupted, but job {id} could not be cancelled: no answer in {} s",
+            CANCEL_WAIT.as_secs()
+        ),
+    }
+}
+
+/// A node started by `render` because none answered, and what keeps its data directory.
+struct Embedded {
+    node: Node,
+    dir: EmbeddedDir,
+}
+
+/// Talks to the node at `--api`, or starts an embedded one when nothing listens there.
+async fn connect_or_embed(args: &RenderArgs) -> Result<(Client, Option<Embedded>)> {
+    let client = Client::new(args.api);
+    match client.node().await {
+        Ok(_) => Ok((client, None)),
+        Err(ClientError::Unreachable { addr }) => {
+            let dir = EmbeddedDir::choose(args.data_dir.clone())?;
+            let config = Config {
+                data_dir: dir.path.clone(),
+                api: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                mdns: !args.no_mdns,
+                blender: args.blender.clone(),
+                ..Config::default()
+            };
+            let node = Node::start(config).await.with_context(|| {
+                format!("no node at {addr}, and an embedded node could not start")
+            })?;
+            let api = node.api_addr().context("the embedded node serves no API")?;
+            eprintln!(
+                "no node at {addr}: started an embedded node {} (it joins any mesh it finds on the LAN)",
+                node.id().short()
+            );
+            Ok((Client::new(api), Some(Embedded { node, dir })))
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context(format!("cannot use the node at {}", args.api)))
+        }
+    }
+}
+
+/// The embedded node's data directory. The default one is locked (`.lock` holds the pid) so
+/// that two `render`s at once never run two nodes with the same identity: the second one uses a
+/// scratch directory of its own, removed when it ends.
+struct EmbeddedDir {
+    path: PathBuf,
+    /// The lock file to remove, for the default directory.
+    lock: Option<PathBuf>,
+    /// True for a scratch directory, removed at the end.
+    scratch: bool,
+}
+
+impl EmbeddedDir {
+    fn choose(explicit: Option<PathBuf>) -> Result<Self> {
+        if let Some(path) = explicit {
+            return Ok(Self {
+                path,
+                lock: None,
+                scratch: false,
+            });
+        }
+        let base = cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("rendermesh-embedded");
+        std::fs::create_dir_all(&base)
+            .with_context(|| format!("cannot create {}", base.display()))?;
+        let lock = base.join(".lock");
+        if take_lock(&lock) {
+            return Ok(Self {
+                path: base,
+                lock: Some(lock),
+                scratch: false,
+            });
+        }
+        let mut name = base.clone().into_os_string();
+        name.push(format!("-{}", std::process::id()));
+        Ok(Self {
+            path: PathBuf::from(name),
+            lock: None,
+            scratch: true,
+        })
+    }
+}
+
+impl Drop for EmbeddedDir {
+    fn drop(&mut self) {
+        if let Some(lock) = &self.lock {
+            let _ = std::fs::remove_file(lock);
+        }
+        if self.scratch {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Creates `lock` holding this process's id; takes over a lock whose process is gone (where
+/// that can be told: on Linux, by `/proc`).
+fn take_lock(lock: &Path) -> bool {
+    use std::io::Write;
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(lock)
+        {
+            Ok(mut f) => {
+                let _ = write!(f, "{}", std::process::id());
+                return true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(lock).unwrap_or_default();
+                let gone = Path::new("/proc/self").exists()
+                    && holder
+                        .trim()
+                        .parse::<u32>()
+                        .is_ok_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+                if !gone || std::fs::remove_file(lock).is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// The user's cache directory: `$XDG_CACHE_HOME` or `~/.cache` (Linux and other Unix),
+/// `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows).
+fn cache_dir() -> Option<PathBuf> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if cfg!(windows) {
+        env("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| h.join("Library/Caches"))
+    } else {
+        env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache")))
+    }
+}
+
+/// Opens `path` and checks that it starts like a `.blend`.
+fn check_blend_file(path: &Path) -> Result<()> {
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    check_blend_magic(path, &head)
+}
+
+/// Checks that `head` (the start of the file at `path`) is a `.blend`'s: `BLENDER` for a plain
+/// file, or the gzip (`1f 8b`) or zstd (`28 b5 2f fd`) magic of a compressed one.
+pub fn check_blend_magic(path: &Path, head: &[u8]) -> Result<()> {
+    const MAGICS: [&[u8]; 3] = [b"BLENDER", &[0x1f, 0x8b], &[0x28, 0xb5, 0x2f, 0xfd]];
+    if MAGICS.iter().any(|m| head.starts_with(m)) {
+        return Ok(());
+    }
+    if head.is_empty() {
+        bail!("{} is not a Blender file (it is empty)", path.display());
+    }
+    bail!(
+        "{} is not a Blender file (it starts with {}; a .blend starts with `BLENDER`, or is \
+         gzip or zstd compressed)",
+        path.display(),
+        describe_start(head)
+    )
+}
+
+/// The first 8 bytes, as text in backquotes if they are printable (escaping line breaks),
+/// else as hex.
+fn describe_start(head: &[u8]) -> String {
+    let head = &head[..head.len().min(8)];
+    let texty = |b: &u8| b.is_ascii_graphic() || b" \t\r\n".contains(b);
+    if head.iter().all(texty) {
+        format!("`{}`", head.escape_ascii())
+    } else {
+        let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+        format!("the bytes {}", hex.join(" "))
+    }
+}
+
+/// The file `frame` is saved as: `<stem of the .blend>_<frame, 4 digits at least>.<ext>`.
 pub fn output_name(blend: &Path, frame: u32, format: OutputFormat) -> String {
     let stem = blend
         .file_stem()
@@ -254,270 +523,475 @@ pub fn output_name(blend: &Path, frame: u32, format: OutputFormat) -> String {
     format!("{stem}_{frame:04}.{}", format.extension())
 }
 
-async fn render(args: RenderArgs) -> Result<()> {
-    let head = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&args.file)
-            .with_context(|| format!("cannot open {}", args.file.display()))?;
-        let mut buf = [0u8; 16];
-        let n = f.read(&mut buf).unwrap_or(0);
-        buf[..n].to_vec()
-    };
-    check_blend_magic(&args.file, &head)?;
-    let mut client = Client::new(args.api);
-    let mut embedded = None;
-    match client.node().await {
-        Ok(_) => {}
-        Err(ClientError::Unreachable { addr }) => {
-            let data_dir = args
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| std::env::temp_dir().join("rendermesh-embedded"));
-            let config = Config {
-                data_dir,
-                api: Some("127.0.0.1:0".parse()?),
-                mdns: !args.no_mdns,
-                blender: args.blender.clone(),
-                ..Config::default()
-            };
-            let node = Node::start(config)
-                .await
-                .context("cannot start an embedded node")?;
-            let api = node.api_addr().context("the embedded node serves no API")?;
-            eprintln!(
-                "no node at {addr}: started an embedded node {} (it joins any mesh it finds on the LAN)",
-                node.id().short()
-            );
-            client = Client::new(api);
-            embedded = Some(node);
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let result = render_on(&client, &args).await;
-    if let Some(node) = embedded {
-        node.shutdown().await;
-    }
-    result
-}
-
-async fn render_on(client: &Client, args: &RenderArgs) -> Result<()> {
-    let started = Instant::now();
-    let (hash, size) = client.upload_file(&args.file).await?;
-    let name = args
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "scene.blend".into());
-    let spec = JobSpec {
-        name,
-        blend: hash,
-        blend_size: size,
+/// The job `render` submits; `blender_version` is left for the node to fill in.
+fn job_spec(args: &RenderArgs, blend: BlobHash, blend_size: u64) -> JobSpec {
+    JobSpec {
+        name: args
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scene.blend".into()),
+        blend,
+        blend_size,
         frames: args.frames,
         samples: args.samples,
         resolution_percent: args.resolution_percent,
         format: args.format,
         chunk: args.chunk,
         blender_version: None,
-    };
-    spec.validate()?;
-    let id = client.submit(&spec).await?;
-    eprintln!("job {id}");
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let total = args.frames.len() as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} frames {elapsed_precise} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut written: HashSet<u32> = HashSet::new();
-    let mut last_ok = Instant::now();
-    let stop = crate::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        let job = match client.job(id).await {
-            Ok(job) => {
-                last_ok = Instant::now();
-                job
-            }
-            Err(e) if last_ok.elapsed() < Duration::from_secs(30) => {
-                tracing::debug!("polling the job: {e}");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(job) = job {
-            download_done(client, &job, args, &mut written).await?;
-            bar.set_position(written.len() as u64);
-            bar.set_message(working_on(&job));
-            match job.state {
-                JobState::Done if written.len() as u64 == total => {
-                    bar.finish_and_clear();
-                    let nodes: BTreeSet<_> =
-                        job.tasks.iter().filter_map(|t| t.worker.clone()).collect();
-                    println!(
-                        "{total} frames in {} ({:.1} s, rendered by {} node{})",
-                        args.out.display(),
-                        started.elapsed().as_secs_f64(),
-                        nodes.len(),
-                        if nodes.len() == 1 { "" } else { "s" }
-                    );
-                    return Ok(());
-                }
-                JobState::Failed | JobState::Cancelled => {
-                    bar.abandon();
-                    bail!(
-                        "job {} {}: {}",
-                        id.short(),
-                        if job.state == JobState::Failed {
-                            "failed"
-                        } else {
-                            "was cancelled"
-                        },
-                        job.message.unwrap_or_default()
-                    );
-                }
-                _ => {}
-            }
-        }
-        tokio::select! {
-            _ = &mut stop => {
-                bar.abandon();
-                let _ = client.cancel(id).await;
-                eprintln!("cancelled job {id}");
-                std::process::exit(130);
-            }
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-        }
     }
 }
 
-fn working_on(job: &Job) -> String {
-    let nodes: BTreeSet<&str> = job
+/// Uploads, submits (recording the id in `submitted` for ctrl-c), then follows the job to its
+/// end, saving frames as they are rendered.
+async fn render_on(
+    client: &Client,
+    args: &RenderArgs,
+    bar: &ProgressBar,
+    submitted: &OnceLock<JobId>,
+) -> Result<()> {
+    let started = Instant::now();
+    bar.set_message(format!("uploading {}", args.file.display()));
+    let (hash, size) = client
+        .upload_file(&args.file)
+        .await
+        .with_context(|| format!("cannot upload {}", args.file.display()))?;
+    bar.set_message("submitting (waiting for a coordinator)");
+    let id = client
+        .submit(&job_spec(args, hash, size))
+        .await
+        .context("cannot submit the job")?;
+    let _ = submitted.set(id);
+    bar.suspend(|| eprintln!("submitted job {id}"));
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut watch = Watch {
+        client,
+        args,
+        bar,
+        saved: BTreeSet::new(),
+        names: HashMap::new(),
+        names_at: None,
+        failing: None,
+    };
+    let job = watch.follow(id).await?;
+    bar.finish_and_clear();
+    let workers: BTreeSet<&NodeId> = job
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Done)
+        .filter_map(|t| t.worker.as_ref())
+        .collect();
+    println!(
+        "{} frames in {} ({:.1} s, rendered by {})",
+        watch.saved.len(),
+        args.out.display(),
+        started.elapsed().as_secs_f64(),
+        plural(workers.len(), "node")
+    );
+    Ok(())
+}
+
+/// `render`'s view of its job while it runs.
+struct Watch<'a> {
+    client: &'a Client,
+    args: &'a RenderArgs,
+    bar: &'a ProgressBar,
+    /// Frames saved in `--out`.
+    saved: BTreeSet<u32>,
+    /// Peer id to name, for the progress message.
+    names: HashMap<String, String>,
+    /// When `names` was last refreshed.
+    names_at: Option<Instant>,
+    /// Since when, and why, frames fail to download.
+    failing: Option<(Instant, String)>,
+}
+
+impl Watch<'_> {
+    /// Polls the job until it ends; returns it once done with every frame saved.
+    async fn follow(&mut self, id: JobId) -> Result<Job> {
+        let mut answered = Instant::now();
+        loop {
+            match self.client.job(id).await {
+                Ok(Some(job)) => {
+                    answered = Instant::now();
+                    self.refresh_names().await;
+                    self.save_frames(&job).await;
+                    self.bar.set_position(u64::from(job.frames_done()));
+                    match job.state {
+                        JobState::Done => {
+                            if job.outputs().iter().all(|o| self.saved.contains(&o.frame)) {
+                                return Ok(job);
+                            }
+                            if let Some((since, why)) = &self.failing
+                                && since.elapsed() > TOLERANCE
+                            {
+                                bail!(
+                                    "job {} is done, but frames {} could not be downloaded for {} s: {why}",
+                                    id.short(),
+                                    self.missing(&job),
+                                    TOLERANCE.as_secs()
+                                );
+                            }
+                            self.bar.set_message("downloading the last frames");
+                        }
+                        JobState::Failed | JobState::Cancelled => {
+                            bail!(
+                                "job {} {} after {} of {} frames: {}",
+                                id.short(),
+                                if job.state == JobState::Failed {
+                                    "failed"
+                                } else {
+                                    "was cancelled"
+                                },
+                                job.frames_done(),
+                                job.spec.frames.len(),
+                                job.message.as_deref().unwrap_or("no reason given")
+                            );
+                        }
+                        JobState::Queued | JobState::Running => {
+                            self.bar.set_message(working_on(&job, &self.names));
+                        }
+                    }
+                }
+                // The node holds no copy yet: right after a submit, or while the coordinator
+                // changes. The job lives on; keep looking.
+                Ok(None) => {
+                    answered = Instant::now();
+                    self.bar
+                        .set_message("waiting for the job record to reach this node");
+                }
+                Err(e) if answered.elapsed() < TOLERANCE => {
+                    tracing::debug!("polling job {}: {e}", id.short());
+                    self.bar
+                        .set_message(format!("the node does not answer: {e}"));
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "lost the node at {} for {} s while following job {id}",
+                        self.client.addr(),
+                        TOLERANCE.as_secs()
+                    )));
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn refresh_names(&mut self) {
+        if self.names_at.is_some_and(|t| t.elapsed() < NAMES_EVERY) {
+            return;
+        }
+        self.names_at = Some(Instant::now());
+        if let Ok(view) = self.client.peers().await {
+            for p in view.peers {
+                self.names.insert(p.id, p.name);
+            }
+        }
+    }
+
+    /// Downloads every rendered frame not saved yet. Failures are remembered, not returned:
+    /// the frame is tried again at the next poll.
+    async fn save_frames(&mut self, job: &Job) {
+        let mut failed = None;
+        for task in job.tasks.iter().filter(|t| t.state == TaskState::Done) {
+            let mut hints: Vec<NodeId> = task.worker.iter().cloned().collect();
+            if !hints.contains(&job.origin) {
+                hints.push(job.origin.clone());
+            }
+            for out in &task.outputs {
+                if self.saved.contains(&out.frame) {
+                    continue;
+                }
+                let name = output_name(&self.args.file, out.frame, job.spec.format);
+                let dest = self.args.out.join(&name);
+                match self.client.download(out.blob, &hints, &dest).await {
+                    Ok(()) => {
+                        self.saved.insert(out.frame);
+                    }
+                    Err(e) => {
+                        let why = format!("{:#}", anyhow::Error::new(e));
+                        tracing::debug!(frame = out.frame, "cannot download yet: {why}");
+                        failed = Some(format!("{name}: {why}"));
+                    }
+                }
+            }
+        }
+        self.failing = match (failed, self.failing.take()) {
+            (None, _) => None,
+            (Some(why), Some((since, _))) => Some((since, why)),
+            (Some(why), None) => Some((Instant::now(), why)),
+        };
+    }
+
+    /// The rendered frames not saved yet, as text.
+    fn missing(&self, job: &Job) -> String {
+        let missing: Vec<String> = job
+            .outputs()
+            .iter()
+            .filter(|o| !self.saved.contains(&o.frame))
+            .map(|o| o.frame.to_string())
+            .collect();
+        missing.join(", ")
+    }
+}
+
+/// The progress message: who renders right now.
+fn working_on(job: &Job, names: &HashMap<String, String>) -> String {
+    let nodes: BTreeSet<String> = job
         .tasks
         .iter()
         .filter(|t| t.state == TaskState::Running)
-        .filter_map(|t| t.worker.as_ref().map(|w| w.short()))
+        .filter_map(|t| t.worker.as_ref())
+        .map(|w| display_name(w, names))
         .collect();
     if nodes.is_empty() {
-        String::new()
+        "queued: waiting for a node".into()
     } else {
         format!("on {}", nodes.into_iter().collect::<Vec<_>>().join(", "))
     }
 }
 
-async fn download_done(
-    client: &Client,
-    job: &Job,
-    args: &RenderArgs,
-    written: &mut HashSet<u32>,
-) -> Result<()> {
-    for task in job.tasks.iter().filter(|t| t.state == TaskState::Done) {
-        let mut hints = Vec::new();
-        if let Some(w) = &task.worker {
-            hints.push(w.clone());
-        }
-        hints.push(job.origin.clone());
-        for out in &task.outputs {
-            if written.contains(&out.frame) {
-                continue;
-            }
-            let dest = args
-                .out
-                .join(output_name(&args.file, out.frame, job.spec.format));
-            client.download(out.blob, &hints, &dest).await?;
-            written.insert(out.frame);
-        }
-    }
-    Ok(())
+/// A node's name if known, else its short id.
+fn display_name(id: &NodeId, names: &HashMap<String, String>) -> String {
+    names
+        .get(&id.0)
+        .cloned()
+        .unwrap_or_else(|| id.short().to_owned())
 }
 
-/// Formats the peers view as a table.
-pub fn peers_table(view: &PeersView) -> String {
+/// `1 node`, `2 nodes`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Left-aligned columns separated by two spaces; `right` lists the right-aligned ones.
+fn table(header: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
     let mut out = String::new();
-    match view
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = w.saturating_sub(cell.chars().count());
+            if right.contains(&i) {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The last characters of a peer id, as [`NodeId::short`] shows them in logs.
+fn short_peer(id: &str) -> &str {
+    let start = id.char_indices().rev().nth(5).map(|(i, _)| i).unwrap_or(0);
+    &id[start..]
+}
+
+/// `rendermesh peers`' table: a coordinator line, then one row per node (`*` marks the
+/// coordinator), then with `addrs` every node's multiaddrs.
+pub fn peers_table(view: &PeersView, addrs: bool) -> String {
+    let mut out = match &view.coordinator {
+        Some(c) => {
+            let name = view
+                .peers
+                .iter()
+                .find(|p| &p.id == c)
+                .map_or("?", |p| p.name.as_str());
+            format!("coordinator: {name} ({c}) in term {}\n", view.term)
+        }
+        None => format!("no coordinator yet (term {})\n", view.term),
+    };
+    let rows: Vec<Vec<String>> = view
         .peers
         .iter()
-        .find(|p| Some(&p.id) == view.coordinator.as_ref())
-    {
-        Some(c) => out.push_str(&format!(
-            "coordinator: {} ({}) in term {}\n",
-            c.name, c.id, view.term
-        )),
-        None => out.push_str(&format!("no coordinator yet (term {})\n", view.term)),
-    }
-    out.push_str(&format!(
-        "  {:<16} {:<12} {:>5} {:>5} {:<14} {}\n",
-        "NAME", "PEER ID", "CORES", "LOAD", "BLENDER", "TASK"
+        .map(|p| {
+            let task = match (&p.current, p.role) {
+                (Some(t), _) => format!(
+                    "job {} frames {} ({}/{})",
+                    t.job.short(),
+                    t.frames,
+                    t.frames_done,
+                    t.frames.len()
+                ),
+                (None, Role::Bootstrap) => "bootstrap".into(),
+                (None, Role::Worker) => "idle".into(),
+            };
+            vec![
+                format!("{} {}", if p.coordinator { "*" } else { " " }, p.name),
+                short_peer(&p.id).to_owned(),
+                p.cores.to_string(),
+                format!("{:.0}%", p.load * 100.0),
+                p.blender
+                    .as_deref()
+                    .map_or("-", |b| b.strip_prefix("Blender ").unwrap_or(b))
+                    .to_owned(),
+                task,
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["  NAME", "PEER ID", "CORES", "LOAD", "BLENDER", "TASK"],
+        &rows,
+        &[2, 3],
     ));
-    for p in &view.peers {
-        let task = match &p.current {
-            Some(t) => format!(
-                "job {} frames {} ({}/{})",
-                t.job.short(),
-                t.frames,
-                t.frames_done,
-                t.frames.len()
-            ),
-            None if p.role == Role::Bootstrap => "bootstrap".into(),
-            None => "idle".into(),
-        };
-        let short = &p.id[p.id.len().saturating_sub(12)..];
-        out.push_str(&format!(
-            "{} {:<16} {:<12} {:>5} {:>4.0}% {:<14} {}\n",
-            if p.coordinator { "*" } else { " " },
-            p.name,
-            short,
-            p.cores,
-            p.load * 100.0,
-            p.blender.as_deref().unwrap_or("-"),
-            task
-        ));
-    }
-    out.push_str("addresses:\n");
-    for p in &view.peers {
-        for a in &p.addrs {
-            out.push_str(&format!("  {:<16} {a}\n", p.name));
+    if addrs {
+        for p in &view.peers {
+            out.push_str(&format!("{} ({}):\n", p.name, p.id));
+            for a in &p.addrs {
+                out.push_str(&format!("  {a}\n"));
+            }
         }
     }
     out
 }
 
-async fn peers(api: ApiArgs) -> Result<()> {
-    let view = Client::new(api.api).peers().await?;
-    if api.json {
-        println!("{}", serde_json::to_string_pretty(&view)?);
-    } else {
-        print!("{}", peers_table(&view));
+/// A lowercase name for a job state.
+fn job_state(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Done => "done",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
     }
-    Ok(())
 }
 
-async fn jobs(api: ApiArgs) -> Result<()> {
-    let jobs = Client::new(api.api).jobs().await?;
-    if api.json {
-        println!("{}", serde_json::to_string_pretty(&jobs)?);
-        return Ok(());
+/// A lowercase name for a task state.
+fn task_state(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "queued",
+        TaskState::Running => "running",
+        TaskState::Done => "done",
+        TaskState::Failed => "failed",
     }
-    println!(
-        "{:<10} {:<24} {:<10} {:>10}",
-        "ID", "NAME", "STATE", "FRAMES"
-    );
-    for j in jobs {
-        println!(
-            "{:<10} {:<24} {:<10} {:>10}",
-            j.id.short(),
-            j.spec.name,
-            format!("{:?}", j.state),
-            format!("{}/{}", j.frames_done(), j.spec.frames.len())
-        );
-    }
-    Ok(())
 }
 
-/// The one job whose id starts with `prefix`.
+/// How long ago `then_ms` was, at `now_ms` (both milliseconds since the Unix epoch).
+fn ago(now_ms: u64, then_ms: u64) -> String {
+    let s = now_ms.saturating_sub(then_ms) / 1000;
+    match s {
+        0..10 => "just now".into(),
+        10..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        7200..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86_400),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `rendermesh jobs`' table.
+pub fn jobs_table(jobs: &[Job], now_ms: u64) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.short(),
+                j.spec.name.clone(),
+                job_state(j.state).to_owned(),
+                format!("{}/{}", j.frames_done(), j.spec.frames.len()),
+                ago(now_ms, j.created_ms),
+            ]
+        })
+        .collect();
+    table(&["ID", "NAME", "STATE", "FRAMES", "CREATED"], &rows, &[3])
+}
+
+/// `rendermesh job`'s details: the job, then one row per task naming the node that ran it
+/// (`names` maps peer ids to names; unknown ones show in full), then any failures.
+pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> String {
+    let spec = &job.spec;
+    let node = |id: &NodeId| names.get(&id.0).cloned().unwrap_or_else(|| id.0.clone());
+    let mut out = format!("job {}  {}\n", job.id, spec.name);
+    out.push_str(&format!(
+        "state:    {} ({}/{} frames)\n",
+        job_state(job.state),
+        job.frames_done(),
+        spec.frames.len()
+    ));
+    let setting = |v: Option<u32>, suffix: &str| {
+        v.map_or("the file's".to_owned(), |v| format!("{v}{suffix}"))
+    };
+    out.push_str(&format!(
+        "frames:   {}, {}, samples {}, resolution {}, chunk {}\n",
+        spec.frames,
+        spec.format,
+        setting(spec.samples, ""),
+        setting(spec.resolution_percent, "%"),
+        spec.chunk.map_or("auto".to_owned(), |c| c.to_string())
+    ));
+    out.push_str(&format!(
+        "blend:    {} ({} bytes), submitted to {}\n",
+        spec.blend,
+        spec.blend_size,
+        node(&job.origin)
+    ));
+    out.push_str(&format!(
+        "blender:  {}\n",
+        spec.blender_version.as_deref().unwrap_or("any")
+    ));
+    out.push_str(&format!("created:  {}\n", ago(now_ms, job.created_ms)));
+    if let Some(m) = &job.message {
+        out.push_str(&format!("message:  {m}\n"));
+    }
+    let rows: Vec<Vec<String>> = job
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.index.to_string(),
+                t.frames.to_string(),
+                task_state(t.state).to_owned(),
+                t.attempt.to_string(),
+                t.worker.as_ref().map_or("-".to_owned(), node),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&table(
+        &["TASK", "FRAMES", "STATE", "ATTEMPT", "NODE"],
+        &rows,
+        &[0, 3],
+    ));
+    for t in &job.tasks {
+        for f in &t.failures {
+            out.push_str(&format!(
+                "task {} (frames {}) failed on {}: {}\n",
+                t.index,
+                t.frames,
+                node(&f.node),
+                f.message
+            ));
+        }
+    }
+    out
+}
+
+/// The one job whose id starts with `prefix` (hex, any case).
 pub fn match_job(jobs: &[Job], prefix: &str) -> Result<JobId> {
-    let prefix = prefix.to_ascii_lowercase();
+    let prefix = prefix.trim().to_ascii_lowercase();
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("bad job id `{prefix}`: expected hex digits (a whole id or its start)");
+    }
     let found: Vec<JobId> = jobs
         .iter()
         .map(|j| j.id)
@@ -530,64 +1004,78 @@ pub fn match_job(jobs: &[Job], prefix: &str) -> Result<JobId> {
     }
 }
 
-async fn job(prefix: &str, api: ApiArgs) -> Result<()> {
-    let client = Client::new(api.api);
-    let id = match_job(&client.jobs().await?, prefix)?;
+/// A whole job id as given, or the one job a prefix matches on the node.
+async fn resolve_job(client: &Client, text: &str) -> Result<JobId> {
+    if let Ok(id) = text.trim().parse::<JobId>() {
+        return Ok(id);
+    }
+    match_job(&client.jobs().await?, text)
+}
+
+async fn peers(args: PeersArgs) -> Result<ExitCode> {
+    let view = Client::new(args.api.api).peers().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", peers_table(&view, args.addrs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn jobs(args: ListArgs) -> Result<ExitCode> {
+    let jobs = Client::new(args.api.api).jobs().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+    } else if jobs.is_empty() {
+        println!("no jobs");
+    } else {
+        print!("{}", jobs_table(&jobs, now_ms()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn job(args: JobArgs) -> Result<ExitCode> {
+    let client = Client::new(args.api.api);
+    let id = resolve_job(&client, &args.id).await?;
     let job = client
         .job(id)
         .await?
-        .with_context(|| format!("no job {id}"))?;
-    if api.json {
+        .with_context(|| format!("the node at {} holds no job {id}", client.addr()))?;
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&job)?);
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let names: HashMap<String, String> = client
         .peers()
         .await
         .map(|v| v.peers.into_iter().map(|p| (p.id, p.name)).collect())
         .unwrap_or_default();
-    println!("job {} ({})", job.id, job.spec.name);
-    println!(
-        "state {:?}, frames {} ({}/{} done), format {}",
-        job.state,
-        job.spec.frames,
-        job.frames_done(),
-        job.spec.frames.len(),
-        job.spec.format
-    );
-    if let Some(m) = &job.message {
-        println!("message: {m}");
-    }
-    println!(
-        "{:<6} {:<12} {:<8} {:>7} NODE",
-        "TASK", "FRAMES", "STATE", "ATTEMPT"
-    );
-    for t in &job.tasks {
-        let node = t
-            .worker
-            .as_ref()
-            .map(|w| names.get(&w.0).cloned().unwrap_or_else(|| w.0.clone()))
-            .unwrap_or_default();
-        println!(
-            "{:<6} {:<12} {:<8} {:>7} {node}",
-            t.index,
-            t.frames.to_string(),
-            format!("{:?}", t.state),
-            t.attempt
-        );
-    }
-    Ok(())
+    print!("{}", job_details(&job, &names, now_ms()));
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn cancel(prefix: &str, api: ApiArgs) -> Result<()> {
-    let client = Client::new(api.api);
-    let id = match_job(&client.jobs().await?, prefix)?;
+async fn cancel(args: CancelArgs) -> Result<ExitCode> {
+    let client = Client::new(args.api.api);
+    let id = resolve_job(&client, &args.id).await?;
     client.cancel(id).await?;
     println!("cancelled job {id}");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(args: BenchArgs) -> Result<()> {
+async fn example_scene(args: ExampleSceneArgs) -> Result<ExitCode> {
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    crate::render::Blender::new(args.blender, None)
+        .make_example_scene(&args.out)
+        .await
+        .with_context(|| format!("cannot build the example scene at {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(args: BenchArgs) -> Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("rendermesh-bench-{}", std::process::id()));
     let result = crate::bench::run(crate::bench::BenchConfig {
         blend: args.blend,
@@ -605,26 +1093,60 @@ async fn bench(args: BenchArgs) -> Result<()> {
     println!("direct blender -b : {:>7.2} s", r.direct.as_secs_f64());
     println!("one-node mesh     : {:>7.2} s", r.mesh.as_secs_f64());
     println!("ratio mesh/direct : {:>7.2}", r.ratio());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::view::PeerView;
-    use rendermesh_protocol::{BlobHash, NodeId, Term};
+    use rendermesh_protocol::{Output, TaskRef, Term};
 
     #[test]
-    fn blend_magic_accepts_plain_and_compressed_files_and_names_a_text_file() {
+    fn blend_magic_accepts_plain_and_compressed_files() {
         let p = Path::new("shot.blend");
-        assert!(check_blend_magic(p, b"BLENDER-v304").is_ok());
+        assert!(check_blend_magic(p, b"BLENDER-v304RENDH").is_ok());
         assert!(check_blend_magic(p, &[0x1f, 0x8b, 8, 0]).is_ok());
         assert!(check_blend_magic(p, &[0x28, 0xb5, 0x2f, 0xfd, 0]).is_ok());
-        let err = check_blend_magic(p, b"hello world")
+    }
+
+    #[test]
+    fn blend_magic_names_the_file_and_shows_what_it_starts_with() {
+        let p = Path::new("notes.blend");
+        let err = check_blend_magic(p, b"hello world\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("shot.blend is not a Blender file"), "{err}");
-        assert!(err.contains("hello wo"), "{err}");
+        assert!(
+            err.starts_with("notes.blend is not a Blender file"),
+            "{err}"
+        );
+        assert!(err.contains("it starts with `hello wo`"), "{err}");
+        let png = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0];
+        let err = check_blend_magic(p, &png).unwrap_err().to_string();
+        assert!(err.contains("89 50 4e 47 0d 0a 1a 0a"), "{err}");
+        let err = check_blend_magic(p, b"hi\n").unwrap_err().to_string();
+        assert!(err.contains("it starts with `hi\\n`"), "{err}");
+        let err = check_blend_magic(p, b"").unwrap_err().to_string();
+        assert!(err.contains("it is empty"), "{err}");
+        // A truncated magic is not a magic.
+        assert!(check_blend_magic(p, b"BLEND").is_err());
+    }
+
+    #[test]
+    fn a_text_file_on_disk_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.blend");
+        std::fs::write(&path, "not a scene").expect("write");
+        let err = check_blend_file(&path).unwrap_err().to_string();
+        assert!(err.contains("x.blend is not a Blender file"), "{err}");
+        let err = format!(
+            "{:#}",
+            check_blend_file(&dir.path().join("gone.blend")).unwrap_err()
+        );
+        assert!(
+            err.contains("cannot read") && err.contains("gone.blend"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -632,21 +1154,39 @@ mod tests {
         let p = Path::new("/x/shot.blend");
         assert_eq!(output_name(p, 7, OutputFormat::Png), "shot_0007.png");
         assert_eq!(output_name(p, 12345, OutputFormat::Exr), "shot_12345.exr");
+        assert_eq!(
+            output_name(Path::new("a.b.blend"), 0, OutputFormat::Jpg),
+            "a.b_0000.jpg"
+        );
     }
 
-    fn job_with(id: [u8; 16]) -> Job {
-        let spec = JobSpec {
+    fn spec() -> JobSpec {
+        JobSpec {
             name: "a.blend".into(),
             blend: BlobHash::of(b"a"),
             blend_size: 1,
-            frames: FrameRange::new(1, 2).expect("range"),
-            samples: None,
+            frames: FrameRange::new(1, 4).expect("range"),
+            samples: Some(16),
             resolution_percent: None,
             format: OutputFormat::Png,
             chunk: None,
             blender_version: None,
-        };
-        Job::new(JobId(id), spec, NodeId("o".into()), vec![], Term(1), 0)
+        }
+    }
+
+    fn job_with(id: [u8; 16]) -> Job {
+        let chunks = vec![
+            FrameRange::new(1, 2).expect("range"),
+            FrameRange::new(3, 4).expect("range"),
+        ];
+        Job::new(
+            JobId(id),
+            spec(),
+            NodeId("origin".into()),
+            chunks,
+            Term(1),
+            0,
+        )
     }
 
     #[test]
@@ -656,24 +1196,27 @@ mod tests {
         let mut b = a;
         b[1] = 0x01;
         let jobs = vec![job_with(a), job_with(b)];
-        assert_eq!(match_job(&jobs, "ab01").expect("unique"), JobId(b));
-        assert!(
-            match_job(&jobs, "ab")
-                .unwrap_err()
-                .to_string()
-                .contains("matches 2")
+        assert_eq!(match_job(&jobs, "AB01").expect("unique"), JobId(b));
+        assert_eq!(
+            match_job(&jobs, &JobId(a).to_string()).expect("whole"),
+            JobId(a)
         );
-        assert!(match_job(&jobs, "ff").is_err());
+        let err = match_job(&jobs, "ab").unwrap_err().to_string();
+        assert!(err.contains("matches 2 jobs"), "{err}");
+        let err = match_job(&jobs, "ff").unwrap_err().to_string();
+        assert!(err.contains("no job id starts with `ff`"), "{err}");
+        let err = match_job(&jobs, "zz").unwrap_err().to_string();
+        assert!(err.contains("bad job id"), "{err}");
+        assert!(match_job(&jobs, "").is_err());
     }
 
-    #[test]
-    fn the_peers_table_marks_the_coordinator() {
-        let peer = |id: &str, name: &str, coordinator: bool| PeerView {
+    fn peer(id: &str, name: &str, coordinator: bool) -> PeerView {
+        PeerView {
             id: id.into(),
             name: name.into(),
             role: Role::Worker,
-            addrs: vec![format!("/ip4/127.0.0.1/tcp/1/p2p/{id}")],
-            cores: 2,
+            addrs: vec![format!("/ip4/10.0.0.1/tcp/4001/p2p/{id}")],
+            cores: 8,
             memory: 1 << 30,
             load: 0.5,
             blender: Some("Blender 3.4.1".into()),
@@ -681,23 +1224,206 @@ mod tests {
             coordinator,
             is_self: false,
             last_seen_ms: 10,
-        };
+        }
+    }
+
+    #[test]
+    fn the_peers_table_marks_the_coordinator_and_shows_tasks() {
+        let mut busy = peer("12D3KooWaaaaaaaa111111", "lab-1", false);
+        busy.current = Some(TaskRef {
+            job: JobId([0xab; 16]),
+            task: 0,
+            attempt: 1,
+            frames: FrameRange::new(1, 6).expect("range"),
+            frames_done: 2,
+        });
+        let mut boot = peer("12D3KooWcccccccc333333", "boot", false);
+        boot.role = Role::Bootstrap;
+        boot.blender = None;
+        boot.load = 0.0;
         let view = PeersView {
-            me: "12D3KooWaaaa".into(),
+            me: "12D3KooWaaaaaaaa111111".into(),
             term: 3,
-            coordinator: Some("12D3KooWbbbb".into()),
-            peers: vec![
-                peer("12D3KooWaaaa", "lab-1", false),
-                peer("12D3KooWbbbb", "lab-2", true),
-            ],
+            coordinator: Some("12D3KooWbbbbbbbb222222".into()),
+            peers: vec![busy, peer("12D3KooWbbbbbbbb222222", "lab-2", true), boot],
         };
-        let table = peers_table(&view);
-        assert!(
-            table.starts_with("coordinator: lab-2 (12D3KooWbbbb) in term 3"),
-            "{table}"
+        let table = peers_table(&view, false);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "coordinator: lab-2 (12D3KooWbbbbbbbb222222) in term 3"
         );
-        assert!(table.lines().any(|l| l.starts_with("* lab-2")), "{table}");
-        assert!(table.lines().any(|l| l.starts_with("  lab-1")), "{table}");
-        assert!(table.contains("50%"), "{table}");
+        assert_eq!(lines[1], "  NAME   PEER ID  CORES  LOAD  BLENDER  TASK");
+        assert_eq!(
+            lines[2],
+            "  lab-1  111111       8   50%  3.4.1    job abababab frames 1-6 (2/6)"
+        );
+        assert_eq!(lines[3], "* lab-2  222222       8   50%  3.4.1    idle");
+        assert_eq!(
+            lines[4],
+            "  boot   333333       8    0%  -        bootstrap"
+        );
+        assert_eq!(lines.len(), 5);
+        let with_addrs = peers_table(&view, true);
+        assert!(
+            with_addrs.contains("  /ip4/10.0.0.1/tcp/4001/p2p/12D3KooWbbbbbbbb222222\n"),
+            "{with_addrs}"
+        );
+    }
+
+    #[test]
+    fn the_peers_table_says_when_nobody_coordinates() {
+        let view = PeersView {
+            me: "x".into(),
+            term: 0,
+            coordinator: None,
+            peers: vec![],
+        };
+        assert!(peers_table(&view, false).starts_with("no coordinator yet (term 0)\n"));
+    }
+
+    #[test]
+    fn the_jobs_table_shows_progress_and_age() {
+        let mut j = job_with([0x12; 16]);
+        j.created_ms = 1_000;
+        let a = j.assign(0, NodeId("w".into()), Term(1)).expect("assign");
+        let out = (1..=2)
+            .map(|frame| Output {
+                frame,
+                blob: BlobHash::of(&[frame as u8]),
+                size: 1,
+            })
+            .collect();
+        j.complete(0, a, &NodeId("w".into()), out, Term(1))
+            .expect("complete");
+        let table = jobs_table(&[j], 1_000 + 5 * 60_000);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "ID        NAME     STATE    FRAMES  CREATED");
+        assert_eq!(lines[1], "12121212  a.blend  running     2/4  5 min ago");
+    }
+
+    #[test]
+    fn job_details_name_the_nodes_and_the_failures() {
+        let mut j = job_with([1; 16]);
+        let w1 = NodeId("12D3KooWworker1".into());
+        let w2 = NodeId("12D3KooWworker2".into());
+        let a = j.assign(0, w1.clone(), Term(1)).expect("assign");
+        j.fail(0, a, &w1, "no camera".into(), 3, Term(1))
+            .expect("fail");
+        j.assign(1, w2.clone(), Term(1)).expect("assign");
+        let names = HashMap::from([(w1.0.clone(), "lab-1".to_owned())]);
+        let text = job_details(&j, &names, 0);
+        assert!(text.contains("state:    running (0/4 frames)"), "{text}");
+        assert!(
+            text.contains("samples 16, resolution the file's, chunk auto"),
+            "{text}"
+        );
+        assert!(
+            text.contains("   1  3-4     running        1  12D3KooWworker2"),
+            "{text}"
+        );
+        assert!(text.contains("   0  1-2     queued         1  -"), "{text}");
+        assert!(
+            text.contains("task 0 (frames 1-2) failed on lab-1: no camera"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        assert_eq!(ago(5_000, 1_000), "just now");
+        assert_eq!(ago(1_000, 5_000), "just now");
+        assert_eq!(ago(61_000, 0), "61 s ago");
+        assert_eq!(ago(3 * 3_600_000, 0), "3 h ago");
+        assert_eq!(ago(3 * 86_400_000, 0), "3 days ago");
+    }
+
+    #[test]
+    fn peer_ids_shorten_like_node_ids() {
+        assert_eq!(short_peer("12D3KooWabcdef123456"), "123456");
+        assert_eq!(short_peer("abc"), "abc");
+        let id = NodeId("12D3KooWabcdef123456".into());
+        assert_eq!(short_peer(&id.0), id.short());
+    }
+
+    #[test]
+    fn working_on_names_the_busy_nodes() {
+        let mut j = job_with([2; 16]);
+        let names = HashMap::from([("w1".to_owned(), "lab-1".to_owned())]);
+        assert_eq!(working_on(&j, &names), "queued: waiting for a node");
+        j.assign(0, NodeId("w1".into()), Term(1)).expect("assign");
+        j.assign(1, NodeId("12D3KooWunknown9".into()), Term(1))
+            .expect("assign");
+        assert_eq!(working_on(&j, &names), "on known9, lab-1");
+    }
+
+    #[test]
+    fn node_options_fill_the_config() {
+        let cli = Cli::try_parse_from([
+            "rendermesh",
+            "node",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/4001",
+            "--no-mdns",
+            "--name",
+            "lab-9",
+            "--threads",
+            "4",
+        ])
+        .expect("parses");
+        let Command::Node(args) = cli.command else {
+            panic!("not the node command");
+        };
+        let config = args.config();
+        assert_eq!(config.listen.len(), 1);
+        assert!(!config.mdns);
+        assert_eq!(config.name, "lab-9");
+        assert_eq!(config.threads, Some(4));
+        assert_eq!(config.api, Some(DEFAULT_API.parse().expect("addr")));
+    }
+
+    #[test]
+    fn render_options_parse_and_bad_values_are_usage_errors() {
+        let cli = Cli::try_parse_from([
+            "rendermesh",
+            "render",
+            "a.blend",
+            "--frames",
+            "1-24",
+            "--format",
+            "exr",
+            "--out",
+            "o",
+        ])
+        .expect("parses");
+        let Command::Render(args) = cli.command else {
+            panic!("not the render command");
+        };
+        assert_eq!(args.frames, FrameRange::new(1, 24).expect("range"));
+        assert_eq!(args.format, OutputFormat::Exr);
+        let spec = job_spec(&args, BlobHash::of(b"x"), 1);
+        assert_eq!(spec.name, "a.blend");
+        assert!(spec.blender_version.is_none());
+        for bad in [["--frames", "5-1"], ["--format", "tiff"]] {
+            let mut argv = vec!["rendermesh", "render", "a.blend", "--out", "o"];
+            if bad[0] != "--frames" {
+                argv.extend(["--frames", "1"]);
+            }
+            argv.extend(bad);
+            let err = Cli::try_parse_from(argv).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+        }
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let rows = vec![
+            vec!["a".to_owned(), "1".to_owned()],
+            vec!["long".to_owned(), "100".to_owned()],
+        ];
+        assert_eq!(
+            table(&["X", "N"], &rows, &[1]),
+            "X       N\na       1\nlong  100\n"
+        );
     }
 }

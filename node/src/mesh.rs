@@ -725,6 +725,23 @@ impl Mesh {
                 self.on_report(from, report, Some(reply));
                 return;
             }
+            Request::Replicate(blobs) => {
+                if blobs.len() > limits::MAX_JOB_FRAMES as usize {
+                    Response::Rejected(format!("{} blobs is more than one task holds", blobs.len()))
+                } else {
+                    let fetcher = self.ctx.fetcher.clone();
+                    self.tasks.spawn(async move {
+                        for hash in blobs {
+                            if let Err(e) = fetcher.fetch(hash, vec![from.clone()]).await {
+                                let _ = reply.send(Response::Rejected(e.to_string()));
+                                return;
+                            }
+                        }
+                        let _ = reply.send(Response::Accepted);
+                    });
+                    return;
+                }
+            }
             Request::GetJob(id) => match self.jobs.get(&id) {
                 Some(job) => Response::Job(Box::new(job.clone())),
                 None => Response::NotFound,
@@ -868,7 +885,7 @@ impl Mesh {
                     .filter(|h| !self.store.has(h))
                     .collect();
                 if missing.is_empty() {
-                    self.apply_done(&from, report, reply);
+                    self.replicate_then_done(from, report, reply);
                     return;
                 }
                 let key = (report.job, report.task, report.attempt);
@@ -897,6 +914,57 @@ impl Mesh {
                 });
             }
         }
+    }
+
+    /// Outputs are all here. If they were rendered here too, another node must hold a copy
+    /// before the task counts: the origin when it is live, else any live peer.
+    fn replicate_then_done(
+        &mut self,
+        from: NodeId,
+        report: Report,
+        reply: Option<oneshot::Sender<Response>>,
+    ) {
+        if from != self.me {
+            self.apply_done(&from, report, reply);
+            return;
+        }
+        let origin = self.jobs.get(&report.job).map(|j| j.origin.clone());
+        let mut candidates: Vec<&NodeId> = self.members.keys().collect();
+        candidates.sort();
+        let target = match origin {
+            Some(o) if o != self.me && self.members.contains_key(&o) => Some(o),
+            _ => candidates.first().map(|n| (*n).clone()),
+        };
+        let Some(target) = target.and_then(|t| t.0.parse::<PeerId>().ok()) else {
+            // A mesh of one: there is nobody to hold a second copy.
+            self.apply_done(&from, report, reply);
+            return;
+        };
+        let Outcome::Done(outputs) = &report.outcome else {
+            return;
+        };
+        let key = (report.job, report.task, report.attempt);
+        if !self.verifying.insert(key) {
+            return;
+        }
+        let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        self.tasks.spawn(async move {
+            let result = match net.request(target, Request::Replicate(blobs)).await {
+                Ok(Response::Accepted) => Ok(()),
+                Ok(other) => Err(format!("{target} did not take a copy: {other:?}")),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = internal
+                .send(Internal::OutputsHeld {
+                    from,
+                    report,
+                    result,
+                    reply,
+                })
+                .await;
+        });
     }
 
     fn apply_done(
@@ -1476,10 +1544,10 @@ impl Mesh {
             }
         };
         if due {
-            if self.addrs.is_empty() || self.seq % 10 == 0 {
-                if let Ok(addrs) = self.net.addresses().await {
-                    self.addrs = addrs.iter().map(|a| a.to_string()).collect();
-                }
+            if (self.addrs.is_empty() || self.seq.is_multiple_of(10))
+                && let Ok(addrs) = self.net.addresses().await
+            {
+                self.addrs = addrs.iter().map(|a| a.to_string()).collect();
             }
             self.seq += 1;
             self.urgent = false;

@@ -609,13 +609,11 @@ impl NetActor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    debug!(peer = %peer_id, "disconnected");
-                    self.rendermesh_peers.remove(&peer_id);
-                }
+                debug!(peer = %peer_id, "disconnected");
+                self.rendermesh_peers.remove(&peer_id);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use blake3::hazmat::{
     HasherExt, Mode, left_subtree_len, merge_subtrees_non_root, merge_subtrees_root,
@@ -309,29 +309,36 @@ impl BlobStore {
         let tmp = self.tmp_path();
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut input = std::fs::File::open(&src).map_err(io_err("cannot open", &src))?;
-            let mut out = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1 << 16];
-            let mut size = 0u64;
-            loop {
-                let n = input.read(&mut buf).map_err(io_err("cannot read", &src))?;
-                if n == 0 {
-                    break;
+            let copy = || -> Result<(BlobHash, u64), StoreError> {
+                let mut input = std::fs::File::open(&src).map_err(io_err("cannot open", &src))?;
+                let mut out = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
+                let mut hasher = blake3::Hasher::new();
+                let mut buf = vec![0u8; 1 << 16];
+                let mut size = 0u64;
+                loop {
+                    let n = input.read(&mut buf).map_err(io_err("cannot read", &src))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    out.write_all(&buf[..n])
+                        .map_err(io_err("cannot write", &tmp))?;
+                    size += n as u64;
                 }
-                hasher.update(&buf[..n]);
-                out.write_all(&buf[..n])
-                    .map_err(io_err("cannot write", &tmp))?;
-                size += n as u64;
-            }
-            let hash = BlobHash(*hasher.finalize().as_bytes());
-            let dest = store.path(&hash);
-            if dest.is_file() {
+                let hash = BlobHash(*hasher.finalize().as_bytes());
+                let dest = store.path(&hash);
+                if !dest.is_file() {
+                    std::fs::rename(&tmp, &dest)
+                        .map_err(io_err("cannot move a blob into", &dest))?;
+                }
+                Ok((hash, size))
+            };
+            let result = copy();
+            // Whatever happened, no copy is left behind in tmp/ (after a rename there is none).
+            if tmp.exists() {
                 let _ = std::fs::remove_file(&tmp);
-            } else {
-                std::fs::rename(&tmp, &dest).map_err(io_err("cannot move a blob into", &dest))?;
             }
-            Ok((hash, size))
+            result
         })
         .await
         .map_err(join_err)?
@@ -440,7 +447,7 @@ impl BlobStore {
             hash,
             info: info.clone(),
             tmp,
-            file: Some(file),
+            file: Some(Arc::new(Mutex::new(file))),
             have: vec![false; chunk_count(info.size) as usize],
         })
     }
@@ -460,14 +467,33 @@ impl BlobStore {
     }
 }
 
-/// A blob being received, chunk by verified chunk. Dropping it discards the partial file.
+/// A blob being received, chunk by verified chunk, into its own file under `tmp/` (so two
+/// downloads of the same blob never collide). Dropping it discards the partial file.
 pub struct Incoming {
+    /// The store it lands in (and whose counters it bumps).
     store: BlobStore,
+    /// The blob's name: the root of its hash tree.
     hash: BlobHash,
+    /// Size and chunk CVs, already checked to merge to `hash`.
     info: BlobInfo,
+    /// The partial file.
     tmp: PathBuf,
-    file: Option<std::fs::File>,
+    /// The open partial file, shared with the blocking task writing a chunk; `None` once
+    /// `finish` has closed it.
+    file: Option<Arc<Mutex<std::fs::File>>>,
+    /// Which chunks have been verified and written.
     have: Vec<bool>,
+}
+
+impl std::fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("hash", &self.hash)
+            .field("size", &self.info.size)
+            .field("chunks", &self.have.len())
+            .field("have", &self.have.iter().filter(|h| **h).count())
+            .finish()
+    }
 }
 
 impl Incoming {
@@ -482,7 +508,13 @@ impl Incoming {
         self.info.size.saturating_sub(start).min(limits::BLOB_CHUNK)
     }
 
-    /// Verifies chunk `index` and writes it; a chunk that fails verification is refused.
+    /// Verifies chunk `index` against its CV (or, for a blob of one chunk, against the blob's
+    /// hash) and only then writes it; a chunk that fails is refused with
+    /// [`StoreError::ChunkMismatch`] and counted in [`Stats::chunks_rejected`]. Writing a chunk
+    /// twice is harmless.
+    ///
+    /// Cancel-safe: if the future is dropped, the chunk is not marked as written and can simply
+    /// be written again.
     pub async fn write_chunk(&mut self, index: u64, data: &[u8]) -> Result<(), StoreError> {
         let count = self.chunk_count();
         if index >= count {
@@ -501,35 +533,56 @@ impl Incoming {
                 got: data.len() as u64,
             });
         }
-        let ok = if self.info.chunks.is_empty() {
-            blake3::hash(data).as_bytes() == &self.hash.0
-        } else {
-            chunk_cv(index, data) == self.info.chunks[index as usize]
+        let Some(file) = self.file.clone() else {
+            return Err(StoreError::Incomplete {
+                hash: self.hash.short(),
+                missing: count,
+            });
         };
+        // `None`: a blob of one chunk, checked against the root hash itself.
+        let cv = if self.info.chunks.is_empty() {
+            None
+        } else {
+            self.info.chunks.get(index as usize).copied()
+        };
+        let root = self.hash;
+        let tmp = self.tmp.clone();
+        let data = data.to_vec();
+        // Hashing a MiB and writing it are blocking work.
+        let verified = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+            let ok = match cv {
+                None => BlobHash::of(&data) == root,
+                Some(cv) => chunk_cv(index, &data) == cv,
+            };
+            if ok {
+                // A panic while holding the lock cannot leave the file in a state that matters:
+                // every write seeks first, and `finish` hashes the whole file.
+                let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                file.seek(SeekFrom::Start(index * limits::BLOB_CHUNK))
+                    .and_then(|_| file.write_all(&data))
+                    .map_err(io_err("cannot write", &tmp))?;
+            }
+            Ok(ok)
+        })
+        .await
+        .map_err(join_err)??;
         let counters = &self.store.inner.counters;
-        if !ok {
+        if !verified {
             counters.chunks_rejected.fetch_add(1, Ordering::Relaxed);
             return Err(StoreError::ChunkMismatch {
                 hash: self.hash.short(),
                 index,
             });
         }
-        let Some(file) = self.file.as_mut() else {
-            return Err(StoreError::Incomplete {
-                hash: self.hash.short(),
-                missing: count,
-            });
-        };
-        file.seek(SeekFrom::Start(index * limits::BLOB_CHUNK))
-            .and_then(|_| file.write_all(data))
-            .map_err(io_err("cannot write", &self.tmp))?;
         self.have[index as usize] = true;
         counters.chunks_received.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Checks every chunk arrived and the whole file hashes to the blob's name, then moves it
-    /// into the store. Returns the blob's path.
+    /// into the store (replacing an identical copy if one landed meanwhile) and counts it in
+    /// [`Stats::blobs_received`], [`Stats::bytes_received`] and [`Stats::received`]. Returns
+    /// the blob's path. On error the partial file is discarded.
     pub async fn finish(mut self) -> Result<PathBuf, StoreError> {
         let missing = self.have.iter().filter(|h| !**h).count() as u64;
         if missing > 0 {
@@ -538,13 +591,17 @@ impl Incoming {
                 missing,
             });
         }
-        if let Some(file) = self.file.take() {
-            file.sync_all().map_err(io_err("cannot flush", &self.tmp))?;
-        }
+        let file = self.file.take();
         let tmp = self.tmp.clone();
-        let (got, _) = tokio::task::spawn_blocking(move || hash_file(&tmp))
-            .await
-            .map_err(join_err)??;
+        let (got, _) = tokio::task::spawn_blocking(move || {
+            if let Some(file) = file {
+                let file = file.lock().unwrap_or_else(PoisonError::into_inner);
+                file.sync_all().map_err(io_err("cannot flush", &tmp))?;
+            }
+            hash_file(&tmp)
+        })
+        .await
+        .map_err(join_err)??;
         if got != self.hash {
             return Err(StoreError::HashMismatch {
                 hash: self.hash.short(),
@@ -613,6 +670,17 @@ mod tests {
                 assert!(
                     !verify_chaining_values(&hash, len as u64, &cvs[1..]),
                     "len {len}"
+                );
+            }
+            // A size that needs a different number of CVs never verifies.
+            assert!(
+                !verify_chaining_values(&hash, (len + 2 * C) as u64, &cvs),
+                "len {len}"
+            );
+            if len > 0 && len <= C {
+                assert!(
+                    !verify_chaining_values(&hash, len as u64, &[[0; 32]]),
+                    "len {len}: a one-chunk blob has no CV list"
                 );
             }
         }
@@ -714,8 +782,7 @@ mod tests {
                     chunks: cvs,
                 },
             )
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(matches!(err, StoreError::BadChainingValues { .. }), "{err}");
         let err = s
             .incoming(
@@ -725,11 +792,10 @@ mod tests {
                     chunks: vec![],
                 },
             )
-            .err()
-            .expect("refused");
+            .expect_err("refused");
         assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
-        let err = s.read_chunk(&BlobHash::of(b"absent"), 0).await.expect("ok");
-        assert!(err.is_none());
+        let absent = s.read_chunk(&BlobHash::of(b"absent"), 0).await.expect("ok");
+        assert!(absent.is_none());
     }
 
     #[tokio::test]
@@ -752,5 +818,102 @@ mod tests {
             .expect("mtime");
         assert_eq!(before, after);
         assert_eq!(hash, BlobHash::of(b"BLENDER-v304 hello"));
+    }
+
+    #[tokio::test]
+    async fn two_downloads_of_the_same_blob_do_not_collide() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BlobStore::open(&dir.path().join("a")).expect("open");
+        let b = BlobStore::open(&dir.path().join("b")).expect("open");
+        let d = data(2 * C + 9);
+        let hash = a.put_bytes(&d).await.expect("put");
+        let info = a.info(&hash).await.expect("info").expect("present");
+        let mut first = b.incoming(hash, &info).expect("incoming");
+        let mut second = b.incoming(hash, &info).expect("incoming");
+        for i in 0..first.chunk_count() {
+            let chunk = a
+                .read_chunk(&hash, i)
+                .await
+                .expect("read")
+                .expect("present");
+            first.write_chunk(i, &chunk).await.expect("write");
+            second.write_chunk(i, &chunk).await.expect("write");
+        }
+        first.finish().await.expect("first");
+        let path = second.finish().await.expect("second");
+        assert_eq!(std::fs::read(path).expect("read"), d);
+        assert_eq!(b.stats().received.get(&hash.to_string()), Some(&2));
+        assert_eq!(b.stats().chunks_received, 6);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("b/tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn chunks_of_the_wrong_index_or_length_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BlobStore::open(&dir.path().join("a")).expect("open");
+        let b = BlobStore::open(&dir.path().join("b")).expect("open");
+        let d = data(C + 10);
+        let hash = a.put_bytes(&d).await.expect("put");
+        let info = a.info(&hash).await.expect("info").expect("present");
+        assert_eq!(info.chunks.len(), 2);
+        let mut incoming = b.incoming(hash, &info).expect("incoming");
+        assert_eq!(
+            (incoming.chunk_len(0), incoming.chunk_len(1)),
+            (C as u64, 10)
+        );
+        let err = incoming.write_chunk(2, &d[C..]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::BadChunkIndex {
+                    index: 2,
+                    count: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = incoming.write_chunk(1, &d[..C]).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::BadChunkLength { index: 1, .. }),
+            "{err}"
+        );
+        // The right bytes at the wrong index have the wrong CV.
+        let err = incoming.write_chunk(0, &d[1..C + 1]).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::ChunkMismatch { index: 0, .. }),
+            "{err}"
+        );
+        let err = a.read_chunk(&hash, 2).await.unwrap_err();
+        assert!(matches!(err, StoreError::BadChunkIndex { .. }), "{err}");
+        assert_eq!(b.stats().chunks_rejected, 1);
+    }
+
+    #[tokio::test]
+    async fn opening_empties_tmp_and_keeps_blobs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BlobStore::open(dir.path()).expect("open");
+        let hash = s.put_bytes(b"kept").await.expect("put");
+        std::fs::write(dir.path().join("tmp/leftover"), b"x").expect("write");
+        let s = BlobStore::open(dir.path()).expect("reopen");
+        assert!(s.has(&hash));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp"))
+                .expect("tmp")
+                .count(),
+            0
+        );
+        assert_eq!(
+            s.info(&hash).await.expect("info"),
+            Some(BlobInfo {
+                size: 4,
+                chunks: vec![]
+            })
+        );
     }
 }

@@ -153,6 +153,9 @@ pub enum Request {
     Report(Report),
     /// Asks any node for its copy of a job.
     GetJob(JobId),
+    /// Coordinator to another node: fetch these blobs from me and keep them (the coordinator
+    /// rendered them itself, and a task counts as done only once its frames are on two nodes).
+    Replicate(Vec<BlobHash>),
 }
 
 /// The answer to a [`Request`].

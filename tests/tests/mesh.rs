@@ -183,7 +183,7 @@ fn render_surviving_a_kill(kill_coordinator: bool) -> Result<()> {
     wait_for("a few frames to be done", Duration::from_secs(120), || {
         let job = newest_job(&nodes[via])?;
         let done = frames_done(&job);
-        (done >= 2 && done < 10).then_some(())
+        (2..10).contains(&done).then_some(())
     })
     .with_context(|| dump_logs(&nodes))?;
     let killed_at = Instant::now();
