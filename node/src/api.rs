@@ -244,7 +244,8 @@ async fn cancel(
         }
         // The coordinator refuses jobs it does not know; so do we, if we hold no copy either.
         Err(Error::Rejected(reason)) if h.job(id).await?.is_none() => {
-            Err(ApiError::not_found(format!("no job {id} ({reason})")))
+            debug!(job = %id.short(), %reason, "cancel refused");
+            Err(ApiError::not_found(format!("no job {id}")))
         }
         Err(e) => Err(e.into()),
     }
@@ -271,11 +272,11 @@ fn upload_dir(h: &Handle) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-fn too_large(size: u64) -> ApiError {
+fn too_large() -> ApiError {
     ApiError(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
-            "upload of {size} bytes or more exceeds the limit of {} bytes",
+            "upload too large: a blob holds at most {} bytes",
             limits::MAX_BLOB
         ),
     )
@@ -290,10 +291,8 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared
-        && n > limits::MAX_BLOB
-    {
-        return Err(too_large(n));
+    if declared.is_some_and(|n| n > limits::MAX_BLOB) {
+        return Err(too_large());
     }
     let tmp = TempFile(upload_dir(&h).join(format!(
         "upload-{}-{:016x}",
@@ -310,7 +309,7 @@ async fn upload(
             .map_err(|e| ApiError::bad_request(format!("the upload broke off: {}", chain(&e))))?;
         size += chunk.len() as u64;
         if size > limits::MAX_BLOB {
-            return Err(too_large(size));
+            return Err(too_large());
         }
         file.write_all(&chunk)
             .await

@@ -1057,6 +1057,15 @@ async fn job(args: JobArgs) -> Result<ExitCode> {
 async fn cancel(args: CancelArgs) -> Result<ExitCode> {
     let client = Client::new(args.api.api);
     let id = resolve_job(&client, &args.id).await?;
+    if let Some(job) = client.job(id).await?
+        && job.state.is_terminal()
+    {
+        println!(
+            "job {id} is already {}: nothing to cancel",
+            job_state(job.state)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     client.cancel(id).await?;
     println!("cancelled job {id}");
     Ok(ExitCode::SUCCESS)

@@ -131,6 +131,7 @@ impl Handle {
                 Ok(Response::Accepted) => return Ok(()),
                 Ok(Response::Rejected(reason)) => return Err(Error::Rejected(reason)),
                 Ok(Response::NotCoordinator(_)) => last = "the coordinator changed".into(),
+                Ok(Response::Busy(reason)) => last = reason,
                 Ok(other) => last = format!("unexpected answer {other:?}"),
                 Err(e) => last = e,
             }
@@ -789,7 +790,7 @@ impl Mesh {
             return Response::Accepted;
         }
         if from != self.me && !self.members.contains_key(&from) {
-            return Response::Rejected(format!(
+            return Response::Busy(format!(
                 "unknown peer {from}: no heartbeat heard from it yet; retry once it has joined"
             ));
         }

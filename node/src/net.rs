@@ -774,7 +774,7 @@ impl NetActor {
                         .swarm
                         .behaviour_mut()
                         .rpc
-                        .send_response(channel, Response::Rejected("node is busy".into()));
+                        .send_response(channel, Response::Busy("node is busy".into()));
                     return;
                 }
                 self.replies

@@ -177,6 +177,9 @@ pub enum Response {
     Accepted,
     /// Refused, with the reason (a stale term, a busy worker, a bad spec, ...).
     Rejected(String),
+    /// Not now: the same request may succeed later (the sender is not yet known as a member,
+    /// the node is busy). The reason says why.
+    Busy(String),
     /// Sent to a node that does not coordinate: the coordinator it follows, if any.
     NotCoordinator(Option<NodeId>),
     /// Answer to `GetJob`.

@@ -27,10 +27,19 @@ pub fn bin() -> PathBuf {
     if let Ok(p) = std::env::var("RENDERMESH_BIN") {
         return PathBuf::from(p);
     }
+    built("rendermesh")
+}
+
+/// The `rendermesh-bootstrap` binary under test.
+pub fn bootstrap_bin() -> PathBuf {
+    built("rendermesh-bootstrap")
+}
+
+fn built(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace().join("target"));
-    let path = target.join("debug").join("rendermesh");
+    let path = target.join("debug").join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
@@ -114,7 +123,6 @@ impl MeshNode {
         std::fs::create_dir_all(&data_dir)?;
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let log = root.join(format!("{name}.log"));
-        let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bin());
         cmd.arg("node")
             .arg("--data-dir")
@@ -134,6 +142,36 @@ impl MeshNode {
                 .context("bootstrap node has no TCP address")?;
             cmd.arg("--bootstrap").arg(addr);
         }
+        Self::launch(cmd, api, data_dir, name, log)
+    }
+
+    /// Starts `rendermesh-bootstrap` named `name` under `root/name` on loopback TCP `port`
+    /// (fixed, so a restart keeps its address).
+    pub fn start_bootstrap(root: &Path, name: &str, port: u16) -> Result<Self> {
+        let data_dir = root.join(name);
+        std::fs::create_dir_all(&data_dir)?;
+        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let log = root.join(format!("{name}.log"));
+        let mut cmd = Command::new(bootstrap_bin());
+        cmd.arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--listen")
+            .arg(format!("/ip4/127.0.0.1/tcp/{port}"))
+            .arg("--api")
+            .arg(api.to_string())
+            .arg("--no-mdns")
+            .args(["--name", name]);
+        Self::launch(cmd, api, data_dir, name, log)
+    }
+
+    fn launch(
+        mut cmd: Command,
+        api: SocketAddr,
+        data_dir: PathBuf,
+        name: &str,
+        log: PathBuf,
+    ) -> Result<Self> {
+        let log_file = std::fs::File::create(&log)?;
         let child = cmd
             .env(
                 "RUST_LOG",
@@ -142,7 +180,7 @@ impl MeshNode {
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
-            .with_context(|| format!("cannot start {}", bin().display()))?;
+            .with_context(|| format!("cannot start {cmd:?}"))?;
         let mut node = Self {
             child: Some(child),
             api,
