@@ -16,14 +16,25 @@ fn a_scene_without_a_camera_fails_the_job_quickly_with_blenders_reason() -> Resu
     let node = MeshNode::start(dir.path(), "solo", None)?;
     let blend = dir.path().join("nocam.blend");
     let made = std::process::Command::new("blender")
-        .args(["-b", "--factory-startup", "-Y", "--python-exit-code", "2", "--python-expr"])
+        .args([
+            "-b",
+            "--factory-startup",
+            "-Y",
+            "--python-exit-code",
+            "2",
+            "--python-expr",
+        ])
         .arg(format!(
             "import bpy\n{}\nbpy.ops.wm.save_as_mainfile(filepath={:?})",
             "for o in list(bpy.data.objects):\n    bpy.data.objects.remove(o)",
             blend.display().to_string()
         ))
         .output()?;
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stdout));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stdout)
+    );
     let started = Instant::now();
     let out = node.cli(&[
         "render",
@@ -37,7 +48,11 @@ fn a_scene_without_a_camera_fails_the_job_quickly_with_blenders_reason() -> Resu
     let err = stderr(&out);
     assert!(err.contains("no camera"), "{err}");
     assert!(err.contains("failed"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
     // The node still answers.
     assert!(node.peers().is_some());
     Ok(())
@@ -50,7 +65,14 @@ fn a_file_that_is_not_a_blend_and_a_bad_frame_range_are_refused_by_name() -> Res
     let text = dir.path().join("notes.blend");
     std::fs::write(&text, "these are my notes")?;
     let out_dir = dir.path().join("out").display().to_string();
-    let out = node.cli(&["render", &text.display().to_string(), "--frames", "1-3", "--out", &out_dir])?;
+    let out = node.cli(&[
+        "render",
+        &text.display().to_string(),
+        "--frames",
+        "1-3",
+        "--out",
+        &out_dir,
+    ])?;
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("notes.blend is not a Blender file"), "{err}");
@@ -60,10 +82,20 @@ fn a_file_that_is_not_a_blend_and_a_bad_frame_range_are_refused_by_name() -> Res
     assert!(!out.status.success());
     assert!(stderr(&out).contains("missing.blend"), "{}", stderr(&out));
 
-    let out = node.cli(&["render", &text.display().to_string(), "--frames", "9-2", "--out", &out_dir])?;
+    let out = node.cli(&[
+        "render",
+        &text.display().to_string(),
+        "--frames",
+        "9-2",
+        "--out",
+        &out_dir,
+    ])?;
     assert_eq!(out.status.code(), Some(2), "a usage error");
     let err = stderr(&out);
-    assert!(err.contains("9-2") && err.contains("after the last"), "{err}");
+    assert!(
+        err.contains("9-2") && err.contains("after the last"),
+        "{err}"
+    );
 
     let out = node.cli(&["job", "zz", "--json"])?;
     assert!(!out.status.success());

@@ -105,10 +105,14 @@ fn nodes_join_through_the_bootstrap_node_which_keeps_its_id_and_address_across_r
     let b = MeshNode::start(dir.path(), "b", Some(&boot))?;
     // a and b find each other through the bootstrap node; it never coordinates.
     let nodes = [a, b];
-    let coordinator = rendermesh_tests::wait_for("a and b to agree", Duration::from_secs(30), || {
-        let c = agreed_coordinator(&nodes, 3)?;
-        nodes.iter().all(|n| sees(n, &id) == Some(true)).then_some(c)
-    })?;
+    let coordinator =
+        rendermesh_tests::wait_for("a and b to agree", Duration::from_secs(30), || {
+            let c = agreed_coordinator(&nodes, 3)?;
+            nodes
+                .iter()
+                .all(|n| sees(n, &id) == Some(true))
+                .then_some(c)
+        })?;
     assert_ne!(coordinator, id, "the bootstrap node coordinates");
     let view = nodes[0].peers().context("peers")?;
     let boot_view = view["peers"]
@@ -123,6 +127,9 @@ fn nodes_join_through_the_bootstrap_node_which_keeps_its_id_and_address_across_r
     boot.kill();
     let again = MeshNode::start_bootstrap(dir.path(), "boot", port)?;
     assert_eq!(again.id, id, "the peer id changed across a restart");
-    assert_eq!(again.addrs, addr, "the printed address changed across a restart");
+    assert_eq!(
+        again.addrs, addr,
+        "the printed address changed across a restart"
+    );
     Ok(())
 }
