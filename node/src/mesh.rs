@@ -1157,23 +1157,15 @@ impl Mesh {
                 continue;
             };
             self.assigning.insert(node.clone());
-            let net = self.net.clone();
-            let internal = self.internal.clone();
-            self.tasks.spawn(async move {
-                let (job, task, attempt) = (a.job, a.task, a.attempt);
-                let answer = net
-                    .request(peer, Request::Assign(a))
-                    .await
-                    .map_err(|e| e.to_string());
-                let _ = internal
-                    .send(Internal::AssignAnswered {
-                        node,
-                        job,
-                        task,
-                        attempt,
-                        answer,
-                    })
-                    .await;
+            let (job, task, attempt) = (a.job, a.task, a.attempt);
+            self.spawn_request(peer, Request::Assign(a), move |answer| {
+                Internal::AssignAnswered {
+                    node,
+                    job,
+                    task,
+                    attempt,
+                    answer,
+                }
             });
         }
     }
@@ -1270,37 +1262,46 @@ impl Mesh {
         Response::Accepted
     }
 
+    /// Sends `request` to `peer` in the background; its answer comes back as `event(answer)`.
+    fn spawn_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        event: impl FnOnce(Result<Response, String>) -> Internal + Send + 'static,
+    ) {
+        let net = self.net.clone();
+        let internal = self.internal.clone();
+        self.tasks.spawn(async move {
+            let answer = net.request(peer, request).await.map_err(|e| e.to_string());
+            let _ = internal.send(event(answer)).await;
+        });
+    }
+
     fn send_reports(&mut self) {
         let target = self.coordinator();
+        let mut requests = Vec::new();
         for p in &mut self.reports {
             if p.in_flight {
                 continue;
             }
-            let Some(coordinator) = &target else { return };
+            let Some(coordinator) = &target else { break };
             if *coordinator == self.me {
                 continue; // handled below, synchronously
             }
             let Ok(peer) = coordinator.0.parse::<PeerId>() else {
-                return;
+                break;
             };
             p.in_flight = true;
             let report = p.report.clone();
-            let net = self.net.clone();
-            let internal = self.internal.clone();
-            self.tasks.spawn(async move {
-                let (job, task, attempt) = (report.job, report.task, report.attempt);
-                let answer = net
-                    .request(peer, Request::Report(report))
-                    .await
-                    .map_err(|e| e.to_string());
-                let _ = internal
-                    .send(Internal::ReportAnswered {
-                        job,
-                        task,
-                        attempt,
-                        answer,
-                    })
-                    .await;
+            let (job, task, attempt) = (report.job, report.task, report.attempt);
+            requests.push((peer, Request::Report(report), (job, task, attempt)));
+        }
+        for (peer, request, (job, task, attempt)) in requests {
+            self.spawn_request(peer, request, move |answer| Internal::ReportAnswered {
+                job,
+                task,
+                attempt,
+                answer,
             });
         }
         if target.as_ref() == Some(&self.me) {

@@ -510,15 +510,7 @@ impl NetActor {
 
     fn redial_bootstrap(&mut self) {
         for (peer, addr) in self.bootstrap.clone() {
-            if !self.swarm.is_connected(&peer) {
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(vec![addr])
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    debug!(%peer, "bootstrap dial: {e}");
-                }
-            }
+            self.dial_if_new(peer, vec![addr]);
         }
     }
 
@@ -552,19 +544,10 @@ impl NetActor {
                 }
             }
             NetCommand::Dial(peer, addrs) => {
-                if peer == *self.swarm.local_peer_id() || self.swarm.is_connected(&peer) {
-                    return;
-                }
                 for addr in &addrs {
                     self.swarm.add_peer_address(peer, addr.clone());
                 }
-                let opts = DialOpts::peer_id(peer)
-                    .addresses(addrs)
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                if let Err(e) = self.swarm.dial(opts) {
-                    debug!(%peer, "dial: {e}");
-                }
+                self.dial_if_new(peer, addrs);
             }
             NetCommand::Addresses(reply) => {
                 let local = *self.swarm.local_peer_id();
