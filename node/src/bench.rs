@@ -134,7 +134,13 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
         wait_coordinator(&handle).await?;
         let started = Instant::now();
         let id = handle.submit(spec).await?;
+        let deadline = started + Duration::from_secs(3600);
         loop {
+            if Instant::now() > deadline {
+                return Err(Error::Rejected(format!(
+                    "job {id} did not finish within an hour"
+                )));
+            }
             if let Some(job) = handle.job(id).await? {
                 match job.state {
                     JobState::Done => break,
