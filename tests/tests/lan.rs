@@ -31,6 +31,8 @@ fn ip(args: &[&str]) -> Result<()> {
 struct Lan {
     bridge: String,
     namespaces: Vec<String>,
+    /// The bridge side of each namespace's veth pair.
+    ports: Vec<String>,
     nodes: Vec<Child>,
 }
 
@@ -40,6 +42,7 @@ impl Lan {
         let mut lan = Self {
             bridge: format!("rmbr{tag}"),
             namespaces: Vec::new(),
+            ports: Vec::new(),
             nodes: Vec::new(),
         };
         ip(&["link", "add", "name", &lan.bridge, "type", "bridge"])?;
@@ -64,6 +67,7 @@ impl Lan {
             ])?;
             ip(&["link", "set", &inside, "netns", &ns])?;
             ip(&["link", "set", &outside, "master", &lan.bridge])?;
+            lan.ports.push(outside.clone());
             ip(&["link", "set", &outside, "up"])?;
             let addr = format!("10.213.{}.{}/24", tag % 250, i + 1);
             ip(&["-n", &ns, "addr", "add", &addr, "dev", &inside])?;
@@ -94,6 +98,30 @@ impl Lan {
             .spawn()?;
         self.nodes.push(child);
         Ok(())
+    }
+
+    /// Cuts namespace `i` off the LAN (its cable is pulled).
+    fn cut(&self, i: usize) -> Result<()> {
+        ip(&["link", "set", &self.ports[i], "down"])
+    }
+
+    /// Plugs namespace `i` back in.
+    fn heal(&self, i: usize) -> Result<()> {
+        ip(&["link", "set", &self.ports[i], "up"])
+    }
+
+    /// Each node's (coordinator, term, live peers) as it sees them.
+    fn views(&self) -> Option<Vec<(String, u64, usize)>> {
+        (0..self.namespaces.len())
+            .map(|i| {
+                let v = self.peers(i)?;
+                Some((
+                    v["coordinator"].as_str()?.to_owned(),
+                    v["term"].as_u64()?,
+                    v["peers"].as_array()?.len(),
+                ))
+            })
+            .collect()
     }
 
     /// `rendermesh peers --json` run inside namespace `i`.
@@ -138,14 +166,19 @@ fn logs(dir: &Path, n: usize) -> String {
         .join("\n")
 }
 
-#[test]
-fn nodes_on_one_lan_find_each_other_by_mdns_and_agree_on_a_coordinator() -> Result<()> {
+fn require_root() -> Result<()> {
     let euid = Command::new("id").arg("-u").output()?;
     assert_eq!(
         String::from_utf8_lossy(&euid.stdout).trim(),
         "0",
         "this test builds network namespaces and must run as root (CI does)"
     );
+    Ok(())
+}
+
+#[test]
+fn nodes_on_one_lan_find_each_other_by_mdns_and_agree_on_a_coordinator() -> Result<()> {
+    require_root()?;
     let dir = tempfile::tempdir()?;
     let mut lan = Lan::new(3)?;
     for i in 0..3 {
@@ -185,5 +218,63 @@ fn nodes_on_one_lan_find_each_other_by_mdns_and_agree_on_a_coordinator() -> Resu
         );
     }
     assert!(!coordinator.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_partition_elects_a_coordinator_per_side_and_healing_leaves_one_in_the_highest_term()
+-> Result<()> {
+    require_root()?;
+    let dir = tempfile::tempdir()?;
+    let mut lan = Lan::new(3)?;
+    for i in 0..3 {
+        lan.start_node(i, dir.path())?;
+    }
+    let (first, _, _) = wait_for(
+        "one coordinator for all three",
+        Duration::from_secs(60),
+        || {
+            let v = lan.views()?;
+            (v.iter().all(|(c, _, n)| *n == 3 && *c == v[0].0)).then(|| v[0].clone())
+        },
+    )
+    .with_context(|| logs(dir.path(), 3))?;
+
+    // Cut off the node that does not coordinate... or the coordinator: cut node 2 either way,
+    // then each side must have a coordinator of its own.
+    lan.cut(2)?;
+    let split = wait_for(
+        "a coordinator on each side",
+        Duration::from_secs(30),
+        || {
+            let v = lan.views()?;
+            let alone = &v[2];
+            let rest_agree = v[0].0 == v[1].0 && v[0].2 == 2 && v[1].2 == 2;
+            (rest_agree && alone.2 == 1 && alone.0 != v[0].0).then_some(v)
+        },
+    )
+    .with_context(|| logs(dir.path(), 3))?;
+    eprintln!("before: {first}; split: {split:?}");
+
+    lan.heal(2)?;
+    let healed = wait_for("one coordinator again", Duration::from_secs(60), || {
+        let v = lan.views()?;
+        (v.iter()
+            .all(|(c, t, n)| *n == 3 && *c == v[0].0 && *t == v[0].1))
+        .then_some(v)
+    })
+    .with_context(|| logs(dir.path(), 3))?;
+    // The winner is the side whose claim had the highest term.
+    let highest = split.iter().map(|(_, t, _)| *t).max().context("terms")?;
+    let winners: Vec<&String> = split
+        .iter()
+        .filter(|(_, t, _)| *t == highest)
+        .map(|(c, _, _)| c)
+        .collect();
+    assert!(
+        winners.contains(&&healed[0].0),
+        "split {split:?}, healed {healed:?}"
+    );
+    assert!(healed[0].1 >= highest);
     Ok(())
 }
