@@ -80,8 +80,8 @@ pub struct NodeArgs {
     /// Where the identity key and the blob store live.
     #[arg(long, value_name = "DIR", default_value = "rendermesh-data")]
     pub data_dir: PathBuf,
-    /// A multiaddr to listen on, repeatable [default: TCP and QUIC on every interface, ports
-    /// chosen by the OS].
+    /// A multiaddr to listen on, repeatable [default: TCP and QUIC port 4700 on every interface,
+    /// so the address others join through survives restarts].
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
     /// Where to serve the local API.
@@ -111,7 +111,7 @@ impl NodeArgs {
         Config {
             data_dir: self.data_dir,
             listen: if self.listen.is_empty() {
-                default.listen
+                crate::config::node_listen_defaults()
             } else {
                 self.listen
             },
@@ -1386,6 +1386,18 @@ mod tests {
         let config = args.config();
         assert_eq!(config.listen.len(), 1);
         assert!(!config.mdns);
+        // Without --listen, a node listens on its well-known port, so restarts keep its address.
+        let Command::Node(args) = Cli::try_parse_from(["rendermesh", "node"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not the node command");
+        };
+        let listen: Vec<String> = args.config().listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            listen,
+            ["/ip4/0.0.0.0/tcp/4700", "/ip4/0.0.0.0/udp/4700/quic-v1"]
+        );
         assert_eq!(config.name, "lab-9");
         assert_eq!(config.threads, Some(4));
         assert_eq!(config.api, Some(DEFAULT_API.parse().expect("addr")));

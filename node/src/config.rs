@@ -9,12 +9,29 @@ use rendermesh_protocol::Role;
 /// The default local API address: loopback only.
 pub const DEFAULT_API: &str = "127.0.0.1:7411";
 
+/// The port `rendermesh node` listens on (TCP and QUIC) unless told otherwise.
+pub const NODE_PORT: u16 = 4700;
+
+/// What `rendermesh node` listens on by default: [`NODE_PORT`] on every interface, so that the
+/// multiaddr it prints (and others join through) stays valid across restarts.
+pub fn node_listen_defaults() -> Vec<Multiaddr> {
+    vec![
+        format!("/ip4/0.0.0.0/tcp/{NODE_PORT}")
+            .parse()
+            .expect("valid multiaddr"),
+        format!("/ip4/0.0.0.0/udp/{NODE_PORT}/quic-v1")
+            .parse()
+            .expect("valid multiaddr"),
+    ]
+}
+
 /// A node's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where the identity key and the blob store live. Default: `./rendermesh-data`.
     pub data_dir: PathBuf,
-    /// Multiaddrs to listen on. Default: TCP and QUIC on every interface, ports chosen by the OS.
+    /// Multiaddrs to listen on. Default: TCP and QUIC on every interface, ports chosen by the OS
+    /// (an embedded node); `rendermesh node` uses [`node_listen_defaults`].
     pub listen: Vec<Multiaddr>,
     /// Where the HTTP API listens; `None` serves no API. Default: [`DEFAULT_API`].
     pub api: Option<SocketAddr>,
