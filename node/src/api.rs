@@ -264,12 +264,7 @@ impl Drop for TempFile {
 /// Where uploads are spooled: the store's own `tmp/` (same disk as the blobs, emptied when the
 /// store opens), else the system's temp directory.
 fn upload_dir(h: &Handle) -> PathBuf {
-    let blob = h.store().path(&BlobHash([0; 32]));
-    blob.parent()
-        .and_then(|blobs| blobs.parent())
-        .map(|store| store.join("tmp"))
-        .filter(|tmp| tmp.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
+    h.store().tmp_dir().to_path_buf()
 }
 
 fn too_large() -> ApiError {
@@ -304,6 +299,7 @@ async fn upload(
         .map_err(|e| ApiError::io("cannot create", &tmp.0, e))?;
     let mut stream = body.into_data_stream();
     let mut size = 0u64;
+    let mut hasher = blake3::Hasher::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("the upload broke off: {}", chain(&e))))?;
@@ -311,6 +307,7 @@ async fn upload(
         if size > limits::MAX_BLOB {
             return Err(too_large());
         }
+        hasher.update(&chunk);
         file.write_all(&chunk)
             .await
             .map_err(|e| ApiError::io("cannot write", &tmp.0, e))?;
@@ -319,9 +316,10 @@ async fn upload(
         .await
         .map_err(|e| ApiError::io("cannot write", &tmp.0, e))?;
     drop(file);
-    let (hash, size) = h
-        .store()
-        .put_file(&tmp.0)
+    // Hashed while it arrived: moved into the store, not copied.
+    let hash = BlobHash(*hasher.finalize().as_bytes());
+    h.store()
+        .adopt(&tmp.0, hash)
         .await
         .map_err(|e| ApiError::from(Error::from(e)))?;
     debug!(blob = %hash.short(), size, "uploaded");

@@ -302,6 +302,25 @@ impl BlobStore {
         Ok(hash)
     }
 
+    /// A fresh file in [`BlobStore::tmp_dir`] whose blake3 hash the caller computed while
+    /// writing it: moves it into the store by rename, without copying or reading it again. If
+    /// the blob is present already, the file is removed.
+    pub async fn adopt(&self, file: &Path, hash: BlobHash) -> Result<(), StoreError> {
+        if self.has(&hash) {
+            let _ = tokio::fs::remove_file(file).await;
+            return Ok(());
+        }
+        let dest = self.path(&hash);
+        tokio::fs::rename(file, &dest)
+            .await
+            .map_err(io_err("cannot move a blob into", &dest))
+    }
+
+    /// Where callers may write files to [`BlobStore::adopt`] (same file system as the blobs).
+    pub fn tmp_dir(&self) -> &Path {
+        &self.inner.tmp
+    }
+
     /// Copies a local file in (hashing while copying); returns its hash and size. A blob
     /// already present is left as it is.
     pub async fn put_file(&self, path: &Path) -> Result<(BlobHash, u64), StoreError> {
