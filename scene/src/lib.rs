@@ -18,6 +18,8 @@
 //! assert_eq!(settings.script_args(), ["--samples", "8"]);
 //! ```
 
+pub mod chart;
+
 use serde::{Deserialize, Serialize};
 
 /// The settings script, run with `-P` after the `.blend` is loaded and before `-a` renders.
