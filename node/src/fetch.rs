@@ -67,6 +67,14 @@ impl Fetcher {
         result
     }
 
+    /// Fetches every blob of `hashes` that is not here yet, each from `hints` first.
+    pub async fn fetch_all(&self, hashes: Vec<BlobHash>, hints: Vec<NodeId>) -> Result<(), Error> {
+        for hash in hashes {
+            self.fetch(hash, hints.clone()).await?;
+        }
+        Ok(())
+    }
+
     async fn fetch_uncontended(
         &self,
         hash: BlobHash,

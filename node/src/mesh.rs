@@ -732,13 +732,11 @@ impl Mesh {
                 } else {
                     let fetcher = self.ctx.fetcher.clone();
                     self.tasks.spawn(async move {
-                        for hash in blobs {
-                            if let Err(e) = fetcher.fetch(hash, vec![from.clone()]).await {
-                                let _ = reply.send(Response::Rejected(e.to_string()));
-                                return;
-                            }
-                        }
-                        let _ = reply.send(Response::Accepted);
+                        let answer = match fetcher.fetch_all(blobs, vec![from]).await {
+                            Ok(()) => Response::Accepted,
+                            Err(e) => Response::Rejected(e.to_string()),
+                        };
+                        let _ = reply.send(answer);
                     });
                     return;
                 }
@@ -897,13 +895,10 @@ impl Mesh {
                 let fetcher = self.ctx.fetcher.clone();
                 let internal = self.internal.clone();
                 self.tasks.spawn(async move {
-                    let mut result = Ok(());
-                    for hash in missing {
-                        if let Err(e) = fetcher.fetch(hash, vec![from.clone()]).await {
-                            result = Err(e.to_string());
-                            break;
-                        }
-                    }
+                    let result = fetcher
+                        .fetch_all(missing, vec![from.clone()])
+                        .await
+                        .map_err(|e| e.to_string());
                     let _ = internal
                         .send(Internal::OutputsHeld {
                             from,
