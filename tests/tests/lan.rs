@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -38,7 +39,10 @@ struct Lan {
 
 impl Lan {
     fn new(n: usize) -> Result<Self> {
-        let tag = std::process::id() % 100_000;
+        // Unique per LAN: interface names are global, and a deleted namespace's veths vanish
+        // asynchronously, so a second LAN in this process must not reuse the first one's names.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let tag = (std::process::id() % 10_000) * 10 + NEXT.fetch_add(1, Ordering::Relaxed) % 10;
         let mut lan = Self {
             bridge: format!("rmbr{tag}"),
             namespaces: Vec::new(),
@@ -145,6 +149,9 @@ impl Drop for Lan {
         for c in &mut self.nodes {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for port in &self.ports {
+            let _ = ip(&["link", "del", port]);
         }
         for ns in &self.namespaces {
             let _ = ip(&["netns", "del", ns]);
