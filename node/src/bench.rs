@@ -77,6 +77,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
     let settings = RenderSettings {
         samples: Some(cfg.samples),
         resolution_percent: Some(cfg.resolution_percent),
+        ..RenderSettings::default()
     };
 
     // Direct: one Blender process, every frame.
@@ -129,6 +130,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             resolution_percent: Some(cfg.resolution_percent),
             format: OutputFormat::Png,
             chunk: cfg.chunk,
+            tiles: None,
             blender_version: None,
         };
         wait_coordinator(&handle).await?;

@@ -16,7 +16,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rendermesh_protocol::{
-    BlobHash, FrameRange, Job, JobId, JobSpec, JobState, NodeId, OutputFormat, TaskState,
+    BlobHash, FrameRange, Job, JobId, JobSpec, JobState, NodeId, Output, OutputFormat, TaskState,
+    Tiling,
 };
 
 use crate::client::{Client, ClientError};
@@ -146,6 +147,11 @@ pub struct RenderArgs {
     /// Frames per task [default: about four tasks per node, at most 16 frames each].
     #[arg(long, value_name = "N")]
     pub chunk: Option<u32>,
+    /// Cut each frame into tiles rendered on different nodes and stitched: `CxR` (e.g. `4x4`),
+    /// `auto` (a grid sized to the live nodes) or `none` [default: `auto` for a one-frame job,
+    /// else `none`].
+    #[arg(long, value_name = "CxR|auto|none")]
+    pub tiles: Option<TilesArg>,
     /// Where the frames go, as `<file stem>_<frame>.<ext>` (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -162,6 +168,38 @@ pub struct RenderArgs {
     /// The embedded node does not look for LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+}
+
+/// The `--tiles` choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TilesArg {
+    /// `none`: whole frames.
+    Off,
+    /// `auto` or `CxR`.
+    On(Tiling),
+}
+
+impl TilesArg {
+    /// What a job of `frames` asks for; not given (`None`) means `auto` for a one-frame job and
+    /// whole frames otherwise.
+    pub fn tiling(given: Option<Self>, frames: FrameRange) -> Option<Tiling> {
+        match given {
+            None => (frames.len() == 1).then_some(Tiling::Auto),
+            Some(Self::Off) => None,
+            Some(Self::On(tiling)) => Some(tiling),
+        }
+    }
+}
+
+impl std::str::FromStr for TilesArg {
+    type Err = rendermesh_protocol::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        s.parse().map(Self::On)
+    }
 }
 
 /// `rendermesh peers`.
@@ -292,11 +330,12 @@ async fn render(args: RenderArgs) -> Result<ExitCode> {
     let bar = ProgressBar::new(u64::from(args.frames.len()));
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} frames {wide_msg}",
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {prefix} {wide_msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    bar.set_prefix("frames");
     bar.enable_steady_tick(Duration::from_millis(200));
     let submitted = OnceLock::new();
     let outcome = tokio::select! {
@@ -538,6 +577,7 @@ fn job_spec(args: &RenderArgs, blend: BlobHash, blend_size: u64) -> JobSpec {
         resolution_percent: args.resolution_percent,
         format: args.format,
         chunk: args.chunk,
+        tiles: TilesArg::tiling(args.tiles, args.frames),
         blender_version: None,
     }
 }
@@ -617,7 +657,7 @@ impl Watch<'_> {
                     answered = Instant::now();
                     self.refresh_names().await;
                     self.save_frames(&job).await;
-                    self.bar.set_position(u64::from(job.frames_done()));
+                    self.show_progress(&job);
                     match job.state {
                         JobState::Done => {
                             if job.outputs().iter().all(|o| self.saved.contains(&o.frame)) {
@@ -678,6 +718,21 @@ impl Watch<'_> {
         }
     }
 
+    /// Frames done; for a tiled job, tiles rendered until every frame is stitched.
+    fn show_progress(&self, job: &Job) {
+        let tiles = job.tasks.len() as u64;
+        let (_, _, tiles_done) = job.counts();
+        if job.grid.is_some() && (tiles_done as u64) < tiles {
+            self.bar.set_prefix("tiles");
+            self.bar.set_length(tiles);
+            self.bar.set_position(tiles_done as u64);
+        } else {
+            self.bar.set_prefix("frames");
+            self.bar.set_length(u64::from(job.spec.frames.len()));
+            self.bar.set_position(u64::from(job.frames_done()));
+        }
+    }
+
     async fn refresh_names(&mut self) {
         if self.names_at.is_some_and(|t| t.elapsed() < NAMES_EVERY) {
             return;
@@ -694,26 +749,20 @@ impl Watch<'_> {
     /// the frame is tried again at the next poll.
     async fn save_frames(&mut self, job: &Job) {
         let mut failed = None;
-        for task in job.tasks.iter().filter(|t| t.state == TaskState::Done) {
-            let mut hints: Vec<NodeId> = task.worker.iter().cloned().collect();
-            if !hints.contains(&job.origin) {
-                hints.push(job.origin.clone());
+        for (out, hints) in finished_frames(job) {
+            if self.saved.contains(&out.frame) {
+                continue;
             }
-            for out in &task.outputs {
-                if self.saved.contains(&out.frame) {
-                    continue;
+            let name = output_name(&self.args.file, out.frame, job.spec.format);
+            let dest = self.args.out.join(&name);
+            match self.client.download(out.blob, &hints, &dest).await {
+                Ok(()) => {
+                    self.saved.insert(out.frame);
                 }
-                let name = output_name(&self.args.file, out.frame, job.spec.format);
-                let dest = self.args.out.join(&name);
-                match self.client.download(out.blob, &hints, &dest).await {
-                    Ok(()) => {
-                        self.saved.insert(out.frame);
-                    }
-                    Err(e) => {
-                        let why = format!("{:#}", anyhow::Error::new(e));
-                        tracing::debug!(frame = out.frame, "cannot download yet: {why}");
-                        failed = Some(format!("{name}: {why}"));
-                    }
+                Err(e) => {
+                    let why = format!("{:#}", anyhow::Error::new(e));
+                    tracing::debug!(frame = out.frame, "cannot download yet: {why}");
+                    failed = Some(format!("{name}: {why}"));
                 }
             }
         }
@@ -734,6 +783,29 @@ impl Watch<'_> {
             .collect();
         missing.join(", ")
     }
+}
+
+/// Every finished frame with the nodes likely to hold it: a task's frames are on its worker
+/// and (copied there) the coordinator; a stitched frame is on the coordinator and the origin.
+fn finished_frames(job: &Job) -> Vec<(&Output, Vec<NodeId>)> {
+    if job.grid.is_some() {
+        return job
+            .stitched
+            .iter()
+            .map(|o| (o, vec![job.origin.clone()]))
+            .collect();
+    }
+    let mut frames = Vec::new();
+    for task in job.tasks.iter().filter(|t| t.state == TaskState::Done) {
+        let mut hints: Vec<NodeId> = task.worker.iter().cloned().collect();
+        if !hints.contains(&job.origin) {
+            hints.push(job.origin.clone());
+        }
+        for out in &task.outputs {
+            frames.push((out, hints.clone()));
+        }
+    }
+    frames
 }
 
 /// The progress message: who renders right now.
@@ -1179,23 +1251,20 @@ mod tests {
             resolution_percent: None,
             format: OutputFormat::Png,
             chunk: None,
+            tiles: None,
             blender_version: None,
         }
     }
 
     fn job_with(id: [u8; 16]) -> Job {
-        let chunks = vec![
-            FrameRange::new(1, 2).expect("range"),
-            FrameRange::new(3, 4).expect("range"),
-        ];
-        Job::new(
-            JobId(id),
-            spec(),
-            NodeId("origin".into()),
-            chunks,
-            Term(1),
-            0,
-        )
+        let plan = rendermesh_protocol::Plan {
+            grid: None,
+            tasks: vec![
+                (FrameRange::new(1, 2).expect("range"), None),
+                (FrameRange::new(3, 4).expect("range"), None),
+            ],
+        };
+        Job::new(JobId(id), spec(), NodeId("origin".into()), plan, Term(1), 0)
     }
 
     #[test]
@@ -1244,6 +1313,7 @@ mod tests {
             task: 0,
             attempt: 1,
             frames: FrameRange::new(1, 6).expect("range"),
+            tile: None,
             frames_done: 2,
         });
         let mut boot = peer("12D3KooWcccccccc333333", "boot", false);
@@ -1425,7 +1495,13 @@ mod tests {
         let spec = job_spec(&args, BlobHash::of(b"x"), 1);
         assert_eq!(spec.name, "a.blend");
         assert!(spec.blender_version.is_none());
-        for bad in [["--frames", "5-1"], ["--format", "tiff"]] {
+        assert_eq!(spec.tiles, None, "many frames render whole by default");
+        for bad in [
+            ["--frames", "5-1"],
+            ["--format", "tiff"],
+            ["--tiles", "4"],
+            ["--tiles", "0x2"],
+        ] {
             let mut argv = vec!["rendermesh", "render", "a.blend", "--out", "o"];
             if bad[0] != "--frames" {
                 argv.extend(["--frames", "1"]);
@@ -1434,6 +1510,31 @@ mod tests {
             let err = Cli::try_parse_from(argv).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{err}");
         }
+    }
+
+    #[test]
+    fn one_frame_is_tiled_automatically_unless_told_otherwise() {
+        let tiles = |argv: &[&str]| {
+            let mut all = vec!["rendermesh", "render", "a.blend", "--out", "o"];
+            all.extend(argv);
+            let Command::Render(args) = Cli::try_parse_from(all).expect("parses").command else {
+                panic!("not the render command");
+            };
+            job_spec(&args, BlobHash::of(b"x"), 1).tiles
+        };
+        assert_eq!(tiles(&["--frames", "7"]), Some(Tiling::Auto));
+        assert_eq!(tiles(&["--frames", "7", "--tiles", "none"]), None);
+        assert_eq!(
+            tiles(&["--frames", "1-9", "--tiles", "auto"]),
+            Some(Tiling::Auto)
+        );
+        assert_eq!(
+            tiles(&["--frames", "7", "--tiles", "4x2"]),
+            Some(Tiling::Grid(rendermesh_protocol::TileGrid {
+                cols: 4,
+                rows: 2
+            }))
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod mesh;
 pub mod net;
 pub mod render;
+pub mod stitch;
 pub mod store;
 pub mod view;
 pub mod worker;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use libp2p::PeerId;
 use rendermesh_protocol::{
     Assignment, BlobHash, Claim, Decision, Gossip, Heartbeat, Job, JobDigest, JobId, JobSpec,
-    NodeId, Outcome, Report, Request, Response, Role, TaskRef, TaskState, Term, elect, limits,
-    plan_chunks,
+    NodeId, Outcome, Output, OutputFormat, Report, Request, Response, Role, TaskRef, TaskState,
+    Term, Tile, elect, limits, plan,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -50,6 +50,8 @@ const LOST_ASSIGNMENT_AFTER: Duration = Duration::from_secs(5);
 const ASSIGN_COOLDOWN: Duration = Duration::from_secs(2);
 /// Job records pulled at once.
 const MAX_PULLS: usize = 8;
+/// How long a coordinator waits before stitching a frame again after a passing failure.
+const STITCH_RETRY: Duration = Duration::from_secs(2);
 /// How long a submit or cancel keeps looking for a coordinator.
 const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
 
@@ -63,7 +65,7 @@ pub(crate) enum Command {
     /// Who coordinates, and this node's Blender version.
     Coordinator(oneshot::Sender<(Target, Option<String>)>),
     /// A request handled by this node as if it came from itself.
-    Local(Request, oneshot::Sender<Response>),
+    Local(Box<Request>, oneshot::Sender<Response>),
 }
 
 /// Where a request for the coordinator goes.
@@ -119,7 +121,9 @@ impl Handle {
         loop {
             let (target, _) = self.ask(Command::Coordinator).await?;
             let answer = match target {
-                Target::Me => Ok(self.ask(|tx| Command::Local(request.clone(), tx)).await?),
+                Target::Me => Ok(self
+                    .ask(|tx| Command::Local(Box::new(request.clone()), tx))
+                    .await?),
                 Target::Peer(peer) => self
                     .net
                     .request(peer, request.clone())
@@ -281,6 +285,8 @@ impl Node {
             assigned_at: HashMap::new(),
             cooldown: HashMap::new(),
             verifying: HashSet::new(),
+            stitching: HashSet::new(),
+            stitch_after: HashMap::new(),
             seq: 0,
             last_heartbeat: None,
             urgent: false,
@@ -382,7 +388,17 @@ struct Running {
 struct PendingReport {
     report: Report,
     frames: rendermesh_protocol::FrameRange,
+    tile: Option<rendermesh_protocol::Tile>,
     in_flight: bool,
+}
+
+/// Why a frame was not stitched.
+#[derive(Debug)]
+enum StitchFailure {
+    /// A tile could not be fetched or the frame not copied: try again later.
+    Retry(String),
+    /// The tiles do not make a frame: no retry will help.
+    Fatal(String),
 }
 
 /// Events from the actor's own spawned work.
@@ -412,6 +428,11 @@ enum Internal {
     Pulled {
         id: JobId,
         job: Option<Box<Job>>,
+    },
+    Stitched {
+        job: JobId,
+        frame: u32,
+        result: Result<Output, StitchFailure>,
     },
     OutputsHeld {
         from: NodeId,
@@ -458,6 +479,10 @@ struct Mesh {
     cooldown: HashMap<NodeId, Instant>,
     /// Coordinator: reports whose outputs are being copied here.
     verifying: HashSet<(JobId, u32, u32)>,
+    /// Coordinator: tiled frames being stitched.
+    stitching: HashSet<(JobId, u32)>,
+    /// Coordinator: tiled frames whose stitching failed for a passing reason, and when to retry.
+    stitch_after: HashMap<(JobId, u32), Instant>,
     seq: u64,
     last_heartbeat: Option<Instant>,
     /// A job changed: send a heartbeat soon.
@@ -521,6 +546,7 @@ impl Mesh {
                 task: r.assignment.task,
                 attempt: r.assignment.attempt,
                 frames: r.assignment.frames,
+                tile: r.assignment.tile,
                 frames_done: r.frames_done,
             });
         }
@@ -529,6 +555,7 @@ impl Mesh {
             task: p.report.task,
             attempt: p.report.attempt,
             frames: p.frames,
+            tile: p.tile,
             frames_done: p.frames.len(),
         })
     }
@@ -657,7 +684,7 @@ impl Mesh {
             }
             Command::Local(request, tx) => {
                 let me = self.me.clone();
-                self.on_request(me, request, tx);
+                self.on_request(me, *request, tx);
             }
         }
     }
@@ -796,10 +823,11 @@ impl Mesh {
             return Response::Rejected(e.to_string());
         }
         let workers = self.matching_workers(&spec);
-        let chunks = plan_chunks(spec.frames, workers, spec.chunk);
-        let job = Job::new(id, spec, from, chunks, term, now_ms());
+        let plan = plan(&spec, workers);
+        let job = Job::new(id, spec, from, plan, term, now_ms());
         info!(job = %id.short(), name = %job.spec.name, frames = %job.spec.frames,
-              tasks = job.tasks.len(), workers, "job accepted");
+              tasks = job.tasks.len(), tiles = ?job.grid.map(|g| g.to_string()), workers,
+              "job accepted");
         if workers == 0 {
             warn!(job = %id.short(), "no live node runs {:?}; the job waits for one",
                   job.spec.blender_version);
@@ -925,13 +953,7 @@ impl Mesh {
             return;
         }
         let origin = self.jobs.get(&report.job).map(|j| j.origin.clone());
-        let mut candidates: Vec<&NodeId> = self.members.keys().collect();
-        candidates.sort();
-        let target = match origin {
-            Some(o) if o != self.me && self.members.contains_key(&o) => Some(o),
-            _ => candidates.first().map(|n| (*n).clone()),
-        };
-        let Some(target) = target.and_then(|t| t.0.parse::<PeerId>().ok()) else {
+        let Some(target) = self.second_copy_target(origin) else {
             // A mesh of one: there is nobody to hold a second copy.
             self.apply_done(&from, report, reply);
             return;
@@ -961,6 +983,102 @@ impl Mesh {
                 })
                 .await;
         });
+    }
+
+    /// Where a second copy of something this node made should go: the job's origin when it is
+    /// live and not this node, else the first live peer; `None` in a mesh of one.
+    fn second_copy_target(&self, origin: Option<NodeId>) -> Option<PeerId> {
+        let mut candidates: Vec<&NodeId> = self.members.keys().collect();
+        candidates.sort();
+        let target = match origin {
+            Some(o) if o != self.me && self.members.contains_key(&o) => Some(o),
+            _ => candidates.first().map(|n| (*n).clone()),
+        };
+        target.and_then(|t| t.0.parse::<PeerId>().ok())
+    }
+
+    /// Coordinator: stitches, in the background, every tiled frame whose tiles are all
+    /// rendered, and copies it to a second node.
+    fn stitch_ready(&mut self) {
+        let now = Instant::now();
+        self.stitch_after.retain(|_, after| *after > now);
+        let mut ready = Vec::new();
+        for job in self.jobs.values() {
+            for frame in job.frames_to_stitch() {
+                let key = (job.id, frame);
+                if self.stitching.contains(&key) || self.stitch_after.contains_key(&key) {
+                    continue;
+                }
+                let mut hints: Vec<NodeId> = Vec::new();
+                let mut tiles = Vec::new();
+                for task in job.tiles_of(frame) {
+                    if let (Some(tile), Some(out)) = (task.tile, task.outputs.first()) {
+                        tiles.push((tile, out.blob));
+                    }
+                    if let Some(w) = &task.worker
+                        && !hints.contains(w)
+                    {
+                        hints.push(w.clone());
+                    }
+                }
+                hints.push(job.origin.clone());
+                let target = self.second_copy_target(Some(job.origin.clone()));
+                ready.push((key, job.spec.format, tiles, hints, target));
+            }
+        }
+        for ((id, frame), format, tiles, hints, target) in ready {
+            self.stitching.insert((id, frame));
+            let fetcher = self.ctx.fetcher.clone();
+            let store = self.store.clone();
+            let net = self.net.clone();
+            let internal = self.internal.clone();
+            let span = info_span!("stitch", job = %id.short(), frame);
+            self.tasks.spawn(
+                async move {
+                    let result =
+                        stitch_frame(fetcher, store, net, frame, format, tiles, hints, target)
+                            .await;
+                    let _ = internal
+                        .send(Internal::Stitched {
+                            job: id,
+                            frame,
+                            result,
+                        })
+                        .await;
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    fn on_stitched(&mut self, id: JobId, frame: u32, result: Result<Output, StitchFailure>) {
+        self.stitching.remove(&(id, frame));
+        let (Some(term), Some(job)) = (self.leading, self.jobs.get_mut(&id)) else {
+            return;
+        };
+        match result {
+            Ok(output) => {
+                if job.add_stitched(output, term).is_ok() {
+                    info!(job = %id.short(), frame, done = job.frames_done(),
+                          of = job.spec.frames.len(), "frame stitched");
+                    if job.state == rendermesh_protocol::JobState::Done {
+                        info!(job = %id.short(), "job done");
+                    }
+                    self.urgent = true;
+                }
+            }
+            Err(StitchFailure::Retry(why)) => {
+                warn!(job = %id.short(), frame, "frame not stitched yet: {why}");
+                self.stitch_after
+                    .insert((id, frame), Instant::now() + STITCH_RETRY);
+            }
+            Err(StitchFailure::Fatal(why)) => {
+                let message = format!("frame {frame} cannot be stitched: {why}");
+                warn!(job = %id.short(), "job failed: {message}");
+                job.abort(message, term);
+                self.urgent = true;
+            }
+        }
     }
 
     fn apply_done(
@@ -1003,6 +1121,8 @@ impl Mesh {
         self.max_term = self.max_term.max(term);
         self.assigning.clear();
         self.verifying.clear();
+        self.stitching.clear();
+        self.stitch_after.clear();
         self.assigned_at.clear();
         let now = Instant::now();
         for job in self.jobs.values() {
@@ -1131,6 +1251,7 @@ impl Mesh {
                         task: index,
                         attempt,
                         frames: task.frames,
+                        tile: task.tile,
                         spec: job.spec.clone(),
                         origin: job.origin.clone(),
                     },
@@ -1330,6 +1451,7 @@ impl Mesh {
                 }
                 self.reports.push(PendingReport {
                     frames: assignment.frames,
+                    tile: assignment.tile,
                     report: Report {
                         job: assignment.job,
                         task: assignment.task,
@@ -1368,6 +1490,7 @@ impl Mesh {
                 attempt,
                 answer,
             } => self.on_assign_answered(node, job, task, attempt, answer),
+            Internal::Stitched { job, frame, result } => self.on_stitched(job, frame, result),
             Internal::Pulled { id, job } => {
                 self.pulling.remove(&id);
                 if let Some(job) = job
@@ -1514,6 +1637,7 @@ impl Mesh {
         if let Some(term) = self.leading {
             self.reconcile(term);
             self.schedule(term);
+            self.stitch_ready();
         }
 
         // 5. Worker: stop a task whose job ended; re-send reports.
@@ -1555,4 +1679,46 @@ impl Mesh {
             }
         }
     }
+}
+
+/// Fetches the tiles of one frame, stitches them, stores the frame as a blob and copies it to
+/// `target` (a second node), so that the frame exists twice before it counts.
+#[allow(clippy::too_many_arguments)]
+async fn stitch_frame(
+    fetcher: Fetcher,
+    store: BlobStore,
+    net: NetHandle,
+    frame: u32,
+    format: OutputFormat,
+    tiles: Vec<(Tile, BlobHash)>,
+    hints: Vec<NodeId>,
+    target: Option<PeerId>,
+) -> Result<Output, StitchFailure> {
+    let retry = |e: &dyn std::fmt::Display| StitchFailure::Retry(e.to_string());
+    let mut files = Vec::with_capacity(tiles.len());
+    for (tile, hash) in tiles {
+        let path = fetcher
+            .fetch(hash, hints.clone())
+            .await
+            .map_err(|e| retry(&format_args!("cannot fetch {tile}: {e}")))?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| retry(&format_args!("cannot read {tile}: {e}")))?;
+        files.push((tile, bytes));
+    }
+    let encoded = tokio::task::spawn_blocking(move || crate::stitch::stitch(&files, format))
+        .await
+        .map_err(|e| retry(&e))?
+        .map_err(|e| StitchFailure::Fatal(e.to_string()))?;
+    let size = encoded.len() as u64;
+    let blob = store.put_bytes(&encoded).await.map_err(|e| retry(&e))?;
+    if let Some(target) = target {
+        match net.request(target, Request::Replicate(vec![blob])).await {
+            Ok(Response::Accepted) => {}
+            Ok(other) => return Err(retry(&format_args!("{target} took no copy: {other:?}"))),
+            Err(e) => return Err(retry(&e)),
+        }
+    }
+    debug!(size, "frame stitched");
+    Ok(Output { frame, blob, size })
 }

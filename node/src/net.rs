@@ -100,7 +100,7 @@ pub enum NetEvent {
 enum NetCommand {
     Request {
         peer: PeerId,
-        request: Request,
+        request: Box<Request>,
         reply: oneshot::Sender<Result<Response, NetError>>,
     },
     Publish(Vec<u8>),
@@ -134,7 +134,7 @@ impl NetHandle {
         self.tx
             .send(NetCommand::Request {
                 peer,
-                request,
+                request: Box::new(request),
                 reply,
             })
             .await
@@ -528,7 +528,7 @@ impl NetActor {
                     }));
                     return;
                 }
-                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, *request);
                 self.pending.insert(id, reply);
             }
             NetCommand::Publish(bytes) => {

@@ -800,6 +800,8 @@ mod tests {
     const TINY: RenderSettings = RenderSettings {
         samples: Some(2),
         resolution_percent: Some(10),
+        tile: None,
+        exact: false,
     };
 
     /// Renders with a progress receiver that collects every event.
@@ -920,7 +922,7 @@ mod tests {
         let b = Blender::new("blender", Some(2));
         let settings = RenderSettings {
             samples: Some(4),
-            resolution_percent: None,
+            ..RenderSettings::default()
         };
         let out = dir.path().join("out");
         let blend = Path::new("/x/a.blend");

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rendermesh_protocol::{Assignment, NodeId, Outcome, Output};
+use rendermesh_protocol::{Assignment, NodeId, Outcome, Output, OutputFormat};
 use rendermesh_scene::RenderSettings;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +74,8 @@ impl Renderer for BlenderRenderer {
         let settings = RenderSettings {
             samples: a.spec.samples,
             resolution_percent: a.spec.resolution_percent,
+            tile: a.tile,
+            exact: a.tile.is_some(),
         };
         let (tx, mut rx) = mpsc::channel(64);
         let forward = async {
@@ -87,7 +89,7 @@ impl Renderer for BlenderRenderer {
             blend,
             out_dir,
             a.frames,
-            a.spec.format,
+            tile_format(a),
             &settings,
             tx,
             cancel,
@@ -98,6 +100,15 @@ impl Renderer for BlenderRenderer {
             Err(RenderError::Cancelled) => Err("cancelled".into()),
             Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// The format Blender writes for an assignment: the job's, except that tiles are written
+/// lossless (EXR for an EXR job, PNG otherwise) and encoded in the job's format once stitched.
+pub fn tile_format(a: &Assignment) -> OutputFormat {
+    match (a.tile, a.spec.format) {
+        (None, format) | (Some(_), format @ OutputFormat::Exr) => format,
+        (Some(_), _) => OutputFormat::Png,
     }
 }
 

@@ -161,6 +161,7 @@ async fn submit(node: &Node, frames: FrameRange, chunk: Option<u32>) -> JobId {
         resolution_percent: None,
         format: OutputFormat::Png,
         chunk,
+        tiles: None,
         blender_version: None,
     };
     h.submit(spec).await.expect("submit")

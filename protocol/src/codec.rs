@@ -63,7 +63,7 @@ pub fn frame_prefix(len: usize) -> [u8; 4] {
 mod tests {
     use super::*;
     use crate::id::{BlobHash, JobId, NodeId, Term};
-    use crate::job::{FrameRange, Job, JobSpec, OutputFormat, plan_chunks};
+    use crate::job::{FrameRange, Job, JobSpec, Output, OutputFormat, TileGrid, Tiling, plan};
     use crate::message::{Assignment, Gossip, Heartbeat, Request, Response, Role};
 
     fn spec() -> JobSpec {
@@ -76,8 +76,39 @@ mod tests {
             resolution_percent: Some(25),
             format: OutputFormat::Png,
             chunk: None,
+            tiles: None,
             blender_version: Some("Blender 3.4.1".into()),
         }
+    }
+
+    /// A finished job as large as the limits allow: every task done by a node with a real-length
+    /// peer id, every task and frame with an output.
+    fn largest_job(spec: JobSpec) -> Job {
+        let plan = plan(&spec, 1);
+        let mut job = Job::new(JobId([1; 16]), spec, node("o"), plan, Term(1), 5);
+        let worker = node("12D3KooWLjtgLwd9dJfpwSpXbMN5VXtWzgY3iVvzzcT2j9XB6J1f");
+        for i in 0..job.tasks.len() as u32 {
+            let attempt = job.assign(i, worker.clone(), Term(1)).unwrap();
+            let frames = job.tasks[i as usize].frames;
+            let outputs = frames
+                .iter()
+                .map(|frame| Output {
+                    frame,
+                    blob: BlobHash::of(&frame.to_le_bytes()),
+                    size: u64::MAX,
+                })
+                .collect();
+            job.complete(i, attempt, &worker, outputs, Term(1)).unwrap();
+        }
+        for frame in job.frames_to_stitch() {
+            let output = Output {
+                frame,
+                blob: BlobHash::of(b"stitched"),
+                size: u64::MAX,
+            };
+            job.add_stitched(output, Term(1)).unwrap();
+        }
+        job
     }
 
     fn node(s: &str) -> NodeId {
@@ -103,6 +134,12 @@ mod tests {
                 task: 2,
                 attempt: 1,
                 frames: FrameRange::new(5, 8).unwrap(),
+                tile: Some(rendermesh_scene::Tile {
+                    col: 1,
+                    row: 2,
+                    cols: 4,
+                    rows: 4,
+                }),
                 spec: spec(),
                 origin: node("origin"),
             }),
@@ -116,10 +153,11 @@ mod tests {
 
     #[test]
     fn responses_and_heartbeats_round_trip() {
-        let chunks = plan_chunks(FrameRange::new(1, 12).unwrap(), 3, None);
-        let job = Job::new(JobId([1; 16]), spec(), node("o"), chunks, Term(1), 5);
+        let mut tiled = spec();
+        tiled.tiles = Some(Tiling::Grid(TileGrid { cols: 2, rows: 3 }));
         let responses = vec![
-            Response::Job(Box::new(job)),
+            Response::Job(Box::new(largest_job(spec()))),
+            Response::Job(Box::new(largest_job(tiled))),
             Response::BlobChunk(vec![1, 2, 3]),
             Response::BlobInfo {
                 size: 3 << 20,
@@ -200,6 +238,22 @@ mod tests {
             let _ = decode::<Request>(&bytes, limits::MAX_MESSAGE);
             let _ = decode::<Response>(&bytes, limits::MAX_MESSAGE);
             let _ = decode::<Gossip>(&bytes, limits::MAX_GOSSIP);
+        }
+    }
+
+    #[test]
+    fn the_largest_jobs_fit_in_one_message() {
+        let mut frames = spec();
+        frames.frames = FrameRange::new(1, limits::MAX_JOB_FRAMES).unwrap();
+        frames.chunk = Some(1);
+        let mut tiles = spec();
+        tiles.frames = FrameRange::new(1, limits::MAX_TILED_TASKS / 16).unwrap();
+        tiles.tiles = Some(Tiling::Grid(TileGrid { cols: 4, rows: 4 }));
+        tiles.validate().unwrap();
+        for spec in [frames, tiles] {
+            let job = largest_job(spec);
+            let bytes = encode(&Response::Job(Box::new(job)), limits::MAX_MESSAGE).unwrap();
+            assert!(bytes.len() < limits::MAX_MESSAGE, "{} bytes", bytes.len());
         }
     }
 }

@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use rendermesh_scene::Tile;
+
 use crate::id::{BlobHash, JobId, NodeId, Term};
 use crate::{Error, limits};
 
@@ -151,6 +153,93 @@ impl fmt::Display for OutputFormat {
     }
 }
 
+/// A grid of `cols` x `rows` tiles per frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TileGrid {
+    /// Columns.
+    pub cols: u32,
+    /// Rows.
+    pub rows: u32,
+}
+
+impl TileGrid {
+    /// A checked grid: each side in `1..=`[`limits::MAX_TILE_SIDE`].
+    pub fn new(cols: u32, rows: u32) -> Result<Self, Error> {
+        let side = 1..=limits::MAX_TILE_SIDE;
+        if !side.contains(&cols) || !side.contains(&rows) {
+            return Err(Error::BadTiles {
+                text: format!("{cols}x{rows}"),
+                reason: format!("each side must be in 1..={}", limits::MAX_TILE_SIDE),
+            });
+        }
+        Ok(Self { cols, rows })
+    }
+
+    /// Tiles per frame.
+    pub fn count(&self) -> u32 {
+        self.cols * self.rows
+    }
+
+    /// The grid for `workers` live nodes: at least two tiles per node (so a fast node takes
+    /// more and nobody waits long for the slowest), as square as it goes, wider than tall;
+    /// `None` for a single node, which gains nothing from tiles.
+    pub fn auto(workers: usize) -> Option<Self> {
+        if workers <= 1 {
+            return None;
+        }
+        let want = (workers as u32)
+            .saturating_mul(2)
+            .min(limits::MAX_TILE_SIDE.pow(2));
+        let cols = (f64::from(want).sqrt().ceil() as u32).clamp(1, limits::MAX_TILE_SIDE);
+        let rows = want.div_ceil(cols).clamp(1, limits::MAX_TILE_SIDE);
+        Some(Self { cols, rows })
+    }
+}
+
+impl fmt::Display for TileGrid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.cols, self.rows)
+    }
+}
+
+/// How a job cuts each frame: into a fixed grid, or into a grid sized to the live nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Tiling {
+    /// [`TileGrid::auto`] for the nodes live when the coordinator accepts the job.
+    Auto,
+    /// This grid (1x1 renders whole frames).
+    Grid(TileGrid),
+}
+
+impl FromStr for Tiling {
+    type Err = Error;
+
+    /// Parses `auto` or `CxR` (`4x4`, `8X2`).
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let text = s.trim();
+        if text.eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        let bad = || Error::BadTiles {
+            text: s.to_owned(),
+            reason: "expected `auto` or COLSxROWS with whole numbers, e.g. `4x4`".into(),
+        };
+        let (c, r) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+        let cols = c.trim().parse().map_err(|_| bad())?;
+        let rows = r.trim().parse().map_err(|_| bad())?;
+        Ok(Self::Grid(TileGrid::new(cols, rows)?))
+    }
+}
+
+impl fmt::Display for Tiling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Grid(grid) => grid.fmt(f),
+        }
+    }
+}
+
 /// What the user asked for: everything a worker needs to render any part of the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSpec {
@@ -168,8 +257,11 @@ pub struct JobSpec {
     pub resolution_percent: Option<u32>,
     /// The output image format.
     pub format: OutputFormat,
-    /// Frames per task; `None` lets the coordinator choose (see [`plan_chunks`]).
+    /// Frames per task; `None` lets the coordinator choose (see [`plan_chunks`]). Ignored when
+    /// frames are tiled: a tile task renders one tile of one frame.
     pub chunk: Option<u32>,
+    /// Cut each frame into tiles rendered on different nodes; `None` renders whole frames.
+    pub tiles: Option<Tiling>,
     /// The Blender version every task must run on (the submitter's); `None` accepts any.
     pub blender_version: Option<String>,
 }
@@ -199,6 +291,20 @@ impl JobSpec {
                 field: "chunk",
                 reason: "a chunk holds at least one frame".into(),
             });
+        }
+        if let Some(Tiling::Grid(grid)) = self.tiles {
+            TileGrid::new(grid.cols, grid.rows)?;
+            let tasks = u64::from(grid.count()) * u64::from(self.frames.len());
+            if tasks > u64::from(limits::MAX_TILED_TASKS) {
+                return Err(Error::BadSpec {
+                    field: "tiles",
+                    reason: format!(
+                        "{} frames of {grid} tiles make {tasks} tasks; a job holds at most {}",
+                        self.frames.len(),
+                        limits::MAX_TILED_TASKS
+                    ),
+                });
+            }
         }
         if self.name.len() > limits::MAX_NAME_LEN {
             return Err(Error::BadSpec {
@@ -237,6 +343,55 @@ pub fn plan_chunks(frames: FrameRange, workers: usize, chunk: Option<u32>) -> Ve
     }
 }
 
+/// How a job is cut into tasks: the tile grid (if frames are tiled) and each task's frames and
+/// tile, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The grid every frame is cut into; `None`: whole frames.
+    pub grid: Option<TileGrid>,
+    /// Each task's frames and tile (a tile task holds one frame).
+    pub tasks: Vec<(FrameRange, Option<Tile>)>,
+}
+
+/// Plans `spec` for `workers` live nodes: frame chunks ([`plan_chunks`]), or, when the spec
+/// asks for tiles and the grid has more than one, one task per tile per frame, frame by frame,
+/// each frame's tiles row by row from the top. The grid is capped so that the job stays within
+/// [`limits::MAX_TILED_TASKS`].
+pub fn plan(spec: &JobSpec, workers: usize) -> Plan {
+    let grid = match spec.tiles {
+        None => None,
+        Some(Tiling::Auto) => TileGrid::auto(workers),
+        Some(Tiling::Grid(grid)) => Some(grid),
+    }
+    .filter(|grid| {
+        grid.count() > 1
+            && u64::from(grid.count()) * u64::from(spec.frames.len())
+                <= u64::from(limits::MAX_TILED_TASKS)
+    });
+    let tasks = match grid {
+        None => plan_chunks(spec.frames, workers, spec.chunk)
+            .into_iter()
+            .map(|frames| (frames, None))
+            .collect(),
+        Some(grid) => spec
+            .frames
+            .iter()
+            .flat_map(|frame| {
+                Tile::grid(grid.cols, grid.rows).map(move |tile| {
+                    (
+                        FrameRange {
+                            start: frame,
+                            end: frame,
+                        },
+                        Some(tile),
+                    )
+                })
+            })
+            .collect(),
+    };
+    Plan { grid, tasks }
+}
+
 /// A job's state as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum JobState {
@@ -244,7 +399,7 @@ pub enum JobState {
     Queued,
     /// At least one task has started.
     Running,
-    /// Every frame is rendered and held by at least two nodes.
+    /// Every frame is rendered (and stitched, when tiled) and held by at least two nodes.
     Done,
     /// A task failed on every node it may run on; `Job::message` says why.
     Failed,
@@ -266,7 +421,7 @@ pub enum TaskState {
     Queued,
     /// Assigned to `Task::worker` under `Task::attempt`.
     Running,
-    /// Rendered; `Task::outputs` names the frames.
+    /// Rendered; `Task::outputs` names the frames (for a tile task: its one tile image).
     Done,
     /// Gave up on (the job failed or was cancelled).
     Failed,
@@ -299,6 +454,8 @@ pub struct Task {
     pub index: u32,
     /// The frames it renders.
     pub frames: FrameRange,
+    /// The tile of the frame it renders; `None`: whole frames.
+    pub tile: Option<Tile>,
     /// Where it stands.
     pub state: TaskState,
     /// Counts assignments; a report is valid only for the current attempt.
@@ -362,8 +519,12 @@ pub struct Job {
     pub state: JobState,
     /// For a failed job: what a person can act on.
     pub message: Option<String>,
-    /// The chunks, in frame order.
+    /// The chunks (or tiles), in frame order.
     pub tasks: Vec<Task>,
+    /// The grid each frame is cut into; `None`: whole frames.
+    pub grid: Option<TileGrid>,
+    /// Tiled jobs: the stitched frames so far, in frame order.
+    pub stitched: Vec<Output>,
     /// Raised by every write.
     pub version: Version,
     /// Submission time, milliseconds since the Unix epoch (for listing order).
@@ -371,21 +532,23 @@ pub struct Job {
 }
 
 impl Job {
-    /// A new queued job whose tasks are `chunks`.
+    /// A new queued job whose tasks are `plan`'s.
     pub fn new(
         id: JobId,
         spec: JobSpec,
         origin: NodeId,
-        chunks: Vec<FrameRange>,
+        plan: Plan,
         term: Term,
         created_ms: u64,
     ) -> Self {
-        let tasks = chunks
+        let tasks = plan
+            .tasks
             .into_iter()
             .enumerate()
-            .map(|(i, frames)| Task {
+            .map(|(i, (frames, tile))| Task {
                 index: i as u32,
                 frames,
+                tile,
                 state: TaskState::Queued,
                 attempt: 0,
                 worker: None,
@@ -401,6 +564,8 @@ impl Job {
             state: JobState::Queued,
             message: None,
             tasks,
+            grid: plan.grid,
+            stitched: Vec::new(),
             version: Version { term, seq: 1 },
             created_ms,
         }
@@ -439,8 +604,11 @@ impl Job {
         c
     }
 
-    /// Frames rendered so far.
+    /// Frames finished so far (stitched, when tiled).
     pub fn frames_done(&self) -> u32 {
+        if self.grid.is_some() {
+            return self.stitched.len() as u32;
+        }
         self.tasks
             .iter()
             .filter(|t| t.state == TaskState::Done)
@@ -512,11 +680,68 @@ impl Job {
         let task = self.current_mut(index, attempt, node)?;
         task.state = TaskState::Done;
         task.outputs = outputs;
-        if self.tasks.iter().all(|t| t.state == TaskState::Done) {
-            self.state = JobState::Done;
-        }
+        self.finish_if_complete();
         self.touch(term);
         Ok(())
+    }
+
+    fn finish_if_complete(&mut self) {
+        let rendered = self.tasks.iter().all(|t| t.state == TaskState::Done);
+        let stitched = self.grid.is_none() || self.stitched.len() as u32 == self.spec.frames.len();
+        if rendered && stitched {
+            self.state = JobState::Done;
+        }
+    }
+
+    /// Tiled jobs: the frames whose tiles are all rendered but which are not stitched yet.
+    pub fn frames_to_stitch(&self) -> Vec<u32> {
+        if self.grid.is_none() || self.state.is_terminal() {
+            return Vec::new();
+        }
+        let mut ready: Vec<u32> = Vec::new();
+        for frame in self.spec.frames.iter() {
+            if self.stitched.iter().any(|o| o.frame == frame) {
+                continue;
+            }
+            let mut tiles = self.tiles_of(frame).peekable();
+            if tiles.peek().is_some() && tiles.all(|t| t.state == TaskState::Done) {
+                ready.push(frame);
+            }
+        }
+        ready
+    }
+
+    /// Tiled jobs: the tasks rendering tiles of `frame`.
+    pub fn tiles_of(&self, frame: u32) -> impl Iterator<Item = &Task> {
+        self.tasks
+            .iter()
+            .filter(move |t| t.tile.is_some() && t.frames.start == frame)
+    }
+
+    /// Records a stitched frame of a tiled job; the job is done once every frame is.
+    /// Recording a frame twice changes nothing.
+    pub fn add_stitched(&mut self, output: Output, term: Term) -> Result<(), Stale> {
+        if self.state.is_terminal() {
+            return Err(Stale::Finished(self.state));
+        }
+        if self.grid.is_none() || self.stitched.iter().any(|o| o.frame == output.frame) {
+            return Ok(());
+        }
+        let at = self.stitched.partition_point(|o| o.frame < output.frame);
+        self.stitched.insert(at, output);
+        self.finish_if_complete();
+        self.touch(term);
+        Ok(())
+    }
+
+    /// Fails the whole job with `message` (a problem no retry can fix).
+    pub fn abort(&mut self, message: String, term: Term) -> bool {
+        if self.state.is_terminal() {
+            return false;
+        }
+        self.finish(JobState::Failed, message);
+        self.touch(term);
+        true
     }
 
     /// Records a failed attempt. The task goes back to the queue unless it has now failed on
@@ -541,12 +766,15 @@ impl Job {
         task.worker = None;
         let distinct: BTreeSet<&NodeId> = task.failures.iter().map(|f| &f.node).collect();
         if distinct.len() >= give_up_after.max(1) {
-            let frames = task.frames;
+            let what = match task.tile {
+                Some(tile) => format!("{tile} of frame {}", task.frames),
+                None => format!("frames {}", task.frames),
+            };
             let n = distinct.len();
             self.finish(
                 JobState::Failed,
                 format!(
-                    "frames {frames} failed on {n} node{}: {message}",
+                    "{what} failed on {n} node{}: {message}",
                     if n == 1 { "" } else { "s" }
                 ),
             );
@@ -610,8 +838,12 @@ impl Job {
         }
     }
 
-    /// Every rendered frame, in frame order.
+    /// Every finished frame, in frame order: the stitched frames of a tiled job, else the
+    /// frames its tasks rendered.
     pub fn outputs(&self) -> Vec<&Output> {
+        if self.grid.is_some() {
+            return self.stitched.iter().collect();
+        }
         let mut out: Vec<&Output> = self.tasks.iter().flat_map(|t| &t.outputs).collect();
         out.sort_by_key(|o| o.frame);
         out
@@ -640,13 +872,15 @@ mod tests {
             resolution_percent: None,
             format: OutputFormat::Png,
             chunk: None,
+            tiles: None,
             blender_version: None,
         }
     }
 
     fn job(frames: FrameRange, workers: usize) -> Job {
-        let chunks = plan_chunks(frames, workers, None);
-        Job::new(JobId([0; 16]), spec(frames), node("o"), chunks, Term(1), 0)
+        let spec = spec(frames);
+        let plan = plan(&spec, workers);
+        Job::new(JobId([0; 16]), spec, node("o"), plan, Term(1), 0)
     }
 
     #[test]
@@ -783,5 +1017,101 @@ mod tests {
         s.chunk = Some(0);
         assert!(s.validate().unwrap_err().to_string().contains("chunk"));
         assert!(spec(range(1, 2)).validate().is_ok());
+    }
+
+    #[test]
+    fn tilings_parse_and_refuse_nonsense() {
+        assert_eq!("auto".parse::<Tiling>().unwrap(), Tiling::Auto);
+        assert_eq!(
+            "4x3".parse::<Tiling>().unwrap(),
+            Tiling::Grid(TileGrid { cols: 4, rows: 3 })
+        );
+        assert_eq!("2X2".parse::<Tiling>().unwrap().to_string(), "2x2");
+        for bad in [
+            "", "4", "4x", "x4", "0x4", "4x0", "65x1", "4*4", "a x b", "-1x2",
+        ] {
+            let err = bad.parse::<Tiling>().unwrap_err().to_string();
+            assert!(err.contains("bad tile grid"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn auto_grids_give_each_node_two_tiles_or_more() {
+        assert_eq!(TileGrid::auto(1), None);
+        assert_eq!(TileGrid::auto(0), None);
+        for workers in 2..200 {
+            let grid = TileGrid::auto(workers).unwrap();
+            assert!(
+                grid.count() as usize >= 2 * workers.min(2048),
+                "{workers}: {grid}"
+            );
+            assert!(grid.cols >= grid.rows && grid.cols <= limits::MAX_TILE_SIDE);
+        }
+        assert_eq!(TileGrid::auto(3), Some(TileGrid { cols: 3, rows: 2 }));
+    }
+
+    #[test]
+    fn a_tiled_plan_has_one_task_per_tile_per_frame() {
+        let mut s = spec(range(5, 6));
+        s.tiles = Some(Tiling::Grid(TileGrid { cols: 4, rows: 4 }));
+        let p = plan(&s, 3);
+        assert_eq!(p.grid, Some(TileGrid { cols: 4, rows: 4 }));
+        assert_eq!(p.tasks.len(), 32);
+        assert!(p.tasks[..16].iter().all(|(f, _)| *f == range(5, 5)));
+        let tiles: BTreeSet<Tile> = p.tasks[16..].iter().filter_map(|(_, t)| *t).collect();
+        assert_eq!(tiles.len(), 16);
+        // Auto on one node and a 1x1 grid render whole frames.
+        s.tiles = Some(Tiling::Auto);
+        assert_eq!(plan(&s, 1).grid, None);
+        assert!(plan(&s, 1).tasks.iter().all(|(_, tile)| tile.is_none()));
+        s.tiles = Some(Tiling::Grid(TileGrid { cols: 1, rows: 1 }));
+        assert_eq!(plan(&s, 3).grid, None);
+    }
+
+    #[test]
+    fn a_tiled_job_is_done_only_when_every_frame_is_stitched() {
+        let mut s = spec(range(1, 2));
+        s.tiles = Some(Tiling::Grid(TileGrid { cols: 2, rows: 1 }));
+        let p = plan(&s, 2);
+        let mut j = Job::new(JobId([1; 16]), s, node("o"), p, Term(1), 0);
+        assert!(j.frames_to_stitch().is_empty());
+        let out = |frame: u32, tag: &[u8]| Output {
+            frame,
+            blob: BlobHash::of(tag),
+            size: 1,
+        };
+        for i in 0..4 {
+            let a = j.assign(i, node("w"), Term(1)).unwrap();
+            let frame = j.tasks[i as usize].frames.start;
+            j.complete(i, a, &node("w"), vec![out(frame, &[i as u8])], Term(1))
+                .unwrap();
+            let expect: Vec<u32> = match i {
+                0 => vec![],
+                1 | 2 => vec![1],
+                _ => vec![1, 2],
+            };
+            assert_eq!(j.frames_to_stitch(), expect, "after task {i}");
+        }
+        assert_eq!(j.state, JobState::Running);
+        assert_eq!(j.frames_done(), 0);
+        j.add_stitched(out(2, b"two"), Term(1)).unwrap();
+        j.add_stitched(out(2, b"again"), Term(1)).unwrap();
+        assert_eq!(j.frames_to_stitch(), vec![1]);
+        j.add_stitched(out(1, b"one"), Term(1)).unwrap();
+        assert_eq!(j.state, JobState::Done);
+        let frames: Vec<(u32, BlobHash)> = j.outputs().iter().map(|o| (o.frame, o.blob)).collect();
+        assert_eq!(
+            frames,
+            vec![(1, BlobHash::of(b"one")), (2, BlobHash::of(b"two"))]
+        );
+        assert!(j.add_stitched(out(1, b"late"), Term(1)).is_err());
+    }
+
+    #[test]
+    fn too_many_tiles_are_refused_by_name() {
+        let mut s = spec(range(1, 1000));
+        s.tiles = Some(Tiling::Grid(TileGrid { cols: 4, rows: 4 }));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("tiles") && err.contains("16000"), "{err}");
     }
 }

@@ -22,12 +22,13 @@ pub mod message;
 pub use election::{Claim, Decision, elect};
 pub use id::{BlobHash, JobId, NodeId, Term};
 pub use job::{
-    Failure, FrameRange, Job, JobSpec, JobState, Output, OutputFormat, Stale, Task, TaskState,
-    Version, plan_chunks,
+    Failure, FrameRange, Job, JobSpec, JobState, Output, OutputFormat, Plan, Stale, Task,
+    TaskState, TileGrid, Tiling, Version, plan, plan_chunks,
 };
 pub use message::{
     Assignment, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response, Role, TaskRef,
 };
+pub use rendermesh_scene::{PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
 pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/1";
@@ -52,6 +53,10 @@ pub mod limits {
     pub const MAX_FRAME_NUMBER: u32 = 1_048_574;
     /// Most frames in one job (keeps a job record well under [`MAX_MESSAGE`]).
     pub const MAX_JOB_FRAMES: u32 = 20_000;
+    /// Most tasks in a tiled job (frames times tiles per frame).
+    pub const MAX_TILED_TASKS: u32 = 10_000;
+    /// Most tiles along either side of a frame.
+    pub const MAX_TILE_SIDE: u32 = 64;
     /// Most samples a job may ask for.
     pub const MAX_SAMPLES: u32 = 1 << 16;
     /// Longest job name, in bytes.
@@ -104,6 +109,14 @@ pub enum Error {
     /// A frame range is wrong.
     #[error("bad frame range `{text}`: {reason}")]
     BadFrames {
+        /// The text given.
+        text: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tile grid is wrong.
+    #[error("bad tile grid `{text}`: {reason}")]
+    BadTiles {
         /// The text given.
         text: String,
         /// What is wrong.

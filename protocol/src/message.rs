@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use rendermesh_scene::Tile;
+
 use crate::id::{BlobHash, JobId, NodeId, Term};
 use crate::job::{FrameRange, Job, JobSpec, Output, Version};
 
@@ -32,6 +34,8 @@ pub struct TaskRef {
     pub attempt: u32,
     /// The frames it covers.
     pub frames: FrameRange,
+    /// The tile of the frame it renders; `None`: whole frames.
+    pub tile: Option<Tile>,
     /// Frames written so far.
     pub frames_done: u32,
 }
@@ -98,6 +102,8 @@ pub struct Assignment {
     pub attempt: u32,
     /// The frames to render.
     pub frames: FrameRange,
+    /// Render only this tile of the frame (lossless, cropped); `None`: whole frames.
+    pub tile: Option<Tile>,
     /// The job's settings.
     pub spec: JobSpec,
     /// The node that holds the `.blend` for sure (the job's origin).

@@ -14,7 +14,7 @@
 //! ```
 //! use rendermesh_scene::RenderSettings;
 //!
-//! let settings = RenderSettings { samples: Some(8), resolution_percent: None };
+//! let settings = RenderSettings { samples: Some(8), ..RenderSettings::default() };
 //! assert_eq!(settings.script_args(), ["--samples", "8"]);
 //! ```
 
@@ -56,6 +56,13 @@ pub struct RenderSettings {
     pub samples: Option<u32>,
     /// Render resolution percentage, 1..=100 (the job spec validates the range).
     pub resolution_percent: Option<u32>,
+    /// Render only this tile, cropped (implies `exact`).
+    pub tile: Option<Tile>,
+    /// Turn off what makes a pixel depend on its neighbours or on where the render region
+    /// starts, so that tiles stitch into exactly the whole frame: compositing, the sequencer,
+    /// dither and adaptive sampling. Set for every tile, and for a whole-frame render that must
+    /// equal a tiled one.
+    pub exact: bool,
 }
 
 impl RenderSettings {
@@ -69,7 +76,113 @@ impl RenderSettings {
         if let Some(percent) = self.resolution_percent {
             args.extend(["--resolution-percent".to_owned(), percent.to_string()]);
         }
+        if let Some(tile) = self.tile {
+            args.extend(tile.script_args());
+        } else if self.exact {
+            args.push("--exact".to_owned());
+        }
         args
+    }
+}
+
+/// One tile of a frame cut into a `cols` x `rows` grid: rendered alone with Blender's render
+/// border and crop, then stitched with the others.
+///
+/// Tile edges are whole pixels: with the frame `W` x `H` pixels after the resolution
+/// percentage, column `c` spans `c * W / cols .. (c + 1) * W / cols` (integer division), and row
+/// `r` (counted from the top) spans `r * H / rows .. (r + 1) * H / rows`. [`SETTINGS_PY`] applies
+/// the same formula inside Blender, where `W` and `H` are known.
+///
+/// ```
+/// use rendermesh_scene::{PixelRect, Tile};
+///
+/// let tiles: Vec<Tile> = Tile::grid(2, 2).collect();
+/// assert_eq!(tiles.len(), 4);
+/// assert_eq!(tiles[3].rect(5, 3), PixelRect { x0: 2, y0: 1, x1: 5, y1: 3 });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Tile {
+    /// Column, from the left, `0..cols`.
+    pub col: u32,
+    /// Row, from the top, `0..rows`.
+    pub row: u32,
+    /// Columns in the grid.
+    pub cols: u32,
+    /// Rows in the grid.
+    pub rows: u32,
+}
+
+/// A rectangle of whole pixels, origin at the top left, ends exclusive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PixelRect {
+    /// First column.
+    pub x0: u32,
+    /// First row.
+    pub y0: u32,
+    /// One past the last column.
+    pub x1: u32,
+    /// One past the last row.
+    pub y1: u32,
+}
+
+impl PixelRect {
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.x1 - self.x0
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.y1 - self.y0
+    }
+}
+
+impl Tile {
+    /// Every tile of a `cols` x `rows` grid, row by row from the top left.
+    pub fn grid(cols: u32, rows: u32) -> impl Iterator<Item = Tile> {
+        (0..rows).flat_map(move |row| {
+            (0..cols).map(move |col| Tile {
+                col,
+                row,
+                cols,
+                rows,
+            })
+        })
+    }
+
+    /// The pixels this tile covers in a `width` x `height` frame. Empty when the grid has more
+    /// columns than the frame has pixels (Blender refuses such a tile).
+    pub fn rect(&self, width: u32, height: u32) -> PixelRect {
+        let edge = |i: u32, n: u32, size: u32| {
+            (u64::from(i) * u64::from(size) / u64::from(n.max(1))) as u32
+        };
+        PixelRect {
+            x0: edge(self.col, self.cols, width),
+            y0: edge(self.row, self.rows, height),
+            x1: edge(self.col + 1, self.cols, width),
+            y1: edge(self.row + 1, self.rows, height),
+        }
+    }
+
+    /// The arguments [`SETTINGS_PY`] reads for this tile: `--tile COL ROW COLS ROWS`.
+    pub fn script_args(&self) -> [String; 5] {
+        [
+            "--tile".to_owned(),
+            self.col.to_string(),
+            self.row.to_string(),
+            self.cols.to_string(),
+            self.rows.to_string(),
+        ]
+    }
+}
+
+impl std::fmt::Display for Tile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tile {},{} of {}x{}",
+            self.col, self.row, self.cols, self.rows
+        )
     }
 }
 
@@ -83,14 +196,15 @@ mod tests {
         let both = RenderSettings {
             samples: Some(2),
             resolution_percent: Some(10),
+            ..RenderSettings::default()
         };
         assert_eq!(
             both.script_args(),
             ["--samples", "2", "--resolution-percent", "10"]
         );
         let percent = RenderSettings {
-            samples: None,
             resolution_percent: Some(25),
+            ..RenderSettings::default()
         };
         assert_eq!(percent.script_args(), ["--resolution-percent", "25"]);
     }
@@ -112,6 +226,67 @@ mod tests {
             "rendermesh: error:",
             "has no camera",
             "sys.exit(2)",
+        ] {
+            assert!(SETTINGS_PY.contains(needle), "settings.py lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn tiles_cover_every_pixel_exactly_once() {
+        for (width, height) in [(1, 1), (120, 67), (7, 5), (1920, 1080)] {
+            for (cols, rows) in [(1, 1), (4, 4), (3, 2), (7, 5)] {
+                if cols > width || rows > height {
+                    continue;
+                }
+                let mut covered = vec![0u8; (width * height) as usize];
+                for tile in Tile::grid(cols, rows) {
+                    let r = tile.rect(width, height);
+                    assert!(
+                        r.width() >= 1 && r.height() >= 1,
+                        "{tile} of {width}x{height}"
+                    );
+                    for y in r.y0..r.y1 {
+                        for x in r.x0..r.x1 {
+                            covered[(y * width + x) as usize] += 1;
+                        }
+                    }
+                }
+                assert!(
+                    covered.iter().all(|&n| n == 1),
+                    "{cols}x{rows} of {width}x{height}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_tile_tells_the_settings_script_which_one_it_is() {
+        let tile = Tile {
+            col: 1,
+            row: 2,
+            cols: 4,
+            rows: 3,
+        };
+        let settings = RenderSettings {
+            tile: Some(tile),
+            exact: true,
+            ..RenderSettings::default()
+        };
+        assert_eq!(settings.script_args(), ["--tile", "1", "2", "4", "3"]);
+        let exact = RenderSettings {
+            exact: true,
+            ..RenderSettings::default()
+        };
+        assert_eq!(exact.script_args(), ["--exact"]);
+        for needle in [
+            "--tile",
+            "--exact",
+            "use_crop_to_border",
+            "dither_intensity = 0",
+            "use_compositing = False",
+            "use_sequencer = False",
+            "use_adaptive_sampling = False",
+            "+ 0.5",
         ] {
             assert!(SETTINGS_PY.contains(needle), "settings.py lacks {needle}");
         }

@@ -310,15 +310,17 @@ pub fn example_scene(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Renders `frames` of `blend` directly with `blender -b` (no mesh), with the same settings
-/// script and values a worker uses. Files land in `out` as `ref_NNNNN.png`.
+/// Renders `start..=end` of `blend` directly with `blender -b` (no mesh), with the same settings
+/// script and values a worker uses, plus `settings` for the script (e.g. `--exact`: the settings
+/// every tile is rendered with, applied to the whole frame). Files land in `out` as
+/// `ref_NNNNN.png`.
 pub fn blender_direct(
     blend: &Path,
     out: &Path,
-    start: u32,
-    end: u32,
+    (start, end): (u32, u32),
     samples: u32,
     percent: u32,
+    settings: &[&str],
 ) -> Result<()> {
     std::fs::create_dir_all(out)?;
     let script = out.join("settings.py");
@@ -338,6 +340,7 @@ pub fn blender_direct(
         .arg("--")
         .args(["--samples", &samples.to_string()])
         .args(["--resolution-percent", &percent.to_string()])
+        .args(settings)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()?;
@@ -380,4 +383,146 @@ pub fn assert_same_pixels(a: &Path, b: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every node's log, each under its name: the context of a failed multi-node test.
+pub fn dump_logs(nodes: &[MeshNode]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("--- {} ---\n{}", n.name, n.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The newest job as `node` sees it (`GET /api/v1/jobs`, newest first).
+pub fn newest_job(node: &MeshNode) -> Option<Value> {
+    node.get("/api/v1/jobs")?.as_array()?.first().cloned()
+}
+
+/// Waits up to `timeout` for a `rendermesh render` started with its stdout in `log` (and its
+/// stderr next to it, `.err`) to succeed; on failure the error holds both and `nodes`' logs.
+pub fn wait_render(
+    child: &mut Child,
+    timeout: Duration,
+    log: &Path,
+    nodes: &[MeshNode],
+) -> Result<()> {
+    let status = wait_for("the render command to finish", timeout, || {
+        child.try_wait().ok().flatten()
+    })
+    .with_context(|| dump_logs(nodes))?;
+    if !status.success() {
+        bail!(
+            "render exited with {status}:\n{}\n{}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default(),
+            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default(),
+            dump_logs(nodes)
+        );
+    }
+    Ok(())
+}
+
+/// Who takes part in a kill test on three nodes: the node to submit through (never the
+/// victim, never the coordinator), the node to kill (the coordinator, or the remaining
+/// worker), and the coordinator's id before the kill.
+pub struct KillPlan {
+    /// Index of the node the job is submitted to.
+    pub via: usize,
+    /// Index of the node to kill.
+    pub victim: usize,
+    /// The coordinator before the kill.
+    pub coordinator: String,
+    /// Whether the victim is the coordinator.
+    pub kills_coordinator: bool,
+}
+
+impl KillPlan {
+    /// Plans a kill among three agreed `nodes`.
+    pub fn new(nodes: &[MeshNode], kill_coordinator: bool) -> Result<Self> {
+        let coordinator = agreed_coordinator(nodes, nodes.len()).context("no coordinator")?;
+        let coord = nodes
+            .iter()
+            .position(|n| n.id == coordinator)
+            .context("coordinator is not one of ours")?;
+        let others: Vec<usize> = (0..nodes.len()).filter(|&i| i != coord).collect();
+        let (via, victim) = if kill_coordinator {
+            (others[0], coord)
+        } else {
+            (others[0], others[1])
+        };
+        Ok(Self {
+            via,
+            victim,
+            coordinator,
+            kills_coordinator: kill_coordinator,
+        })
+    }
+
+    /// Waits until the newest job seen by the `via` node satisfies `ready` (e.g. "some work is
+    /// done, not all"), then SIGKILLs the victim.
+    pub fn kill_when(
+        &self,
+        nodes: &mut [MeshNode],
+        what: &str,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Result<()> {
+        wait_for(what, Duration::from_secs(120), || {
+            newest_job(&nodes[self.via]).filter(|job| ready(job))
+        })
+        .with_context(|| dump_logs(nodes))?;
+        nodes[self.victim].kill();
+        Ok(())
+    }
+
+    /// After the kill: the survivors agree on a coordinator, a new one if the old was killed.
+    pub fn check_survivors(&self, nodes: Vec<MeshNode>) -> Result<String> {
+        let survivors: Vec<MeshNode> = nodes
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.victim)
+            .map(|(_, n)| n)
+            .collect();
+        let n = survivors.len();
+        let now = wait_for("the survivors to agree", Duration::from_secs(30), || {
+            agreed_coordinator(&survivors, n)
+        })?;
+        if self.kills_coordinator && now == self.coordinator {
+            bail!("the killed coordinator {now} is still followed");
+        }
+        Ok(now)
+    }
+}
+
+/// A temporary directory holding the example scene and its frames rendered by `blender -b`.
+pub struct Fixture {
+    _dir: tempfile::TempDir,
+    /// The directory.
+    pub root: PathBuf,
+    /// The example scene.
+    pub blend: PathBuf,
+    /// The reference frames, `ref_NNNNN.png`.
+    pub reference: PathBuf,
+}
+
+impl Fixture {
+    /// Makes the example scene and renders `frames` of it directly (see [`blender_direct`]).
+    pub fn new(frames: (u32, u32), samples: u32, percent: u32, settings: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().to_path_buf();
+        let blend = root.join("scene.blend");
+        example_scene(&blend)?;
+        let reference = root.join("reference");
+        blender_direct(&blend, &reference, frames, samples, percent, settings)?;
+        Ok(Self {
+            _dir: dir,
+            root,
+            blend,
+            reference,
+        })
+    }
+
+    /// The reference file of `frame`.
+    pub fn reference_frame(&self, frame: u32) -> PathBuf {
+        self.reference.join(format!("ref_{frame:05}.png"))
+    }
 }

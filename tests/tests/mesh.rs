@@ -2,14 +2,13 @@
 //! the first) render real Cycles frames; the results must equal `blender -b` pixel for pixel,
 //! also when a worker or the coordinator is SIGKILLed mid-job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rendermesh_tests::{
-    MeshNode, agreed_coordinator, assert_same_pixels, bin, blender_direct, cluster, example_scene,
-    wait_for,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, newest_job, wait_render,
 };
 use serde_json::Value;
 
@@ -45,25 +44,6 @@ fn start_render(via: &MeshNode, blend: &Path, out: &Path, log: &Path) -> Result<
         .spawn()?)
 }
 
-fn wait_child(child: &mut Child, timeout: Duration, log: &Path) -> Result<()> {
-    let status = wait_for("the render command to finish", timeout, || {
-        child.try_wait().ok().flatten()
-    })?;
-    if !status.success() {
-        bail!(
-            "render exited with {status}:\n{}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default(),
-            std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
-/// The newest job as the node sees it.
-fn newest_job(node: &MeshNode) -> Option<Value> {
-    node.get("/api/v1/jobs")?.as_array()?.first().cloned()
-}
-
 fn frames_done(job: &Value) -> usize {
     job["tasks"]
         .as_array()
@@ -77,43 +57,16 @@ fn frames_done(job: &Value) -> usize {
 }
 
 /// Every frame in `out` equals the direct render in `reference`.
-fn check_frames(out: &Path, reference: &Path) -> Result<()> {
+fn check_frames(out: &Path, fx: &Fixture) -> Result<()> {
     for f in FRAMES.0..=FRAMES.1 {
         let ours = out.join(format!("scene_{f:04}.png"));
-        let theirs = reference.join(format!("ref_{f:05}.png"));
-        assert_same_pixels(&ours, &theirs).with_context(|| format!("frame {f}"))?;
+        assert_same_pixels(&ours, &fx.reference_frame(f)).with_context(|| format!("frame {f}"))?;
     }
     Ok(())
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    blend: PathBuf,
-    reference: PathBuf,
-}
-
 fn fixture() -> Result<Fixture> {
-    let dir = tempfile::tempdir()?;
-    let root = dir.path().to_path_buf();
-    let blend = root.join("scene.blend");
-    example_scene(&blend)?;
-    let reference = root.join("reference");
-    blender_direct(&blend, &reference, FRAMES.0, FRAMES.1, SAMPLES, PERCENT)?;
-    Ok(Fixture {
-        _dir: dir,
-        root,
-        blend,
-        reference,
-    })
-}
-
-fn dump_logs(nodes: &[MeshNode]) -> String {
-    nodes
-        .iter()
-        .map(|n| format!("--- {} ---\n{}", n.name, n.log_text()))
-        .collect::<Vec<_>>()
-        .join("\n")
+    Fixture::new(FRAMES, SAMPLES, PERCENT, &[])
 }
 
 #[test]
@@ -123,8 +76,8 @@ fn three_nodes_render_every_frame_pixel_identical_and_share_the_work() -> Result
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
     let mut child = start_render(&nodes[1], &fx.blend, &out, &log)?;
-    wait_child(&mut child, Duration::from_secs(300), &log).with_context(|| dump_logs(&nodes))?;
-    check_frames(&out, &fx.reference)?;
+    wait_render(&mut child, Duration::from_secs(300), &log, &nodes)?;
+    check_frames(&out, &fx)?;
 
     // `rendermesh job ID --json` names the node that rendered each task: at least two did.
     let job = newest_job(&nodes[1]).context("no job listed")?;
@@ -165,42 +118,21 @@ fn three_nodes_render_every_frame_pixel_identical_and_share_the_work() -> Result
 fn render_surviving_a_kill(kill_coordinator: bool) -> Result<()> {
     let fx = fixture()?;
     let mut nodes = cluster(&fx.root.join("mesh"), 3)?;
-    let coordinator = agreed_coordinator(&nodes, 3).context("no coordinator")?;
-    let coord_idx = nodes
-        .iter()
-        .position(|n| n.id == coordinator)
-        .context("coordinator is not one of ours")?;
-    let others: Vec<usize> = (0..3).filter(|&i| i != coord_idx).collect();
-    let (via, victim) = if kill_coordinator {
-        (others[0], coord_idx)
-    } else {
-        (others[0], others[1])
-    };
+    let plan = KillPlan::new(&nodes, kill_coordinator)?;
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
-    let mut child = start_render(&nodes[via], &fx.blend, &out, &log)?;
+    let mut child = start_render(&nodes[plan.via], &fx.blend, &out, &log)?;
     // Kill once some frames are done but not all, and the victim holds work.
-    wait_for("a few frames to be done", Duration::from_secs(120), || {
-        let job = newest_job(&nodes[via])?;
-        let done = frames_done(&job);
-        (2..10).contains(&done).then_some(())
-    })
-    .with_context(|| dump_logs(&nodes))?;
+    plan.kill_when(&mut nodes, "a few frames to be done", |job| {
+        (2..10).contains(&frames_done(job))
+    })?;
     let killed_at = Instant::now();
-    nodes[victim].kill();
-    wait_child(&mut child, Duration::from_secs(300), &log).with_context(|| dump_logs(&nodes))?;
-    check_frames(&out, &fx.reference)?;
+    wait_render(&mut child, Duration::from_secs(300), &log, &nodes)?;
+    check_frames(&out, &fx)?;
     if kill_coordinator {
-        let survivors: Vec<MeshNode> = nodes
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i != victim)
-            .map(|(_, n)| n)
-            .collect();
-        let new = agreed_coordinator(&survivors, 2).context("survivors disagree")?;
-        assert_ne!(new, coordinator);
+        let new = plan.check_survivors(nodes)?;
         eprintln!(
-            "job finished {:?} after the coordinator was killed",
+            "job finished {:?} after the coordinator was killed; {new} took over",
             killed_at.elapsed()
         );
     }

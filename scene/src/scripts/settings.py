@@ -4,10 +4,14 @@ Run by a rendermesh worker as
 
     blender -b --factory-startup -Y FILE.blend -E CYCLES -P settings.py -o ... -a -- [ARGS]
 
-with ARGS (both optional):
+with ARGS (all optional):
 
     --samples N              Cycles samples per pixel
     --resolution-percent P   render resolution percentage
+    --exact                  turn off what keeps tiles from stitching exactly (compositing,
+                             sequencer, dither, adaptive sampling)
+    --tile C R COLS ROWS     render only tile (C, R) of a COLS x ROWS grid, cropped; implies
+                             --exact. Row 0 is the top row.
 
 It forces Cycles on the CPU with denoising off (this Blender build has no OpenImageDenoise and
 fails otherwise), makes Blender write every frame afresh under its plain name, and refuses,
@@ -40,6 +44,8 @@ def parse_args():
     parser = argparse.ArgumentParser(prog="settings.py", add_help=False)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--resolution-percent", type=int)
+    parser.add_argument("--exact", action="store_true")
+    parser.add_argument("--tile", type=int, nargs=4, metavar=("C", "R", "COLS", "ROWS"))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         fail(f"settings.py: unknown arguments {unknown}")
@@ -50,7 +56,49 @@ def parse_args():
             "settings.py: --resolution-percent must be in 1..=100, "
             f"not {args.resolution_percent}"
         )
+    if args.tile is not None:
+        col, row, cols, rows = args.tile
+        if cols < 1 or rows < 1 or not 0 <= col < cols or not 0 <= row < rows:
+            fail(f"settings.py: --tile {col} {row} {cols} {rows} is not a tile of its grid")
     return args
+
+
+def make_exact(scene):
+    """Pixels that depend on nothing but their own samples: tiles then stitch exactly."""
+    r = scene.render
+    r.use_compositing = False
+    r.use_sequencer = False
+    r.dither_intensity = 0.0
+    scene.cycles.use_adaptive_sampling = False
+
+
+def edge(i, n, size):
+    # The same formula as `rendermesh_scene::Tile::rect`: whole pixels, integer division.
+    return i * size // n
+
+
+def apply_tile(scene, col, row, cols, rows, width, height):
+    """Renders only the tile's pixels, cropped, via the render border.
+
+    Blender's border is in fractions of the frame with y counted from the bottom; an integer
+    pixel edge `px` becomes `min((px + 0.5) / size, 1)` (plain `px / size` lands a pixel off on
+    some edges).
+    """
+    if cols > width or rows > height:
+        fail(f"a {cols}x{rows} tile grid does not fit a {width}x{height} frame")
+    x0, x1 = edge(col, cols, width), edge(col + 1, cols, width)
+    y0, y1 = edge(row, rows, height), edge(row + 1, rows, height)
+    r = scene.render
+    r.use_border = True
+    r.use_crop_to_border = True
+    r.border_min_x = min((x0 + 0.5) / width, 1.0)
+    r.border_max_x = min((x1 + 0.5) / width, 1.0)
+    r.border_min_y = min((height - y1 + 0.5) / height, 1.0)
+    r.border_max_y = min((height - y0 + 0.5) / height, 1.0)
+    print(
+        f"{PREFIX} tile {col},{row} of {cols}x{rows}: pixels x {x0}..{x1}, y {y0}..{y1}",
+        flush=True,
+    )
 
 
 def has_camera(scene):
@@ -91,6 +139,10 @@ def main():
 
     width = r.resolution_x * r.resolution_percentage // 100
     height = r.resolution_y * r.resolution_percentage // 100
+    if args.exact or args.tile is not None:
+        make_exact(scene)
+    if args.tile is not None:
+        apply_tile(scene, *args.tile, width, height)
     print(
         f'{PREFIX} scene "{scene.name}": {r.engine} on {scene.cycles.device}, '
         f"{scene.cycles.samples} samples, {width}x{height} "
