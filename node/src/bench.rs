@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rendermesh_protocol::{FrameRange, JobSpec, JobState, OutputFormat};
+use rendermesh_protocol::{FrameRange, JobSpec, JobState, OutputFormat, Tiling};
 use rendermesh_scene::RenderSettings;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,9 @@ pub struct BenchConfig {
     pub resolution_percent: u32,
     /// Frames per mesh task (`None`: the coordinator's default).
     pub chunk: Option<u32>,
+    /// Tiles for the mesh job (`None`: whole frames); the direct render is always whole frames,
+    /// with the same exact settings tiles use.
+    pub tiles: Option<Tiling>,
     /// Scratch directory.
     pub work_dir: PathBuf,
     /// Blender.
@@ -77,6 +80,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
     let settings = RenderSettings {
         samples: Some(cfg.samples),
         resolution_percent: Some(cfg.resolution_percent),
+        exact: cfg.tiles.is_some(),
         ..RenderSettings::default()
     };
 
@@ -130,7 +134,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             resolution_percent: Some(cfg.resolution_percent),
             format: OutputFormat::Png,
             chunk: cfg.chunk,
-            tiles: None,
+            tiles: cfg.tiles,
             blender_version: None,
         };
         wait_coordinator(&handle).await?;

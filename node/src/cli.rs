@@ -61,6 +61,9 @@ pub enum Command {
     Job(JobArgs),
     /// Cancel a job.
     Cancel(CancelArgs),
+    /// Render a chart data file (3D histogram or cake) with Cycles, on the mesh; `chart check
+    /// FILE` validates one.
+    Chart(crate::chart::ChartArgs),
     /// Write the example scene (a small animation) to a .blend.
     ExampleScene(ExampleSceneArgs),
     /// Render the same frames with `blender -b` and through a one-node mesh; print the ratio.
@@ -155,6 +158,15 @@ pub struct RenderArgs {
     /// Where the frames go, as `<file stem>_<frame>.<ext>` (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// The node to use, or the embedded one.
+    #[command(flatten)]
+    pub node: NodeOrEmbedded,
+}
+
+/// The node a job goes to: the one at `--api`, or, when nothing answers there, an embedded node
+/// started for the job.
+#[derive(Clone, Debug, Args)]
+pub struct NodeOrEmbedded {
     /// The node to submit to; an embedded node starts when nothing answers there.
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_API)]
     pub api: SocketAddr,
@@ -162,7 +174,7 @@ pub struct RenderArgs {
     /// directory, else the temp directory].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// The Blender executable of the embedded node.
+    /// The Blender executable (of the embedded node, and for building chart scenes).
     #[arg(long, value_name = "PATH", default_value = "blender")]
     pub blender: PathBuf,
     /// The embedded node does not look for LAN peers by mDNS.
@@ -278,6 +290,9 @@ pub struct BenchArgs {
     /// Frames per mesh task.
     #[arg(long)]
     pub chunk: Option<u32>,
+    /// Tiles for the mesh job: `CxR` or `auto` (the direct render stays whole).
+    #[arg(long, value_name = "CxR|auto")]
+    pub tiles: Option<Tiling>,
     /// The Blender executable.
     #[arg(long, default_value = "blender")]
     pub blender: PathBuf,
@@ -293,6 +308,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(args) => jobs(args).await,
         Command::Job(args) => job(args).await,
         Command::Cancel(args) => cancel(args).await,
+        Command::Chart(args) => crate::chart::run(args).await,
         Command::ExampleScene(args) => example_scene(args).await,
         Command::Bench(args) => bench(args).await,
     }
@@ -322,11 +338,12 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
     }
 }
 
-async fn render(args: RenderArgs) -> Result<ExitCode> {
+/// Runs `rendermesh render` (also used by `rendermesh chart` for the built `.blend`).
+pub(crate) async fn render(args: RenderArgs) -> Result<ExitCode> {
     check_blend_file(&args.file)?;
     // Check the settings before uploading anything or starting a node.
     job_spec(&args, BlobHash([0; 32]), 0).validate()?;
-    let (client, embedded) = connect_or_embed(&args).await?;
+    let (client, embedded) = connect_or_embed(&args.node).await?;
     let bar = ProgressBar::new(u64::from(args.frames.len()));
     bar.set_style(
         ProgressStyle::with_template(
@@ -382,7 +399,7 @@ struct Embedded {
 }
 
 /// Talks to the node at `--api`, or starts an embedded one when nothing listens there.
-async fn connect_or_embed(args: &RenderArgs) -> Result<(Client, Option<Embedded>)> {
+async fn connect_or_embed(args: &NodeOrEmbedded) -> Result<(Client, Option<Embedded>)> {
     let client = Client::new(args.api);
     match client.node().await {
         Ok(_) => Ok((client, None)),
@@ -1164,6 +1181,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         samples: args.samples,
         resolution_percent: args.resolution_percent,
         chunk: args.chunk,
+        tiles: args.tiles,
         work_dir: dir.clone(),
         blender: args.blender,
     })

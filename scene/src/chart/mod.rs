@@ -1,5 +1,7 @@
-//! Chart data files: the reference for the format, its [`parse`]r into a typed [`Chart`], and
-//! the [`write()`]r back to text. Pure: text in, values out.
+//! Chart data files: the reference for the format, its [`parse`]r into a typed [`Chart`], the
+//! [`write()`]r back to text, the [`layout`] of a chart as a 3D scene ([`SceneDesc`]), that
+//! scene as XML ([`to_xml`]) and the Blender-side [`BUILDER_PY`] that builds it. Pure: text in,
+//! values out.
 //!
 //! ```
 //! use rendermesh_scene::chart;
@@ -151,7 +153,9 @@
 mod error;
 mod model;
 mod parse;
+pub mod scene;
 mod write;
+pub mod xml;
 
 #[cfg(test)]
 mod tests;
@@ -164,4 +168,16 @@ pub use model::{
     VarValue, Vars,
 };
 pub use parse::{MAX_DIAGNOSTICS, MAX_TEXT_BYTES, MAX_VALUES, parse};
+pub use scene::{SceneDesc, layout};
 pub use write::write;
+pub use xml::to_xml;
+
+/// The builder script: reads the scene XML ([`to_xml`]) inside Blender, builds the scene and
+/// saves and/or renders it:
+///
+/// `blender -b --factory-startup -Y --python-exit-code 2 -P build_chart.py -- SCENE.xml
+/// [--save OUT.blend] [--render OUT.png] [--samples N]`
+///
+/// The scene it saves renders with denoising, compositing, the sequencer, dither and adaptive
+/// sampling off, so that a tiled render equals the whole-frame one.
+pub const BUILDER_PY: &str = include_str!("../scripts/build_chart.py");

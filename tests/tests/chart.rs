@@ -1,0 +1,197 @@
+//! `rendermesh chart`: every example chart renders through the mesh, a tiled render equals the
+//! untiled one pixel for pixel, `--emit-scene` / `--emit-blend` write what they promise, and a
+//! file with mistakes is refused with every problem named and nothing rendered.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use anyhow::{Context, Result, bail};
+use rendermesh_tests::{MeshNode, assert_same_pixels, cluster, pixels, workspace};
+
+const SAMPLES: &str = "4";
+
+fn examples() -> Result<Vec<PathBuf>> {
+    let dir = workspace().join("examples/charts");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "chart"))
+        .collect();
+    files.sort();
+    if files.len() < 5 {
+        bail!(
+            "expected several example charts in {}, found {files:?}",
+            dir.display()
+        );
+    }
+    Ok(files)
+}
+
+fn chart(node: &MeshNode, args: &[&str]) -> Result<Output> {
+    let mut all = vec!["chart"];
+    all.extend(args);
+    node.cli(&all)
+}
+
+fn ok(out: Output, what: &str) -> Result<Output> {
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// The image type a chart file asks for.
+fn image_type(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)?;
+    text.lines()
+        .find_map(|l| {
+            let (key, value) = l.split_once(';')?;
+            (key.trim().eq_ignore_ascii_case("image-type")).then(|| value.trim().to_lowercase())
+        })
+        .context("no image-type")
+}
+
+#[test]
+fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nodes = cluster(&dir.path().join("mesh"), 2)?;
+    let mut rendered = 0;
+    for file in examples()? {
+        let stem = file.file_stem().and_then(|s| s.to_str()).context("name")?;
+        let out = dir.path().join(format!("{stem}.{}", image_type(&file)?));
+        let run = chart(
+            &nodes[0],
+            &[
+                path_str(&file),
+                "--out",
+                path_str(&out),
+                "--samples",
+                SAMPLES,
+                "--tiles",
+                "none",
+            ],
+        )?;
+        ok(run, &format!("chart {stem}"))?;
+        let (w, h, px) = pixels(&out)?;
+        assert!(w > 0 && h > 0, "{stem}: empty image");
+        // Not a blank image: a chart shows more than one colour.
+        let first = &px[..4];
+        assert!(
+            px.chunks(4).any(|p| p != first),
+            "{stem}: every pixel is the same"
+        );
+        rendered += 1;
+    }
+    assert!(rendered >= 5);
+
+    // The same chart in 3x2 tiles over both nodes: the same pixels.
+    let file = workspace().join("examples/charts/materials.chart");
+    let whole = dir.path().join("whole.png");
+    let tiled = dir.path().join("tiled.png");
+    for (out, tiles) in [(&whole, "none"), (&tiled, "3x2")] {
+        let run = chart(
+            &nodes[1],
+            &[
+                path_str(&file),
+                "--out",
+                path_str(out),
+                "--samples",
+                SAMPLES,
+                "--tiles",
+                tiles,
+            ],
+        )?;
+        ok(run, &format!("chart materials --tiles {tiles}"))?;
+    }
+    assert_same_pixels(&tiled, &whole)?;
+    let jobs = nodes[1].get("/api/v1/jobs").context("jobs")?;
+    let newest = &jobs[0];
+    assert_eq!(newest["grid"]["cols"], 3, "{newest}");
+    Ok(())
+}
+
+#[test]
+fn emit_scene_and_emit_blend_write_without_rendering() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = workspace().join("examples/charts/histogram.chart");
+    let xml = dir.path().join("scene.xml");
+    let blend = dir.path().join("chart.blend");
+    // No node runs at this port: nothing renders, so none is needed.
+    let out = std::process::Command::new(rendermesh_tests::bin())
+        .args(["chart", path_str(&file), "--emit-scene", path_str(&xml)])
+        .args(["--emit-blend", path_str(&blend)])
+        .output()?;
+    ok(out, "chart --emit-scene --emit-blend")?;
+    let text = std::fs::read_to_string(&xml)?;
+    assert!(
+        text.contains("<cycles") && text.contains("<camera"),
+        "{text:.200}"
+    );
+    let head = std::fs::read(&blend)?;
+    assert!(head.starts_with(b"BLENDER"), "not a .blend");
+    assert!(!dir.path().join("histogram.png").exists());
+    Ok(())
+}
+
+#[test]
+fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("typos.chart");
+    std::fs::write(
+        &file,
+        "CONFIG\n\
+         image-size; 64; 48\n\
+         image-type: png\n\
+         graph-type; histogram\n\
+         default-material; material(difuse, 0.5)\n\
+         default-color; color(1.5, 0, 0)\n\
+         floor-color; color(1, 1, 1)\n\
+         END\n\
+         DATA\n\
+         1; 2; $blue$ 3\n\
+         4; 1O; 6\n\
+         END\n",
+    )?;
+    let out = std::process::Command::new(rendermesh_tests::bin())
+        .args(["chart", "check", path_str(&file)])
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "line 3, column",
+        "line 5, column",
+        "did you mean `diffuse`",
+        "line 6, column",
+        "line 10, column",
+        "$blue",
+        "line 11, column",
+        "1O",
+        "nothing was rendered",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    // Rendering the same file renders nothing, and no Blender or node is involved.
+    let png = dir.path().join("typos.png");
+    let out = std::process::Command::new(rendermesh_tests::bin())
+        .args(["chart", path_str(&file), "--out", path_str(&png)])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(!png.exists());
+    // A valid example passes the check.
+    let good = workspace().join("examples/charts/cake.chart");
+    let out = std::process::Command::new(rendermesh_tests::bin())
+        .args(["chart", "check", path_str(&good)])
+        .output()?;
+    let out = ok(out, "chart check cake")?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: cake"));
+    Ok(())
+}
