@@ -910,13 +910,16 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
         .iter()
         .map(|p| {
             let task = match (&p.current, p.role) {
-                (Some(t), _) => format!(
-                    "job {} frames {} ({}/{})",
-                    t.job.short(),
-                    t.frames,
-                    t.frames_done,
-                    t.frames.len()
-                ),
+                (Some(t), _) => match t.tile {
+                    Some(tile) => format!("job {} frame {} {tile}", t.job.short(), t.frames),
+                    None => format!(
+                        "job {} frames {} ({}/{})",
+                        t.job.short(),
+                        t.frames,
+                        t.frames_done,
+                        t.frames.len()
+                    ),
+                },
                 (None, Role::Bootstrap) => "bootstrap".into(),
                 (None, Role::Worker) => "idle".into(),
             };
@@ -1021,12 +1024,18 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
         v.map_or("the file's".to_owned(), |v| format!("{v}{suffix}"))
     };
     out.push_str(&format!(
-        "frames:   {}, {}, samples {}, resolution {}, chunk {}\n",
+        "frames:   {}, {}, samples {}, resolution {}, {}\n",
         spec.frames,
         spec.format,
         setting(spec.samples, ""),
         setting(spec.resolution_percent, "%"),
-        spec.chunk.map_or("auto".to_owned(), |c| c.to_string())
+        match job.grid {
+            Some(grid) => format!("{grid} tiles per frame"),
+            None => format!(
+                "chunk {}",
+                spec.chunk.map_or("auto".to_owned(), |c| c.to_string())
+            ),
+        }
     ));
     out.push_str(&format!(
         "blend:    {} ({} bytes), submitted to {}\n",
@@ -1046,9 +1055,13 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
         .tasks
         .iter()
         .map(|t| {
+            let frames = match t.tile {
+                Some(tile) => format!("{} tile {},{}", t.frames, tile.col, tile.row),
+                None => t.frames.to_string(),
+            };
             vec![
                 t.index.to_string(),
-                t.frames.to_string(),
+                frames,
                 task_state(t.state).to_owned(),
                 t.attempt.to_string(),
                 t.worker.as_ref().map_or("-".to_owned(), node),
@@ -1424,6 +1437,22 @@ mod tests {
             text.contains("task 0 (frames 1-2) failed on lab-1: no camera"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn job_details_show_the_tiles() {
+        let mut spec = spec();
+        spec.frames = FrameRange::new(7, 7).expect("range");
+        spec.tiles = Some(Tiling::Grid(rendermesh_protocol::TileGrid {
+            cols: 2,
+            rows: 2,
+        }));
+        let plan = rendermesh_protocol::plan(&spec, 2);
+        let j = Job::new(JobId([2; 16]), spec, NodeId("o".into()), plan, Term(1), 0);
+        let text = job_details(&j, &HashMap::new(), 0);
+        assert!(text.contains("2x2 tiles per frame"), "{text}");
+        assert!(text.contains("7 tile 1,1"), "{text}");
+        assert!(text.contains("state:    queued (0/1 frames)"), "{text}");
     }
 
     #[test]
