@@ -1,10 +1,11 @@
-//! The local HTTP+JSON API: what the CLI ([`crate::client`]) and, later, a web page use to talk
-//! to a node. It listens on loopback by default (`--api HOST:PORT`); it has no authentication,
+//! The local HTTP+JSON API: what the CLI ([`crate::client`]) and the progress page ([`PAGE`],
+//! served at `/`) use to talk to a node. It listens on loopback by default (`--api HOST:PORT`); it has no authentication,
 //! so it must not be exposed beyond the machine.
 //!
 //! # Routes
 //!
-//! Every path starts with `/api/v1`. Ids are lowercase hex in paths and in JSON.
+//! Every API path starts with `/api/v1`; `GET /` is the progress page. Ids are lowercase hex in
+//! paths and in JSON.
 //!
 //! | method | path | body | answer |
 //! |---|---|---|---|
@@ -34,7 +35,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
@@ -140,6 +141,7 @@ pub fn router(handle: Handle) -> Router {
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download));
     Router::new()
+        .route("/", get(page))
         .nest(PREFIX, api)
         .fallback(no_route)
         .layer(middleware::from_fn(trace))
@@ -178,9 +180,17 @@ async fn trace(request: Request, next: Next) -> Response {
     .await
 }
 
+/// The progress page: nodes, jobs, a cell per task, cancel buttons and download links, all
+/// drawn in the browser from this API (one file, no dependencies).
+pub const PAGE: &str = include_str!("web/index.html");
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
 async fn no_route(request: Request) -> ApiError {
     ApiError::not_found(format!(
-        "no route {} {} (every route starts with {PREFIX})",
+        "no route {} {} (every API route starts with {PREFIX}; the page is at /)",
         request.method(),
         request.uri().path()
     ))

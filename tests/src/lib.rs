@@ -76,6 +76,11 @@ pub fn free_port() -> u16 {
 
 /// A GET on a node's API; returns the JSON body (`None` when the node does not answer).
 pub fn api_get(api: SocketAddr, path: &str) -> Option<Value> {
+    serde_json::from_str(&http_get(api, path)?.1).ok()
+}
+
+/// A GET on a node's HTTP server; returns the headers and the body of a 200 answer.
+pub fn http_get(api: SocketAddr, path: &str) -> Option<(String, String)> {
     let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {api}\r\n\r\n").ok()?;
@@ -85,7 +90,7 @@ pub fn api_get(api: SocketAddr, path: &str) -> Option<Value> {
     if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
         return None;
     }
-    serde_json::from_str(body).ok()
+    Some((head.to_owned(), body.to_owned()))
 }
 
 /// One `rendermesh node` process.

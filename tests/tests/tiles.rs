@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, newest_job, wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, http_get, newest_job,
+    wait_render,
 };
 use serde_json::Value;
 
@@ -95,6 +96,23 @@ fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> 
     assert_eq!(job["state"], "Done");
     let workers = tile_workers(&job, (4, 4))?;
     assert!(workers.len() >= 2, "tiles rendered by {workers:?} only");
+
+    // The progress page the node serves draws this job from the same API.
+    let (head, page) = http_get(nodes[1].api, "/").context("no page at /")?;
+    assert!(
+        head.to_lowercase().contains("content-type: text/html"),
+        "{head}"
+    );
+    for needle in [
+        "/api/v1",
+        "/jobs",
+        "/peers",
+        "tiles per frame",
+        "cancel",
+        "download",
+    ] {
+        assert!(page.contains(needle), "the page lacks {needle:?}");
+    }
 
     // Without --tiles, a one-frame job on three nodes is tiled automatically (3x2).
     let auto = fx.root.join("auto");
