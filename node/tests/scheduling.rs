@@ -13,18 +13,39 @@ use async_trait::async_trait;
 use rendermesh_node::worker::Renderer;
 use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{
-    Assignment, FrameRange, JobId, JobSpec, JobState, OutputFormat, TaskState,
+    Assignment, FrameRange, JobId, JobSpec, JobState, OutputFormat, TaskState, TileGrid, Tiling,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A stand-in for Blender in scheduling tests: each frame becomes a file holding the frame
-/// number, after `per_frame`; it fails every task when `fail_with` is set.
+/// number, after `per_frame`; it fails every task when `fail_with` is set. A tile becomes a
+/// PNG of its rectangle of a [`FRAME_W`] x [`FRAME_H`] frame whose pixels are [`pixel`]; with
+/// `wrong_tiles`, the bottom-right tile comes out 5x5 instead.
 struct FakeRenderer {
     version: String,
     per_frame: Duration,
     fail_with: Option<String>,
+    wrong_tiles: bool,
     rendered: AtomicU32,
+}
+
+/// The size of the frame the fake renderer cuts tiles from.
+const FRAME_W: u32 = 40;
+/// See [`FRAME_W`].
+const FRAME_H: u32 = 30;
+
+/// The fake frame's pixel at (x, y): distinct for every pixel.
+fn pixel(x: u32, y: u32) -> image::Rgba<u8> {
+    image::Rgba([x as u8, y as u8, (x * 3 + y * 5) as u8, 255])
+}
+
+fn fake_tile(tile: rendermesh_protocol::Tile, wrong: bool) -> image::RgbaImage {
+    if wrong && (tile.col, tile.row) == (tile.cols - 1, tile.rows - 1) {
+        return image::RgbaImage::from_fn(5, 5, pixel);
+    }
+    let r = tile.rect(FRAME_W, FRAME_H);
+    image::RgbaImage::from_fn(r.width(), r.height(), |x, y| pixel(r.x0 + x, r.y0 + y))
 }
 
 impl FakeRenderer {
@@ -33,6 +54,17 @@ impl FakeRenderer {
             version: version.into(),
             per_frame,
             fail_with: fail_with.map(str::to_owned),
+            wrong_tiles: false,
+            rendered: AtomicU32::new(0),
+        })
+    }
+
+    fn with_wrong_tiles(version: &str) -> Arc<Self> {
+        Arc::new(Self {
+            version: version.into(),
+            per_frame: Duration::ZERO,
+            fail_with: None,
+            wrong_tiles: true,
             rendered: AtomicU32::new(0),
         })
     }
@@ -62,9 +94,14 @@ impl Renderer for FakeRenderer {
                 _ = tokio::time::sleep(self.per_frame) => {}
             }
             let path = out_dir.join(format!("frame_{frame:05}.png"));
-            tokio::fs::write(&path, format!("frame {frame}"))
-                .await
-                .map_err(|e| e.to_string())?;
+            match a.tile {
+                Some(tile) => fake_tile(tile, self.wrong_tiles)
+                    .save(&path)
+                    .map_err(|e| e.to_string())?,
+                None => tokio::fs::write(&path, format!("frame {frame}"))
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
             self.rendered.fetch_add(1, Ordering::SeqCst);
             let _ = progress.send(frame).await;
             out.push((frame, path));
@@ -144,6 +181,15 @@ where
 }
 
 async fn submit(node: &Node, frames: FrameRange, chunk: Option<u32>) -> JobId {
+    submit_tiled(node, frames, chunk, None).await
+}
+
+async fn submit_tiled(
+    node: &Node,
+    frames: FrameRange,
+    chunk: Option<u32>,
+    tiles: Option<Tiling>,
+) -> JobId {
     let h = node.handle();
     let (blend, size) = {
         let bytes = b"BLENDER-v304 fake scene for scheduling tests".to_vec();
@@ -161,7 +207,7 @@ async fn submit(node: &Node, frames: FrameRange, chunk: Option<u32>) -> JobId {
         resolution_percent: None,
         format: OutputFormat::Png,
         chunk,
-        tiles: None,
+        tiles,
         blender_version: None,
     };
     h.submit(spec).await.expect("submit")
@@ -258,6 +304,72 @@ async fn a_job_runs_only_on_nodes_with_the_submitters_blender_version() {
         "the 2.0 node rendered"
     );
     assert_eq!(job.spec.blender_version.as_deref(), Some("Fake 1.0"));
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_rendered_across_nodes_are_stitched_into_each_frame() {
+    let renderers: Vec<_> = (0..3)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(100), None))
+        .collect();
+    let m = mesh(renderers.clone()).await;
+    let tiles = Tiling::Grid(TileGrid { cols: 4, rows: 3 });
+    let id = submit_tiled(
+        &m.nodes[1],
+        FrameRange::new(3, 4).expect("range"),
+        None,
+        Some(tiles),
+    )
+    .await;
+    let job = finished(&m.nodes[1], id).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+    assert_eq!(job.tasks.len(), 24);
+    let workers: BTreeSet<_> = job.tasks.iter().filter_map(|t| t.worker.clone()).collect();
+    assert!(workers.len() >= 2, "tiles rendered by {workers:?} only");
+    let frames: Vec<u32> = job.outputs().iter().map(|o| o.frame).collect();
+    assert_eq!(frames, [3, 4]);
+    let expected = image::RgbaImage::from_fn(FRAME_W, FRAME_H, pixel);
+    for out in job.outputs() {
+        // Any node can fetch the stitched frame; it is the whole fake frame.
+        let path = m.nodes[0]
+            .handle()
+            .fetch(out.blob, vec![])
+            .await
+            .expect("fetch");
+        let bytes = std::fs::read(&path).expect("read");
+        let got = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png)
+            .expect("a PNG")
+            .to_rgba8();
+        assert_eq!(got, expected, "frame {}", out.frame);
+    }
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_that_do_not_make_a_frame_fail_the_job_naming_the_tile() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::with_wrong_tiles("Fake 1.0"))
+        .collect();
+    let m = mesh(renderers).await;
+    let tiles = Tiling::Grid(TileGrid { cols: 2, rows: 2 });
+    let id = submit_tiled(
+        &m.nodes[0],
+        FrameRange::new(1, 1).expect("range"),
+        None,
+        Some(tiles),
+    )
+    .await;
+    let job = finished(&m.nodes[0], id).await;
+    assert_eq!(job.state, JobState::Failed);
+    let msg = job.message.expect("a failed job says why");
+    assert!(
+        msg.contains("frame 1 cannot be stitched") && msg.contains("tile 1,1 of 2x2 is 5x5"),
+        "{msg}"
+    );
     for n in m.nodes {
         n.shutdown().await;
     }
