@@ -969,11 +969,7 @@ impl Mesh {
         let net = self.net.clone();
         let internal = self.internal.clone();
         self.tasks.spawn(async move {
-            let result = match net.request(target, Request::Replicate(blobs)).await {
-                Ok(Response::Accepted) => Ok(()),
-                Ok(other) => Err(format!("{target} did not take a copy: {other:?}")),
-                Err(e) => Err(e.to_string()),
-            };
+            let result = replicate(&net, target, blobs).await;
             let _ = internal
                 .send(Internal::OutputsHeld {
                     from,
@@ -1713,12 +1709,19 @@ async fn stitch_frame(
     let size = encoded.len() as u64;
     let blob = store.put_bytes(&encoded).await.map_err(|e| retry(&e))?;
     if let Some(target) = target {
-        match net.request(target, Request::Replicate(vec![blob])).await {
-            Ok(Response::Accepted) => {}
-            Ok(other) => return Err(retry(&format_args!("{target} took no copy: {other:?}"))),
-            Err(e) => return Err(retry(&e)),
-        }
+        replicate(&net, target, vec![blob])
+            .await
+            .map_err(StitchFailure::Retry)?;
     }
     debug!(size, "frame stitched");
     Ok(Output { frame, blob, size })
+}
+
+/// Asks `target` to fetch `blobs` from this node and keep them; `Ok` once it holds them all.
+async fn replicate(net: &NetHandle, target: PeerId, blobs: Vec<BlobHash>) -> Result<(), String> {
+    match net.request(target, Request::Replicate(blobs)).await {
+        Ok(Response::Accepted) => Ok(()),
+        Ok(other) => Err(format!("{target} did not take a copy: {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
