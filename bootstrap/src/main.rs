@@ -36,6 +36,9 @@ struct Args {
     /// A name for `rendermesh peers`.
     #[arg(long, default_value = "bootstrap")]
     name: String,
+    /// The mesh secret (see `rendermesh node --secret-file`); with one, QUIC is off.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -57,6 +60,11 @@ async fn main() -> anyhow::Result<()> {
         threads: None,
         role: rendermesh_node::Role::Bootstrap,
         blender: PathBuf::from("blender"),
+        secret: args
+            .secret_file
+            .as_deref()
+            .map(rendermesh_node::MeshSecret::load)
+            .transpose()?,
     };
     let node = Node::start(config)
         .await

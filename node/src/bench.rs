@@ -119,6 +119,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
         threads: None,
         role: rendermesh_protocol::Role::Worker,
         blender: cfg.blender.clone(),
+        secret: None,
     })
     .await?;
     let handle = node.handle();

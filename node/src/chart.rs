@@ -124,6 +124,7 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
         chunk: None,
         tiles: args.tiles,
         out: frames_dir.clone(),
+        detach: false,
         node: args.node.clone(),
     };
     let started = Instant::now();

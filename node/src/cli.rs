@@ -23,7 +23,7 @@ use rendermesh_protocol::{
 use crate::client::{Client, ClientError};
 use crate::config::{Config, DEFAULT_API};
 use crate::view::PeersView;
-use crate::{Multiaddr, Node, Role};
+use crate::{MeshSecret, Multiaddr, Node, Role};
 
 /// How often `render` polls its job.
 const POLL: Duration = Duration::from_millis(250);
@@ -33,6 +33,8 @@ const NAMES_EVERY: Duration = Duration::from_secs(2);
 const TOLERANCE: Duration = Duration::from_secs(30);
 /// How long `render` waits for its cancel to be accepted after ctrl-c.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// How long `download` waits for a just-submitted job to reach the node it asks.
+const JOB_ARRIVAL: Duration = Duration::from_secs(10);
 /// The exit code after ctrl-c (128 + SIGINT), as shells expect.
 const INTERRUPTED: u8 = 130;
 
@@ -61,6 +63,9 @@ pub enum Command {
     Job(JobArgs),
     /// Cancel a job.
     Cancel(CancelArgs),
+    /// Save a job's frames (from any node of the mesh), following it to its end unless
+    /// `--no-wait`; frames already saved are kept.
+    Download(DownloadArgs),
     /// Render a chart data file (3D histogram or cake) with Cycles, on the mesh; `chart check
     /// FILE` validates one.
     Chart(crate::chart::ChartArgs),
@@ -68,6 +73,26 @@ pub enum Command {
     ExampleScene(ExampleSceneArgs),
     /// Render the same frames with `blender -b` and through a one-node mesh; print the ratio.
     Bench(BenchArgs),
+    /// Make or inspect a mesh secret file (`--secret-file` of `node`, `render` and `chart`).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+}
+
+/// `rendermesh secret`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Write a new random mesh secret to FILE (owner-only; never overwrites) and print its
+    /// fingerprint. Copy the file to every machine of the mesh.
+    New {
+        /// The file to create.
+        file: PathBuf,
+    },
+    /// Print the fingerprint of the secret in FILE: machines whose fingerprints match are in
+    /// the same mesh.
+    Fingerprint {
+        /// The secret file.
+        file: PathBuf,
+    },
 }
 
 /// The node to talk to.
@@ -106,13 +131,24 @@ pub struct NodeArgs {
     /// The Blender executable.
     #[arg(long, value_name = "PATH", default_value = "blender")]
     pub blender: PathBuf,
+    /// A file holding the mesh secret (a passphrase of 8+ characters, or a key written by
+    /// `rendermesh secret new`): only nodes with the same secret can connect, and the mesh runs
+    /// over TCP only [default: an open mesh].
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// Reads `--secret-file`, if given.
+fn load_secret(file: Option<&Path>) -> Result<Option<MeshSecret>> {
+    file.map(MeshSecret::load).transpose().map_err(Into::into)
 }
 
 impl NodeArgs {
-    /// The node's settings; unset options keep [`Config::default`]'s.
-    pub fn config(self) -> Config {
+    /// The node's settings; unset options keep [`Config::default`]'s. Fails when the secret
+    /// file cannot be used.
+    pub fn config(self) -> Result<Config> {
         let default = Config::default();
-        Config {
+        Ok(Config {
             data_dir: self.data_dir,
             listen: if self.listen.is_empty() {
                 crate::config::node_listen_defaults()
@@ -126,7 +162,8 @@ impl NodeArgs {
             threads: self.threads,
             role: Role::Worker,
             blender: self.blender,
-        }
+            secret: load_secret(self.secret_file.as_deref())?,
+        })
     }
 }
 
@@ -158,6 +195,10 @@ pub struct RenderArgs {
     /// Where the frames go, as `<file stem>_<frame>.<ext>` (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Submit and exit: print the job id and leave the job to the running node (fetch the
+    /// frames later with `rendermesh download ID`). Needs a running node, not an embedded one.
+    #[arg(long)]
+    pub detach: bool,
     /// The node to use, or the embedded one.
     #[command(flatten)]
     pub node: NodeOrEmbedded,
@@ -180,6 +221,9 @@ pub struct NodeOrEmbedded {
     /// The embedded node does not look for LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// The embedded node joins the mesh that has this secret (see `rendermesh node`).
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
 }
 
 /// The `--tiles` choice.
@@ -262,6 +306,22 @@ pub struct CancelArgs {
     pub api: ApiAddr,
 }
 
+/// `rendermesh download`.
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The job id, or a unique prefix of it.
+    pub id: String,
+    /// Where the frames go, as `<file stem>_<frame>.<ext>` (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// Save the frames rendered so far and exit, instead of following the job to its end.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+}
+
 /// `rendermesh example-scene`.
 #[derive(Debug, Args)]
 pub struct ExampleSceneArgs {
@@ -308,14 +368,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(args) => jobs(args).await,
         Command::Job(args) => job(args).await,
         Command::Cancel(args) => cancel(args).await,
+        Command::Download(args) => download(args).await,
         Command::Chart(args) => crate::chart::run(args).await,
         Command::ExampleScene(args) => example_scene(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::Secret(cmd) => secret(cmd),
     }
 }
 
+fn secret(cmd: SecretCommand) -> Result<ExitCode> {
+    let (file, secret) = match cmd {
+        SecretCommand::New { file } => {
+            let secret = MeshSecret::generate();
+            secret.create_file(&file)?;
+            (file, secret)
+        }
+        SecretCommand::Fingerprint { file } => {
+            let secret = MeshSecret::load(&file)?;
+            (file, secret)
+        }
+    };
+    println!("{}: fingerprint {}", file.display(), secret.fingerprint());
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn node(args: NodeArgs) -> Result<ExitCode> {
-    let node = Node::start(args.config())
+    let node = Node::start(args.config()?)
         .await
         .context("cannot start the node")?;
     let info = node.wait_listening().await?;
@@ -325,6 +403,12 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
     }
     if let Some(api) = node.api_addr() {
         println!("api: http://{api}{}", crate::api::PREFIX);
+    }
+    match &info.secret {
+        Some(fingerprint) => println!("private mesh: secret fingerprint {fingerprint}"),
+        None => println!(
+            "open mesh: no --secret-file, so any rendermesh node that reaches this one can join"
+        ),
     }
     match &info.blender {
         Some(v) => println!("renders with {v}"),
@@ -343,17 +427,11 @@ pub(crate) async fn render(args: RenderArgs) -> Result<ExitCode> {
     check_blend_file(&args.file)?;
     // Check the settings before uploading anything or starting a node.
     job_spec(&args, BlobHash([0; 32]), 0).validate()?;
+    if args.detach {
+        return detached(&args).await;
+    }
     let (client, embedded) = connect_or_embed(&args.node).await?;
-    let bar = ProgressBar::new(u64::from(args.frames.len()));
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {prefix} {wide_msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_prefix("frames");
-    bar.enable_steady_tick(Duration::from_millis(200));
+    let bar = frames_bar(args.frames.len());
     let submitted = OnceLock::new();
     let outcome = tokio::select! {
         r = render_on(&client, &args, &bar, &submitted) => r.map(|()| ExitCode::SUCCESS),
@@ -371,6 +449,115 @@ pub(crate) async fn render(args: RenderArgs) -> Result<ExitCode> {
         drop(embedded.dir);
     }
     outcome
+}
+
+/// `render`'s progress bar, over `frames` frames to begin with.
+fn frames_bar(frames: u32) -> ProgressBar {
+    let bar = ProgressBar::new(u64::from(frames));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} {prefix} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("frames");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// `render --detach`: upload and submit to the running node, print the id, leave.
+async fn detached(args: &RenderArgs) -> Result<ExitCode> {
+    let client = Client::new(args.node.api);
+    if let Err(e) = client.node().await {
+        bail!(
+            "--detach needs a running node at {}: {e} (start one with `rendermesh node`; without --detach, render starts its own)",
+            args.node.api
+        );
+    }
+    let (hash, size) = client
+        .upload_file(&args.file)
+        .await
+        .with_context(|| format!("cannot upload {}", args.file.display()))?;
+    let id = client
+        .submit(&job_spec(args, hash, size))
+        .await
+        .context("cannot submit the job")?;
+    println!("submitted job {id}");
+    println!(
+        "follow it and save its frames with: rendermesh download {} --out {}",
+        id.short(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `rendermesh download`: saves a job's frames; follows it to its end unless `--no-wait`.
+/// Ctrl-c stops the download, not the job.
+async fn download(args: DownloadArgs) -> Result<ExitCode> {
+    let client = Client::new(args.api.api);
+    let id = resolve_job(&client, &args.id).await?;
+    // A job submitted elsewhere a moment ago may not have reached this node's copy yet.
+    let deadline = Instant::now() + JOB_ARRIVAL;
+    let job = loop {
+        match client.job(id).await? {
+            Some(job) => break job,
+            None if Instant::now() < deadline => tokio::time::sleep(POLL).await,
+            None => bail!(
+                "no job {id} on the mesh of the node at {} (its copy of the job table has none after {} s)",
+                args.api.api,
+                JOB_ARRIVAL.as_secs()
+            ),
+        }
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let file = PathBuf::from(&job.spec.name);
+    let bar = frames_bar(job.spec.frames.len());
+    let mut watch = Watch::new(&client, &file, &args.out, &bar);
+    if args.no_wait {
+        watch.save_frames(&job).await;
+        bar.finish_and_clear();
+        let rendered = job.outputs().len();
+        if let Some((_, why)) = &watch.failing {
+            bail!(
+                "saved {} of the {rendered} frames rendered so far; the others cannot be downloaded: {why}",
+                watch.saved.len()
+            );
+        }
+        println!(
+            "{} in {} ({} of {} frames rendered so far; job {})",
+            plural(watch.saved.len(), "frame"),
+            args.out.display(),
+            rendered,
+            job.spec.frames.len(),
+            job_state(job.state)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let followed = tokio::select! {
+        r = watch.follow(id) => r,
+        () = crate::shutdown_signal() => {
+            bar.abandon();
+            eprintln!(
+                "interrupted: stopped downloading after {}; job {} goes on (run download again to resume)",
+                plural(watch.saved.len(), "frame"),
+                id.short()
+            );
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+    };
+    if followed.is_err() {
+        bar.abandon();
+    }
+    followed?;
+    bar.finish_and_clear();
+    println!(
+        "{} in {}",
+        plural(watch.saved.len(), "frame"),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// After ctrl-c: cancels the job if it was submitted, and says so.
@@ -410,6 +597,7 @@ async fn connect_or_embed(args: &NodeOrEmbedded) -> Result<(Client, Option<Embed
                 api: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 mdns: !args.no_mdns,
                 blender: args.blender.clone(),
+                secret: load_secret(args.secret_file.as_deref())?,
                 ..Config::default()
             };
             let node = Node::start(config).await.with_context(|| {
@@ -622,15 +810,7 @@ async fn render_on(
     bar.suspend(|| eprintln!("submitted job {id}"));
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let mut watch = Watch {
-        client,
-        args,
-        bar,
-        saved: BTreeSet::new(),
-        names: HashMap::new(),
-        names_at: None,
-        failing: None,
-    };
+    let mut watch = Watch::new(client, &args.file, &args.out, bar);
     let job = watch.follow(id).await?;
     bar.finish_and_clear();
     let workers: BTreeSet<&NodeId> = job
@@ -649,10 +829,13 @@ async fn render_on(
     Ok(())
 }
 
-/// `render`'s view of its job while it runs.
+/// `render`'s (and `download`'s) view of its job while it runs.
 struct Watch<'a> {
     client: &'a Client,
-    args: &'a RenderArgs,
+    /// The `.blend` the frames are named after.
+    file: &'a Path,
+    /// Where frames are saved.
+    out: &'a Path,
     bar: &'a ProgressBar,
     /// Frames saved in `--out`.
     saved: BTreeSet<u32>,
@@ -664,7 +847,20 @@ struct Watch<'a> {
     failing: Option<(Instant, String)>,
 }
 
-impl Watch<'_> {
+impl<'a> Watch<'a> {
+    fn new(client: &'a Client, file: &'a Path, out: &'a Path, bar: &'a ProgressBar) -> Self {
+        Self {
+            client,
+            file,
+            out,
+            bar,
+            saved: BTreeSet::new(),
+            names: HashMap::new(),
+            names_at: None,
+            failing: None,
+        }
+    }
+
     /// Polls the job until it ends; returns it once done with every frame saved.
     async fn follow(&mut self, id: JobId) -> Result<Job> {
         let mut answered = Instant::now();
@@ -770,8 +966,12 @@ impl Watch<'_> {
             if self.saved.contains(&out.frame) {
                 continue;
             }
-            let name = output_name(&self.args.file, out.frame, job.spec.format);
-            let dest = self.args.out.join(&name);
+            let name = output_name(self.file, out.frame, job.spec.format);
+            let dest = self.out.join(&name);
+            if holds(&dest, out.blob) {
+                self.saved.insert(out.frame);
+                continue;
+            }
             match self.client.download(out.blob, &hints, &dest).await {
                 Ok(()) => {
                     self.saved.insert(out.frame);
@@ -800,6 +1000,11 @@ impl Watch<'_> {
             .collect();
         missing.join(", ")
     }
+}
+
+/// Whether `path` already holds exactly the blob `hash` (a frame saved by an earlier run).
+fn holds(path: &Path, hash: BlobHash) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| BlobHash::of(&bytes) == hash)
 }
 
 /// Every finished frame with the nodes likely to hold it: a task's frames are on its worker
@@ -949,6 +1154,10 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
             }
         }
     }
+    out.push_str(&match &view.secret {
+        Some(fingerprint) => format!("private mesh: secret fingerprint {fingerprint}\n"),
+        None => "open mesh: no secret\n".to_owned(),
+    });
     out
 }
 
@@ -1356,6 +1565,7 @@ mod tests {
             term: 3,
             coordinator: Some("12D3KooWbbbbbbbb222222".into()),
             peers: vec![busy, peer("12D3KooWbbbbbbbb222222", "lab-2", true), boot],
+            secret: None,
         };
         let table = peers_table(&view, false);
         let lines: Vec<&str> = table.lines().collect();
@@ -1373,7 +1583,8 @@ mod tests {
             lines[4],
             "  boot   333333       8    0%  -        bootstrap"
         );
-        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[5], "open mesh: no secret");
+        assert_eq!(lines.len(), 6);
         let with_addrs = peers_table(&view, true);
         assert!(
             with_addrs.contains("  /ip4/10.0.0.1/tcp/4001/p2p/12D3KooWbbbbbbbb222222\n"),
@@ -1388,8 +1599,17 @@ mod tests {
             term: 0,
             coordinator: None,
             peers: vec![],
+            secret: Some("0123abcd".into()),
         };
-        assert!(peers_table(&view, false).starts_with("no coordinator yet (term 0)\n"));
+        let table = peers_table(&view, false);
+        assert!(
+            table.starts_with("no coordinator yet (term 0)\n"),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("private mesh: secret fingerprint 0123abcd\n"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -1500,7 +1720,7 @@ mod tests {
         let Command::Node(args) = cli.command else {
             panic!("not the node command");
         };
-        let config = args.config();
+        let config = args.config().expect("config");
         assert_eq!(config.listen.len(), 1);
         assert!(!config.mdns);
         // Without --listen, a node listens on its well-known port, so restarts keep its address.
@@ -1510,7 +1730,13 @@ mod tests {
         else {
             panic!("not the node command");
         };
-        let listen: Vec<String> = args.config().listen.iter().map(|a| a.to_string()).collect();
+        let listen: Vec<String> = args
+            .config()
+            .expect("config")
+            .listen
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(
             listen,
             ["/ip4/0.0.0.0/tcp/4700", "/ip4/0.0.0.0/udp/4700/quic-v1"]

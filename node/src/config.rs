@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use libp2p::Multiaddr;
 use rendermesh_protocol::Role;
 
+use crate::secret::MeshSecret;
+
 /// The default local API address: loopback only.
 pub const DEFAULT_API: &str = "127.0.0.1:7411";
 
@@ -47,6 +49,8 @@ pub struct Config {
     pub role: Role,
     /// The Blender executable. Default: `blender` on the `PATH`.
     pub blender: PathBuf,
+    /// The mesh secret: only nodes with the same one can connect; QUIC is off. Default: none.
+    pub secret: Option<MeshSecret>,
 }
 
 impl Default for Config {
@@ -66,6 +70,7 @@ impl Default for Config {
             threads: None,
             role: Role::Worker,
             blender: PathBuf::from("blender"),
+            secret: None,
         }
     }
 }

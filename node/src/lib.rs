@@ -2,7 +2,7 @@
 //!
 //! [`Node::start`] builds a node from a [`Config`]: the libp2p swarm ([`net`]), the mesh actor
 //! that owns membership, the election, the replicated job table, the coordinator and the worker
-//! ([`mesh`]), the content-addressed blob store ([`store`]), the Blender runner ([`render`]) and
+//! ([`mesh`]), the content-addressed blob store ([`store`]), the mesh secret ([`secret`]), the Blender runner ([`render`]) and
 //! the local HTTP API ([`api`]). The `rendermesh` binary ([`cli`]) is a thin layer over this.
 
 pub mod api;
@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod mesh;
 pub mod net;
 pub mod render;
+pub mod secret;
 pub mod stitch;
 pub mod store;
 pub mod view;
@@ -26,6 +27,7 @@ pub use error::Error;
 pub use libp2p::Multiaddr;
 pub use mesh::{Handle, Node};
 pub use rendermesh_protocol::Role;
+pub use secret::MeshSecret;
 
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default: `info` for rendermesh,
 /// `warn` for everything else).

@@ -231,6 +231,7 @@ impl Node {
                 listen: config.listen.clone(),
                 bootstrap: config.bootstrap.clone(),
                 mdns: config.mdns,
+                secret: config.secret,
             },
             store.clone(),
             shutdown.child_token(),
@@ -257,6 +258,7 @@ impl Node {
         let actor = Mesh {
             me: me.clone(),
             name: config.name.clone(),
+            secret: config.secret.map(|s| s.fingerprint()),
             role: config.role,
             cores: std::thread::available_parallelism()
                 .map(|n| n.get() as u32)
@@ -445,6 +447,8 @@ enum Internal {
 struct Mesh {
     me: NodeId,
     name: String,
+    /// The mesh secret's fingerprint, when there is one.
+    secret: Option<String>,
     role: Role,
     cores: u32,
     memory: u64,
@@ -638,6 +642,7 @@ impl Mesh {
             term: self.max_term.0,
             coordinator: coordinator.map(|c| c.0),
             peers,
+            secret: self.secret.clone(),
         }
     }
 
@@ -655,6 +660,7 @@ impl Mesh {
                     term: self.max_term.0,
                     coordinator: self.coordinator().map(|c| c.0),
                     store: self.store.stats(),
+                    secret: self.secret.clone(),
                 });
             }
             Command::Peers(tx) => {

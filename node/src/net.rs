@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::core::ConnectedPoint;
+use libp2p::core::{ConnectedPoint, Transport, upgrade};
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
+use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -39,12 +40,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::secret::MeshSecret;
 use crate::store::BlobStore;
 
 /// How long a request may take before it fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Blob chunks served at once.
 const MAX_CONCURRENT_SERVES: usize = 16;
+/// How long a TCP connection may take to become an authenticated, multiplexed one.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often Kademlia looks for more peers.
 const KAD_BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
 
@@ -190,6 +194,14 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover LAN peers by mDNS.
     pub mdns: bool,
+    /// The mesh secret: with one, every connection is wrapped in `pnet` and QUIC is off.
+    pub secret: Option<MeshSecret>,
+}
+
+/// Whether a multiaddr runs over QUIC (which cannot carry a mesh secret).
+pub fn is_quic(addr: &Multiaddr) -> bool {
+    addr.iter()
+        .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
 }
 
 /// Loads the node's identity key from `dir/identity.key`, creating it on first start, so the
@@ -312,81 +324,101 @@ struct Behaviour {
     rpc: request_response::Behaviour<RpcCodec>,
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let mdns_on = config.mdns;
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| setup(&e))?
-        .with_quic()
-        .with_behaviour(|key| {
-            let peer_id = key.public().to_peer_id();
-            let limits = connection_limits::Behaviour::new(
-                connection_limits::ConnectionLimits::default()
-                    .with_max_established(Some(256))
-                    .with_max_pending_incoming(Some(64))
-                    .with_max_established_per_peer(Some(4)),
-            );
-            let identify = identify::Behaviour::new(
-                identify::Config::new(IDENTIFY_VERSION.to_owned(), key.public())
-                    .with_agent_version(format!("rendermesh/{}", env!("CARGO_PKG_VERSION"))),
-            );
-            let mdns = if mdns_on {
-                let cfg = mdns::Config {
-                    query_interval: Duration::from_secs(5),
-                    ..Default::default()
-                };
-                Some(mdns::tokio::Behaviour::new(cfg, peer_id)?)
-            } else {
-                None
-            };
-            let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
-            kad_cfg.set_query_timeout(Duration::from_secs(30));
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad_cfg,
-            );
-            kad.set_mode(Some(kad::Mode::Server));
-            let gossip_cfg = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .max_transmit_size(limits::MAX_GOSSIP)
-                .mesh_n(6)
-                .mesh_n_low(2)
-                .mesh_n_high(12)
-                .mesh_outbound_min(1)
-                .build()?;
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossip_cfg,
-            )?;
-            let rpc = request_response::Behaviour::with_codec(
-                RpcCodec,
-                [(StreamProtocol::new(RPC_PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default()
-                    .with_request_timeout(REQUEST_TIMEOUT)
-                    .with_max_concurrent_streams(64),
-            );
-            Ok(Behaviour {
-                limits,
-                identify,
-                ping: ping::Behaviour::new(ping::Config::new()),
-                mdns: Toggle::from(mdns),
-                kad,
-                gossipsub,
-                rpc,
+    let tcp_config = || tcp::Config::default().nodelay(true);
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone()).with_tokio();
+    let swarm = match config.secret {
+        // pnet cannot wrap QUIC: a private mesh speaks TCP only.
+        Some(secret) => builder
+            .with_other_transport(|key| -> Result<_, BoxError> {
+                let psk = secret.key();
+                Ok(tcp::tokio::Transport::new(tcp_config())
+                    .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                    .upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .timeout(HANDSHAKE_TIMEOUT))
             })
-        })
-        .map_err(|e| setup(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build();
+            .map_err(|e| setup(&e))?
+            .with_behaviour(|key| behaviour(key, mdns_on))
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        None => builder
+            .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
+            .map_err(|e| setup(&e))?
+            .with_quic()
+            .with_behaviour(|key| behaviour(key, mdns_on))
+            .map_err(|e| setup(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
     Ok(swarm)
+}
+
+fn swarm_config(config: libp2p::swarm::Config) -> libp2p::swarm::Config {
+    config.with_idle_connection_timeout(Duration::from_secs(300))
+}
+
+fn behaviour(key: &Keypair, mdns_on: bool) -> Result<Behaviour, BoxError> {
+    let peer_id = key.public().to_peer_id();
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(256))
+            .with_max_pending_incoming(Some(64))
+            .with_max_established_per_peer(Some(4)),
+    );
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_VERSION.to_owned(), key.public())
+            .with_agent_version(format!("rendermesh/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let mdns = if mdns_on {
+        let cfg = mdns::Config {
+            query_interval: Duration::from_secs(5),
+            ..Default::default()
+        };
+        Some(mdns::tokio::Behaviour::new(cfg, peer_id)?)
+    } else {
+        None
+    };
+    let mut kad_cfg = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+    kad_cfg.set_query_timeout(Duration::from_secs(30));
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_cfg);
+    kad.set_mode(Some(kad::Mode::Server));
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(limits::MAX_GOSSIP)
+        .mesh_n(6)
+        .mesh_n_low(2)
+        .mesh_n_high(12)
+        .mesh_outbound_min(1)
+        .build()?;
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_cfg,
+    )?;
+    let rpc = request_response::Behaviour::with_codec(
+        RpcCodec,
+        [(StreamProtocol::new(RPC_PROTOCOL), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(REQUEST_TIMEOUT)
+            .with_max_concurrent_streams(64),
+    );
+    Ok(Behaviour {
+        limits,
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+        mdns: Toggle::from(mdns),
+        kad,
+        gossipsub,
+        rpc,
+    })
 }
 
 /// The peer id at the end of a multiaddr, if any.
@@ -418,10 +450,21 @@ pub fn start(
         .gossipsub
         .subscribe(&topic)
         .map_err(|e| NetError::Setup(e.to_string()))?;
+    let mut listening = 0;
     for addr in &config.listen {
+        if config.secret.is_some() && is_quic(addr) {
+            info!(%addr, "not listening on QUIC: a mesh with a secret runs over TCP only");
+            continue;
+        }
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::Setup(format!("cannot listen on {addr}: {e}")))?;
+        listening += 1;
+    }
+    if listening == 0 && !config.listen.is_empty() {
+        return Err(NetError::Setup(
+            "every listen address is QUIC, and a mesh with a secret runs over TCP only: add a /tcp/ address".into(),
+        ));
     }
     let local = *swarm.local_peer_id();
     let mut bootstrap = Vec::new();
@@ -431,6 +474,11 @@ pub fn start(
                 "bootstrap address {addr} has no /p2p/<peer id> at its end"
             )));
         };
+        if config.secret.is_some() && is_quic(addr) {
+            return Err(NetError::Setup(format!(
+                "bootstrap address {addr} is QUIC, and a mesh with a secret runs over TCP only: use the node's /tcp/ address"
+            )));
+        }
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
         bootstrap.push((peer, addr.clone()));
     }
@@ -448,6 +496,8 @@ pub fn start(
         rendermesh_peers: HashSet::new(),
         listen_addrs: Vec::new(),
         bootstrap,
+        unreachable: HashSet::new(),
+        private: config.secret.is_some(),
     };
     let task = tokio::spawn(actor.run(shutdown));
     Ok((NetHandle { tx: cmd_tx, local }, event_rx, task))
@@ -475,6 +525,10 @@ struct NetActor {
     listen_addrs: Vec<Multiaddr>,
     /// Bootstrap peers, redialled when disconnected.
     bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Bootstrap peers whose last dial failed (warned about once per failing streak).
+    unreachable: HashSet<PeerId>,
+    /// Whether this node has a mesh secret (for the hint when a dial fails).
+    private: bool,
 }
 
 impl NetActor {
@@ -583,6 +637,9 @@ impl NetActor {
                 peer_id, endpoint, ..
             } => {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if self.unreachable.remove(&peer_id) {
+                    info!(peer = %peer_id, "reached the bootstrap node");
+                }
                 if let ConnectedPoint::Dialer { address, .. } = endpoint {
                     self.swarm
                         .behaviour_mut()
@@ -597,6 +654,31 @@ impl NetActor {
             } => {
                 debug!(peer = %peer_id, "disconnected");
                 self.rendermesh_peers.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                let is_bootstrap = self.bootstrap.iter().any(|(p, _)| *p == peer);
+                if is_bootstrap && self.unreachable.insert(peer) {
+                    let hint = if self.private {
+                        "is it in this mesh, with the same mesh secret?"
+                    } else {
+                        "if its mesh has a secret, start this node with the same --secret-file"
+                    };
+                    warn!(%peer, "cannot reach the bootstrap node ({hint}): {error}");
+                } else {
+                    debug!(%peer, "dial failed: {error}");
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                // With a secret, this is where strangers end: their handshake fails.
+                debug!(from = %send_back_addr, "incoming connection failed: {error}");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}

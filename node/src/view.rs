@@ -46,6 +46,9 @@ pub struct PeersView {
     pub coordinator: Option<String>,
     /// Every live node, the answering one included.
     pub peers: Vec<PeerView>,
+    /// The fingerprint of the mesh secret, when the mesh has one.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 /// The answering node itself.
@@ -67,4 +70,7 @@ pub struct NodeInfo {
     pub coordinator: Option<String>,
     /// Blob store counters.
     pub store: Stats,
+    /// The fingerprint of the mesh secret, when the mesh has one.
+    #[serde(default)]
+    pub secret: Option<String>,
 }

@@ -55,6 +55,7 @@ async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
             threads: None,
             role: Role::Worker,
             blender: PathBuf::from("unused"),
+            secret: None,
         },
         Arc::new(NoRenderer),
     )

@@ -140,6 +140,7 @@ async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
             threads: None,
             role: Role::Worker,
             blender: PathBuf::from("blender-is-not-used"),
+            secret: None,
         };
         nodes.push(
             Node::start_with_renderer(config, r)

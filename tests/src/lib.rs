@@ -153,6 +153,16 @@ impl MeshNode {
     /// Starts `rendermesh-bootstrap` named `name` under `root/name` on loopback TCP `port`
     /// (fixed, so a restart keeps its address).
     pub fn start_bootstrap(root: &Path, name: &str, port: u16) -> Result<Self> {
+        Self::start_bootstrap_with(root, name, port, &[])
+    }
+
+    /// Like [`MeshNode::start_bootstrap`], with extra arguments.
+    pub fn start_bootstrap_with(
+        root: &Path,
+        name: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<Self> {
         let data_dir = root.join(name);
         std::fs::create_dir_all(&data_dir)?;
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -165,7 +175,8 @@ impl MeshNode {
             .arg("--api")
             .arg(api.to_string())
             .arg("--no-mdns")
-            .args(["--name", name]);
+            .args(["--name", name])
+            .args(extra);
         Self::launch(cmd, api, data_dir, name, log)
     }
 

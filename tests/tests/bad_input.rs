@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rendermesh_tests::MeshNode;
+use rendermesh_tests::{MeshNode, bin, free_port};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -100,6 +100,48 @@ fn a_file_that_is_not_a_blend_and_a_bad_frame_range_are_refused_by_name() -> Res
     let out = node.cli(&["job", "zz", "--json"])?;
     assert!(!out.status.success());
     assert!(!stderr(&out).is_empty());
+    let out = node.cli(&["download", "zz", "--out", &out_dir])?;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("zz"), "{}", stderr(&out));
     assert!(node.get("/api/v1/node").context("node still answers")?["id"].is_string());
+    Ok(())
+}
+
+#[test]
+fn detach_without_a_node_and_an_unusable_secret_file_are_refused_by_name() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let blend = dir.path().join("shot.blend");
+    std::fs::write(&blend, "BLENDER-v304 and then nothing")?;
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let out = std::process::Command::new(bin())
+        .arg("render")
+        .arg(&blend)
+        .args(["--frames", "1", "--out"])
+        .arg(dir.path().join("out"))
+        .args(["--detach", "--api", &nobody])
+        .output()?;
+    assert!(!out.status.success(), "detached with no node");
+    let err = stderr(&out);
+    assert!(
+        err.contains("--detach needs a running node") && err.contains(&nobody),
+        "{err}"
+    );
+    assert!(!dir.path().join("rendermesh-data").exists());
+
+    let short = dir.path().join("short.secret");
+    std::fs::write(&short, "abc\n")?;
+    let out = std::process::Command::new(bin())
+        .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--api", &nobody, "--data-dir"])
+        .arg(dir.path().join("node"))
+        .arg("--secret-file")
+        .arg(&short)
+        .output()?;
+    assert!(!out.status.success(), "started with a 3-character secret");
+    let err = stderr(&out);
+    assert!(
+        err.contains("short.secret") && err.contains("3 characters"),
+        "{err}"
+    );
     Ok(())
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, newest_job, wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, dump_logs, newest_job,
+    wait_render,
 };
 use serde_json::Value;
 
@@ -70,7 +71,8 @@ fn fixture() -> Result<Fixture> {
 }
 
 #[test]
-fn three_nodes_render_every_frame_pixel_identical_and_share_the_work() -> Result<()> {
+fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_serves_them()
+-> Result<()> {
     let fx = fixture()?;
     let nodes = cluster(&fx.root.join("mesh"), 3)?;
     let out = fx.root.join("out");
@@ -109,6 +111,63 @@ fn three_nodes_render_every_frame_pixel_identical_and_share_the_work() -> Result
             "{} received the .blend {received} times",
             node.name
         );
+    }
+
+    // Any node serves a finished job's frames: `download` through another node.
+    let again = fx.root.join("again");
+    let got = nodes[2].cli(&[
+        "download",
+        &id[..8],
+        "--no-wait",
+        "--out",
+        &again.display().to_string(),
+    ])?;
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    check_frames(&again, &fx)?;
+
+    // Submit and leave (`--detach`), then follow and save the frames from a third node.
+    let detached = fx.root.join("detached");
+    let submitted = nodes[0].cli(&[
+        "render",
+        &fx.blend.display().to_string(),
+        "--frames",
+        "2-4",
+        "--samples",
+        &SAMPLES.to_string(),
+        "--resolution-percent",
+        &PERCENT.to_string(),
+        "--detach",
+        "--out",
+        &detached.display().to_string(),
+    ])?;
+    let text = String::from_utf8_lossy(&submitted.stdout).into_owned();
+    assert!(
+        submitted.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&submitted.stderr)
+    );
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted job "))
+        .with_context(|| format!("no job id printed: {text}"))?;
+    assert!(!detached.exists(), "--detach wrote frames itself");
+    let got = nodes[1].cli(&["download", id, "--out", &detached.display().to_string()])?;
+    assert!(
+        got.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&got.stderr),
+        dump_logs(&nodes)
+    );
+    for f in 2..=4 {
+        assert_same_pixels(
+            &detached.join(format!("scene_{f:04}.png")),
+            &fx.reference_frame(f),
+        )
+        .with_context(|| format!("detached frame {f}"))?;
     }
     Ok(())
 }

@@ -1,0 +1,176 @@
+//! A mesh with a secret: only nodes started with the same secret file join it. A node without
+//! a secret and a node with another one both fail to connect (and say so), nobody on either
+//! side ever lists them, and the private mesh still renders over its pnet-wrapped connections.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rendermesh_tests::{
+    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, bin, dump_logs, free_port,
+    newest_job, wait_for, wait_render,
+};
+use serde_json::Value;
+
+/// The peer ids `node` lists.
+fn listed(node: &MeshNode) -> Result<Vec<String>> {
+    let view = node.peers().context("peers")?;
+    let mut ids: Vec<String> = view["peers"]
+        .as_array()
+        .context("peers")?
+        .iter()
+        .filter_map(|p| p["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// `rendermesh secret fingerprint FILE`'s fingerprint.
+fn fingerprint(file: &Path) -> Result<String> {
+    let out = Command::new(bin())
+        .args(["secret", "fingerprint"])
+        .arg(file)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout)?;
+    Ok(text
+        .trim()
+        .rsplit(' ')
+        .next()
+        .context("no fingerprint printed")?
+        .to_owned())
+}
+
+#[test]
+fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
+    let fx = Fixture::new((1, 4), 16, 25, &[])?;
+    let root = fx.root.join("mesh");
+    std::fs::create_dir_all(&root)?;
+    // One secret made by `rendermesh secret new`, another a passphrase.
+    let secret = root.join("mesh.key");
+    let made = Command::new(bin())
+        .args(["secret", "new"])
+        .arg(&secret)
+        .output()?;
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let other = root.join("other.secret");
+    std::fs::write(&other, "not the same mesh at all\n")?;
+    let secret_arg = secret.display().to_string();
+    let other_arg = other.display().to_string();
+    let member = ["--threads", "1", "--secret-file", &secret_arg];
+
+    let boot = MeshNode::start_bootstrap_with(
+        &root,
+        "boot",
+        free_port(),
+        &["--secret-file", &secret_arg],
+    )?;
+    let a = MeshNode::start_with(&root, "a", Some(&boot), &member)?;
+    let b = MeshNode::start_with(&root, "b", Some(&boot), &member)?;
+    let stranger = MeshNode::start_with(&root, "stranger", Some(&boot), &["--threads", "1"])?;
+    let wrong = MeshNode::start_with(
+        &root,
+        "wrong",
+        Some(&boot),
+        &["--threads", "1", "--secret-file", &other_arg],
+    )?;
+    let members = [boot, a, b];
+    let outsiders = [stranger, wrong];
+
+    wait_for(
+        "the members to see each other",
+        Duration::from_secs(30),
+        || agreed_coordinator(&members, 3),
+    )
+    .with_context(|| dump_logs(&members))?;
+    for node in &outsiders {
+        wait_for(
+            &format!("{} to fail to reach the bootstrap node", node.name),
+            Duration::from_secs(60),
+            || {
+                node.log_text()
+                    .contains("cannot reach the bootstrap node")
+                    .then_some(())
+            },
+        )
+        .with_context(|| dump_logs(&outsiders))?;
+    }
+
+    let mut member_ids: Vec<String> = members.iter().map(|n| n.id.clone()).collect();
+    member_ids.sort();
+    let expected = fingerprint(&secret)?;
+    for node in &members {
+        assert_eq!(listed(node)?, member_ids, "{} lists an outsider", node.name);
+        let view = node.peers().context("peers")?;
+        assert_eq!(view["secret"], expected.as_str(), "{}", node.name);
+        let info = node.get("/api/v1/node").context("node info")?;
+        assert_eq!(info["secret"], expected.as_str(), "{}", node.name);
+    }
+    for node in &outsiders {
+        assert_eq!(listed(node)?, vec![node.id.clone()], "{} got in", node.name);
+    }
+    assert_eq!(
+        outsiders[0].peers().context("peers")?["secret"],
+        Value::Null
+    );
+    assert_ne!(fingerprint(&other)?, expected);
+
+    // The private mesh renders: blobs and results travel over its pnet connections.
+    let out = fx.root.join("out");
+    let log = fx.root.join("render.log");
+    let mut child = Command::new(bin())
+        .args(["render"])
+        .arg(&fx.blend)
+        .args([
+            "--frames",
+            "1-4",
+            "--samples",
+            "16",
+            "--resolution-percent",
+            "25",
+        ])
+        .args(["--chunk", "1", "--out"])
+        .arg(&out)
+        .arg("--api")
+        .arg(members[1].api.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(std::fs::File::create(log.with_extension("err"))?)
+        .spawn()?;
+    wait_render(&mut child, Duration::from_secs(300), &log, &members)?;
+    for f in 1..=4 {
+        assert_same_pixels(
+            &out.join(format!("scene_{f:04}.png")),
+            &fx.reference_frame(f),
+        )
+        .with_context(|| format!("frame {f}"))?;
+    }
+    let job = newest_job(&members[1]).context("no job")?;
+    let mut workers: Vec<&str> = job["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .filter_map(|t| t["worker"].as_str())
+        .collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(
+        workers,
+        {
+            let mut ids = vec![members[1].id.as_str(), members[2].id.as_str()];
+            ids.sort();
+            ids
+        },
+        "both members should render"
+    );
+    Ok(())
+}
