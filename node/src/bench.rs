@@ -3,6 +3,7 @@
 //! their ratio. Machines here are noisy: compare ratios measured in one run, not seconds.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rendermesh_protocol::{FrameRange, JobSpec, JobState, OutputFormat, Tiling};
@@ -10,6 +11,7 @@ use rendermesh_scene::RenderSettings;
 use tokio_util::sync::CancellationToken;
 
 use crate::render::Blender;
+use crate::worker::BlenderRenderer;
 use crate::{Config, Error, Node};
 
 /// What to measure.
@@ -28,6 +30,9 @@ pub struct BenchConfig {
     /// Tiles for the mesh job (`None`: whole frames); the direct render is always whole frames,
     /// with the same exact settings tiles use.
     pub tiles: Option<Tiling>,
+    /// Start a Blender per mesh task (`blender -b ... -a`, as before sessions) instead of one
+    /// session per job.
+    pub per_task: bool,
     /// Scratch directory.
     pub work_dir: PathBuf,
     /// Blender.
@@ -105,7 +110,12 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
     let _ = drain.await;
 
     // Mesh: an embedded one-node mesh, from upload to the last frame held.
-    let node = Node::start(Config {
+    let renderer = if cfg.per_task {
+        BlenderRenderer::one_process_per_task(blender.clone())
+    } else {
+        BlenderRenderer::new(blender.clone())
+    };
+    let config = Config {
         data_dir: cfg.work_dir.join("node"),
         listen: vec![
             "/ip4/127.0.0.1/tcp/0"
@@ -120,8 +130,8 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
         role: rendermesh_protocol::Role::Worker,
         blender: cfg.blender.clone(),
         secret: None,
-    })
-    .await?;
+    };
+    let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
     let handle = node.handle();
     let result = async {
         let (hash, size) = handle.store().put_file(&blend).await?;

@@ -353,6 +353,9 @@ pub struct BenchArgs {
     /// Tiles for the mesh job: `CxR` or `auto` (the direct render stays whole).
     #[arg(long, value_name = "CxR|auto")]
     pub tiles: Option<Tiling>,
+    /// The mesh starts a Blender per task, as before Blender sessions (one per job per node).
+    #[arg(long)]
+    pub per_task_blender: bool,
     /// The Blender executable.
     #[arg(long, default_value = "blender")]
     pub blender: PathBuf,
@@ -1404,6 +1407,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         resolution_percent: args.resolution_percent,
         chunk: args.chunk,
         tiles: args.tiles,
+        per_task: args.per_task_blender,
         work_dir: dir.clone(),
         blender: args.blender,
     })
@@ -1412,7 +1416,15 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
     let r = result?;
     println!("{} frames, {}", r.frames, r.blender);
     println!("direct blender -b : {:>7.2} s", r.direct.as_secs_f64());
-    println!("one-node mesh     : {:>7.2} s", r.mesh.as_secs_f64());
+    println!(
+        "one-node mesh     : {:>7.2} s ({})",
+        r.mesh.as_secs_f64(),
+        if args.per_task_blender {
+            "a Blender per task"
+        } else {
+            "one Blender session for the job"
+        }
+    );
     println!("ratio mesh/direct : {:>7.2}", r.ratio());
     Ok(ExitCode::SUCCESS)
 }

@@ -49,6 +49,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_CONCURRENT_SERVES: usize = 16;
 /// How long a TCP connection may take to become an authenticated, multiplexed one.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Failed dials after which a peer found by mDNS is no longer redialled (until mDNS finds it
+/// again).
+const MAX_LAN_REDIALS: u32 = 6;
+/// How often bootstrap and LAN peers we are not connected to are dialled again.
+const REDIAL_EVERY: Duration = Duration::from_secs(5);
 /// How often Kademlia looks for more peers.
 const KAD_BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
 
@@ -498,9 +503,18 @@ pub fn start(
         bootstrap,
         unreachable: HashSet::new(),
         private: config.secret.is_some(),
+        lan_peers: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(shutdown));
     Ok((NetHandle { tx: cmd_tx, local }, event_rx, task))
+}
+
+/// A peer found by mDNS.
+#[derive(Debug, Default)]
+struct LanPeer {
+    addrs: Vec<Multiaddr>,
+    /// Failed dials since it was found or last connected.
+    failures: u32,
 }
 
 type ReplyFuture = std::pin::Pin<
@@ -525,6 +539,9 @@ struct NetActor {
     listen_addrs: Vec<Multiaddr>,
     /// Bootstrap peers, redialled when disconnected.
     bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Peers found by mDNS (and not expired): redialled while not connected, so one failed
+    /// first dial does not keep a LAN neighbour out until mDNS forgets and finds it again.
+    lan_peers: HashMap<PeerId, LanPeer>,
     /// Bootstrap peers whose last dial failed (warned about once per failing streak).
     unreachable: HashSet<PeerId>,
     /// Whether this node has a mesh secret (for the hint when a dial fails).
@@ -534,7 +551,7 @@ struct NetActor {
 impl NetActor {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_EVERY);
-        let mut redial = tokio::time::interval(Duration::from_secs(5));
+        let mut redial = tokio::time::interval(REDIAL_EVERY);
         loop {
             tokio::select! {
                 biased;
@@ -556,15 +573,25 @@ impl NetActor {
                     // Fails harmlessly (NoKnownPeers) while the routing table is empty.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
-                _ = redial.tick() => self.redial_bootstrap(),
+                _ = redial.tick() => self.redial(),
             }
         }
         debug!("network actor stopped");
     }
 
-    fn redial_bootstrap(&mut self) {
+    /// Dials the bootstrap peers and the LAN peers we are not connected to.
+    fn redial(&mut self) {
         for (peer, addr) in self.bootstrap.clone() {
             self.dial_if_new(peer, vec![addr]);
+        }
+        let lan: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .lan_peers
+            .iter()
+            .filter(|(_, p)| p.failures < MAX_LAN_REDIALS)
+            .map(|(id, p)| (*id, p.addrs.clone()))
+            .collect();
+        for (peer, addrs) in lan {
+            self.dial_if_new(peer, addrs);
         }
     }
 
@@ -640,6 +667,9 @@ impl NetActor {
                 if self.unreachable.remove(&peer_id) {
                     info!(peer = %peer_id, "reached the bootstrap node");
                 }
+                if let Some(lan) = self.lan_peers.get_mut(&peer_id) {
+                    lan.failures = 0;
+                }
                 if let ConnectedPoint::Dialer { address, .. } = endpoint {
                     self.swarm
                         .behaviour_mut()
@@ -660,6 +690,9 @@ impl NetActor {
                 error,
                 ..
             } => {
+                if let Some(lan) = self.lan_peers.get_mut(&peer) {
+                    lan.failures += 1;
+                }
                 let is_bootstrap = self.bootstrap.iter().any(|(p, _)| *p == peer);
                 if is_bootstrap && self.unreachable.insert(peer) {
                     let hint = if self.private {
@@ -704,6 +737,7 @@ impl NetActor {
                 if info.protocol_version != IDENTIFY_VERSION {
                     debug!(peer = %peer_id, version = %info.protocol_version, "not a rendermesh node; disconnecting");
                     self.rendermesh_peers.remove(&peer_id);
+                    self.lan_peers.remove(&peer_id);
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
@@ -721,7 +755,24 @@ impl NetActor {
                 }
                 for (peer, addrs) in by_peer {
                     debug!(%peer, "found by mDNS");
+                    let lan = self.lan_peers.entry(peer).or_default();
+                    for addr in &addrs {
+                        if !lan.addrs.contains(addr) {
+                            lan.addrs.push(addr.clone());
+                        }
+                    }
+                    lan.failures = 0;
                     self.dial_if_new(peer, addrs);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, addr) in gone {
+                    if let Some(lan) = self.lan_peers.get_mut(&peer) {
+                        lan.addrs.retain(|a| *a != addr);
+                        if lan.addrs.is_empty() {
+                            self.lan_peers.remove(&peer);
+                        }
+                    }
                 }
             }
             BehaviourEvent::Kad(kad::Event::RoutingUpdated {

@@ -8,8 +8,13 @@
 //! [`RenderError::Failed`] quoting Blender's own words (its `Error:` lines, Python tracebacks,
 //! `rendermesh: error:` lines from the settings script, else its last lines).
 //!
-//! The command ([`Blender::frames_command`], public so tests and benchmarks can run exactly what
-//! a worker runs) is
+//! A [`Session`] ([`Blender::start_session`]) is what a worker uses: the same Blender command
+//! without `-o`/`-s`/`-e`/`-a` and with `--serve`, so Blender loads the file and applies the
+//! settings once and then renders each requested frame or tile (written to its stdin) with the
+//! same checks, progress and errors; a job's tasks on one node share it.
+//!
+//! The per-call command ([`Blender::frames_command`], public so tests and benchmarks can run
+//! exactly what a worker ran before sessions) is
 //!
 //! ```text
 //! blender -b --factory-startup -Y FILE -E CYCLES [-t N] --python-exit-code 2 -P settings.py \
@@ -39,9 +44,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rendermesh_protocol::{FrameRange, OutputFormat};
-use rendermesh_scene::{EXAMPLE_SCENE_PY, RenderSettings, SETTINGS_PY};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use rendermesh_scene::{EXAMPLE_SCENE_PY, RenderSettings, SETTINGS_PY, Tile};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, trace, warn};
@@ -62,6 +67,10 @@ const NOTABLE_LINES: usize = 40;
 const MAX_LINE: usize = 4096;
 /// Blender's exit status when a `-P` script raises.
 const PYTHON_EXIT_CODE: &str = "2";
+/// What the settings script prints once a session is ready for requests.
+const SESSION_READY: &str = "rendermesh: ready";
+/// What the settings script prints once a session saved a requested frame (then the frame).
+const SESSION_DONE: &str = "rendermesh: done ";
 
 /// What can go wrong running Blender.
 #[derive(Debug, thiserror::Error)]
@@ -233,13 +242,7 @@ impl Blender {
         let mut output = out_dir.into_os_string();
         output.push("/frame_#####");
 
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(["-b", "--factory-startup", "-Y"])
-            .arg(&blend)
-            .args(["-E", "CYCLES"]);
-        if let Some(threads) = self.threads {
-            cmd.arg("-t").arg(threads.to_string());
-        }
+        let mut cmd = self.render_command(&blend);
         cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(settings_py)
             .arg("-o")
@@ -277,25 +280,7 @@ impl Blender {
         if cancel.is_cancelled() {
             return Err(RenderError::Cancelled);
         }
-        let expected: Vec<RenderedFrame> = frames
-            .iter()
-            .map(|frame| RenderedFrame {
-                frame,
-                path: frame_path(out_dir, frame, format),
-            })
-            .collect();
-        tokio::fs::create_dir_all(out_dir)
-            .await
-            .map_err(|source| io_error("creating the output directory", out_dir, source))?;
-        for old in &expected {
-            match tokio::fs::remove_file(&old.path).await {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(io_error("removing an old frame", &old.path, e));
-                }
-                _ => {}
-            }
-        }
-
+        let expected = prepare(out_dir, frames, format).await?;
         let cmd = self.frames_command(blend, out_dir, frames, format, settings)?;
         let mut run = Running::spawn(&self.exe, cmd)?;
         let mut current = None;
@@ -349,6 +334,82 @@ impl Blender {
             )));
         }
         Ok(expected)
+    }
+
+    /// `blender -b --factory-startup -Y BLEND -E CYCLES [-t N]`: how every render starts.
+    fn render_command(&self, blend: &Path) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["-b", "--factory-startup", "-Y"])
+            .arg(blend)
+            .args(["-E", "CYCLES"]);
+        if let Some(threads) = self.threads {
+            cmd.arg("-t").arg(threads.to_string());
+        }
+        cmd
+    }
+
+    /// The command of a render [`Session`]: [`Blender::frames_command`]'s, with `-F FMT -x 1`
+    /// before the script and `--serve` after the settings, and no `-o`, `-s`, `-e`, `-a`.
+    /// Blender loads `blend` and applies `settings` once, then renders whatever it is asked on
+    /// stdin. `settings.tile` must be `None`: tiles are asked per request.
+    pub fn session_command(
+        &self,
+        blend: &Path,
+        format: OutputFormat,
+        settings: &RenderSettings,
+    ) -> Result<Command, RenderError> {
+        let blend = absolute(blend)?;
+        let settings_py = self.scripts.settings()?;
+        let mut cmd = self.render_command(&blend);
+        cmd.args(["-F", format.blender_name(), "-x", "1"])
+            .args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
+            .arg(settings_py)
+            .arg("--")
+            .args(settings.script_args())
+            .arg("--serve");
+        piped(&mut cmd);
+        cmd.stdin(Stdio::piped());
+        Ok(cmd)
+    }
+
+    /// Starts a [`Session`] on `blend`: one Blender start-up and one file load for every task
+    /// of a job on this node. Returns once Blender is ready; a file Blender cannot load, or a
+    /// scene without a camera, fails here with Blender's (or the script's) words. Cancelling
+    /// `cancel` kills Blender and returns [`RenderError::Cancelled`].
+    #[tracing::instrument(level = "debug", skip_all)]
+    pub async fn start_session(
+        &self,
+        blend: &Path,
+        format: OutputFormat,
+        settings: &RenderSettings,
+        cancel: &CancellationToken,
+    ) -> Result<Session, RenderError> {
+        let cmd = self.session_command(blend, format, settings)?;
+        let mut run = Running::spawn(&self.exe, cmd)?;
+        let stdin = run.child.stdin.take().ok_or_else(|| {
+            io_error(
+                "writing to Blender",
+                &self.exe,
+                io::Error::other("stdin not piped"),
+            )
+        })?;
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(run.cancel().await),
+                line = run.next_line() => line,
+            };
+            match line {
+                Some((_, line)) if line == SESSION_READY => break,
+                Some(_) => {}
+                None => {
+                    let status = run.wait().await?;
+                    return Err(run.failed(format!("Blender could not start rendering ({status})")));
+                }
+            }
+        }
+        debug!("Blender session ready");
+        Ok(Session { run, stdin, format })
     }
 
     /// Builds the example scene ([`EXAMPLE_SCENE_PY`]) and saves it at `out`.
@@ -413,6 +474,146 @@ impl Blender {
             after: SCRIPT_TIMEOUT,
         })?
     }
+}
+
+/// A Blender that has loaded one `.blend` with one job's settings and renders frames or tiles
+/// of it on request ([`Blender::start_session`]): the ~1-2 s start-up and file load are paid
+/// once per job on a node rather than once per task. The pixels are those of
+/// [`Blender::render_frames`]. Dropping it kills Blender.
+pub struct Session {
+    run: Running,
+    stdin: ChildStdin,
+    format: OutputFormat,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("pid", &self.run.child.id())
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Renders `frames` (whole, or only `tile` of each) into `out_dir`, with the contract of
+    /// [`Blender::render_frames`]: old files removed first, a [`Progress`] event per frame
+    /// started and saved, every file checked, Blender's words on failure, Blender killed on
+    /// cancel. After any error the session is spent: drop it.
+    #[tracing::instrument(level = "debug", skip_all, fields(frames = %frames))]
+    pub async fn render(
+        &mut self,
+        out_dir: &Path,
+        frames: FrameRange,
+        tile: Option<Tile>,
+        progress: mpsc::Sender<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<RenderedFrame>, RenderError> {
+        if cancel.is_cancelled() {
+            return Err(RenderError::Cancelled);
+        }
+        let expected = prepare(out_dir, frames, self.format).await?;
+        // Quote only what Blender says about this task.
+        self.run.log = OutputLog::default();
+        let mut current = None;
+        for want in &expected {
+            let path = absolute(&want.path)?;
+            let path = path
+                .to_str()
+                .filter(|p| !p.contains(['\n', '\r']))
+                .ok_or_else(|| RenderError::BadPath {
+                    path: path.clone(),
+                    reason: "not valid UTF-8, or holds a line break",
+                })?;
+            let request = match tile {
+                None => format!("frame {} {path}\n", want.frame),
+                Some(t) => format!(
+                    "tile {} {} {} {} {} {path}\n",
+                    t.col, t.row, t.cols, t.rows, want.frame
+                ),
+            };
+            let sent = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(self.run.cancel().await),
+                sent = async {
+                    self.stdin.write_all(request.as_bytes()).await?;
+                    self.stdin.flush().await
+                } => sent,
+            };
+            if let Err(e) = sent {
+                debug!(error = %e, "Blender stopped reading requests");
+            }
+            let done = format!("{SESSION_DONE}{}", want.frame);
+            loop {
+                let line = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(self.run.cancel().await),
+                    line = self.run.next_line() => line,
+                };
+                let Some((_, line)) = line else {
+                    let status = self.run.wait().await?;
+                    return Err(self.run.failed(format!(
+                        "Blender stopped while rendering frame {} ({status})",
+                        want.frame
+                    )));
+                };
+                if line == done {
+                    break;
+                }
+                let Some(event) = parse_progress(&line, &mut current) else {
+                    continue;
+                };
+                if let Progress::Saved { frame, path } = &event {
+                    info!(frame, path = %path.display(), "frame saved");
+                }
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(self.run.cancel().await),
+                    // An error means nobody listens any more: the render goes on regardless.
+                    _ = progress.send(event) => {}
+                }
+            }
+            let written = tokio::fs::metadata(&want.path)
+                .await
+                .is_ok_and(|m| m.is_file() && m.len() > 0);
+            if !written {
+                return Err(self.run.failed(format!(
+                    "Blender wrote no file for frame {} (expected `{}`)",
+                    want.frame,
+                    want.path.display()
+                )));
+            }
+        }
+        Ok(expected)
+    }
+}
+
+/// The files a render of `frames` writes in `out_dir`: creates `out_dir` and removes any old
+/// file of these frames, so that a file found afterwards is this render's.
+async fn prepare(
+    out_dir: &Path,
+    frames: FrameRange,
+    format: OutputFormat,
+) -> Result<Vec<RenderedFrame>, RenderError> {
+    let expected: Vec<RenderedFrame> = frames
+        .iter()
+        .map(|frame| RenderedFrame {
+            frame,
+            path: frame_path(out_dir, frame, format),
+        })
+        .collect();
+    tokio::fs::create_dir_all(out_dir)
+        .await
+        .map_err(|source| io_error("creating the output directory", out_dir, source))?;
+    for old in &expected {
+        match tokio::fs::remove_file(&old.path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(io_error("removing an old frame", &old.path, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(expected)
 }
 
 /// This process's directory for the scripts passed to Blender with `-P`.
@@ -1103,6 +1304,15 @@ mod tests {
             "Blender failed (exit status: 2): rendermesh: error: scene \"Scene\" has no camera"
         );
         assert!(events.is_empty(), "{events:?}");
+        // A session fails as it starts, with the same words.
+        let started = b
+            .start_session(&blend, OutputFormat::Png, &TINY, &CancellationToken::new())
+            .await;
+        let message = started.unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "Blender could not start rendering (exit status: 2): rendermesh: error: scene \"Scene\" has no camera"
+        );
     }
 
     #[tokio::test]
@@ -1185,7 +1395,7 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         let b = blender();
         b.make_example_scene(&blend).await.unwrap();
         let out = dir.path().join("out");
-        let (tx, mut rx) = mpsc::channel(8);
+        let (tx, rx) = mpsc::channel(8);
         let cancel = CancellationToken::new();
         // Full size and samples: each frame takes seconds, so the cancel lands mid-render.
         let settings = RenderSettings::default();
@@ -1198,6 +1408,17 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
             tx,
             cancel.clone(),
         );
+        assert_cancel_is_prompt(run, rx, &cancel, &out).await;
+    }
+
+    /// Cancels `run` (rendering frames 1-24 into `out`) once its first event arrives on `rx`:
+    /// it must stop within 2 s, cancelled, before the last frame.
+    async fn assert_cancel_is_prompt(
+        run: impl std::future::Future<Output = Result<Vec<RenderedFrame>, RenderError>>,
+        mut rx: mpsc::Receiver<Progress>,
+        cancel: &CancellationToken,
+        out: &Path,
+    ) {
         let watch = async {
             let first = rx.recv().await;
             cancel.cancel();
@@ -1212,5 +1433,135 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         assert!(matches!(result, Err(RenderError::Cancelled)), "{result:?}");
         assert!(took < Duration::from_secs(2), "cancel took {took:?}");
         assert!(!out.join("frame_00024.png").exists());
+    }
+
+    /// Decoded RGBA pixels of a PNG.
+    fn decoded(path: &Path) -> image::RgbaImage {
+        image::open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .to_rgba8()
+    }
+
+    #[tokio::test]
+    async fn a_session_renders_the_frames_and_tiles_of_several_tasks_as_separate_runs_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("example.blend");
+        let b = blender();
+        b.make_example_scene(&blend).await.unwrap();
+        let exact = RenderSettings {
+            exact: true,
+            ..TINY
+        };
+        let tile = Tile {
+            col: 1,
+            row: 0,
+            cols: 2,
+            rows: 2,
+        };
+        let cancel = CancellationToken::new();
+        let mut session = b
+            .start_session(&blend, OutputFormat::Png, &exact, &cancel)
+            .await
+            .unwrap();
+        // Two tasks in one session: frames 1-2 whole, then one tile of frame 3.
+        let (tx, mut rx) = mpsc::channel(8);
+        let s1 = dir.path().join("s1");
+        let whole = session.render(&s1, range(1, 2), None, tx, cancel.clone());
+        let collect = async {
+            let mut events = Vec::new();
+            while let Some(event) = rx.recv().await {
+                events.push(event);
+            }
+            events
+        };
+        let (whole, events) = tokio::join!(whole, collect);
+        let whole = whole.unwrap();
+        let started: Vec<&Progress> = events
+            .iter()
+            .filter(|e| matches!(e, Progress::Started { .. }))
+            .collect();
+        assert_eq!(
+            started,
+            [
+                &Progress::Started { frame: 1 },
+                &Progress::Started { frame: 2 }
+            ]
+        );
+        assert_eq!(events.len(), 4, "{events:?}");
+        let (tx, _rx) = mpsc::channel(8);
+        let tiled = session
+            .render(
+                &dir.path().join("s2"),
+                range(3, 3),
+                Some(tile),
+                tx,
+                cancel.clone(),
+            )
+            .await
+            .unwrap();
+
+        // The same work in separate `blender -b -a` runs.
+        let apart = |out: &str, frames, settings| {
+            let (b, blend, out) = (&b, &blend, dir.path().join(out));
+            async move {
+                let (tx, _rx) = mpsc::channel(8);
+                let cancel = CancellationToken::new();
+                b.render_frames(
+                    blend,
+                    &out,
+                    frames,
+                    OutputFormat::Png,
+                    &settings,
+                    tx,
+                    cancel,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let apart_whole = apart("r1", range(1, 2), exact).await;
+        let tile_settings = RenderSettings {
+            tile: Some(tile),
+            ..exact
+        };
+        let apart_tile = apart("r2", range(3, 3), tile_settings).await;
+        let theirs = apart_whole.iter().chain(&apart_tile);
+        for (ours, theirs) in whole.iter().chain(&tiled).zip(theirs) {
+            assert_eq!(ours.frame, theirs.frame);
+            let (a, b) = (decoded(&ours.path), decoded(&theirs.path));
+            assert_eq!(a.dimensions(), b.dimensions(), "frame {}", ours.frame);
+            assert!(a == b, "frame {}: pixels differ", ours.frame);
+        }
+        // The tile is the tile, not the frame.
+        let frame = decoded(&whole[0].path);
+        let tile_img = decoded(&tiled[0].path);
+        let rect = tile.rect(frame.width(), frame.height());
+        assert_eq!(
+            tile_img.dimensions(),
+            (rect.x1 - rect.x0, rect.y1 - rect.y0)
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_session_render_kills_blender_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("example.blend");
+        let b = blender();
+        b.make_example_scene(&blend).await.unwrap();
+        let cancel = CancellationToken::new();
+        // Full size and samples: each frame takes seconds, so the cancel lands mid-render.
+        let mut session = b
+            .start_session(
+                &blend,
+                OutputFormat::Png,
+                &RenderSettings::default(),
+                &cancel,
+            )
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let out = dir.path().join("out");
+        let run = session.render(&out, range(1, 24), None, tx, cancel.clone());
+        assert_cancel_is_prompt(run, rx, &cancel, &out).await;
     }
 }

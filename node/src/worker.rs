@@ -6,17 +6,19 @@
 //! handling may plug in a fake through [`crate::mesh::Node::start_with_renderer`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rendermesh_protocol::{Assignment, NodeId, Outcome, Output, OutputFormat};
+use rendermesh_protocol::{Assignment, JobId, NodeId, Outcome, Output, OutputFormat};
 use rendermesh_scene::RenderSettings;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::fetch::Fetcher;
-use crate::render::{Blender, Progress, RenderError};
+use crate::render::{Blender, Progress, RenderError, Session};
 use crate::store::BlobStore;
 
 /// Something that renders the frames of an assignment into a directory.
@@ -38,16 +40,133 @@ pub trait Renderer: Send + Sync + 'static {
     ) -> Result<Vec<(u32, PathBuf)>, String>;
 }
 
+/// A Blender session closes after this long without a task (its job is over, or this node
+/// gets no more of it), freeing its memory.
+const SESSION_IDLE: Duration = Duration::from_secs(30);
+
 /// Real Blender Cycles, run headless by [`crate::render`].
+///
+/// Every task of a job on this node goes to one [`Session`]: Blender starts and loads the
+/// `.blend` once per job, not once per task (the start-up costs about as much as a small
+/// frame). A task of another job, an error, a cancel or [`SESSION_IDLE`] without work ends the
+/// session. `sessions: false` ([`BlenderRenderer::one_process_per_task`]) starts a Blender per
+/// task, as `blender -b -a` does; the bench compares both.
 #[derive(Clone, Debug)]
 pub struct BlenderRenderer {
     blender: Blender,
+    sessions: bool,
+    /// The open session, if any: one task renders at a time on a node.
+    session: Arc<Mutex<Option<Open>>>,
+    /// Whether the task that closes idle sessions runs.
+    reaping: Arc<AtomicBool>,
+}
+
+/// An open session and what it was opened for.
+#[derive(Debug)]
+struct Open {
+    key: SessionKey,
+    session: Session,
+    last_used: Instant,
+}
+
+/// What a session serves: one job's file, settings and format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SessionKey {
+    job: JobId,
+    format: OutputFormat,
+    settings: RenderSettings,
 }
 
 impl BlenderRenderer {
-    /// Renders with `blender`.
+    /// Renders with `blender`, one session per job.
     pub fn new(blender: Blender) -> Self {
-        Self { blender }
+        Self {
+            blender,
+            sessions: true,
+            session: Arc::new(Mutex::new(None)),
+            reaping: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Renders with `blender`, one Blender process per task (`blender -b ... -a`).
+    pub fn one_process_per_task(blender: Blender) -> Self {
+        Self {
+            sessions: false,
+            ..Self::new(blender)
+        }
+    }
+
+    /// Renders `a` in this job's session, opening one if needed.
+    async fn render_in_session(
+        &self,
+        blend: &Path,
+        out_dir: &Path,
+        a: &Assignment,
+        settings: RenderSettings,
+        progress: mpsc::Sender<Progress>,
+        cancel: CancellationToken,
+    ) -> Result<Vec<crate::render::RenderedFrame>, RenderError> {
+        let key = SessionKey {
+            job: a.job,
+            format: tile_format(a),
+            settings,
+        };
+        let mut slot = self.session.lock().await;
+        if slot.as_ref().is_none_or(|open| open.key != key) {
+            // Close the old session first: two Blenders would share the cores and the memory.
+            *slot = None;
+            let session = self
+                .blender
+                .start_session(blend, key.format, &key.settings, &cancel)
+                .await?;
+            info!(job = %a.job, "Blender session started");
+            *slot = Some(Open {
+                key,
+                session,
+                last_used: Instant::now(),
+            });
+            self.reap_idle_sessions();
+        }
+        let Some(open) = slot.as_mut() else {
+            unreachable!("a session was just opened");
+        };
+        let result = open
+            .session
+            .render(out_dir, a.frames, a.tile, progress, cancel)
+            .await;
+        match &result {
+            Ok(_) => open.last_used = Instant::now(),
+            Err(_) => *slot = None,
+        }
+        result
+    }
+
+    /// Starts, once, the task that closes a session idle for [`SESSION_IDLE`].
+    fn reap_idle_sessions(&self) {
+        if self.reaping.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let session: Weak<Mutex<Option<Open>>> = Arc::downgrade(&self.session);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SESSION_IDLE / 6);
+            loop {
+                tick.tick().await;
+                let Some(session) = session.upgrade() else {
+                    return;
+                };
+                // A locked slot is in use: not idle.
+                let Ok(mut slot) = session.try_lock() else {
+                    continue;
+                };
+                if slot
+                    .as_ref()
+                    .is_some_and(|open| open.last_used.elapsed() >= SESSION_IDLE)
+                {
+                    *slot = None;
+                    debug!("idle Blender session closed");
+                }
+            }
+        });
     }
 }
 
@@ -74,7 +193,7 @@ impl Renderer for BlenderRenderer {
         let settings = RenderSettings {
             samples: a.spec.samples,
             resolution_percent: a.spec.resolution_percent,
-            tile: a.tile,
+            tile: if self.sessions { None } else { a.tile },
             exact: a.tile.is_some(),
         };
         let (tx, mut rx) = mpsc::channel(64);
@@ -85,15 +204,17 @@ impl Renderer for BlenderRenderer {
                 }
             }
         };
-        let render = self.blender.render_frames(
-            blend,
-            out_dir,
-            a.frames,
-            tile_format(a),
-            &settings,
-            tx,
-            cancel,
-        );
+        let render = async {
+            if self.sessions {
+                self.render_in_session(blend, out_dir, a, settings, tx, cancel)
+                    .await
+            } else {
+                let format = tile_format(a);
+                self.blender
+                    .render_frames(blend, out_dir, a.frames, format, &settings, tx, cancel)
+                    .await
+            }
+        };
         let (result, ()) = tokio::join!(render, forward);
         match result {
             Ok(frames) => Ok(frames.into_iter().map(|f| (f.frame, f.path)).collect()),

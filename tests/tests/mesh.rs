@@ -113,6 +113,12 @@ fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_se
         );
     }
 
+    // Each node started Blender once for the job, however many tasks it rendered.
+    for node in &nodes {
+        let starts = node.log_text().matches("Blender session started").count();
+        assert!(starts <= 1, "{} started Blender {starts} times", node.name);
+    }
+
     // Any node serves a finished job's frames: `download` through another node.
     let again = fx.root.join("again");
     let got = nodes[2].cli(&[

@@ -12,6 +12,8 @@ with ARGS (all optional):
                              sequencer, dither, adaptive sampling)
     --tile C R COLS ROWS     render only tile (C, R) of a COLS x ROWS grid, cropped; implies
                              --exact. Row 0 is the top row.
+    --serve                  after applying the settings, render on request (see `serve`)
+                             instead of letting `-a` render: one start-up for many tasks.
 
 It forces Cycles on the CPU with denoising off (this Blender build has no OpenImageDenoise and
 fails otherwise), makes Blender write every frame afresh under its plain name, and refuses,
@@ -46,6 +48,7 @@ def parse_args():
     parser.add_argument("--resolution-percent", type=int)
     parser.add_argument("--exact", action="store_true")
     parser.add_argument("--tile", type=int, nargs=4, metavar=("C", "R", "COLS", "ROWS"))
+    parser.add_argument("--serve", action="store_true")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         fail(f"settings.py: unknown arguments {unknown}")
@@ -101,6 +104,44 @@ def apply_tile(scene, col, row, cols, rows, width, height):
     )
 
 
+def serve(scene, width, height):
+    """Renders on request, one line of stdin each, until stdin closes or says `quit`.
+
+        frame N PATH                 renders frame N whole and saves it as PATH
+        tile C R COLS ROWS N PATH    renders tile (C, R) of frame N and saves it as PATH
+
+    PATH is the rest of the line. The output format is the one set by `-F` before this script.
+    After each saved file it prints `rendermesh: done N`; a failure ends Blender with status 2
+    and a `rendermesh: error:` line, as for any settings error. The pixels are those `-a`
+    would render: the frame is set the same way, and every other setting stays as applied.
+    """
+    print(f"{PREFIX} ready", flush=True)
+    for line in sys.stdin:
+        words = line.rstrip("\n").split(" ")
+        try:
+            if words[0] == "quit":
+                break
+            if words[0] == "frame" and len(words) >= 3:
+                frame, path = int(words[1]), " ".join(words[2:])
+            elif words[0] == "tile" and len(words) >= 7:
+                col, row, cols, rows, frame = (int(w) for w in words[1:6])
+                if cols < 1 or rows < 1 or not 0 <= col < cols or not 0 <= row < rows:
+                    fail(f"tile {col} {row} {cols} {rows} is not a tile of its grid")
+                apply_tile(scene, col, row, cols, rows, width, height)
+                path = " ".join(words[6:])
+            else:
+                fail(f"serve: cannot read the request {line.strip()!r}")
+        except ValueError:
+            fail(f"serve: cannot read the request {line.strip()!r}")
+        scene.frame_set(frame)
+        scene.render.filepath = path
+        try:
+            bpy.ops.render.render(write_still=True)
+        except RuntimeError as e:
+            fail(f"frame {frame}: {e}".strip())
+        print(f"{PREFIX} done {frame}", flush=True)
+
+
 def has_camera(scene):
     # Blender 3.4 renders with the scene's active camera, or one bound to a timeline marker;
     # it does not fall back to other camera objects ("Error: Cannot render, no camera").
@@ -149,6 +190,8 @@ def main():
         f"({r.resolution_percentage}% of {r.resolution_x}x{r.resolution_y}), denoising off",
         flush=True,
     )
+    if args.serve:
+        serve(scene, width, height)
 
 
 main()
