@@ -1,6 +1,10 @@
-//! `rendermesh bench`: renders the same frames directly with `blender -b` and through a one-node
-//! mesh (an embedded node on loopback, real Blender), in one run, and prints both times and
-//! their ratio. Machines here are noisy: compare ratios measured in one run, not seconds.
+//! `rendermesh bench`: renders the same frames directly with `blender -b` and through a mesh of
+//! embedded nodes on loopback (one by default; real Blender), in one run, and prints both times
+//! and their ratio. Machines here are noisy: compare ratios measured in one run, not seconds.
+//!
+//! With `pin`, every Blender (the direct one and each node's) renders with one thread on a core
+//! of its own (`taskset -c K`), so N nodes on one N-core machine stand for N one-core machines
+//! and the ratio is the mesh's speed-up over one of them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +37,10 @@ pub struct BenchConfig {
     /// Start a Blender per mesh task (`blender -b ... -a`, as before sessions) instead of one
     /// session per job.
     pub per_task: bool,
+    /// Nodes in the mesh (at least 1).
+    pub nodes: usize,
+    /// One thread and one core per Blender (see the module docs).
+    pub pin: bool,
     /// Scratch directory.
     pub work_dir: PathBuf,
     /// Blender.
@@ -46,8 +54,10 @@ pub struct BenchResult {
     pub frames: u32,
     /// `blender -b` over all frames in one process.
     pub direct: Duration,
-    /// Submit to last frame done, through a one-node mesh.
+    /// Submit to last frame done, through the mesh.
     pub mesh: Duration,
+    /// The nodes that rendered a task.
+    pub workers: usize,
     /// Blender's version.
     pub blender: String,
 }
@@ -66,7 +76,24 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
         move |source| Error::Io { what, path, source }
     };
     std::fs::create_dir_all(&cfg.work_dir).map_err(io("cannot create", &cfg.work_dir))?;
-    let blender = Blender::new(cfg.blender.clone(), None);
+    let nodes = cfg.nodes.max(1);
+    // The Blender of each node, and of the direct render (the first core's).
+    let blenders: Vec<Blender> = if cfg.pin {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if nodes > cores {
+            return Err(Error::Rejected(format!(
+                "cannot pin {nodes} nodes to a core each: this machine has {cores}"
+            )));
+        }
+        (0..nodes)
+            .map(|core| {
+                pinned(&cfg.blender, core, &cfg.work_dir).map(|exe| Blender::new(exe, Some(1)))
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![Blender::new(cfg.blender.clone(), None); nodes]
+    };
+    let blender = blenders[0].clone();
     let version = blender
         .version()
         .await
@@ -109,31 +136,13 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
     let direct = started.elapsed();
     let _ = drain.await;
 
-    // Mesh: an embedded one-node mesh, from upload to the last frame held.
-    let renderer = if cfg.per_task {
-        BlenderRenderer::one_process_per_task(blender.clone())
-    } else {
-        BlenderRenderer::new(blender.clone())
-    };
-    let config = Config {
-        data_dir: cfg.work_dir.join("node"),
-        listen: vec![
-            "/ip4/127.0.0.1/tcp/0"
-                .parse()
-                .map_err(|e| Error::Network(format!("{e}")))?,
-        ],
-        api: None,
-        bootstrap: Vec::new(),
-        mdns: false,
-        name: "bench".into(),
-        threads: None,
-        role: rendermesh_protocol::Role::Worker,
-        blender: cfg.blender.clone(),
-        secret: None,
-    };
-    let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
-    let handle = node.handle();
+    // Mesh: embedded nodes on loopback, from submit to the last frame held.
+    let mut mesh: Vec<Node> = Vec::with_capacity(nodes);
+    let started_nodes = start_nodes(&cfg, &blenders, &mut mesh).await;
+    let handle = mesh.first().map(Node::handle);
     let result = async {
+        started_nodes?;
+        let handle = handle.ok_or(Error::Shutdown)?;
         let (hash, size) = handle.store().put_file(&blend).await?;
         // The node may not coordinate yet (it waits for its election grace); time from submit.
         let spec = JobSpec {
@@ -148,7 +157,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             tiles: cfg.tiles,
             blender_version: None,
         };
-        wait_coordinator(&handle).await?;
+        wait_mesh(&handle, nodes).await?;
         let started = Instant::now();
         let id = handle.submit(spec).await?;
         let deadline = started + Duration::from_secs(3600);
@@ -160,7 +169,11 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             }
             if let Some(job) = handle.job(id).await? {
                 match job.state {
-                    JobState::Done => break,
+                    JobState::Done => {
+                        let workers: std::collections::BTreeSet<_> =
+                            job.tasks.iter().filter_map(|t| t.worker.as_ref()).collect();
+                        return Ok((started.elapsed(), workers.len()));
+                    }
                     JobState::Failed | JobState::Cancelled => {
                         return Err(Error::Rejected(job.message.unwrap_or_default()));
                     }
@@ -169,27 +182,129 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(started.elapsed())
     }
     .await;
-    node.shutdown().await;
+    for node in mesh {
+        node.shutdown().await;
+    }
+    let (mesh, workers) = result?;
     Ok(BenchResult {
         frames: cfg.frames.len(),
         direct,
-        mesh: result?,
+        mesh,
+        workers,
         blender: version,
     })
 }
 
-async fn wait_coordinator(handle: &crate::Handle) -> Result<(), Error> {
+/// Starts `blenders.len()` nodes into `mesh` (so they are shut down even when a later one
+/// fails): the first alone, the others joining it.
+async fn start_nodes(
+    cfg: &BenchConfig,
+    blenders: &[Blender],
+    mesh: &mut Vec<Node>,
+) -> Result<(), Error> {
+    let mut bootstrap = Vec::new();
+    for (i, blender) in blenders.iter().enumerate() {
+        let renderer = if cfg.per_task {
+            BlenderRenderer::one_process_per_task(blender.clone())
+        } else {
+            BlenderRenderer::new(blender.clone())
+        };
+        let config = Config {
+            data_dir: cfg.work_dir.join(format!("node-{i}")),
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0"
+                    .parse()
+                    .map_err(|e| Error::Network(format!("{e}")))?,
+            ],
+            api: None,
+            bootstrap: bootstrap.clone(),
+            mdns: false,
+            name: format!("bench-{i}"),
+            threads: cfg.pin.then_some(1),
+            role: rendermesh_protocol::Role::Worker,
+            blender: blender.exe().to_owned(),
+            secret: None,
+        };
+        let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
+        if bootstrap.is_empty() {
+            let info = node.wait_listening().await?;
+            bootstrap = info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        }
+        mesh.push(node);
+    }
+    Ok(())
+}
+
+/// Waits until the first node sees all `nodes` and a coordinator.
+async fn wait_mesh(handle: &crate::Handle, nodes: usize) -> Result<(), Error> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while handle.info().await?.coordinator.is_none() {
+    loop {
+        let view = handle.peers().await?;
+        if view.coordinator.is_some() && view.peers.len() == nodes {
+            return Ok(());
+        }
         if Instant::now() > deadline {
-            return Err(Error::NoCoordinator(
-                "the bench node never coordinated".into(),
-            ));
+            return Err(Error::NoCoordinator(format!(
+                "the bench mesh did not form: {} of {nodes} nodes seen, coordinator {:?}",
+                view.peers.len(),
+                view.coordinator
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(())
+}
+
+/// A wrapper that runs `blender` pinned to `core` (`taskset -c CORE blender ...`).
+fn pinned(blender: &Path, core: usize, dir: &Path) -> Result<PathBuf, Error> {
+    let path = dir.join(format!("blender-on-core-{core}"));
+    let script = format!(
+        "#!/bin/sh\nexec taskset -c {core} '{}' \"$@\"\n",
+        blender.display().to_string().replace('\'', "'\\''")
+    );
+    let io = |source| Error::Io {
+        what: "cannot write the pinned Blender wrapper",
+        path: path.clone(),
+        source,
+    };
+    std::fs::write(&path, script).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_wrapper_runs_the_program_on_its_core_with_every_argument() {
+        let dir = tempfile::tempdir().unwrap();
+        // A program whose path needs quoting, standing in for Blender.
+        let program = dir.path().join("it's blender");
+        std::fs::write(&program, "#!/bin/sh\ntaskset -p $$\nprintf '%s|' \"$@\"\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let wrapper = pinned(&program, 0, dir.path()).unwrap();
+        let out = std::process::Command::new(&wrapper)
+            .args(["-b", "two words", ""])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.ends_with("-b|two words||"), "{text}");
+        // `taskset -p` prints the affinity mask: core 0 only.
+        assert!(text.contains("current affinity mask: 1\n"), "{text}");
+    }
 }

@@ -356,6 +356,13 @@ pub struct BenchArgs {
     /// The mesh starts a Blender per task, as before Blender sessions (one per job per node).
     #[arg(long)]
     pub per_task_blender: bool,
+    /// Nodes in the mesh (embedded, on loopback).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Give every Blender one thread on a core of its own (`taskset`): N pinned nodes stand for
+    /// N one-core machines, against one of them rendering alone.
+    #[arg(long)]
+    pub pin: bool,
     /// The Blender executable.
     #[arg(long, default_value = "blender")]
     pub blender: PathBuf,
@@ -1408,17 +1415,29 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         chunk: args.chunk,
         tiles: args.tiles,
         per_task: args.per_task_blender,
+        nodes: args.nodes,
+        pin: args.pin,
         work_dir: dir.clone(),
         blender: args.blender,
     })
     .await;
     let _ = std::fs::remove_dir_all(&dir);
     let r = result?;
+    let threads = if args.pin {
+        ", one thread on a core of its own"
+    } else {
+        ""
+    };
     println!("{} frames, {}", r.frames, r.blender);
-    println!("direct blender -b : {:>7.2} s", r.direct.as_secs_f64());
     println!(
-        "one-node mesh     : {:>7.2} s ({})",
+        "direct blender -b : {:>7.2} s (one process{threads})",
+        r.direct.as_secs_f64()
+    );
+    println!(
+        "{:<18}: {:>7.2} s ({} rendered; {} per node{threads})",
+        format!("mesh of {}", plural(args.nodes.max(1), "node")),
         r.mesh.as_secs_f64(),
+        plural(r.workers, "node"),
         if args.per_task_blender {
             "a Blender per task"
         } else {
