@@ -351,7 +351,7 @@ impl Blender {
     /// The command of a render [`Session`]: [`Blender::frames_command`]'s, with `-F FMT -x 1`
     /// before the script and `--serve` after the settings, and no `-o`, `-s`, `-e`, `-a`.
     /// Blender loads `blend` and applies `settings` once, then renders whatever it is asked on
-    /// stdin. `settings.tile` must be `None`: tiles are asked per request.
+    /// stdin. `settings.tile` is ignored: tiles are asked per request.
     pub fn session_command(
         &self,
         blend: &Path,
@@ -365,7 +365,13 @@ impl Blender {
             .args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(settings_py)
             .arg("--")
-            .args(settings.script_args())
+            .args(
+                RenderSettings {
+                    tile: None,
+                    ..*settings
+                }
+                .script_args(),
+            )
             .arg("--serve");
         piped(&mut cmd);
         cmd.stdin(Stdio::piped());

@@ -112,23 +112,23 @@ impl BlenderRenderer {
             settings,
         };
         let mut slot = self.session.lock().await;
-        if slot.as_ref().is_none_or(|open| open.key != key) {
-            // Close the old session first: two Blenders would share the cores and the memory.
-            *slot = None;
-            let session = self
-                .blender
-                .start_session(blend, key.format, &key.settings, &cancel)
-                .await?;
-            info!(job = %a.job, "Blender session started");
-            *slot = Some(Open {
-                key,
-                session,
-                last_used: Instant::now(),
-            });
-            self.reap_idle_sessions();
-        }
-        let Some(open) = slot.as_mut() else {
-            unreachable!("a session was just opened");
+        // A session for another job is closed (killed) before a new one starts: two Blenders
+        // would share the cores and the memory.
+        let open = match slot.take().filter(|open| open.key == key) {
+            Some(open) => slot.insert(open),
+            None => {
+                let session = self
+                    .blender
+                    .start_session(blend, key.format, &key.settings, &cancel)
+                    .await?;
+                info!(job = %a.job, "Blender session started");
+                self.reap_idle_sessions();
+                slot.insert(Open {
+                    key,
+                    session,
+                    last_used: Instant::now(),
+                })
+            }
         };
         let result = open
             .session
