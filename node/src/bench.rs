@@ -156,6 +156,9 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             chunk: cfg.chunk,
             tiles: cfg.tiles,
             blender_version: None,
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
         };
         wait_mesh(&handle, nodes).await?;
         let started = Instant::now();

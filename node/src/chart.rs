@@ -125,6 +125,8 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
         tiles: args.tiles,
         out: frames_dir.clone(),
         detach: false,
+        // The built scene uses no external file: a missing one is a bug to report.
+        allow_missing: false,
         node: args.node.clone(),
     };
     let started = Instant::now();

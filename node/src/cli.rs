@@ -14,14 +14,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rendermesh_protocol::{
-    BlobHash, FrameRange, Job, JobId, JobSpec, JobState, NodeId, Output, OutputFormat, TaskState,
-    Tiling,
+    BlobHash, Dependency, FrameRange, Job, JobId, JobSpec, JobState, NodeId, Output, OutputFormat,
+    TaskState, Tiling, limits,
 };
+use rendermesh_scene::inspect::ExternalFile;
 
 use crate::client::{Client, ClientError};
 use crate::config::{Config, DEFAULT_API};
+use crate::render::Blender;
 use crate::view::PeersView;
 use crate::{MeshSecret, Multiaddr, Node, Role};
 
@@ -199,6 +202,11 @@ pub struct RenderArgs {
     /// frames later with `rendermesh download ID`). Needs a running node, not an embedded one.
     #[arg(long)]
     pub detach: bool,
+    /// Render even if files the .blend uses (textures, libraries, ...) are missing on this
+    /// machine; the job lists them. Without it, such a file is refused before anything is
+    /// uploaded, naming every missing file.
+    #[arg(long)]
+    pub allow_missing: bool,
     /// The node to use, or the embedded one.
     #[command(flatten)]
     pub node: NodeOrEmbedded,
@@ -485,12 +493,10 @@ async fn detached(args: &RenderArgs) -> Result<ExitCode> {
             args.node.api
         );
     }
-    let (hash, size) = client
-        .upload_file(&args.file)
-        .await
-        .with_context(|| format!("cannot upload {}", args.file.display()))?;
+    let bar = ProgressBar::hidden();
+    let spec = upload_job(&client, args, &bar).await?;
     let id = client
-        .submit(&job_spec(args, hash, size))
+        .submit(&spec)
         .await
         .context("cannot submit the job")?;
     println!("submitted job {id}");
@@ -777,7 +783,112 @@ pub fn output_name(blend: &Path, frame: u32, format: OutputFormat) -> String {
     format!("{stem}_{frame:04}.{}", format.extension())
 }
 
-/// The job `render` submits; `blender_version` is left for the node to fill in.
+/// Uploads at once, while a job's files go to its node.
+const UPLOADS_IN_FLIGHT: usize = 4;
+
+/// Asks this machine's Blender which files `args.file` uses; refuses the job, naming every
+/// missing file, unless `--allow-missing`; uploads the `.blend` and every file it uses to the
+/// node (each its own blob, `bar` counting them); returns the job to submit.
+async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Result<JobSpec> {
+    bar.set_message(format!(
+        "asking Blender which files {} uses",
+        args.file.display()
+    ));
+    let report = Blender::new(&args.node.blender, None)
+        .inspect(&args.file)
+        .await
+        .with_context(|| format!("cannot read {} with Blender", args.file.display()))?;
+    let missing: Vec<&ExternalFile> = report.missing().collect();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|f| format!("  {}", f.describe()))
+            .collect();
+        if !args.allow_missing {
+            bail!(
+                "{} uses {} missing on this machine:\n{}\nput {} back, or render without {} \
+                 (--allow-missing: Blender draws a missing image magenta)",
+                args.file.display(),
+                plural(missing.len(), "file"),
+                list.join("\n"),
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+            );
+        }
+        bar.suspend(|| {
+            eprintln!(
+                "warning: rendering without {} missing on this machine (--allow-missing):\n{}",
+                plural(missing.len(), "file"),
+                list.join("\n")
+            );
+        });
+    }
+    let files: Vec<&ExternalFile> = report
+        .files
+        .iter()
+        .filter(|f| f.exists && f.path != report.blend)
+        .collect();
+    let mut total = 0u64;
+    for f in &files {
+        let size = std::fs::metadata(&f.path)
+            .with_context(|| format!("cannot read {}", f.describe()))?
+            .len();
+        if size > limits::MAX_BLOB {
+            bail!(
+                "{} is {size} bytes; a file may be at most {} bytes",
+                f.describe(),
+                limits::MAX_BLOB
+            );
+        }
+        total = total.saturating_add(size);
+    }
+    bar.set_prefix("files");
+    bar.set_length(files.len() as u64 + 1);
+    bar.set_position(0);
+    bar.set_message(format!(
+        "uploading {} and {} ({})",
+        args.file.display(),
+        plural(files.len(), "file"),
+        mebibytes(total)
+    ));
+    let (blend, blend_size) = client
+        .upload_file(&args.file)
+        .await
+        .with_context(|| format!("cannot upload {}", args.file.display()))?;
+    bar.inc(1);
+    let deps: Vec<Dependency> = futures::stream::iter(files)
+        .map(|f| async move {
+            let (blob, size) = client
+                .upload_file(Path::new(&f.path))
+                .await
+                .with_context(|| format!("cannot upload {}", f.describe()))?;
+            bar.inc(1);
+            Ok::<_, anyhow::Error>(Dependency {
+                path: f.path.clone(),
+                named: f.named.clone(),
+                blob,
+                size,
+            })
+        })
+        .buffered(UPLOADS_IN_FLIGHT)
+        .try_collect()
+        .await?;
+    let mut spec = job_spec(args, blend, blend_size);
+    spec.blend_path = Some(report.blend.clone());
+    spec.deps = deps;
+    spec.missing = missing.iter().map(|f| f.path.clone()).collect();
+    spec.validate()
+        .with_context(|| format!("cannot render {}", args.file.display()))?;
+    Ok(spec)
+}
+
+/// `12.5 MiB`.
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// The job `render` submits; `blender_version` is left for the node to fill in, the files for
+/// [`upload_job`].
 fn job_spec(args: &RenderArgs, blend: BlobHash, blend_size: u64) -> JobSpec {
     JobSpec {
         name: args
@@ -794,6 +905,9 @@ fn job_spec(args: &RenderArgs, blend: BlobHash, blend_size: u64) -> JobSpec {
         chunk: args.chunk,
         tiles: TilesArg::tiling(args.tiles, args.frames),
         blender_version: None,
+        blend_path: None,
+        deps: Vec::new(),
+        missing: Vec::new(),
     }
 }
 
@@ -806,14 +920,10 @@ async fn render_on(
     submitted: &OnceLock<JobId>,
 ) -> Result<()> {
     let started = Instant::now();
-    bar.set_message(format!("uploading {}", args.file.display()));
-    let (hash, size) = client
-        .upload_file(&args.file)
-        .await
-        .with_context(|| format!("cannot upload {}", args.file.display()))?;
+    let spec = upload_job(client, args, bar).await?;
     bar.set_message("submitting (waiting for a coordinator)");
     let id = client
-        .submit(&job_spec(args, hash, size))
+        .submit(&spec)
         .await
         .context("cannot submit the job")?;
     let _ = submitted.set(id);
@@ -1262,6 +1372,21 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
         spec.blend_size,
         node(&job.origin)
     ));
+    if !spec.deps.is_empty() {
+        let bytes = rendermesh_protocol::files::total_size(&spec.deps).unwrap_or(u64::MAX);
+        out.push_str(&format!(
+            "files:    {} ({})\n",
+            plural(spec.deps.len(), "file"),
+            mebibytes(bytes)
+        ));
+    }
+    if !spec.missing.is_empty() {
+        out.push_str(&format!(
+            "missing:  rendered without {}: {}\n",
+            plural(spec.missing.len(), "file"),
+            spec.missing.join(", ")
+        ));
+    }
     out.push_str(&format!(
         "blender:  {}\n",
         spec.blender_version.as_deref().unwrap_or("any")
@@ -1524,6 +1649,9 @@ mod tests {
             chunk: None,
             tiles: None,
             blender_version: None,
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
         }
     }
 

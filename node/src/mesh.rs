@@ -146,7 +146,7 @@ impl Handle {
         }
     }
 
-    /// Submits a job whose `.blend` is already in this node's store. Returns once the
+    /// Submits a job whose `.blend` and files are already in this node's store. Returns once the
     /// coordinator has accepted it. The job runs only on nodes with this node's Blender
     /// version unless `spec.blender_version` says otherwise.
     pub async fn submit(&self, mut spec: JobSpec) -> Result<JobId, Error> {
@@ -159,6 +159,16 @@ impl Handle {
             return Err(Error::BlobUnavailable {
                 hash: spec.blend,
                 reason: "upload the .blend to this node before submitting".into(),
+            });
+        }
+        if let Some(dep) = spec.deps.iter().find(|d| !self.store.has(&d.blob)) {
+            return Err(Error::BlobUnavailable {
+                hash: dep.blob,
+                reason: format!(
+                    "upload `{}` to this node before submitting: every file a job uses must be \
+                     here",
+                    dep.path
+                ),
             });
         }
         let id = JobId(rand::random());
@@ -411,7 +421,8 @@ enum Internal {
         frame: u32,
     },
     WorkerDone {
-        assignment: Assignment,
+        /// Boxed: the spec inside makes it the largest event by far.
+        assignment: Box<Assignment>,
         outcome: Outcome,
     },
     AssignAnswered {
@@ -1370,7 +1381,7 @@ impl Mesh {
                 let (outcome, ()) = tokio::join!(work, forward);
                 let _ = internal
                     .send(Internal::WorkerDone {
-                        assignment: a,
+                        assignment: Box::new(a),
                         outcome,
                     })
                     .await;

@@ -44,7 +44,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rendermesh_protocol::{FrameRange, OutputFormat};
-use rendermesh_scene::{EXAMPLE_SCENE_PY, RenderSettings, SETTINGS_PY, Tile};
+use rendermesh_scene::inspect::InspectError;
+use rendermesh_scene::{
+    EXAMPLE_SCENE_PY, INSPECT_PY, Inspection, RenderSettings, SETTINGS_PY, Tile,
+};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::sync::mpsc;
@@ -113,6 +116,15 @@ pub enum RenderError {
         /// Why not.
         reason: &'static str,
     },
+    /// Blender's report on a `.blend` ([`Blender::inspect`]) does not read.
+    #[error("Blender's report on `{}` does not read", blend.display())]
+    Inspect {
+        /// The `.blend` inspected.
+        blend: PathBuf,
+        /// What is wrong with the report.
+        #[source]
+        source: InspectError,
+    },
     /// A file or directory could not be read or written, or Blender could not be started.
     #[error("{what} `{}`", path.display())]
     Io {
@@ -155,6 +167,40 @@ pub struct RenderedFrame {
 /// The file a render writes for `frame` in `out_dir`: `frame_00042.png` (at least five digits).
 pub fn frame_path(out_dir: &Path, frame: u32, format: OutputFormat) -> PathBuf {
     out_dir.join(format!("frame_{frame:05}.{}", format.extension()))
+}
+
+/// A `.blend` to render, and the directory its job's files are laid out under, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlendFile<'a> {
+    /// The `.blend`.
+    pub path: &'a Path,
+    /// The job's root (`settings.py --root`): every external path the file names is pointed at
+    /// `root` + its original absolute path before rendering, so Blender reads no file outside
+    /// it (see `rendermesh_protocol::files`). `None`: paths are used as they are, as
+    /// `blender -b` does with a file in place.
+    pub root: Option<&'a Path>,
+}
+
+impl<'a> From<&'a Path> for BlendFile<'a> {
+    fn from(path: &'a Path) -> Self {
+        Self { path, root: None }
+    }
+}
+
+impl<'a> From<&'a PathBuf> for BlendFile<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        Self { path, root: None }
+    }
+}
+
+impl BlendFile<'_> {
+    /// `--root ROOT` for the settings script, when there is a root.
+    fn script_args(&self) -> Result<Vec<std::ffi::OsString>, RenderError> {
+        match self.root {
+            None => Ok(Vec::new()),
+            Some(root) => Ok(vec!["--root".into(), absolute(root)?.into_os_string()]),
+        }
+    }
 }
 
 /// A Blender executable and how to run it. Cheap to clone; clones share the scripts directory.
@@ -221,16 +267,17 @@ impl Blender {
     ///
     /// The command pipes stdout and stderr and kills Blender when dropped. The [`Blender`] (or a
     /// clone) must outlive it: the settings script goes when the last clone does.
-    pub fn frames_command(
+    pub fn frames_command<'a>(
         &self,
-        blend: &Path,
+        blend: impl Into<BlendFile<'a>>,
         out_dir: &Path,
         frames: FrameRange,
         format: OutputFormat,
         settings: &RenderSettings,
     ) -> Result<Command, RenderError> {
+        let file = blend.into();
         // Absolute paths: Blender reads a leading `-` as an option and `//` as "next to the file".
-        let blend = absolute(blend)?;
+        let blend = absolute(file.path)?;
         let out_dir = absolute(out_dir)?;
         if out_dir.as_os_str().as_encoded_bytes().contains(&b'#') {
             return Err(RenderError::BadPath {
@@ -254,7 +301,8 @@ impl Blender {
             .arg(frames.end.to_string())
             .arg("-a")
             .arg("--")
-            .args(settings.script_args());
+            .args(settings.script_args())
+            .args(file.script_args()?);
         piped(&mut cmd);
         Ok(cmd)
     }
@@ -267,9 +315,9 @@ impl Blender {
     /// [`RenderError::Cancelled`] at once. Cancel-safe: dropping the future kills Blender too.
     #[tracing::instrument(level = "debug", skip_all, fields(frames = %frames))]
     #[allow(clippy::too_many_arguments)]
-    pub async fn render_frames(
+    pub async fn render_frames<'a>(
         &self,
-        blend: &Path,
+        blend: impl Into<BlendFile<'a>>,
         out_dir: &Path,
         frames: FrameRange,
         format: OutputFormat,
@@ -352,13 +400,14 @@ impl Blender {
     /// before the script and `--serve` after the settings, and no `-o`, `-s`, `-e`, `-a`.
     /// Blender loads `blend` and applies `settings` once, then renders whatever it is asked on
     /// stdin. `settings.tile` is ignored: tiles are asked per request.
-    pub fn session_command(
+    pub fn session_command<'a>(
         &self,
-        blend: &Path,
+        blend: impl Into<BlendFile<'a>>,
         format: OutputFormat,
         settings: &RenderSettings,
     ) -> Result<Command, RenderError> {
-        let blend = absolute(blend)?;
+        let file = blend.into();
+        let blend = absolute(file.path)?;
         let settings_py = self.scripts.settings()?;
         let mut cmd = self.render_command(&blend);
         cmd.args(["-F", format.blender_name(), "-x", "1"])
@@ -372,6 +421,7 @@ impl Blender {
                 }
                 .script_args(),
             )
+            .args(file.script_args()?)
             .arg("--serve");
         piped(&mut cmd);
         cmd.stdin(Stdio::piped());
@@ -383,9 +433,9 @@ impl Blender {
     /// scene without a camera, fails here with Blender's (or the script's) words. Cancelling
     /// `cancel` kills Blender and returns [`RenderError::Cancelled`].
     #[tracing::instrument(level = "debug", skip_all)]
-    pub async fn start_session(
+    pub async fn start_session<'a>(
         &self,
-        blend: &Path,
+        blend: impl Into<BlendFile<'a>>,
         format: OutputFormat,
         settings: &RenderSettings,
         cancel: &CancellationToken,
@@ -446,10 +496,25 @@ impl Blender {
         script_text: &str,
         args: &[&str],
     ) -> Result<String, RenderError> {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        self.run_script_on(None, script_text, &args).await
+    }
+
+    /// [`Blender::run_script`] with `blend` opened first (`-b --factory-startup -Y BLEND -P
+    /// SCRIPT -- ARGS`): the file's own Python does not run, ours does.
+    async fn run_script_on(
+        &self,
+        blend: Option<&Path>,
+        script_text: &str,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<String, RenderError> {
         let script = self.scripts.write_script(script_text)?;
         let mut cmd = Command::new(&self.exe);
-        cmd.args(["-b", "--factory-startup", "-Y"])
-            .args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
+        cmd.args(["-b", "--factory-startup", "-Y"]);
+        if let Some(blend) = blend {
+            cmd.arg(absolute(blend)?);
+        }
+        cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(&script)
             .arg("--")
             .args(args);
@@ -480,6 +545,41 @@ impl Blender {
             after: SCRIPT_TIMEOUT,
         })?
     }
+
+    /// What this Blender says about `blend` ([`INSPECT_PY`]): its engine, frames, output
+    /// format, every external file it uses and whether each exists, its unbaked simulations.
+    /// The file's own Python never runs, and the file is not changed. A file Blender cannot
+    /// read fails with Blender's words. Bounded by 5 minutes.
+    #[tracing::instrument(level = "debug", skip_all, fields(blend = %blend.display()))]
+    pub async fn inspect(&self, blend: &Path) -> Result<Inspection, RenderError> {
+        let report = self.scripts.fresh_path("inspect", "json")?;
+        let result = self
+            .run_script_on(Some(blend), INSPECT_PY, &[report.as_os_str()])
+            .await;
+        let text = result.and_then(|_| read_report(&report, blend));
+        let _ = std::fs::remove_file(&report);
+        Inspection::from_json(&text?).map_err(|source| RenderError::Inspect {
+            blend: blend.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The inspection report on `blend` at `path`, read only if it is not too large.
+fn read_report(path: &Path, blend: &Path) -> Result<String, RenderError> {
+    let too_large = |size: u64| RenderError::Inspect {
+        blend: blend.to_owned(),
+        source: InspectError::TooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+        },
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| io_error("reading Blender's report", path, e))?
+        .len();
+    if size > rendermesh_scene::inspect::MAX_REPORT as u64 {
+        return Err(too_large(size));
+    }
+    std::fs::read_to_string(path).map_err(|e| io_error("reading Blender's report", path, e))
 }
 
 /// A Blender that has loaded one `.blend` with one job's settings and renders frames or tiles
@@ -668,10 +768,15 @@ impl ScriptDir {
 
     /// A one-off script under a fresh name.
     fn write_script(&self, text: &str) -> Result<PathBuf, RenderError> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir()?.join(format!("script-{n}.py"));
+        let path = self.fresh_path("script", "py")?;
         write_new(&path, text)?;
         Ok(path)
+    }
+
+    /// A fresh name in the directory: `STEM-N.EXT`.
+    fn fresh_path(&self, stem: &str, ext: &str) -> Result<PathBuf, RenderError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Ok(self.dir()?.join(format!("{stem}-{n}.{ext}")))
     }
 }
 
@@ -1009,6 +1114,7 @@ mod tests {
         resolution_percent: Some(10),
         tile: None,
         exact: false,
+        allow_missing: false,
     };
 
     /// Renders with a progress receiver that collects every event.
@@ -1244,6 +1350,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (result, _) = render(&b, Path::new("/x.blend"), dir.path(), range(1, 1)).await;
         assert!(matches!(result, Err(RenderError::NotFound { .. })));
+    }
+
+    #[tokio::test]
+    async fn inspection_reads_a_scenes_settings_and_files_and_names_a_file_it_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("example.blend");
+        let b = blender();
+        b.make_example_scene(&blend).await.unwrap();
+        let report = b.inspect(&blend).await.unwrap();
+        assert_eq!(report.blend, blend.display().to_string());
+        assert_eq!(report.engine, "CYCLES");
+        assert_eq!(
+            (report.frame_start, report.frame_end, report.frame_step),
+            (1, 24, 1)
+        );
+        assert_eq!(report.output.extension, ".png");
+        assert!(report.files.is_empty(), "{:?}", report.files);
+        assert!(report.unbaked.is_empty(), "{:?}", report.unbaked);
+
+        // A texture saved beside the file, then removed: listed, and missing.
+        let textured = dir.path().join("textured.blend");
+        let build = "import bpy, sys\n\
+                     img = bpy.data.images.new('wood', 4, 4)\n\
+                     img.filepath_raw = sys.argv[-1] + '.png'\n\
+                     img.file_format = 'PNG'\n\
+                     img.save()\n\
+                     img.filepath = '//' + sys.argv[-1].rsplit('/', 1)[-1] + '.png'\n\
+                     img.use_fake_user = True\n\
+                     bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])\n";
+        b.run_script(build, &[textured.to_str().unwrap()])
+            .await
+            .unwrap();
+        let texture = dir.path().join("textured.blend.png");
+        let report = b.inspect(&textured).await.unwrap();
+        assert_eq!(report.files.len(), 1, "{:?}", report.files);
+        assert_eq!(report.files[0].path, texture.display().to_string());
+        assert_eq!(report.files[0].named, "//textured.blend.png");
+        assert!(report.files[0].exists);
+        std::fs::remove_file(&texture).unwrap();
+        let report = b.inspect(&textured).await.unwrap();
+        let missing: Vec<String> = report.missing().map(|f| f.describe()).collect();
+        assert_eq!(missing.len(), 1);
+        assert!(missing[0].contains("image \"wood\""), "{missing:?}");
+
+        let text = dir.path().join("notes.blend");
+        std::fs::write(&text, "not a blend file").unwrap();
+        let err = b.inspect(&text).await.unwrap_err();
+        assert!(matches!(err, RenderError::Failed { .. }), "{err:?}");
     }
 
     #[tokio::test]

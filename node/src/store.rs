@@ -303,17 +303,23 @@ impl BlobStore {
     }
 
     /// A fresh file in [`BlobStore::tmp_dir`] whose blake3 hash the caller computed while
-    /// writing it: moves it into the store by rename, without copying or reading it again. If
-    /// the blob is present already, the file is removed.
+    /// writing it: moves it into the store by rename, without copying or reading it again. A
+    /// blob present already is replaced by the new copy, whose hash was just computed: this
+    /// heals a copy damaged on disk (files linked from the old one keep their own inode).
     pub async fn adopt(&self, file: &Path, hash: BlobHash) -> Result<(), StoreError> {
-        if self.has(&hash) {
-            let _ = tokio::fs::remove_file(file).await;
-            return Ok(());
-        }
         let dest = self.path(&hash);
         tokio::fs::rename(file, &dest)
             .await
-            .map_err(io_err("cannot move a blob into", &dest))
+            .map_err(io_err("cannot move a blob into", &dest))?;
+        self.forget_info(&hash);
+        Ok(())
+    }
+
+    /// Drops the cached chunk values of `hash` (its file was replaced or removed).
+    fn forget_info(&self, hash: &BlobHash) {
+        if let Ok(mut cache) = self.inner.infos.lock() {
+            cache.remove(hash);
+        }
     }
 
     /// Where callers may write files to [`BlobStore::adopt`] (same file system as the blobs).
@@ -322,7 +328,7 @@ impl BlobStore {
     }
 
     /// Copies a local file in (hashing while copying); returns its hash and size. A blob
-    /// already present is left as it is.
+    /// present already is replaced by the new copy, as in [`BlobStore::adopt`].
     pub async fn put_file(&self, path: &Path) -> Result<(BlobHash, u64), StoreError> {
         let src = path.to_path_buf();
         let tmp = self.tmp_path();
@@ -346,10 +352,8 @@ impl BlobStore {
                 }
                 let hash = BlobHash(*hasher.finalize().as_bytes());
                 let dest = store.path(&hash);
-                if !dest.is_file() {
-                    std::fs::rename(&tmp, &dest)
-                        .map_err(io_err("cannot move a blob into", &dest))?;
-                }
+                std::fs::rename(&tmp, &dest).map_err(io_err("cannot move a blob into", &dest))?;
+                store.forget_info(&hash);
                 Ok((hash, size))
             };
             let result = copy();
@@ -361,6 +365,36 @@ impl BlobStore {
         })
         .await
         .map_err(join_err)?
+    }
+
+    /// Hashes a stored blob again. A blob whose content no longer matches its name (a disk
+    /// error, a truncated write, a hand edit) is removed, so that it is fetched again, and
+    /// `Ok(false)` is returned; an absent blob is `Ok(false)` too; `Ok(true)`: it is whole.
+    pub async fn verify(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        let path = self.path(hash);
+        let want = *hash;
+        let whole = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(io_err("cannot open", &path)(e)),
+            };
+            let mut hasher = blake3::Hasher::new();
+            hasher
+                .update_reader(&mut file)
+                .map_err(io_err("cannot read", &path))?;
+            if BlobHash(*hasher.finalize().as_bytes()) == want {
+                return Ok(true);
+            }
+            std::fs::remove_file(&path).map_err(io_err("cannot remove a corrupt blob", &path))?;
+            Ok(false)
+        })
+        .await
+        .map_err(join_err)??;
+        if !whole {
+            self.forget_info(hash);
+        }
+        Ok(whole)
     }
 
     /// Size and chunk chaining values of a stored blob (`None` if absent).
@@ -737,6 +771,31 @@ mod tests {
             incoming.write_chunk(i, &chunk).await?;
         }
         incoming.finish().await
+    }
+
+    #[tokio::test]
+    async fn a_damaged_blob_is_dropped_when_checked_and_healed_by_a_new_upload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BlobStore::open(dir.path()).expect("open");
+        let d = data(C + 7);
+        let hash = s.put_bytes(&d).await.expect("put");
+        assert!(s.verify(&hash).await.expect("verify"));
+
+        // A truncated file (a power cut, a disk error) is found out and removed.
+        std::fs::write(s.path(&hash), &d[..C]).expect("truncate");
+        assert!(!s.verify(&hash).await.expect("verify"));
+        assert!(!s.has(&hash), "a corrupt blob stays in the store");
+        assert!(!s.verify(&hash).await.expect("verify absent"));
+
+        // A damaged copy present when the genuine file is added again is replaced by it.
+        std::fs::write(s.path(&hash), b"damaged").expect("damage");
+        let src = dir.path().join("genuine");
+        std::fs::write(&src, &d).expect("write");
+        assert_eq!(
+            s.put_file(&src).await.expect("put_file"),
+            (hash, d.len() as u64)
+        );
+        assert!(s.verify(&hash).await.expect("verify"));
     }
 
     #[tokio::test]

@@ -11,14 +11,15 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rendermesh_protocol::{Assignment, JobId, NodeId, Outcome, Output, OutputFormat};
+use futures::StreamExt;
+use rendermesh_protocol::{Assignment, BlobHash, JobId, NodeId, Outcome, Output, OutputFormat};
 use rendermesh_scene::RenderSettings;
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::fetch::Fetcher;
-use crate::render::{Blender, Progress, RenderError, Session};
+use crate::render::{BlendFile, Blender, Progress, RenderError, Session};
 use crate::store::BlobStore;
 
 /// Something that renders the frames of an assignment into a directory.
@@ -27,12 +28,12 @@ pub trait Renderer: Send + Sync + 'static {
     /// The renderer's version (`Blender 3.4.1`); `None` when it cannot run here.
     async fn version(&self) -> Option<String>;
 
-    /// Renders `assignment.frames` of `blend` into `out_dir`; reports each finished frame on
-    /// `progress`; returns every frame's file, in frame order, or a message quoting the
-    /// renderer.
+    /// Renders `assignment.frames` of `blend` (laid out with its files by the worker) into
+    /// `out_dir`; reports each finished frame on `progress`; returns every frame's file, in
+    /// frame order, or a message quoting the renderer.
     async fn render(
         &self,
-        blend: &Path,
+        blend: BlendFile<'_>,
         out_dir: &Path,
         assignment: &Assignment,
         progress: mpsc::Sender<u32>,
@@ -99,7 +100,7 @@ impl BlenderRenderer {
     /// Renders `a` in this job's session, opening one if needed.
     async fn render_in_session(
         &self,
-        blend: &Path,
+        blend: BlendFile<'_>,
         out_dir: &Path,
         a: &Assignment,
         settings: RenderSettings,
@@ -184,7 +185,7 @@ impl Renderer for BlenderRenderer {
 
     async fn render(
         &self,
-        blend: &Path,
+        blend: BlendFile<'_>,
         out_dir: &Path,
         a: &Assignment,
         progress: mpsc::Sender<u32>,
@@ -195,6 +196,7 @@ impl Renderer for BlenderRenderer {
             resolution_percent: a.spec.resolution_percent,
             tile: if self.sessions { None } else { a.tile },
             exact: a.tile.is_some(),
+            allow_missing: !a.spec.missing.is_empty(),
         };
         let (tx, mut rx) = mpsc::channel(64);
         let forward = async {
@@ -250,18 +252,19 @@ pub(crate) async fn run_task(
     progress: mpsc::Sender<u32>,
     cancel: CancellationToken,
 ) -> Outcome {
-    let blend = match ctx
-        .fetcher
-        .fetch(a.spec.blend, vec![a.origin.clone(), coordinator])
-        .await
-    {
-        Ok(path) => path,
-        Err(e) => return Outcome::Failed(format!("cannot fetch the .blend: {e}")),
+    let staged = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => return Outcome::Failed("cancelled".into()),
+        staged = stage(&ctx, &a, coordinator) => staged,
+    };
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(message) => return Outcome::Failed(message),
     };
     let dir = ctx
         .work_dir
         .join(format!("{}-{}-{}", a.job, a.task, a.attempt));
-    let result = render_into(&ctx, &a, &blend, &dir, progress, cancel).await;
+    let result = render_into(&ctx, &a, &staged, &dir, progress, cancel).await;
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         debug!("work dir {} not removed: {e}", dir.display());
     }
@@ -271,10 +274,144 @@ pub(crate) async fn run_task(
     }
 }
 
+/// Blobs fetched at once while a job's files are staged.
+const FETCHES_IN_FLIGHT: usize = 8;
+/// Written in a job's directory once all its files are laid out and verified.
+const STAGED_MARK: &str = ".staged";
+
+/// A job's `.blend` laid out on this node, with the files it uses.
+#[derive(Debug)]
+struct Staged {
+    /// The `.blend` to open.
+    blend: PathBuf,
+    /// The root it and its files are laid out under: Blender reads nothing outside it.
+    root: PathBuf,
+}
+
+/// Fetches the job's `.blend` and every file it uses (from the origin first, then the
+/// coordinator, then anyone), checks each against its hash, and lays them out in the job's
+/// directory `work/jobs/<job>/`: the `.blend` and its files at `root/` + the path each had on
+/// the submitting machine, so that the relative paths the file holds resolve (see
+/// `rendermesh_protocol::files`; a spec without `blend_path` puts the `.blend` at
+/// `root/scene.blend`). Done once per job on a node (the directory is marked once
+/// complete); the directories of other jobs are removed first, since a node works on one job
+/// at a time. Files are hard links to the store's blobs where the file system allows.
+async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Result<Staged, String> {
+    let jobs = ctx.work_dir.join("jobs");
+    let dir = jobs.join(a.job.to_string());
+    let root = dir.join("root");
+    let blend_path = a.spec.blend_path.as_deref().unwrap_or("/scene.blend");
+    let staged = Staged {
+        blend: root.join(blend_path.trim_start_matches('/')),
+        root,
+    };
+    if tokio::fs::try_exists(dir.join(STAGED_MARK))
+        .await
+        .unwrap_or(false)
+    {
+        return Ok(staged);
+    }
+    remove_other_jobs(&jobs, &dir).await;
+
+    let hints = vec![a.origin.clone(), coordinator];
+    let blend = (a.spec.blend, staged.blend.clone(), "the .blend".to_owned());
+    let files = a.spec.deps.iter().map(|d| {
+        let what = if d.named == d.path {
+            format!("`{}`", d.path)
+        } else {
+            format!("`{}` (named `{}`)", d.path, d.named)
+        };
+        (
+            d.blob,
+            staged.root.join(d.path.trim_start_matches('/')),
+            what,
+        )
+    });
+    let wanted: Vec<(BlobHash, PathBuf, String)> = std::iter::once(blend).chain(files).collect();
+    let total = wanted.len();
+    let mut laid = futures::stream::iter(wanted)
+        .map(|(hash, dest, what)| {
+            let hints = hints.clone();
+            async move {
+                lay_out(ctx, hash, &dest, hints)
+                    .await
+                    .map_err(|e| format!("{what}: {e}"))
+            }
+        })
+        .buffer_unordered(FETCHES_IN_FLIGHT);
+    while let Some(result) = laid.next().await {
+        result.map_err(|e| format!("cannot stage the job's files: {e}"))?;
+    }
+    tokio::fs::write(dir.join(STAGED_MARK), b"")
+        .await
+        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    info!(files = total, "job files staged");
+    Ok(staged)
+}
+
+/// Fetches `hash` if it is not here, checks the stored copy against its hash (a copy that no
+/// longer matches is dropped and fetched again, once), and links it at `dest`.
+async fn lay_out(
+    ctx: &WorkerContext,
+    hash: BlobHash,
+    dest: &Path,
+    hints: Vec<NodeId>,
+) -> Result<(), String> {
+    let mut blob = None;
+    for _ in 0..2 {
+        let path = ctx
+            .fetcher
+            .fetch(hash, hints.clone())
+            .await
+            .map_err(|e| format!("cannot fetch it: {e}"))?;
+        match ctx.store.verify(&hash).await {
+            Ok(true) => {
+                blob = Some(path);
+                break;
+            }
+            Ok(false) => warn!(blob = %hash.short(), "a stored copy was corrupt and is dropped"),
+            Err(e) => return Err(format!("cannot check this node's copy: {e}")),
+        }
+    }
+    let blob = blob.ok_or("this node's copy was corrupt, and so was the one fetched again")?;
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    match tokio::fs::remove_file(dest).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("cannot replace {}: {e}", dest.display()));
+        }
+        _ => {}
+    }
+    if tokio::fs::hard_link(&blob, dest).await.is_err() {
+        tokio::fs::copy(&blob, dest)
+            .await
+            .map_err(|e| format!("cannot copy it to {}: {e}", dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes every job directory under `jobs` but `keep`.
+async fn remove_other_jobs(jobs: &Path, keep: &Path) {
+    let Ok(mut entries) = tokio::fs::read_dir(jobs).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let path = entry.path();
+        if path != keep
+            && let Err(e) = tokio::fs::remove_dir_all(&path).await
+        {
+            debug!("job dir {} not removed: {e}", path.display());
+        }
+    }
+}
+
 async fn render_into(
     ctx: &WorkerContext,
     a: &Assignment,
-    blend_blob: &Path,
+    staged: &Staged,
     dir: &Path,
     progress: mpsc::Sender<u32>,
     cancel: CancellationToken,
@@ -283,16 +420,13 @@ async fn render_into(
     tokio::fs::create_dir_all(&out_dir)
         .await
         .map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    // Blender wants a `.blend` name; link the blob rather than copy it.
-    let blend = dir.join("scene.blend");
-    if tokio::fs::hard_link(blend_blob, &blend).await.is_err() {
-        tokio::fs::copy(blend_blob, &blend)
-            .await
-            .map_err(|e| format!("cannot stage the .blend: {e}"))?;
-    }
+    let blend = BlendFile {
+        path: &staged.blend,
+        root: Some(&staged.root),
+    };
     let frames = ctx
         .renderer
-        .render(&blend, &out_dir, a, progress, cancel)
+        .render(blend, &out_dir, a, progress, cancel)
         .await?;
     let mut outputs = Vec::with_capacity(frames.len());
     for (frame, path) in frames {

@@ -25,7 +25,7 @@ impl Renderer for NoRenderer {
 
     async fn render(
         &self,
-        _: &std::path::Path,
+        _: rendermesh_node::render::BlendFile<'_>,
         _: &std::path::Path,
         _: &Assignment,
         _: mpsc::Sender<u32>,

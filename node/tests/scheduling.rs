@@ -10,10 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use rendermesh_node::render::BlendFile;
 use rendermesh_node::worker::Renderer;
 use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{
-    Assignment, FrameRange, JobId, JobSpec, JobState, OutputFormat, TaskState, TileGrid, Tiling,
+    Assignment, BlobHash, Dependency, FrameRange, JobId, JobSpec, JobState, OutputFormat,
+    TaskState, TileGrid, Tiling,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -78,7 +80,7 @@ impl Renderer for FakeRenderer {
 
     async fn render(
         &self,
-        _blend: &Path,
+        blend: BlendFile<'_>,
         out_dir: &Path,
         a: &Assignment,
         progress: mpsc::Sender<u32>,
@@ -87,6 +89,7 @@ impl Renderer for FakeRenderer {
         if let Some(msg) = &self.fail_with {
             return Err(msg.clone());
         }
+        check_layout(blend, a)?;
         let mut out = Vec::new();
         for frame in a.frames.iter() {
             tokio::select! {
@@ -108,6 +111,29 @@ impl Renderer for FakeRenderer {
         }
         Ok(out)
     }
+}
+
+/// What Blender will find: the `.blend` opened from its root at the path it had on the
+/// submitting machine, and every file it uses beside it at its own path, with its content.
+fn check_layout(blend: BlendFile<'_>, a: &Assignment) -> Result<(), String> {
+    let root = blend.root.ok_or("no root")?;
+    let path = a.spec.blend_path.as_deref().unwrap_or("/scene.blend");
+    if blend.path != root.join(path.trim_start_matches('/')) {
+        return Err(format!("the .blend is at {}", blend.path.display()));
+    }
+    let files = std::iter::once((blend.path.to_path_buf(), a.spec.blend)).chain(
+        a.spec
+            .deps
+            .iter()
+            .map(|d| (root.join(d.path.trim_start_matches('/')), d.blob)),
+    );
+    for (file, hash) in files {
+        let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if BlobHash::of(&bytes) != hash {
+            return Err(format!("{} holds other bytes", file.display()));
+        }
+    }
+    Ok(())
 }
 
 struct Mesh {
@@ -210,6 +236,9 @@ async fn submit_tiled(
         chunk,
         tiles,
         blender_version: None,
+        blend_path: None,
+        deps: Vec::new(),
+        missing: Vec::new(),
     };
     h.submit(spec).await.expect("submit")
 }
@@ -370,6 +399,110 @@ async fn tiles_that_do_not_make_a_frame_fail_the_job_naming_the_tile() {
     assert!(
         msg.contains("frame 1 cannot be stitched") && msg.contains("tile 1,1 of 2x2 is 5x5"),
         "{msg}"
+    );
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Puts `files` (path, content) into `node`'s store and submits a job of `frames` (one frame
+/// per task) whose `.blend` was at `/home/u/proj/shot.blend` and uses them.
+async fn submit_with_files(node: &Node, frames: FrameRange, files: &[(&str, &[u8])]) -> JobId {
+    let h = node.handle();
+    let bytes = b"BLENDER-v304 fake scene with files";
+    let blend = h.store().put_bytes(bytes).await.expect("put");
+    let mut deps = Vec::new();
+    for (path, content) in files {
+        deps.push(Dependency {
+            path: (*path).to_owned(),
+            named: format!("//{}", path.rsplit('/').next().unwrap_or_default()),
+            blob: h.store().put_bytes(content).await.expect("put"),
+            size: content.len() as u64,
+        });
+    }
+    let spec = JobSpec {
+        name: "shot.blend".into(),
+        blend,
+        blend_size: bytes.len() as u64,
+        frames,
+        samples: None,
+        resolution_percent: None,
+        format: OutputFormat::Png,
+        chunk: Some(1),
+        tiles: None,
+        blender_version: None,
+        blend_path: Some("/home/u/proj/shot.blend".into()),
+        deps,
+        missing: Vec::new(),
+    };
+    h.submit(spec).await.expect("submit")
+}
+
+const TEXTURE: &[u8] = b"a texture shared by two jobs";
+const SHARED: &[u8] = b"a texture outside the project";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_files_are_laid_out_where_they_were_and_cross_the_network_once_per_node() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(100), None))
+        .collect();
+    let m = mesh(renderers.clone()).await;
+    let files: [(&str, &[u8]); 2] = [
+        ("/home/u/proj/tex/a.png", TEXTURE),
+        ("/mnt/shared/b.png", SHARED),
+    ];
+    let mut workers = BTreeSet::new();
+    for frames in [(1, 4), (5, 8)] {
+        let range = FrameRange::new(frames.0, frames.1).expect("range");
+        let id = submit_with_files(&m.nodes[0], range, &files).await;
+        let job = finished(&m.nodes[0], id).await;
+        // The fake renderer fails any task whose files are not where Blender will look.
+        assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+        workers.extend(job.tasks.iter().filter_map(|t| t.worker.clone()));
+    }
+    assert_eq!(workers.len(), 2, "both nodes rendered: {workers:?}");
+    // Two jobs, four tasks each on the second node: each file crossed to it once.
+    let stats = m.nodes[1].handle().store().stats();
+    for content in [TEXTURE, SHARED] {
+        let hash = BlobHash::of(content).to_string();
+        assert_eq!(stats.received.get(&hash), Some(&1), "{stats:?}");
+        let origin = m.nodes[0].handle().store().stats();
+        assert_eq!(origin.received.get(&hash), None, "{origin:?}");
+    }
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_copies_are_corrupt_fails_the_task_by_its_path_and_no_frame_counts() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::ZERO, None))
+        .collect();
+    let m = mesh(renderers.clone()).await;
+    let origin = m.nodes[0].handle();
+    let hash = origin.store().put_bytes(TEXTURE).await.expect("put");
+    // The only copy in the mesh is damaged on disk after it was stored.
+    std::fs::write(origin.store().path(&hash), b"bit rot").expect("damage");
+    let range = FrameRange::new(1, 2).expect("range");
+    let id = submit_with_files(&m.nodes[0], range, &[("/home/u/proj/tex/a.png", TEXTURE)]).await;
+    let job = finished(&m.nodes[0], id).await;
+    assert_eq!(job.state, JobState::Failed);
+    let message = job.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("/home/u/proj/tex/a.png") && message.contains("//a.png"),
+        "{message}"
+    );
+    assert_eq!(job.frames_done(), 0);
+    assert!(job.outputs().is_empty());
+    let rendered: u32 = renderers
+        .iter()
+        .map(|r| r.rendered.load(Ordering::SeqCst))
+        .sum();
+    assert_eq!(rendered, 0, "a task rendered without its file");
+    assert!(
+        !origin.store().has(&hash),
+        "the damaged copy is still trusted"
     );
     for n in m.nodes {
         n.shutdown().await;

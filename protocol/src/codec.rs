@@ -62,6 +62,7 @@ pub fn frame_prefix(len: usize) -> [u8; 4] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::Dependency;
     use crate::id::{BlobHash, JobId, NodeId, Term};
     use crate::job::{FrameRange, Job, JobSpec, Output, OutputFormat, TileGrid, Tiling, plan};
     use crate::message::{Assignment, Gossip, Heartbeat, Request, Response, Role};
@@ -78,7 +79,32 @@ mod tests {
             chunk: None,
             tiles: None,
             blender_version: Some("Blender 3.4.1".into()),
+            blend_path: Some("/home/u/shot.blend".into()),
+            deps: vec![Dependency {
+                path: "/home/u/tex/a.png".into(),
+                named: "//tex/a.png".into(),
+                blob: BlobHash::of(b"a"),
+                size: 1,
+            }],
+            missing: vec!["/home/u/tex/gone.png".into()],
         }
+    }
+
+    /// As many files as a spec may list, with paths as long as the limits allow.
+    fn most_files(spec: &mut JobSpec) {
+        let per = limits::MAX_DEPENDENCY_TEXT / limits::MAX_DEPENDENCIES / 2;
+        spec.deps = (0..limits::MAX_DEPENDENCIES)
+            .map(|i| {
+                let path = format!("/{i:05}/{}", "p".repeat(per - 7));
+                Dependency {
+                    named: format!("//{}", &path[..per - 2]),
+                    path,
+                    blob: BlobHash::of(&i.to_le_bytes()),
+                    size: u64::MAX,
+                }
+            })
+            .collect();
+        spec.missing.clear();
     }
 
     /// A finished job as large as the limits allow: every task done by a node with a real-length
@@ -250,7 +276,12 @@ mod tests {
         tiles.frames = FrameRange::new(1, limits::MAX_TILED_TASKS / 16).unwrap();
         tiles.tiles = Some(Tiling::Grid(TileGrid { cols: 4, rows: 4 }));
         tiles.validate().unwrap();
-        for spec in [frames, tiles] {
+        for mut spec in [frames, tiles] {
+            most_files(&mut spec);
+            for dep in &mut spec.deps {
+                dep.size = limits::MAX_BLOB;
+            }
+            spec.validate().unwrap();
             let job = largest_job(spec);
             let bytes = encode(&Response::Job(Box::new(job)), limits::MAX_MESSAGE).unwrap();
             assert!(bytes.len() < limits::MAX_MESSAGE, "{} bytes", bytes.len());

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use rendermesh_scene::Tile;
 
+use crate::files::{self, Dependency};
 use crate::id::{BlobHash, JobId, NodeId, Term};
 use crate::{Error, limits};
 
@@ -264,6 +265,20 @@ pub struct JobSpec {
     pub tiles: Option<Tiling>,
     /// The Blender version every task must run on (the submitter's); `None` accepts any.
     pub blender_version: Option<String>,
+    /// Where the `.blend` was on the submitting machine (absolute, normalised): a worker opens
+    /// it from that path under the job's directory, so that the relative paths it holds resolve
+    /// as they did there ([`crate::files`]). `None` for a file that uses no external file.
+    #[serde(default)]
+    pub blend_path: Option<String>,
+    /// Every external file the `.blend` uses (textures, libraries, fonts, caches, ...), each
+    /// shipped as a blob of its own.
+    #[serde(default)]
+    pub deps: Vec<Dependency>,
+    /// Files the `.blend` names that were missing on the submitting machine: the user chose to
+    /// render without them (`--allow-missing`), and the job says so. Empty otherwise: a worker
+    /// then fails a task rather than render with a file missing.
+    #[serde(default)]
+    pub missing: Vec<String>,
 }
 
 impl JobSpec {
@@ -310,6 +325,41 @@ impl JobSpec {
             return Err(Error::BadSpec {
                 field: "name",
                 reason: format!("longer than {} bytes", limits::MAX_NAME_LEN),
+            });
+        }
+        self.validate_files()
+    }
+
+    /// The file part of [`JobSpec::validate`]: see [`files::check_dependencies`].
+    fn validate_files(&self) -> Result<(), Error> {
+        match &self.blend_path {
+            Some(path) => files::check_dependencies(path, &self.deps)?,
+            None if !self.deps.is_empty() => {
+                return Err(Error::BadSpec {
+                    field: "blend-path",
+                    reason: "a job that ships files must say where its .blend was".into(),
+                });
+            }
+            None => {}
+        }
+        if self.missing.len() > limits::MAX_DEPENDENCIES {
+            return Err(Error::BadSpec {
+                field: "missing",
+                reason: format!(
+                    "{} files; at most {} may be listed",
+                    self.missing.len(),
+                    limits::MAX_DEPENDENCIES
+                ),
+            });
+        }
+        let text: usize = self.missing.iter().map(String::len).sum();
+        if text > limits::MAX_DEPENDENCY_TEXT {
+            return Err(Error::BadSpec {
+                field: "missing",
+                reason: format!(
+                    "the missing paths take {text} bytes; at most {} are allowed",
+                    limits::MAX_DEPENDENCY_TEXT
+                ),
             });
         }
         Ok(())
@@ -874,6 +924,9 @@ mod tests {
             chunk: None,
             tiles: None,
             blender_version: None,
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
         }
     }
 
@@ -1017,6 +1070,43 @@ mod tests {
         s.chunk = Some(0);
         assert!(s.validate().unwrap_err().to_string().contains("chunk"));
         assert!(spec(range(1, 2)).validate().is_ok());
+    }
+
+    #[test]
+    fn a_spec_that_ships_files_says_where_its_blend_was() {
+        let dep = Dependency {
+            path: "/p/tex/a.png".into(),
+            named: "//tex/a.png".into(),
+            blob: BlobHash::of(b"a"),
+            size: 1,
+        };
+        let mut s = spec(range(1, 2));
+        s.deps = vec![dep.clone()];
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("blend-path") && e.contains("where its .blend was"),
+            "{e}"
+        );
+        s.blend_path = Some("/p/shot.blend".into());
+        s.validate().unwrap();
+        s.deps.push(Dependency {
+            path: "/p/../etc/passwd".into(),
+            ..dep
+        });
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("/p/../etc/passwd")
+        );
+        let mut s = spec(range(1, 2));
+        s.missing = vec!["x".repeat(1 << 10); (limits::MAX_DEPENDENCY_TEXT >> 10) + 1];
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("bad missing")
+        );
     }
 
     #[test]

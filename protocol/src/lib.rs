@@ -15,11 +15,13 @@
 
 pub mod codec;
 pub mod election;
+pub mod files;
 pub mod id;
 pub mod job;
 pub mod message;
 
 pub use election::{Claim, Decision, elect};
+pub use files::Dependency;
 pub use id::{BlobHash, JobId, NodeId, Term};
 pub use job::{
     Failure, FrameRange, Job, JobSpec, JobState, Output, OutputFormat, Plan, Stale, Task,
@@ -61,6 +63,13 @@ pub mod limits {
     pub const MAX_SAMPLES: u32 = 1 << 16;
     /// Longest job name, in bytes.
     pub const MAX_NAME_LEN: usize = 255;
+    /// Most external files (textures, libraries, caches, ...) one job ships.
+    pub const MAX_DEPENDENCIES: usize = 4096;
+    /// Longest path of a job's `.blend` or of one of its files, in bytes (Linux's `PATH_MAX`
+    /// is 4096; paths this long are rare and make every job record larger).
+    pub const MAX_PATH_LEN: usize = 1024;
+    /// Most bytes all of a job's file paths may take together.
+    pub const MAX_DEPENDENCY_TEXT: usize = 1 << 20;
     /// Most failures kept per task.
     pub const MAX_FAILURES_KEPT: usize = 8;
     /// Most job digests in a heartbeat.

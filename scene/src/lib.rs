@@ -19,6 +19,9 @@
 //! ```
 
 pub mod chart;
+pub mod inspect;
+
+pub use inspect::{INSPECT_PY, Inspection};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +66,10 @@ pub struct RenderSettings {
     /// dither and adaptive sampling. Set for every tile, and for a whole-frame render that must
     /// equal a tiled one.
     pub exact: bool,
+    /// Render even when a file the `.blend` uses is missing (the user said so at submit). By
+    /// default the settings script refuses, naming every missing file: a missing texture
+    /// renders magenta, and a frame that looks done but is wrong must never be delivered.
+    pub allow_missing: bool,
 }
 
 impl RenderSettings {
@@ -80,6 +87,9 @@ impl RenderSettings {
             args.extend(tile.script_args());
         } else if self.exact {
             args.push("--exact".to_owned());
+        }
+        if self.allow_missing {
+            args.push("--allow-missing".to_owned());
         }
         args
     }
@@ -226,6 +236,30 @@ mod tests {
             "rendermesh: error:",
             "has no camera",
             "sys.exit(2)",
+        ] {
+            assert!(SETTINGS_PY.contains(needle), "settings.py lacks {needle}");
+        }
+    }
+
+    /// The block both scripts need to list a file's external files the same way.
+    fn shared_block(script: &str) -> &str {
+        let begin = script.find("# ---- BEGIN SHARED").expect("a shared block");
+        let end = script.find("# ---- END SHARED ----").expect("its end");
+        &script[begin..end]
+    }
+
+    #[test]
+    fn the_inspection_and_the_worker_list_external_files_with_the_same_code() {
+        let shared = shared_block(SETTINGS_PY);
+        assert_eq!(shared, shared_block(INSPECT_PY));
+        for needle in ["blend_paths", "libraries", "fonts", "point", "fluid"] {
+            assert!(shared.contains(needle), "the shared block lacks {needle}");
+        }
+        for needle in [
+            "--root",
+            "--allow-missing",
+            "missing file",
+            "re-rooted under",
         ] {
             assert!(SETTINGS_PY.contains(needle), "settings.py lacks {needle}");
         }

@@ -66,6 +66,57 @@ pub fn wait_for<T>(
     }
 }
 
+/// How long a command run by [`run_bounded`] without a time of its own may take.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `cmd` to its end with stdin closed and its output captured; kills it and fails, naming
+/// it, if it takes longer than `timeout`.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_for(&format!("{cmd:?} to finish"), timeout, || {
+        child.try_wait().ok().flatten()
+    });
+    let status = match status {
+        Ok(status) => status,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
 /// A free TCP port on loopback (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -251,14 +302,16 @@ impl MeshNode {
         self.get("/api/v1/peers")
     }
 
-    /// Runs `rendermesh ARGS --api <this node>` and returns its output.
+    /// Runs `rendermesh ARGS --api <this node>` and returns its output (bounded by
+    /// [`COMMAND_TIMEOUT`]).
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
-        Ok(Command::new(bin())
-            .args(args)
-            .arg("--api")
-            .arg(self.api.to_string())
-            .stdin(Stdio::null())
-            .output()?)
+        run_bounded(
+            Command::new(bin())
+                .args(args)
+                .arg("--api")
+                .arg(self.api.to_string()),
+            COMMAND_TIMEOUT,
+        )
     }
 }
 
@@ -341,29 +394,89 @@ pub fn blender_direct(
     std::fs::create_dir_all(out)?;
     let script = out.join("settings.py");
     std::fs::write(&script, rendermesh_scene::SETTINGS_PY)?;
-    let status = Command::new("blender")
-        .args(["-b", "--factory-startup", "-Y"])
-        .arg(blend)
-        .args(["-E", "CYCLES", "-t", "2", "--python-exit-code", "2", "-P"])
-        .arg(&script)
-        .arg("-o")
-        .arg(out.join("ref_#####"))
-        .args(["-F", "PNG", "-x", "1", "-s"])
-        .arg(start.to_string())
-        .arg("-e")
-        .arg(end.to_string())
-        .arg("-a")
-        .arg("--")
-        .args(["--samples", &samples.to_string()])
-        .args(["--resolution-percent", &percent.to_string()])
-        .args(settings)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("blender -b failed with {status}");
+    let output = run_bounded(
+        Command::new("blender")
+            .args(["-b", "--factory-startup", "-Y"])
+            .arg(blend)
+            .args(["-E", "CYCLES", "-t", "2", "--python-exit-code", "2", "-P"])
+            .arg(&script)
+            .arg("-o")
+            .arg(out.join("ref_#####"))
+            .args(["-F", "PNG", "-x", "1", "-s"])
+            .arg(start.to_string())
+            .arg("-e")
+            .arg(end.to_string())
+            .arg("-a")
+            .arg("--")
+            .args(["--samples", &samples.to_string()])
+            .args(["--resolution-percent", &percent.to_string()])
+            .args(settings),
+        COMMAND_TIMEOUT,
+    )?;
+    if !output.status.success() {
+        bail!(
+            "blender -b failed with {}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     Ok(())
+}
+
+/// The fixture builder for scenes with external files (`scripts/deps_scene.py`).
+pub const DEPS_SCENE_PY: &str = include_str!("scripts/deps_scene.py");
+
+/// A scene that uses every kind of external file the mesh must ship, built by
+/// [`DEPS_SCENE_PY`] under `dir` (which it may not outlive): `proj/main.blend` (frames 1-3)
+/// with a relative texture, an absolute one outside its directory, one that climbs
+/// (`//../shared/b.png`), a linked library with its own texture, an image sequence and a font;
+/// and `proj/missing.blend`, whose texture `//tex/gone.png` does not exist.
+pub struct DepsScene {
+    /// The directory everything is under.
+    pub dir: PathBuf,
+    /// `proj/main.blend`.
+    pub main: PathBuf,
+    /// `proj/missing.blend`.
+    pub missing: PathBuf,
+}
+
+impl DepsScene {
+    /// Builds the scene under `dir`.
+    pub fn build(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let script = dir.join("deps_scene.py");
+        std::fs::write(&script, DEPS_SCENE_PY)?;
+        let output = run_bounded(
+            Command::new("blender")
+                .args([
+                    "-b",
+                    "--factory-startup",
+                    "-Y",
+                    "--python-exit-code",
+                    "2",
+                    "-P",
+                ])
+                .arg(&script)
+                .arg("--")
+                .arg(dir),
+            COMMAND_TIMEOUT,
+        )?;
+        let main = dir.join("proj/main.blend");
+        if !output.status.success() || !main.is_file() {
+            bail!(
+                "deps_scene.py failed ({}): {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            missing: dir.join("proj/missing.blend"),
+            main,
+        })
+    }
 }
 
 /// Decoded RGBA pixels and size of an image file.

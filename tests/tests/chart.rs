@@ -116,6 +116,14 @@ fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()
     let jobs = nodes[1].get("/api/v1/jobs").context("jobs")?;
     let newest = &jobs[0];
     assert_eq!(newest["grid"]["cols"], 3, "{newest}");
+    // A chart's scene is self-contained: it ships no file but its .blend, and misses none.
+    let all = jobs.as_array().context("jobs")?;
+    assert!(all.len() >= 7, "{} jobs", all.len());
+    for job in all {
+        assert_eq!(job["spec"]["deps"], serde_json::json!([]), "{job}");
+        assert_eq!(job["spec"]["missing"], serde_json::json!([]), "{job}");
+        assert!(job["spec"]["blend_path"].is_string(), "{job}");
+    }
     Ok(())
 }
 

@@ -14,17 +14,453 @@ with ARGS (all optional):
                              --exact. Row 0 is the top row.
     --serve                  after applying the settings, render on request (see `serve`)
                              instead of letting `-a` render: one start-up for many tasks.
+    --root ROOT              the job's files are laid out under ROOT by their original absolute
+                             paths (`/home/u/tex/a.png` is at `ROOT/home/u/tex/a.png`, the .blend
+                             itself too): re-root every external path of the file under ROOT
+                             before anything renders (see `reroot`), then print
+                             `rendermesh: files: N external files re-rooted under ROOT`.
+    --allow-missing          warn about missing external files instead of failing.
 
 It forces Cycles on the CPU with denoising off (this Blender build has no OpenImageDenoise and
 fails otherwise), makes Blender write every frame afresh under its plain name, and refuses,
 with a readable line and a non-zero exit status, a scene that has no camera, rather than
 letting Blender print an error and stop.
+
+Before rendering it checks that every external file the render reads exists (the same list as
+inspect.py's `files`). If any is missing it fails with status 2 and the lines
+
+    rendermesh: error: N missing external files           ("1 missing external file")
+    rendermesh: error: missing file PATH (named "NAMED") used by KIND "USER"
+    ...                                                   (one line per missing file)
+
+where PATH is the file's original path (without the ROOT prefix). With --allow-missing each
+missing file is a line `rendermesh: warning: missing file PATH (named "NAMED") used by KIND
+"USER"` instead, and the render goes on (Blender renders a missing texture magenta).
 """
+
+# ---- BEGIN SHARED: external files (keep identical in inspect.py and settings.py) ----
+#
+# Both scripts run alone with `-P` (rendermesh embeds each as text), so they cannot import each
+# other: this block is copied verbatim into both. Measured with Blender 3.4:
+#
+# - Every library's `filepath`, indirect ones included, is relative to the MAIN file: Blender
+#   rewrites an indirect library's path (stored relative to its parent library) on load. So a
+#   library path resolves against the main file, never against `lib.parent`.
+# - A datablock linked from a library names `//` paths relative to that library's file.
+# - Point caches on disk live in `//blendcache_<blend name>/` next to the file that owns the
+#   object (the library's when linked, unless `use_library_path` is off), as
+#   `<cache name, or the object's name in hex>_<frame, 6 digits>_<index, 2 digits>.bphys`.
+#   A rigid body world keeps its cache in memory (setting its `use_disk_cache` crashes 3.4).
+# - A fluid domain's `cache_directory` (default `//cache_fluid_<hex>`) resolves against the file
+#   that owns the object.
+
+import os
+import posixpath
+import re
+
+import bpy
+
+BUILTIN_FONT = "<builtin>"
+
+
+def normalise(path):
+    """`posixpath.normpath`, with the POSIX "two leading slashes" kept as one."""
+    path = posixpath.normpath(path)
+    if path.startswith("//"):
+        path = "/" + path.lstrip("/")
+    return path
+
+
+def main_file():
+    return normalise(bpy.path.abspath(bpy.data.filepath))
+
+
+def resolve_against(named, owner_file):
+    """Resolves a datablock path the way Blender does: `//` is the directory of `owner_file`
+    (the .blend that names the path); an absolute path stays; any other relative path is
+    relative to the working directory. Normalised, so `..` never climbs above `/`."""
+    if named.startswith("//"):
+        return normalise(posixpath.dirname(owner_file) + "/" + named[2:])
+    return normalise(os.path.abspath(named))
+
+
+def library_file(lib):
+    """A library's resolved path (library paths are all relative to the main file)."""
+    return resolve_against(lib.filepath, main_file())
+
+
+def owner_file(library):
+    """The .blend whose datablocks name paths relative to it: the library's, or the main one."""
+    return main_file() if library is None else library_file(library)
+
+
+def resolve(named, library):
+    return resolve_against(named, owner_file(library))
+
+
+class Slot:
+    """One path held by a datablock: what `inspect` lists and `--root` rewrites.
+
+    kind      one of the kinds listed in inspect.py's docstring
+    user      the datablock's name ("object / modifier" for caches)
+    library   the Library whose file `//` is relative to, or None for the main file
+    named     the raw path string as the datablock holds it
+    setter    sets the raw path (None: the path cannot or need not be rewritten)
+    expand    resolved path -> the concrete files it stands for (None: just that one file)
+    """
+
+    def __init__(self, kind, user, library, named, setter=None, expand=None):
+        self.kind, self.user, self.library, self.named = kind, user, library, named
+        self.setter, self.expand = setter, expand
+
+    def files(self):
+        resolved = resolve(self.named, self.library)
+        return self.expand(resolved) if self.expand else [resolved]
+
+
+def setter_of(obj, attr):
+    """A setter writing `obj.attr`."""
+
+    def set_path(value):
+        setattr(obj, attr, value)
+
+    return set_path
+
+
+def is_packed(idb):
+    if getattr(idb, "packed_file", None) is not None:
+        return True
+    return len(getattr(idb, "packed_files", ())) > 0
+
+
+def files_in(directory, pattern=None):
+    """The files directly in `directory` whose name fully matches `pattern` (all if None)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return sorted(
+        directory + "/" + name
+        for name in names
+        if (pattern is None or pattern.fullmatch(name))
+        and os.path.isfile(directory + "/" + name)
+    )
+
+
+def files_under(directory):
+    """Every file below `directory`, recursively."""
+    found = []
+    for top, dirs, names in os.walk(directory):
+        dirs.sort()
+        found.extend(normalise(top + "/" + name) for name in sorted(names))
+    return found
+
+
+def sequence_expander(required_frames=()):
+    """Expands the path of one frame of a sequence (`s_0001.png`) into every file of the
+    directory with the same text around the last digits of the name (Blender's rule), plus the
+    files of `required_frames` (which may be missing). A path whose name has no digits, or
+    whose sequence has no file at all, stands for itself."""
+
+    def expand(resolved):
+        directory, name = posixpath.split(resolved)
+        m = re.match(r"^(.*?)(\d+)(\D*)$", name)
+        if not m:
+            return [resolved]
+        head, digits, tail = m.groups()
+        found = files_in(directory, re.compile(re.escape(head) + r"\d+" + re.escape(tail)))
+        for frame in required_frames:
+            if frame >= 0:
+                path = f"{directory}/{head}{frame:0{len(digits)}d}{tail}"
+                if path not in found:
+                    found.append(path)
+        return sorted(found) or [resolved]
+
+    return expand
+
+
+def udim_expander(image):
+    """Expands a tiled image's `<UDIM>` / `<UVTILE>` path into one file per tile. Tiles that
+    exist are listed with the missing ones; when no tile exists, the token path stands alone."""
+
+    def expand(resolved):
+        if "<UDIM>" not in resolved and "<UVTILE>" not in resolved:
+            return [resolved]
+        paths = []
+        for tile in image.tiles:
+            n = tile.number
+            uvtile = f"u{(n - 1001) % 10 + 1}_v{(n - 1001) // 10 + 1}"
+            paths.append(resolved.replace("<UDIM>", str(n)).replace("<UVTILE>", uvtile))
+        if not any(os.path.isfile(p) for p in paths):
+            return [resolved]
+        return paths
+
+    return expand
+
+
+def node_trees():
+    """(owner ID, node tree) for every node tree, embedded or not."""
+    for datablocks in (
+        bpy.data.materials,
+        bpy.data.worlds,
+        bpy.data.lights,
+        bpy.data.textures,
+        bpy.data.scenes,
+        bpy.data.linestyles,
+    ):
+        for idb in datablocks:
+            if getattr(idb, "node_tree", None) is not None:
+                yield idb, idb.node_tree
+    for group in bpy.data.node_groups:
+        yield group, group
+
+
+def image_user_frame(cfra, start, duration, offset, cyclic):
+    """The image frame an auto-refreshing image user shows at scene frame `cfra`, or None when
+    the frame is outside the user's range (measured against Blender 3.4's evaluated users)."""
+    if duration <= 0:
+        return None
+    frame = cfra - start + 1
+    if cyclic:
+        frame = frame % duration or duration
+    elif not 1 <= frame <= duration:
+        return None
+    return frame + offset
+
+
+def sequence_frames_used(scene):
+    """Image pointer -> the image frames its auto-refreshing users show over the scene's range.
+
+    Covers image users of shader/compositor nodes and image textures; a sequence used only
+    elsewhere (e.g. by geometry nodes) lists the files that exist."""
+    users = []
+    for _owner, tree in node_trees():
+        for node in tree.nodes:
+            image = getattr(node, "image", None)
+            if image is None:
+                continue
+            iu = getattr(node, "image_user", None)
+            if iu is None and node.bl_idname == "CompositorNodeImage":
+                iu = node  # the compositor's Image node holds its image user's settings
+            if iu is not None:
+                users.append((image, iu))
+    for tex in bpy.data.textures:
+        if getattr(tex, "image", None) is not None:
+            users.append((tex.image, tex.image_user))
+    frames = {}
+    scene_frames = range(scene.frame_start, scene.frame_end + 1, max(scene.frame_step, 1))
+    for image, iu in users:
+        if image.source != "SEQUENCE" or not iu.use_auto_refresh:
+            continue
+        used = frames.setdefault(image.as_pointer(), set())
+        for cfra in scene_frames:
+            frame = image_user_frame(
+                cfra, iu.frame_start, iu.frame_duration, iu.frame_offset, iu.use_cyclic
+            )
+            if frame is not None:
+                used.add(frame)
+    return frames
+
+
+def point_cache_prefix(obj, item):
+    if item.name or item.use_external:
+        return item.name
+    return obj.name.encode("utf-8").hex().upper()
+
+
+def point_cache_slots(obj):
+    """Disk point caches of cloth, soft body, particle systems and dynamic paint surfaces."""
+    caches = []
+    for md in obj.modifiers:
+        if md.type in ("CLOTH", "SOFT_BODY"):
+            caches.append((md, md.point_cache))
+        elif md.type == "PARTICLE_SYSTEM":
+            caches.append((md, md.particle_system.point_cache))
+        elif md.type == "DYNAMIC_PAINT" and md.canvas_settings is not None:
+            for surface in md.canvas_settings.canvas_surfaces:
+                caches.append((md, surface.point_cache))
+    for md, cache in caches:
+        for item in cache.point_caches:
+            if not item.use_disk_cache:
+                continue  # a memory cache is saved inside the .blend
+            prefix = point_cache_prefix(obj, item)
+            pattern = re.compile(re.escape(prefix) + r"_\d+(_\d+)?\.bphys")
+
+            def expand(directory, item=item, prefix=prefix, pattern=pattern):
+                found = files_in(directory, pattern)
+                if not found and item.is_baked:
+                    found = [f"{directory}/{prefix}_{item.frame_start:06d}_{item.index:02d}.bphys"]
+                return found
+
+            user = f"{obj.name} / {md.name}"
+            if item.use_external:
+                if not item.filepath:
+                    continue
+                # An external cache directory is relative to the main file.
+                yield Slot("point cache", user, None, item.filepath,
+                           setter_of(item, "filepath"), expand)
+            else:
+                # `//blendcache_<name>/` next to its owner file: it moves with that file.
+                library = obj.library if item.use_library_path else None
+                name = posixpath.basename(owner_file(library))
+                stem = name[:-6] if len(name) > 6 else name
+                yield Slot("point cache", user, library, f"//blendcache_{stem}/", None, expand)
+
+
+def modifier_slots(obj):
+    """Paths held by an object's modifiers: fluid caches, point caches, mesh and ocean caches."""
+    lib = obj.library
+    for md in obj.modifiers:
+        user = f"{obj.name} / {md.name}"
+        if md.type == "FLUID" and md.fluid_type == "DOMAIN" and md.domain_settings.cache_directory:
+            ds = md.domain_settings
+
+            def expand(directory, ds=ds):
+                found = files_under(directory)
+                return found or ([directory] if ds.has_cache_baked_any else [])
+
+            yield Slot("fluid cache", user, lib, ds.cache_directory,
+                       setter_of(ds, "cache_directory"), expand)
+        elif md.type == "MESH_CACHE" and md.filepath:
+            yield Slot("cache", user, lib, md.filepath, setter_of(md, "filepath"))
+        elif md.type == "OCEAN" and md.filepath:
+
+            def expand(directory, md=md):
+                return files_under(directory) if md.is_cached else []
+
+            yield Slot("other", user, lib, md.filepath, setter_of(md, "filepath"), expand)
+    yield from point_cache_slots(obj)
+
+
+def path_slots(scene):
+    """Every external path of the open file, libraries first (see `Slot`)."""
+    for lib in bpy.data.libraries:
+        if lib.packed_file is None:
+            # Relative to the main file even when indirect (see the notes above).
+            yield Slot("library", lib.name, None, lib.filepath)
+
+    frames_used = sequence_frames_used(scene)
+    for image in bpy.data.images:
+        if image.source in ("GENERATED", "VIEWER") or not image.filepath or is_packed(image):
+            continue
+        if image.source == "SEQUENCE":
+            kind = "image sequence"
+            expand = sequence_expander(sorted(frames_used.get(image.as_pointer(), ())))
+        elif image.source == "TILED":
+            kind, expand = "udim tile", udim_expander(image)
+        elif image.source == "MOVIE":
+            kind, expand = "movie", None
+        else:
+            kind, expand = "image", None
+        yield Slot(kind, image.name, image.library, image.filepath,
+                   setter_of(image, "filepath"), expand)
+
+    for font in bpy.data.fonts:
+        if font.filepath and font.filepath != BUILTIN_FONT and not is_packed(font):
+            yield Slot("font", font.name, font.library, font.filepath, setter_of(font, "filepath"))
+    for sound in bpy.data.sounds:
+        if sound.filepath and not is_packed(sound):
+            yield Slot("sound", sound.name, sound.library, sound.filepath,
+                       setter_of(sound, "filepath"))
+    for text in bpy.data.texts:
+        if text.filepath and not text.is_in_memory:
+            yield Slot("text", text.name, text.library, text.filepath, setter_of(text, "filepath"))
+    for volume in bpy.data.volumes:
+        if volume.filepath and not is_packed(volume):
+            yield Slot("volume", volume.name, volume.library, volume.filepath,
+                       setter_of(volume, "filepath"),
+                       sequence_expander() if volume.is_sequence else None)
+    for cache in bpy.data.cache_files:
+        expand = sequence_expander() if cache.is_sequence else None
+        if cache.filepath:
+            yield Slot("cache", cache.name, cache.library, cache.filepath,
+                       setter_of(cache, "filepath"), expand)
+        for layer in cache.layers:
+            if layer.filepath:
+                yield Slot("cache", cache.name, cache.library, layer.filepath,
+                           setter_of(layer, "filepath"), expand)
+    for clip in bpy.data.movieclips:
+        if clip.filepath:
+            yield Slot("movie clip", clip.name, clip.library, clip.filepath,
+                       setter_of(clip, "filepath"),
+                       sequence_expander() if clip.source == "SEQUENCE" else None)
+
+    # Files named by shader nodes: IES light profiles and OSL scripts.
+    for owner, tree in node_trees():
+        for node in tree.nodes:
+            if node.bl_idname in ("ShaderNodeTexIES", "ShaderNodeScript"):
+                if node.mode == "EXTERNAL" and node.filepath:
+                    yield Slot("other", f"{owner.name} / {node.name}", owner.library,
+                               node.filepath, setter_of(node, "filepath"))
+
+    for obj in bpy.data.objects:
+        yield from modifier_slots(obj)
+
+    # Sequencer strips (a sound strip's file is its sound datablock's, above).
+    for sc in bpy.data.scenes:
+        if sc.sequence_editor is None:
+            continue
+        for strip in sc.sequence_editor.sequences_all:
+            if strip.type == "IMAGE" and strip.directory:
+
+                def expand(directory, strip=strip):
+                    return [normalise(directory + "/" + e.filename) for e in strip.elements]
+
+                kind = "image sequence" if len(strip.elements) > 1 else "image"
+                def set_directory(value, strip=strip):
+                    strip.directory = value.rstrip("/") + "/"
+
+                yield Slot(kind, strip.name, sc.library, strip.directory, set_directory, expand)
+            elif strip.type == "MOVIE" and strip.filepath:
+                yield Slot("movie", strip.name, sc.library, strip.filepath,
+                           setter_of(strip, "filepath"))
+
+
+def external_files(scene):
+    """The concrete external files the render may read, as inspect.py writes them: a list of
+    {"path", "named", "kind", "user", "library", "exists"}, one per path, sorted by path.
+
+    After the slots, `bpy.utils.blend_paths` is asked too, and any path it knows that the slots
+    did not cover is added as kind "other", so that nothing is ever missed."""
+    entries = {}
+    covered = set()  # paths as named (a sequence's first frame, a UDIM token path, a cache dir)
+
+    def add(path, named, kind, user, library):
+        path = normalise(path)
+        if path not in entries:
+            entries[path] = {
+                "path": path,
+                "named": named,
+                "kind": kind,
+                "user": user,
+                "library": library,
+                "exists": os.path.isfile(path),
+            }
+
+    for slot in path_slots(scene):
+        covered.add(resolve(slot.named, slot.library))
+        library = None if slot.library is None else library_file(slot.library)
+        for path in slot.files():
+            add(path, slot.named, slot.kind, slot.user, library)
+
+    for path in bpy.utils.blend_paths(absolute=True, packed=False, local=False):
+        if not path:
+            continue  # e.g. a point cache with no external path
+        path = normalise(path)
+        if path in entries or path in covered:
+            continue
+        if os.path.isdir(path):
+            for found in files_under(path):
+                add(found, path, "other", "", None)
+        else:
+            add(path, path, "other", "", None)
+    return [entries[p] for p in sorted(entries)]
+
+
+# ---- END SHARED ----
 
 import argparse
 import sys
-
-import bpy
 
 PREFIX = "rendermesh:"
 
@@ -49,6 +485,8 @@ def parse_args():
     parser.add_argument("--exact", action="store_true")
     parser.add_argument("--tile", type=int, nargs=4, metavar=("C", "R", "COLS", "ROWS"))
     parser.add_argument("--serve", action="store_true")
+    parser.add_argument("--root")
+    parser.add_argument("--allow-missing", action="store_true")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         fail(f"settings.py: unknown arguments {unknown}")
@@ -63,6 +501,10 @@ def parse_args():
         col, row, cols, rows = args.tile
         if cols < 1 or rows < 1 or not 0 <= col < cols or not 0 <= row < rows:
             fail(f"settings.py: --tile {col} {row} {cols} {rows} is not a tile of its grid")
+    if args.root is not None:
+        if not os.path.isdir(args.root):
+            fail(f"settings.py: --root {args.root} is not a directory")
+        args.root = normalise(os.path.abspath(args.root))
     return args
 
 
@@ -142,6 +584,155 @@ def serve(scene, width, height):
         print(f"{PREFIX} done {frame}", flush=True)
 
 
+class Root:
+    """The job directory ROOT under which the job's files mirror their original paths."""
+
+    def __init__(self, root):
+        self.root = root
+        self.prefix = "" if root == "/" else root
+
+    def holds(self, path):
+        return path == self.root or path.startswith(self.prefix + "/")
+
+    def original(self, local):
+        """A local path's original path (ROOT removed), or None when it is not under ROOT."""
+        if not self.holds(local):
+            return None
+        return local[len(self.prefix) :] or "/"
+
+    def local(self, original):
+        return self.prefix + original
+
+
+def reroot(scene, root):
+    """Points every external path of the open file at its copy under ROOT.
+
+    The original location of the file that names a path is its local path with ROOT removed
+    (the main file's, or for a linked datablock its library's). A `//` path is resolved against
+    that original directory and normalised (so `..` never climbs above `/`), an absolute path is
+    normalised, and the datablock is set to ROOT + that original path. A path whose local
+    resolution already lands there (a relative path that stays inside ROOT) is left as is.
+
+    Libraries go first: each whose path changes is set and reloaded, pass after pass, since a
+    reload can bring in indirect libraries (their paths, like every library path, are relative
+    to the main file). Then images (linked ones too), fonts, sounds, texts, volumes, cache files,
+    movie clips, IES/OSL files, fluid, ocean and mesh caches, external point caches and
+    sequencer strips. Disk point caches need nothing: `//blendcache_NAME/` resolves next to the
+    re-rooted main (or library) file, and so does a relative fluid cache that stays inside.
+
+    Blender reads libraries (and fonts) while it opens the file, before this script runs: only
+    a sandbox keeps those first reads inside ROOT.
+
+    Returns {new raw path: raw path as the file named it}, so that messages can quote the
+    file's own paths.
+    """
+    main_local = main_file()
+    main_original = root.original(main_local)
+    if main_original is None:
+        fail(f"--root {root.root}: the open file {main_local} is not under it")
+
+    renamed = {}
+    written = set()  # library paths set here: already local, never re-rooted twice
+    passes = 0
+    while True:
+        changed = 0
+        for lib in list(bpy.data.libraries):
+            if lib.filepath in written:
+                continue
+            wanted = root.local(resolve_against(lib.filepath, main_original))
+            if library_file(lib) == wanted:
+                continue
+            try:
+                named = lib.filepath
+                lib.filepath = wanted
+                written.add(lib.filepath)
+                renamed.setdefault(lib.filepath, renamed.get(named, named))
+                # A packed library needs no file; a missing one cannot reload (Blender raises)
+                # and is reported with the other missing files.
+                if lib.packed_file is None and os.path.isfile(wanted):
+                    lib.reload()
+            except (AttributeError, TypeError, ValueError, RuntimeError) as e:
+                fail(f'cannot re-root library "{lib.name}" ({lib.filepath}): {e}')
+            changed += 1
+        if not changed:
+            break
+        passes += 1
+        if passes > len(bpy.data.libraries):
+            fail(f"cannot re-root the libraries under {root.root}: their paths keep changing")
+
+    for slot in list(path_slots(scene)):
+        if slot.kind == "library" or slot.setter is None:
+            continue
+        owner_original = root.original(owner_file(slot.library))
+        if owner_original is None:
+            fail(
+                f'cannot re-root {slot.kind} "{slot.user}" (named "{slot.named}"): its library '
+                f"{owner_file(slot.library)} is not under {root.root}"
+            )
+        wanted = root.local(resolve_against(slot.named, owner_original))
+        if resolve(slot.named, slot.library) == wanted:
+            continue
+        try:
+            slot.setter(wanted)
+        except (AttributeError, TypeError, ValueError, RuntimeError) as e:
+            fail(f'cannot re-root {slot.kind} "{slot.user}" (named "{slot.named}"): {e}')
+        renamed.setdefault(wanted, slot.named)
+        renamed.setdefault(wanted.rstrip("/") + "/", slot.named)  # a strip's directory
+    return renamed
+
+
+def say(level, lines):
+    """Prints each line as `rendermesh: LEVEL: LINE`, on stdout and stderr."""
+    for line in lines:
+        text = f"{PREFIX} {level}: {line}"
+        print(text, flush=True)
+        print(text, file=sys.stderr, flush=True)
+
+
+def check_files(scene, root, allow_missing, renamed):
+    """Fails (or warns, with --allow-missing) when an external file the render reads is missing;
+    with a ROOT, also fails when any path still points outside it. `renamed` maps re-rooted raw
+    paths back to the ones the file holds, which the messages quote."""
+    files = external_files(scene)
+    for e in files:
+        e["named"] = renamed.get(e["named"], e["named"])
+
+    def original(path):
+        return path if root is None else (root.original(path) or path)
+
+    if root is not None:
+        outside = [e for e in files if not root.holds(e["path"])]
+        if outside:
+            say(
+                "error",
+                [
+                    f'cannot re-root {e["path"]} (named "{e["named"]}") used by {e["kind"]} '
+                    f'"{e["user"]}": it stays outside {root.root}'
+                    for e in outside
+                ],
+            )
+            sys.exit(2)
+        print(
+            f"{PREFIX} files: {len(files)} external files re-rooted under {root.root}",
+            flush=True,
+        )
+
+    missing = [
+        f'missing file {original(e["path"])} (named "{e["named"]}") used by {e["kind"]} '
+        f'"{e["user"]}"'
+        for e in files
+        if not e["exists"]
+    ]
+    if not missing:
+        return
+    if allow_missing:
+        say("warning", missing)
+        return
+    n = len(missing)
+    say("error", [f"{n} missing external file{'' if n == 1 else 's'}"] + missing)
+    sys.exit(2)
+
+
 def has_camera(scene):
     # Blender 3.4 renders with the scene's active camera, or one bound to a timeline marker;
     # it does not fall back to other camera objects ("Error: Cannot render, no camera").
@@ -151,6 +742,11 @@ def has_camera(scene):
 def main():
     args = parse_args()
     scene = bpy.context.scene
+    root = None if args.root is None else Root(args.root)
+    renamed = {}
+    if root is not None:
+        # First, before anything (even the camera check) reads a linked datablock.
+        renamed = reroot(scene, root)
     if not has_camera(scene):
         hint = ""
         if any(o.type == "CAMERA" for o in scene.objects):
@@ -184,6 +780,7 @@ def main():
         make_exact(scene)
     if args.tile is not None:
         apply_tile(scene, *args.tile, width, height)
+    check_files(scene, root, args.allow_missing, renamed)
     print(
         f'{PREFIX} scene "{scene.name}": {r.engine} on {scene.cycles.device}, '
         f"{scene.cycles.samples} samples, {width}x{height} "
