@@ -159,6 +159,8 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             blend_path: None,
             deps: Vec::new(),
             missing: Vec::new(),
+            engine: Default::default(),
+            keep_file_format: false,
         };
         wait_mesh(&handle, nodes).await?;
         let started = Instant::now();

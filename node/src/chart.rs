@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use rendermesh_protocol::{FrameRange, OutputFormat};
+use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
 use rendermesh_scene::chart::{self, Chart, GraphType, ImageType};
 
 use crate::cli::{NodeOrEmbedded, RenderArgs, TilesArg};
@@ -117,16 +117,20 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
     let frames_dir = work.0.join("out");
     let render = RenderArgs {
         file: blend.clone(),
-        frames: FrameRange { start: 1, end: 1 },
+        frames: Some(FrameRange::single(1)),
         samples: args.samples,
         resolution_percent: None,
-        format,
+        format: Some(format),
+        // The builder makes a Cycles scene; say so rather than read it back.
+        engine: Some(Engine::Cycles),
         chunk: None,
         tiles: args.tiles,
         out: frames_dir.clone(),
         detach: false,
         // The built scene uses no external file: a missing one is a bug to report.
         allow_missing: false,
+        // Nor any simulation.
+        no_bake: true,
         node: args.node.clone(),
     };
     let started = Instant::now();

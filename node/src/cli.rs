@@ -17,9 +17,10 @@ use clap::{Args, Parser, Subcommand};
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use rendermesh_protocol::{
-    BlobHash, Dependency, FrameRange, Job, JobId, JobSpec, JobState, NodeId, Output, OutputFormat,
-    TaskState, Tiling, limits,
+    BlobHash, Dependency, Engine, FrameRange, Job, JobId, JobSpec, JobState, NodeId, Output,
+    OutputFormat, TaskState, Tiling, limits,
 };
+use rendermesh_scene::Inspection;
 use rendermesh_scene::inspect::ExternalFile;
 
 use crate::client::{Client, ClientError};
@@ -175,18 +176,24 @@ impl NodeArgs {
 pub struct RenderArgs {
     /// The .blend file.
     pub file: PathBuf,
-    /// Frames: `A-B` or a single frame `N`.
+    /// Frames: `A-B`, `A-BxSTEP` (every STEPth frame) or a single frame `N` [default: the
+    /// file's frame range and frame step, as `blender -b FILE -a` renders].
     #[arg(long, value_name = "A-B")]
-    pub frames: FrameRange,
-    /// Cycles samples per pixel [default: the file's].
+    pub frames: Option<FrameRange>,
+    /// Samples per pixel [default: the file's].
     #[arg(long, value_name = "N")]
     pub samples: Option<u32>,
     /// Resolution percentage, 1 to 100 [default: the file's].
     #[arg(long, value_name = "P")]
     pub resolution_percent: Option<u32>,
-    /// Output format: png, jpg, bmp or exr.
-    #[arg(long, default_value = "png")]
-    pub format: OutputFormat,
+    /// Output format: png, jpg, bmp or exr [default: the file's, with its own options (colour
+    /// depth, codec, quality); png when the file writes another format].
+    #[arg(long)]
+    pub format: Option<OutputFormat>,
+    /// Render engine: cycles, eevee or workbench [default: the file's]. EEVEE and Workbench
+    /// render whole frames only (their screen-space effects make tiles differ).
+    #[arg(long)]
+    pub engine: Option<Engine>,
     /// Frames per task [default: about four tasks per node, at most 16 frames each].
     #[arg(long, value_name = "N")]
     pub chunk: Option<u32>,
@@ -202,6 +209,10 @@ pub struct RenderArgs {
     /// frames later with `rendermesh download ID`). Needs a running node, not an embedded one.
     #[arg(long)]
     pub detach: bool,
+    /// Refuse a file with unbaked simulations (naming them) rather than bake them on this
+    /// machine before submitting. Baking leaves the file itself unchanged.
+    #[arg(long)]
+    pub no_bake: bool,
     /// Render even if files the .blend uses (textures, libraries, ...) are missing on this
     /// machine; the job lists them. Without it, such a file is refused before anything is
     /// uploaded, naming every missing file.
@@ -443,13 +454,21 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
 /// Runs `rendermesh render` (also used by `rendermesh chart` for the built `.blend`).
 pub(crate) async fn render(args: RenderArgs) -> Result<ExitCode> {
     check_blend_file(&args.file)?;
-    // Check the settings before uploading anything or starting a node.
-    job_spec(&args, BlobHash([0; 32]), 0).validate()?;
+    // Check the settings given before uploading anything or starting a node.
+    let given = Resolved {
+        frames: args.frames.unwrap_or(FrameRange::single(1)),
+        format: args.format.unwrap_or_default(),
+        keep_file_format: false,
+        engine: args.engine.unwrap_or_default(),
+        tiles: None,
+        notes: Vec::new(),
+    };
+    job_spec(&args, &given, BlobHash([0; 32]), 0).validate()?;
     if args.detach {
         return detached(&args).await;
     }
     let (client, embedded) = connect_or_embed(&args.node).await?;
-    let bar = frames_bar(args.frames.len());
+    let bar = frames_bar(args.frames.map_or(1, |f| f.len()));
     let submitted = OnceLock::new();
     let outcome = tokio::select! {
         r = render_on(&client, &args, &bar, &submitted) => r.map(|()| ExitCode::SUCCESS),
@@ -798,6 +817,10 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
         .inspect(&args.file)
         .await
         .with_context(|| format!("cannot read {} with Blender", args.file.display()))?;
+    let resolved = resolve(args, &report)?;
+    for note in &resolved.notes {
+        bar.suspend(|| eprintln!("note: {note}"));
+    }
     let missing: Vec<&ExternalFile> = report.missing().collect();
     if !missing.is_empty() {
         let list: Vec<String> = missing
@@ -823,20 +846,31 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
             );
         });
     }
-    let files: Vec<&ExternalFile> = report
+    let baked = bake_if_needed(args, &report, bar).await?;
+    // What goes to the node: every file found, and the fluid caches a bake wrote.
+    let mut files: Vec<(String, String, String)> = report
         .files
         .iter()
         .filter(|f| f.exists && f.path != report.blend)
+        .map(|f| (f.path.clone(), f.named.clone(), f.describe()))
         .collect();
+    if let Some(baked) = &baked {
+        for path in baked.cache_files()? {
+            files.push((
+                path.clone(),
+                path.clone(),
+                format!("{path} (a baked cache)"),
+            ));
+        }
+    }
     let mut total = 0u64;
-    for f in &files {
-        let size = std::fs::metadata(&f.path)
-            .with_context(|| format!("cannot read {}", f.describe()))?
+    for (path, _, what) in &files {
+        let size = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {what}"))?
             .len();
         if size > limits::MAX_BLOB {
             bail!(
-                "{} is {size} bytes; a file may be at most {} bytes",
-                f.describe(),
+                "{what} is {size} bytes; a file may be at most {} bytes",
                 limits::MAX_BLOB
             );
         }
@@ -851,21 +885,25 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
         plural(files.len(), "file"),
         mebibytes(total)
     ));
+    // A baked job renders the baked copy, laid out where the user's file is.
+    let blend_file = baked
+        .as_ref()
+        .map_or(args.file.as_path(), |b| b.blend.as_path());
     let (blend, blend_size) = client
-        .upload_file(&args.file)
+        .upload_file(blend_file)
         .await
-        .with_context(|| format!("cannot upload {}", args.file.display()))?;
+        .with_context(|| format!("cannot upload {}", blend_file.display()))?;
     bar.inc(1);
     let deps: Vec<Dependency> = futures::stream::iter(files)
-        .map(|f| async move {
+        .map(|(path, named, what)| async move {
             let (blob, size) = client
-                .upload_file(Path::new(&f.path))
+                .upload_file(Path::new(&path))
                 .await
-                .with_context(|| format!("cannot upload {}", f.describe()))?;
+                .with_context(|| format!("cannot upload {what}"))?;
             bar.inc(1);
             Ok::<_, anyhow::Error>(Dependency {
-                path: f.path.clone(),
-                named: f.named.clone(),
+                path,
+                named,
                 blob,
                 size,
             })
@@ -873,7 +911,8 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
         .buffered(UPLOADS_IN_FLIGHT)
         .try_collect()
         .await?;
-    let mut spec = job_spec(args, blend, blend_size);
+    drop(baked);
+    let mut spec = job_spec(args, &resolved, blend, blend_size);
     spec.blend_path = Some(report.blend.clone());
     spec.deps = deps;
     spec.missing = missing.iter().map(|f| f.path.clone()).collect();
@@ -882,14 +921,209 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
     Ok(spec)
 }
 
+/// A baked copy of the user's `.blend` and the caches its bake wrote, in a private temporary
+/// directory removed when this is dropped (after the upload).
+struct Baked {
+    dir: PathBuf,
+    /// The baked copy.
+    blend: PathBuf,
+    /// What bakes only to disk (fluid domains) went here.
+    cache: PathBuf,
+}
+
+impl Baked {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "rendermesh-bake-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let cache = dir.join("cache");
+        std::fs::create_dir_all(&cache)
+            .with_context(|| format!("cannot create {}", cache.display()))?;
+        Ok(Self {
+            blend: dir.join("baked.blend"),
+            cache,
+            dir,
+        })
+    }
+
+    /// Every file the bake wrote to disk, by absolute path.
+    fn cache_files(&self) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let mut dirs = vec![self.cache.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in
+                std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?
+            {
+                let path = entry?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+impl Drop for Baked {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A scene with unbaked simulations renders wrong on a mesh (each node renders its frames in
+/// a fresh Blender, out of order, so the steps before them never run): bakes them here, with
+/// this machine's Blender, into a copy (the user's file is not changed), showing each bake on
+/// `bar`, and says so. `--no-bake` refuses instead, naming each simulation.
+async fn bake_if_needed(
+    args: &RenderArgs,
+    report: &Inspection,
+    bar: &ProgressBar,
+) -> Result<Option<Baked>> {
+    if report.unbaked.is_empty() {
+        return Ok(None);
+    }
+    let file = args.file.display();
+    let list: Vec<String> = report
+        .unbaked
+        .iter()
+        .map(|s| format!("{} \"{}\"", s.kind, s.name))
+        .collect();
+    let what = format!(
+        "{} ({})",
+        plural(report.unbaked.len(), "unbaked simulation"),
+        list.join(", ")
+    );
+    if args.no_bake {
+        bail!(
+            "{file} has {what}; each node renders its frames in a Blender of its own, so an \
+             unbaked simulation comes out wrong. Bake it in Blender (Physics > Bake All \
+             Dynamics), or leave out --no-bake and rendermesh bakes it on this machine"
+        );
+    }
+    let baked = Baked::new()?;
+    bar.set_message(format!("baking {what}"));
+    let started = Instant::now();
+    let count = Blender::new(&args.node.blender, None)
+        .bake(&args.file, &baked.blend, &baked.cache, &mut |line| {
+            bar.set_message(line.trim_start_matches("rendermesh: ").to_owned());
+        })
+        .await
+        .with_context(|| format!("cannot bake the simulations of {file}"))?;
+    bar.suspend(|| {
+        eprintln!(
+            "note: baked {what} of {file} on this machine in {:.1} s ({count} baked): the mesh \
+             renders the baked copy; {file} itself is unchanged",
+            started.elapsed().as_secs_f64()
+        );
+    });
+    Ok(Some(baked))
+}
+
 /// `12.5 MiB`.
 fn mebibytes(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
 }
 
+/// What a job renders, settled: the user's choices, else the file's own.
+#[derive(Clone, Debug, PartialEq)]
+struct Resolved {
+    frames: FrameRange,
+    format: OutputFormat,
+    keep_file_format: bool,
+    engine: Engine,
+    tiles: Option<Tiling>,
+    /// What the user should know about the choices made (printed as notes).
+    notes: Vec<String>,
+}
+
+/// Settles what a job renders, as `blender -b FILE -a` would where the user said nothing: the
+/// file's frame range and step, its output format with its options (PNG, with a note, for a
+/// format rendermesh cannot write), its engine (an engine rendermesh cannot run is an error);
+/// tiles only for an engine whose tiles stitch exactly (with a note otherwise).
+fn resolve(args: &RenderArgs, report: &Inspection) -> Result<Resolved> {
+    let file = args.file.display();
+    let mut notes = Vec::new();
+    let frames = match args.frames {
+        Some(frames) => frames,
+        None => {
+            let number = |n: i64, what: &str| {
+                u32::try_from(n).with_context(|| {
+                    format!(
+                        "{file}'s scene \"{}\" has {what} {n}, which rendermesh cannot render; \
+                         choose frames with --frames",
+                        report.scene
+                    )
+                })
+            };
+            let start = number(report.frame_start, "its first frame at")?;
+            let end = number(report.frame_end, "its last frame at")?;
+            let step = number(report.frame_step, "a frame step of")?;
+            FrameRange::with_step(start, end, step)
+                .with_context(|| format!("{file}'s own frame range does not render"))?
+        }
+    };
+    let (format, keep_file_format) = match args.format {
+        Some(format) => (format, false),
+        None => match report.output.file_format.as_str() {
+            "PNG" => (OutputFormat::Png, true),
+            "JPEG" => (OutputFormat::Jpg, true),
+            "BMP" => (OutputFormat::Bmp, true),
+            "OPEN_EXR" => (OutputFormat::Exr, true),
+            other => {
+                let movie = ["FFMPEG", "AVI_JPEG", "AVI_RAW"].contains(&other);
+                notes.push(format!(
+                    "{file} writes {}{other}, which rendermesh does not write: frames are \
+                     png (choose with --format)",
+                    if movie { "a movie, " } else { "" }
+                ));
+                (OutputFormat::Png, false)
+            }
+        },
+    };
+    let engine = match args.engine {
+        Some(engine) => {
+            if Engine::from_blender_name(&report.engine) != Some(engine) {
+                notes.push(format!(
+                    "rendering with {engine}; {file} renders with {}",
+                    report.engine
+                ));
+            }
+            engine
+        }
+        None => Engine::from_blender_name(&report.engine).with_context(|| {
+            format!(
+                "{file} renders with {}, which rendermesh does not run; choose an engine with \
+                 --engine cycles|eevee|workbench",
+                report.engine
+            )
+        })?,
+    };
+    let mut tiles = TilesArg::tiling(args.tiles, frames);
+    if tiles.is_some() && !engine.tiles_exactly() {
+        notes.push(format!(
+            "{engine} looks past a tile's edge, so its tiles would not match: rendering whole \
+             frames"
+        ));
+        tiles = None;
+    }
+    Ok(Resolved {
+        frames,
+        format,
+        keep_file_format,
+        engine,
+        tiles,
+        notes,
+    })
+}
+
 /// The job `render` submits; `blender_version` is left for the node to fill in, the files for
 /// [`upload_job`].
-fn job_spec(args: &RenderArgs, blend: BlobHash, blend_size: u64) -> JobSpec {
+fn job_spec(args: &RenderArgs, resolved: &Resolved, blend: BlobHash, blend_size: u64) -> JobSpec {
     JobSpec {
         name: args
             .file
@@ -898,16 +1132,18 @@ fn job_spec(args: &RenderArgs, blend: BlobHash, blend_size: u64) -> JobSpec {
             .unwrap_or_else(|| "scene.blend".into()),
         blend,
         blend_size,
-        frames: args.frames,
+        frames: resolved.frames,
         samples: args.samples,
         resolution_percent: args.resolution_percent,
-        format: args.format,
+        format: resolved.format,
         chunk: args.chunk,
-        tiles: TilesArg::tiling(args.tiles, args.frames),
+        tiles: resolved.tiles,
         blender_version: None,
         blend_path: None,
         deps: Vec::new(),
         missing: Vec::new(),
+        engine: resolved.engine,
+        keep_file_format: resolved.keep_file_format,
     }
 }
 
@@ -1257,12 +1493,20 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
                     .as_deref()
                     .map_or("-", |b| b.strip_prefix("Blender ").unwrap_or(b))
                     .to_owned(),
+                if p.engines.is_empty() {
+                    "-".to_owned()
+                } else {
+                    let names: Vec<&str> = p.engines.iter().map(|e| e.name()).collect();
+                    names.join(",")
+                },
                 task,
             ]
         })
         .collect();
     out.push_str(&table(
-        &["  NAME", "PEER ID", "CORES", "LOAD", "BLENDER", "TASK"],
+        &[
+            "  NAME", "PEER ID", "CORES", "LOAD", "BLENDER", "ENGINES", "TASK",
+        ],
         &rows,
         &[2, 3],
     ));
@@ -1353,9 +1597,14 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
         v.map_or("the file's".to_owned(), |v| format!("{v}{suffix}"))
     };
     out.push_str(&format!(
-        "frames:   {}, {}, samples {}, resolution {}, {}\n",
+        "frames:   {}, {}{}, samples {}, resolution {}, {}\n",
         spec.frames,
         spec.format,
+        if spec.keep_file_format {
+            " (the file's own settings)"
+        } else {
+            ""
+        },
         setting(spec.samples, ""),
         setting(spec.resolution_percent, "%"),
         match job.grid {
@@ -1371,6 +1620,15 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
         spec.blend,
         spec.blend_size,
         node(&job.origin)
+    ));
+    out.push_str(&format!(
+        "engine:   {}{}\n",
+        spec.engine,
+        if spec.engine.tiles_exactly() {
+            ""
+        } else {
+            " (whole frames only: its tiles would not match)"
+        }
     ));
     if !spec.deps.is_empty() {
         let bytes = rendermesh_protocol::files::total_size(&spec.deps).unwrap_or(u64::MAX);
@@ -1652,6 +1910,8 @@ mod tests {
             blend_path: None,
             deps: Vec::new(),
             missing: Vec::new(),
+            engine: Default::default(),
+            keep_file_format: false,
         }
     }
 
@@ -1697,6 +1957,7 @@ mod tests {
             memory: 1 << 30,
             load: 0.5,
             blender: Some("Blender 3.4.1".into()),
+            engines: vec![Engine::Cycles, Engine::Eevee],
             current: None,
             coordinator,
             is_self: false,
@@ -1718,6 +1979,7 @@ mod tests {
         let mut boot = peer("12D3KooWcccccccc333333", "boot", false);
         boot.role = Role::Bootstrap;
         boot.blender = None;
+        boot.engines.clear();
         boot.load = 0.0;
         let view = PeersView {
             me: "12D3KooWaaaaaaaa111111".into(),
@@ -1732,15 +1994,21 @@ mod tests {
             lines[0],
             "coordinator: lab-2 (12D3KooWbbbbbbbb222222) in term 3"
         );
-        assert_eq!(lines[1], "  NAME   PEER ID  CORES  LOAD  BLENDER  TASK");
+        assert_eq!(
+            lines[1],
+            "  NAME   PEER ID  CORES  LOAD  BLENDER  ENGINES       TASK"
+        );
         assert_eq!(
             lines[2],
-            "  lab-1  111111       8   50%  3.4.1    job abababab frames 1-6 (2/6)"
+            "  lab-1  111111       8   50%  3.4.1    cycles,eevee  job abababab frames 1-6 (2/6)"
         );
-        assert_eq!(lines[3], "* lab-2  222222       8   50%  3.4.1    idle");
+        assert_eq!(
+            lines[3],
+            "* lab-2  222222       8   50%  3.4.1    cycles,eevee  idle"
+        );
         assert_eq!(
             lines[4],
-            "  boot   333333       8    0%  -        bootstrap"
+            "  boot   333333       8    0%  -        -             bootstrap"
         );
         assert_eq!(lines[5], "open mesh: no secret");
         assert_eq!(lines.len(), 6);
@@ -1922,9 +2190,13 @@ mod tests {
         let Command::Render(args) = cli.command else {
             panic!("not the render command");
         };
-        assert_eq!(args.frames, FrameRange::new(1, 24).expect("range"));
-        assert_eq!(args.format, OutputFormat::Exr);
-        let spec = job_spec(&args, BlobHash::of(b"x"), 1);
+        assert_eq!(args.frames, Some(FrameRange::new(1, 24).expect("range")));
+        assert_eq!(args.format, Some(OutputFormat::Exr));
+        let resolved = resolve(&args, &report("CYCLES", (1, 250, 1), "PNG")).expect("resolves");
+        assert_eq!(resolved.frames, FrameRange::new(1, 24).expect("range"));
+        assert_eq!(resolved.format, OutputFormat::Exr);
+        assert!(!resolved.keep_file_format, "--format overrides the file's");
+        let spec = job_spec(&args, &resolved, BlobHash::of(b"x"), 1);
         assert_eq!(spec.name, "a.blend");
         assert!(spec.blender_version.is_none());
         assert_eq!(spec.tiles, None, "many frames render whole by default");
@@ -1933,6 +2205,9 @@ mod tests {
             ["--format", "tiff"],
             ["--tiles", "4"],
             ["--tiles", "0x2"],
+            ["--frames", "1-9x0"],
+            ["--frames", "9x2"],
+            ["--engine", "luxcore"],
         ] {
             let mut argv = vec!["rendermesh", "render", "a.blend", "--out", "o"];
             if bad[0] != "--frames" {
@@ -1944,6 +2219,80 @@ mod tests {
         }
     }
 
+    /// What Blender would say about a file with no external files.
+    fn report(engine: &str, (start, end, step): (i64, i64, i64), format: &str) -> Inspection {
+        Inspection {
+            blend: "/p/shot.blend".into(),
+            scene: "Scene".into(),
+            engine: engine.into(),
+            frame_start: start,
+            frame_end: end,
+            frame_step: step,
+            output: rendermesh_scene::inspect::OutputSettings {
+                file_format: format.into(),
+                color_depth: "16".into(),
+                color_mode: "RGBA".into(),
+                exr_codec: "ZIP".into(),
+                extension: ".png".into(),
+            },
+            files: Vec::new(),
+            unbaked: Vec::new(),
+        }
+    }
+
+    fn render_args(argv: &[&str]) -> RenderArgs {
+        let mut all = vec!["rendermesh", "render", "shot.blend", "--out", "o"];
+        all.extend(argv);
+        match Cli::try_parse_from(all).expect("parses").command {
+            Command::Render(args) => args,
+            _ => panic!("not the render command"),
+        }
+    }
+
+    #[test]
+    fn without_flags_a_job_renders_what_the_file_says_as_blender_does() {
+        let plain = render_args(&[]);
+        let r = resolve(&plain, &report("CYCLES", (1, 9, 2), "OPEN_EXR")).expect("resolves");
+        assert_eq!(r.frames.iter().collect::<Vec<_>>(), [1, 3, 5, 7, 9]);
+        assert_eq!((r.format, r.keep_file_format), (OutputFormat::Exr, true));
+        assert_eq!(r.engine, Engine::Cycles);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+        // A range the step does not end on stops at the last frame reached, as Blender does.
+        let r = resolve(&plain, &report("CYCLES", (2, 11, 4), "PNG")).expect("resolves");
+        assert_eq!(r.frames.iter().collect::<Vec<_>>(), [2, 6, 10]);
+
+        // The flags win.
+        let flags = render_args(&["--frames", "3-4", "--format", "jpg", "--engine", "cycles"]);
+        let r = resolve(&flags, &report("BLENDER_EEVEE", (1, 9, 2), "PNG")).expect("resolves");
+        assert_eq!(r.frames, FrameRange::new(3, 4).expect("range"));
+        assert_eq!((r.format, r.keep_file_format), (OutputFormat::Jpg, false));
+        assert_eq!(r.engine, Engine::Cycles);
+        assert_eq!(
+            r.notes,
+            ["rendering with cycles; shot.blend renders with BLENDER_EEVEE"]
+        );
+
+        // EEVEE renders whole frames, and says so.
+        let r = resolve(&plain, &report("BLENDER_EEVEE", (5, 5, 1), "PNG")).expect("resolves");
+        assert_eq!((r.engine, r.tiles), (Engine::Eevee, None));
+        assert!(
+            r.notes.iter().any(|n| n.contains("whole frames")),
+            "{:?}",
+            r.notes
+        );
+
+        // A format rendermesh cannot write falls back to PNG, and says so.
+        let r = resolve(&plain, &report("CYCLES", (1, 2, 1), "FFMPEG")).expect("resolves");
+        assert_eq!((r.format, r.keep_file_format), (OutputFormat::Png, false));
+        assert!(r.notes[0].contains("a movie, FFMPEG"), "{:?}", r.notes);
+
+        // What cannot be rendered is an error naming it.
+        let e = resolve(&plain, &report("LUXCORE", (1, 2, 1), "PNG")).unwrap_err();
+        assert!(format!("{e:#}").contains("LUXCORE"), "{e:#}");
+        let e = resolve(&plain, &report("CYCLES", (-5, 2, 1), "PNG")).unwrap_err();
+        assert!(format!("{e:#}").contains("-5"), "{e:#}");
+    }
+
     #[test]
     fn one_frame_is_tiled_automatically_unless_told_otherwise() {
         let tiles = |argv: &[&str]| {
@@ -1952,7 +2301,9 @@ mod tests {
             let Command::Render(args) = Cli::try_parse_from(all).expect("parses").command else {
                 panic!("not the render command");
             };
-            job_spec(&args, BlobHash::of(b"x"), 1).tiles
+            resolve(&args, &report("CYCLES", (1, 250, 1), "PNG"))
+                .expect("resolves")
+                .tiles
         };
         assert_eq!(tiles(&["--frames", "7"]), Some(Tiling::Auto));
         assert_eq!(tiles(&["--frames", "7", "--tiles", "none"]), None);

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use rendermesh_protocol::{
-    Assignment, BlobHash, Claim, Decision, Gossip, Heartbeat, Job, JobDigest, JobId, JobSpec,
-    NodeId, Outcome, Output, OutputFormat, Report, Request, Response, Role, TaskRef, TaskState,
-    Term, Tile, elect, limits, plan,
+    Assignment, BlobHash, Claim, Decision, Engine, Gossip, Heartbeat, Job, JobDigest, JobId,
+    JobSpec, NodeId, Outcome, Output, OutputFormat, Report, Request, Response, Role, TaskRef,
+    TaskState, Term, Tile, elect, limits, plan,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -258,6 +258,19 @@ impl Node {
         let fetcher = Fetcher::new(net.clone(), store.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(256);
         let (internal_tx, internal_rx) = mpsc::channel(256);
+        // Cycles runs wherever Blender does; what else runs headless is probed in the
+        // background (about a second), so that starting a node waits for nothing.
+        let engines = if blender_version.is_some() {
+            let probe = renderer.clone();
+            let tx = internal_tx.clone();
+            tasks.spawn(async move {
+                let engines = probe.engines().await;
+                let _ = tx.send(Internal::Engines(engines)).await;
+            });
+            vec![Engine::Cycles]
+        } else {
+            Vec::new()
+        };
         let memory = match sysinfo::System::new() {
             Ok(mut sys) => {
                 sys.refresh_memory();
@@ -275,6 +288,7 @@ impl Node {
                 .unwrap_or(1),
             memory,
             blender: blender_version.clone(),
+            engines,
             net: net.clone(),
             store: store.clone(),
             ctx: WorkerContext {
@@ -413,8 +427,28 @@ enum StitchFailure {
     Fatal(String),
 }
 
+/// What a worker renders with, as its heartbeats say.
+#[derive(Clone, Debug)]
+struct Capable {
+    /// Its Blender version.
+    blender: Option<String>,
+    /// The engines it can run headless.
+    engines: Vec<Engine>,
+}
+
+impl Capable {
+    /// Whether it may render tasks of `spec`: the job's Blender version (when it names one) and
+    /// engine.
+    fn can_render(&self, spec: &JobSpec) -> bool {
+        (spec.blender_version.is_none() || self.blender == spec.blender_version)
+            && self.engines.contains(&spec.engine)
+    }
+}
+
 /// Events from the actor's own spawned work.
 enum Internal {
+    /// The engines this node's renderer runs headless.
+    Engines(Vec<Engine>),
     Progress {
         job: JobId,
         task: u32,
@@ -465,6 +499,8 @@ struct Mesh {
     memory: u64,
     /// This node's Blender version; `None`: it does not render.
     blender: Option<String>,
+    /// The engines this node renders with headless (Cycles until the probe says more).
+    engines: Vec<Engine>,
     net: NetHandle,
     store: BlobStore,
     ctx: WorkerContext,
@@ -585,6 +621,7 @@ impl Mesh {
             cores: self.cores,
             memory: self.memory,
             blender: self.blender.clone(),
+            engines: self.engines.clone(),
             load,
             current: self.current_ref(),
             term: self.max_term,
@@ -624,6 +661,7 @@ impl Mesh {
             memory: me.memory,
             load: me.load,
             blender: me.blender,
+            engines: me.engines,
             current: me.current,
             coordinator: coordinator.as_ref() == Some(&self.me),
             is_self: true,
@@ -643,6 +681,7 @@ impl Mesh {
                 memory: m.hb.memory,
                 load: m.hb.load,
                 blender: m.hb.blender.clone(),
+                engines: m.hb.engines.clone(),
                 current: m.hb.current.clone(),
                 is_self: false,
                 last_seen_ms: m.last_seen.elapsed().as_millis() as u64,
@@ -802,25 +841,35 @@ impl Mesh {
         Response::NotCoordinator(self.following.as_ref().map(|c| c.node.clone()))
     }
 
-    /// Live nodes that render, with their Blender versions (this node included).
-    fn workers(&self) -> Vec<(NodeId, Option<String>)> {
-        let mut out: Vec<(NodeId, Option<String>)> = self
+    /// Live nodes that render, with what they render with (this node included).
+    fn workers(&self) -> Vec<(NodeId, Capable)> {
+        let mut out: Vec<(NodeId, Capable)> = self
             .members
             .iter()
             .filter(|(_, m)| m.hb.role == Role::Worker && m.hb.blender.is_some())
-            .map(|(id, m)| (id.clone(), m.hb.blender.clone()))
+            .map(|(id, m)| {
+                let capable = Capable {
+                    blender: m.hb.blender.clone(),
+                    engines: m.hb.engines.clone(),
+                };
+                (id.clone(), capable)
+            })
             .collect();
         if self.role == Role::Worker && self.blender.is_some() {
-            out.push((self.me.clone(), self.blender.clone()));
+            let capable = Capable {
+                blender: self.blender.clone(),
+                engines: self.engines.clone(),
+            };
+            out.push((self.me.clone(), capable));
         }
-        out.sort();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
     fn matching_workers(&self, spec: &JobSpec) -> usize {
         self.workers()
             .iter()
-            .filter(|(_, v)| spec.blender_version.is_none() || *v == spec.blender_version)
+            .filter(|(_, capable)| capable.can_render(spec))
             .count()
     }
 
@@ -1212,7 +1261,7 @@ impl Mesh {
         }
         let now = Instant::now();
         self.cooldown.retain(|_, until| *until > now);
-        let mut idle: Vec<(NodeId, Option<String>)> = self
+        let mut idle: Vec<(NodeId, Capable)> = self
             .workers()
             .into_iter()
             .filter(|(n, _)| !busy.contains(n) && !self.cooldown.contains_key(n))
@@ -1242,8 +1291,8 @@ impl Mesh {
             };
             let mut i = 0;
             while i < idle.len() {
-                let (node, version) = &idle[i];
-                if job.spec.blender_version.is_some() && *version != job.spec.blender_version {
+                let (node, capable) = &idle[i];
+                if !capable.can_render(&job.spec) {
                     i += 1;
                     continue;
                 }
@@ -1355,6 +1404,12 @@ impl Mesh {
                 a.spec.blender_version, self.blender
             ));
         }
+        if !self.engines.contains(&a.spec.engine) {
+            return Response::Rejected(format!(
+                "the job renders with {}; this node cannot run it headless",
+                a.spec.engine
+            ));
+        }
         let cancel = CancellationToken::new();
         self.running = Some(Running {
             assignment: a.clone(),
@@ -1445,6 +1500,10 @@ impl Mesh {
 
     fn on_internal(&mut self, event: Internal) {
         match event {
+            Internal::Engines(engines) => {
+                info!(engines = ?engines, "render engines probed");
+                self.engines = engines;
+            }
             Internal::Progress { job, task, frame } => {
                 if let Some(r) = &mut self.running
                     && r.assignment.job == job

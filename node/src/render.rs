@@ -17,9 +17,12 @@
 //! exactly what a worker ran before sessions) is
 //!
 //! ```text
-//! blender -b --factory-startup -Y FILE -E CYCLES [-t N] --python-exit-code 2 -P settings.py \
-//!     -o OUT_DIR/frame_##### -F FMT -x 1 -s A -e B -a -- [--samples N] [--resolution-percent P]
+//! blender -b --factory-startup -Y FILE -E ENGINE [-t N] --python-exit-code 2 -P settings.py \
+//!     -o OUT_DIR/frame_##### [-F FMT] -x 1 -s A -e B -j STEP -a -- [--samples N] \
+//!     [--resolution-percent P] [--engine ENGINE] [--root ROOT] [--allow-missing]
 //! ```
+//!
+//! (`-F` is left out to keep the file's own output format and its options.)
 //!
 //! - `-Y` (`--disable-autoexec`) stops a `.blend`'s embedded Python (text blocks registered to
 //!   run on load, scripted drivers, the handlers they would install) from running: a job's file
@@ -27,9 +30,11 @@
 //! - `--factory-startup` ignores this machine's preferences and add-ons, so every node renders
 //!   the same pixels from the same file.
 //! - Arguments apply left to right: everything that sets up the render comes before `-a`.
-//! - `settings.py` ([`rendermesh_scene::SETTINGS_PY`]) forces Cycles on the CPU with denoising
-//!   off, applies the job's samples and resolution, and fails fast on a scene with no camera;
-//!   `--python-exit-code 2` makes any Python error in it end Blender with status 2.
+//! - `settings.py` ([`rendermesh_scene::SETTINGS_PY`]) sets the job's engine (Cycles on the CPU
+//!   with denoising off), applies the job's samples and resolution, re-roots every external
+//!   path under the job's directory (`--root`), refuses a missing file, and fails fast on a
+//!   scene with no camera; `--python-exit-code 2` makes any Python error in it end Blender with
+//!   status 2.
 //!
 //! The settings script is written on first use to a private directory of this process
 //! (`$TMPDIR/rendermesh-<pid>-<random>/`, mode 0700; a new one if a temp cleaner removes it),
@@ -46,7 +51,8 @@ use std::time::Duration;
 use rendermesh_protocol::{FrameRange, OutputFormat};
 use rendermesh_scene::inspect::InspectError;
 use rendermesh_scene::{
-    EXAMPLE_SCENE_PY, INSPECT_PY, Inspection, RenderSettings, SETTINGS_PY, Tile,
+    BAKE_PY, ENGINES_PY, EXAMPLE_SCENE_PY, Engine, INSPECT_PY, Inspection, RenderSettings,
+    SETTINGS_PY, Tile,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
@@ -58,6 +64,8 @@ use tracing::{debug, info, trace, warn};
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a scene-building script may take.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a bake may take.
+const BAKE_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// How long a killed Blender may take to be reaped before we stop waiting for it.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// Lines of output kept for error messages (progress lines excepted).
@@ -289,16 +297,18 @@ impl Blender {
         let mut output = out_dir.into_os_string();
         output.push("/frame_#####");
 
-        let mut cmd = self.render_command(&blend);
+        let mut cmd = self.render_command(&blend, settings);
         cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(settings_py)
             .arg("-o")
-            .arg(output)
-            .args(["-F", format.blender_name(), "-x", "1"])
-            .arg("-s")
+            .arg(output);
+        output_format(&mut cmd, format, settings);
+        cmd.arg("-s")
             .arg(frames.start.to_string())
             .arg("-e")
             .arg(frames.end.to_string())
+            .arg("-j")
+            .arg(frames.step.max(1).to_string())
             .arg("-a")
             .arg("--")
             .args(settings.script_args())
@@ -384,12 +394,12 @@ impl Blender {
         Ok(expected)
     }
 
-    /// `blender -b --factory-startup -Y BLEND -E CYCLES [-t N]`: how every render starts.
-    fn render_command(&self, blend: &Path) -> Command {
+    /// `blender -b --factory-startup -Y BLEND -E ENGINE [-t N]`: how every render starts.
+    fn render_command(&self, blend: &Path, settings: &RenderSettings) -> Command {
         let mut cmd = Command::new(&self.exe);
         cmd.args(["-b", "--factory-startup", "-Y"])
             .arg(blend)
-            .args(["-E", "CYCLES"]);
+            .args(["-E", settings.engine.blender_name()]);
         if let Some(threads) = self.threads {
             cmd.arg("-t").arg(threads.to_string());
         }
@@ -409,9 +419,9 @@ impl Blender {
         let file = blend.into();
         let blend = absolute(file.path)?;
         let settings_py = self.scripts.settings()?;
-        let mut cmd = self.render_command(&blend);
-        cmd.args(["-F", format.blender_name(), "-x", "1"])
-            .args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
+        let mut cmd = self.render_command(&blend, settings);
+        output_format(&mut cmd, format, settings);
+        cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(settings_py)
             .arg("--")
             .args(
@@ -497,16 +507,20 @@ impl Blender {
         args: &[&str],
     ) -> Result<String, RenderError> {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        self.run_script_on(None, script_text, &args).await
+        self.run_script_on(None, script_text, &args, SCRIPT_TIMEOUT, &mut |_| {})
+            .await
     }
 
     /// [`Blender::run_script`] with `blend` opened first (`-b --factory-startup -Y BLEND -P
-    /// SCRIPT -- ARGS`): the file's own Python does not run, ours does.
+    /// SCRIPT -- ARGS`): the file's own Python does not run, ours does. Each line the script
+    /// prints to stdout that starts with `rendermesh:` goes to `on_line` as it comes.
     async fn run_script_on(
         &self,
         blend: Option<&Path>,
         script_text: &str,
         args: &[&std::ffi::OsStr],
+        limit: Duration,
+        on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<String, RenderError> {
         let script = self.scripts.write_script(script_text)?;
         let mut cmd = Command::new(&self.exe);
@@ -524,6 +538,9 @@ impl Blender {
             let mut stdout = VecDeque::new();
             while let Some((stream, line)) = run.next_line().await {
                 if stream == Stream::Stdout {
+                    if line.starts_with("rendermesh:") {
+                        on_line(&line);
+                    }
                     if stdout.len() == TAIL_LINES {
                         stdout.pop_front();
                     }
@@ -536,14 +553,86 @@ impl Blender {
             }
             Ok(Vec::from(stdout).join("\n"))
         };
-        let result = tokio::time::timeout(SCRIPT_TIMEOUT, work).await;
+        let result = tokio::time::timeout(limit, work).await;
         if let Err(e) = std::fs::remove_file(&script) {
             warn!(path = %script.display(), error = %e, "could not remove a script");
         }
         result.map_err(|_| RenderError::Timeout {
             what: "a Blender script",
-            after: SCRIPT_TIMEOUT,
+            after: limit,
         })?
+    }
+
+    /// Bakes every unbaked simulation of `blend` ([`BAKE_PY`]) into the copy `out` (its
+    /// directory must exist), with `cache_dir` (an empty directory) for what bakes only to disk
+    /// (fluid domains; `out` names those files by absolute paths). `blend` is not changed and
+    /// nothing is written beside it. Each `rendermesh: baking ...` line goes to `progress` as
+    /// Blender prints it; returns how many simulations were baked. Bounded by 12 hours (a bake
+    /// may take long; ctrl-c on the command stops it).
+    #[tracing::instrument(level = "debug", skip_all, fields(blend = %blend.display()))]
+    pub async fn bake(
+        &self,
+        blend: &Path,
+        out: &Path,
+        cache_dir: &Path,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<usize, RenderError> {
+        let file = absolute(blend)?;
+        let out = absolute(out)?;
+        let cache_dir = absolute(cache_dir)?;
+        // The script opens the file itself: opened by Blender before the script runs, a file's
+        // unbaked disk caches beside it would be rewritten.
+        let stdout = self
+            .run_script_on(
+                None,
+                BAKE_PY,
+                &[file.as_os_str(), out.as_os_str(), cache_dir.as_os_str()],
+                BAKE_TIMEOUT,
+                progress,
+            )
+            .await?;
+        let baked = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("rendermesh: baked "))
+            .and_then(|rest| rest.split(' ').next()?.parse().ok());
+        match baked {
+            Some(n) if out.is_file() => Ok(n),
+            _ => Err(RenderError::Failed {
+                message: format!(
+                    "Blender did not save the baked copy of `{}`: {}",
+                    blend.display(),
+                    last_lines(stdout.lines())
+                ),
+            }),
+        }
+    }
+
+    /// The engines this Blender renders with headless: Cycles wherever Blender runs, and
+    /// EEVEE and Workbench when an 8x8 Workbench render works ([`ENGINES_PY`]: they need an
+    /// OpenGL context, which headless Blender gets through surfaceless EGL where the drivers
+    /// allow). Takes about a second; a Blender that does not run at all gives none.
+    pub async fn engines(&self) -> Vec<Engine> {
+        match self.run_script(ENGINES_PY, &[]).await {
+            Ok(out)
+                if out
+                    .lines()
+                    .any(|l| l == "rendermesh: engine BLENDER_WORKBENCH ok") =>
+            {
+                vec![Engine::Cycles, Engine::Eevee, Engine::Workbench]
+            }
+            Ok(out) => {
+                let why = out
+                    .lines()
+                    .find(|l| l.contains("failed"))
+                    .unwrap_or("no answer");
+                info!("EEVEE and Workbench do not run headless here: {why}");
+                vec![Engine::Cycles]
+            }
+            Err(e) => {
+                warn!("cannot ask Blender which engines run here: {e}");
+                Vec::new()
+            }
+        }
     }
 
     /// What this Blender says about `blend` ([`INSPECT_PY`]): its engine, frames, output
@@ -554,7 +643,13 @@ impl Blender {
     pub async fn inspect(&self, blend: &Path) -> Result<Inspection, RenderError> {
         let report = self.scripts.fresh_path("inspect", "json")?;
         let result = self
-            .run_script_on(Some(blend), INSPECT_PY, &[report.as_os_str()])
+            .run_script_on(
+                Some(blend),
+                INSPECT_PY,
+                &[report.as_os_str()],
+                SCRIPT_TIMEOUT,
+                &mut |_| {},
+            )
             .await;
         let text = result.and_then(|_| read_report(&report, blend));
         let _ = std::fs::remove_file(&report);
@@ -1071,6 +1166,15 @@ fn frame_list(frames: &[u32]) -> String {
     }
 }
 
+/// `-F FMT -x 1`, or only `-x 1` to keep the file's own format and its options (the job
+/// checked at submit that the file's format is `format`).
+fn output_format(cmd: &mut Command, format: OutputFormat, settings: &RenderSettings) {
+    if !settings.keep_file_format || settings.tile.is_some() {
+        cmd.args(["-F", format.blender_name()]);
+    }
+    cmd.args(["-x", "1"]);
+}
+
 /// Pipes stdout and stderr, closes stdin, and kills the child when the handle is dropped.
 fn piped(cmd: &mut Command) {
     cmd.stdin(Stdio::null())
@@ -1115,6 +1219,8 @@ mod tests {
         tile: None,
         exact: false,
         allow_missing: false,
+        engine: rendermesh_scene::Engine::Cycles,
+        keep_file_format: false,
     };
 
     /// Renders with a progress receiver that collects every event.
@@ -1271,12 +1377,46 @@ mod tests {
             "3",
             "-e",
             "7",
+            "-j",
+            "1",
             "-a",
             "--",
             "--samples",
             "4",
         ];
         assert_eq!(args, expected);
+        // Another engine, the file's own format, a frame step and a job root.
+        let eevee = RenderSettings {
+            engine: Engine::Eevee,
+            keep_file_format: true,
+            ..settings
+        };
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let file = BlendFile {
+            path: blend,
+            root: Some(&root),
+        };
+        let stepped = FrameRange::with_step(1, 9, 4).unwrap();
+        let cmd = b
+            .frames_command(file, &out, stepped, OutputFormat::Exr, &eevee)
+            .unwrap();
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let text = args.join(" ");
+        assert!(text.contains("-E BLENDER_EEVEE"), "{text}");
+        assert!(!args.contains(&"-F".to_owned()), "{text}");
+        assert!(text.contains("-x 1 -s 1 -e 9 -j 4 -a"), "{text}");
+        assert!(
+            text.ends_with(&format!(
+                "-- --samples 4 --engine BLENDER_EEVEE --root {}",
+                root.display()
+            )),
+            "{text}"
+        );
         assert_eq!(std::fs::read_to_string(&script).unwrap(), SETTINGS_PY);
         let err = b
             .frames_command(

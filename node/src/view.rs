@@ -1,7 +1,7 @@
 //! What the local API returns as JSON (besides `rendermesh_protocol::Job`, which serializes
 //! its ids as hex text in JSON).
 
-use rendermesh_protocol::{Role, TaskRef};
+use rendermesh_protocol::{Engine, Role, TaskRef};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Stats;
@@ -25,6 +25,9 @@ pub struct PeerView {
     pub load: f32,
     /// Its Blender version.
     pub blender: Option<String>,
+    /// The engines it renders with headless.
+    #[serde(default)]
+    pub engines: Vec<Engine>,
     /// What it is rendering.
     pub current: Option<TaskRef>,
     /// True when it is the coordinator.

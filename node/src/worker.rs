@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rendermesh_protocol::{Assignment, BlobHash, JobId, NodeId, Outcome, Output, OutputFormat};
-use rendermesh_scene::RenderSettings;
+use rendermesh_scene::{Engine, RenderSettings};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,6 +27,11 @@ use crate::store::BlobStore;
 pub trait Renderer: Send + Sync + 'static {
     /// The renderer's version (`Blender 3.4.1`); `None` when it cannot run here.
     async fn version(&self) -> Option<String>;
+
+    /// The engines it renders with on this machine (asked once, at start).
+    async fn engines(&self) -> Vec<Engine> {
+        vec![Engine::Cycles]
+    }
 
     /// Renders `assignment.frames` of `blend` (laid out with its files by the worker) into
     /// `out_dir`; reports each finished frame on `progress`; returns every frame's file, in
@@ -183,6 +188,10 @@ impl Renderer for BlenderRenderer {
         }
     }
 
+    async fn engines(&self) -> Vec<Engine> {
+        self.blender.engines().await
+    }
+
     async fn render(
         &self,
         blend: BlendFile<'_>,
@@ -197,6 +206,9 @@ impl Renderer for BlenderRenderer {
             tile: if self.sessions { None } else { a.tile },
             exact: a.tile.is_some(),
             allow_missing: !a.spec.missing.is_empty(),
+            engine: a.spec.engine,
+            // Tiles are written lossless and encoded in the job's format once stitched.
+            keep_file_format: a.spec.keep_file_format && a.tile.is_none(),
         };
         let (tx, mut rx) = mpsc::channel(64);
         let forward = async {

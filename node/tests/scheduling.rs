@@ -14,7 +14,7 @@ use rendermesh_node::render::BlendFile;
 use rendermesh_node::worker::Renderer;
 use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{
-    Assignment, BlobHash, Dependency, FrameRange, JobId, JobSpec, JobState, OutputFormat,
+    Assignment, BlobHash, Dependency, Engine, FrameRange, JobId, JobSpec, JobState, OutputFormat,
     TaskState, TileGrid, Tiling,
 };
 use tokio::sync::mpsc;
@@ -30,6 +30,8 @@ struct FakeRenderer {
     fail_with: Option<String>,
     wrong_tiles: bool,
     rendered: AtomicU32,
+    /// What it says it renders with.
+    engines: Vec<Engine>,
 }
 
 /// The size of the frame the fake renderer cuts tiles from.
@@ -58,6 +60,7 @@ impl FakeRenderer {
             fail_with: fail_with.map(str::to_owned),
             wrong_tiles: false,
             rendered: AtomicU32::new(0),
+            engines: Engine::ALL.to_vec(),
         })
     }
 
@@ -68,6 +71,7 @@ impl FakeRenderer {
             fail_with: None,
             wrong_tiles: true,
             rendered: AtomicU32::new(0),
+            engines: Engine::ALL.to_vec(),
         })
     }
 }
@@ -76,6 +80,10 @@ impl FakeRenderer {
 impl Renderer for FakeRenderer {
     async fn version(&self) -> Option<String> {
         Some(self.version.clone())
+    }
+
+    async fn engines(&self) -> Vec<Engine> {
+        self.engines.clone()
     }
 
     async fn render(
@@ -239,6 +247,8 @@ async fn submit_tiled(
         blend_path: None,
         deps: Vec::new(),
         missing: Vec::new(),
+        engine: Default::default(),
+        keep_file_format: false,
     };
     h.submit(spec).await.expect("submit")
 }
@@ -340,6 +350,62 @@ async fn a_job_runs_only_on_nodes_with_the_submitters_blender_version() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_only_on_nodes_that_run_its_engine_and_never_in_tiles_that_would_differ() {
+    let mut cycles_only = FakeRenderer::new("Fake 1.0", Duration::from_millis(50), None);
+    Arc::get_mut(&mut cycles_only)
+        .expect("not shared yet")
+        .engines = vec![Engine::Cycles];
+    let renderers = vec![
+        FakeRenderer::new("Fake 1.0", Duration::from_millis(50), None),
+        cycles_only,
+    ];
+    let m = mesh(renderers.clone()).await;
+    // The coordinator knows what each node runs from its heartbeats.
+    poll(
+        "node 0 to say it runs EEVEE",
+        Duration::from_secs(10),
+        || async {
+            let peers = m.nodes[1].handle().peers().await.ok()?;
+            let n0 = peers.peers.iter().find(|p| p.name == "n0")?;
+            n0.engines.contains(&Engine::Eevee).then_some(())
+        },
+    )
+    .await;
+    let h = m.nodes[1].handle();
+    let bytes = b"BLENDER-v304 an EEVEE scene";
+    let spec = JobSpec {
+        name: "eevee.blend".into(),
+        blend: h.store().put_bytes(bytes).await.expect("put"),
+        blend_size: bytes.len() as u64,
+        frames: FrameRange::new(1, 6).expect("range"),
+        samples: None,
+        resolution_percent: None,
+        format: OutputFormat::Png,
+        chunk: Some(1),
+        tiles: Some(Tiling::Auto),
+        blender_version: None,
+        blend_path: None,
+        deps: Vec::new(),
+        missing: Vec::new(),
+        engine: Engine::Eevee,
+        keep_file_format: false,
+    };
+    let id = h.submit(spec).await.expect("submit");
+    let job = finished(&m.nodes[1], id).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+    assert_eq!(job.grid, None, "EEVEE was tiled");
+    assert_eq!(job.tasks.len(), 6);
+    assert_eq!(
+        renderers[1].rendered.load(Ordering::SeqCst),
+        0,
+        "a node without EEVEE rendered"
+    );
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiles_rendered_across_nodes_are_stitched_into_each_frame() {
     let renderers: Vec<_> = (0..3)
         .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(100), None))
@@ -434,6 +500,8 @@ async fn submit_with_files(node: &Node, frames: FrameRange, files: &[(&str, &[u8
         blend_path: Some("/home/u/proj/shot.blend".into()),
         deps,
         missing: Vec::new(),
+        engine: Default::default(),
+        keep_file_format: false,
     };
     h.submit(spec).await.expect("submit")
 }

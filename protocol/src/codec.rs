@@ -87,6 +87,8 @@ mod tests {
                 size: 1,
             }],
             missing: vec!["/home/u/tex/gone.png".into()],
+            engine: Default::default(),
+            keep_file_format: false,
         }
     }
 
@@ -203,6 +205,7 @@ mod tests {
             cores: 2,
             memory: 1 << 30,
             blender: Some("Blender 3.4.1".into()),
+            engines: vec![rendermesh_scene::Engine::Cycles],
             load: 0.5,
             current: None,
             term: Term(2),

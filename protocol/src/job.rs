@@ -7,25 +7,44 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use rendermesh_scene::Tile;
+use rendermesh_scene::{Engine, Tile};
 
 use crate::files::{self, Dependency};
 use crate::id::{BlobHash, JobId, NodeId, Term};
 use crate::{Error, limits};
 
-/// An inclusive range of frame numbers, `start..=end`.
+/// The frames `start`, `start + step`, ... up to `end` inclusive (Blender's frame range and
+/// frame step; `end` is always one of the frames).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FrameRange {
     /// First frame rendered.
     pub start: u32,
     /// Last frame rendered (inclusive).
     pub end: u32,
+    /// Frames between two rendered ones (Blender's frame step): 1 renders every frame.
+    #[serde(default = "one")]
+    pub step: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl FrameRange {
-    /// A checked range: `start <= end`, within Blender's frame limit and the job size limit.
+    /// A checked range of every frame: `start <= end`, within Blender's frame limit and the job
+    /// size limit.
     pub fn new(start: u32, end: u32) -> Result<Self, Error> {
-        let text = format!("{start}-{end}");
+        Self::with_step(start, end, 1)
+    }
+
+    /// A checked range of every `step`th frame from `start`, as Blender renders with a frame
+    /// step: `end` becomes the last frame reached (`1-10` by 4 is 1, 5, 9).
+    pub fn with_step(start: u32, end: u32, step: u32) -> Result<Self, Error> {
+        let text = if step == 1 {
+            format!("{start}-{end}")
+        } else {
+            format!("{start}-{end}x{step}")
+        };
         if start > end {
             return Err(Error::BadFrames {
                 text,
@@ -38,7 +57,16 @@ impl FrameRange {
                 reason: format!("Blender's frames end at {}", limits::MAX_FRAME_NUMBER),
             });
         }
-        let range = Self { start, end };
+        if !(1..=limits::MAX_FRAME_NUMBER).contains(&step) {
+            return Err(Error::BadFrames {
+                text,
+                reason: "the frame step must be at least 1".into(),
+            });
+        }
+        let end = start + (end - start) / step * step;
+        // One frame has no step: the same range whatever step was asked.
+        let step = if end == start { 1 } else { step };
+        let range = Self { start, end, step };
         if range.len() > limits::MAX_JOB_FRAMES {
             return Err(Error::BadFrames {
                 text,
@@ -48,9 +76,24 @@ impl FrameRange {
         Ok(range)
     }
 
-    /// How many frames the range holds.
+    /// The single frame `frame`.
+    pub fn single(frame: u32) -> Self {
+        Self {
+            start: frame,
+            end: frame,
+            step: 1,
+        }
+    }
+
+    /// Whether the range is one [`FrameRange::with_step`] makes: what a range that came from
+    /// elsewhere must be before it is used.
+    pub fn is_valid(&self) -> bool {
+        Self::with_step(self.start, self.end, self.step).is_ok_and(|r| r == *self)
+    }
+
+    /// How many frames the range holds (1 for a malformed range, never a panic).
     pub fn len(&self) -> u32 {
-        self.end - self.start + 1
+        self.end.saturating_sub(self.start) / self.step.max(1) + 1
     }
 
     /// Never true: a range holds at least one frame. Present for clippy's `len_without_is_empty`.
@@ -60,16 +103,19 @@ impl FrameRange {
 
     /// The frames, in order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + use<> {
-        self.start..=self.end
+        (self.start..=self.end).step_by(self.step.max(1) as usize)
     }
 }
 
 impl fmt::Display for FrameRange {
+    /// `7`, `1-250`, or with a step `1-250x2`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.start == self.end {
             write!(f, "{}", self.start)
-        } else {
+        } else if self.step == 1 {
             write!(f, "{}-{}", self.start, self.end)
+        } else {
+            write!(f, "{}-{}x{}", self.start, self.end, self.step)
         }
     }
 }
@@ -77,23 +123,28 @@ impl fmt::Display for FrameRange {
 impl FromStr for FrameRange {
     type Err = Error;
 
-    /// Parses `A-B` or a single frame `N`.
+    /// Parses `A-B`, `A-BxS` (every `S`th frame from `A`) or a single frame `N`.
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::BadFrames {
             text: s.to_owned(),
             reason: reason.to_owned(),
         };
         let number = |part: &str| {
-            part.trim()
-                .parse::<u32>()
-                .map_err(|_| bad("expected A-B or N with whole, non-negative frame numbers"))
+            part.trim().parse::<u32>().map_err(|_| {
+                bad("expected A-B, A-BxSTEP or N with whole, non-negative frame numbers")
+            })
         };
-        match s.split_once('-') {
-            Some((a, b)) => Self::new(number(a)?, number(b)?),
-            None => {
-                let n = number(s)?;
+        let (range, step) = match s.split_once(['x', 'X']) {
+            Some((range, step)) => (range, number(step)?),
+            None => (s, 1),
+        };
+        match range.split_once('-') {
+            Some((a, b)) => Self::with_step(number(a)?, number(b)?, step),
+            None if step == 1 => {
+                let n = number(range)?;
                 Self::new(n, n)
             }
+            None => Err(bad("a frame step needs a range, e.g. 1-250x2")),
         }
     }
 }
@@ -279,12 +330,29 @@ pub struct JobSpec {
     /// then fails a task rather than render with a file missing.
     #[serde(default)]
     pub missing: Vec<String>,
+    /// The render engine: the file's own unless the user chose another. Only nodes that can
+    /// run it headless get its tasks; an engine that does not tile exactly renders whole frames.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Frames are written in the file's own output format with its own options (colour depth,
+    /// EXR codec, quality); `format` is that format. False: `format` with Blender's defaults.
+    #[serde(default)]
+    pub keep_file_format: bool,
 }
 
 impl JobSpec {
     /// Checks the values a person typed; names the field that is wrong.
     pub fn validate(&self) -> Result<(), Error> {
-        FrameRange::new(self.frames.start, self.frames.end)?;
+        if !self.frames.is_valid() {
+            FrameRange::with_step(self.frames.start, self.frames.end, self.frames.step)?;
+            return Err(Error::BadFrames {
+                text: format!(
+                    "{}-{}x{}",
+                    self.frames.start, self.frames.end, self.frames.step
+                ),
+                reason: "the last frame is not reached from the first by the step".into(),
+            });
+        }
         if let Some(samples) = self.samples
             && !(1..=limits::MAX_SAMPLES).contains(&samples)
         {
@@ -381,15 +449,18 @@ pub fn plan_chunks(frames: FrameRange, workers: usize, chunk: Option<u32>) -> Ve
             count.div_ceil(per).clamp(1, 16)
         }
     };
+    let step = frames.step.max(1);
     let mut chunks = Vec::with_capacity(count.div_ceil(size) as usize);
     let mut start = frames.start;
     loop {
-        let end = start.saturating_add(size - 1).min(frames.end);
-        chunks.push(FrameRange { start, end });
-        if end == frames.end {
+        let end = start
+            .saturating_add((size - 1).saturating_mul(step))
+            .min(frames.end);
+        chunks.push(FrameRange { start, end, step });
+        if end >= frames.end {
             return chunks;
         }
-        start = end + 1;
+        start = end + step;
     }
 }
 
@@ -404,12 +475,14 @@ pub struct Plan {
 }
 
 /// Plans `spec` for `workers` live nodes: frame chunks ([`plan_chunks`]), or, when the spec
-/// asks for tiles and the grid has more than one, one task per tile per frame, frame by frame,
+/// asks for tiles, the engine tiles exactly and the grid has more than one, one task per tile
+/// per frame, frame by frame,
 /// each frame's tiles row by row from the top. The grid is capped so that the job stays within
 /// [`limits::MAX_TILED_TASKS`].
 pub fn plan(spec: &JobSpec, workers: usize) -> Plan {
     let grid = match spec.tiles {
         None => None,
+        Some(_) if !spec.engine.tiles_exactly() => None,
         Some(Tiling::Auto) => TileGrid::auto(workers),
         Some(Tiling::Grid(grid)) => Some(grid),
     }
@@ -427,15 +500,8 @@ pub fn plan(spec: &JobSpec, workers: usize) -> Plan {
             .frames
             .iter()
             .flat_map(|frame| {
-                Tile::grid(grid.cols, grid.rows).map(move |tile| {
-                    (
-                        FrameRange {
-                            start: frame,
-                            end: frame,
-                        },
-                        Some(tile),
-                    )
-                })
+                Tile::grid(grid.cols, grid.rows)
+                    .map(move |tile| (FrameRange::single(frame), Some(tile)))
             })
             .collect(),
     };
@@ -927,6 +993,8 @@ mod tests {
             blend_path: None,
             deps: Vec::new(),
             missing: Vec::new(),
+            engine: Default::default(),
+            keep_file_format: false,
         }
     }
 
@@ -947,6 +1015,56 @@ mod tests {
         }
         let err = "5-3".parse::<FrameRange>().unwrap_err().to_string();
         assert!(err.contains("after the last"), "{err}");
+    }
+
+    #[test]
+    fn a_frame_step_renders_every_nth_frame_and_ends_on_a_frame() {
+        let r: FrameRange = "1-10x4".parse().unwrap();
+        assert_eq!(r.iter().collect::<Vec<_>>(), [1, 5, 9]);
+        assert_eq!((r.end, r.len(), r.to_string()), (9, 3, "1-9x4".to_owned()));
+        assert!(r.is_valid());
+        assert_eq!(
+            "2-2x3".parse::<FrameRange>().unwrap(),
+            FrameRange::single(2)
+        );
+        for bad in ["1-9x0", "9x2", "1-9x", "1-9xx2"] {
+            let err = bad.parse::<FrameRange>().unwrap_err().to_string();
+            assert!(err.contains("bad frame range"), "{bad}: {err}");
+        }
+        // Chunks keep the step and never render a frame off it.
+        let chunks = plan_chunks(r, 1, Some(2));
+        assert_eq!(
+            chunks
+                .iter()
+                .map(|c| c.iter().collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            [vec![1, 5], vec![9]]
+        );
+        // A record from elsewhere whose end is off its step, or whose step is 0, is refused,
+        // and never panics.
+        let off = FrameRange {
+            start: 1,
+            end: 8,
+            step: 4,
+        };
+        let zero = FrameRange {
+            start: 9,
+            end: 1,
+            step: 0,
+        };
+        assert!(!off.is_valid() && !zero.is_valid());
+        assert_eq!((zero.len(), zero.iter().count()), (1, 0));
+        let mut s = spec(range(1, 2));
+        s.frames = off;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not reached")
+        );
+        // A record without a step (an older node's) reads as every frame.
+        let old: FrameRange = serde_json::from_str(r#"{"start": 3, "end": 5}"#).unwrap();
+        assert_eq!(old, range(3, 5));
     }
 
     #[test]

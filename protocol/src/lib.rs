@@ -30,7 +30,7 @@ pub use job::{
 pub use message::{
     Assignment, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response, Role, TaskRef,
 };
-pub use rendermesh_scene::{PixelRect, Tile};
+pub use rendermesh_scene::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
 pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/1";

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use rendermesh_scene::Tile;
+use rendermesh_scene::{Engine, Tile};
 
 use crate::id::{BlobHash, JobId, NodeId, Term};
 use crate::job::{FrameRange, Job, JobSpec, Output, Version};
@@ -65,6 +65,10 @@ pub struct Heartbeat {
     pub memory: u64,
     /// `Blender 3.4.1`, or `None` when Blender is missing.
     pub blender: Option<String>,
+    /// The render engines it runs headless (Cycles always; EEVEE and Workbench where Blender
+    /// can open a GPU context, through surfaceless EGL on a machine without a display).
+    #[serde(default)]
+    pub engines: Vec<Engine>,
     /// CPU load, 0.0..=1.0 averaged over all cores.
     pub load: f32,
     /// The task it is rendering.

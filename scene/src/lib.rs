@@ -35,6 +35,15 @@ use serde::{Deserialize, Serialize};
 /// `rendermesh: error: scene "NAME" has no camera`.
 pub const SETTINGS_PY: &str = include_str!("scripts/settings.py");
 
+/// Bakes every unbaked simulation of the opened `.blend` into a copy (`-- OUT.blend
+/// CACHE_DIR`), leaving the file itself as it is; prints `rendermesh: baking KIND "NAME" (frames
+/// A-B)` before each and `rendermesh: baked N simulations` at the end.
+pub const BAKE_PY: &str = include_str!("scripts/bake.py");
+
+/// Finds out whether this Blender renders with an OpenGL context headless (Workbench, and so
+/// EEVEE): prints `rendermesh: engine BLENDER_WORKBENCH ok` when it does.
+pub const ENGINES_PY: &str = include_str!("scripts/engines.py");
+
 /// Builds the example animation and saves it to the path given after `--`.
 ///
 /// `blender -b --factory-startup -Y -P example_scene.py -- OUT.blend`: frames 1–24 of a red cube
@@ -51,6 +60,73 @@ pub const NO_CAMERA_SCENE_PY: &str = concat!(
     "\n",
     include_str!("scripts/no_camera_scene.py"),
 );
+
+/// A render engine Blender runs headless.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Engine {
+    /// Cycles, on the CPU: path traced, the same pixels on every node; tiles stitch exactly.
+    #[default]
+    Cycles,
+    /// EEVEE (through surfaceless EGL when there is no display). Its screen-space effects
+    /// look past a tile's edge, so it renders whole frames only.
+    Eevee,
+    /// Workbench. Its cavity and outline effects are screen-space too: whole frames only.
+    Workbench,
+}
+
+impl Engine {
+    /// Every engine, in order.
+    pub const ALL: [Engine; 3] = [Engine::Cycles, Engine::Eevee, Engine::Workbench];
+
+    /// Blender's name for it (`-E NAME`, `scene.render.engine`).
+    pub fn blender_name(self) -> &'static str {
+        match self {
+            Self::Cycles => "CYCLES",
+            Self::Eevee => "BLENDER_EEVEE",
+            Self::Workbench => "BLENDER_WORKBENCH",
+        }
+    }
+
+    /// The engine Blender calls `name`, if it is one of these.
+    pub fn from_blender_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.blender_name() == name)
+    }
+
+    /// Whether tiles of a frame rendered apart stitch into exactly the whole frame.
+    pub fn tiles_exactly(self) -> bool {
+        self == Self::Cycles
+    }
+
+    /// `cycles`, `eevee`, `workbench`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cycles => "cycles",
+            Self::Eevee => "eevee",
+            Self::Workbench => "workbench",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    /// `cycles`, `eevee` or `workbench` (any case), or Blender's own names.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|e| e.name() == lower || e.blender_name().eq_ignore_ascii_case(&lower))
+            .ok_or_else(|| format!("unknown engine `{s}`: expected cycles, eevee or workbench"))
+    }
+}
 
 /// The render settings a job may override; `None` keeps the `.blend` file's own value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -70,6 +146,11 @@ pub struct RenderSettings {
     /// default the settings script refuses, naming every missing file: a missing texture
     /// renders magenta, and a frame that looks done but is wrong must never be delivered.
     pub allow_missing: bool,
+    /// The engine to render with (`-E`, and the settings script's `--engine`).
+    pub engine: Engine,
+    /// Write frames in the file's own output format with its own options (colour depth,
+    /// codec, quality): Blender is given no `-F`. Tiles are always written lossless.
+    pub keep_file_format: bool,
 }
 
 impl RenderSettings {
@@ -90,6 +171,9 @@ impl RenderSettings {
         }
         if self.allow_missing {
             args.push("--allow-missing".to_owned());
+        }
+        if self.engine != Engine::Cycles {
+            args.extend(["--engine".to_owned(), self.engine.blender_name().to_owned()]);
         }
         args
     }
@@ -199,6 +283,27 @@ impl std::fmt::Display for Tile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engines_read_as_people_and_blender_name_them() {
+        for engine in Engine::ALL {
+            assert_eq!(engine.name().parse::<Engine>(), Ok(engine));
+            assert_eq!(engine.blender_name().parse::<Engine>(), Ok(engine));
+            assert_eq!(
+                Engine::from_blender_name(engine.blender_name()),
+                Some(engine)
+            );
+        }
+        assert_eq!("EEVEE".parse::<Engine>(), Ok(Engine::Eevee));
+        assert!("luxcore".parse::<Engine>().unwrap_err().contains("luxcore"));
+        assert_eq!(Engine::from_blender_name("LUXCORE"), None);
+        assert!(Engine::Cycles.tiles_exactly() && !Engine::Eevee.tiles_exactly());
+        let eevee = RenderSettings {
+            engine: Engine::Eevee,
+            ..RenderSettings::default()
+        };
+        assert_eq!(eevee.script_args(), ["--engine", "BLENDER_EEVEE"]);
+    }
 
     #[test]
     fn script_args_name_only_what_is_overridden() {

@@ -479,6 +479,121 @@ impl DepsScene {
     }
 }
 
+/// The example scene changed by `python` (lines run with `scene` bound to its scene), saved
+/// as `dir/NAME.blend`: a fixture for what the example scene does not show.
+pub fn example_variant(dir: &Path, name: &str, python: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let example = dir.join(format!("{name}-example.blend"));
+    example_scene(&example)?;
+    let out = dir.join(format!("{name}.blend"));
+    let script = format!(
+        "import bpy\nscene = bpy.context.scene\n{python}\n\
+         bpy.ops.wm.save_as_mainfile(filepath={:?})\n",
+        out.display().to_string()
+    );
+    let output = run_bounded(
+        Command::new("blender")
+            .args(["-b", "--factory-startup", "-Y"])
+            .arg(&example)
+            .args(["--python-exit-code", "2", "--python-expr", &script]),
+        COMMAND_TIMEOUT,
+    )?;
+    if !output.status.success() || !out.is_file() {
+        bail!(
+            "cannot make {}: {}{}",
+            out.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// Renders `blend` as `blender -b FILE -o OUT/ref_#### -a` does, with nothing else: the file's
+/// own engine, frames, step and output format.
+pub fn blender_plain(blend: &Path, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)?;
+    let output = run_bounded(
+        Command::new("blender")
+            .args(["-b", "--factory-startup", "-Y"])
+            .arg(blend)
+            .arg("-o")
+            .arg(out.join("ref_####"))
+            .arg("-a"),
+        COMMAND_TIMEOUT,
+    )?;
+    if !output.status.success() {
+        bail!(
+            "blender -b -a failed with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(())
+}
+
+/// The fixture builder of an unbaked rigid-body animation (`scripts/sim_scene.py`).
+pub const SIM_SCENE_PY: &str = include_str!("scripts/sim_scene.py");
+
+/// Builds [`SIM_SCENE_PY`]'s scene at `path`: frames 1-8 of a cube falling onto a slab, its
+/// rigid-body simulation not baked.
+pub fn sim_scene(path: &Path) -> Result<()> {
+    let dir = path.parent().context("no parent")?;
+    std::fs::create_dir_all(dir)?;
+    let script = dir.join("sim_scene.py");
+    std::fs::write(&script, SIM_SCENE_PY)?;
+    let output = run_bounded(
+        Command::new("blender")
+            .args([
+                "-b",
+                "--factory-startup",
+                "-Y",
+                "--python-exit-code",
+                "2",
+                "-P",
+            ])
+            .arg(&script)
+            .arg("--")
+            .arg(path),
+        COMMAND_TIMEOUT,
+    )?;
+    if !output.status.success() || !path.is_file() {
+        bail!(
+            "sim_scene.py failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(())
+}
+
+/// Copies `blend` to `out` baked in place by Blender's own `ptcache.bake_all` (the way a person
+/// bakes a scene before sending it to a farm): the reference for a baked render.
+pub fn bake_with_blender(blend: &Path, out: &Path) -> Result<()> {
+    let script = format!(
+        "import bpy\nscene = bpy.context.scene\n\
+         with bpy.context.temp_override(scene=scene, point_cache=scene.rigidbody_world.point_cache):\n\
+         \x20   bpy.ops.ptcache.bake_all(bake=True)\n\
+         bpy.ops.wm.save_as_mainfile(filepath={:?})\n",
+        out.display().to_string()
+    );
+    let output = run_bounded(
+        Command::new("blender")
+            .args(["-b", "--factory-startup", "-Y"])
+            .arg(blend)
+            .args(["--python-exit-code", "2", "--python-expr", &script]),
+        COMMAND_TIMEOUT,
+    )?;
+    if !output.status.success() || !out.is_file() {
+        bail!(
+            "baking {} failed: {}",
+            blend.display(),
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+    Ok(())
+}
+
 /// Decoded RGBA pixels and size of an image file.
 pub fn pixels(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
     let img = image::open(path)

@@ -526,13 +526,20 @@ def unbaked_simulations(scene):
                 add("soft body", obj.name)
             elif md.type == "PARTICLE_SYSTEM":
                 psys = md.particle_system
-                # Hair without dynamics is static; every other system is stepped over time.
-                simulated = psys.settings.type != "HAIR" or psys.use_hair_dynamics
+                # Hair without dynamics is static, and a liquid domain's own (FLIP) system is
+                # never read from its cache; emitters are stepped over time.
+                kind = psys.settings.type
+                simulated = kind == "EMITTER" or (kind == "HAIR" and psys.use_hair_dynamics)
                 if simulated and not psys.point_cache.is_baked:
                     add("particles", obj.name)
             elif md.type == "DYNAMIC_PAINT" and md.canvas_settings is not None:
                 for surface in md.canvas_settings.canvas_surfaces:
-                    if surface.is_active and not surface.point_cache.is_baked:
+                    # An Image Sequence surface writes images, not a cache to bake.
+                    if (
+                        surface.is_active
+                        and surface.surface_format != "IMAGE"
+                        and not surface.point_cache.is_baked
+                    ):
                         add("dynamic paint", obj.name)
             elif md.type == "FLUID" and md.fluid_type == "DOMAIN":
                 ds = md.domain_settings

@@ -463,6 +463,8 @@ import argparse
 import sys
 
 PREFIX = "rendermesh:"
+# The engines rendermesh renders with (`rendermesh_scene::Engine`).
+ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
 
 
 def fail(message):
@@ -487,7 +489,10 @@ def parse_args():
     parser.add_argument("--serve", action="store_true")
     parser.add_argument("--root")
     parser.add_argument("--allow-missing", action="store_true")
+    parser.add_argument("--engine", default="CYCLES")
     args, unknown = parser.parse_known_args(argv)
+    if args.engine not in ENGINES:
+        fail(f"settings.py: --engine must be one of {', '.join(ENGINES)}, not {args.engine}")
     if unknown:
         fail(f"settings.py: unknown arguments {unknown}")
     if args.samples is not None and args.samples < 1:
@@ -753,10 +758,18 @@ def main():
             hint = " (it holds camera objects, but none is set as the scene's camera)"
         fail(f'scene "{scene.name}" has no camera{hint}')
 
-    scene.render.engine = "CYCLES"
+    scene.render.engine = args.engine
     scene.cycles.device = "CPU"
     if args.samples is not None:
-        scene.cycles.samples = args.samples
+        if args.engine == "CYCLES":
+            scene.cycles.samples = args.samples
+        elif args.engine == "BLENDER_EEVEE":
+            scene.eevee.taa_render_samples = args.samples
+        else:
+            # Workbench's anti-aliasing samples come in fixed steps (5, 8, 11, 16, 32): the
+            # largest not above the request, FXAA below 5.
+            steps = [v for v in (5, 8, 11, 16, 32) if v <= args.samples]
+            scene.display.render_aa = str(steps[-1]) if steps else "FXAA"
     if args.resolution_percent is not None:
         scene.render.resolution_percentage = args.resolution_percent
 
@@ -781,9 +794,14 @@ def main():
     if args.tile is not None:
         apply_tile(scene, *args.tile, width, height)
     check_files(scene, root, args.allow_missing, renamed)
+    samples = {
+        "CYCLES": lambda: scene.cycles.samples,
+        "BLENDER_EEVEE": lambda: scene.eevee.taa_render_samples,
+        "BLENDER_WORKBENCH": lambda: scene.display.render_aa,
+    }[args.engine]()
     print(
         f'{PREFIX} scene "{scene.name}": {r.engine} on {scene.cycles.device}, '
-        f"{scene.cycles.samples} samples, {width}x{height} "
+        f"{samples} samples, {width}x{height} "
         f"({r.resolution_percentage}% of {r.resolution_x}x{r.resolution_y}), denoising off",
         flush=True,
     )
