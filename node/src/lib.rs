@@ -11,6 +11,7 @@ pub mod chart;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod fetch;
 pub mod mesh;

@@ -20,15 +20,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libp2p::PeerId;
 use rendermesh_protocol::{
-    Assignment, BlobHash, Claim, Decision, Engine, Gossip, Heartbeat, Job, JobDigest, JobId,
-    JobSpec, NodeId, Outcome, Output, OutputFormat, Report, Request, Response, Role, TaskRef,
-    TaskState, Term, Tile, elect, limits, plan,
+    Assignment, BlobHash, Engine, Gossip, Heartbeat, Job, JobDigest, JobId, JobSpec, NodeId,
+    Outcome, Output, OutputFormat, Report, Request, Response, Role, TaskRef, TaskState, Term, Tile,
+    limits, plan,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::Multiaddr;
+use crate::core::Millis;
+use crate::core::membership::{Change, Member, Membership};
 use crate::fetch::Fetcher;
 use crate::net::{self, NetConfig, NetEvent, NetHandle};
 use crate::render::Blender;
@@ -39,9 +42,6 @@ use crate::{Config, Error};
 
 /// How often the actor looks at its state.
 const TICK: Duration = Duration::from_millis(100);
-/// A node waits this long after starting before it may claim to coordinate, so that it hears
-/// an existing coordinator first.
-const ELECTION_GRACE: Duration = Duration::from_millis(limits::PEER_TIMEOUT_MS + 500);
 /// Shortest gap between two heartbeats (a job change sends one early).
 const MIN_HEARTBEAT_GAP: Duration = Duration::from_millis(200);
 /// A worker whose heartbeats, this long after an assignment, name another task has lost it.
@@ -298,11 +298,8 @@ impl Node {
                 work_dir,
             },
             internal: internal_tx,
-            started: Instant::now(),
-            members: HashMap::new(),
-            max_term: Term(0),
-            leading: None,
-            following: None,
+            origin: Instant::now(),
+            membership: Membership::new(me.clone(), config.role, 0),
             jobs: HashMap::new(),
             pulling: HashSet::new(),
             running: None,
@@ -397,12 +394,6 @@ impl Node {
 }
 
 /// A peer heard from recently.
-struct Member {
-    peer: PeerId,
-    hb: Heartbeat,
-    last_seen: Instant,
-}
-
 /// The task this node is rendering.
 struct Running {
     assignment: Assignment,
@@ -505,15 +496,10 @@ struct Mesh {
     store: BlobStore,
     ctx: WorkerContext,
     internal: mpsc::Sender<Internal>,
-    started: Instant,
-    /// Live peers (never this node).
-    members: HashMap<NodeId, Member>,
-    /// The highest term seen anywhere.
-    max_term: Term,
-    /// `Some(term)` while this node coordinates.
-    leading: Option<Term>,
-    /// The coordinator this node follows.
-    following: Option<Claim>,
+    /// What [`core::Millis`] count from: when the actor started.
+    origin: Instant,
+    /// Live peers, terms and the election ([`core::membership`]).
+    membership: Membership,
     /// The replicated job table (the coordinator's is the one being written).
     jobs: HashMap<JobId, Job>,
     /// Job records being pulled.
@@ -583,11 +569,22 @@ impl Mesh {
     // ---- views ---------------------------------------------------------------------------
 
     fn coordinator(&self) -> Option<NodeId> {
-        if self.leading.is_some() {
-            Some(self.me.clone())
-        } else {
-            self.following.as_ref().map(|c| c.node.clone())
-        }
+        self.membership.coordinator()
+    }
+
+    /// Now, on the core's clock.
+    fn now(&self) -> Millis {
+        self.millis(Instant::now())
+    }
+
+    /// `at` on the core's clock.
+    fn millis(&self, at: Instant) -> Millis {
+        at.saturating_duration_since(self.origin).as_millis() as Millis
+    }
+
+    /// `Some(term)` while this node coordinates.
+    fn leading(&self) -> Option<Term> {
+        self.membership.leading()
     }
 
     fn current_ref(&self) -> Option<TaskRef> {
@@ -624,9 +621,9 @@ impl Mesh {
             engines: self.engines.clone(),
             load,
             current: self.current_ref(),
-            term: self.max_term,
+            term: self.membership.max_term(),
             coordinator: self.coordinator(),
-            claims: self.leading.is_some(),
+            claims: self.leading().is_some(),
             jobs: jobs
                 .into_iter()
                 .take(limits::MAX_DIGESTS)
@@ -667,10 +664,11 @@ impl Mesh {
             is_self: true,
             last_seen_ms: 0,
         }];
-        let mut others: Vec<&Member> = self.members.values().collect();
-        others.sort_by(|a, b| a.hb.name.cmp(&b.hb.name));
-        for m in others {
-            let id = NodeId(m.peer.to_string());
+        let now = self.now();
+        let mut others: Vec<(&NodeId, &Member)> = self.membership.members().collect();
+        others.sort_by(|a, b| a.1.hb.name.cmp(&b.1.hb.name));
+        for (id, m) in others {
+            let id = id.clone();
             peers.push(PeerView {
                 coordinator: coordinator.as_ref() == Some(&id),
                 id: id.0,
@@ -684,12 +682,12 @@ impl Mesh {
                 engines: m.hb.engines.clone(),
                 current: m.hb.current.clone(),
                 is_self: false,
-                last_seen_ms: m.last_seen.elapsed().as_millis() as u64,
+                last_seen_ms: now.saturating_sub(m.last_seen),
             });
         }
         PeersView {
             me: self.me.0.clone(),
-            term: self.max_term.0,
+            term: self.membership.max_term().0,
             coordinator: coordinator.map(|c| c.0),
             peers,
             secret: self.secret.clone(),
@@ -707,7 +705,7 @@ impl Mesh {
                     role: self.role,
                     addrs: self.addrs.clone(),
                     blender: self.blender.clone(),
-                    term: self.max_term.0,
+                    term: self.membership.max_term().0,
                     coordinator: self.coordinator().map(|c| c.0),
                     store: self.store.stats(),
                     secret: self.secret.clone(),
@@ -725,10 +723,10 @@ impl Mesh {
                 let _ = tx.send(self.jobs.get(&id).cloned());
             }
             Command::Coordinator(tx) => {
-                let target = if self.leading.is_some() {
+                let target = if self.leading().is_some() {
                     Target::Me
                 } else {
-                    match &self.following {
+                    match self.membership.following() {
                         Some(c) => match c.node.0.parse() {
                             Ok(p) => Target::Peer(p),
                             Err(_) => Target::Nobody,
@@ -764,39 +762,15 @@ impl Mesh {
 
     fn on_heartbeat(&mut self, from: PeerId, hb: Heartbeat) {
         let id = NodeId(from.to_string());
-        if id == self.me {
-            return;
-        }
-        if hb.term > self.max_term {
-            self.max_term = hb.term;
-        }
-        let is_new = !self.members.contains_key(&id);
-        if is_new {
-            info!(peer = %id.short(), name = %hb.name, "peer joined");
-            let addrs = hb.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let addrs: Vec<Multiaddr> = hb.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let name = hb.name.clone();
+        let now = self.now();
+        if self.membership.heard(id.clone(), Arc::new(hb), now) {
+            info!(peer = %id.short(), %name, "peer joined");
             let net = self.net.clone();
             self.tasks.spawn(async move {
                 let _ = net.dial(from, addrs).await;
             });
-        }
-        match self.members.get_mut(&id) {
-            Some(m) if hb.seq < m.hb.seq && hb.name == m.hb.name => {
-                // An old heartbeat that arrived late.
-            }
-            Some(m) => {
-                m.hb = hb;
-                m.last_seen = Instant::now();
-            }
-            None => {
-                self.members.insert(
-                    id,
-                    Member {
-                        peer: from,
-                        hb,
-                        last_seen: Instant::now(),
-                    },
-                );
-            }
         }
     }
 
@@ -838,14 +812,14 @@ impl Mesh {
     // ---- coordinator ---------------------------------------------------------------------
 
     fn not_coordinator(&self) -> Response {
-        Response::NotCoordinator(self.following.as_ref().map(|c| c.node.clone()))
+        Response::NotCoordinator(self.membership.following().map(|c| c.node.clone()))
     }
 
     /// Live nodes that render, with what they render with (this node included).
     fn workers(&self) -> Vec<(NodeId, Capable)> {
         let mut out: Vec<(NodeId, Capable)> = self
-            .members
-            .iter()
+            .membership
+            .members()
             .filter(|(_, m)| m.hb.role == Role::Worker && m.hb.blender.is_some())
             .map(|(id, m)| {
                 let capable = Capable {
@@ -874,13 +848,13 @@ impl Mesh {
     }
 
     fn on_submit(&mut self, id: JobId, spec: JobSpec, from: NodeId) -> Response {
-        let Some(term) = self.leading else {
+        let Some(term) = self.leading() else {
             return self.not_coordinator();
         };
         if self.jobs.contains_key(&id) {
             return Response::Accepted;
         }
-        if from != self.me && !self.members.contains_key(&from) {
+        if from != self.me && !self.membership.is_member(&from) {
             return Response::Busy(format!(
                 "unknown peer {from}: no heartbeat heard from it yet; retry once it has joined"
             ));
@@ -904,7 +878,7 @@ impl Mesh {
     }
 
     fn on_cancel(&mut self, id: JobId) -> Response {
-        let Some(term) = self.leading else {
+        let Some(term) = self.leading() else {
             return self.not_coordinator();
         };
         match self.jobs.get_mut(&id) {
@@ -930,7 +904,7 @@ impl Mesh {
                 let _ = tx.send(r);
             }
         };
-        let Some(term) = self.leading else {
+        let Some(term) = self.leading() else {
             respond(reply, self.not_coordinator());
             return;
         };
@@ -1050,10 +1024,9 @@ impl Mesh {
     /// Where a second copy of something this node made should go: the job's origin when it is
     /// live and not this node, else the first live peer; `None` in a mesh of one.
     fn second_copy_target(&self, origin: Option<NodeId>) -> Option<PeerId> {
-        let mut candidates: Vec<&NodeId> = self.members.keys().collect();
-        candidates.sort();
+        let candidates: Vec<&NodeId> = self.membership.members().map(|(id, _)| id).collect();
         let target = match origin {
-            Some(o) if o != self.me && self.members.contains_key(&o) => Some(o),
+            Some(o) if o != self.me && self.membership.is_member(&o) => Some(o),
             _ => candidates.first().map(|n| (*n).clone()),
         };
         target.and_then(|t| t.0.parse::<PeerId>().ok())
@@ -1115,7 +1088,7 @@ impl Mesh {
 
     fn on_stitched(&mut self, id: JobId, frame: u32, result: Result<Output, StitchFailure>) {
         self.stitching.remove(&(id, frame));
-        let (Some(term), Some(job)) = (self.leading, self.jobs.get_mut(&id)) else {
+        let (Some(term), Some(job)) = (self.leading(), self.jobs.get_mut(&id)) else {
             return;
         };
         match result {
@@ -1149,7 +1122,7 @@ impl Mesh {
         report: Report,
         reply: Option<oneshot::Sender<Response>>,
     ) {
-        let answer = match (self.leading, self.jobs.get_mut(&report.job)) {
+        let answer = match (self.leading(), self.jobs.get_mut(&report.job)) {
             (Some(term), Some(job)) => {
                 let Outcome::Done(outputs) = report.outcome else {
                     return;
@@ -1176,11 +1149,10 @@ impl Mesh {
         }
     }
 
+    /// Starts coordinating in `term` (the membership core decided so): the coordinator's
+    /// bookkeeping starts afresh, every running task with a fresh grace period.
     fn become_coordinator(&mut self, term: Term) {
         info!(term = %term, "coordinating");
-        self.leading = Some(term);
-        self.following = None;
-        self.max_term = self.max_term.max(term);
         self.assigning.clear();
         self.verifying.clear();
         self.stitching.clear();
@@ -1219,11 +1191,11 @@ impl Mesh {
                         })
                         && !self.assigning.contains(worker)
                 } else {
-                    match self.members.get(worker) {
+                    match self.membership.member(worker) {
                         None => true,
                         Some(m) => {
                             since.elapsed() > LOST_ASSIGNMENT_AFTER
-                                && m.last_seen > since + Duration::from_millis(1500)
+                                && m.last_seen > self.millis(since) + 1500
                                 && !m.hb.current.as_ref().is_some_and(|c| {
                                     c.job == job.id && c.task == t.index && c.attempt == t.attempt
                                 })
@@ -1271,7 +1243,9 @@ impl Mesh {
             if *n == self.me {
                 self.running.is_none()
             } else {
-                self.members.get(n).is_some_and(|m| m.hb.current.is_none())
+                self.membership
+                    .member(n)
+                    .is_some_and(|m| m.hb.current.is_none())
             }
         });
         if idle.is_empty() {
@@ -1363,7 +1337,7 @@ impl Mesh {
         debug!(node = %node.short(), "assignment not taken: {answer:?}");
         self.cooldown
             .insert(node.clone(), Instant::now() + ASSIGN_COOLDOWN);
-        if let (Some(term), Some(j)) = (self.leading, self.jobs.get_mut(&job))
+        if let (Some(term), Some(j)) = (self.leading(), self.jobs.get_mut(&job))
             && j.release(task, attempt, &node, term).is_ok()
         {
             self.assigned_at.remove(&(job, task));
@@ -1377,13 +1351,14 @@ impl Mesh {
         if self.role != Role::Worker || self.blender.is_none() {
             return Response::Rejected("this node does not render".into());
         }
-        if a.term < self.max_term {
+        if a.term < self.membership.max_term() {
             return Response::Rejected(format!(
                 "stale term {} (this node has seen term {})",
-                a.term, self.max_term
+                a.term,
+                self.membership.max_term()
             ));
         }
-        self.max_term = a.term;
+        self.membership.observe_term(a.term);
         if let Some(r) = &self.running {
             let same = r.assignment.job == a.job
                 && r.assignment.task == a.task
@@ -1600,19 +1575,12 @@ impl Mesh {
 
     async fn on_tick(&mut self) {
         let now = Instant::now();
-        let timeout = Duration::from_millis(limits::PEER_TIMEOUT_MS);
 
         // 1. Membership.
-        let gone: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| now.duration_since(m.last_seen) > timeout)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in gone {
-            self.members.remove(&id);
+        let at = self.now();
+        for id in self.membership.expire(at) {
             info!(peer = %id.short(), "peer gone");
-            if let Some(term) = self.leading {
+            if let Some(term) = self.leading() {
                 for job in self.jobs.values_mut() {
                     let n = job.requeue_node(&id, term);
                     if n > 0 {
@@ -1624,68 +1592,40 @@ impl Mesh {
         }
 
         // 2. Election.
-        let mut eligible: Vec<NodeId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.hb.role == Role::Worker)
-            .map(|(id, _)| id.clone())
-            .collect();
-        let in_grace = self.started.elapsed() < ELECTION_GRACE;
-        if self.role == Role::Worker && !in_grace {
-            eligible.push(self.me.clone());
-        }
-        let mut claims: Vec<Claim> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.hb.claims)
-            .map(|(id, m)| Claim {
-                node: id.clone(),
-                term: m.hb.term,
-            })
-            .collect();
-        if let Some(term) = self.leading {
-            claims.push(Claim {
-                node: self.me.clone(),
-                term,
-            });
-        }
-        match elect(&self.me, &eligible, &claims, self.max_term) {
-            Decision::Lead(term) => {
-                if self.leading != Some(term) {
-                    self.become_coordinator(term);
-                }
-            }
-            Decision::Follow(claim) => {
-                if self.leading.is_some() {
+        match self.membership.elect(at) {
+            Some(Change::Lead(term)) => self.become_coordinator(term),
+            Some(Change::Follow {
+                claim,
+                stepped_down,
+            }) => {
+                if stepped_down {
                     info!(coordinator = %claim.node.short(), term = %claim.term, "stepping down");
-                    self.leading = None;
                 }
-                if self.following.as_ref() != Some(&claim) {
-                    info!(coordinator = %claim.node.short(), term = %claim.term, "following");
-                    // Reports go to the new coordinator.
-                    for p in &mut self.reports {
-                        p.in_flight = false;
-                    }
+                info!(coordinator = %claim.node.short(), term = %claim.term, "following");
+                // Reports go to the new coordinator.
+                for p in &mut self.reports {
+                    p.in_flight = false;
                 }
-                self.max_term = self.max_term.max(claim.term);
-                self.following = Some(claim);
             }
-            Decision::Wait(_) | Decision::Nobody => {
-                self.leading = None;
-                self.following = None;
+            Some(Change::Nobody { stepped_down: true }) => {
+                info!("stepping down: no coordinator in view");
             }
+            Some(Change::Nobody { .. }) | None => {}
         }
 
         // 3. Anti-entropy: pull newer job records.
         let mut wanted: Vec<(JobId, PeerId)> = Vec::new();
-        for m in self.members.values() {
+        for (id, m) in self.membership.members() {
+            let Ok(peer) = id.0.parse::<PeerId>() else {
+                continue;
+            };
             for d in &m.hb.jobs {
                 let newer = self.jobs.get(&d.id).is_none_or(|j| d.version > j.version);
                 if newer
                     && !self.pulling.contains(&d.id)
                     && !wanted.iter().any(|(id, _)| *id == d.id)
                 {
-                    wanted.push((d.id, m.peer));
+                    wanted.push((d.id, peer));
                 }
             }
         }
@@ -1706,7 +1646,7 @@ impl Mesh {
         }
 
         // 4. Coordinator work.
-        if let Some(term) = self.leading {
+        if let Some(term) = self.leading() {
             self.reconcile(term);
             self.schedule(term);
             self.stitch_ready();

@@ -14,6 +14,8 @@
 //! highest term. Terms never go down, so an assignment stamped with an older term is recognised
 //! as stale everywhere.
 
+use std::borrow::Borrow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::id::{NodeId, Term};
@@ -45,10 +47,16 @@ pub enum Decision {
 /// `eligible` lists the live nodes that may coordinate (including `me` if it may); `claims`
 /// lists live nodes' current claims (including `me`'s own, if it is claiming); `max_term` is the
 /// highest term this node has seen anywhere.
-pub fn elect(me: &NodeId, eligible: &[NodeId], claims: &[Claim], max_term: Term) -> Decision {
+pub fn elect<E: Borrow<NodeId>>(
+    me: &NodeId,
+    eligible: &[E],
+    claims: &[Claim],
+    max_term: Term,
+) -> Decision {
+    let live = |node: &NodeId| eligible.iter().any(|e| e.borrow() == node);
     let winner = claims
         .iter()
-        .filter(|c| eligible.contains(&c.node))
+        .filter(|c| live(&c.node))
         .max_by(|a, b| a.term.cmp(&b.term).then_with(|| b.node.cmp(&a.node)));
     if let Some(w) = winner {
         return if &w.node == me {
@@ -57,8 +65,8 @@ pub fn elect(me: &NodeId, eligible: &[NodeId], claims: &[Claim], max_term: Term)
             Decision::Follow(w.clone())
         };
     }
-    match eligible.iter().min() {
-        Some(candidate) if candidate == me => Decision::Lead(Term(max_term.0 + 1)),
+    match eligible.iter().map(Borrow::borrow).min() {
+        Some(candidate) if candidate == me => Decision::Lead(Term(max_term.0.saturating_add(1))),
         Some(candidate) => Decision::Wait(candidate.clone()),
         None => Decision::Nobody,
     }
@@ -162,6 +170,9 @@ mod tests {
             elect(&n("x"), &eligible, &claims, Term(9)),
             Decision::Lead(Term(10))
         );
-        assert_eq!(elect(&n("boot"), &[], &[], Term(9)), Decision::Nobody);
+        assert_eq!(
+            elect::<NodeId>(&n("boot"), &[], &[], Term(9)),
+            Decision::Nobody
+        );
     }
 }

@@ -1,0 +1,386 @@
+//! Membership and the coordinator election of one node: the live peers (from their
+//! heartbeats), the highest term seen, and whether this node coordinates or whom it follows.
+//!
+//! [`Membership::heard`] takes each heartbeat; every tick, [`Membership::expire`] drops the
+//! peers unheard for [`limits::PEER_TIMEOUT_MS`] and [`Membership::elect`] applies
+//! [`rendermesh_protocol::elect`] to what is left. A node does not claim during its first
+//! [`ELECTION_GRACE_MS`], so that it hears an existing coordinator first. Terms never go down.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rendermesh_protocol::{Claim, Decision, Heartbeat, NodeId, Role, Term, elect, limits};
+
+use super::Millis;
+
+/// A new node waits this long before it may claim: it hears an existing coordinator first.
+pub const ELECTION_GRACE_MS: Millis = limits::PEER_TIMEOUT_MS + 500;
+
+/// A live peer: its last heartbeat and when it was heard.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Its newest heartbeat.
+    pub hb: Arc<Heartbeat>,
+    /// When that heartbeat was heard.
+    pub last_seen: Millis,
+}
+
+/// What an election changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// This node coordinates from now on, in this term (a new claim, or a higher term).
+    Lead(Term),
+    /// This node follows this coordinator from now on (`stepped_down`: it coordinated until now).
+    Follow {
+        /// The coordinator and its term.
+        claim: Claim,
+        /// This node was coordinating and is deposed.
+        stepped_down: bool,
+    },
+    /// Nobody coordinates in this node's view any more (`stepped_down` as above).
+    Nobody {
+        /// This node was coordinating.
+        stepped_down: bool,
+    },
+}
+
+/// One node's view of the mesh and of the election.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    me: NodeId,
+    role: Role,
+    /// When this node started (the election grace counts from it).
+    started: Millis,
+    /// Live peers, never this node; ordered so that every run visits them alike.
+    members: BTreeMap<NodeId, Member>,
+    /// The highest term seen anywhere.
+    max_term: Term,
+    /// `Some(term)` while this node coordinates.
+    leading: Option<Term>,
+    /// The coordinator this node follows.
+    following: Option<Claim>,
+}
+
+impl Membership {
+    /// A node `me` with `role`, started at `now`, that knows nobody yet.
+    pub fn new(me: NodeId, role: Role, now: Millis) -> Self {
+        Self {
+            me,
+            role,
+            started: now,
+            members: BTreeMap::new(),
+            max_term: Term(0),
+            leading: None,
+            following: None,
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// A heartbeat from `from`, heard at `now`. Returns true when `from` was not a member (a
+    /// peer joined). A heartbeat older than the newest one heard from the same run of a peer
+    /// (same name, lower `seq`) only counts for its term; this node's own heartbeats are
+    /// ignored.
+    pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) -> bool {
+        if from == self.me {
+            return false;
+        }
+        self.max_term = self.max_term.max(hb.term);
+        match self.members.get_mut(&from) {
+            Some(m) if hb.seq < m.hb.seq && hb.name == m.hb.name => false,
+            Some(m) => {
+                m.hb = hb;
+                m.last_seen = now;
+                false
+            }
+            None => {
+                self.members.insert(from, Member { hb, last_seen: now });
+                true
+            }
+        }
+    }
+
+    /// Removes the peers unheard for longer than [`limits::PEER_TIMEOUT_MS`] at `now`; returns
+    /// them, in id order.
+    pub fn expire(&mut self, now: Millis) -> Vec<NodeId> {
+        let gone: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| now.saturating_sub(m.last_seen) > limits::PEER_TIMEOUT_MS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.members.remove(id);
+        }
+        gone
+    }
+
+    /// Runs the election over the live view at `now`; returns what changed, if anything.
+    pub fn elect(&mut self, now: Millis) -> Option<Change> {
+        let mut eligible: Vec<&NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.hb.role == Role::Worker)
+            .map(|(id, _)| id)
+            .collect();
+        let in_grace = now.saturating_sub(self.started) < ELECTION_GRACE_MS;
+        if self.role == Role::Worker && !in_grace {
+            eligible.push(&self.me);
+        }
+        let mut claims: Vec<Claim> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.hb.claims)
+            .map(|(id, m)| Claim {
+                node: id.clone(),
+                term: m.hb.term,
+            })
+            .collect();
+        if let Some(term) = self.leading {
+            claims.push(Claim {
+                node: self.me.clone(),
+                term,
+            });
+        }
+        let was_leading = self.leading.is_some();
+        let decision = elect(&self.me, &eligible, &claims, self.max_term);
+        match decision {
+            // A coordinator that learns of a higher term than its own (a node that followed
+            // another coordinator joined its view) claims a term above it: every node that has
+            // seen the higher term would refuse its assignments as stale, and its heartbeats
+            // already show it with the higher term.
+            Decision::Lead(term) if self.leading == Some(term) && self.max_term > term => {
+                let term = Term(self.max_term.0.saturating_add(1));
+                self.leading = Some(term);
+                self.max_term = term;
+                Some(Change::Lead(term))
+            }
+            Decision::Lead(term) if self.leading == Some(term) => None,
+            Decision::Lead(term) => {
+                self.leading = Some(term);
+                self.following = None;
+                self.max_term = self.max_term.max(term);
+                Some(Change::Lead(term))
+            }
+            Decision::Follow(claim) => {
+                self.leading = None;
+                self.max_term = self.max_term.max(claim.term);
+                if self.following.as_ref() == Some(&claim) && !was_leading {
+                    return None;
+                }
+                self.following = Some(claim.clone());
+                Some(Change::Follow {
+                    claim,
+                    stepped_down: was_leading,
+                })
+            }
+            Decision::Wait(_) | Decision::Nobody => {
+                let changed = was_leading || self.following.is_some();
+                self.leading = None;
+                self.following = None;
+                changed.then_some(Change::Nobody {
+                    stepped_down: was_leading,
+                })
+            }
+        }
+    }
+
+    /// A term seen elsewhere than in a heartbeat (an assignment's): terms never go down.
+    pub fn observe_term(&mut self, term: Term) {
+        self.max_term = self.max_term.max(term);
+    }
+
+    /// The highest term seen anywhere.
+    pub fn max_term(&self) -> Term {
+        self.max_term
+    }
+
+    /// `Some(term)` while this node coordinates.
+    pub fn leading(&self) -> Option<Term> {
+        self.leading
+    }
+
+    /// The coordinator this node follows, when it does not coordinate itself.
+    pub fn following(&self) -> Option<&Claim> {
+        self.following.as_ref()
+    }
+
+    /// The coordinator in this node's view: itself, the one it follows, or nobody.
+    pub fn coordinator(&self) -> Option<NodeId> {
+        if self.leading.is_some() {
+            Some(self.me.clone())
+        } else {
+            self.following.as_ref().map(|c| c.node.clone())
+        }
+    }
+
+    /// The live peers (never this node), in id order.
+    pub fn members(&self) -> impl Iterator<Item = (&NodeId, &Member)> {
+        self.members.iter()
+    }
+
+    /// A live peer.
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// Whether `id` is a live peer.
+    pub fn is_member(&self, id: &NodeId) -> bool {
+        self.members.contains_key(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(i: u32) -> NodeId {
+        NodeId(format!("node-{i:02}"))
+    }
+
+    /// A heartbeat of a worker named after `i`, in run `seq`, claiming `claims` in `term`.
+    fn hb(i: u32, seq: u64, term: u64, claims: bool) -> Arc<Heartbeat> {
+        Arc::new(Heartbeat {
+            seq,
+            name: format!("w{i}"),
+            role: Role::Worker,
+            cores: 2,
+            memory: 1 << 30,
+            blender: Some("Blender 3.4.1".into()),
+            engines: Vec::new(),
+            load: 0.0,
+            current: None,
+            term: Term(term),
+            coordinator: None,
+            claims,
+            jobs: Vec::new(),
+            addrs: Vec::new(),
+        })
+    }
+
+    /// After the grace period.
+    const LATER: Millis = ELECTION_GRACE_MS + 1;
+
+    #[test]
+    fn the_smallest_id_claims_after_its_grace_and_the_others_wait_then_follow() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        let mut b = Membership::new(n(2), Role::Worker, 0);
+        assert!(a.heard(n(2), hb(2, 1, 0, false), 10));
+        assert!(b.heard(n(1), hb(1, 1, 0, false), 10));
+        assert_eq!(a.elect(100), None, "no claim during the grace period");
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        assert_eq!(a.elect(LATER + 100), None, "nothing changes while it leads");
+        assert_eq!(b.elect(LATER), None, "node 2 waits for node 1's claim");
+        b.heard(n(1), hb(1, 2, 1, true), LATER + 50);
+        let follow = Change::Follow {
+            claim: Claim {
+                node: n(1),
+                term: Term(1),
+            },
+            stepped_down: false,
+        };
+        assert_eq!(b.elect(LATER + 100), Some(follow));
+        assert_eq!(b.coordinator(), Some(n(1)));
+        assert_eq!(b.max_term(), Term(1));
+    }
+
+    #[test]
+    fn a_silent_peer_times_out_and_the_next_smallest_takes_a_higher_term() {
+        let mut b = Membership::new(n(2), Role::Worker, 0);
+        b.heard(n(1), hb(1, 1, 4, true), LATER);
+        b.heard(n(3), hb(3, 1, 4, false), LATER);
+        assert!(matches!(b.elect(LATER), Some(Change::Follow { .. })));
+        let timeout = LATER + limits::PEER_TIMEOUT_MS;
+        b.heard(n(3), hb(3, 2, 4, false), timeout);
+        assert!(
+            b.expire(timeout).is_empty(),
+            "exactly the timeout is not late"
+        );
+        assert_eq!(b.expire(timeout + 1), vec![n(1)]);
+        assert!(b.is_member(&n(3)));
+        assert_eq!(b.elect(timeout + 1), Some(Change::Lead(Term(5))));
+    }
+
+    #[test]
+    fn a_coordinator_that_sees_a_higher_claim_steps_down_and_terms_never_go_down() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        // A healed partition: the other side's coordinator claims a higher term.
+        a.heard(n(5), hb(5, 1, 3, true), LATER + 10);
+        let change = a.elect(LATER + 100);
+        assert_eq!(
+            change,
+            Some(Change::Follow {
+                claim: Claim {
+                    node: n(5),
+                    term: Term(3)
+                },
+                stepped_down: true
+            })
+        );
+        assert_eq!(a.leading(), None);
+        // A late heartbeat of an older term changes nothing.
+        a.heard(n(5), hb(5, 0, 2, true), LATER + 150);
+        assert_eq!(a.elect(LATER + 200), None);
+        assert_eq!(a.max_term(), Term(3));
+        a.observe_term(Term(2));
+        assert_eq!(a.max_term(), Term(3));
+        a.observe_term(Term(7));
+        assert_eq!(a.max_term(), Term(7));
+    }
+
+    /// Found by the simulator (seed 0 of the partition run): after a heal, a follower of the
+    /// other side's coordinator told this coordinator of a higher term; its heartbeats then
+    /// claimed that term while it assigned in its old one, which every such node refuses.
+    #[test]
+    fn a_coordinator_that_learns_of_a_higher_term_claims_above_it() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        a.heard(n(7), hb(7, 1, 3, false), LATER + 10);
+        assert_eq!(a.elect(LATER + 100), Some(Change::Lead(Term(4))));
+        assert_eq!((a.leading(), a.max_term()), (Some(Term(4)), Term(4)));
+        assert_eq!(a.elect(LATER + 200), None);
+    }
+
+    #[test]
+    fn of_two_claims_in_one_term_the_smaller_id_wins_and_a_bootstrap_never_leads() {
+        let mut c = Membership::new(n(3), Role::Worker, 0);
+        c.heard(n(2), hb(2, 1, 6, true), LATER);
+        c.heard(n(1), hb(1, 1, 6, true), LATER);
+        assert!(matches!(
+            c.elect(LATER),
+            Some(Change::Follow { claim, .. }) if claim.node == n(1)
+        ));
+        let mut boot = Membership::new(n(0), Role::Bootstrap, 0);
+        assert_eq!(boot.elect(LATER), None, "alone, a bootstrap node waits");
+        let mut lone = hb(9, 1, 0, false);
+        Arc::make_mut(&mut lone).role = Role::Bootstrap;
+        boot.heard(n(9), lone, LATER);
+        assert_eq!(boot.elect(LATER), None, "nobody eligible");
+        boot.heard(n(4), hb(4, 1, 1, true), LATER);
+        assert!(matches!(boot.elect(LATER), Some(Change::Follow { .. })));
+        // Its claimant gone, the view has nobody.
+        assert_eq!(boot.expire(LATER + limits::PEER_TIMEOUT_MS + 1).len(), 2);
+        assert_eq!(
+            boot.elect(LATER + limits::PEER_TIMEOUT_MS + 1),
+            Some(Change::Nobody {
+                stepped_down: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_restarted_peer_is_heard_again_once_its_old_run_expires() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        a.heard(n(2), hb(2, 40, 1, false), 1_000);
+        // Its new run starts counting again: an older seq from the same name is ignored...
+        assert!(!a.heard(n(2), hb(2, 1, 1, false), 1_500));
+        assert_eq!(a.member(&n(2)).map(|m| m.hb.seq), Some(40));
+        // ...until the old run is forgotten, and the new one joins.
+        assert_eq!(a.expire(1_000 + limits::PEER_TIMEOUT_MS + 1), vec![n(2)]);
+        assert!(a.heard(n(2), hb(2, 5, 1, false), 4_000));
+    }
+}
