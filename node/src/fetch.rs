@@ -1,6 +1,7 @@
 //! Fetching blobs from peers, chunk by verified chunk.
 //!
-//! A fetch asks a peer for the blob's size and chunk chaining values ([`Request::BlobInfo`]),
+//! A fetch asks a peer for the blob's size and chunk chaining values ([`Request::BlobInfo`];
+//! skipped for a blob of one chunk whose size is known, which its hash checks whole),
 //! checks those against the hash (the store refuses values that do not merge to it), then
 //! pulls the chunks ([`Request::BlobChunk`]) a few at a time, verifying each before it is
 //! written. Peers named as hints are tried first, then every connected rendermesh peer. A blob
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use libp2p::PeerId;
-use rendermesh_protocol::{BlobHash, NodeId, Request, Response};
+use rendermesh_protocol::{BlobHash, NodeId, Request, Response, limits};
 use tracing::{Instrument, debug, info_span};
 
 use crate::Error;
@@ -44,6 +45,19 @@ impl Fetcher {
 
     /// The local path of `hash`, fetched from `hints` first, then from any connected peer.
     pub async fn fetch(&self, hash: BlobHash, hints: Vec<NodeId>) -> Result<PathBuf, Error> {
+        self.fetch_sized(hash, None, hints).await
+    }
+
+    /// [`Fetcher::fetch`] of a blob whose size is known (from a job spec): a blob of one chunk
+    /// or less then costs one round trip, not two, since its hash checks it whole (the chunk
+    /// values `BlobInfo` would bring are only needed for larger blobs). A size that is wrong
+    /// makes the fetch fail; nothing unverified is stored.
+    pub async fn fetch_sized(
+        &self,
+        hash: BlobHash,
+        size: Option<u64>,
+        hints: Vec<NodeId>,
+    ) -> Result<PathBuf, Error> {
         if self.store.has(&hash) {
             return Ok(self.store.path(&hash));
         }
@@ -56,7 +70,7 @@ impl Fetcher {
             if self.store.has(&hash) {
                 Ok(self.store.path(&hash))
             } else {
-                self.fetch_uncontended(hash, hints)
+                self.fetch_uncontended(hash, size, hints)
                     .instrument(info_span!("fetch", blob = %hash.short()))
                     .await
             }
@@ -78,6 +92,7 @@ impl Fetcher {
     async fn fetch_uncontended(
         &self,
         hash: BlobHash,
+        size: Option<u64>,
         hints: Vec<NodeId>,
     ) -> Result<PathBuf, Error> {
         let local = self.net.local_peer_id();
@@ -93,7 +108,7 @@ impl Fetcher {
         peers.retain(|p| *p != local);
         let mut last = String::from("no peer is connected");
         for peer in peers {
-            match self.fetch_from(peer, hash).await {
+            match self.fetch_from(peer, hash, size).await {
                 Ok(path) => return Ok(path),
                 Err(reason) => {
                     debug!(%peer, "fetch failed: {reason}");
@@ -104,12 +119,23 @@ impl Fetcher {
         Err(Error::BlobUnavailable { hash, reason: last })
     }
 
-    async fn fetch_from(&self, peer: PeerId, hash: BlobHash) -> Result<PathBuf, String> {
-        let info = match self.net.request(peer, Request::BlobInfo(hash)).await {
-            Ok(Response::BlobInfo { size, chunks }) => BlobInfo { size, chunks },
-            Ok(Response::NotFound) => return Err("does not have it".into()),
-            Ok(other) => return Err(format!("unexpected answer {other:?}")),
-            Err(e) => return Err(e.to_string()),
+    async fn fetch_from(
+        &self,
+        peer: PeerId,
+        hash: BlobHash,
+        size: Option<u64>,
+    ) -> Result<PathBuf, String> {
+        let info = match size {
+            Some(size) if size <= limits::BLOB_CHUNK => BlobInfo {
+                size,
+                chunks: Vec::new(),
+            },
+            _ => match self.net.request(peer, Request::BlobInfo(hash)).await {
+                Ok(Response::BlobInfo { size, chunks }) => BlobInfo { size, chunks },
+                Ok(Response::NotFound) => return Err("does not have it".into()),
+                Ok(other) => return Err(format!("unexpected answer {other:?}")),
+                Err(e) => return Err(e.to_string()),
+            },
         };
         let mut incoming = self
             .store

@@ -326,26 +326,29 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
     remove_other_jobs(&jobs, &dir).await;
 
     let hints = vec![a.origin.clone(), coordinator];
-    let blend = (a.spec.blend, staged.blend.clone(), "the .blend".to_owned());
+    let blend = (
+        a.spec.blend,
+        a.spec.blend_size,
+        staged.blend.clone(),
+        "the .blend".to_owned(),
+    );
     let files = a.spec.deps.iter().map(|d| {
         let what = if d.named == d.path {
             format!("`{}`", d.path)
         } else {
             format!("`{}` (named `{}`)", d.path, d.named)
         };
-        (
-            d.blob,
-            staged.root.join(d.path.trim_start_matches('/')),
-            what,
-        )
+        let dest = staged.root.join(d.path.trim_start_matches('/'));
+        (d.blob, d.size, dest, what)
     });
-    let wanted: Vec<(BlobHash, PathBuf, String)> = std::iter::once(blend).chain(files).collect();
+    let wanted: Vec<(BlobHash, u64, PathBuf, String)> =
+        std::iter::once(blend).chain(files).collect();
     let total = wanted.len();
     let mut laid = futures::stream::iter(wanted)
-        .map(|(hash, dest, what)| {
+        .map(|(hash, size, dest, what)| {
             let hints = hints.clone();
             async move {
-                lay_out(ctx, hash, &dest, hints)
+                lay_out(ctx, hash, size, &dest, hints)
                     .await
                     .map_err(|e| format!("{what}: {e}"))
             }
@@ -361,11 +364,12 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
     Ok(staged)
 }
 
-/// Fetches `hash` if it is not here, checks the stored copy against its hash (a copy that no
+/// Fetches `hash` (`size` bytes) if it is not here, checks the stored copy against its hash (a copy that no
 /// longer matches is dropped and fetched again, once), and links it at `dest`.
 async fn lay_out(
     ctx: &WorkerContext,
     hash: BlobHash,
+    size: u64,
     dest: &Path,
     hints: Vec<NodeId>,
 ) -> Result<(), String> {
@@ -373,7 +377,7 @@ async fn lay_out(
     for _ in 0..2 {
         let path = ctx
             .fetcher
-            .fetch(hash, hints.clone())
+            .fetch_sized(hash, Some(size), hints.clone())
             .await
             .map_err(|e| format!("cannot fetch it: {e}"))?;
         match ctx.store.verify(&hash).await {

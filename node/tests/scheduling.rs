@@ -576,3 +576,44 @@ async fn a_file_whose_copies_are_corrupt_fails_the_task_by_its_path_and_no_frame
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_small_files_are_staged_and_each_crosses_once() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::ZERO, None))
+        .collect();
+    let m = mesh(renderers.clone()).await;
+    let contents: Vec<(String, Vec<u8>)> = (0..1000)
+        .map(|i| {
+            (
+                format!("/home/u/proj/cache/frame_{i:04}.bphys"),
+                vec![i as u8; 700 + i],
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &[u8])> = contents
+        .iter()
+        .map(|(p, c)| (p.as_str(), c.as_slice()))
+        .collect();
+    let started = Instant::now();
+    let id = submit_with_files(&m.nodes[0], FrameRange::new(1, 2).expect("range"), &files).await;
+    let job = finished(&m.nodes[0], id).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+    // Figures for the notes, never asserted: how long a thousand small files took.
+    eprintln!(
+        "a job with 1000 small files done in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let workers: BTreeSet<_> = job.tasks.iter().filter_map(|t| t.worker.clone()).collect();
+    assert_eq!(workers.len(), 2, "both nodes rendered: {workers:?}");
+    // Every file crossed to the other node exactly once.
+    let stats = m.nodes[1].handle().store().stats();
+    for (_, content) in &contents {
+        let hash = BlobHash::of(content).to_string();
+        assert_eq!(stats.received.get(&hash), Some(&1), "{hash}");
+    }
+
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
