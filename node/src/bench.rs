@@ -94,18 +94,12 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
         vec![Blender::new(cfg.blender.clone(), None); nodes]
     };
     let blender = blenders[0].clone();
-    let version = blender
-        .version()
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
+    let version = blender.version().await?;
     let blend = match &cfg.blend {
         Some(b) => b.clone(),
         None => {
             let b = cfg.work_dir.join("example.blend");
-            blender
-                .make_example_scene(&b)
-                .await
-                .map_err(|e| Error::Network(e.to_string()))?;
+            blender.make_example_scene(&b).await?;
             b
         }
     };
@@ -131,8 +125,7 @@ pub async fn run(cfg: BenchConfig) -> Result<BenchResult, Error> {
             tx,
             CancellationToken::new(),
         )
-        .await
-        .map_err(|e| Error::Network(e.to_string()))?;
+        .await?;
     let direct = started.elapsed();
     let _ = drain.await;
 

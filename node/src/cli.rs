@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -27,7 +27,7 @@ use crate::client::{Client, ClientError};
 use crate::config::{Config, DEFAULT_API};
 use crate::render::Blender;
 use crate::view::PeersView;
-use crate::{MeshSecret, Multiaddr, Node, Role};
+use crate::{MeshSecret, Multiaddr, Node, Role, now_ms};
 
 /// How often `render` polls its job.
 const POLL: Duration = Duration::from_millis(250);
@@ -1556,12 +1556,6 @@ fn ago(now_ms: u64, then_ms: u64) -> String {
         7200..172_800 => format!("{} h ago", s / 3600),
         _ => format!("{} days ago", s / 86_400),
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `rendermesh jobs`' table.

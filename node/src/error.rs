@@ -48,4 +48,7 @@ pub enum Error {
     /// The blob store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Blender could not be run, or failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
 }

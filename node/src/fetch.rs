@@ -62,7 +62,12 @@ impl Fetcher {
             return Ok(self.store.path(&hash));
         }
         let lock = {
-            let mut map = self.in_flight.lock().map_err(|_| Error::Shutdown)?;
+            // A panic while holding the map leaves it consistent (entries are only added
+            // and removed whole): go on with it.
+            let mut map = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             map.entry(hash).or_default().clone()
         };
         let result = {

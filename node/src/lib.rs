@@ -30,6 +30,14 @@ pub use mesh::{Handle, Node};
 pub use rendermesh_protocol::Role;
 pub use secret::MeshSecret;
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): job creation
+/// times and ages. Rules that measure durations use [`core::Millis`] on a monotonic clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default: `info` for rendermesh,
 /// `warn` for everything else).
 pub fn init_tracing() {

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use rendermesh_protocol::{
@@ -38,7 +38,7 @@ use crate::render::Blender;
 use crate::store::BlobStore;
 use crate::view::{NodeInfo, PeerView, PeersView};
 use crate::worker::{self, BlenderRenderer, Renderer, WorkerContext};
-use crate::{Config, Error};
+use crate::{Config, Error, now_ms};
 
 /// How often the actor looks at its state.
 const TICK: Duration = Duration::from_millis(100);
@@ -448,7 +448,8 @@ enum Internal {
     WorkerDone {
         /// Boxed: the spec inside makes it the largest event by far.
         assignment: Box<Assignment>,
-        outcome: Outcome,
+        /// `None`: the task was cancelled, and there is nothing to report.
+        outcome: Option<Outcome>,
     },
     AssignAnswered {
         node: NodeId,
@@ -528,13 +529,6 @@ struct Mesh {
     addrs: Vec<String>,
     /// Spawned work: renders, transfers, requests.
     tasks: JoinSet<()>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Mesh {
@@ -1493,9 +1487,9 @@ impl Mesh {
                 outcome,
             } => {
                 self.running = None;
-                if matches!(&outcome, Outcome::Failed(m) if m == "cancelled") {
+                let Some(outcome) = outcome else {
                     return;
-                }
+                };
                 self.reports.push(PendingReport {
                     frames: assignment.frames,
                     tile: assignment.tile,

@@ -1540,6 +1540,93 @@ mod tests {
         assert!(matches!(err, RenderError::Failed { .. }), "{err:?}");
     }
 
+    /// What the settings script leaves Blender set to, read back from Blender itself (a
+    /// second `-P` script prints it as JSON) rather than from the script's text.
+    async fn settings_after(blend: &Path, args: &[&str]) -> serde_json::Value {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = dir.path().join("settings.py");
+        std::fs::write(&settings, SETTINGS_PY).unwrap();
+        let probe = dir.path().join("probe.py");
+        std::fs::write(
+            &probe,
+            "import bpy, json\n\
+             s = bpy.context.scene\n\
+             r = s.render\n\
+             print('SETTINGS ' + json.dumps({\n\
+             'engine': r.engine, 'device': s.cycles.device, 'samples': s.cycles.samples,\n\
+             'eevee_samples': s.eevee.taa_render_samples, 'percent': r.resolution_percentage,\n\
+             'denoise': s.cycles.use_denoising,\n\
+             'layer_denoise': any(v.cycles.use_denoising for v in s.view_layers),\n\
+             'overwrite': r.use_overwrite, 'placeholder': r.use_placeholder,\n\
+             'multiview': r.use_multiview, 'compositing': r.use_compositing,\n\
+             'sequencer': r.use_sequencer, 'dither': r.dither_intensity,\n\
+             'adaptive': s.cycles.use_adaptive_sampling, 'border': r.use_border}))\n",
+        )
+        .unwrap();
+        let run = Command::new("blender")
+            .args(["-b", "--factory-startup", "-Y"])
+            .arg(blend)
+            .args(["--python-exit-code", "2", "-P"])
+            .arg(&settings)
+            .arg("-P")
+            .arg(&probe)
+            .arg("--")
+            .args(args)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), run)
+            .await
+            .expect("Blender answers within 2 minutes")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SETTINGS "))
+            .unwrap_or_else(|| panic!("no settings printed: {text}"));
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_settings_script_leaves_blender_set_as_the_job_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let blend = dir.path().join("example.blend");
+        blender().make_example_scene(&blend).await.unwrap();
+        let v = settings_after(&blend, &["--samples", "3", "--resolution-percent", "20"]).await;
+        assert_eq!(v["engine"], "CYCLES");
+        assert_eq!(v["device"], "CPU");
+        assert_eq!(
+            (v["samples"].as_u64(), v["percent"].as_u64()),
+            (Some(3), Some(20))
+        );
+        for off in [
+            "denoise",
+            "layer_denoise",
+            "placeholder",
+            "multiview",
+            "border",
+        ] {
+            assert_eq!(v[off], false, "{off}: {v}");
+        }
+        assert_eq!(v["overwrite"], true);
+        // The file's own compositing and adaptive sampling stay for whole frames...
+        let file = settings_after(&blend, &[]).await;
+        // ...and `--exact` (every tile) turns off what keeps tiles from stitching.
+        let exact = settings_after(&blend, &["--exact"]).await;
+        for off in ["compositing", "sequencer", "adaptive"] {
+            assert_eq!(exact[off], false, "{off}: {exact}");
+        }
+        assert_eq!(exact["dither"].as_f64(), Some(0.0));
+        assert_ne!(
+            file["dither"].as_f64(),
+            Some(0.0),
+            "the example scene dithers"
+        );
+        assert_eq!(file["samples"], 16, "the file's own samples stay");
+        let eevee = settings_after(&blend, &["--engine", "BLENDER_EEVEE", "--samples", "5"]).await;
+        assert_eq!(eevee["engine"], "BLENDER_EEVEE");
+        assert_eq!(eevee["eevee_samples"], 5);
+    }
+
     #[tokio::test]
     async fn version_is_the_first_line() {
         let version = blender().version().await.unwrap();

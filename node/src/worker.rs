@@ -22,6 +22,21 @@ use crate::fetch::Fetcher;
 use crate::render::{BlendFile, Blender, Progress, RenderError, Session};
 use crate::store::BlobStore;
 
+/// Why a render (or a task) produced no frames.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenderFailure {
+    /// It was cancelled (its job ended, or the node is stopping): there is nothing to report.
+    Cancelled,
+    /// It failed; the renderer's own words.
+    Failed(String),
+}
+
+impl From<String> for RenderFailure {
+    fn from(message: String) -> Self {
+        Self::Failed(message)
+    }
+}
+
 /// Something that renders the frames of an assignment into a directory.
 #[async_trait]
 pub trait Renderer: Send + Sync + 'static {
@@ -43,7 +58,7 @@ pub trait Renderer: Send + Sync + 'static {
         assignment: &Assignment,
         progress: mpsc::Sender<u32>,
         cancel: CancellationToken,
-    ) -> Result<Vec<(u32, PathBuf)>, String>;
+    ) -> Result<Vec<(u32, PathBuf)>, RenderFailure>;
 }
 
 /// A Blender session closes after this long without a task (its job is over, or this node
@@ -199,7 +214,7 @@ impl Renderer for BlenderRenderer {
         a: &Assignment,
         progress: mpsc::Sender<u32>,
         cancel: CancellationToken,
-    ) -> Result<Vec<(u32, PathBuf)>, String> {
+    ) -> Result<Vec<(u32, PathBuf)>, RenderFailure> {
         let settings = RenderSettings {
             samples: a.spec.samples,
             resolution_percent: a.spec.resolution_percent,
@@ -232,8 +247,8 @@ impl Renderer for BlenderRenderer {
         let (result, ()) = tokio::join!(render, forward);
         match result {
             Ok(frames) => Ok(frames.into_iter().map(|f| (f.frame, f.path)).collect()),
-            Err(RenderError::Cancelled) => Err("cancelled".into()),
-            Err(e) => Err(e.to_string()),
+            Err(RenderError::Cancelled) => Err(RenderFailure::Cancelled),
+            Err(e) => Err(RenderFailure::Failed(e.to_string())),
         }
     }
 }
@@ -256,22 +271,23 @@ pub(crate) struct WorkerContext {
     pub work_dir: PathBuf,
 }
 
-/// Runs one assignment to its end. Never panics; every failure becomes [`Outcome::Failed`].
+/// Runs one assignment to its end. Never panics: every failure becomes [`Outcome::Failed`],
+/// and a cancelled task gives `None` (nothing to report).
 pub(crate) async fn run_task(
     ctx: WorkerContext,
     a: Assignment,
     coordinator: NodeId,
     progress: mpsc::Sender<u32>,
     cancel: CancellationToken,
-) -> Outcome {
+) -> Option<Outcome> {
     let staged = tokio::select! {
         biased;
-        _ = cancel.cancelled() => return Outcome::Failed("cancelled".into()),
+        _ = cancel.cancelled() => return None,
         staged = stage(&ctx, &a, coordinator) => staged,
     };
     let staged = match staged {
         Ok(staged) => staged,
-        Err(message) => return Outcome::Failed(message),
+        Err(message) => return Some(Outcome::Failed(message)),
     };
     let dir = ctx
         .work_dir
@@ -281,8 +297,9 @@ pub(crate) async fn run_task(
         debug!("work dir {} not removed: {e}", dir.display());
     }
     match result {
-        Ok(outputs) => Outcome::Done(outputs),
-        Err(message) => Outcome::Failed(message),
+        Ok(outputs) => Some(Outcome::Done(outputs)),
+        Err(RenderFailure::Failed(message)) => Some(Outcome::Failed(message)),
+        Err(RenderFailure::Cancelled) => None,
     }
 }
 
@@ -431,7 +448,7 @@ async fn render_into(
     dir: &Path,
     progress: mpsc::Sender<u32>,
     cancel: CancellationToken,
-) -> Result<Vec<Output>, String> {
+) -> Result<Vec<Output>, RenderFailure> {
     let out_dir = dir.join("out");
     tokio::fs::create_dir_all(&out_dir)
         .await

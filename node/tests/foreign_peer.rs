@@ -1,5 +1,6 @@
 //! Other libp2p software on the LAN (here: a bare swarm announcing the IPFS identify version)
-//! is disconnected and never counted as a rendermesh peer.
+//! is disconnected and never counted as a rendermesh peer; a stranger that never identifies but
+//! publishes well-formed heartbeats on the heartbeat topic is never counted either.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, identify, noise, ping, tcp, yamux};
-use rendermesh_node::worker::Renderer;
+use libp2p::{Multiaddr, gossipsub, identify, noise, ping, tcp, yamux};
+use rendermesh_node::worker::{RenderFailure, Renderer};
 use rendermesh_node::{Config, Node, Role};
-use rendermesh_protocol::Assignment;
+use rendermesh_protocol::{Assignment, Gossip, HEARTBEAT_TOPIC, Heartbeat, Term, codec, limits};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +31,8 @@ impl Renderer for NoRenderer {
         _: &Assignment,
         _: mpsc::Sender<u32>,
         _: CancellationToken,
-    ) -> Result<Vec<(u32, PathBuf)>, String> {
-        Err("this node does not render".into())
+    ) -> Result<Vec<(u32, PathBuf)>, RenderFailure> {
+        Err(RenderFailure::Failed("this node does not render".into()))
     }
 }
 
@@ -41,8 +42,8 @@ struct Foreign {
     ping: ping::Behaviour,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
+/// A rendermesh node on loopback, and its TCP address.
+async fn start_node() -> (tempfile::TempDir, Node, Multiaddr) {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start_with_renderer(
         Config {
@@ -69,6 +70,13 @@ async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
         .expect("a tcp address")
         .parse()
         .expect("multiaddr");
+
+    (dir, node, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
+    let (_dir, node, addr) = start_node().await;
 
     let mut foreign = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()
@@ -112,6 +120,103 @@ async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
         1,
         "only the node itself: {:?}",
         peers.peers
+    );
+    node.shutdown().await;
+}
+
+#[derive(NetworkBehaviour)]
+struct Silent {
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// A heartbeat as a rendermesh worker would publish it, claiming a high term.
+fn heartbeat(seq: u64) -> Vec<u8> {
+    let hb = Heartbeat {
+        seq,
+        name: "stranger".into(),
+        role: Role::Worker,
+        cores: 64,
+        memory: 1 << 40,
+        blender: Some("Blender 3.4.1".into()),
+        engines: Vec::new(),
+        load: 0.0,
+        current: None,
+        term: Term(1_000),
+        coordinator: None,
+        claims: true,
+        jobs: Vec::new(),
+        addrs: Vec::new(),
+    };
+    codec::encode(&Gossip::Heartbeat(hb), limits::MAX_GOSSIP).expect("encodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_identifies_is_never_listed_however_it_gossips() {
+    let (_dir, node, addr) = start_node().await;
+    let mut stranger = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|key| Silent {
+            ping: ping::Behaviour::new(ping::Config::new()),
+            gossipsub: gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossipsub::ConfigBuilder::default()
+                    .heartbeat_interval(Duration::from_millis(200))
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .max_transmit_size(limits::MAX_GOSSIP)
+                    .build()
+                    .expect("gossipsub config"),
+            )
+            .expect("gossipsub"),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let topic = gossipsub::IdentTopic::new(HEARTBEAT_TOPIC);
+    stranger
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .expect("subscribes");
+    stranger.dial(addr).expect("dial");
+
+    // It publishes a heartbeat every 100 ms for 4 s; at least 10 reach the node's side (the
+    // node has subscribed to the topic, so gossipsub sends them to it).
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut publish = tokio::time::interval(Duration::from_millis(100));
+    let (mut seq, mut sent) = (0, 0);
+    while Instant::now() < deadline {
+        tokio::select! {
+            _ = publish.tick() => {
+                seq += 1;
+                if stranger.behaviour_mut().gossipsub.publish(topic.clone(), heartbeat(seq)).is_ok() {
+                    sent += 1;
+                }
+            }
+            _ = stranger.select_next_some() => {}
+        }
+    }
+    assert!(
+        sent >= 10,
+        "only {sent} heartbeats went out: the test proves nothing"
+    );
+    let peers = node.handle().peers().await.expect("peers");
+    assert_eq!(
+        peers.peers.len(),
+        1,
+        "only the node itself: {:?}",
+        peers.peers
+    );
+    assert!(
+        peers.term < 1_000,
+        "the stranger's term {} was believed",
+        peers.term
     );
     node.shutdown().await;
 }

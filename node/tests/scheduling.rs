@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rendermesh_node::render::BlendFile;
-use rendermesh_node::worker::Renderer;
+use rendermesh_node::worker::{RenderFailure, Renderer};
 use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{
     Assignment, BlobHash, Dependency, Engine, FrameRange, JobId, JobSpec, JobState, OutputFormat,
@@ -93,25 +93,25 @@ impl Renderer for FakeRenderer {
         a: &Assignment,
         progress: mpsc::Sender<u32>,
         cancel: CancellationToken,
-    ) -> Result<Vec<(u32, PathBuf)>, String> {
+    ) -> Result<Vec<(u32, PathBuf)>, RenderFailure> {
         if let Some(msg) = &self.fail_with {
-            return Err(msg.clone());
+            return Err(RenderFailure::Failed(msg.clone()));
         }
-        check_layout(blend, a)?;
+        check_layout(blend, a).map_err(RenderFailure::Failed)?;
         let mut out = Vec::new();
         for frame in a.frames.iter() {
             tokio::select! {
-                _ = cancel.cancelled() => return Err("cancelled".into()),
+                _ = cancel.cancelled() => return Err(RenderFailure::Cancelled),
                 _ = tokio::time::sleep(self.per_frame) => {}
             }
             let path = out_dir.join(format!("frame_{frame:05}.png"));
             match a.tile {
                 Some(tile) => fake_tile(tile, self.wrong_tiles)
                     .save(&path)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| RenderFailure::Failed(e.to_string()))?,
                 None => tokio::fs::write(&path, format!("frame {frame}"))
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| RenderFailure::Failed(e.to_string()))?,
             }
             self.rendered.fetch_add(1, Ordering::SeqCst);
             let _ = progress.send(frame).await;

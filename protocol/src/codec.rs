@@ -162,7 +162,7 @@ mod tests {
                 task: 2,
                 attempt: 1,
                 frames: FrameRange::new(5, 8).unwrap(),
-                tile: Some(rendermesh_scene::Tile {
+                tile: Some(crate::render::Tile {
                     col: 1,
                     row: 2,
                     cols: 4,
@@ -205,7 +205,7 @@ mod tests {
             cores: 2,
             memory: 1 << 30,
             blender: Some("Blender 3.4.1".into()),
-            engines: vec![rendermesh_scene::Engine::Cycles],
+            engines: vec![crate::render::Engine::Cycles],
             load: 0.5,
             current: None,
             term: Term(2),

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use rendermesh_scene::{Engine, Tile};
+use crate::render::{Engine, Tile};
 
 use crate::files::{self, Dependency};
 use crate::id::{BlobHash, JobId, NodeId, Term};

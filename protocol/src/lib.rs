@@ -19,6 +19,7 @@ pub mod files;
 pub mod id;
 pub mod job;
 pub mod message;
+pub mod render;
 
 pub use election::{Claim, Decision, elect};
 pub use files::Dependency;
@@ -30,7 +31,7 @@ pub use job::{
 pub use message::{
     Assignment, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response, Role, TaskRef,
 };
-pub use rendermesh_scene::{Engine, PixelRect, Tile};
+pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
 pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/1";

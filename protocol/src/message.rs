@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use rendermesh_scene::{Engine, Tile};
+use crate::render::{Engine, Tile};
 
 use crate::id::{BlobHash, JobId, NodeId, Term};
 use crate::job::{FrameRange, Job, JobSpec, Output, Version};

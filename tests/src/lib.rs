@@ -364,11 +364,13 @@ pub fn agreed_coordinator(nodes: &[MeshNode], n: usize) -> Option<String> {
 
 /// Makes the example scene (via `rendermesh example-scene`) at `path`.
 pub fn example_scene(path: &Path) -> Result<()> {
-    let out = Command::new(bin())
-        .arg("example-scene")
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()?;
+    let out = run_bounded(
+        Command::new(bin())
+            .arg("example-scene")
+            .arg(path)
+            .stdin(Stdio::null()),
+        COMMAND_TIMEOUT,
+    )?;
     if !out.status.success() || !path.exists() {
         bail!(
             "example-scene failed: {}{}",
@@ -703,18 +705,39 @@ impl KillPlan {
     }
 
     /// Waits until the newest job seen by the `via` node satisfies `ready` (e.g. "some work is
-    /// done, not all"), then SIGKILLs the victim.
+    /// done, not all") while the victim is rendering one of its tasks, then SIGKILLs the
+    /// victim: its task must then be handed out again.
     pub fn kill_when(
         &self,
         nodes: &mut [MeshNode],
         what: &str,
         ready: impl Fn(&Value) -> bool,
     ) -> Result<()> {
+        let victim = nodes[self.victim].id.clone();
+        let busy = |job: &Value| {
+            job["tasks"].as_array().is_some_and(|tasks| {
+                tasks
+                    .iter()
+                    .any(|t| t["state"] == "Running" && t["worker"].as_str() == Some(&victim))
+            })
+        };
         wait_for(what, Duration::from_secs(120), || {
-            newest_job(&nodes[self.via]).filter(|job| ready(job))
+            newest_job(&nodes[self.via]).filter(|job| ready(job) && busy(job))
         })
         .with_context(|| dump_logs(nodes))?;
         nodes[self.victim].kill();
+        Ok(())
+    }
+
+    /// After the job: the victim's task was handed out again (a task in its second attempt
+    /// or later), so the job finished because work was requeued, not by luck.
+    pub fn check_requeued(job: &Value) -> Result<()> {
+        let retried = job["tasks"]
+            .as_array()
+            .is_some_and(|tasks| tasks.iter().any(|t| t["attempt"].as_u64() >= Some(2)));
+        if !retried {
+            bail!("no task was handed out again after the kill: {job}");
+        }
         Ok(())
     }
 

@@ -15,21 +15,23 @@ fn a_scene_without_a_camera_fails_the_job_quickly_with_blenders_reason() -> Resu
     let dir = tempfile::tempdir()?;
     let node = MeshNode::start(dir.path(), "solo", None)?;
     let blend = dir.path().join("nocam.blend");
-    let made = std::process::Command::new("blender")
-        .args([
-            "-b",
-            "--factory-startup",
-            "-Y",
-            "--python-exit-code",
-            "2",
-            "--python-expr",
-        ])
-        .arg(format!(
-            "import bpy\n{}\nbpy.ops.wm.save_as_mainfile(filepath={:?})",
-            "for o in list(bpy.data.objects):\n    bpy.data.objects.remove(o)",
-            blend.display().to_string()
-        ))
-        .output()?;
+    let made = rendermesh_tests::run_bounded(
+        std::process::Command::new("blender")
+            .args([
+                "-b",
+                "--factory-startup",
+                "-Y",
+                "--python-exit-code",
+                "2",
+                "--python-expr",
+            ])
+            .arg(format!(
+                "import bpy\n{}\nbpy.ops.wm.save_as_mainfile(filepath={:?})",
+                "for o in list(bpy.data.objects):\n    bpy.data.objects.remove(o)",
+                blend.display().to_string()
+            )),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert!(
         made.status.success(),
         "{}",
@@ -113,13 +115,15 @@ fn detach_without_a_node_and_an_unusable_secret_file_are_refused_by_name() -> Re
     let blend = dir.path().join("shot.blend");
     std::fs::write(&blend, "BLENDER-v304 and then nothing")?;
     let nobody = format!("127.0.0.1:{}", free_port());
-    let out = std::process::Command::new(bin())
-        .arg("render")
-        .arg(&blend)
-        .args(["--frames", "1", "--out"])
-        .arg(dir.path().join("out"))
-        .args(["--detach", "--api", &nobody])
-        .output()?;
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new(bin())
+            .arg("render")
+            .arg(&blend)
+            .args(["--frames", "1", "--out"])
+            .arg(dir.path().join("out"))
+            .args(["--detach", "--api", &nobody]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert!(!out.status.success(), "detached with no node");
     let err = stderr(&out);
     assert!(
@@ -130,13 +134,15 @@ fn detach_without_a_node_and_an_unusable_secret_file_are_refused_by_name() -> Re
 
     let short = dir.path().join("short.secret");
     std::fs::write(&short, "abc\n")?;
-    let out = std::process::Command::new(bin())
-        .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .args(["--api", &nobody, "--data-dir"])
-        .arg(dir.path().join("node"))
-        .arg("--secret-file")
-        .arg(&short)
-        .output()?;
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new(bin())
+            .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--api", &nobody, "--data-dir"])
+            .arg(dir.path().join("node"))
+            .arg("--secret-file")
+            .arg(&short),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert!(!out.status.success(), "started with a 3-character secret");
     let err = stderr(&out);
     assert!(

@@ -49,6 +49,20 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// The image size a chart file asks for (`image-size; W; H`).
+fn image_size(file: &Path) -> Result<(u32, u32)> {
+    let text = std::fs::read_to_string(file)?;
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("image-size"))
+        .context("no image-size")?;
+    let mut parts = line.split(';').skip(1).map(|v| v.trim().parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(w)), Some(Ok(h))) => Ok((w, h)),
+        _ => bail!("cannot read `{line}`"),
+    }
+}
+
 /// The image type a chart file asks for.
 fn image_type(file: &Path) -> Result<String> {
     let text = std::fs::read_to_string(file)?;
@@ -82,7 +96,11 @@ fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()
         )?;
         ok(run, &format!("chart {stem}"))?;
         let (w, h, px) = pixels(&out)?;
-        assert!(w > 0 && h > 0, "{stem}: empty image");
+        assert_eq!(
+            (w, h),
+            image_size(&file)?,
+            "{stem}: not the size the file asks for"
+        );
         // Not a blank image: a chart shows more than one colour.
         let first = &px[..4];
         assert!(
@@ -133,11 +151,15 @@ fn emit_scene_and_emit_blend_write_without_rendering() -> Result<()> {
     let file = workspace().join("examples/charts/histogram.chart");
     let xml = dir.path().join("scene.xml");
     let blend = dir.path().join("chart.blend");
-    // No node runs at this port: nothing renders, so none is needed.
-    let out = std::process::Command::new(rendermesh_tests::bin())
-        .args(["chart", path_str(&file), "--emit-scene", path_str(&xml)])
-        .args(["--emit-blend", path_str(&blend)])
-        .output()?;
+    // No node runs at this port: nothing renders, so none is needed. A render would write
+    // its default output, `histogram.png`, in the working directory.
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new(rendermesh_tests::bin())
+            .current_dir(dir.path())
+            .args(["chart", path_str(&file), "--emit-scene", path_str(&xml)])
+            .args(["--emit-blend", path_str(&blend)]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     ok(out, "chart --emit-scene --emit-blend")?;
     let text = std::fs::read_to_string(&xml)?;
     assert!(
@@ -169,9 +191,14 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
          4; 1O; 6\n\
          END\n",
     )?;
-    let out = std::process::Command::new(rendermesh_tests::bin())
-        .args(["chart", "check", path_str(&file)])
-        .output()?;
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new(rendermesh_tests::bin()).args([
+            "chart",
+            "check",
+            path_str(&file),
+        ]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     for needle in [
@@ -189,16 +216,27 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
     }
     // Rendering the same file renders nothing, and no Blender or node is involved.
     let png = dir.path().join("typos.png");
-    let out = std::process::Command::new(rendermesh_tests::bin())
-        .args(["chart", path_str(&file), "--out", path_str(&png)])
-        .output()?;
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new(rendermesh_tests::bin()).args([
+            "chart",
+            path_str(&file),
+            "--out",
+            path_str(&png),
+        ]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert!(!out.status.success());
     assert!(!png.exists());
     // A valid example passes the check.
     let good = workspace().join("examples/charts/cake.chart");
-    let out = std::process::Command::new(rendermesh_tests::bin())
-        .args(["chart", "check", path_str(&good)])
-        .output()?;
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new(rendermesh_tests::bin()).args([
+            "chart",
+            "check",
+            path_str(&good),
+        ]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     let out = ok(out, "chart check cake")?;
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: cake"));
     Ok(())

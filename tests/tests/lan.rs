@@ -14,10 +14,11 @@ use rendermesh_tests::{bin, wait_for};
 use serde_json::Value;
 
 fn ip(args: &[&str]) -> Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("cannot run `ip`")?;
+    let out = rendermesh_tests::run_bounded(
+        Command::new("ip").args(args),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )
+    .context("cannot run `ip`")?;
     if !out.status.success() {
         bail!(
             "ip {}: {}",
@@ -130,13 +131,15 @@ impl Lan {
 
     /// `rendermesh peers --json` run inside namespace `i`.
     fn peers(&self, i: usize) -> Option<Value> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.namespaces[i]])
-            .arg(bin())
-            .args(["peers", "--json", "--api", "127.0.0.1:7411"])
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
+        let out = rendermesh_tests::run_bounded(
+            Command::new("ip")
+                .args(["netns", "exec", &self.namespaces[i]])
+                .arg(bin())
+                .args(["peers", "--json", "--api", "127.0.0.1:7411"])
+                .stdin(Stdio::null()),
+            Duration::from_secs(10),
+        )
+        .ok()?;
         if !out.status.success() {
             return None;
         }
@@ -174,7 +177,10 @@ fn logs(dir: &Path, n: usize) -> String {
 }
 
 fn require_root() -> Result<()> {
-    let euid = Command::new("id").arg("-u").output()?;
+    let euid = rendermesh_tests::run_bounded(
+        Command::new("id").arg("-u"),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert_eq!(
         String::from_utf8_lossy(&euid.stdout).trim(),
         "0",

@@ -28,10 +28,12 @@ fn listed(node: &MeshNode) -> Result<Vec<String>> {
 
 /// `rendermesh secret fingerprint FILE`'s fingerprint.
 fn fingerprint(file: &Path) -> Result<String> {
-    let out = Command::new(bin())
-        .args(["secret", "fingerprint"])
-        .arg(file)
-        .output()?;
+    let out = rendermesh_tests::run_bounded(
+        Command::new(bin())
+            .args(["secret", "fingerprint"])
+            .arg(file),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     anyhow::ensure!(
         out.status.success(),
         "{}",
@@ -53,10 +55,10 @@ fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
     std::fs::create_dir_all(&root)?;
     // One secret made by `rendermesh secret new`, another a passphrase.
     let secret = root.join("mesh.key");
-    let made = Command::new(bin())
-        .args(["secret", "new"])
-        .arg(&secret)
-        .output()?;
+    let made = rendermesh_tests::run_bounded(
+        Command::new(bin()).args(["secret", "new"]).arg(&secret),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
     assert!(
         made.status.success(),
         "{}",
