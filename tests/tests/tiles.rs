@@ -140,7 +140,7 @@ fn tiles_surviving_a_kill(kill_coordinator: bool) -> Result<()> {
     assert_same_pixels(&output(&out), &fx.reference_frame(FRAME))?;
     let job = newest_job(&nodes[plan.via]).context("no job listed")?;
     tile_workers(&job, (4, 4))?;
-    KillPlan::check_requeued(&job)?;
+    plan.check_requeued(&nodes, &job)?;
     plan.check_survivors(nodes)?;
     Ok(())
 }
