@@ -1367,6 +1367,11 @@ impl Mesh {
                 ))
             };
         }
+        // The spec comes from a peer: it is checked here as the coordinator checked it (its
+        // file paths above all, which name where files are laid out on this node).
+        if let Err(e) = a.spec.validate() {
+            return Response::Rejected(format!("the assignment's job is invalid: {e}"));
+        }
         if a.spec.blender_version.is_some() && a.spec.blender_version != self.blender {
             return Response::Rejected(format!(
                 "the job needs {:?}; this node runs {:?}",

@@ -332,7 +332,7 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
     let root = dir.join("root");
     let blend_path = a.spec.blend_path.as_deref().unwrap_or("/scene.blend");
     let staged = Staged {
-        blend: root.join(blend_path.trim_start_matches('/')),
+        blend: under(&root, blend_path)?,
         root,
     };
     if tokio::fs::try_exists(dir.join(STAGED_MARK))
@@ -350,17 +350,15 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
         staged.blend.clone(),
         "the .blend".to_owned(),
     );
-    let files = a.spec.deps.iter().map(|d| {
+    let mut wanted: Vec<(BlobHash, u64, PathBuf, String)> = vec![blend];
+    for d in &a.spec.deps {
         let what = if d.named == d.path {
             format!("`{}`", d.path)
         } else {
             format!("`{}` (named `{}`)", d.path, d.named)
         };
-        let dest = staged.root.join(d.path.trim_start_matches('/'));
-        (d.blob, d.size, dest, what)
-    });
-    let wanted: Vec<(BlobHash, u64, PathBuf, String)> =
-        std::iter::once(blend).chain(files).collect();
+        wanted.push((d.blob, d.size, under(&staged.root, &d.path)?, what));
+    }
     let total = wanted.len();
     let mut laid = futures::stream::iter(wanted)
         .map(|(hash, size, dest, what)| {
@@ -380,6 +378,15 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
         .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
     info!(files = total, "job files staged");
     Ok(staged)
+}
+
+/// Where a job file that was at `path` on the submitting machine goes under `root`: refused
+/// unless `path` is absolute and normalised (`protocol::files::check_path`), so that nothing
+/// from the wire (an assignment from a peer) can name a place outside the job's directory.
+fn under(root: &Path, path: &str) -> Result<PathBuf, String> {
+    rendermesh_protocol::files::check_path("file path", path)
+        .map_err(|e| format!("refusing the job's files: {e}"))?;
+    Ok(root.join(path.trim_start_matches('/')))
 }
 
 /// Fetches `hash` (`size` bytes) if it is not here, checks the stored copy against its hash (a copy that no
@@ -473,4 +480,31 @@ async fn render_into(
     }
     info!(frames = %a.frames, "task rendered");
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_file_is_laid_out_under_the_root_or_refused() {
+        let root = Path::new("/data/work/jobs/j/root");
+        assert_eq!(
+            under(root, "/home/u/tex/a.png").unwrap(),
+            Path::new("/data/work/jobs/j/root/home/u/tex/a.png")
+        );
+        for bad in [
+            "/../../etc/cron.d/x",
+            "relative/a.png",
+            "/a/./b",
+            "//etc/passwd",
+            "",
+        ] {
+            let e = under(root, bad).unwrap_err();
+            assert!(
+                e.starts_with("refusing the job's files: bad file path"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }
