@@ -722,7 +722,7 @@ impl KillPlan {
 
     /// After the job: if the victim died in the middle of a task (its log shows the task
     /// started and not rendered), that task was handed out again: `job` (the finished record)
-    /// holds it in a later attempt. A victim that finished its task just before the kill
+    /// holds it done by another node. A victim that finished its task just before the kill
     /// leaves nothing to requeue.
     pub fn check_requeued(&self, nodes: &[MeshNode], job: &Value) -> Result<()> {
         let log = nodes[self.victim].log_text();
@@ -744,11 +744,15 @@ impl KillPlan {
         if rendered {
             return Ok(());
         }
-        let now = job["tasks"][task as usize]["attempt"].as_u64().unwrap_or(0);
-        if now <= attempt {
+        // Handed out again means rendered by another node: the attempt number alone does not
+        // tell (a new coordinator whose copy of the job never saw the first assignment starts
+        // the task at attempt 1 again, in its own term).
+        let victim = &nodes[self.victim];
+        let record = &job["tasks"][task as usize];
+        if record["state"] != "Done" || record["worker"].as_str() == Some(victim.id.as_str()) {
             bail!(
                 "task {task} of the killed {} (attempt {attempt}) was never handed out again: {job}",
-                nodes[self.victim].name
+                victim.name
             );
         }
         Ok(())
