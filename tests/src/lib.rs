@@ -446,33 +446,8 @@ pub struct DepsScene {
 impl DepsScene {
     /// Builds the scene under `dir`.
     pub fn build(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)?;
-        let script = dir.join("deps_scene.py");
-        std::fs::write(&script, DEPS_SCENE_PY)?;
-        let output = run_bounded(
-            Command::new("blender")
-                .args([
-                    "-b",
-                    "--factory-startup",
-                    "-Y",
-                    "--python-exit-code",
-                    "2",
-                    "-P",
-                ])
-                .arg(&script)
-                .arg("--")
-                .arg(dir),
-            COMMAND_TIMEOUT,
-        )?;
         let main = dir.join("proj/main.blend");
-        if !output.status.success() || !main.is_file() {
-            bail!(
-                "deps_scene.py failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
+        build_fixture(dir, "deps_scene.py", DEPS_SCENE_PY, dir, &main)?;
         Ok(Self {
             dir: dir.to_owned(),
             missing: dir.join("proj/missing.blend"),
@@ -541,9 +516,15 @@ pub const SIM_SCENE_PY: &str = include_str!("scripts/sim_scene.py");
 /// rigid-body simulation not baked.
 pub fn sim_scene(path: &Path) -> Result<()> {
     let dir = path.parent().context("no parent")?;
+    build_fixture(dir, "sim_scene.py", SIM_SCENE_PY, path, path)
+}
+
+/// Runs the fixture builder `text` (saved as `dir/name`) in a factory-fresh Blender with `arg`
+/// after `--`; fails, quoting Blender, unless it exits 0 and `made` exists.
+fn build_fixture(dir: &Path, name: &str, text: &str, arg: &Path, made: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let script = dir.join("sim_scene.py");
-    std::fs::write(&script, SIM_SCENE_PY)?;
+    let script = dir.join(name);
+    std::fs::write(&script, text)?;
     let output = run_bounded(
         Command::new("blender")
             .args([
@@ -556,14 +537,15 @@ pub fn sim_scene(path: &Path) -> Result<()> {
             ])
             .arg(&script)
             .arg("--")
-            .arg(path),
+            .arg(arg),
         COMMAND_TIMEOUT,
     )?;
-    if !output.status.success() || !path.is_file() {
+    if !output.status.success() || !made.is_file() {
         bail!(
-            "sim_scene.py failed ({}): {}",
+            "{name} failed ({}): {}{}",
             output.status,
-            String::from_utf8_lossy(&output.stdout)
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
     }
     Ok(())
