@@ -622,6 +622,19 @@ pub fn dump_logs(nodes: &[MeshNode]) -> String {
         .join("\n")
 }
 
+/// The distinct nodes that rendered a task of `job` (a job record as JSON), sorted.
+pub fn job_workers(job: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = job["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["worker"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// The newest job as `node` sees it (`GET /api/v1/jobs`, newest first).
 pub fn newest_job(node: &MeshNode) -> Option<Value> {
     node.get("/api/v1/jobs")?.as_array()?.first().cloned()

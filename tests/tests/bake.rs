@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    assert_same_pixels, bake_with_blender, bin, blender_plain, cluster, newest_job, pixels,
-    sim_scene, wait_render,
+    assert_same_pixels, bake_with_blender, bin, blender_plain, cluster, job_workers, newest_job,
+    pixels, sim_scene, wait_render,
 };
 
 #[test]
@@ -65,14 +65,7 @@ fn an_unbaked_simulation_is_baked_at_submit_and_renders_as_blender_renders_the_b
     );
     assert_eq!(std::fs::read(&blend)?, original, "the user's file changed");
     let job = newest_job(&nodes[1]).context("no job")?;
-    let mut workers: Vec<&str> = job["tasks"]
-        .as_array()
-        .context("tasks")?
-        .iter()
-        .filter_map(|t| t["worker"].as_str())
-        .collect();
-    workers.sort();
-    workers.dedup();
+    let workers = job_workers(&job);
     assert_eq!(workers.len(), 2, "rendered by {workers:?} only");
     Ok(())
 }

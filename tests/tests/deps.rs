@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    DepsScene, MeshNode, assert_same_pixels, bin, blender_direct, cluster, dump_logs, newest_job,
-    pixels, wait_for, wait_render,
+    DepsScene, MeshNode, assert_same_pixels, bin, blender_direct, cluster, dump_logs, job_workers,
+    newest_job, pixels, wait_for, wait_render,
 };
 use serde_json::Value;
 
@@ -41,19 +41,6 @@ fn start_render(
         .stdout(std::fs::File::create(log)?)
         .stderr(std::fs::File::create(log.with_extension("err"))?)
         .spawn()?)
-}
-
-/// The nodes that rendered a task of `job`.
-fn workers(job: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = job["tasks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["worker"].as_str().map(str::to_owned))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
 }
 
 /// The newest job on `node` once it is not `previous`.
@@ -107,7 +94,7 @@ fn every_file_a_blend_uses_travels_by_hash_and_renders_pixel_identical_on_two_no
     ];
     expected.sort();
     assert_eq!(shipped, expected);
-    let first_workers = workers(&job);
+    let first_workers = job_workers(&job);
     assert_eq!(first_workers.len(), 2, "rendered by {first_workers:?} only");
 
     // A second job with the same files (back in place): each crosses the network at most once
@@ -119,7 +106,7 @@ fn every_file_a_blend_uses_travels_by_hash_and_renders_pixel_identical_on_two_no
     wait_render(&mut child, Duration::from_secs(300), &log, &nodes)?;
     let second_job = newest_other_than(&nodes[1], job["id"].as_str())?;
     assert!(
-        workers(&second_job).contains(&nodes[0].id),
+        job_workers(&second_job).contains(&nodes[0].id),
         "the second job never ran on {}",
         nodes[0].name
     );

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
-    MeshNode, assert_same_pixels, bin, blender_plain, cluster, example_variant, newest_job,
-    wait_for, wait_render,
+    MeshNode, assert_same_pixels, bin, blender_plain, cluster, example_variant, job_workers,
+    newest_job, wait_for, wait_render,
 };
 
 /// `rendermesh render BLEND --out OUT ARGS` through `via`; waits for it to succeed and returns
@@ -161,14 +161,7 @@ fn an_eevee_scene_renders_as_blender_renders_it_and_cycles_when_asked() -> Resul
     }
     let job = newest_job(&nodes[1]).context("no job")?;
     assert_eq!(job["spec"]["engine"], "Eevee", "{job}");
-    let mut workers: Vec<&str> = job["tasks"]
-        .as_array()
-        .context("tasks")?
-        .iter()
-        .filter_map(|t| t["worker"].as_str())
-        .collect();
-    workers.sort();
-    workers.dedup();
+    let workers = job_workers(&job);
     assert_eq!(workers.len(), 2, "rendered by {workers:?} only; {said}");
 
     // One frame would be tiled on two nodes; EEVEE's tiles would not match, so it is not.
