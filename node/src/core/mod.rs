@@ -1,13 +1,199 @@
-//! The mesh's rules as plain state machines, apart from every kind of I/O: each takes events
-//! (a heartbeat heard, a tick) with the current time passed in as milliseconds, and returns
-//! what happened for the caller to act on. No tokio, no clock, no randomness, no sockets: the
-//! actor in [`crate::mesh`] feeds them the real network and clock, and the simulator in
-//! `node/tests/sim.rs` feeds them a simulated network in virtual time.
+//! The mesh's rules as plain state machines, apart from every kind of I/O: [`Core`] takes
+//! events (a heartbeat heard, a request, an answer, a render finished, a tick carrying the
+//! current time) and returns [`Action`]s (publish, send, reply, fetch, stitch, render). No
+//! tokio, no clock, no randomness, no sockets: the actor in [`crate::mesh`] feeds it the real
+//! network and clock, and the simulator in `node/tests/sim.rs` a simulated network in virtual
+//! time.
 //!
-//! - [`membership`]: who is live, the coordinator election and the terms.
+//! - [`membership`]: who is live, the coordinator election and the terms;
+//! - [`table`]: the replicated job table and the pulls that keep it current;
+//! - [`coordinator`]: the coordinator's rules, in a type that exists only while this node
+//!   coordinates;
+//! - [`worker`]: the task this node renders and the reports it owes;
+//! - [`node`]: one node's core, which routes every event to the part it concerns.
 
+pub mod coordinator;
 pub mod membership;
+pub mod node;
+pub mod table;
+pub mod worker;
+
+use rendermesh_protocol::{
+    Assignment, BlobHash, Heartbeat, JobId, NodeId, OutputFormat, Request, Response, Tile,
+};
+
+pub use node::{Core, Profile};
 
 /// Milliseconds on a monotonic clock. Only differences matter: the actor counts from when it
 /// started, the simulator from zero.
 pub type Millis = u64;
+
+/// Names something the core asked of the outside (a request, a fetch, a stitch), so that its
+/// answer finds the part that asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// Where the answer to a request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReplyTo {
+    /// To the outside: the caller keeps the channel under this number.
+    Outside(u64),
+    /// To this node's own request `Ticket` (a node assigning or reporting to itself).
+    Inside(Ticket),
+}
+
+/// Why a frame was not stitched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StitchFailure {
+    /// A tile could not be fetched or the frame not copied: try again later.
+    Retry(String),
+    /// The tiles do not make a frame: no retry will help.
+    Fatal(String),
+}
+
+/// What the core asks the outside to do. Each action that carries a [`Ticket`] expects its
+/// result back through the matching [`Core`] method.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Publish this heartbeat on the gossip topic.
+    Publish(Heartbeat),
+    /// A new peer: connect to it at these addresses.
+    Dial {
+        /// The peer.
+        peer: NodeId,
+        /// Its multiaddrs, as its heartbeat gave them.
+        addrs: Vec<String>,
+    },
+    /// Send `request` to `to`; the answer goes to [`Core::answered`].
+    Send {
+        /// The peer (never this node: the core answers its own requests itself).
+        to: NodeId,
+        /// What to send.
+        request: Request,
+        /// Names the answer.
+        ticket: Ticket,
+    },
+    /// Answer a request the outside handed in with [`ReplyTo::Outside`].
+    Reply {
+        /// The number the request came with.
+        to: u64,
+        /// The answer.
+        response: Response,
+    },
+    /// Hold every blob of `blobs` in the local store, fetching the missing ones (from `hints`
+    /// first); the result goes to [`Core::fetched`].
+    Fetch {
+        /// The blobs.
+        blobs: Vec<BlobHash>,
+        /// Nodes likely to hold them.
+        hints: Vec<NodeId>,
+        /// Names the result.
+        ticket: Ticket,
+    },
+    /// Fetch the tiles of a frame, stitch them, store the frame and copy it to `copy_to`; the
+    /// frame goes to [`Core::stitched`].
+    Stitch {
+        /// The job.
+        job: JobId,
+        /// The frame.
+        frame: u32,
+        /// Its format.
+        format: OutputFormat,
+        /// Each tile and the blob holding it.
+        tiles: Vec<(Tile, BlobHash)>,
+        /// Nodes likely to hold the tiles.
+        hints: Vec<NodeId>,
+        /// A second node to hold the frame (`None` in a mesh of one).
+        copy_to: Option<NodeId>,
+        /// Names the result.
+        ticket: Ticket,
+    },
+    /// Render this assignment (from the coordinator `from`); progress goes to
+    /// [`Core::progress`], the end to [`Core::rendered`].
+    Render {
+        /// What to render (boxed: the spec inside makes it the largest action by far).
+        assignment: Box<Assignment>,
+        /// The coordinator that assigned it (it holds the job's files too).
+        from: NodeId,
+    },
+    /// Stop the render under way: its job ended.
+    CancelRender,
+}
+
+/// Where the parts of the core put their actions, and where tickets come from. A request to
+/// this node itself never leaves: it is handled, and answered, inside.
+#[derive(Debug)]
+pub struct Outbox {
+    me: NodeId,
+    actions: Vec<Action>,
+    next: u64,
+    /// Requests this node sends itself.
+    to_self: Vec<(Ticket, Request)>,
+    /// Answers this node gives itself.
+    inside: Vec<(Ticket, Response)>,
+}
+
+impl Outbox {
+    /// An empty outbox of node `me`.
+    pub fn new(me: NodeId) -> Self {
+        Self {
+            me,
+            actions: Vec::new(),
+            next: 0,
+            to_self: Vec::new(),
+            inside: Vec::new(),
+        }
+    }
+
+    /// A fresh ticket.
+    pub fn ticket(&mut self) -> Ticket {
+        self.next += 1;
+        Ticket(self.next)
+    }
+
+    /// Queues `action`.
+    pub fn push(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    /// Queues a request to `to`; returns the ticket its answer will carry.
+    pub fn send(&mut self, to: NodeId, request: Request) -> Ticket {
+        let ticket = self.ticket();
+        if to == self.me {
+            self.to_self.push((ticket, request));
+            return ticket;
+        }
+        self.actions.push(Action::Send {
+            to,
+            request,
+            ticket,
+        });
+        ticket
+    }
+
+    /// Queues a fetch; returns the ticket its result will carry.
+    pub fn fetch(&mut self, blobs: Vec<BlobHash>, hints: Vec<NodeId>) -> Ticket {
+        let ticket = self.ticket();
+        self.actions.push(Action::Fetch {
+            blobs,
+            hints,
+            ticket,
+        });
+        ticket
+    }
+
+    /// Answers a request.
+    pub fn reply(&mut self, to: ReplyTo, response: Response) {
+        match to {
+            ReplyTo::Outside(to) => self.actions.push(Action::Reply { to, response }),
+            ReplyTo::Inside(ticket) => self.inside.push((ticket, response)),
+        }
+    }
+
+    /// Answers a request when there is somebody to answer.
+    pub fn reply_to(&mut self, to: Option<ReplyTo>, response: Response) {
+        if let Some(to) = to {
+            self.reply(to, response);
+        }
+    }
+}

@@ -1,0 +1,1171 @@
+//! The coordinator's rules: accepting and cancelling jobs, handing tasks to idle workers that
+//! can render them, taking reports (only the current assignment's counts, and only once two
+//! nodes hold its frames), requeueing the tasks of workers that died or lost them, and
+//! stitching tiled frames. A [`Coordinator`] exists only while this node coordinates: it is
+//! built when the node takes over in a term and dropped when it steps down.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rendermesh_protocol::{
+    Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, NodeId, Outcome, Output, Report,
+    Request, Response, TaskRef, TaskState, Term, plan,
+};
+use tracing::{debug, info, warn};
+
+use super::table::JobTable;
+use super::{Millis, Outbox, ReplyTo, StitchFailure, Ticket};
+use crate::core::Action;
+
+/// A worker whose heartbeats, this long after an assignment, name another task has lost it.
+pub const LOST_ASSIGNMENT_AFTER_MS: Millis = 5_000;
+/// A worker must have been heard this long after an assignment before its heartbeat can show
+/// that it lost it (the heartbeat must postdate the assignment).
+const HEARD_AFTER_MS: Millis = 1_500;
+/// After a refused or failed assignment, a worker is left alone this long.
+pub const ASSIGN_COOLDOWN_MS: Millis = 2_000;
+/// How long a coordinator waits before stitching a frame again after a passing failure.
+pub const STITCH_RETRY_MS: Millis = 2_000;
+
+/// A live node that renders, as the coordinator sees it (this node included).
+#[derive(Clone, Debug)]
+pub struct Seat<'a> {
+    /// The node.
+    pub id: &'a NodeId,
+    /// Its Blender version.
+    pub blender: Option<&'a str>,
+    /// The engines it renders with headless.
+    pub engines: &'a [Engine],
+    /// The task it says it is rendering or reporting.
+    pub current: Option<TaskRef>,
+    /// When it was last heard (now, for this node).
+    pub last_seen: Millis,
+}
+
+impl Seat<'_> {
+    /// Whether it may render tasks of `spec`: the job's Blender version (when it names one) and
+    /// engine.
+    pub fn can_render(&self, spec: &JobSpec) -> bool {
+        spec.blender_version
+            .as_deref()
+            .is_none_or(|v| self.blender == Some(v))
+            && self.engines.contains(&spec.engine)
+    }
+
+    fn holds(&self, job: JobId, task: u32, attempt: u32) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| c.job == job && c.task == task && c.attempt == attempt)
+    }
+}
+
+/// The mesh as the coordinator sees it at one moment.
+#[derive(Clone, Debug)]
+pub struct View<'a> {
+    /// Now.
+    pub now: Millis,
+    /// Wall-clock milliseconds since the Unix epoch (job creation times only).
+    pub wall_ms: u64,
+    /// Every live node that renders, in id order.
+    pub workers: Vec<Seat<'a>>,
+    /// Every live peer (never this node), in id order.
+    pub peers: Vec<&'a NodeId>,
+}
+
+impl View<'_> {
+    fn seat(&self, id: &NodeId) -> Option<&Seat<'_>> {
+        self.workers.iter().find(|s| s.id == id)
+    }
+
+    fn is_peer(&self, id: &NodeId) -> bool {
+        self.peers.contains(&id)
+    }
+
+    fn matching(&self, spec: &JobSpec) -> usize {
+        self.workers.iter().filter(|s| s.can_render(spec)).count()
+    }
+}
+
+/// Work the coordinator waits on.
+#[derive(Debug)]
+enum Pending {
+    /// An assignment sent to a worker.
+    Assign {
+        node: NodeId,
+        job: JobId,
+        task: u32,
+        attempt: u32,
+    },
+    /// A report whose outputs are being copied (to this node, or from it to a second node).
+    Held {
+        from: NodeId,
+        report: Report,
+        reply: Option<ReplyTo>,
+    },
+    /// A tiled frame being stitched.
+    Stitch { job: JobId, frame: u32 },
+}
+
+/// The coordinator of one term.
+#[derive(Debug)]
+pub struct Coordinator {
+    me: NodeId,
+    term: Term,
+    /// Workers with an assignment in flight.
+    assigning: BTreeSet<NodeId>,
+    /// When each running task was handed out (or inherited).
+    assigned_at: BTreeMap<(JobId, u32), Millis>,
+    /// Workers left alone until then, after refusing.
+    cooldown: BTreeMap<NodeId, Millis>,
+    /// Reports whose outputs are being copied.
+    verifying: BTreeSet<(JobId, u32, u32)>,
+    /// Tiled frames being stitched.
+    stitching: BTreeSet<(JobId, u32)>,
+    /// Tiled frames whose stitching failed for a passing reason, and when to retry.
+    stitch_after: BTreeMap<(JobId, u32), Millis>,
+    pending: BTreeMap<Ticket, Pending>,
+    /// A job record changed since [`Coordinator::take_changed`] last said so.
+    changed: bool,
+}
+
+impl Coordinator {
+    /// Takes over in `term` at `now`: every running task in `table` gets a fresh grace
+    /// period before it can count as lost.
+    pub fn new(me: NodeId, term: Term, table: &JobTable, now: Millis) -> Self {
+        info!(term = %term, "coordinating");
+        let mut assigned_at = BTreeMap::new();
+        for job in table.iter() {
+            for t in &job.tasks {
+                if t.state == TaskState::Running {
+                    assigned_at.insert((job.id, t.index), now);
+                }
+            }
+        }
+        Self {
+            me,
+            term,
+            assigning: BTreeSet::new(),
+            assigned_at,
+            cooldown: BTreeMap::new(),
+            verifying: BTreeSet::new(),
+            stitching: BTreeSet::new(),
+            stitch_after: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            changed: true,
+        }
+    }
+
+    /// The term it coordinates in.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// Whether a job record changed since the last call (the node then sends a heartbeat
+    /// early).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Steps down: every request still waiting on this coordinator is told to go to
+    /// `successor`.
+    pub fn retire(self, successor: Option<NodeId>, out: &mut Outbox) {
+        for pending in self.pending.into_values() {
+            if let Pending::Held { reply, .. } = pending {
+                out.reply_to(reply, Response::NotCoordinator(successor.clone()));
+            }
+        }
+    }
+
+    /// A job submitted by `from`. Answers with the record, which the submitter keeps as its
+    /// first replica (so that the job outlives this coordinator). Submitting twice is
+    /// harmless: the id is the submitter's.
+    pub fn submit(
+        &mut self,
+        table: &mut JobTable,
+        view: &View<'_>,
+        id: JobId,
+        spec: JobSpec,
+        from: NodeId,
+    ) -> Response {
+        if let Some(job) = table.get(&id) {
+            return Response::Job(Box::new(job.clone()));
+        }
+        if from != self.me && !view.is_peer(&from) {
+            return Response::Busy(format!(
+                "unknown peer {from}: no heartbeat heard from it yet; retry once it has joined"
+            ));
+        }
+        if let Err(e) = spec.validate() {
+            return Response::Rejected(e.to_string());
+        }
+        let workers = view.matching(&spec);
+        let plan = plan(&spec, workers);
+        let job = Job::new(id, spec, from, plan, self.term, view.wall_ms);
+        info!(job = %id.short(), name = %job.spec.name, frames = %job.spec.frames,
+              tasks = job.tasks.len(), tiles = ?job.grid.map(|g| g.to_string()), workers,
+              "job accepted");
+        if workers == 0 {
+            warn!(job = %id.short(), "no live node runs {:?} with {}; the job waits for one",
+                  job.spec.blender_version, job.spec.engine);
+        }
+        let answer = Response::Job(Box::new(job.clone()));
+        table.insert(job);
+        self.changed = true;
+        answer
+    }
+
+    /// Cancels a job.
+    pub fn cancel(&mut self, table: &mut JobTable, id: JobId) -> Response {
+        match table.get_mut(&id) {
+            Some(job) => {
+                if job.cancel(self.term) {
+                    info!(job = %id.short(), "job cancelled");
+                    self.changed = true;
+                }
+                Response::Accepted
+            }
+            None => Response::Rejected(format!("no job {id}")),
+        }
+    }
+
+    /// A report from `from`. Only the current assignment's report counts. A failure counts
+    /// at once; rendered frames count once two nodes hold them: the coordinator copies them
+    /// here first (or, when it rendered them itself, to a second node).
+    pub fn report(
+        &mut self,
+        table: &mut JobTable,
+        view: &View<'_>,
+        from: NodeId,
+        report: Report,
+        reply: Option<ReplyTo>,
+        out: &mut Outbox,
+    ) {
+        let Some(job) = table.get_mut(&report.job) else {
+            // A new coordinator may not have pulled the job yet: the worker retries.
+            out.reply_to(
+                reply,
+                Response::Busy(format!("job {} is not known here yet", report.job)),
+            );
+            return;
+        };
+        if let Err(stale) = job.check_current(report.task, report.attempt, &from) {
+            debug!(job = %report.job.short(), task = report.task, "stale report: {stale}");
+            out.reply_to(reply, Response::Rejected(stale.to_string()));
+            return;
+        }
+        match &report.outcome {
+            Outcome::Failed(message) => {
+                let give_up = view.matching(&job.spec).clamp(1, 3);
+                warn!(job = %report.job.short(), task = report.task, node = %from.short(),
+                      "task failed: {message}");
+                let _ = job.fail(
+                    report.task,
+                    report.attempt,
+                    &from,
+                    message.clone(),
+                    give_up,
+                    self.term,
+                );
+                if job.state == JobState::Failed {
+                    warn!(job = %report.job.short(), "job failed: {}",
+                          job.message.clone().unwrap_or_default());
+                }
+                self.assigned_at.remove(&(report.job, report.task));
+                self.changed = true;
+                out.reply_to(reply, Response::Accepted);
+            }
+            Outcome::Done(outputs) => {
+                let key = (report.job, report.task, report.attempt);
+                if !self.verifying.insert(key) {
+                    out.reply_to(
+                        reply,
+                        Response::Busy("its frames are being copied; retry".into()),
+                    );
+                    return;
+                }
+                let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
+                let ticket = if from != self.me {
+                    // Hold every frame here before the task counts: two copies exist.
+                    out.fetch(blobs, vec![from.clone()])
+                } else {
+                    match second_copy(&self.me, view, Some(&job.origin)) {
+                        Some(target) => out.send(target, Request::Replicate(blobs)),
+                        None => {
+                            // A mesh of one: there is nobody to hold a second copy.
+                            self.verifying.remove(&key);
+                            self.apply_done(table, &from, report, reply, out);
+                            return;
+                        }
+                    }
+                };
+                self.pending.insert(
+                    ticket,
+                    Pending::Held {
+                        from,
+                        report,
+                        reply,
+                    },
+                );
+            }
+        }
+    }
+
+    fn apply_done(
+        &mut self,
+        table: &mut JobTable,
+        from: &NodeId,
+        report: Report,
+        reply: Option<ReplyTo>,
+        out: &mut Outbox,
+    ) {
+        let Some(job) = table.get_mut(&report.job) else {
+            out.reply_to(reply, Response::Busy("job record not held".into()));
+            return;
+        };
+        let Outcome::Done(outputs) = report.outcome else {
+            return;
+        };
+        let answer = match job.complete(report.task, report.attempt, from, outputs, self.term) {
+            Ok(()) => {
+                info!(job = %report.job.short(), task = report.task, node = %from.short(),
+                      done = job.frames_done(), of = job.spec.frames.len(), "task done");
+                if job.state == JobState::Done {
+                    info!(job = %report.job.short(), "job done");
+                }
+                self.assigned_at.remove(&(report.job, report.task));
+                self.changed = true;
+                Response::Accepted
+            }
+            Err(stale) => Response::Rejected(stale.to_string()),
+        };
+        out.reply_to(reply, answer);
+    }
+
+    /// The answer to a request this coordinator sent. Returns false when `ticket` is not its.
+    pub fn answered(
+        &mut self,
+        table: &mut JobTable,
+        ticket: Ticket,
+        answer: Result<Response, String>,
+        now: Millis,
+        out: &mut Outbox,
+    ) -> bool {
+        match self.pending.remove(&ticket) {
+            Some(Pending::Assign {
+                node,
+                job,
+                task,
+                attempt,
+            }) => {
+                self.assigning.remove(&node);
+                if !matches!(answer, Ok(Response::Accepted)) {
+                    debug!(node = %node.short(), "assignment not taken: {answer:?}");
+                    self.cooldown.insert(node.clone(), now + ASSIGN_COOLDOWN_MS);
+                    if let Some(j) = table.get_mut(&job)
+                        && j.release(task, attempt, &node, self.term).is_ok()
+                    {
+                        self.assigned_at.remove(&(job, task));
+                        self.changed = true;
+                    }
+                }
+                true
+            }
+            Some(Pending::Held {
+                from,
+                report,
+                reply,
+            }) => {
+                let result = match answer {
+                    Ok(Response::Accepted) => Ok(()),
+                    Ok(other) => Err(format!("the copy was refused: {other:?}")),
+                    Err(e) => Err(e),
+                };
+                self.held(table, from, report, reply, result, out);
+                true
+            }
+            Some(other) => {
+                self.pending.insert(ticket, other);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The result of a fetch this coordinator asked for. Returns false when `ticket` is not
+    /// its.
+    pub fn fetched(
+        &mut self,
+        table: &mut JobTable,
+        ticket: Ticket,
+        result: Result<(), String>,
+        out: &mut Outbox,
+    ) -> bool {
+        match self.pending.remove(&ticket) {
+            Some(Pending::Held {
+                from,
+                report,
+                reply,
+            }) => {
+                self.held(table, from, report, reply, result, out);
+                true
+            }
+            Some(other) => {
+                self.pending.insert(ticket, other);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn held(
+        &mut self,
+        table: &mut JobTable,
+        from: NodeId,
+        report: Report,
+        reply: Option<ReplyTo>,
+        result: Result<(), String>,
+        out: &mut Outbox,
+    ) {
+        self.verifying
+            .remove(&(report.job, report.task, report.attempt));
+        match result {
+            Ok(()) => self.apply_done(table, &from, report, reply, out),
+            Err(e) => {
+                warn!(job = %report.job.short(), task = report.task,
+                      "the frames of {} are not held twice yet: {e}", from.short());
+                out.reply_to(reply, Response::Busy(format!("frames not copied yet: {e}")));
+            }
+        }
+    }
+
+    /// A stitched frame (or why not). Returns false when `ticket` is not this coordinator's.
+    pub fn stitched(
+        &mut self,
+        table: &mut JobTable,
+        ticket: Ticket,
+        result: Result<Output, StitchFailure>,
+        now: Millis,
+    ) -> bool {
+        let (id, frame) = match self.pending.remove(&ticket) {
+            Some(Pending::Stitch { job, frame }) => (job, frame),
+            Some(other) => {
+                self.pending.insert(ticket, other);
+                return false;
+            }
+            None => return false,
+        };
+        self.stitching.remove(&(id, frame));
+        let Some(job) = table.get_mut(&id) else {
+            return true;
+        };
+        match result {
+            Ok(output) => {
+                if job.add_stitched(output, self.term).is_ok() {
+                    info!(job = %id.short(), frame, done = job.frames_done(),
+                          of = job.spec.frames.len(), "frame stitched");
+                    if job.state == JobState::Done {
+                        info!(job = %id.short(), "job done");
+                    }
+                    self.changed = true;
+                }
+            }
+            Err(StitchFailure::Retry(why)) => {
+                warn!(job = %id.short(), frame, "frame not stitched yet: {why}");
+                self.stitch_after.insert((id, frame), now + STITCH_RETRY_MS);
+            }
+            Err(StitchFailure::Fatal(why)) => {
+                let message = format!("frame {frame} cannot be stitched: {why}");
+                warn!(job = %id.short(), "job failed: {message}");
+                job.abort(message, self.term);
+                self.changed = true;
+            }
+        }
+        true
+    }
+
+    /// `node` left the mesh: its running tasks go back to the queue at once.
+    pub fn node_gone(&mut self, table: &mut JobTable, node: &NodeId) {
+        for job in table.iter_mut() {
+            let n = job.requeue_node(node, self.term);
+            if n > 0 {
+                info!(job = %job.id.short(), tasks = n, node = %node.short(),
+                      "requeued the tasks of a vanished node");
+                self.changed = true;
+            }
+        }
+        self.assigning.remove(node);
+    }
+
+    /// The coordinator's periodic work: requeue lost tasks, hand out queued ones, stitch
+    /// the frames whose tiles are all rendered.
+    pub fn tick(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
+        self.reconcile(table, view);
+        self.schedule(table, view, out);
+        self.stitch_ready(table, view, out);
+    }
+
+    /// Requeues running tasks whose worker is gone or has visibly lost them.
+    fn reconcile(&mut self, table: &mut JobTable, view: &View<'_>) {
+        let now = view.now;
+        let mut releases = Vec::new();
+        for job in table.iter() {
+            if job.state.is_terminal() {
+                continue;
+            }
+            for t in &job.tasks {
+                if t.state != TaskState::Running {
+                    continue;
+                }
+                let Some(worker) = &t.worker else { continue };
+                let since = *self.assigned_at.entry((job.id, t.index)).or_insert(now);
+                let lost = match view.seat(worker) {
+                    None => true,
+                    Some(seat) => {
+                        now.saturating_sub(since) > LOST_ASSIGNMENT_AFTER_MS
+                            && seat.last_seen >= since + HEARD_AFTER_MS
+                            && !seat.holds(job.id, t.index, t.attempt)
+                            && !self.assigning.contains(worker)
+                            && !self.verifying.contains(&(job.id, t.index, t.attempt))
+                    }
+                };
+                if lost {
+                    releases.push((job.id, t.index, t.attempt, worker.clone()));
+                }
+            }
+        }
+        for (id, index, attempt, worker) in releases {
+            if let Some(job) = table.get_mut(&id)
+                && job.release(index, attempt, &worker, self.term).is_ok()
+            {
+                info!(job = %id.short(), task = index, node = %worker.short(),
+                      "task requeued: its worker lost it");
+                self.assigned_at.remove(&(id, index));
+                self.changed = true;
+            }
+        }
+    }
+
+    /// Hands queued tasks, oldest job first, to idle workers that can render them.
+    fn schedule(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
+        let now = view.now;
+        let mut busy: BTreeSet<&NodeId> = self.assigning.iter().collect();
+        for job in table.iter() {
+            for t in &job.tasks {
+                if t.state == TaskState::Running
+                    && let Some(w) = &t.worker
+                {
+                    busy.insert(w);
+                }
+            }
+        }
+        self.cooldown.retain(|_, until| *until > now);
+        // A worker still rendering (or reporting) a task, per its own word, is not idle.
+        let mut idle: Vec<&Seat<'_>> = view
+            .workers
+            .iter()
+            .filter(|s| {
+                !busy.contains(s.id) && !self.cooldown.contains_key(s.id) && s.current.is_none()
+            })
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let mut order: Vec<(u64, JobId)> = table
+            .iter()
+            .filter(|j| !j.state.is_terminal())
+            .map(|j| (j.created_ms, j.id))
+            .collect();
+        order.sort();
+        let mut assignments = Vec::new();
+        for (_, id) in order {
+            let Some(job) = table.get_mut(&id) else {
+                continue;
+            };
+            let mut i = 0;
+            while i < idle.len() {
+                let seat = idle[i];
+                if !seat.can_render(&job.spec) {
+                    i += 1;
+                    continue;
+                }
+                let Some(index) = job.next_task_for(seat.id) else {
+                    i += 1;
+                    continue;
+                };
+                let Ok(attempt) = job.assign(index, seat.id.clone(), self.term) else {
+                    i += 1;
+                    continue;
+                };
+                let task = &job.tasks[index as usize];
+                assignments.push((
+                    seat.id.clone(),
+                    Assignment {
+                        term: self.term,
+                        job: id,
+                        task: index,
+                        attempt,
+                        frames: task.frames,
+                        tile: task.tile,
+                        spec: job.spec.clone(),
+                        origin: job.origin.clone(),
+                    },
+                ));
+                idle.remove(i);
+            }
+        }
+        for (node, a) in assignments {
+            self.changed = true;
+            self.assigned_at.insert((a.job, a.task), now);
+            info!(job = %a.job.short(), task = a.task, frames = %a.frames, node = %node.short(),
+                  attempt = a.attempt, "task assigned");
+            self.assigning.insert(node.clone());
+            let (job, task, attempt) = (a.job, a.task, a.attempt);
+            let ticket = out.send(node.clone(), Request::Assign(a));
+            self.pending.insert(
+                ticket,
+                Pending::Assign {
+                    node,
+                    job,
+                    task,
+                    attempt,
+                },
+            );
+        }
+    }
+
+    /// Stitches every tiled frame whose tiles are all rendered and copies it to a second node.
+    fn stitch_ready(&mut self, table: &JobTable, view: &View<'_>, out: &mut Outbox) {
+        let now = view.now;
+        self.stitch_after.retain(|_, after| *after > now);
+        for job in table.iter() {
+            for frame in job.frames_to_stitch() {
+                let key = (job.id, frame);
+                if self.stitching.contains(&key) || self.stitch_after.contains_key(&key) {
+                    continue;
+                }
+                let mut hints: Vec<NodeId> = Vec::new();
+                let mut tiles = Vec::new();
+                for task in job.tiles_of(frame) {
+                    if let (Some(tile), Some(out)) = (task.tile, task.outputs.first()) {
+                        tiles.push((tile, out.blob));
+                    }
+                    if let Some(w) = &task.worker
+                        && !hints.contains(w)
+                    {
+                        hints.push(w.clone());
+                    }
+                }
+                hints.push(job.origin.clone());
+                let ticket = out.ticket();
+                self.stitching.insert(key);
+                self.pending
+                    .insert(ticket, Pending::Stitch { job: job.id, frame });
+                out.push(Action::Stitch {
+                    job: job.id,
+                    frame,
+                    format: job.spec.format,
+                    tiles,
+                    hints,
+                    copy_to: second_copy(&self.me, view, Some(&job.origin)),
+                    ticket,
+                });
+            }
+        }
+    }
+}
+
+/// Where a second copy of something `me` made should go: the job's origin when it is live and
+/// not `me`, else the first live peer; `None` in a mesh of one.
+fn second_copy(me: &NodeId, view: &View<'_>, origin: Option<&NodeId>) -> Option<NodeId> {
+    match origin {
+        Some(o) if o != me && view.is_peer(o) => Some(o.clone()),
+        _ => view.peers.first().map(|n| (*n).clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rendermesh_protocol::{FrameRange, OutputFormat, TileGrid, Tiling};
+
+    use super::*;
+
+    const BLENDER: &str = "Blender 3.4.1";
+    const CYCLES: &[Engine] = &[Engine::Cycles];
+
+    fn n(name: &str) -> NodeId {
+        NodeId(name.into())
+    }
+
+    fn spec(frames: FrameRange) -> JobSpec {
+        JobSpec {
+            name: "shot.blend".into(),
+            blend: BlobHash::of(b"shot"),
+            blend_size: 4,
+            frames,
+            samples: Some(4),
+            resolution_percent: None,
+            format: OutputFormat::Png,
+            chunk: Some(1),
+            tiles: None,
+            blender_version: Some(BLENDER.into()),
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
+            engine: Engine::Cycles,
+            keep_file_format: false,
+        }
+    }
+
+    fn seat<'a>(id: &'a NodeId, blender: &'a str, last_seen: Millis) -> Seat<'a> {
+        Seat {
+            id,
+            blender: Some(blender),
+            engines: CYCLES,
+            current: None,
+            last_seen,
+        }
+    }
+
+    /// The coordinator `c` in term 1 and its node's outbox, with an empty table.
+    fn fixture() -> (Coordinator, JobTable, Outbox) {
+        let table = JobTable::default();
+        let c = Coordinator::new(n("c"), Term(1), &table, 0);
+        (c, table, Outbox::new(n("c")))
+    }
+
+    fn view<'a>(now: Millis, workers: Vec<Seat<'a>>, peers: Vec<&'a NodeId>) -> View<'a> {
+        View {
+            now,
+            wall_ms: 1_000,
+            workers,
+            peers,
+        }
+    }
+
+    fn submit(c: &mut Coordinator, table: &mut JobTable, view: &View<'_>, spec: JobSpec) -> JobId {
+        let id = JobId([7; 16]);
+        let answer = c.submit(table, view, id, spec, n("c"));
+        assert!(matches!(answer, Response::Job(_)), "{answer:?}");
+        id
+    }
+
+    /// The assignments in the outbox, as (worker, task, attempt), and the outbox emptied.
+    fn assignments(out: &mut Outbox) -> Vec<(NodeId, u32, u32)> {
+        let mut found = Vec::new();
+        for action in out.actions.drain(..) {
+            if let Action::Send {
+                to,
+                request: Request::Assign(a),
+                ..
+            } = action
+            {
+                found.push((to, a.task, a.attempt));
+            }
+        }
+        found
+    }
+
+    /// The tickets of the sends and fetches in the outbox, in order, and the outbox emptied.
+    fn tickets(out: &mut Outbox) -> Vec<Ticket> {
+        out.actions
+            .drain(..)
+            .filter_map(|a| match a {
+                Action::Send { ticket, .. }
+                | Action::Fetch { ticket, .. }
+                | Action::Stitch { ticket, .. } => Some(ticket),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The answers given so far to outside requests, and the outbox emptied of them.
+    fn replies(out: &mut Outbox) -> Vec<(u64, Response)> {
+        let mut found = Vec::new();
+        out.actions.retain(|a| match a {
+            Action::Reply { to, response } => {
+                found.push((*to, response.clone()));
+                false
+            }
+            _ => true,
+        });
+        found
+    }
+
+    fn done(job: JobId, task: u32, attempt: u32, frame: u32) -> Report {
+        Report {
+            job,
+            task,
+            attempt,
+            outcome: Outcome::Done(vec![Output {
+                frame,
+                blob: BlobHash::of(format!("{task}/{attempt}").as_bytes()),
+                size: 3,
+            }]),
+        }
+    }
+
+    #[test]
+    fn a_submitted_job_is_planned_for_the_matching_workers_and_its_record_comes_back() {
+        let (mut c, mut table, _) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, "Blender 4.2.0", 0)],
+            vec![&a, &b],
+        );
+        let mut s = spec(FrameRange::new(1, 16).unwrap());
+        s.chunk = None;
+        let id = JobId([1; 16]);
+        let Response::Job(job) = c.submit(&mut table, &v, id, s.clone(), a.clone()) else {
+            panic!("no record came back");
+        };
+        // One matching worker, which gets about four chunks: four of four frames.
+        assert_eq!(job.tasks.len(), 4);
+        assert_eq!((job.origin.clone(), job.created_ms), (a.clone(), 1_000));
+        assert_eq!(table.get(&id), Some(&*job));
+        assert!(c.take_changed());
+        // Submitting again (a retry) changes nothing and answers alike.
+        let again = c.submit(&mut table, &v, id, s.clone(), a.clone());
+        assert_eq!(again, Response::Job(job));
+        assert!(!c.take_changed());
+        // A stranger must join first; a bad spec is refused by name.
+        let stranger = c.submit(&mut table, &v, JobId([2; 16]), s.clone(), n("z"));
+        assert!(matches!(stranger, Response::Busy(m) if m.contains("unknown peer")));
+        let mut bad = s;
+        bad.samples = Some(0);
+        let refused = c.submit(&mut table, &v, JobId([3; 16]), bad, a.clone());
+        assert!(
+            matches!(refused, Response::Rejected(m) if m.contains("samples")),
+            "bad samples"
+        );
+    }
+
+    #[test]
+    fn idle_workers_get_tasks_only_when_their_blender_and_engines_match() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b, e) = (n("a"), n("b"), n("e"));
+        let mut no_engine = seat(&e, BLENDER, 0);
+        no_engine.engines = &[];
+        let v = view(
+            0,
+            vec![
+                seat(&a, BLENDER, 0),
+                seat(&b, "Blender 4.2.0", 0),
+                no_engine,
+            ],
+            vec![&a, &b, &e],
+        );
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::new(1, 3).unwrap()));
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assignments(&mut out), [(a.clone(), 0, 1)]);
+        // A busy worker gets nothing more; a matching one that is idle does.
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assignments(&mut out), []);
+        let mut any = spec(FrameRange::new(1, 3).unwrap());
+        any.blender_version = None;
+        let other = JobId([8; 16]);
+        c.submit(&mut table, &v, other, any, n("c"));
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assignments(&mut out), [(b.clone(), 0, 1)]);
+        assert_eq!(
+            table.get(&id).map(|j| j.tasks[0].state),
+            Some(TaskState::Running)
+        );
+    }
+
+    #[test]
+    fn a_report_counts_once_its_frames_are_held_here_and_only_once() {
+        let (mut c, mut table, mut out) = fixture();
+        let a = n("a");
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        c.tick(&mut table, &v, &mut out);
+        let [assign] = tickets(&mut out)[..] else {
+            panic!("one assignment expected");
+        };
+        assert!(c.answered(&mut table, assign, Ok(Response::Accepted), 10, &mut out));
+
+        c.report(
+            &mut table,
+            &v,
+            a.clone(),
+            done(id, 0, 1, 1),
+            Some(ReplyTo::Outside(1)),
+            &mut out,
+        );
+        // Not done yet: the frames are copied here first.
+        assert_eq!(
+            table.get(&id).map(|j| j.tasks[0].state),
+            Some(TaskState::Running)
+        );
+        let [fetch] = tickets(&mut out)[..] else {
+            panic!("one fetch expected");
+        };
+        // The same report again while copying: the worker is told to wait.
+        c.report(
+            &mut table,
+            &v,
+            a.clone(),
+            done(id, 0, 1, 1),
+            Some(ReplyTo::Outside(2)),
+            &mut out,
+        );
+        assert!(matches!(&replies(&mut out)[..], [(2, Response::Busy(_))]));
+        assert!(c.fetched(&mut table, fetch, Ok(()), &mut out));
+        assert_eq!(replies(&mut out), [(1, Response::Accepted)]);
+        let job = table.get(&id).unwrap();
+        assert_eq!((job.state, job.frames_done()), (JobState::Done, 1));
+        // Once more after it counted: refused, and nothing counts twice.
+        c.report(
+            &mut table,
+            &v,
+            a.clone(),
+            done(id, 0, 1, 1),
+            Some(ReplyTo::Outside(3)),
+            &mut out,
+        );
+        assert!(matches!(
+            &replies(&mut out)[..],
+            [(3, Response::Rejected(_))]
+        ));
+        assert_eq!(table.get(&id).unwrap().frames_done(), 1);
+    }
+
+    #[test]
+    fn a_stale_report_is_refused_and_changes_nothing() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a, &b]);
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        c.tick(&mut table, &v, &mut out);
+        out.actions.clear();
+        let before = table.get(&id).cloned();
+        // Another node, and an older attempt, both report the task a is rendering.
+        for (who, attempt) in [(b.clone(), 1), (a.clone(), 0)] {
+            let report = done(id, 0, attempt, 1);
+            c.report(
+                &mut table,
+                &v,
+                who,
+                report,
+                Some(ReplyTo::Outside(9)),
+                &mut out,
+            );
+            assert!(
+                matches!(&replies(&mut out)[..], [(9, Response::Rejected(m))] if m.contains("not the current"))
+            );
+            assert!(out.actions.is_empty(), "a stale report fetched nothing");
+        }
+        assert_eq!(table.get(&id).cloned(), before);
+    }
+
+    #[test]
+    fn the_tasks_of_a_worker_that_died_or_lost_them_are_requeued() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
+            vec![&a, &b],
+        );
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::new(1, 2).unwrap()));
+        c.tick(&mut table, &v, &mut out);
+        let sent = tickets(&mut out);
+        assert_eq!(sent.len(), 2);
+        for ticket in sent {
+            c.answered(&mut table, ticket, Ok(Response::Accepted), 10, &mut out);
+        }
+        let state = |table: &JobTable, i: usize| table.get(&id).unwrap().tasks[i].state;
+
+        // a is gone from the mesh: its task is queued again at once.
+        c.node_gone(&mut table, &a);
+        assert_eq!(state(&table, 0), TaskState::Queued);
+
+        // b is heard after the assignment, saying it renders nothing: still within the grace,
+        // the task stays; past it, the task is requeued (and handed to b again, attempt 2).
+        let idle_b = view(4_000, vec![seat(&b, BLENDER, 3_900)], vec![&b]);
+        c.tick(&mut table, &idle_b, &mut out);
+        assert_eq!(state(&table, 1), TaskState::Running);
+        out.actions.clear();
+        let later = view(6_000, vec![seat(&b, BLENDER, 5_900)], vec![&b]);
+        c.tick(&mut table, &later, &mut out);
+        // b was busy until the release: it gets the first queued task (task 0) now.
+        assert_eq!(assignments(&mut out), [(b.clone(), 0, 2)]);
+        assert_eq!(state(&table, 1), TaskState::Queued);
+    }
+
+    #[test]
+    fn a_new_coordinator_keeps_running_tasks_and_counts_their_reports() {
+        let (mut old, mut table, mut out) = fixture();
+        let a = n("a");
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let id = submit(&mut old, &mut table, &v, spec(FrameRange::single(1)));
+        old.tick(&mut table, &v, &mut out);
+        old.retire(None, &mut out);
+        out.actions.clear();
+
+        // Node d takes over in term 2 with the replicated table, long after the assignment.
+        let mut new = Coordinator::new(n("d"), Term(2), &table, 60_000);
+        let mut working = seat(&a, BLENDER, 60_000);
+        working.current = Some(TaskRef {
+            job: id,
+            task: 0,
+            attempt: 1,
+            frames: FrameRange::single(1),
+            tile: None,
+            frames_done: 0,
+        });
+        let v = view(70_000, vec![working], vec![&a]);
+        new.tick(&mut table, &v, &mut out);
+        assert_eq!(table.get(&id).unwrap().tasks[0].state, TaskState::Running);
+        assert_eq!(assignments(&mut out), []);
+
+        new.report(&mut table, &v, a.clone(), done(id, 0, 1, 1), None, &mut out);
+        let [fetch] = tickets(&mut out)[..] else {
+            panic!("one fetch expected");
+        };
+        new.fetched(&mut table, fetch, Ok(()), &mut out);
+        let job = table.get(&id).unwrap();
+        assert_eq!((job.state, job.version.term), (JobState::Done, Term(2)));
+    }
+
+    #[test]
+    fn a_frame_is_stitched_once_all_its_tiles_are_rendered() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
+            vec![&a, &b],
+        );
+        let mut s = spec(FrameRange::single(5));
+        s.tiles = Some(Tiling::Grid(TileGrid::new(2, 1).unwrap()));
+        let id = submit(&mut c, &mut table, &v, s);
+        c.tick(&mut table, &v, &mut out);
+        let sent = tickets(&mut out);
+        assert_eq!(sent.len(), 2);
+        for (task, (who, ticket)) in [(&a, sent[0]), (&b, sent[1])].into_iter().enumerate() {
+            c.answered(&mut table, ticket, Ok(Response::Accepted), 10, &mut out);
+            let report = done(id, task as u32, 1, 5);
+            c.report(&mut table, &v, who.clone(), report, None, &mut out);
+            let [fetch] = tickets(&mut out)[..] else {
+                panic!("one fetch expected");
+            };
+            c.fetched(&mut table, fetch, Ok(()), &mut out);
+            // No stitch while a tile is missing.
+            c.tick(&mut table, &v, &mut out);
+            let stitches = out
+                .actions
+                .iter()
+                .filter(|a| matches!(a, Action::Stitch { .. }))
+                .count();
+            assert_eq!(stitches, task, "after {} tiles", task + 1);
+        }
+        let Some(Action::Stitch {
+            ticket,
+            tiles,
+            copy_to,
+            ..
+        }) = out
+            .actions
+            .iter()
+            .find(|a| matches!(a, Action::Stitch { .. }))
+            .cloned()
+        else {
+            unreachable!("counted above")
+        };
+        assert_eq!((tiles.len(), copy_to), (2, Some(a.clone())));
+        // Stitching is not asked twice while under way.
+        out.actions.clear();
+        c.tick(&mut table, &v, &mut out);
+        assert!(
+            out.actions
+                .iter()
+                .all(|a| !matches!(a, Action::Stitch { .. }))
+        );
+        let frame = Output {
+            frame: 5,
+            blob: BlobHash::of(b"frame 5"),
+            size: 7,
+        };
+        assert!(c.stitched(&mut table, ticket, Ok(frame.clone()), 20));
+        let job = table.get(&id).unwrap();
+        assert_eq!((job.state, job.outputs()), (JobState::Done, vec![&frame]));
+    }
+
+    #[test]
+    fn a_refused_assignment_is_requeued_and_its_worker_left_alone_a_while() {
+        let (mut c, mut table, mut out) = fixture();
+        let a = n("a");
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        c.tick(&mut table, &v, &mut out);
+        let [assign] = tickets(&mut out)[..] else {
+            panic!("one assignment expected");
+        };
+        c.answered(
+            &mut table,
+            assign,
+            Ok(Response::Rejected("busy".into())),
+            100,
+            &mut out,
+        );
+        assert_eq!(table.get(&id).unwrap().tasks[0].state, TaskState::Queued);
+        c.tick(
+            &mut table,
+            &view(1_000, vec![seat(&a, BLENDER, 900)], vec![&a]),
+            &mut out,
+        );
+        assert_eq!(assignments(&mut out), []);
+        c.tick(
+            &mut table,
+            &view(2_200, vec![seat(&a, BLENDER, 2_100)], vec![&a]),
+            &mut out,
+        );
+        assert_eq!(assignments(&mut out), [(a, 0, 2)]);
+    }
+
+    #[test]
+    fn a_task_that_fails_on_every_matching_worker_fails_the_job() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
+            vec![&a, &b],
+        );
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        for (now, who) in [(0, &a), (3_000, &b)] {
+            c.tick(
+                &mut table,
+                &view(now, v.workers.clone(), v.peers.clone()),
+                &mut out,
+            );
+            let sent = assignments(&mut out);
+            assert_eq!(sent.iter().map(|s| &s.0).collect::<Vec<_>>(), [who]);
+            let report = Report {
+                job: id,
+                task: 0,
+                attempt: sent[0].2,
+                outcome: Outcome::Failed("no camera".into()),
+            };
+            c.report(
+                &mut table,
+                &v,
+                who.clone(),
+                report,
+                Some(ReplyTo::Outside(1)),
+                &mut out,
+            );
+            assert_eq!(replies(&mut out), [(1, Response::Accepted)]);
+        }
+        let job = table.get(&id).unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert!(
+            job.message
+                .as_deref()
+                .is_some_and(|m| m.contains("2 nodes")),
+            "{:?}",
+            job.message
+        );
+    }
+}

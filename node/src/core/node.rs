@@ -1,0 +1,521 @@
+//! One node's core: it owns the membership, the job table, the coordinator (while this node
+//! coordinates) and the worker side, routes each event to the part it concerns, and sends the
+//! heartbeat. Requests this node sends itself (a coordinator assigning a task to itself, a
+//! worker reporting to itself) are answered inside, before the actions are handed out.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rendermesh_protocol::{
+    Assignment, Heartbeat, JobId, NodeId, Outcome, Output, Request, Response, Role, limits,
+};
+use tracing::info;
+
+use super::coordinator::{Coordinator, Seat, View};
+use super::membership::{Change, Membership};
+use super::table::JobTable;
+use super::worker::Worker;
+use super::{Action, Millis, Outbox, ReplyTo, StitchFailure, Ticket};
+
+/// Shortest gap between two heartbeats (a job change sends one early).
+pub const MIN_HEARTBEAT_GAP_MS: Millis = 200;
+
+/// What a node says of itself in every heartbeat, besides the mesh state.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// A name for people.
+    pub name: String,
+    /// Worker or bootstrap.
+    pub role: Role,
+    /// Logical cores.
+    pub cores: u32,
+    /// Memory in bytes.
+    pub memory: u64,
+}
+
+/// One node's mesh state and rules.
+#[derive(Debug)]
+pub struct Core {
+    me: NodeId,
+    profile: Profile,
+    membership: Membership,
+    table: JobTable,
+    /// `Some` while this node coordinates.
+    coordinator: Option<Coordinator>,
+    worker: Worker,
+    /// Peers' requests to hold blobs: each fetch's ticket and where its answer goes.
+    copies: BTreeMap<Ticket, ReplyTo>,
+    /// Requests for the coordinator from this node's own users, passed on to it.
+    forwarded: BTreeMap<Ticket, ReplyTo>,
+    out: Outbox,
+    /// This node's multiaddrs (with `/p2p`).
+    addrs: Vec<String>,
+    seq: u64,
+    last_heartbeat: Option<Millis>,
+    /// A job changed: send a heartbeat soon.
+    urgent: bool,
+    /// The time of the latest event.
+    now: Millis,
+    /// Wall-clock milliseconds at the latest tick.
+    wall_ms: u64,
+    /// CPU load 0..=1 at the latest tick.
+    load: f32,
+}
+
+impl Core {
+    /// Node `me`, started at `now`, that renders with `blender` (`None`: it does not render).
+    pub fn new(
+        me: NodeId,
+        profile: Profile,
+        blender: Option<String>,
+        engines: Vec<rendermesh_protocol::Engine>,
+        now: Millis,
+    ) -> Self {
+        let blender = if profile.role == Role::Worker {
+            blender
+        } else {
+            None
+        };
+        Self {
+            membership: Membership::new(me.clone(), profile.role, now),
+            out: Outbox::new(me.clone()),
+            me,
+            profile,
+            table: JobTable::default(),
+            coordinator: None,
+            worker: Worker::new(blender, engines),
+            copies: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            addrs: Vec::new(),
+            seq: 0,
+            last_heartbeat: None,
+            urgent: false,
+            now,
+            wall_ms: 0,
+            load: 0.0,
+        }
+    }
+
+    // ---- views ---------------------------------------------------------------------------
+
+    /// This node.
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// What it says of itself.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// Live peers, terms and the election.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// The job table.
+    pub fn table(&self) -> &JobTable {
+        &self.table
+    }
+
+    /// The worker side.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// The coordinator in this node's view: itself, the one it follows, or nobody.
+    pub fn coordinator(&self) -> Option<NodeId> {
+        self.membership.coordinator()
+    }
+
+    /// `Some(term)` while this node coordinates.
+    pub fn leading(&self) -> Option<rendermesh_protocol::Term> {
+        self.coordinator.as_ref().map(Coordinator::term)
+    }
+
+    /// Its multiaddrs.
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    /// The heartbeat this node would send now.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            seq: self.seq,
+            name: self.profile.name.clone(),
+            role: self.profile.role,
+            cores: self.profile.cores,
+            memory: self.profile.memory,
+            blender: self.worker.blender().map(str::to_owned),
+            engines: self.worker.engines().to_vec(),
+            load: self.load,
+            current: self.worker.current(),
+            term: self.membership.max_term(),
+            coordinator: self.coordinator(),
+            claims: self.coordinator.is_some(),
+            jobs: self.table.digests(),
+            addrs: self.addrs.clone(),
+        }
+    }
+
+    /// The actions queued so far, for the caller to carry out.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out.actions)
+    }
+
+    // ---- events --------------------------------------------------------------------------
+
+    /// This node's addresses changed.
+    pub fn set_addrs(&mut self, addrs: Vec<String>) {
+        self.addrs = addrs;
+    }
+
+    /// The engines probe answered.
+    pub fn set_engines(&mut self, engines: Vec<rendermesh_protocol::Engine>) {
+        info!(engines = ?engines, "render engines probed");
+        self.worker.set_engines(engines);
+    }
+
+    /// A heartbeat from `from`, heard at `now`.
+    pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
+        self.now = now;
+        let addrs = hb.addrs.clone();
+        let name = hb.name.clone();
+        if self.membership.heard(from.clone(), hb, now) {
+            info!(peer = %from.short(), %name, "peer joined");
+            self.out.push(Action::Dial { peer: from, addrs });
+        }
+    }
+
+    /// A request from `from` (this node itself for its own users' requests); the answer goes
+    /// to `reply`.
+    pub fn request(&mut self, from: NodeId, request: Request, reply: ReplyTo, now: Millis) {
+        self.now = now;
+        self.handle_request(from, request, reply);
+        self.settle();
+    }
+
+    /// The answer to the request sent with `ticket`.
+    pub fn answered(&mut self, ticket: Ticket, answer: Result<Response, String>, now: Millis) {
+        self.now = now;
+        self.handle_answer(ticket, answer);
+        self.settle();
+    }
+
+    /// The result of the fetch with `ticket`.
+    pub fn fetched(&mut self, ticket: Ticket, result: Result<(), String>, now: Millis) {
+        self.now = now;
+        if let Some(reply) = self.copies.remove(&ticket) {
+            let answer = match result {
+                Ok(()) => Response::Accepted,
+                Err(e) => Response::Rejected(e),
+            };
+            self.out.reply(reply, answer);
+        } else if let Some(c) = &mut self.coordinator {
+            c.fetched(&mut self.table, ticket, result, &mut self.out);
+        }
+        self.settle();
+    }
+
+    /// The stitched frame (or why not) of the stitch with `ticket`.
+    pub fn stitched(&mut self, ticket: Ticket, result: Result<Output, StitchFailure>, now: Millis) {
+        self.now = now;
+        if let Some(c) = &mut self.coordinator {
+            c.stitched(&mut self.table, ticket, result, now);
+        }
+        self.settle();
+    }
+
+    /// A frame of the task under way is rendered.
+    pub fn progress(&mut self, job: JobId, task: u32) {
+        self.worker.progress(job, task);
+    }
+
+    /// The render of `assignment` ended (`None`: cancelled).
+    pub fn rendered(&mut self, assignment: &Assignment, outcome: Option<Outcome>, now: Millis) {
+        self.now = now;
+        self.worker.rendered(assignment, outcome);
+        let coordinator = self.coordinator();
+        self.worker
+            .send_reports(coordinator.as_ref(), &mut self.out);
+        self.settle();
+    }
+
+    /// The periodic work, at `now` (and `wall_ms` on the wall clock, with the CPU at `load`):
+    /// expire silent peers, elect, pull newer job records, coordinate, re-send reports, and
+    /// send the heartbeat when it is due.
+    pub fn tick(&mut self, now: Millis, wall_ms: u64, load: f32) {
+        self.now = now;
+        self.wall_ms = wall_ms;
+        self.load = load;
+
+        for id in self.membership.expire(now) {
+            info!(peer = %id.short(), "peer gone");
+            if let Some(c) = &mut self.coordinator {
+                c.node_gone(&mut self.table, &id);
+            }
+        }
+
+        match self.membership.elect(now) {
+            Some(Change::Lead(term)) => {
+                if let Some(old) = self.coordinator.take() {
+                    old.retire(None, &mut self.out);
+                }
+                self.coordinator = Some(Coordinator::new(self.me.clone(), term, &self.table, now));
+                self.urgent = true;
+            }
+            Some(Change::Follow {
+                claim,
+                stepped_down,
+            }) => {
+                if stepped_down {
+                    info!(coordinator = %claim.node.short(), term = %claim.term, "stepping down");
+                }
+                info!(coordinator = %claim.node.short(), term = %claim.term, "following");
+                if let Some(old) = self.coordinator.take() {
+                    old.retire(Some(claim.node.clone()), &mut self.out);
+                }
+                self.worker.coordinator_changed();
+            }
+            Some(Change::Nobody { stepped_down }) => {
+                if stepped_down {
+                    info!("stepping down: no coordinator in view");
+                }
+                if let Some(old) = self.coordinator.take() {
+                    old.retire(None, &mut self.out);
+                }
+            }
+            None => {}
+        }
+
+        let digests = self
+            .membership
+            .members()
+            .map(|(id, m)| (id, m.hb.jobs.as_slice()));
+        self.table.pull(digests, &mut self.out);
+
+        if let Some(c) = &mut self.coordinator {
+            let view = view(
+                &self.me,
+                &self.profile,
+                &self.membership,
+                &self.worker,
+                now,
+                wall_ms,
+            );
+            c.tick(&mut self.table, &view, &mut self.out);
+        }
+
+        self.worker.stop_ended(&self.table, &mut self.out);
+        let coordinator = self.coordinator();
+        self.worker
+            .send_reports(coordinator.as_ref(), &mut self.out);
+        self.settle();
+
+        let due = match self.last_heartbeat {
+            None => true,
+            Some(t) => {
+                let gap = now.saturating_sub(t);
+                gap >= limits::HEARTBEAT_MS || (self.urgent && gap >= MIN_HEARTBEAT_GAP_MS)
+            }
+        };
+        if due {
+            self.seq += 1;
+            self.urgent = false;
+            self.last_heartbeat = Some(now);
+            let hb = self.heartbeat();
+            self.out.push(Action::Publish(hb));
+        }
+    }
+
+    // ---- routing -------------------------------------------------------------------------
+
+    fn not_coordinator(&self) -> Response {
+        Response::NotCoordinator(self.membership.following().map(|c| c.node.clone()))
+    }
+
+    fn handle_request(&mut self, from: NodeId, request: Request, reply: ReplyTo) {
+        let answer = match request {
+            Request::Submit { .. } | Request::Cancel(_) if self.coordinator.is_none() => {
+                self.forward(from, request, reply);
+                return;
+            }
+            Request::Submit { id, spec } => {
+                let view = view(
+                    &self.me,
+                    &self.profile,
+                    &self.membership,
+                    &self.worker,
+                    self.now,
+                    self.wall_ms,
+                );
+                let Some(c) = &mut self.coordinator else {
+                    return;
+                };
+                c.submit(&mut self.table, &view, id, spec, from)
+            }
+            Request::Cancel(id) => match &mut self.coordinator {
+                Some(c) => c.cancel(&mut self.table, id),
+                None => return,
+            },
+            Request::Report(report) => {
+                let view = view(
+                    &self.me,
+                    &self.profile,
+                    &self.membership,
+                    &self.worker,
+                    self.now,
+                    self.wall_ms,
+                );
+                match &mut self.coordinator {
+                    Some(c) => {
+                        c.report(
+                            &mut self.table,
+                            &view,
+                            from,
+                            report,
+                            Some(reply),
+                            &mut self.out,
+                        );
+                        return;
+                    }
+                    None => self.not_coordinator(),
+                }
+            }
+            Request::Assign(a) => {
+                let max = self.membership.max_term();
+                if a.term < max {
+                    Response::Rejected(format!(
+                        "stale term {} (this node has seen term {max})",
+                        a.term
+                    ))
+                } else {
+                    self.membership.observe_term(a.term);
+                    self.worker.assign(a, from, &mut self.out)
+                }
+            }
+            Request::Replicate(blobs) => {
+                if blobs.len() > limits::MAX_JOB_FRAMES as usize {
+                    Response::Rejected(format!("{} blobs is more than one task holds", blobs.len()))
+                } else {
+                    let ticket = self.out.fetch(blobs, vec![from]);
+                    self.copies.insert(ticket, reply);
+                    return;
+                }
+            }
+            Request::GetJob(id) => match self.table.get(&id) {
+                Some(job) => Response::Job(Box::new(job.clone())),
+                None => Response::NotFound,
+            },
+            Request::BlobInfo(_) | Request::BlobChunk { .. } => {
+                Response::Rejected("blob requests are served by the network layer".into())
+            }
+        };
+        self.out.reply(reply, answer);
+    }
+
+    /// A request for the coordinator that reached a node that does not coordinate: from this
+    /// node's own users it is passed on to the coordinator (a submitted job's record comes back
+    /// and is kept here, its first replica); from a peer it is refused.
+    fn forward(&mut self, from: NodeId, request: Request, reply: ReplyTo) {
+        match self.membership.following() {
+            Some(claim) if from == self.me => {
+                let ticket = self.out.send(claim.node.clone(), request);
+                self.forwarded.insert(ticket, reply);
+            }
+            Some(_) => {
+                let answer = self.not_coordinator();
+                self.out.reply(reply, answer);
+            }
+            None => self.out.reply(
+                reply,
+                Response::Busy("no coordinator has been elected yet".into()),
+            ),
+        }
+    }
+
+    fn handle_answer(&mut self, ticket: Ticket, answer: Result<Response, String>) {
+        if self.table.pulled(ticket, &answer) || self.worker.answered(ticket, &answer) {
+            return;
+        }
+        if let Some(reply) = self.forwarded.remove(&ticket) {
+            let answer = match answer {
+                Ok(Response::Job(job)) => {
+                    self.table.offer((*job).clone());
+                    Response::Job(job)
+                }
+                Ok(other) => other,
+                Err(e) => Response::Busy(e),
+            };
+            self.out.reply(reply, answer);
+            return;
+        }
+        if let Some(c) = &mut self.coordinator {
+            c.answered(&mut self.table, ticket, answer, self.now, &mut self.out);
+        }
+    }
+
+    /// Handles the requests this node sent itself, and their answers, until none is left.
+    fn settle(&mut self) {
+        loop {
+            let requests = std::mem::take(&mut self.out.to_self);
+            let answers = std::mem::take(&mut self.out.inside);
+            if requests.is_empty() && answers.is_empty() {
+                break;
+            }
+            for (ticket, request) in requests {
+                let me = self.me.clone();
+                self.handle_request(me, request, ReplyTo::Inside(ticket));
+            }
+            for (ticket, answer) in answers {
+                self.handle_answer(ticket, Ok(answer));
+            }
+        }
+        if self
+            .coordinator
+            .as_mut()
+            .is_some_and(Coordinator::take_changed)
+        {
+            self.urgent = true;
+        }
+    }
+}
+
+/// The mesh as a coordinator sees it: the live nodes that render (this one included when it
+/// renders) and the live peers.
+fn view<'a>(
+    me: &'a NodeId,
+    profile: &Profile,
+    membership: &'a Membership,
+    worker: &'a Worker,
+    now: Millis,
+    wall_ms: u64,
+) -> View<'a> {
+    let mut workers: Vec<Seat<'a>> = membership
+        .members()
+        .filter(|(_, m)| m.hb.role == Role::Worker && m.hb.blender.is_some())
+        .map(|(id, m)| Seat {
+            id,
+            blender: m.hb.blender.as_deref(),
+            engines: &m.hb.engines,
+            current: m.hb.current.clone(),
+            last_seen: m.last_seen,
+        })
+        .collect();
+    if profile.role == Role::Worker && worker.blender().is_some() {
+        workers.push(Seat {
+            id: me,
+            blender: worker.blender(),
+            engines: worker.engines(),
+            current: worker.current(),
+            last_seen: now,
+        });
+    }
+    workers.sort_by(|a, b| a.id.cmp(b.id));
+    View {
+        now,
+        wall_ms,
+        workers,
+        peers: membership.members().map(|(id, _)| id).collect(),
+    }
+}

@@ -1,0 +1,243 @@
+//! The worker side of one node: whether it takes an assignment, the task it renders, and the
+//! reports it owes the coordinator (re-sent until one is acknowledged or refused).
+
+use rendermesh_protocol::{
+    Assignment, Engine, FrameRange, JobId, NodeId, Outcome, Report, Request, Response, TaskRef,
+    Tile,
+};
+use tracing::{debug, info};
+
+use super::table::JobTable;
+use super::{Action, Outbox, Ticket};
+
+/// The task this node is rendering.
+#[derive(Debug)]
+struct Running {
+    assignment: Assignment,
+    frames_done: u32,
+    /// Its job ended and the render was told to stop.
+    cancelled: bool,
+}
+
+/// A report waiting for the coordinator's acknowledgement.
+#[derive(Debug)]
+struct PendingReport {
+    report: Report,
+    frames: FrameRange,
+    tile: Option<Tile>,
+    /// The request carrying it, while one is in flight.
+    in_flight: Option<Ticket>,
+}
+
+/// One node's worker side.
+#[derive(Debug)]
+pub struct Worker {
+    /// This node's Blender version; `None`: it does not render.
+    blender: Option<String>,
+    /// The engines it renders with headless.
+    engines: Vec<Engine>,
+    running: Option<Running>,
+    reports: Vec<PendingReport>,
+}
+
+impl Worker {
+    /// A worker that renders with `blender` (`None`: it does not render) and `engines`.
+    pub fn new(blender: Option<String>, engines: Vec<Engine>) -> Self {
+        Self {
+            blender,
+            engines,
+            running: None,
+            reports: Vec::new(),
+        }
+    }
+
+    /// Its Blender version.
+    pub fn blender(&self) -> Option<&str> {
+        self.blender.as_deref()
+    }
+
+    /// The engines it renders with.
+    pub fn engines(&self) -> &[Engine] {
+        &self.engines
+    }
+
+    /// The engines probe answered.
+    pub fn set_engines(&mut self, engines: Vec<Engine>) {
+        self.engines = engines;
+    }
+
+    /// Whether a render is under way.
+    pub fn is_rendering(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The task it renders, or else the oldest one it still reports.
+    pub fn current(&self) -> Option<TaskRef> {
+        if let Some(r) = &self.running {
+            let a = &r.assignment;
+            return Some(TaskRef {
+                job: a.job,
+                task: a.task,
+                attempt: a.attempt,
+                frames: a.frames,
+                tile: a.tile,
+                frames_done: r.frames_done,
+            });
+        }
+        self.reports.first().map(|p| TaskRef {
+            job: p.report.job,
+            task: p.report.task,
+            attempt: p.report.attempt,
+            frames: p.frames,
+            tile: p.tile,
+            frames_done: p.frames.len(),
+        })
+    }
+
+    /// An assignment from `from`, whose term the caller has checked. Starts the render and
+    /// accepts, or says why not.
+    pub fn assign(&mut self, a: Assignment, from: NodeId, out: &mut Outbox) -> Response {
+        let Some(blender) = &self.blender else {
+            return Response::Rejected("this node does not render".into());
+        };
+        if let Some(r) = &self.running {
+            let same = r.assignment.job == a.job
+                && r.assignment.task == a.task
+                && r.assignment.attempt == a.attempt;
+            return if same {
+                Response::Accepted
+            } else {
+                Response::Rejected(format!(
+                    "busy with job {} task {}",
+                    r.assignment.job.short(),
+                    r.assignment.task
+                ))
+            };
+        }
+        // The spec comes from a peer: it is checked here as the coordinator checked it (its
+        // file paths above all, which name where files are laid out on this node).
+        if let Err(e) = a.spec.validate() {
+            return Response::Rejected(format!("the assignment's job is invalid: {e}"));
+        }
+        if let Some(wanted) = &a.spec.blender_version
+            && wanted != blender
+        {
+            return Response::Rejected(format!(
+                "the job needs {wanted:?}; this node runs {blender:?}"
+            ));
+        }
+        if !self.engines.contains(&a.spec.engine) {
+            return Response::Rejected(format!(
+                "the job renders with {}; this node cannot run it headless",
+                a.spec.engine
+            ));
+        }
+        self.running = Some(Running {
+            assignment: a.clone(),
+            frames_done: 0,
+            cancelled: false,
+        });
+        out.push(Action::Render {
+            assignment: Box::new(a),
+            from,
+        });
+        Response::Accepted
+    }
+
+    /// A frame of task `task` of `job` is rendered.
+    pub fn progress(&mut self, job: JobId, task: u32) {
+        if let Some(r) = &mut self.running
+            && r.assignment.job == job
+            && r.assignment.task == task
+        {
+            r.frames_done += 1;
+        }
+    }
+
+    /// The render of `assignment` ended; `None`: it was cancelled, and there is nothing to
+    /// report.
+    pub fn rendered(&mut self, assignment: &Assignment, outcome: Option<Outcome>) {
+        let same = self.running.as_ref().is_some_and(|r| {
+            r.assignment.job == assignment.job
+                && r.assignment.task == assignment.task
+                && r.assignment.attempt == assignment.attempt
+        });
+        if same {
+            self.running = None;
+        }
+        let Some(outcome) = outcome else {
+            return;
+        };
+        self.reports.push(PendingReport {
+            frames: assignment.frames,
+            tile: assignment.tile,
+            report: Report {
+                job: assignment.job,
+                task: assignment.task,
+                attempt: assignment.attempt,
+                outcome,
+            },
+            in_flight: None,
+        });
+    }
+
+    /// Stops the render when its job has ended.
+    pub fn stop_ended(&mut self, table: &JobTable, out: &mut Outbox) {
+        if let Some(r) = &mut self.running
+            && !r.cancelled
+            && table
+                .get(&r.assignment.job)
+                .is_some_and(|j| j.state.is_terminal())
+        {
+            info!(job = %r.assignment.job.short(), "job ended; stopping its task");
+            r.cancelled = true;
+            out.push(Action::CancelRender);
+        }
+    }
+
+    /// Sends every report not in flight to `coordinator`.
+    pub fn send_reports(&mut self, coordinator: Option<&NodeId>, out: &mut Outbox) {
+        let Some(coordinator) = coordinator else {
+            return;
+        };
+        for p in &mut self.reports {
+            if p.in_flight.is_none() {
+                let ticket = out.send(coordinator.clone(), Request::Report(p.report.clone()));
+                p.in_flight = Some(ticket);
+            }
+        }
+    }
+
+    /// The coordinator changed: every report goes to the new one.
+    pub fn coordinator_changed(&mut self) {
+        for p in &mut self.reports {
+            p.in_flight = None;
+        }
+    }
+
+    /// The answer to a report. Returns false when `ticket` is not a report's.
+    pub fn answered(&mut self, ticket: Ticket, answer: &Result<Response, String>) -> bool {
+        let Some(pos) = self
+            .reports
+            .iter()
+            .position(|p| p.in_flight == Some(ticket))
+        else {
+            return false;
+        };
+        let report = &self.reports[pos].report;
+        match answer {
+            Ok(Response::Accepted) => {
+                self.reports.remove(pos);
+            }
+            Ok(Response::Rejected(reason)) => {
+                info!(job = %report.job.short(), task = report.task, "report refused: {reason}");
+                self.reports.remove(pos);
+            }
+            other => {
+                debug!(job = %report.job.short(), task = report.task, "report not taken: {other:?}");
+                self.reports[pos].in_flight = None;
+            }
+        }
+        true
+    }
+}
