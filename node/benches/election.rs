@@ -5,15 +5,19 @@
 //! `cargo bench -p rendermesh-node --bench election` prints, for 100 and 1,000 nodes: the
 //! virtual time to the first agreed coordinator and, after that coordinator is killed, to the
 //! next one, each with the wall-clock time the simulation took; then how many task
-//! assignments per second of CPU the coordinator's job model makes.
+//! assignments per second of CPU the coordinator core makes.
 
 #[path = "../tests/support/simulator.rs"]
 mod simulator;
 
 use std::time::Instant;
 
+use rendermesh_node::core::coordinator::{Coordinator, Seat, View};
+use rendermesh_node::core::table::JobTable;
+use rendermesh_node::core::{Action, Outbox, ReplyTo};
 use rendermesh_protocol::{
-    BlobHash, Engine, FrameRange, Job, JobId, JobSpec, NodeId, OutputFormat, Term, plan,
+    BlobHash, Engine, FrameRange, JobId, JobSpec, NodeId, Outcome, Output, OutputFormat, Report,
+    Request, Response, Term,
 };
 use simulator::{Config, Sim};
 
@@ -28,6 +32,7 @@ fn main() {
             loss: 0.0,
             duplicate: 0.0,
             max_delay: 50,
+            jobs: 0,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();
@@ -52,13 +57,27 @@ fn main() {
         );
     }
 
-    // The coordinator's hand-out: the next task for a worker and its assignment, over the
-    // largest job, 20 workers taking turns.
+    // The coordinator core's hand-out: 20 workers render one job of single-frame tasks; each
+    // round the coordinator assigns a task to every idle worker, each worker accepts and
+    // reports, and the coordinator takes each report once its frame is held.
+    for frames in [2_000, 20_000] {
+        let (assigned, secs) = hand_out(frames);
+        println!(
+            "coordinator core, job of {frames} one-frame tasks, 20 workers: {assigned} \
+             assignments in {secs:.2} s of CPU: {:.0} per second",
+            f64::from(assigned) / secs
+        );
+    }
+}
+
+/// Runs one job of `frames` one-frame tasks through a coordinator and 20 workers; returns the
+/// assignments made and the seconds they took.
+fn hand_out(frames: u32) -> (u32, f64) {
     let spec = JobSpec {
         name: "bench.blend".into(),
         blend: BlobHash::of(b"bench"),
         blend_size: 5,
-        frames: FrameRange::new(1, 20_000).expect("a valid range"),
+        frames: FrameRange::new(1, frames).expect("a valid range"),
         samples: None,
         resolution_percent: None,
         format: OutputFormat::Png,
@@ -71,22 +90,71 @@ fn main() {
         engine: Engine::Cycles,
         keep_file_format: false,
     };
+    let me = NodeId("coordinator".into());
     let workers: Vec<NodeId> = (0..20).map(|i| NodeId(format!("worker-{i:02}"))).collect();
-    let plan = plan(&spec, workers.len());
-    let mut job = Job::new(JobId([1; 16]), spec, workers[0].clone(), plan, Term(1), 0);
+    let mut table = JobTable::default();
+    let mut out = Outbox::new(me.clone());
+    let mut coordinator = Coordinator::new(me.clone(), Term(1), &table, 0);
+    let view = |now| View {
+        now,
+        wall_ms: 0,
+        workers: workers
+            .iter()
+            .map(|id| Seat {
+                id,
+                blender: Some("Blender 3.4.1"),
+                engines: &[Engine::Cycles],
+                current: None,
+                last_seen: now,
+            })
+            .collect(),
+        peers: workers.iter().collect(),
+    };
+    let id = JobId([1; 16]);
+    coordinator.submit(
+        &mut table,
+        &view(0),
+        id,
+        spec,
+        workers[0].clone(),
+        ReplyTo::Outside(0),
+        &mut out,
+    );
     let started = Instant::now();
-    let mut assigned = 0u32;
-    for worker in workers.iter().cycle() {
-        let Some(index) = job.next_task_for(worker) else {
-            break;
-        };
-        if job.assign(index, worker.clone(), Term(1)).is_ok() {
+    let mut assigned = 0;
+    let mut now = 0;
+    while table.get(&id).is_some_and(|j| !j.state.is_terminal()) {
+        now += 100;
+        coordinator.tick(&mut table, &view(now), &mut out);
+        for action in out.take_actions() {
+            let Action::Send {
+                to,
+                request: Request::Assign(a),
+                ticket,
+            } = action
+            else {
+                continue;
+            };
             assigned += 1;
+            coordinator.answered(&mut table, ticket, Ok(Response::Accepted), now, &mut out);
+            let blob = BlobHash::of(&a.task.to_le_bytes());
+            let report = Report {
+                job: a.job,
+                task: a.task,
+                attempt: a.attempt,
+                outcome: Outcome::Done(vec![Output {
+                    frame: a.frames.start,
+                    blob,
+                    size: 4,
+                }]),
+            };
+            coordinator.report(&mut table, &view(now), to, report, None, &mut out);
+            for fetch in out.take_actions() {
+                if let Action::Fetch { ticket, .. } = fetch {
+                    coordinator.fetched(&mut table, ticket, Ok(()), now, &mut out);
+                }
+            }
         }
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "job model: {assigned} assignments in {secs:.3} s: {:.0} per second of CPU",
-        f64::from(assigned) / secs
-    );
+    (assigned, started.elapsed().as_secs_f64())
 }

@@ -645,6 +645,11 @@ pub struct Job {
     pub version: Version,
     /// Submission time, milliseconds since the Unix epoch (for listing order).
     pub created_ms: u64,
+    /// Frames counted while this record's coordinator had no peer (a mesh of one, or a node
+    /// cut off from the others), each with the one node that holds it. A coordinator copies
+    /// each to a second node as soon as it can, and then removes it from here.
+    #[serde(default)]
+    pub held_once: Vec<(BlobHash, NodeId)>,
 }
 
 impl Job {
@@ -684,6 +689,7 @@ impl Job {
             stitched: Vec::new(),
             version: Version { term, seq: 1 },
             created_ms,
+            held_once: Vec::new(),
         }
     }
 
@@ -758,12 +764,20 @@ impl Job {
     }
 
     fn current_mut(&mut self, index: u32, attempt: u32, node: &NodeId) -> Result<&mut Task, Stale> {
+        self.check_current(index, attempt, node)?;
+        self.tasks
+            .get_mut(index as usize)
+            .ok_or(Stale::NoSuchTask(index))
+    }
+
+    /// Checks that `node` holds the current assignment of task `index` under `attempt`.
+    pub fn check_current(&self, index: u32, attempt: u32, node: &NodeId) -> Result<(), Stale> {
         if self.state.is_terminal() {
             return Err(Stale::Finished(self.state));
         }
         let task = self
             .tasks
-            .get_mut(index as usize)
+            .get(index as usize)
             .ok_or(Stale::NoSuchTask(index))?;
         if task.state != TaskState::Running
             || task.attempt != attempt
@@ -775,12 +789,7 @@ impl Job {
                 node: node.clone(),
             });
         }
-        Ok(task)
-    }
-
-    /// Checks that `node` holds the current assignment of task `index` under `attempt`.
-    pub fn check_current(&self, index: u32, attempt: u32, node: &NodeId) -> Result<(), Stale> {
-        self.clone().current_mut(index, attempt, node).map(|_| ())
+        Ok(())
     }
 
     /// Records a finished task. Only the current assignment counts: a result from an older
@@ -848,6 +857,23 @@ impl Job {
         self.finish_if_complete();
         self.touch(term);
         Ok(())
+    }
+
+    /// Records that `blob`, a counted frame, is held on `holder` alone.
+    pub fn note_held_once(&mut self, blob: BlobHash, holder: NodeId, term: Term) {
+        if !self.held_once.iter().any(|(b, _)| *b == blob) {
+            self.held_once.push((blob, holder));
+            self.touch(term);
+        }
+    }
+
+    /// Records that `blob` is now held on a second node.
+    pub fn held_twice(&mut self, blob: &BlobHash, term: Term) {
+        let before = self.held_once.len();
+        self.held_once.retain(|(b, _)| b != blob);
+        if self.held_once.len() != before {
+            self.touch(term);
+        }
     }
 
     /// Fails the whole job with `message` (a problem no retry can fix).

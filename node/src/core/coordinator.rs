@@ -101,8 +101,10 @@ enum Pending {
         report: Report,
         reply: Option<ReplyTo>,
     },
-    /// A tiled frame being stitched.
-    Stitch { job: JobId, frame: u32 },
+    /// A tiled frame being stitched (`lone`: with nobody to copy it to).
+    Stitch { job: JobId, frame: u32, lone: bool },
+    /// A frame held on one node being copied to a second.
+    Copy { job: JobId, blob: BlobHash },
 }
 
 /// The coordinator of one term.
@@ -122,6 +124,12 @@ pub struct Coordinator {
     stitching: BTreeSet<(JobId, u32)>,
     /// Tiled frames whose stitching failed for a passing reason, and when to retry.
     stitch_after: BTreeMap<(JobId, u32), Millis>,
+    /// Frames held on one node being copied to a second.
+    copying: BTreeSet<BlobHash>,
+    /// Frames whose copy failed, and when to try again.
+    copy_after: BTreeMap<BlobHash, Millis>,
+    /// Jobs submitted on this node, answered once a peer holds their record.
+    unconfirmed: BTreeMap<JobId, ReplyTo>,
     pending: BTreeMap<Ticket, Pending>,
     /// A job record changed since [`Coordinator::take_changed`] last said so.
     changed: bool,
@@ -149,6 +157,9 @@ impl Coordinator {
             verifying: BTreeSet::new(),
             stitching: BTreeSet::new(),
             stitch_after: BTreeMap::new(),
+            copying: BTreeSet::new(),
+            copy_after: BTreeMap::new(),
+            unconfirmed: BTreeMap::new(),
             pending: BTreeMap::new(),
             changed: true,
         }
@@ -168,6 +179,9 @@ impl Coordinator {
     /// Steps down: every request still waiting on this coordinator is told to go to
     /// `successor`.
     pub fn retire(self, successor: Option<NodeId>, out: &mut Outbox) {
+        for reply in self.unconfirmed.into_values() {
+            out.reply(reply, Response::NotCoordinator(successor.clone()));
+        }
         for pending in self.pending.into_values() {
             if let Pending::Held { reply, .. } = pending {
                 out.reply_to(reply, Response::NotCoordinator(successor.clone()));
@@ -175,9 +189,12 @@ impl Coordinator {
         }
     }
 
-    /// A job submitted by `from`. Answers with the record, which the submitter keeps as its
-    /// first replica (so that the job outlives this coordinator). Submitting twice is
-    /// harmless: the id is the submitter's.
+    /// A job submitted by `from`; the answer goes to `reply`. A job is accepted only once two
+    /// nodes hold its record, so that it outlives this coordinator: a peer that submits gets
+    /// the record in the answer and keeps it; a job submitted on this node is answered once a
+    /// peer's heartbeat shows that it pulled the record (at once in a mesh of one). Submitting
+    /// twice is harmless: the id is the submitter's.
+    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
         table: &mut JobTable,
@@ -185,11 +202,29 @@ impl Coordinator {
         id: JobId,
         spec: JobSpec,
         from: NodeId,
+        reply: ReplyTo,
+        out: &mut Outbox,
+    ) {
+        let answer = self.accept(table, view, id, spec, &from);
+        if from == self.me && !view.peers.is_empty() && matches!(answer, Response::Job(_)) {
+            self.unconfirmed.insert(id, reply);
+        } else {
+            out.reply(reply, answer);
+        }
+    }
+
+    fn accept(
+        &mut self,
+        table: &mut JobTable,
+        view: &View<'_>,
+        id: JobId,
+        spec: JobSpec,
+        from: &NodeId,
     ) -> Response {
         if let Some(job) = table.get(&id) {
             return Response::Job(Box::new(job.clone()));
         }
-        if from != self.me && !view.is_peer(&from) {
+        if *from != self.me && !view.is_peer(from) {
             return Response::Busy(format!(
                 "unknown peer {from}: no heartbeat heard from it yet; retry once it has joined"
             ));
@@ -199,7 +234,7 @@ impl Coordinator {
         }
         let workers = view.matching(&spec);
         let plan = plan(&spec, workers);
-        let job = Job::new(id, spec, from, plan, self.term, view.wall_ms);
+        let job = Job::new(id, spec, from.clone(), plan, self.term, view.wall_ms);
         info!(job = %id.short(), name = %job.spec.name, frames = %job.spec.frames,
               tasks = job.tasks.len(), tiles = ?job.grid.map(|g| g.to_string()), workers,
               "job accepted");
@@ -211,6 +246,23 @@ impl Coordinator {
         table.insert(job);
         self.changed = true;
         answer
+    }
+
+    /// A peer's heartbeat advertised these job records: the jobs submitted here whose record
+    /// a peer now holds are accepted.
+    pub fn advertised(
+        &mut self,
+        digests: &[rendermesh_protocol::JobDigest],
+        table: &JobTable,
+        out: &mut Outbox,
+    ) {
+        for d in digests {
+            if let Some(reply) = self.unconfirmed.remove(&d.id)
+                && let Some(job) = table.get(&d.id)
+            {
+                out.reply(reply, Response::Job(Box::new(job.clone())));
+            }
+        }
     }
 
     /// Cancels a job.
@@ -290,9 +342,10 @@ impl Coordinator {
                     match second_copy(&self.me, view, Some(&job.origin)) {
                         Some(target) => out.send(target, Request::Replicate(blobs)),
                         None => {
-                            // A mesh of one: there is nobody to hold a second copy.
+                            // Nobody to hold a second copy (a mesh of one, or this node is
+                            // cut off): the frames count, and are copied once a peer shows up.
                             self.verifying.remove(&key);
-                            self.apply_done(table, &from, report, reply, out);
+                            self.apply_done(table, &from, report, reply, true, out);
                             return;
                         }
                     }
@@ -309,12 +362,14 @@ impl Coordinator {
         }
     }
 
+    /// Counts a report whose frames are held on two nodes (`lone`: on this node alone).
     fn apply_done(
         &mut self,
         table: &mut JobTable,
         from: &NodeId,
         report: Report,
         reply: Option<ReplyTo>,
+        lone: bool,
         out: &mut Outbox,
     ) {
         let Some(job) = table.get_mut(&report.job) else {
@@ -324,8 +379,14 @@ impl Coordinator {
         let Outcome::Done(outputs) = report.outcome else {
             return;
         };
+        let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
         let answer = match job.complete(report.task, report.attempt, from, outputs, self.term) {
             Ok(()) => {
+                if lone {
+                    for blob in blobs {
+                        job.note_held_once(blob, self.me.clone(), self.term);
+                    }
+                }
                 info!(job = %report.job.short(), task = report.task, node = %from.short(),
                       done = job.frames_done(), of = job.spec.frames.len(), "task done");
                 if job.state == JobState::Done {
@@ -382,6 +443,15 @@ impl Coordinator {
                 self.held(table, from, report, reply, result, out);
                 true
             }
+            Some(Pending::Copy { job, blob }) => {
+                let result = match answer {
+                    Ok(Response::Accepted) => Ok(()),
+                    Ok(other) => Err(format!("the copy was refused: {other:?}")),
+                    Err(e) => Err(e),
+                };
+                self.copied(table, job, blob, result, now);
+                true
+            }
             Some(other) => {
                 self.pending.insert(ticket, other);
                 false
@@ -397,6 +467,7 @@ impl Coordinator {
         table: &mut JobTable,
         ticket: Ticket,
         result: Result<(), String>,
+        now: Millis,
         out: &mut Outbox,
     ) -> bool {
         match self.pending.remove(&ticket) {
@@ -406,6 +477,10 @@ impl Coordinator {
                 reply,
             }) => {
                 self.held(table, from, report, reply, result, out);
+                true
+            }
+            Some(Pending::Copy { job, blob }) => {
+                self.copied(table, job, blob, result, now);
                 true
             }
             Some(other) => {
@@ -428,11 +503,34 @@ impl Coordinator {
         self.verifying
             .remove(&(report.job, report.task, report.attempt));
         match result {
-            Ok(()) => self.apply_done(table, &from, report, reply, out),
+            Ok(()) => self.apply_done(table, &from, report, reply, false, out),
             Err(e) => {
                 warn!(job = %report.job.short(), task = report.task,
                       "the frames of {} are not held twice yet: {e}", from.short());
                 out.reply_to(reply, Response::Busy(format!("frames not copied yet: {e}")));
+            }
+        }
+    }
+
+    fn copied(
+        &mut self,
+        table: &mut JobTable,
+        job: JobId,
+        blob: BlobHash,
+        result: Result<(), String>,
+        now: Millis,
+    ) {
+        self.copying.remove(&blob);
+        match result {
+            Ok(()) => {
+                if let Some(job) = table.get_mut(&job) {
+                    job.held_twice(&blob, self.term);
+                    self.changed = true;
+                }
+            }
+            Err(e) => {
+                debug!(job = %job.short(), blob = %blob.short(), "no second copy yet: {e}");
+                self.copy_after.insert(blob, now + STITCH_RETRY_MS);
             }
         }
     }
@@ -445,8 +543,8 @@ impl Coordinator {
         result: Result<Output, StitchFailure>,
         now: Millis,
     ) -> bool {
-        let (id, frame) = match self.pending.remove(&ticket) {
-            Some(Pending::Stitch { job, frame }) => (job, frame),
+        let (id, frame, lone) = match self.pending.remove(&ticket) {
+            Some(Pending::Stitch { job, frame, lone }) => (job, frame, lone),
             Some(other) => {
                 self.pending.insert(ticket, other);
                 return false;
@@ -459,7 +557,11 @@ impl Coordinator {
         };
         match result {
             Ok(output) => {
+                let blob = output.blob;
                 if job.add_stitched(output, self.term).is_ok() {
+                    if lone {
+                        job.note_held_once(blob, self.me.clone(), self.term);
+                    }
                     info!(job = %id.short(), frame, done = job.frames_done(),
                           of = job.spec.frames.len(), "frame stitched");
                     if job.state == JobState::Done {
@@ -498,9 +600,50 @@ impl Coordinator {
     /// The coordinator's periodic work: requeue lost tasks, hand out queued ones, stitch
     /// the frames whose tiles are all rendered.
     pub fn tick(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
+        if view.peers.is_empty() {
+            // Alone now: nobody can hold a second copy of a record.
+            for (id, reply) in std::mem::take(&mut self.unconfirmed) {
+                if let Some(job) = table.get(&id) {
+                    out.reply(reply, Response::Job(Box::new(job.clone())));
+                }
+            }
+        }
         self.reconcile(table, view);
         self.schedule(table, view, out);
         self.stitch_ready(table, view, out);
+        self.copy_held_once(table, view, out);
+    }
+
+    /// Copies every frame held on one node to a second one: this node fetches it from its
+    /// holder, or, when it holds it itself, asks a peer to fetch it.
+    fn copy_held_once(&mut self, table: &JobTable, view: &View<'_>, out: &mut Outbox) {
+        let now = view.now;
+        self.copy_after.retain(|_, after| *after > now);
+        for job in table.iter() {
+            for (blob, holder) in &job.held_once {
+                if self.copying.contains(blob) || self.copy_after.contains_key(blob) {
+                    continue;
+                }
+                let ticket = if *holder == self.me {
+                    match second_copy(&self.me, view, Some(&job.origin)) {
+                        Some(target) => out.send(target, Request::Replicate(vec![*blob])),
+                        None => continue,
+                    }
+                } else if view.is_peer(holder) {
+                    out.fetch(vec![*blob], vec![holder.clone()])
+                } else {
+                    continue;
+                };
+                self.copying.insert(*blob);
+                self.pending.insert(
+                    ticket,
+                    Pending::Copy {
+                        job: job.id,
+                        blob: *blob,
+                    },
+                );
+            }
+        }
     }
 
     /// Requeues running tasks whose worker is gone or has visibly lost them.
@@ -656,16 +799,23 @@ impl Coordinator {
                 }
                 hints.push(job.origin.clone());
                 let ticket = out.ticket();
+                let copy_to = second_copy(&self.me, view, Some(&job.origin));
                 self.stitching.insert(key);
-                self.pending
-                    .insert(ticket, Pending::Stitch { job: job.id, frame });
+                self.pending.insert(
+                    ticket,
+                    Pending::Stitch {
+                        job: job.id,
+                        frame,
+                        lone: copy_to.is_none(),
+                    },
+                );
                 out.push(Action::Stitch {
                     job: job.id,
                     frame,
                     format: job.spec.format,
                     tiles,
                     hints,
-                    copy_to: second_copy(&self.me, view, Some(&job.origin)),
+                    copy_to,
                     ticket,
                 });
             }
@@ -741,11 +891,37 @@ mod tests {
         }
     }
 
+    /// Submits `spec` from the view's first peer; returns the job's id once accepted.
     fn submit(c: &mut Coordinator, table: &mut JobTable, view: &View<'_>, spec: JobSpec) -> JobId {
         let id = JobId([7; 16]);
-        let answer = c.submit(table, view, id, spec, n("c"));
+        let answer = ask(c, table, view, id, spec, view.peers[0]);
         assert!(matches!(answer, Response::Job(_)), "{answer:?}");
         id
+    }
+
+    /// Submits `spec` as job `id` from `from`; returns the answer given at once.
+    fn ask(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        view: &View<'_>,
+        id: JobId,
+        spec: JobSpec,
+        from: &NodeId,
+    ) -> Response {
+        let mut out = Outbox::new(n("c"));
+        c.submit(
+            table,
+            view,
+            id,
+            spec,
+            from.clone(),
+            ReplyTo::Outside(0),
+            &mut out,
+        );
+        match &replies(&mut out)[..] {
+            [(0, answer)] => answer.clone(),
+            other => panic!("one answer expected, got {other:?}"),
+        }
     }
 
     /// The assignments in the outbox, as (worker, task, attempt), and the outbox emptied.
@@ -815,7 +991,7 @@ mod tests {
         let mut s = spec(FrameRange::new(1, 16).unwrap());
         s.chunk = None;
         let id = JobId([1; 16]);
-        let Response::Job(job) = c.submit(&mut table, &v, id, s.clone(), a.clone()) else {
+        let Response::Job(job) = ask(&mut c, &mut table, &v, id, s.clone(), &a) else {
             panic!("no record came back");
         };
         // One matching worker, which gets about four chunks: four of four frames.
@@ -824,15 +1000,15 @@ mod tests {
         assert_eq!(table.get(&id), Some(&*job));
         assert!(c.take_changed());
         // Submitting again (a retry) changes nothing and answers alike.
-        let again = c.submit(&mut table, &v, id, s.clone(), a.clone());
+        let again = ask(&mut c, &mut table, &v, id, s.clone(), &a);
         assert_eq!(again, Response::Job(job));
         assert!(!c.take_changed());
         // A stranger must join first; a bad spec is refused by name.
-        let stranger = c.submit(&mut table, &v, JobId([2; 16]), s.clone(), n("z"));
+        let stranger = ask(&mut c, &mut table, &v, JobId([2; 16]), s.clone(), &n("z"));
         assert!(matches!(stranger, Response::Busy(m) if m.contains("unknown peer")));
         let mut bad = s;
         bad.samples = Some(0);
-        let refused = c.submit(&mut table, &v, JobId([3; 16]), bad, a.clone());
+        let refused = ask(&mut c, &mut table, &v, JobId([3; 16]), bad, &a);
         assert!(
             matches!(refused, Response::Rejected(m) if m.contains("samples")),
             "bad samples"
@@ -863,7 +1039,7 @@ mod tests {
         let mut any = spec(FrameRange::new(1, 3).unwrap());
         any.blender_version = None;
         let other = JobId([8; 16]);
-        c.submit(&mut table, &v, other, any, n("c"));
+        ask(&mut c, &mut table, &v, other, any, &a);
         c.tick(&mut table, &v, &mut out);
         assert_eq!(assignments(&mut out), [(b.clone(), 0, 1)]);
         assert_eq!(
@@ -910,7 +1086,7 @@ mod tests {
             &mut out,
         );
         assert!(matches!(&replies(&mut out)[..], [(2, Response::Busy(_))]));
-        assert!(c.fetched(&mut table, fetch, Ok(()), &mut out));
+        assert!(c.fetched(&mut table, fetch, Ok(()), 10, &mut out));
         assert_eq!(replies(&mut out), [(1, Response::Accepted)]);
         let job = table.get(&id).unwrap();
         assert_eq!((job.state, job.frames_done()), (JobState::Done, 1));
@@ -1023,7 +1199,7 @@ mod tests {
         let [fetch] = tickets(&mut out)[..] else {
             panic!("one fetch expected");
         };
-        new.fetched(&mut table, fetch, Ok(()), &mut out);
+        new.fetched(&mut table, fetch, Ok(()), 10, &mut out);
         let job = table.get(&id).unwrap();
         assert_eq!((job.state, job.version.term), (JobState::Done, Term(2)));
     }
@@ -1050,7 +1226,7 @@ mod tests {
             let [fetch] = tickets(&mut out)[..] else {
                 panic!("one fetch expected");
             };
-            c.fetched(&mut table, fetch, Ok(()), &mut out);
+            c.fetched(&mut table, fetch, Ok(()), 10, &mut out);
             // No stitch while a tile is missing.
             c.tick(&mut table, &v, &mut out);
             let stitches = out
@@ -1167,5 +1343,107 @@ mod tests {
             "{:?}",
             job.message
         );
+    }
+
+    #[test]
+    fn a_job_submitted_on_the_coordinator_is_accepted_once_a_peer_holds_its_record() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, me) = (n("a"), n("c"));
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let id = JobId([4; 16]);
+        let s = spec(FrameRange::single(1));
+        c.submit(
+            &mut table,
+            &v,
+            id,
+            s.clone(),
+            me.clone(),
+            ReplyTo::Outside(5),
+            &mut out,
+        );
+        assert_eq!(
+            replies(&mut out),
+            [],
+            "one copy of the record is not enough"
+        );
+        // A heartbeat that advertises other jobs changes nothing; one with this job accepts it.
+        let other = rendermesh_protocol::JobDigest {
+            id: JobId([9; 16]),
+            version: Default::default(),
+        };
+        c.advertised(&[other], &table, &mut out);
+        assert_eq!(replies(&mut out), []);
+        let digest = rendermesh_protocol::JobDigest {
+            id,
+            version: table.get(&id).unwrap().version,
+        };
+        c.advertised(&[digest], &table, &mut out);
+        assert!(matches!(&replies(&mut out)[..], [(5, Response::Job(j))] if j.id == id));
+
+        // Alone, a coordinator accepts at its next tick: nobody else could hold the record.
+        let alone = view(100, vec![], vec![]);
+        let second = JobId([5; 16]);
+        c.submit(&mut table, &v, second, s, me, ReplyTo::Outside(6), &mut out);
+        assert_eq!(replies(&mut out), []);
+        c.tick(&mut table, &alone, &mut out);
+        assert!(matches!(&replies(&mut out)[..], [(6, Response::Job(j))] if j.id == second));
+    }
+
+    #[test]
+    fn frames_counted_with_no_peer_are_copied_to_a_second_node_once_one_shows_up() {
+        let (mut c, mut table, mut out) = fixture();
+        let me = n("c");
+        // Alone, this node renders and counts a frame with one copy.
+        let alone = view(0, vec![seat(&me, BLENDER, 0)], vec![]);
+        let id = submit_alone(&mut c, &mut table, &alone);
+        c.tick(&mut table, &alone, &mut out);
+        // To itself: the node's core hands it to its own worker side.
+        let [(assign, Request::Assign(_))] = &out.to_self[..] else {
+            panic!("one assignment to itself expected: {:?}", out.to_self);
+        };
+        let assign = *assign;
+        c.answered(&mut table, assign, Ok(Response::Accepted), 10, &mut out);
+        let report = done(id, 0, 1, 1);
+        let blob = BlobHash::of(b"0/1");
+        c.report(&mut table, &alone, me.clone(), report, None, &mut out);
+        let job = table.get(&id).unwrap();
+        assert_eq!(
+            (job.state, job.held_once.clone()),
+            (JobState::Done, vec![(blob, me.clone())])
+        );
+
+        // A peer joins: it is asked to hold a copy, and once it does the record says so.
+        let a = n("a");
+        let together = view(1_000, vec![seat(&me, BLENDER, 1_000)], vec![&a]);
+        c.tick(&mut table, &together, &mut out);
+        let copy = out.actions.iter().find_map(|x| match x {
+            Action::Send {
+                to,
+                request: Request::Replicate(blobs),
+                ticket,
+            } => Some((to.clone(), blobs.clone(), *ticket)),
+            _ => None,
+        });
+        let Some((to, blobs, ticket)) = copy else {
+            panic!("no copy asked for: {:?}", out.actions);
+        };
+        assert_eq!((to, blobs), (a.clone(), vec![blob]));
+        out.actions.clear();
+        // Not asked twice while under way.
+        c.tick(&mut table, &together, &mut out);
+        assert!(
+            out.actions
+                .iter()
+                .all(|x| !matches!(x, Action::Send { .. }))
+        );
+        c.answered(&mut table, ticket, Ok(Response::Accepted), 1_100, &mut out);
+        assert_eq!(table.get(&id).unwrap().held_once, []);
+    }
+
+    fn submit_alone(c: &mut Coordinator, table: &mut JobTable, view: &View<'_>) -> JobId {
+        let id = JobId([6; 16]);
+        let answer = ask(c, table, view, id, spec(FrameRange::single(1)), &n("c"));
+        assert!(matches!(answer, Response::Job(_)), "{answer:?}");
+        id
     }
 }

@@ -145,6 +145,11 @@ impl Outbox {
         }
     }
 
+    /// The actions queued so far, taken out.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
     /// A fresh ticket.
     pub fn ticket(&mut self) -> Ticket {
         self.next += 1;

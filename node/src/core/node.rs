@@ -160,7 +160,7 @@ impl Core {
 
     /// The actions queued so far, for the caller to carry out.
     pub fn take_actions(&mut self) -> Vec<Action> {
-        std::mem::take(&mut self.out.actions)
+        self.out.take_actions()
     }
 
     // ---- events --------------------------------------------------------------------------
@@ -176,15 +176,25 @@ impl Core {
         self.worker.set_engines(engines);
     }
 
-    /// A heartbeat from `from`, heard at `now`.
+    /// A heartbeat from `from`, heard at `now`. Every job record it advertises in a newer
+    /// version than this node's copy is pulled from it.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
         self.now = now;
+        if from == self.me {
+            return;
+        }
+        self.table
+            .pull(std::iter::once((&from, hb.jobs.as_slice())), &mut self.out);
         let addrs = hb.addrs.clone();
         let name = hb.name.clone();
+        if let Some(c) = &mut self.coordinator {
+            c.advertised(&hb.jobs, &self.table, &mut self.out);
+        }
         if self.membership.heard(from.clone(), hb, now) {
             info!(peer = %from.short(), %name, "peer joined");
             self.out.push(Action::Dial { peer: from, addrs });
         }
+        self.settle();
     }
 
     /// A request from `from` (this node itself for its own users' requests); the answer goes
@@ -212,7 +222,7 @@ impl Core {
             };
             self.out.reply(reply, answer);
         } else if let Some(c) = &mut self.coordinator {
-            c.fetched(&mut self.table, ticket, result, &mut self.out);
+            c.fetched(&mut self.table, ticket, result, now, &mut self.out);
         }
         self.settle();
     }
@@ -242,7 +252,7 @@ impl Core {
     }
 
     /// The periodic work, at `now` (and `wall_ms` on the wall clock, with the CPU at `load`):
-    /// expire silent peers, elect, pull newer job records, coordinate, re-send reports, and
+    /// expire silent peers, elect, coordinate, re-send reports, and
     /// send the heartbeat when it is due.
     pub fn tick(&mut self, now: Millis, wall_ms: u64, load: f32) {
         self.now = now;
@@ -287,12 +297,6 @@ impl Core {
             }
             None => {}
         }
-
-        let digests = self
-            .membership
-            .members()
-            .map(|(id, m)| (id, m.hb.jobs.as_slice()));
-        self.table.pull(digests, &mut self.out);
 
         if let Some(c) = &mut self.coordinator {
             let view = view(
@@ -349,10 +353,10 @@ impl Core {
                     self.now,
                     self.wall_ms,
                 );
-                let Some(c) = &mut self.coordinator else {
-                    return;
-                };
-                c.submit(&mut self.table, &view, id, spec, from)
+                if let Some(c) = &mut self.coordinator {
+                    c.submit(&mut self.table, &view, id, spec, from, reply, &mut self.out);
+                }
+                return;
             }
             Request::Cancel(id) => match &mut self.coordinator {
                 Some(c) => c.cancel(&mut self.table, id),

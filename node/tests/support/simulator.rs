@@ -1,14 +1,27 @@
-//! A deterministic simulator of the mesh's membership and election, shared by the simulator
-//! tests (`node/tests/sim.rs`) and the election benchmark (`node/benches/election.rs`): N membership cores
-//! ([`rendermesh_node::core::membership`]) on a simulated gossip network, in virtual time, all
-//! randomness from one seeded RNG. The network delays, duplicates and reorders heartbeats, and
-//! loses some in the seconds after each disturbance; nodes are killed (the coordinator more
-//! often than not) and restarted; the network splits in two and heals.
+//! A deterministic simulator of the mesh, shared by the simulator tests (`node/tests/sim.rs`)
+//! and the election benchmark (`node/benches/election.rs`): N node cores
+//! ([`rendermesh_node::core::Core`], the same code the real node runs) on a simulated network,
+//! in virtual time, all randomness from one seeded RNG.
 //!
-//! After every step it checks the invariants:
-//! - a node's term never goes down (within one run of the node);
+//! The network delays, duplicates and reorders heartbeats and loses some in the seconds after
+//! each disturbance; requests arrive after a delay, and fail when their peer is dead or on the
+//! other side of a split (as a closed connection makes them fail). Nodes are killed (the
+//! coordinator more often than not) and restart with an empty memory but their blob store;
+//! the network splits in two and heals. Clients submit jobs to random nodes, retrying as the
+//! command line does; a fake renderer (`FAKE_RENDERER`, never the product's) renders each
+//! frame in a time that depends on the node, and names every output blob after the node and
+//! the attempt that made it.
+//!
+//! After every step it checks the invariants (job records once per tick):
+//! - a node's term never goes down (within one run of the node), nor a job record's version;
 //! - once nothing has been disturbed for [`SETTLE_MS`], every connected set of live nodes has
-//!   exactly one coordinator, and every other node of the set follows it in its term.
+//!   exactly one coordinator, and every other node of the set follows it in its term;
+//! - every job record counts a task's result once, and only the result of the task's current
+//!   assignment (the worker and attempt the record names).
+//!
+//! At the end, once the network has healed and settled: every job a client was told was
+//! accepted is done on the coordinator (no job is lost, whichever coordinator died), and
+//! every frame of it is held on two nodes.
 //!
 //! A failing run names its seed and the command that replays it:
 //! `SIM_SEED=<seed> cargo test -p rendermesh-node --test sim -- <test name> --exact`.
@@ -17,39 +30,48 @@
 // Shared by two crates (the tests and the benchmark), each of which uses a part.
 #![allow(dead_code)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rendermesh_node::core::Millis;
-use rendermesh_node::core::membership::{Change, ELECTION_GRACE_MS, Membership};
-use rendermesh_protocol::{Heartbeat, NodeId, Role, Term, limits};
+use rendermesh_node::core::membership::ELECTION_GRACE_MS;
+use rendermesh_node::core::{Action, Core, Millis, Profile, ReplyTo, StitchFailure, Ticket};
+use rendermesh_protocol::{
+    Assignment, BlobHash, Engine, FrameRange, Heartbeat, JobId, JobSpec, JobState, NodeId, Outcome,
+    Output, OutputFormat, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version,
+    limits,
+};
 
 /// The actor's tick.
 const TICK_MS: Millis = 100;
-/// After a change of coordinator, the next heartbeat goes out this soon (as the actor does).
-const URGENT_MS: Millis = 200;
 /// How long after the last disturbance every connected set must have settled: the storm, a
 /// timeout, a grace period and a few heartbeats.
 pub const SETTLE_MS: Millis =
     STORM_MS + limits::PEER_TIMEOUT_MS + ELECTION_GRACE_MS + 2 * limits::HEARTBEAT_MS;
-/// `SIM_TRACE=1`: print every change of coordinator, kill and restart.
-fn trace() -> bool {
-    std::env::var_os("SIM_TRACE").is_some()
-}
-
 /// How long heartbeats may be lost after a disturbance.
 const STORM_MS: Millis = 4_000;
 /// Seeds run per configuration in CI.
 pub const DEFAULT_SEEDS: u64 = 200;
+/// After the last disturbance, how long every accepted job has to finish.
+const FINISH_MS: Millis = 120_000;
+/// The Blender version most nodes run; a few run [`OTHER_BLENDER`], and jobs pinned to this
+/// one must never run there.
+const BLENDER: &str = "Blender 3.4.1";
+const OTHER_BLENDER: &str = "Blender 4.2.0";
+/// Names the fake renderer in every output it makes.
+const FAKE_RENDERER: &str = "fake renderer (simulator only)";
+
+/// `SIM_TRACE=1`: print every change of coordinator, kill, restart, split and heal.
+fn trace() -> bool {
+    std::env::var_os("SIM_TRACE").is_some()
+}
 
 /// What a run simulates.
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     pub nodes: usize,
-    /// Virtual time simulated.
+    /// Virtual time simulated (disturbances stop [`SETTLE_MS`] before its end).
     pub duration: Millis,
     /// Nodes are killed (and restarted later).
     pub kills: bool,
@@ -61,26 +83,103 @@ pub struct Config {
     pub duplicate: f64,
     /// Largest delivery delay (deliveries are reordered within it).
     pub max_delay: Millis,
+    /// Jobs the clients submit, in the first half of the run.
+    pub jobs: usize,
 }
 
 /// One simulated node.
 pub struct Node {
     /// Its id.
     pub id: NodeId,
-    /// Its membership core.
-    pub core: Membership,
+    /// Its core.
+    pub core: Core,
     /// Whether it runs.
     pub alive: bool,
-    /// Its heartbeat counter (restarts at 0 with the node).
-    seq: u64,
+    /// Counts its runs: what was meant for an earlier run is dropped.
+    run: u32,
+    /// Milliseconds the fake renderer takes per frame on this node.
+    speed: Millis,
+    blender: &'static str,
+    /// Its blob store (it survives restarts, as a disk does).
+    blobs: BTreeSet<BlobHash>,
+    /// The render under way.
+    render: Option<Assignment>,
     next_tick: Millis,
-    next_heartbeat: Millis,
-    /// The highest term its core has reported in this run (terms never go down).
+    /// The highest term its core has reported in this run.
     seen_term: Term,
+    /// The version of each job record last checked, in this run.
+    seen_versions: BTreeMap<JobId, Version>,
 }
 
-/// A heartbeat in flight: delivered at `.0` to node `.2`; `.1` orders equal times.
-type Delivery = Reverse<(Millis, u64, usize, usize)>;
+/// A client of the mesh: one job, submitted to a node and retried until a node accepts it.
+struct Client {
+    id: JobId,
+    spec: JobSpec,
+    /// When it next tries.
+    next_try: Millis,
+    /// The node it waits on, with that node's run, and until when.
+    waiting: Option<(usize, u32, Millis)>,
+    /// A node said the job was accepted.
+    accepted: bool,
+}
+
+/// Who waits for the answer to a request.
+enum Waiter {
+    /// Node `node` (in run `run`) sent it with `ticket` to `responder`.
+    Node {
+        node: usize,
+        run: u32,
+        ticket: Ticket,
+        responder: usize,
+    },
+    /// Client `client` asked its node.
+    Client { client: usize },
+}
+
+/// Something due at a moment.
+enum Event {
+    Heartbeat {
+        to: usize,
+        hb: Arc<Heartbeat>,
+    },
+    Request {
+        to: usize,
+        from: usize,
+        key: u64,
+        request: Box<Request>,
+    },
+    Answer {
+        to: usize,
+        run: u32,
+        ticket: Ticket,
+        answer: Result<Response, String>,
+    },
+    Fetched {
+        to: usize,
+        run: u32,
+        ticket: Ticket,
+        blobs: Vec<BlobHash>,
+    },
+    Stitched {
+        to: usize,
+        run: u32,
+        ticket: Ticket,
+        job: JobId,
+        frame: u32,
+        tiles: Vec<BlobHash>,
+        copy_to: Option<NodeId>,
+    },
+    Rendered {
+        to: usize,
+        run: u32,
+        assignment: Box<Assignment>,
+    },
+    Cancelled {
+        to: usize,
+        run: u32,
+        assignment: Box<Assignment>,
+    },
+}
 
 pub struct Sim {
     config: Config,
@@ -90,9 +189,14 @@ pub struct Sim {
     pub now: Millis,
     /// Every node, dead or alive.
     pub nodes: Vec<Node>,
-    queue: BinaryHeap<Delivery>,
-    /// The heartbeats in flight, by the index in `queue`'s entries.
-    payloads: Vec<Option<Arc<Heartbeat>>>,
+    index: BTreeMap<NodeId, usize>,
+    /// Everything due, in time order (`.1` orders equal times).
+    queue: BTreeMap<(Millis, u64), Event>,
+    order: u64,
+    /// Requests waiting for an answer, by the number their answer comes back with.
+    waiting: BTreeMap<u64, Waiter>,
+    next_key: u64,
+    clients: Vec<Client>,
     /// Which side of a partition each node is on (all 0 when healed).
     side: Vec<u8>,
     /// When anything last changed the mesh (a kill, a restart, a split, a heal).
@@ -101,27 +205,53 @@ pub struct Sim {
     next_disturbance: Millis,
     /// Dead nodes and when they come back.
     restarts: Vec<(usize, Millis)>,
-    order: u64,
+    /// Which node rendered each output blob, of which task and attempt.
+    made_by: BTreeMap<BlobHash, (NodeId, JobId, u32, u32)>,
     /// Changes of coordinator seen.
     pub changes: usize,
+    /// Tasks handed out again (attempt 2 or more) seen.
+    pub requeued: usize,
 }
 
 impl Sim {
     /// A mesh of `config.nodes` fresh nodes at time 0, all randomness from `seed`.
     pub fn new(config: Config, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let nodes = (0..config.nodes)
+        let nodes: Vec<Node> = (0..config.nodes)
             .map(|i| {
                 // Ids in a shuffled order, so the smallest id is not always node 0.
                 let id = NodeId(format!("{:08x}-{i:04}", rng.random::<u32>()));
+                let blender = if i % 5 == 4 { OTHER_BLENDER } else { BLENDER };
                 Node {
-                    core: Membership::new(id.clone(), Role::Worker, 0),
+                    core: new_core(&id, blender, 0),
                     id,
                     alive: true,
-                    seq: 0,
+                    run: 0,
+                    speed: rng.random_range(50..400),
+                    blender,
+                    blobs: BTreeSet::new(),
+                    render: None,
                     next_tick: rng.random_range(0..TICK_MS),
-                    next_heartbeat: rng.random_range(0..limits::HEARTBEAT_MS),
                     seen_term: Term(0),
+                    seen_versions: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        let clients = (0..config.jobs)
+            .map(|_| {
+                let at = rng.random_range(2_000..(config.duration / 2).max(2_001));
+                let spec = job_spec(&mut rng);
+                Client {
+                    id: JobId(rng.random()),
+                    spec,
+                    next_try: at,
+                    waiting: None,
+                    accepted: false,
                 }
             })
             .collect();
@@ -132,14 +262,19 @@ impl Sim {
             rng,
             now: 0,
             nodes,
-            queue: BinaryHeap::new(),
-            payloads: Vec::new(),
+            index,
+            queue: BTreeMap::new(),
+            order: 0,
+            waiting: BTreeMap::new(),
+            next_key: 0,
+            clients,
             side: vec![0; config.nodes],
             disturbed: 0,
             next_disturbance: first,
             restarts: Vec::new(),
-            order: 0,
+            made_by: BTreeMap::new(),
             changes: 0,
+            requeued: 0,
         }
     }
 
@@ -152,6 +287,19 @@ impl Sim {
             self.seed,
             std::thread::current().name().unwrap_or("<test>")
         );
+    }
+
+    fn at(&mut self, at: Millis, event: Event) {
+        self.order += 1;
+        self.queue.insert((at, self.order), event);
+    }
+
+    fn delay(&mut self) -> Millis {
+        self.rng.random_range(1..=self.config.max_delay)
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].alive && self.nodes[b].alive && self.side[a] == self.side[b]
     }
 
     /// Sends `hb` from `from` to every live node on its side, each copy with its own fate.
@@ -176,34 +324,235 @@ impl Sim {
                 1
             };
             for _ in 0..copies {
-                let at = self.now + self.rng.random_range(1..=self.config.max_delay);
-                self.order += 1;
-                self.payloads.push(Some(hb.clone()));
-                let index = self.payloads.len() - 1;
-                self.queue.push(Reverse((at, self.order, to, index)));
+                let at = self.now + self.delay();
+                self.at(at, Event::Heartbeat { to, hb: hb.clone() });
             }
         }
     }
 
-    fn heartbeat_of(&mut self, i: usize) -> Heartbeat {
-        let node = &mut self.nodes[i];
-        node.seq += 1;
-        Heartbeat {
-            seq: node.seq,
-            name: node.id.0.clone(),
-            role: Role::Worker,
-            cores: 1,
-            memory: 0,
-            blender: Some("Blender 3.4.1".into()),
-            engines: Vec::new(),
-            load: 0.0,
-            current: None,
-            term: node.core.max_term(),
-            coordinator: node.core.coordinator(),
-            claims: node.core.leading().is_some(),
-            jobs: Vec::new(),
-            addrs: Vec::new(),
+    /// Carries out what node `i`'s core asked for.
+    fn perform(&mut self, i: usize) {
+        let actions = self.nodes[i].core.take_actions();
+        let run = self.nodes[i].run;
+        for action in actions {
+            match action {
+                Action::Publish(hb) => self.broadcast(i, hb),
+                Action::Dial { .. } => {}
+                Action::Send {
+                    to,
+                    request,
+                    ticket,
+                } => {
+                    let Some(&j) = self.index.get(&to) else {
+                        self.fail(format!(
+                            "node {} sent a request to unknown {to}",
+                            self.nodes[i].id
+                        ));
+                    };
+                    self.next_key += 1;
+                    let key = self.next_key;
+                    self.waiting.insert(
+                        key,
+                        Waiter::Node {
+                            node: i,
+                            run,
+                            ticket,
+                            responder: j,
+                        },
+                    );
+                    let at = self.now + self.delay();
+                    self.at(
+                        at,
+                        Event::Request {
+                            to: j,
+                            from: i,
+                            key,
+                            request: Box::new(request),
+                        },
+                    );
+                }
+                Action::Reply { to, response } => self.answer(i, to, Ok(response)),
+                Action::Fetch { blobs, ticket, .. } => {
+                    let at = self.now + self.rng.random_range(5..100);
+                    self.at(
+                        at,
+                        Event::Fetched {
+                            to: i,
+                            run,
+                            ticket,
+                            blobs,
+                        },
+                    );
+                }
+                Action::Stitch {
+                    job,
+                    frame,
+                    tiles,
+                    copy_to,
+                    ticket,
+                    ..
+                } => {
+                    let at = self.now + self.rng.random_range(20..200);
+                    let tiles = tiles.into_iter().map(|(_, blob)| blob).collect();
+                    self.at(
+                        at,
+                        Event::Stitched {
+                            to: i,
+                            run,
+                            ticket,
+                            job,
+                            frame,
+                            tiles,
+                            copy_to,
+                        },
+                    );
+                }
+                Action::Render { assignment, .. } => {
+                    if self.nodes[i].render.is_some() {
+                        self.fail(format!("node {} started a second render", self.nodes[i].id));
+                    }
+                    if assignment
+                        .spec
+                        .blender_version
+                        .as_deref()
+                        .is_some_and(|v| v != self.nodes[i].blender)
+                    {
+                        self.fail(format!(
+                            "node {} runs {} and was given a job for {:?}",
+                            self.nodes[i].id,
+                            self.nodes[i].blender,
+                            assignment.spec.blender_version
+                        ));
+                    }
+                    self.nodes[i].render = Some((*assignment).clone());
+                    let frames = Millis::from(assignment.frames.len());
+                    let at = self.now + frames * self.nodes[i].speed + self.rng.random_range(0..50);
+                    self.at(
+                        at,
+                        Event::Rendered {
+                            to: i,
+                            run,
+                            assignment,
+                        },
+                    );
+                }
+                Action::CancelRender => {
+                    if let Some(a) = self.nodes[i].render.take() {
+                        let at = self.now + 1;
+                        self.at(
+                            at,
+                            Event::Cancelled {
+                                to: i,
+                                run,
+                                assignment: Box::new(a),
+                            },
+                        );
+                    }
+                }
+            }
         }
+    }
+
+    /// Node `from` answers the request waiting under `key`.
+    fn answer(&mut self, from: usize, key: u64, answer: Result<Response, String>) {
+        match self.waiting.remove(&key) {
+            Some(Waiter::Node {
+                node, run, ticket, ..
+            }) => {
+                // An answer that cannot arrive is a failed request, some time later.
+                let (at, answer) = if self.reachable(from, node) {
+                    (self.now + self.delay(), answer)
+                } else {
+                    let at = self.now + self.rng.random_range(200..1_000);
+                    (at, Err("connection closed".into()))
+                };
+                self.at(
+                    at,
+                    Event::Answer {
+                        to: node,
+                        run,
+                        ticket,
+                        answer,
+                    },
+                );
+            }
+            Some(Waiter::Client { client }) => self.client_answer(client, answer),
+            None => {}
+        }
+    }
+
+    fn client_answer(&mut self, c: usize, answer: Result<Response, String>) {
+        let client = &mut self.clients[c];
+        client.waiting = None;
+        match answer {
+            Ok(Response::Job(job)) if job.id == client.id => {
+                client.accepted = true;
+                if trace() {
+                    eprintln!(
+                        "{:>6} job {} accepted in term {}",
+                        self.now, job.id, job.version.term
+                    );
+                }
+            }
+            Ok(Response::Busy(_) | Response::NotCoordinator(_)) | Err(_) => {
+                client.next_try = self.now + 250;
+            }
+            other => {
+                let id = client.id;
+                self.fail(format!(
+                    "job {id}: unexpected answer to a submit: {other:?}"
+                ));
+            }
+        }
+    }
+
+    /// Every request waiting on a node that `gone` says can no longer answer fails.
+    fn fail_requests(&mut self, gone: impl Fn(usize, usize) -> bool) {
+        let keys: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter_map(|(key, w)| match w {
+                Waiter::Node {
+                    node, responder, ..
+                } if gone(*node, *responder) => Some(*key),
+                _ => None,
+            })
+            .collect();
+        for key in keys {
+            if let Some(Waiter::Node {
+                node, run, ticket, ..
+            }) = self.waiting.remove(&key)
+            {
+                let at = self.now + self.rng.random_range(200..1_000);
+                self.at(
+                    at,
+                    Event::Answer {
+                        to: node,
+                        run,
+                        ticket,
+                        answer: Err("connection closed".into()),
+                    },
+                );
+            }
+        }
+    }
+
+    fn kill_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.alive = false;
+        node.run += 1;
+        node.render = None;
+        if trace() {
+            eprintln!("{:>6} {} killed", self.now, node.id);
+        }
+        self.fail_requests(|_, responder| responder == i);
+        for client in &mut self.clients {
+            if client.waiting.is_some_and(|(node, _, _)| node == i) {
+                client.waiting = None;
+                client.next_try = self.now + 250;
+            }
+        }
+        self.disturbed = self.now;
     }
 
     /// Kills, restarts, splits or heals, as the configuration allows.
@@ -216,26 +565,34 @@ impl Sim {
             .collect();
         for i in due {
             self.restarts.retain(|(j, _)| *j != i);
+            let now = self.now;
             let node = &mut self.nodes[i];
             if trace() {
-                eprintln!("{:>6} {} restarted", self.now, node.id);
+                eprintln!("{now:>6} {} restarted", node.id);
             }
-            node.core = Membership::new(node.id.clone(), Role::Worker, self.now);
+            node.core = new_core(&node.id, node.blender, now);
             node.alive = true;
-            node.seq = 0;
             node.seen_term = Term(0);
-            node.next_tick = self.now;
-            node.next_heartbeat = self.now;
-            self.disturbed = self.now;
+            node.seen_versions.clear();
+            node.next_tick = now;
+            self.disturbed = now;
+        }
+        let quiet_from = self.config.duration.saturating_sub(SETTLE_MS + 1_000);
+        if self.now >= quiet_from {
+            // The last stretch is quiet and healed, so that every run ends settled.
+            if self.side.iter().any(|&s| s != 0) {
+                if trace() {
+                    eprintln!("{:>6} healed for the end", self.now);
+                }
+                self.side.iter_mut().for_each(|s| *s = 0);
+                self.disturbed = self.now;
+            }
+            return;
         }
         if self.now < self.next_disturbance {
             return;
         }
         self.next_disturbance = self.now + self.rng.random_range(8_000..16_000);
-        // Leave the last stretch quiet, so every run ends settled.
-        if self.now + SETTLE_MS + 1_000 > self.config.duration {
-            return;
-        }
         let alive: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].alive)
             .collect();
@@ -261,10 +618,7 @@ impl Sim {
                     Some(l) if self.rng.random_bool(0.6) => l,
                     _ => alive[self.rng.random_range(0..alive.len())],
                 };
-                self.nodes[victim].alive = false;
-                if trace() {
-                    eprintln!("{:>6} {} killed", self.now, self.nodes[victim].id);
-                }
+                self.kill_node(victim);
                 let back = self.now + self.rng.random_range(2_000..6_000);
                 self.restarts.push((victim, back));
             }
@@ -272,64 +626,284 @@ impl Sim {
                 for s in self.side.iter_mut() {
                     *s = u8::from(self.rng.random_bool(0.5));
                 }
+                if trace() {
+                    eprintln!("{:>6} split {:?}", self.now, self.side);
+                }
+                let side = self.side.clone();
+                self.fail_requests(|a, b| side[a] != side[b]);
             }
-            _ => self.side.iter_mut().for_each(|s| *s = 0),
+            _ => {
+                if trace() {
+                    eprintln!("{:>6} healed", self.now);
+                }
+                self.side.iter_mut().for_each(|s| *s = 0);
+            }
         }
         self.disturbed = self.now;
     }
 
-    /// Runs the simulation to its end, checking the invariants after every step.
+    /// Runs the simulation to its end, checking the invariants after every step; then lets
+    /// the accepted jobs finish (up to [`FINISH_MS`]) and checks that none was lost.
     pub fn run(mut self) -> Self {
         while self.now < self.config.duration {
             self.step();
         }
+        let deadline = self.now + FINISH_MS;
+        while !self.finished() && self.now < deadline {
+            self.step();
+        }
+        self.check_end();
+        eprintln!(
+            "DEBUG end {} requeued {} changes {}",
+            self.now, self.requeued, self.changes
+        );
         self
     }
 
-    /// Advances 10 ms: disturbances due, deliveries due, ticks and heartbeats due, then the
-    /// invariants.
-    pub fn step(&mut self) {
-        self.disturb();
-        // Deliveries due.
-        while let Some(Reverse((at, _, to, index))) = self.queue.peek().copied() {
-            if at > self.now {
-                break;
-            }
-            self.queue.pop();
-            let Some(hb) = self.payloads[index].take() else {
-                continue;
-            };
-            let from = NodeId(hb.name.clone());
-            let node = &mut self.nodes[to];
-            if node.alive {
-                node.core.heard(from, hb, self.now);
-            }
-        }
-        // Ticks and heartbeats.
-        for i in 0..self.nodes.len() {
-            if !self.nodes[i].alive {
-                continue;
-            }
-            if self.nodes[i].next_tick <= self.now {
-                self.nodes[i].next_tick += TICK_MS;
-                let now = self.now;
-                let node = &mut self.nodes[i];
-                node.core.expire(now);
-                if let Some(change) = node.core.elect(now) {
-                    if trace() {
-                        eprintln!("{now:>6} {} {change:?}", node.id);
-                    }
-                    self.changes += 1;
-                    if matches!(change, Change::Lead(_)) {
-                        node.next_heartbeat = node.next_heartbeat.min(now + URGENT_MS);
-                    }
+    /// Handles one event due now.
+    fn handle(&mut self, event: Event) {
+        let now = self.now;
+        match event {
+            Event::Heartbeat { to, hb } => {
+                if self.nodes[to].alive {
+                    let from = NodeId(hb.name.clone());
+                    self.nodes[to].core.heard(from, hb, now);
+                    self.perform(to);
                 }
             }
-            if self.nodes[i].next_heartbeat <= self.now {
-                self.nodes[i].next_heartbeat = self.now + limits::HEARTBEAT_MS;
-                let hb = self.heartbeat_of(i);
-                self.broadcast(i, hb);
+            Event::Request {
+                to,
+                from,
+                key,
+                request,
+            } => {
+                if !self.reachable(from, to) {
+                    self.answer(to, key, Err("connection closed".into()));
+                    return;
+                }
+                if let Request::Assign(a) = &*request
+                    && a.attempt > 1
+                {
+                    self.requeued += 1;
+                }
+                let sender = self.nodes[from].id.clone();
+                self.nodes[to]
+                    .core
+                    .request(sender, *request, ReplyTo::Outside(key), now);
+                self.perform(to);
             }
+            Event::Answer {
+                to,
+                run,
+                ticket,
+                answer,
+            } => {
+                if self.nodes[to].alive && self.nodes[to].run == run {
+                    self.nodes[to].core.answered(ticket, answer, now);
+                    self.perform(to);
+                }
+            }
+            Event::Fetched {
+                to,
+                run,
+                ticket,
+                blobs,
+            } => {
+                if !self.nodes[to].alive || self.nodes[to].run != run {
+                    return;
+                }
+                let result = self.copy(to, &blobs);
+                self.nodes[to].core.fetched(ticket, result, now);
+                self.perform(to);
+            }
+            Event::Stitched {
+                to,
+                run,
+                ticket,
+                job,
+                frame,
+                tiles,
+                copy_to,
+            } => {
+                if !self.nodes[to].alive || self.nodes[to].run != run {
+                    return;
+                }
+                let result = self.stitch(to, job, frame, &tiles, copy_to);
+                self.nodes[to].core.stitched(ticket, result, now);
+                self.perform(to);
+            }
+            Event::Rendered {
+                to,
+                run,
+                assignment,
+            } => {
+                let node = &mut self.nodes[to];
+                if !node.alive || node.run != run || node.render.as_ref() != Some(&assignment) {
+                    return;
+                }
+                node.render = None;
+                let mut outputs = Vec::new();
+                for frame in assignment.frames.iter() {
+                    let name = format!(
+                        "{FAKE_RENDERER}: job {} task {} frame {frame} {:?} by {} attempt {}",
+                        assignment.job,
+                        assignment.task,
+                        assignment.tile,
+                        node.id,
+                        assignment.attempt
+                    );
+                    let blob = BlobHash::of(name.as_bytes());
+                    node.blobs.insert(blob);
+                    node.core.progress(assignment.job, assignment.task);
+                    self.made_by.insert(
+                        blob,
+                        (
+                            node.id.clone(),
+                            assignment.job,
+                            assignment.task,
+                            assignment.attempt,
+                        ),
+                    );
+                    outputs.push(Output {
+                        frame,
+                        blob,
+                        size: name.len() as u64,
+                    });
+                }
+                let node = &mut self.nodes[to];
+                node.core
+                    .rendered(&assignment, Some(Outcome::Done(outputs)), now);
+                self.perform(to);
+            }
+            Event::Cancelled {
+                to,
+                run,
+                assignment,
+            } => {
+                if self.nodes[to].alive && self.nodes[to].run == run {
+                    self.nodes[to].core.rendered(&assignment, None, now);
+                    self.perform(to);
+                }
+            }
+        }
+    }
+
+    /// Node `to` copies `blobs` from any node it reaches.
+    fn copy(&mut self, to: usize, blobs: &[BlobHash]) -> Result<(), String> {
+        for blob in blobs {
+            if self.nodes[to].blobs.contains(blob) {
+                continue;
+            }
+            let held = (0..self.nodes.len())
+                .any(|j| j != to && self.reachable(to, j) && self.nodes[j].blobs.contains(blob));
+            if !held {
+                return Err(format!("no reachable node holds {}", blob.short()));
+            }
+            self.nodes[to].blobs.insert(*blob);
+        }
+        Ok(())
+    }
+
+    /// Node `to` stitches `frame` of `job` from `tiles` and copies it to `copy_to`.
+    fn stitch(
+        &mut self,
+        to: usize,
+        job: JobId,
+        frame: u32,
+        tiles: &[BlobHash],
+        copy_to: Option<NodeId>,
+    ) -> Result<Output, StitchFailure> {
+        self.copy(to, tiles).map_err(StitchFailure::Retry)?;
+        let name = format!("{FAKE_RENDERER}: job {job} frame {frame} stitched");
+        let blob = BlobHash::of(name.as_bytes());
+        self.nodes[to].blobs.insert(blob);
+        if let Some(target) = copy_to {
+            let j = self.index[&target];
+            if !self.reachable(to, j) {
+                return Err(StitchFailure::Retry(format!("{target} is out of reach")));
+            }
+            self.nodes[j].blobs.insert(blob);
+        }
+        Ok(Output {
+            frame,
+            blob,
+            size: name.len() as u64,
+        })
+    }
+
+    /// Clients due try (again) at a random live node.
+    fn clients(&mut self) {
+        for c in 0..self.clients.len() {
+            let client = &self.clients[c];
+            if client.accepted {
+                continue;
+            }
+            if let Some((node, run, until)) = client.waiting {
+                // A node that died or never answered: try elsewhere.
+                if self.nodes[node].run == run && self.now < until {
+                    continue;
+                }
+                self.clients[c].waiting = None;
+                self.clients[c].next_try = self.now;
+            }
+            if self.clients[c].next_try > self.now {
+                continue;
+            }
+            let alive: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].alive)
+                .collect();
+            if alive.is_empty() {
+                continue;
+            }
+            let i = alive[self.rng.random_range(0..alive.len())];
+            self.next_key += 1;
+            let key = self.next_key;
+            self.waiting.insert(key, Waiter::Client { client: c });
+            let client = &mut self.clients[c];
+            client.waiting = Some((i, self.nodes[i].run, self.now + 5_000));
+            let request = Request::Submit {
+                id: client.id,
+                spec: client.spec.clone(),
+            };
+            let me = self.nodes[i].id.clone();
+            self.nodes[i]
+                .core
+                .request(me, request, ReplyTo::Outside(key), self.now);
+            self.perform(i);
+        }
+    }
+
+    /// Advances 10 ms: disturbances due, events due, clients, ticks, then the invariants.
+    pub fn step(&mut self) {
+        self.disturb();
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let event = entry.remove();
+            self.handle(event);
+        }
+        self.clients();
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].alive || self.nodes[i].next_tick > self.now {
+                continue;
+            }
+            self.nodes[i].next_tick += TICK_MS;
+            let now = self.now;
+            let node = &mut self.nodes[i];
+            let before = (node.core.leading(), node.core.coordinator());
+            node.core.tick(now, now, 0.0);
+            let after = (node.core.leading(), node.core.coordinator());
+            if before != after {
+                if trace() {
+                    eprintln!(
+                        "{now:>6} {} leads {:?}, follows {:?}",
+                        node.id, after.0, after.1
+                    );
+                }
+                self.changes += 1;
+            }
+            self.perform(i);
         }
         self.check();
         self.now += 10;
@@ -337,8 +911,7 @@ impl Sim {
 
     /// Kills node `i` (it stays dead), as a disturbance.
     pub fn kill(&mut self, i: usize) {
-        self.nodes[i].alive = false;
-        self.disturbed = self.now;
+        self.kill_node(i);
     }
 
     /// The coordinator every live node agrees on, if they all do: it leads, and every other
@@ -356,30 +929,83 @@ impl Sim {
                 || i == leader
                 || node
                     .core
+                    .membership()
                     .following()
                     .is_some_and(|c| c.node == self.nodes[leader].id && Some(c.term) == term)
         });
         all.then_some(leader)
     }
 
+    /// Every client's job is accepted and done on the agreed coordinator.
+    fn finished(&self) -> bool {
+        let Some(leader) = self.agreed() else {
+            return false;
+        };
+        let table = self.nodes[leader].core.table();
+        self.clients
+            .iter()
+            .all(|c| c.accepted && table.get(&c.id).is_some_and(|j| j.state == JobState::Done))
+    }
+
+    fn check_end(&self) {
+        let Some(leader) = self.agreed() else {
+            self.fail("the healed mesh agrees on no coordinator at the end".into());
+        };
+        let table = self.nodes[leader].core.table();
+        for client in &self.clients {
+            if !client.accepted {
+                self.fail(format!("job {} was never accepted", client.id));
+            }
+            let Some(job) = table.get(&client.id) else {
+                self.fail(format!("job {} was accepted, then lost", client.id));
+            };
+            if job.state != JobState::Done {
+                let (queued, running, done) = job.counts();
+                self.fail(format!(
+                    "job {} is {:?} at the end ({queued} queued, {running} running, {done} done): {:?}",
+                    job.id, job.state, job.message
+                ));
+            }
+            for output in job.outputs() {
+                let holders = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.blobs.contains(&output.blob))
+                    .count();
+                if holders < 2 {
+                    self.fail(format!(
+                        "frame {} of job {} is held on {holders} node(s)",
+                        output.frame, job.id
+                    ));
+                }
+            }
+        }
+    }
+
     fn check(&mut self) {
         for i in 0..self.nodes.len() {
-            let node = &self.nodes[i];
-            if !node.alive {
+            if !self.nodes[i].alive {
                 continue;
             }
-            let term = node.core.max_term();
-            if term < node.seen_term {
+            let term = self.nodes[i].core.membership().max_term();
+            if term < self.nodes[i].seen_term {
                 self.fail(format!(
                     "node {} saw its term go down from {} to {term}",
-                    node.id, node.seen_term
+                    self.nodes[i].id, self.nodes[i].seen_term
                 ));
             }
             self.nodes[i].seen_term = term;
         }
-        // Agreement is checked once per tick (nothing it reads changes more often).
-        if self.now.saturating_sub(self.disturbed) < SETTLE_MS || !self.now.is_multiple_of(TICK_MS)
-        {
+        // Job records and agreement are checked once per tick.
+        if !self.now.is_multiple_of(TICK_MS) {
+            return;
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].alive {
+                self.check_records(i);
+            }
+        }
+        if self.now.saturating_sub(self.disturbed) < SETTLE_MS {
             return;
         }
         for side in [0u8, 1] {
@@ -412,17 +1038,125 @@ impl Sim {
                 let follows = i == leaders[0]
                     || node
                         .core
+                        .membership()
                         .following()
                         .is_some_and(|c| c.node == leader.id && Some(c.term) == term);
                 if !follows {
                     self.fail(format!(
                         "settled node {} follows {:?}, not {} in term {term:?}",
                         node.id,
-                        node.core.following(),
+                        node.core.membership().following(),
                         leader.id
                     ));
                 }
             }
         }
+    }
+
+    /// Checks every job record of node `i` that changed since it was last checked.
+    fn check_records(&mut self, i: usize) {
+        let mut changed = Vec::new();
+        let node = &self.nodes[i];
+        for job in node.core.table().iter() {
+            let seen = node.seen_versions.get(&job.id).copied();
+            if seen == Some(job.version) {
+                continue;
+            }
+            if seen.is_some_and(|v| job.version < v) {
+                self.fail(format!(
+                    "node {}: the version of job {} went down from {seen:?} to {:?}",
+                    node.id, job.id, job.version
+                ));
+            }
+            changed.push((job.id, job.version));
+            let mut frames = BTreeSet::new();
+            for output in job.outputs() {
+                if !frames.insert(output.frame) {
+                    self.fail(format!(
+                        "node {}: frame {} of job {} counts twice",
+                        node.id, output.frame, job.id
+                    ));
+                }
+            }
+            if job.frames_done() > job.spec.frames.len() {
+                self.fail(format!(
+                    "node {}: job {} counts too many frames",
+                    node.id, job.id
+                ));
+            }
+            for task in job.tasks.iter().filter(|t| t.state == TaskState::Done) {
+                for output in &task.outputs {
+                    let expected = task
+                        .worker
+                        .clone()
+                        .map(|w| (w, job.id, task.index, task.attempt));
+                    let made = self.made_by.get(&output.blob).cloned();
+                    if made != expected {
+                        self.fail(format!(
+                            "node {}: job {} task {} counts a frame made by {made:?}, not by its \
+                             current assignment {expected:?}",
+                            node.id, job.id, task.index
+                        ));
+                    }
+                }
+            }
+        }
+        for (id, version) in changed {
+            self.nodes[i].seen_versions.insert(id, version);
+        }
+    }
+}
+
+/// A fresh core for node `id` running `blender`, started at `now`.
+fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
+    let profile = Profile {
+        name: id.0.clone(),
+        role: Role::Worker,
+        cores: 1,
+        memory: 0,
+    };
+    Core::new(
+        id.clone(),
+        profile,
+        Some(blender.to_owned()),
+        vec![Engine::Cycles],
+        now,
+    )
+}
+
+/// A job as a user might submit it: a few frames in chunks, or one or two frames in tiles;
+/// pinned to [`BLENDER`] or to any version.
+fn job_spec(rng: &mut StdRng) -> JobSpec {
+    let tiled = rng.random_bool(0.3);
+    let frames = if tiled {
+        FrameRange::new(1, rng.random_range(1..=2))
+    } else {
+        FrameRange::new(1, rng.random_range(1..=12))
+    }
+    .expect("a valid range");
+    let tiles = tiled.then(|| {
+        let grid = if rng.random_bool(0.5) { (2, 1) } else { (2, 2) };
+        Tiling::Grid(TileGrid::new(grid.0, grid.1).expect("a valid grid"))
+    });
+    JobSpec {
+        name: "sim.blend".into(),
+        blend: BlobHash::of(b"sim.blend"),
+        blend_size: 9,
+        frames,
+        samples: Some(1),
+        resolution_percent: None,
+        format: OutputFormat::Png,
+        chunk: if rng.random_bool(0.5) {
+            None
+        } else {
+            Some(rng.random_range(1..=3))
+        },
+        tiles,
+        blender_version: rng.random_bool(0.7).then(|| BLENDER.to_owned()),
+        blend_path: None,
+        deps: Vec::new(),
+        missing: Vec::new(),
+        engine: Engine::Cycles,
+        keep_file_format: false,
     }
 }
