@@ -7,8 +7,6 @@
 
 pub mod api;
 pub mod bench;
-pub mod chart;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod core;

@@ -16,7 +16,7 @@ use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
 use rendermesh_scene::chart::{self, Chart, GraphType, ImageType};
 
 use crate::cli::{NodeOrEmbedded, RenderArgs, TilesArg};
-use crate::render::Blender;
+use rendermesh_node::render::Blender;
 
 /// `rendermesh chart`.
 #[derive(Debug, Args)]

@@ -6,7 +6,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rendermesh_node::cli::{Cli, Command, run};
+mod chart;
+mod cli;
+
+use cli::{Cli, Command, run};
 use tracing_subscriber::EnvFilter;
 
 /// Log levels when `RUST_LOG` is unset.

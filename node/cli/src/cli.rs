@@ -23,11 +23,11 @@ use rendermesh_protocol::{
 use rendermesh_scene::Inspection;
 use rendermesh_scene::inspect::ExternalFile;
 
-use crate::client::{Client, ClientError};
-use crate::config::{Config, DEFAULT_API};
-use crate::render::Blender;
-use crate::view::PeersView;
-use crate::{MeshSecret, Multiaddr, Node, Role, now_ms};
+use rendermesh_node::client::{Client, ClientError};
+use rendermesh_node::config::{Config, DEFAULT_API};
+use rendermesh_node::render::Blender;
+use rendermesh_node::view::PeersView;
+use rendermesh_node::{MeshSecret, Multiaddr, Node, Role, now_ms};
 
 /// How often `render` polls its job.
 const POLL: Duration = Duration::from_millis(250);
@@ -155,7 +155,7 @@ impl NodeArgs {
         Ok(Config {
             data_dir: self.data_dir,
             listen: if self.listen.is_empty() {
-                crate::config::node_listen_defaults()
+                rendermesh_node::config::node_listen_defaults()
             } else {
                 self.listen
             },
@@ -431,7 +431,7 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
         println!("listening on {addr}");
     }
     if let Some(api) = node.api_addr() {
-        println!("api: http://{api}{}", crate::api::PREFIX);
+        println!("api: http://{api}{}", rendermesh_node::api::PREFIX);
     }
     match &info.secret {
         Some(fingerprint) => println!("private mesh: secret fingerprint {fingerprint}"),
@@ -443,7 +443,7 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
         Some(v) => println!("renders with {v}"),
         None => println!("Blender does not run here: this node coordinates and relays only"),
     }
-    crate::shutdown_signal().await;
+    rendermesh_node::shutdown_signal().await;
     eprintln!("shutting down (ctrl-c again to quit at once)");
     tokio::select! {
         () = node.shutdown() => Ok(ExitCode::SUCCESS),
@@ -472,7 +472,7 @@ pub(crate) async fn render(args: RenderArgs) -> Result<ExitCode> {
     let submitted = OnceLock::new();
     let outcome = tokio::select! {
         r = render_on(&client, &args, &bar, &submitted) => r.map(|()| ExitCode::SUCCESS),
-        () = crate::shutdown_signal() => {
+        () = rendermesh_node::shutdown_signal() => {
             bar.abandon();
             interrupted(&client, submitted.get().copied()).await;
             Ok(ExitCode::from(INTERRUPTED))
@@ -572,7 +572,7 @@ async fn download(args: DownloadArgs) -> Result<ExitCode> {
     }
     let followed = tokio::select! {
         r = watch.follow(id) => r,
-        () = crate::shutdown_signal() => {
+        () = rendermesh_node::shutdown_signal() => {
             bar.abandon();
             eprintln!(
                 "interrupted: stopped downloading after {}; job {} goes on (run download again to resume)",
@@ -1785,7 +1785,7 @@ async fn example_scene(args: ExampleSceneArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    crate::render::Blender::new(args.blender, None)
+    rendermesh_node::render::Blender::new(args.blender, None)
         .make_example_scene(&args.out)
         .await
         .with_context(|| format!("cannot build the example scene at {}", args.out.display()))?;
@@ -1795,7 +1795,7 @@ async fn example_scene(args: ExampleSceneArgs) -> Result<ExitCode> {
 
 async fn bench(args: BenchArgs) -> Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("rendermesh-bench-{}", std::process::id()));
-    let result = crate::bench::run(crate::bench::BenchConfig {
+    let result = rendermesh_node::bench::run(rendermesh_node::bench::BenchConfig {
         blend: args.blend,
         frames: args.frames,
         samples: args.samples,
@@ -1839,7 +1839,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::PeerView;
+    use rendermesh_node::view::PeerView;
     use rendermesh_protocol::{Output, TaskRef, Term};
 
     #[test]
