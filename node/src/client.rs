@@ -18,8 +18,8 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{ErrorBody, PREFIX, Submitted, Uploaded};
-use crate::view::{NodeInfo, PeersView};
+use crate::api::types::{ErrorBody, PREFIX, Submitted, Uploaded};
+use crate::api::types::{NodeInfo, PeersView};
 
 /// How long to wait for a TCP connection: the node is local, so a slow connect means none runs.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

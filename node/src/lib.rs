@@ -14,17 +14,18 @@ pub mod error;
 pub mod fetch;
 pub mod mesh;
 pub mod net;
+pub mod node;
 pub mod render;
 pub mod secret;
 pub mod stitch;
 pub mod store;
-pub mod view;
 pub mod worker;
 
 pub use config::Config;
 pub use error::Error;
 pub use libp2p::Multiaddr;
-pub use mesh::{Handle, Node};
+pub use mesh::Handle;
+pub use node::Node;
 pub use rendermesh_protocol::Role;
 pub use secret::MeshSecret;
 

@@ -4,7 +4,6 @@
 //! lock guards the mesh state.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,23 +11,22 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, Gossip, Job, JobId, JobSpec, NodeId, Outcome, Output,
-    OutputFormat, Request, Response, Role, Tile,
+    OutputFormat, Request, Response, Tile,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 
 use crate::Multiaddr;
+use crate::api::types::{NodeInfo, PeerView, PeersView};
 use crate::core::membership::Member;
 use crate::core::{Action, Core, Millis, Profile, ReplyTo, StitchFailure, Ticket};
 use crate::fetch::Fetcher;
-use crate::net::{self, NetConfig, NetEvent, NetHandle};
-use crate::render::Blender;
+use crate::net::{NetEvent, NetHandle};
 use crate::store::BlobStore;
-use crate::view::{NodeInfo, PeerView, PeersView};
-use crate::worker::{self, BlenderRenderer, Renderer, WorkerContext};
-use crate::{Config, Error, now_ms};
+use crate::worker::{self, Renderer, WorkerContext};
+use crate::{Error, now_ms};
 
 /// How often the actor ticks the core.
 const TICK: Duration = Duration::from_millis(100);
@@ -152,191 +150,72 @@ impl Handle {
     }
 }
 
-/// A running node. Dropping it does not stop it: call [`Node::shutdown`].
-pub struct Node {
-    handle: Handle,
-    id: NodeId,
-    api: Option<SocketAddr>,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+/// What the mesh actor is made of, from the composition root ([`crate::node`]).
+pub(crate) struct Parts {
+    /// This node.
+    pub me: NodeId,
+    /// What it says of itself.
+    pub profile: Profile,
+    /// Its Blender version (`None`: it does not render).
+    pub blender: Option<String>,
+    /// The mesh secret's fingerprint, when there is one.
+    pub secret: Option<String>,
+    pub net: NetHandle,
+    pub net_events: mpsc::Receiver<NetEvent>,
+    pub store: BlobStore,
+    pub fetcher: Fetcher,
+    pub renderer: Arc<dyn Renderer>,
+    /// Where tasks stage their files.
+    pub work_dir: PathBuf,
 }
 
-impl Node {
-    /// Starts a node that renders with real Blender (`config.blender`).
-    pub async fn start(config: Config) -> Result<Self, Error> {
-        let renderer = Arc::new(BlenderRenderer::new(Blender::new(
-            config.blender.clone(),
-            config.threads,
-        )));
-        Self::start_with_renderer(config, renderer).await
-    }
-
-    /// Starts a node with the given renderer. The CLI always passes real Blender; tests of
-    /// scheduling and failure handling may pass a fake.
-    pub async fn start_with_renderer(
-        config: Config,
-        renderer: Arc<dyn Renderer>,
-    ) -> Result<Self, Error> {
-        let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
-            what: "cannot create the data directory",
-            path: data_dir.clone(),
-            source,
-        })?;
-        let key = net::load_identity(&data_dir).map_err(|e| Error::Network(e.to_string()))?;
-        let peer_id = key.public().to_peer_id();
-        let me = NodeId(peer_id.to_string());
-        let store = BlobStore::open(&data_dir.join("store"))?;
-        let work_dir = data_dir.join("work");
-        if work_dir.exists() {
-            let _ = std::fs::remove_dir_all(&work_dir);
-        }
-        let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-
-        let (net, net_events, net_task) = net::start(
-            &key,
-            NetConfig {
-                listen: config.listen.clone(),
-                bootstrap: config.bootstrap.clone(),
-                mdns: config.mdns,
-                secret: config.secret,
-            },
-            store.clone(),
-            shutdown.child_token(),
-        )
-        .map_err(|e| Error::Network(e.to_string()))?;
+/// Starts the mesh actor (and the engine probe) on `tasks`, stopping on `shutdown`; returns
+/// the handle on it.
+pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: CancellationToken) -> Handle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(256);
+    let (internal_tx, internal_rx) = mpsc::channel(256);
+    // Cycles runs wherever Blender does; what else runs headless is probed in the background
+    // (about a second), so that starting a node waits for nothing.
+    let engines = if parts.blender.is_some() {
+        let probe = parts.renderer.clone();
+        let tx = internal_tx.clone();
         tasks.spawn(async move {
-            let _ = net_task.await;
+            let engines = probe.engines().await;
+            let _ = tx.send(Internal::Engines(engines)).await;
         });
-
-        let blender_version = match config.role {
-            Role::Worker => renderer.version().await,
-            Role::Bootstrap => None,
-        };
-        let fetcher = Fetcher::new(net.clone(), store.clone());
-        let (cmd_tx, cmd_rx) = mpsc::channel(256);
-        let (internal_tx, internal_rx) = mpsc::channel(256);
-        // Cycles runs wherever Blender does; what else runs headless is probed in the
-        // background (about a second), so that starting a node waits for nothing.
-        let engines = if blender_version.is_some() {
-            let probe = renderer.clone();
-            let tx = internal_tx.clone();
-            tasks.spawn(async move {
-                let engines = probe.engines().await;
-                let _ = tx.send(Internal::Engines(engines)).await;
-            });
-            vec![Engine::Cycles]
-        } else {
-            Vec::new()
-        };
-        let memory = match sysinfo::System::new() {
-            Ok(mut sys) => {
-                sys.refresh_memory();
-                sys.total_memory()
-            }
-            Err(_) => 0,
-        };
-        let profile = Profile {
-            name: config.name.clone(),
-            role: config.role,
-            cores: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
-            memory,
-        };
-        let actor = Mesh {
-            core: Core::new(me.clone(), profile, blender_version.clone(), engines, 0),
-            secret: config.secret.map(|s| s.fingerprint()),
-            net: net.clone(),
-            store: store.clone(),
-            ctx: WorkerContext {
-                fetcher: fetcher.clone(),
-                store: store.clone(),
-                renderer,
-                work_dir,
-            },
-            internal: internal_tx,
-            origin: Instant::now(),
-            replies: HashMap::new(),
-            next_reply: 0,
-            render: None,
-            ticks: 0,
-            tasks: JoinSet::new(),
-        };
-        let token = shutdown.child_token();
-        tasks.spawn(
-            actor
-                .run(cmd_rx, net_events, internal_rx, token)
-                .instrument(info_span!("node", id = %me.short())),
-        );
-
-        let handle = Handle {
-            tx: cmd_tx,
-            store,
-            fetcher,
-        };
-        let mut api = None;
-        if let Some(addr) = config.api {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Io {
-                    what: "cannot listen for the API on",
-                    path: PathBuf::from(addr.to_string()),
-                    source,
-                })?;
-            api = listener.local_addr().ok();
-            let h = handle.clone();
-            let token = shutdown.child_token();
-            tasks.spawn(async move {
-                if let Err(e) = crate::api::serve(listener, h, token).await {
-                    warn!("API stopped: {e}");
-                }
-            });
-        }
-        info!(id = %me, name = %config.name, blender = ?blender_version, "node started");
-        Ok(Self {
-            handle,
-            id: me,
-            api,
-            shutdown,
-            tasks,
-        })
-    }
-
-    /// A handle on the node.
-    pub fn handle(&self) -> Handle {
-        self.handle.clone()
-    }
-
-    /// The node's peer id.
-    pub fn id(&self) -> &NodeId {
-        &self.id
-    }
-
-    /// Where its API listens (the bound address, with the real port), if it serves one.
-    pub fn api_addr(&self) -> Option<SocketAddr> {
-        self.api
-    }
-
-    /// Waits (up to 10 s) until the node listens on at least one address, then returns its
-    /// info, so that what is printed can be used to join it.
-    pub async fn wait_listening(&self) -> Result<NodeInfo, Error> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let info = self.handle.info().await?;
-            if !info.addrs.is_empty() || Instant::now() >= deadline {
-                return Ok(info);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Stops the API, the mesh actor (cancelling a running render) and the swarm, and waits
-    /// for them.
-    pub async fn shutdown(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        vec![Engine::Cycles]
+    } else {
+        Vec::new()
+    };
+    let me = parts.me;
+    let actor = Mesh {
+        core: Core::new(me.clone(), parts.profile, parts.blender, engines, 0),
+        secret: parts.secret,
+        net: parts.net,
+        store: parts.store.clone(),
+        ctx: WorkerContext {
+            fetcher: parts.fetcher.clone(),
+            store: parts.store.clone(),
+            renderer: parts.renderer,
+            work_dir: parts.work_dir,
+        },
+        internal: internal_tx,
+        origin: Instant::now(),
+        replies: HashMap::new(),
+        next_reply: 0,
+        render: None,
+        ticks: 0,
+        tasks: JoinSet::new(),
+    };
+    tasks.spawn(
+        actor
+            .run(cmd_rx, parts.net_events, internal_rx, shutdown)
+            .instrument(info_span!("node", id = %me.short())),
+    );
+    Handle {
+        tx: cmd_tx,
+        store: parts.store,
+        fetcher: parts.fetcher,
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! Rendering goes through the [`Renderer`] trait. The product uses [`BlenderRenderer`] (real
 //! Blender, and nothing else is reachable from the CLI); tests of scheduling and failure
-//! handling may plug in a fake through [`crate::mesh::Node::start_with_renderer`].
+//! handling may plug in a fake through [`crate::Node::start_with_renderer`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

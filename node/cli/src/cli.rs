@@ -23,10 +23,10 @@ use rendermesh_protocol::{
 use rendermesh_scene::Inspection;
 use rendermesh_scene::inspect::ExternalFile;
 
+use rendermesh_node::api::types::PeersView;
 use rendermesh_node::client::{Client, ClientError};
 use rendermesh_node::config::{Config, DEFAULT_API};
 use rendermesh_node::render::Blender;
-use rendermesh_node::view::PeersView;
 use rendermesh_node::{MeshSecret, Multiaddr, Node, Role, now_ms};
 
 /// How often `render` polls its job.
@@ -1839,7 +1839,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rendermesh_node::view::PeerView;
+    use rendermesh_node::api::types::PeerView;
     use rendermesh_protocol::{Output, TaskRef, Term};
 
     #[test]

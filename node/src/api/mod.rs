@@ -40,40 +40,15 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, NodeId, limits};
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::Error;
 use crate::mesh::Handle;
-use crate::view::{NodeInfo, PeersView};
+pub mod types;
 
-/// The API's path prefix.
-pub const PREFIX: &str = "/api/v1";
-
-/// The answer to `POST /jobs`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Submitted {
-    /// The new job's id.
-    pub id: JobId,
-}
-
-/// The answer to `PUT /blobs`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Uploaded {
-    /// The blob's content hash: its name in the mesh.
-    pub hash: BlobHash,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// The body of every error answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong, with its causes joined by `: `.
-    pub error: String,
-}
+pub use types::{ErrorBody, NodeInfo, PREFIX, PeerView, PeersView, Submitted, Uploaded};
 
 /// An error answer: a status and a message.
 #[derive(Debug)]
@@ -182,7 +157,7 @@ async fn trace(request: Request, next: Next) -> Response {
 
 /// The progress page: nodes, jobs, a cell per task, cancel buttons and download links, all
 /// drawn in the browser from this API (one file, no dependencies).
-pub const PAGE: &str = include_str!("web/index.html");
+pub const PAGE: &str = include_str!("../web/index.html");
 
 async fn page() -> Html<&'static str> {
     Html(PAGE)

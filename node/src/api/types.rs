@@ -1,7 +1,8 @@
-//! What the local API returns as JSON (besides `rendermesh_protocol::Job`, which serializes
-//! its ids as hex text in JSON).
+//! What the local API takes and returns as JSON, shared by the server ([`crate::api`]) and its
+//! client ([`crate::client`]) (besides `rendermesh_protocol::Job` and `JobSpec`, which serialize
+//! their ids as hex text in JSON).
 
-use rendermesh_protocol::{Engine, Role, TaskRef};
+use rendermesh_protocol::{BlobHash, Engine, JobId, Role, TaskRef};
 use serde::{Deserialize, Serialize};
 
 use crate::store::Stats;
@@ -76,4 +77,30 @@ pub struct NodeInfo {
     /// The fingerprint of the mesh secret, when the mesh has one.
     #[serde(default)]
     pub secret: Option<String>,
+}
+
+/// The API's path prefix.
+pub const PREFIX: &str = "/api/v1";
+
+/// The answer to `POST /jobs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Submitted {
+    /// The new job's id.
+    pub id: JobId,
+}
+
+/// The answer to `PUT /blobs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uploaded {
+    /// The blob's content hash: its name in the mesh.
+    pub hash: BlobHash,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The body of every error answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, with its causes joined by `: `.
+    pub error: String,
 }

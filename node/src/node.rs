@@ -1,0 +1,177 @@
+//! The composition root: [`Node::start`] builds a node from a [`Config`] (data directory,
+//! identity, blob store, swarm, mesh actor, local API) and [`Node::shutdown`] stops it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rendermesh_protocol::{NodeId, Role};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::types::NodeInfo;
+use crate::core::Profile;
+use crate::fetch::Fetcher;
+use crate::mesh::{self, Handle, Parts};
+use crate::net::{self, NetConfig};
+use crate::render::Blender;
+use crate::store::BlobStore;
+use crate::worker::{BlenderRenderer, Renderer};
+use crate::{Config, Error};
+
+/// A running node. Dropping it does not stop it: call [`Node::shutdown`].
+pub struct Node {
+    handle: Handle,
+    id: NodeId,
+    api: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Node {
+    /// Starts a node that renders with real Blender (`config.blender`).
+    pub async fn start(config: Config) -> Result<Self, Error> {
+        let renderer = Arc::new(BlenderRenderer::new(Blender::new(
+            config.blender.clone(),
+            config.threads,
+        )));
+        Self::start_with_renderer(config, renderer).await
+    }
+
+    /// Starts a node with the given renderer. The CLI always passes real Blender; tests of
+    /// scheduling and failure handling may pass a fake.
+    pub async fn start_with_renderer(
+        config: Config,
+        renderer: Arc<dyn Renderer>,
+    ) -> Result<Self, Error> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
+            what: "cannot create the data directory",
+            path: data_dir.clone(),
+            source,
+        })?;
+        let key = net::load_identity(&data_dir).map_err(|e| Error::Network(e.to_string()))?;
+        let peer_id = key.public().to_peer_id();
+        let me = NodeId(peer_id.to_string());
+        let store = BlobStore::open(&data_dir.join("store"))?;
+        let work_dir = data_dir.join("work");
+        if work_dir.exists() {
+            let _ = std::fs::remove_dir_all(&work_dir);
+        }
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let (net, net_events, net_task) = net::start(
+            &key,
+            NetConfig {
+                listen: config.listen.clone(),
+                bootstrap: config.bootstrap.clone(),
+                mdns: config.mdns,
+                secret: config.secret,
+            },
+            store.clone(),
+            shutdown.child_token(),
+        )
+        .map_err(|e| Error::Network(e.to_string()))?;
+        tasks.spawn(async move {
+            let _ = net_task.await;
+        });
+
+        let blender_version = match config.role {
+            Role::Worker => renderer.version().await,
+            Role::Bootstrap => None,
+        };
+        let memory = match sysinfo::System::new() {
+            Ok(mut sys) => {
+                sys.refresh_memory();
+                sys.total_memory()
+            }
+            Err(_) => 0,
+        };
+        let profile = Profile {
+            name: config.name.clone(),
+            role: config.role,
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            memory,
+        };
+        let parts = Parts {
+            me: me.clone(),
+            profile,
+            blender: blender_version.clone(),
+            secret: config.secret.map(|s| s.fingerprint()),
+            net: net.clone(),
+            net_events,
+            store: store.clone(),
+            fetcher: Fetcher::new(net, store),
+            renderer,
+            work_dir,
+        };
+        let handle = mesh::spawn(parts, &mut tasks, shutdown.child_token());
+
+        let mut api = None;
+        if let Some(addr) = config.api {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| Error::Io {
+                    what: "cannot listen for the API on",
+                    path: PathBuf::from(addr.to_string()),
+                    source,
+                })?;
+            api = listener.local_addr().ok();
+            let h = handle.clone();
+            let token = shutdown.child_token();
+            tasks.spawn(async move {
+                if let Err(e) = crate::api::serve(listener, h, token).await {
+                    warn!("API stopped: {e}");
+                }
+            });
+        }
+        info!(id = %me, name = %config.name, blender = ?blender_version, "node started");
+        Ok(Self {
+            handle,
+            id: me,
+            api,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A handle on the node.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// The node's peer id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// Where its API listens (the bound address, with the real port), if it serves one.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api
+    }
+
+    /// Waits (up to 10 s) until the node listens on at least one address, then returns its
+    /// info, so that what is printed can be used to join it.
+    pub async fn wait_listening(&self) -> Result<NodeInfo, Error> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let info = self.handle.info().await?;
+            if !info.addrs.is_empty() || Instant::now() >= deadline {
+                return Ok(info);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the API, the mesh actor (cancelling a running render) and the swarm, and waits
+    /// for them.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
