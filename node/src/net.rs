@@ -1,4 +1,5 @@
-//! The network actor: owns the libp2p `Swarm` and nothing else.
+//! The network actor: owns the libp2p `Swarm`, keeps rendermesh peers connected, serves blob
+//! chunks from the store, and passes every other message to the mesh actor.
 //!
 //! Transports: TCP (Noise, Yamux) and QUIC. Behaviours: connection limits, identify (only peers
 //! announcing [`IDENTIFY_VERSION`] count; others are disconnected), ping, mDNS (optional),

@@ -342,29 +342,7 @@ impl Blender {
         let cmd = self.frames_command(blend, out_dir, frames, format, settings)?;
         let mut run = Running::spawn(&self.exe, cmd)?;
         let mut current = None;
-        loop {
-            let line = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(run.cancel().await),
-                line = run.next_line() => line,
-            };
-            let Some((_, line)) = line else { break };
-            let Some(event) = parse_progress(&line, &mut current) else {
-                continue;
-            };
-            match &event {
-                Progress::Started { frame } => debug!(frame, "frame started"),
-                Progress::Saved { frame, path } => {
-                    info!(frame, path = %path.display(), "frame saved");
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(run.cancel().await),
-                // An error means nobody listens any more: the render goes on regardless.
-                _ = progress.send(event) => {}
-            }
-        }
+        run.forward(None, &mut current, &progress, &cancel).await?;
         let status = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(run.cancel().await),
@@ -375,10 +353,7 @@ impl Blender {
         }
         let mut missing = Vec::new();
         for frame in &expected {
-            let written = tokio::fs::metadata(&frame.path)
-                .await
-                .is_ok_and(|m| m.is_file() && m.len() > 0);
-            if !written {
+            if !written(&frame.path).await {
                 missing.push(frame.frame);
             }
         }
@@ -745,39 +720,18 @@ impl Session {
                 debug!(error = %e, "Blender stopped reading requests");
             }
             let done = format!("{SESSION_DONE}{}", want.frame);
-            loop {
-                let line = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(self.run.cancel().await),
-                    line = self.run.next_line() => line,
-                };
-                let Some((_, line)) = line else {
-                    let status = self.run.wait().await?;
-                    return Err(self.run.failed(format!(
-                        "Blender stopped while rendering frame {} ({status})",
-                        want.frame
-                    )));
-                };
-                if line == done {
-                    break;
-                }
-                let Some(event) = parse_progress(&line, &mut current) else {
-                    continue;
-                };
-                if let Progress::Saved { frame, path } = &event {
-                    info!(frame, path = %path.display(), "frame saved");
-                }
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(self.run.cancel().await),
-                    // An error means nobody listens any more: the render goes on regardless.
-                    _ = progress.send(event) => {}
-                }
+            let finished = self
+                .run
+                .forward(Some(&done), &mut current, &progress, &cancel)
+                .await?;
+            if !finished {
+                let status = self.run.wait().await?;
+                return Err(self.run.failed(format!(
+                    "Blender stopped while rendering frame {} ({status})",
+                    want.frame
+                )));
             }
-            let written = tokio::fs::metadata(&want.path)
-                .await
-                .is_ok_and(|m| m.is_file() && m.len() > 0);
-            if !written {
+            if !written(&want.path).await {
                 return Err(self.run.failed(format!(
                     "Blender wrote no file for frame {} (expected `{}`)",
                     want.frame,
@@ -787,6 +741,13 @@ impl Session {
         }
         Ok(expected)
     }
+}
+
+/// Whether Blender wrote `path` (a file, not empty).
+async fn written(path: &Path) -> bool {
+    tokio::fs::metadata(path)
+        .await
+        .is_ok_and(|m| m.is_file() && m.len() > 0)
 }
 
 /// The files a render of `frames` writes in `out_dir`: creates `out_dir` and removes any old
@@ -965,6 +926,47 @@ impl Running {
     }
 
     /// Waits for Blender to exit. Cancel-safe.
+    /// The one render loop: forwards Blender's progress lines to `progress` (waiting for room;
+    /// a closed receiver is ignored) until a line equals `until` (true) or Blender closes its
+    /// output (false). Cancelling `cancel` kills Blender and returns
+    /// [`RenderError::Cancelled`].
+    async fn forward(
+        &mut self,
+        until: Option<&str>,
+        current: &mut Option<u32>,
+        progress: &mpsc::Sender<Progress>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, RenderError> {
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(self.cancel().await),
+                line = self.next_line() => line,
+            };
+            let Some((_, line)) = line else {
+                return Ok(false);
+            };
+            if until == Some(line.as_str()) {
+                return Ok(true);
+            }
+            let Some(event) = parse_progress(&line, current) else {
+                continue;
+            };
+            match &event {
+                Progress::Started { frame } => debug!(frame, "frame started"),
+                Progress::Saved { frame, path } => {
+                    info!(frame, path = %path.display(), "frame saved");
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(self.cancel().await),
+                // An error means nobody listens any more: the render goes on regardless.
+                _ = progress.send(event) => {}
+            }
+        }
+    }
+
     async fn wait(&mut self) -> Result<ExitStatus, RenderError> {
         self.child
             .wait()

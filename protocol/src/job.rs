@@ -439,7 +439,8 @@ impl JobSpec {
 /// With `chunk` given, every chunk holds that many frames (the last may hold fewer). Otherwise
 /// each worker gets about four chunks, so that a fast node takes more of them and the job never
 /// waits long for the slowest machine, while a chunk holds at most 16 frames so that a lost
-/// worker costs little. One Blender process renders a whole chunk and pays its ~1 s start-up once.
+/// worker costs little. Chunk size costs no Blender start-up: a node keeps one Blender session
+/// per job (the file loaded once) and renders each of its chunks in it.
 pub fn plan_chunks(frames: FrameRange, workers: usize, chunk: Option<u32>) -> Vec<FrameRange> {
     let count = frames.len();
     let size = match chunk {
@@ -563,7 +564,8 @@ pub struct Failure {
     pub message: String,
 }
 
-/// A chunk of frames rendered by one Blender process on one node.
+/// A chunk of frames (or one tile of one frame) rendered on one node, in its Blender session for
+/// the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// The task's index in `Job::tasks`.

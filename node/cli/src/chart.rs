@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
-use rendermesh_scene::chart::{self, Chart, GraphType, ImageType};
-
-use crate::cli::{NodeOrEmbedded, RenderArgs, TilesArg};
 use rendermesh_node::render::Blender;
+use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
+use rendermesh_scene::chart::{self, Chart, ImageType, Keyword};
+
+use crate::args::{NodeOrEmbedded, TilesArg};
+use crate::submit::{Submission, output_name, submit_and_follow};
 
 /// `rendermesh chart`.
 #[derive(Debug, Args)]
@@ -115,7 +116,7 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let frames_dir = work.0.join("out");
-    let render = RenderArgs {
+    let render = Submission {
         file: blend.clone(),
         frames: Some(FrameRange::single(1)),
         samples: args.samples,
@@ -131,15 +132,15 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
         allow_missing: false,
         // Nor any simulation.
         no_bake: true,
-        node: args.node.clone(),
+        node: args.node.clone().into(),
     };
     let started = Instant::now();
-    let code = crate::cli::render(render).await?;
+    let code = submit_and_follow(render).await?;
     timings.record("render", started.elapsed());
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }
-    let rendered = frames_dir.join(crate::cli::output_name(&blend, 1, format));
+    let rendered = frames_dir.join(output_name(&blend, 1, format));
     create_parent(&out)?;
     if std::fs::rename(&rendered, &out).is_err() {
         std::fs::copy(&rendered, &out)
@@ -226,10 +227,7 @@ pub fn load(path: &Path) -> Result<Chart> {
 /// One line about a valid chart.
 fn summary(chart: &Chart) -> String {
     let values: usize = chart.rows.iter().map(|r| r.cells.len()).sum();
-    let kind = match chart.config.graph_type {
-        GraphType::Histogram => "histogram",
-        GraphType::Cake => "cake",
-    };
+    let kind = chart.config.graph_type.name();
     let size = chart.config.image_size;
     format!(
         "{kind}, {} row{}, {values} value{}, {}x{} {}",

@@ -6,10 +6,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+mod args;
 mod chart;
-mod cli;
+mod commands;
+mod submit;
+mod tables;
 
-use cli::{Cli, Command, run};
+use args::{Cli, Command};
+use commands::run;
 use tracing_subscriber::EnvFilter;
 
 /// Log levels when `RUST_LOG` is unset.

@@ -246,8 +246,8 @@ impl Drop for TempFile {
     }
 }
 
-/// Where uploads are spooled: the store's own `tmp/` (same disk as the blobs, emptied when the
-/// store opens), else the system's temp directory.
+/// Where uploads are spooled: the store's own `tmp/` (same disk as the blobs, so a finished
+/// upload is renamed into place; emptied when the store opens).
 fn upload_dir(h: &Handle) -> PathBuf {
     h.store().tmp_dir().to_path_buf()
 }

@@ -164,8 +164,8 @@ pub use error::{Diagnostic, Errors};
 pub use model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, DEFAULT_BACKGROUND_STRENGTH,
     DEFAULT_BAR_SEPARATION, DEFAULT_BAR_WIDTH, DEFAULT_CAKE_HEIGHT, DEFAULT_MINIMUM_BAR_HEIGHT,
-    Distribution, GraphType, ImageSize, ImageType, Material, Range, Row, Step, Transform, Var,
-    VarValue, Vars,
+    Distribution, GraphType, ImageSize, ImageType, Keyword, Material, MaterialKind, Range, Row,
+    Step, Transform, Var, VarValue, Vars,
 };
 pub use parse::{MAX_DIAGNOSTICS, MAX_TEXT_BYTES, MAX_VALUES, parse};
 pub use scene::{SceneDesc, layout};

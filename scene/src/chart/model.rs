@@ -108,6 +108,49 @@ pub struct BarSeparation {
     pub z: f64,
 }
 
+/// A setting whose value is one of a few words: [`Keyword::ALL`] lists the values and
+/// [`Keyword::name`] spells each as a chart file does. The parser, the writer, the XML writer
+/// and the command line all take the words from here.
+pub trait Keyword: Copy + Sized + 'static {
+    /// Every value, in the order the format lists them.
+    const ALL: &'static [Self];
+
+    /// The value's word in a chart file (lower case).
+    fn name(self) -> &'static str;
+}
+
+/// Implements [`Keyword`] for an enum from its variants and their words.
+macro_rules! keywords {
+    ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl Keyword for $ty {
+            const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),+
+                }
+            }
+        }
+    };
+}
+
+keywords!(ImageType { Png => "png", Jpg => "jpg", Bmp => "bmp" });
+keywords!(GraphType { Histogram => "histogram", Cake => "cake" });
+keywords!(CameraType { Perspective => "perspective", Orthographic => "orthographic" });
+keywords!(Distribution { Beckmann => "beckmann", Sharp => "sharp" });
+keywords!(MaterialKind { Diffuse => "diffuse", Glossy => "glossy", Glass => "glass" });
+
+/// The first argument of `material(...)`: which shader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MaterialKind {
+    /// `diffuse`
+    Diffuse,
+    /// `glossy`
+    Glossy,
+    /// `glass`
+    Glass,
+}
+
 /// Output file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ImageType {

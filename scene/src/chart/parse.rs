@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::error::{Diagnostic, Errors};
 use super::model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, Distribution, GraphType, ImageSize,
-    ImageType, Material, Range, Row, Step, Transform, Var, VarValue, Vars,
+    ImageType, Keyword, Material, MaterialKind, Range, Row, Step, Transform, Var, VarValue, Vars,
 };
 
 /// Most values (cells, empty ones included) a DATA section may hold.
@@ -520,38 +520,16 @@ impl Parser {
                 }
             }
             Key::ImageType => {
-                self.config.image_type = self.keyword(
-                    line,
-                    value,
-                    &[
-                        ("png", ImageType::Png),
-                        ("jpg", ImageType::Jpg),
-                        ("bmp", ImageType::Bmp),
-                    ],
-                );
+                self.config.image_type = self.keyword::<ImageType>(line, value);
             }
             Key::GraphType => {
-                self.config.graph_type = self.keyword(
-                    line,
-                    value,
-                    &[
-                        ("histogram", GraphType::Histogram),
-                        ("cake", GraphType::Cake),
-                    ],
-                );
+                self.config.graph_type = self.keyword::<GraphType>(line, value);
             }
             Key::DefaultMaterial => self.config.default_material = self.material(line, value),
             Key::DefaultColor => self.config.default_color = self.color(line, value),
             Key::FloorColor => self.config.floor_color = self.color(line, value),
             Key::CameraType => {
-                self.config.camera_type = self.keyword(
-                    line,
-                    value,
-                    &[
-                        ("perspective", CameraType::Perspective),
-                        ("orthographic", CameraType::Orthographic),
-                    ],
-                );
+                self.config.camera_type = self.keyword::<CameraType>(line, value);
             }
             Key::CameraTransform => self.config.camera_transform = self.transform(line, value),
             Key::BackgroundStrength => {
@@ -622,27 +600,19 @@ impl Parser {
         Some(values)
     }
 
-    fn keyword<T: Copy>(
-        &mut self,
-        line: &Line<'_>,
-        value: Field<'_>,
-        options: &[(&'static str, T)],
-    ) -> Option<T> {
-        if let Some(&(_, found)) = options
+    fn keyword<T: Keyword>(&mut self, line: &Line<'_>, value: Field<'_>) -> Option<T> {
+        if let Some(&found) = T::ALL
             .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(value.text))
+            .find(|k| k.name().eq_ignore_ascii_case(value.text))
         {
             return Some(found);
         }
-        let names: Vec<String> = options
-            .iter()
-            .map(|(name, _)| format!("`{name}`"))
-            .collect();
+        let names: Vec<String> = T::ALL.iter().map(|k| format!("`{}`", k.name())).collect();
         let expected = match names.split_last() {
             Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
             _ => names.join(""),
         };
-        let hint = did_you_mean(value.text, options.iter().map(|(name, _)| *name));
+        let hint = did_you_mean(value.text, T::ALL.iter().map(|k| k.name()));
         self.error(line, value.at, expected, value.text, hint);
         None
     }
@@ -854,30 +824,19 @@ impl Parser {
             );
             return None;
         };
-        let kind = self.keyword(line, kind, &[("diffuse", 0u8), ("glossy", 1), ("glass", 2)])?;
-        let material = if kind == 0 {
+        let kind = self.keyword::<MaterialKind>(line, kind)?;
+        let material = if kind == MaterialKind::Diffuse {
             self.arg_count(line, &call, 2, "material(diffuse, ROUGHNESS)")?;
             let roughness = self.unit(line, call.args[1], "a roughness in 0..1")?;
             Material::Diffuse { roughness }
         } else {
-            let form = if kind == 1 {
-                "material(glossy, DIST, ROUGHNESS, IOR)"
-            } else {
-                "material(glass, DIST, ROUGHNESS, IOR)"
-            };
-            self.arg_count(line, &call, 4, form)?;
-            let distribution = self.keyword(
-                line,
-                call.args[1],
-                &[
-                    ("beckmann", Distribution::Beckmann),
-                    ("sharp", Distribution::Sharp),
-                ],
-            );
+            let form = format!("material({}, DIST, ROUGHNESS, IOR)", kind.name());
+            self.arg_count(line, &call, 4, &form)?;
+            let distribution = self.keyword::<Distribution>(line, call.args[1]);
             let roughness = self.unit(line, call.args[2], "a roughness in 0..1");
             let ior = self.positive(line, call.args[3]);
             let (distribution, roughness, ior) = (distribution?, roughness?, ior?);
-            if kind == 1 {
+            if kind == MaterialKind::Glossy {
                 Material::Glossy {
                     distribution,
                     roughness,

@@ -2,9 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{
-    CameraType, Chart, Color, Distribution, GraphType, ImageType, Material, Row, Step, VarValue,
-};
+use super::model::{Chart, Color, GraphType, Keyword, Material, MaterialKind, Row, Step, VarValue};
 
 /// Writes `chart` in canonical form: lower-case section and key names, `end` closing each
 /// section, one key per line (every optional key spelt out, except an empty `camera-transform`
@@ -24,17 +22,8 @@ pub fn write(chart: &Chart) -> String {
         "image-size; {}; {}",
         config.image_size.width, config.image_size.height
     );
-    let image_type = match config.image_type {
-        ImageType::Png => "png",
-        ImageType::Jpg => "jpg",
-        ImageType::Bmp => "bmp",
-    };
-    let _ = writeln!(out, "image-type; {image_type}");
-    let graph_type = match config.graph_type {
-        GraphType::Histogram => "histogram",
-        GraphType::Cake => "cake",
-    };
-    let _ = writeln!(out, "graph-type; {graph_type}");
+    let _ = writeln!(out, "image-type; {}", config.image_type.name());
+    let _ = writeln!(out, "graph-type; {}", config.graph_type.name());
     let _ = writeln!(
         out,
         "default-material; {}",
@@ -42,11 +31,7 @@ pub fn write(chart: &Chart) -> String {
     );
     let _ = writeln!(out, "default-color; {}", color(&config.default_color));
     let _ = writeln!(out, "floor-color; {}", color(&config.floor_color));
-    let camera_type = match config.camera_type {
-        CameraType::Perspective => "perspective",
-        CameraType::Orthographic => "orthographic",
-    };
-    let _ = writeln!(out, "camera-type; {camera_type}");
+    let _ = writeln!(out, "camera-type; {}", config.camera_type.name());
     if !config.camera_transform.steps.is_empty() {
         let steps: Vec<String> = config
             .camera_transform
@@ -103,29 +88,25 @@ fn color(c: &Color) -> String {
 }
 
 fn material(m: &Material) -> String {
-    let dist = |d: &Distribution| match d {
-        Distribution::Beckmann => "beckmann",
-        Distribution::Sharp => "sharp",
-    };
-    match m {
-        Material::Diffuse { roughness } => format!("material(diffuse, {roughness})"),
+    let diffuse = MaterialKind::Diffuse.name();
+    let (kind, distribution, roughness, ior) = match m {
+        Material::Diffuse { roughness } => return format!("material({diffuse}, {roughness})"),
         Material::Glossy {
             distribution,
             roughness,
             ior,
-        } => format!(
-            "material(glossy, {}, {roughness}, {ior})",
-            dist(distribution)
-        ),
+        } => (MaterialKind::Glossy, distribution, roughness, ior),
         Material::Glass {
             distribution,
             roughness,
             ior,
-        } => format!(
-            "material(glass, {}, {roughness}, {ior})",
-            dist(distribution)
-        ),
-    }
+        } => (MaterialKind::Glass, distribution, roughness, ior),
+    };
+    format!(
+        "material({}, {}, {roughness}, {ior})",
+        kind.name(),
+        distribution.name()
+    )
 }
 
 /// A range marker at a cell boundary: an opener (with its variable) or a closer.

@@ -14,7 +14,7 @@
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, Event};
 
-use super::model::{CameraType, Distribution, Material};
+use super::model::{Distribution, Keyword, Material};
 use super::scene::SceneDesc;
 
 /// The scene as XML text (UTF-8, with an XML declaration, indented by two spaces).
@@ -81,10 +81,7 @@ fn write_scene(w: &mut Writer<Vec<u8>>, scene: &SceneDesc) -> Result {
 fn write_camera(w: &mut Writer<Vec<u8>>, scene: &SceneDesc) -> Result {
     let c = &scene.camera;
     let matrix: Vec<f64> = c.matrix.iter().flatten().copied().collect();
-    let kind = match c.kind {
-        CameraType::Perspective => "perspective",
-        CameraType::Orthographic => "orthographic",
-    };
+    let kind = c.kind.name();
     w.create_element("transform")
         .with_attribute(("matrix", numbers(&matrix).as_str()))
         .write_inner_content(|w| {
@@ -162,10 +159,7 @@ fn connect(w: &mut Writer<Vec<u8>>, from: &str, to: &str) -> Result {
 }
 
 fn dist(d: Distribution) -> &'static str {
-    match d {
-        Distribution::Beckmann => "beckmann",
-        Distribution::Sharp => "sharp",
-    }
+    d.name()
 }
 
 /// A number with at most 6 decimals, trailing zeros and `-0` trimmed.

@@ -1,0 +1,196 @@
+//! One `async fn` per subcommand that is not about submitting and following a job: `node`,
+//! `peers`, `jobs`, `job`, `cancel`, `example-scene`, `bench`, `secret`; and [`run`], which
+//! dispatches every subcommand.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use rendermesh_node::client::Client;
+use rendermesh_node::{MeshSecret, Node, now_ms};
+
+use crate::args::{
+    BenchArgs, CancelArgs, Cli, Command, ExampleSceneArgs, JobArgs, ListArgs, NodeArgs, PeersArgs,
+    SecretCommand,
+};
+use crate::submit::{INTERRUPTED, download, resolve_job, submit_and_follow};
+use crate::tables::{job_details, job_state, jobs_table, peers_table, plural};
+
+/// Runs a parsed command line. Errors are reported by the caller; the exit code is 0, or 130
+/// after ctrl-c.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Node(args) => node(args).await,
+        Command::Render(args) => submit_and_follow(args.into()).await,
+        Command::Peers(args) => peers(args).await,
+        Command::Jobs(args) => jobs(args).await,
+        Command::Job(args) => job(args).await,
+        Command::Cancel(args) => cancel(args).await,
+        Command::Download(args) => download(args).await,
+        Command::Chart(args) => crate::chart::run(args).await,
+        Command::ExampleScene(args) => example_scene(args).await,
+        Command::Bench(args) => bench(args).await,
+        Command::Secret(cmd) => secret(cmd),
+    }
+}
+
+fn secret(cmd: SecretCommand) -> Result<ExitCode> {
+    let (file, secret) = match cmd {
+        SecretCommand::New { file } => {
+            let secret = MeshSecret::generate();
+            secret.create_file(&file)?;
+            (file, secret)
+        }
+        SecretCommand::Fingerprint { file } => {
+            let secret = MeshSecret::load(&file)?;
+            (file, secret)
+        }
+    };
+    println!("{}: fingerprint {}", file.display(), secret.fingerprint());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn node(args: NodeArgs) -> Result<ExitCode> {
+    let node = Node::start(args.config()?)
+        .await
+        .context("cannot start the node")?;
+    let info = node.wait_listening().await?;
+    println!("peer id: {}", info.id);
+    for addr in &info.addrs {
+        println!("listening on {addr}");
+    }
+    if let Some(api) = node.api_addr() {
+        println!("api: http://{api}{}", rendermesh_node::api::PREFIX);
+    }
+    match &info.secret {
+        Some(fingerprint) => println!("private mesh: secret fingerprint {fingerprint}"),
+        None => println!(
+            "open mesh: no --secret-file, so any rendermesh node that reaches this one can join"
+        ),
+    }
+    match &info.blender {
+        Some(v) => println!("renders with {v}"),
+        None => println!("Blender does not run here: this node coordinates and relays only"),
+    }
+    rendermesh_node::shutdown_signal().await;
+    eprintln!("shutting down (ctrl-c again to quit at once)");
+    tokio::select! {
+        () = node.shutdown() => Ok(ExitCode::SUCCESS),
+        _ = tokio::signal::ctrl_c() => Ok(ExitCode::from(INTERRUPTED)),
+    }
+}
+
+async fn peers(args: PeersArgs) -> Result<ExitCode> {
+    let view = Client::new(args.api.api).peers().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", peers_table(&view, args.addrs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn jobs(args: ListArgs) -> Result<ExitCode> {
+    let jobs = Client::new(args.api.api).jobs().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+    } else if jobs.is_empty() {
+        println!("no jobs");
+    } else {
+        print!("{}", jobs_table(&jobs, now_ms()));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn job(args: JobArgs) -> Result<ExitCode> {
+    let client = Client::new(args.api.api);
+    let id = resolve_job(&client, &args.id).await?;
+    let job = client
+        .job(id)
+        .await?
+        .with_context(|| format!("the node at {} holds no job {id}", client.addr()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let names: HashMap<String, String> = client
+        .peers()
+        .await
+        .map(|v| v.peers.into_iter().map(|p| (p.id, p.name)).collect())
+        .unwrap_or_default();
+    print!("{}", job_details(&job, &names, now_ms()));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cancel(args: CancelArgs) -> Result<ExitCode> {
+    let client = Client::new(args.api.api);
+    let id = resolve_job(&client, &args.id).await?;
+    if let Some(job) = client.job(id).await?
+        && job.state.is_terminal()
+    {
+        println!(
+            "job {id} is already {}: nothing to cancel",
+            job_state(job.state)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    client.cancel(id).await?;
+    println!("cancelled job {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn example_scene(args: ExampleSceneArgs) -> Result<ExitCode> {
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    rendermesh_node::render::Blender::new(args.blender, None)
+        .make_example_scene(&args.out)
+        .await
+        .with_context(|| format!("cannot build the example scene at {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("rendermesh-bench-{}", std::process::id()));
+    let result = rendermesh_node::bench::run(rendermesh_node::bench::BenchConfig {
+        blend: args.blend,
+        frames: args.frames,
+        samples: args.samples,
+        resolution_percent: args.resolution_percent,
+        chunk: args.chunk,
+        tiles: args.tiles,
+        per_task: args.per_task_blender,
+        nodes: args.nodes,
+        pin: args.pin,
+        work_dir: dir.clone(),
+        blender: args.blender,
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = result?;
+    let threads = if args.pin {
+        ", one thread on a core of its own"
+    } else {
+        ""
+    };
+    println!("{} frames, {}", r.frames, r.blender);
+    println!(
+        "direct blender -b : {:>7.2} s (one process{threads})",
+        r.direct.as_secs_f64()
+    );
+    println!(
+        "{:<18}: {:>7.2} s ({} rendered; {} per node{threads})",
+        format!("mesh of {}", plural(args.nodes.max(1), "node")),
+        r.mesh.as_secs_f64(),
+        plural(r.workers, "node"),
+        if args.per_task_blender {
+            "a Blender per task"
+        } else {
+            "one Blender session for the job"
+        }
+    );
+    println!("ratio mesh/direct : {:>7.2}", r.ratio());
+    Ok(ExitCode::SUCCESS)
+}
