@@ -523,3 +523,172 @@ fn view<'a>(
         peers: membership.members().map(|(id, _)| id).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rendermesh_protocol::{
+        BlobHash, Engine, FrameRange, Job, JobId, JobSpec, JobState, OutputFormat, Term,
+    };
+
+    use super::super::membership::ELECTION_GRACE_MS;
+    use super::*;
+
+    const BLENDER: &str = "Blender 3.4.1";
+
+    fn n(name: &str) -> NodeId {
+        NodeId(name.into())
+    }
+
+    fn core(name: &str) -> Core {
+        let profile = Profile {
+            name: name.into(),
+            role: Role::Worker,
+            cores: 2,
+            memory: 0,
+        };
+        Core::new(
+            n(name),
+            profile,
+            Some(BLENDER.into()),
+            vec![Engine::Cycles],
+            0,
+        )
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            name: "shot.blend".into(),
+            blend: BlobHash::of(b"shot"),
+            blend_size: 4,
+            frames: FrameRange::single(1),
+            samples: None,
+            resolution_percent: None,
+            format: OutputFormat::Png,
+            chunk: None,
+            tiles: None,
+            blender_version: Some(BLENDER.into()),
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
+            engine: Engine::Cycles,
+            keep_file_format: false,
+        }
+    }
+
+    /// A heartbeat of `name` in term `term`, claiming to coordinate or not.
+    fn heartbeat(name: &str, term: u64, claims: bool) -> Arc<Heartbeat> {
+        let mut c = core(name);
+        c.seq = 1;
+        let mut hb = c.heartbeat();
+        hb.term = Term(term);
+        hb.claims = claims;
+        Arc::new(hb)
+    }
+
+    #[test]
+    fn a_node_alone_renders_a_job_by_assigning_and_reporting_to_itself() {
+        let mut c = core("a");
+        let start = ELECTION_GRACE_MS + 100;
+        c.tick(start, 0, 0.0);
+        assert_eq!(c.leading(), Some(Term(1)));
+        c.take_actions();
+        let id = JobId([1; 16]);
+        let submit = Request::Submit { id, spec: spec() };
+        c.request(n("a"), submit, ReplyTo::Outside(1), start + 10);
+        c.tick(start + 100, 0, 0.0);
+        let actions = c.take_actions();
+        // Accepted (alone, one copy of the record is all there can be), assigned to itself
+        // without a request on the network.
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Reply {
+                to: 1,
+                response: Response::Job(_)
+            }
+        )));
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Send { .. })),
+            "{actions:?}"
+        );
+        let Some(Action::Render { assignment, .. }) = actions
+            .into_iter()
+            .find(|a| matches!(a, Action::Render { .. }))
+        else {
+            panic!("no render started");
+        };
+        let output = Output {
+            frame: 1,
+            blob: BlobHash::of(b"frame 1"),
+            size: 7,
+        };
+        c.rendered(&assignment, Some(Outcome::Done(vec![output])), start + 500);
+        let job = c.table().get(&id).expect("the job");
+        assert_eq!(job.state, JobState::Done);
+        // Nobody else holds the frame yet: the record says so until a peer takes a copy.
+        assert_eq!(job.held_once, vec![(BlobHash::of(b"frame 1"), n("a"))]);
+        assert_eq!(c.worker().current(), None, "the report was taken");
+    }
+
+    #[test]
+    fn a_submit_on_a_follower_goes_to_the_coordinator_and_the_record_stays_there_too() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 1, true), 100);
+        b.tick(200, 0, 0.0);
+        assert_eq!(b.coordinator(), Some(n("a")));
+        b.take_actions();
+        let id = JobId([2; 16]);
+        let submit = Request::Submit { id, spec: spec() };
+        b.request(n("b"), submit, ReplyTo::Outside(7), 300);
+        let Some(Action::Send { to, ticket, .. }) = b.take_actions().into_iter().next() else {
+            panic!("the submit was not passed on");
+        };
+        assert_eq!(to, n("a"));
+        let plan = rendermesh_protocol::plan(&spec(), 2);
+        let record = Job::new(id, spec(), n("b"), plan, Term(1), 0);
+        b.answered(ticket, Ok(Response::Job(Box::new(record.clone()))), 400);
+        assert!(matches!(
+            &b.take_actions()[..],
+            [Action::Reply {
+                to: 7,
+                response: Response::Job(_)
+            }]
+        ));
+        assert_eq!(b.table().get(&id), Some(&record));
+        // A peer's submit to a node that does not coordinate is refused, naming the coordinator.
+        let theirs = Request::Submit {
+            id: JobId([3; 16]),
+            spec: spec(),
+        };
+        b.request(n("c"), theirs, ReplyTo::Outside(8), 500);
+        let answer = b.take_actions();
+        assert!(
+            matches!(&answer[..], [Action::Reply { to: 8, response: Response::NotCoordinator(Some(c)) }] if *c == n("a"))
+        );
+    }
+
+    #[test]
+    fn an_assignment_from_a_term_below_the_highest_seen_is_refused() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        b.take_actions();
+        let plan = rendermesh_protocol::plan(&spec(), 1);
+        let job = Job::new(JobId([4; 16]), spec(), n("a"), plan, Term(2), 0);
+        let stale = Assignment {
+            term: Term(2),
+            job: job.id,
+            task: 0,
+            attempt: 1,
+            frames: FrameRange::single(1),
+            tile: None,
+            spec: spec(),
+            origin: n("a"),
+        };
+        b.request(n("z"), Request::Assign(stale), ReplyTo::Outside(9), 300);
+        let answer = b.take_actions();
+        assert!(
+            matches!(&answer[..], [Action::Reply { to: 9, response: Response::Rejected(m) }] if m.contains("stale term"))
+        );
+        assert!(!b.worker().is_rendering());
+    }
+}

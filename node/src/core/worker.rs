@@ -241,3 +241,165 @@ impl Worker {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rendermesh_protocol::{BlobHash, JobId, JobSpec, Output, OutputFormat, Term};
+
+    use super::*;
+
+    const BLENDER: &str = "Blender 3.4.1";
+
+    fn n(name: &str) -> NodeId {
+        NodeId(name.into())
+    }
+
+    fn assignment(task: u32, attempt: u32) -> Assignment {
+        Assignment {
+            term: Term(1),
+            job: JobId([3; 16]),
+            task,
+            attempt,
+            frames: FrameRange::single(task + 1),
+            tile: None,
+            spec: JobSpec {
+                name: "shot.blend".into(),
+                blend: BlobHash::of(b"shot"),
+                blend_size: 4,
+                frames: FrameRange::new(1, 4).expect("a range"),
+                samples: None,
+                resolution_percent: None,
+                format: OutputFormat::Png,
+                chunk: Some(1),
+                tiles: None,
+                blender_version: Some(BLENDER.into()),
+                blend_path: None,
+                deps: Vec::new(),
+                missing: Vec::new(),
+                engine: Engine::Cycles,
+                keep_file_format: false,
+            },
+            origin: n("origin"),
+        }
+    }
+
+    fn renders(out: &mut Outbox) -> usize {
+        out.take_actions()
+            .iter()
+            .filter(|a| matches!(a, Action::Render { .. }))
+            .count()
+    }
+
+    fn report_tickets(out: &mut Outbox) -> Vec<Ticket> {
+        out.take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    request: Request::Report(_),
+                    ticket,
+                    ..
+                } => Some(ticket),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_worker_renders_one_assignment_at_a_time_and_only_what_it_can() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        assert_eq!(
+            w.assign(assignment(0, 1), n("c"), &mut out),
+            Response::Accepted
+        );
+        assert_eq!(renders(&mut out), 1);
+        // The same assignment again (a retried request) is accepted once more, not rendered twice.
+        assert_eq!(
+            w.assign(assignment(0, 1), n("c"), &mut out),
+            Response::Accepted
+        );
+        assert_eq!(renders(&mut out), 0);
+        let busy = w.assign(assignment(1, 1), n("c"), &mut out);
+        assert!(matches!(busy, Response::Rejected(m) if m.contains("busy")));
+        assert_eq!(w.current().map(|c| (c.task, c.attempt)), Some((0, 1)));
+
+        let mut other = Worker::new(Some("Blender 4.2.0".into()), vec![Engine::Cycles]);
+        let version = other.assign(assignment(0, 1), n("c"), &mut out);
+        assert!(matches!(version, Response::Rejected(m) if m.contains("3.4.1")));
+        let mut no_cycles = Worker::new(Some(BLENDER.into()), vec![Engine::Workbench]);
+        let engine = no_cycles.assign(assignment(0, 1), n("c"), &mut out);
+        assert!(matches!(engine, Response::Rejected(m) if m.contains("cannot run it headless")));
+        let mut relay = Worker::new(None, Vec::new());
+        let none = relay.assign(assignment(0, 1), n("c"), &mut out);
+        assert!(matches!(none, Response::Rejected(m) if m.contains("does not render")));
+        assert_eq!(renders(&mut out), 0);
+    }
+
+    #[test]
+    fn a_report_is_sent_until_the_coordinator_takes_or_refuses_it() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        let a = assignment(0, 1);
+        w.assign(a.clone(), n("c"), &mut out);
+        out.take_actions();
+        let output = Output {
+            frame: 1,
+            blob: BlobHash::of(b"frame"),
+            size: 5,
+        };
+        w.rendered(&a, Some(Outcome::Done(vec![output])));
+        assert!(!w.is_rendering());
+        // Until acknowledged, the report is what the worker says it is doing.
+        assert_eq!(w.current().map(|c| c.frames_done), Some(1));
+        w.send_reports(Some(&n("c")), &mut out);
+        let [first] = report_tickets(&mut out)[..] else {
+            panic!("one report expected");
+        };
+        // In flight: not sent twice.
+        w.send_reports(Some(&n("c")), &mut out);
+        assert_eq!(report_tickets(&mut out), []);
+        // Not taken (the coordinator is busy copying): sent again.
+        assert!(w.answered(first, &Ok(Response::Busy("copying".into()))));
+        w.send_reports(Some(&n("c")), &mut out);
+        let [second] = report_tickets(&mut out)[..] else {
+            panic!("the report again expected");
+        };
+        // A new coordinator: sent to it, and the old answer no longer counts.
+        w.coordinator_changed();
+        w.send_reports(Some(&n("d")), &mut out);
+        let [third] = report_tickets(&mut out)[..] else {
+            panic!("the report to the new coordinator expected");
+        };
+        assert!(!w.answered(second, &Ok(Response::Accepted)));
+        assert!(w.current().is_some());
+        assert!(w.answered(third, &Ok(Response::Accepted)));
+        assert_eq!(w.current(), None);
+    }
+
+    #[test]
+    fn a_render_whose_job_ended_is_stopped_once_and_reports_nothing() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        let a = assignment(0, 1);
+        w.assign(a.clone(), n("c"), &mut out);
+        out.take_actions();
+        let mut table = JobTable::default();
+        let plan = rendermesh_protocol::plan(&a.spec, 1);
+        let mut job =
+            rendermesh_protocol::Job::new(a.job, a.spec.clone(), n("o"), plan, Term(1), 0);
+        job.cancel(Term(1));
+        table.insert(job);
+        w.stop_ended(&table, &mut out);
+        w.stop_ended(&table, &mut out);
+        let cancels = out
+            .take_actions()
+            .iter()
+            .filter(|a| matches!(a, Action::CancelRender))
+            .count();
+        assert_eq!(cancels, 1);
+        w.rendered(&a, None);
+        assert_eq!((w.is_rendering(), w.current()), (false, None));
+        w.send_reports(Some(&n("c")), &mut out);
+        assert_eq!(report_tickets(&mut out), []);
+    }
+}
