@@ -90,8 +90,10 @@ fn hand_out(frames: u32) -> (u32, f64) {
         engine: Engine::Cycles,
         keep_file_format: false,
     };
-    let me = NodeId("coordinator".into());
-    let workers: Vec<NodeId> = (0..20).map(|i| NodeId(format!("worker-{i:02}"))).collect();
+    let me = NodeId::from_bytes(*b"coordinator").expect("a node id");
+    let workers: Vec<NodeId> = (0..20)
+        .map(|i| NodeId::from_bytes(format!("worker-{i:02}")).expect("a node id"))
+        .collect();
     let mut table = JobTable::default();
     let mut out = Outbox::new(me.clone());
     let mut coordinator = Coordinator::new(me.clone(), Term(1), &table, 0);

@@ -271,7 +271,8 @@ impl Client {
         hints: &[NodeId],
         dest: &Path,
     ) -> Result<(), ClientError> {
-        let query: Vec<(&str, &str)> = hints.iter().map(|h| ("hint", h.0.as_str())).collect();
+        let hints: Vec<String> = hints.iter().map(NodeId::to_string).collect();
+        let query: Vec<(&str, &str)> = hints.iter().map(|h| ("hint", h.as_str())).collect();
         let mut response = self
             .send(
                 self.http
@@ -334,10 +335,14 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_listening_is_unreachable() {
-        // Bind then drop, so the port is (almost certainly) closed.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
+        // A socket bound but never listening holds its port: nothing else can take it (as a
+        // test running beside this one could once the port is free), and a connection to it
+        // is refused.
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("an address"))
             .expect("bind");
+        let addr = socket.local_addr().expect("its address");
         let err = Client::new(addr).node().await.unwrap_err();
         assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
         assert!(err.is_transient());

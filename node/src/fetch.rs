@@ -101,10 +101,7 @@ impl Fetcher {
         hints: Vec<NodeId>,
     ) -> Result<PathBuf, Error> {
         let local = self.net.local_peer_id();
-        let mut peers: Vec<PeerId> = hints
-            .iter()
-            .filter_map(|n| n.0.parse::<PeerId>().ok())
-            .collect();
+        let mut peers: Vec<PeerId> = hints.iter().filter_map(crate::net::peer_id).collect();
         for p in self.net.connected().await.map_err(|_| Error::Shutdown)? {
             if !peers.contains(&p) {
                 peers.push(p);

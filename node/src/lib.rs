@@ -1,9 +1,10 @@
-//! A rendermesh node: everything that does I/O.
+//! A rendermesh node: the mesh's rules as a sans-IO core ([`core`]), and the I/O around them.
 //!
-//! [`Node::start`] builds a node from a [`Config`]: the libp2p swarm ([`net`]), the mesh actor
-//! that owns membership, the election, the replicated job table, the coordinator and the worker
-//! ([`mesh`]), the content-addressed blob store ([`store`]), the mesh secret ([`secret`]), the Blender runner ([`render`]) and
-//! the local HTTP API ([`api`]). The `rendermesh` binary ([`cli`]) is a thin layer over this.
+//! [`Node::start`] ([`node`]) builds a node from a [`Config`]: the libp2p swarm ([`net`]), the
+//! mesh actor that feeds the core and carries out its actions ([`mesh`]), the content-addressed
+//! blob store ([`store`]) and its fetcher ([`fetch`]), the mesh secret ([`secret`]), the Blender
+//! runner ([`render`]) and worker ([`worker`]), and the local HTTP API ([`api`]). The
+//! `rendermesh` binary (`node/cli`) is a thin layer over this library.
 
 pub mod api;
 pub mod bench;

@@ -23,7 +23,7 @@ use crate::api::types::{NodeInfo, PeerView, PeersView};
 use crate::core::membership::Member;
 use crate::core::{Action, Core, Millis, Profile, ReplyTo, StitchFailure, Ticket};
 use crate::fetch::Fetcher;
-use crate::net::{NetEvent, NetHandle};
+use crate::net::{self, NetEvent, NetHandle};
 use crate::store::BlobStore;
 use crate::worker::{self, Renderer, WorkerContext};
 use crate::{Error, now_ms};
@@ -319,7 +319,7 @@ impl Mesh {
         let coordinator = self.core.coordinator();
         let me = self.core.heartbeat();
         let mut peers = vec![PeerView {
-            id: self.core.me().0.clone(),
+            id: self.core.me().to_string(),
             name: me.name,
             role: me.role,
             addrs: me.addrs,
@@ -340,7 +340,7 @@ impl Mesh {
             let id = id.clone();
             peers.push(PeerView {
                 coordinator: coordinator.as_ref() == Some(&id),
-                id: id.0,
+                id: id.to_string(),
                 name: m.hb.name.clone(),
                 role: m.hb.role,
                 addrs: m.hb.addrs.clone(),
@@ -355,9 +355,9 @@ impl Mesh {
             });
         }
         PeersView {
-            me: self.core.me().0.clone(),
+            me: self.core.me().to_string(),
             term: self.core.membership().max_term().0,
-            coordinator: coordinator.map(|c| c.0),
+            coordinator: coordinator.map(|c| c.to_string()),
             peers,
             secret: self.secret.clone(),
         }
@@ -370,13 +370,13 @@ impl Mesh {
             Command::Info(tx) => {
                 let profile = self.core.profile();
                 let _ = tx.send(NodeInfo {
-                    id: self.core.me().0.clone(),
+                    id: self.core.me().to_string(),
                     name: profile.name.clone(),
                     role: profile.role,
                     addrs: self.core.addrs().to_vec(),
                     blender: self.core.worker().blender().map(str::to_owned),
                     term: self.core.membership().max_term().0,
-                    coordinator: self.core.coordinator().map(|c| c.0),
+                    coordinator: self.core.coordinator().map(|c| c.to_string()),
                     store: self.store.stats(),
                     secret: self.secret.clone(),
                 });
@@ -417,13 +417,20 @@ impl Mesh {
                 msg: Gossip::Heartbeat(hb),
             } => {
                 let now = self.now();
-                self.core.heard(NodeId(from.to_string()), Arc::new(hb), now);
+                if let Some(node) = net::node_id(&from) {
+                    self.core.heard(node, Arc::new(hb), now);
+                }
             }
             NetEvent::Request {
                 from,
                 request,
                 reply,
-            } => self.request(NodeId(from.to_string()), request, reply),
+            } => match net::node_id(&from) {
+                Some(node) => self.request(node, request, reply),
+                None => {
+                    let _ = reply.send(Response::Rejected(format!("{from} is not a node id")));
+                }
+            },
         }
     }
 
@@ -473,7 +480,7 @@ impl Mesh {
                     }
                 }
                 Action::Dial { peer, addrs } => {
-                    let Ok(peer) = peer.0.parse::<PeerId>() else {
+                    let Some(peer) = net::peer_id(&peer) else {
                         continue;
                     };
                     let addrs: Vec<Multiaddr> =
@@ -491,9 +498,11 @@ impl Mesh {
                     let net = self.net.clone();
                     let internal = self.internal.clone();
                     self.tasks.spawn(async move {
-                        let answer = match to.0.parse::<PeerId>() {
-                            Ok(peer) => net.request(peer, request).await.map_err(|e| e.to_string()),
-                            Err(e) => Err(format!("bad peer id {to}: {e}")),
+                        let answer = match net::peer_id(&to) {
+                            Some(peer) => {
+                                net.request(peer, request).await.map_err(|e| e.to_string())
+                            }
+                            None => Err(format!("{to} is not a peer id")),
                         };
                         let _ = internal.send(Internal::Answered { ticket, answer }).await;
                     });
@@ -531,7 +540,7 @@ impl Mesh {
                     let store = self.store.clone();
                     let net = self.net.clone();
                     let internal = self.internal.clone();
-                    let target = copy_to.and_then(|t| t.0.parse::<PeerId>().ok());
+                    let target = copy_to.as_ref().and_then(net::peer_id);
                     let span = info_span!("stitch", job = %job.short(), frame);
                     self.tasks.spawn(
                         async move {

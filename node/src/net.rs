@@ -34,8 +34,8 @@ use libp2p::{
     noise, ping, tcp, yamux,
 };
 use rendermesh_protocol::{
-    Gossip, HEARTBEAT_TOPIC, IDENTIFY_VERSION, KAD_PROTOCOL, RPC_PROTOCOL, Request, Response,
-    codec, limits,
+    Gossip, HEARTBEAT_TOPIC, IDENTIFY_VERSION, KAD_PROTOCOL, NodeId, RPC_PROTOCOL, Request,
+    Response, codec, limits,
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -202,6 +202,17 @@ pub struct NetConfig {
     pub mdns: bool,
     /// The mesh secret: with one, every connection is wrapped in `pnet` and QUIC is off.
     pub secret: Option<MeshSecret>,
+}
+
+/// The node a peer is: its peer id's bytes, unchanged. `None` only for a peer id longer than
+/// [`NodeId::MAX_LEN`], which libp2p does not make.
+pub fn node_id(peer: &PeerId) -> Option<NodeId> {
+    NodeId::from_bytes(peer.to_bytes()).ok()
+}
+
+/// The peer a node is; `None` when its bytes are not a peer id.
+pub fn peer_id(node: &NodeId) -> Option<PeerId> {
+    PeerId::from_bytes(node.as_bytes()).ok()
 }
 
 /// Whether a multiaddr runs over QUIC (which cannot carry a mesh secret).

@@ -54,7 +54,8 @@ impl Node {
         })?;
         let key = net::load_identity(&data_dir).map_err(|e| Error::Network(e.to_string()))?;
         let peer_id = key.public().to_peer_id();
-        let me = NodeId(peer_id.to_string());
+        let me = net::node_id(&peer_id)
+            .ok_or_else(|| Error::Network(format!("peer id {peer_id} is too long")))?;
         let store = BlobStore::open(&data_dir.join("store"))?;
         let work_dir = data_dir.join("work");
         if work_dir.exists() {

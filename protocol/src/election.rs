@@ -77,7 +77,7 @@ mod tests {
     use super::*;
 
     fn n(s: &str) -> NodeId {
-        NodeId(s.to_owned())
+        NodeId::from_bytes(s.as_bytes()).expect("a node id")
     }
 
     fn claim(s: &str, t: u64) -> Claim {

@@ -89,30 +89,93 @@ impl FromStr for JobId {
     }
 }
 
-/// A node's libp2p peer id in its base58 text form.
+/// A node: the bytes of its libp2p peer id (a multihash of its public key), shown as the
+/// peer id's base58 text.
 ///
-/// The protocol crate does not depend on libp2p; the node crate checks that every `NodeId`
-/// it receives parses as a peer id. Ordering is the text's, which makes elections deterministic.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct NodeId(pub String);
+/// The protocol crate does not depend on libp2p: the node crate converts a `PeerId` to and
+/// from a `NodeId` byte for byte, and checks that every `NodeId` it receives is a peer id.
+/// Ordering is the bytes', which makes elections deterministic.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(Vec<u8>);
 
 impl NodeId {
-    /// The last 6 characters, for logs (peer ids share their prefix).
-    pub fn short(&self) -> &str {
-        let n = self.0.len();
-        &self.0[n.saturating_sub(6)..]
+    /// The most bytes a node id holds (an Ed25519 peer id holds 38, any peer id at most 66).
+    pub const MAX_LEN: usize = 80;
+
+    /// The node whose peer id is `bytes` (at most [`NodeId::MAX_LEN`] of them: longer ones are
+    /// refused).
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Result<Self, Error> {
+        let bytes = bytes.into();
+        if bytes.is_empty() || bytes.len() > Self::MAX_LEN {
+            return Err(Error::BadId {
+                kind: "node id",
+                text: format!("{} bytes", bytes.len()),
+                expected: "1 to 80 bytes of a peer id",
+            });
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The peer id's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The last 6 characters of its text, for logs (peer ids share their prefix).
+    pub fn short(&self) -> String {
+        let text = self.to_string();
+        text[text.len().saturating_sub(6)..].to_owned()
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&bs58::encode(&self.0).into_string())
     }
 }
 
 impl fmt::Debug for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NodeId({})", self.short())
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = Error;
+
+    /// Reads a peer id's base58 text.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::BadId {
+            kind: "node id",
+            text: s.to_owned(),
+            expected: "a peer id in base58",
+        };
+        let bytes = bs58::decode(s).into_vec().map_err(|_| bad())?;
+        Self::from_bytes(bytes).map_err(|_| bad())
+    }
+}
+
+/// Base58 text in human-readable formats (JSON), the bytes on the wire (bincode); either way
+/// at most [`NodeId::MAX_LEN`] bytes.
+impl Serialize for NodeId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_string())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            let bytes = <Vec<u8>>::deserialize(d)?;
+            Self::from_bytes(bytes).map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -167,6 +230,11 @@ mod tests {
         assert_eq!(h.to_string().parse::<BlobHash>().unwrap(), h);
         let j = JobId([7; 16]);
         assert_eq!(j.to_string().parse::<JobId>().unwrap(), j);
+        let n = NodeId::from_bytes(*b"\x00\x24\x08\x01\x12\x20peer").unwrap();
+        assert_eq!(n.to_string().parse::<NodeId>().unwrap(), n);
+        assert!("0OIl".parse::<NodeId>().is_err(), "not base58");
+        assert!(NodeId::from_bytes(vec![1; NodeId::MAX_LEN + 1]).is_err());
+        assert!(NodeId::from_bytes(Vec::new()).is_err());
         let err = "xyz".parse::<BlobHash>().unwrap_err().to_string();
         assert!(err.contains("64 hex digits"), "{err}");
         assert!("00".parse::<JobId>().is_err());

@@ -1003,7 +1003,7 @@ mod tests {
     }
 
     fn node(s: &str) -> NodeId {
-        NodeId(s.into())
+        NodeId::from_bytes(s.as_bytes()).expect("a node id")
     }
 
     fn spec(frames: FrameRange) -> JobSpec {

@@ -177,7 +177,10 @@ pub fn jobs_table(jobs: &[Job], now_ms: u64) -> String {
 /// (`names` maps peer ids to names; unknown ones show in full), then any failures.
 pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> String {
     let spec = &job.spec;
-    let node = |id: &NodeId| names.get(&id.0).cloned().unwrap_or_else(|| id.0.clone());
+    let node = |id: &NodeId| {
+        let text = id.to_string();
+        names.get(&text).cloned().unwrap_or(text)
+    };
     let mut out = format!("job {}  {}\n", job.id, spec.name);
     out.push_str(&format!(
         "state:    {} ({}/{} frames)\n",
@@ -324,13 +327,18 @@ pub(crate) fn working_on(job: &Job, names: &HashMap<String, String>) -> String {
 /// A node's name if known, else its short id.
 pub(crate) fn display_name(id: &NodeId, names: &HashMap<String, String>) -> String {
     names
-        .get(&id.0)
+        .get(&id.to_string())
         .cloned()
-        .unwrap_or_else(|| id.short().to_owned())
+        .unwrap_or_else(|| id.short())
 }
 
 #[cfg(test)]
 mod tests {
+    /// The node whose peer id reads `text` (base58).
+    fn node(text: &str) -> NodeId {
+        text.parse().expect("a peer id in base58")
+    }
+
     use super::*;
     use rendermesh_node::api::types::PeerView;
     use rendermesh_protocol::{BlobHash, Engine, FrameRange, JobSpec, OutputFormat, Tiling};
@@ -382,7 +390,7 @@ mod tests {
                 (FrameRange::new(3, 4).expect("range"), None),
             ],
         };
-        Job::new(JobId(id), spec(), NodeId("origin".into()), plan, Term(1), 0)
+        Job::new(JobId(id), spec(), node("origin"), plan, Term(1), 0)
     }
 
     #[test]
@@ -484,7 +492,7 @@ mod tests {
     fn the_jobs_table_shows_progress_and_age() {
         let mut j = job_with([0x12; 16]);
         j.created_ms = 1_000;
-        let a = j.assign(0, NodeId("w".into()), Term(1)).expect("assign");
+        let a = j.assign(0, node("w"), Term(1)).expect("assign");
         let out = (1..=2)
             .map(|frame| Output {
                 frame,
@@ -492,7 +500,7 @@ mod tests {
                 size: 1,
             })
             .collect();
-        j.complete(0, a, &NodeId("w".into()), out, Term(1))
+        j.complete(0, a, &node("w"), out, Term(1))
             .expect("complete");
         let table = jobs_table(&[j], 1_000 + 5 * 60_000);
         let lines: Vec<&str> = table.lines().collect();
@@ -503,13 +511,13 @@ mod tests {
     #[test]
     fn job_details_name_the_nodes_and_the_failures() {
         let mut j = job_with([1; 16]);
-        let w1 = NodeId("12D3KooWworker1".into());
-        let w2 = NodeId("12D3KooWworker2".into());
+        let w1 = node("12D3KooWworker1");
+        let w2 = node("12D3KooWworker2");
         let a = j.assign(0, w1.clone(), Term(1)).expect("assign");
         j.fail(0, a, &w1, "no camera".into(), 3, Term(1))
             .expect("fail");
         j.assign(1, w2.clone(), Term(1)).expect("assign");
-        let names = HashMap::from([(w1.0.clone(), "lab-1".to_owned())]);
+        let names = HashMap::from([(w1.to_string(), "lab-1".to_owned())]);
         let text = job_details(&j, &names, 0);
         assert!(text.contains("state:    running (0/4 frames)"), "{text}");
         assert!(
@@ -536,7 +544,7 @@ mod tests {
             rows: 2,
         }));
         let plan = rendermesh_protocol::plan(&spec, 2);
-        let j = Job::new(JobId([2; 16]), spec, NodeId("o".into()), plan, Term(1), 0);
+        let j = Job::new(JobId([2; 16]), spec, node("o"), plan, Term(1), 0);
         let text = job_details(&j, &HashMap::new(), 0);
         assert!(text.contains("2x2 tiles per frame"), "{text}");
         assert!(text.contains("7 tile 1,1"), "{text}");
@@ -556,8 +564,8 @@ mod tests {
     fn peer_ids_shorten_like_node_ids() {
         assert_eq!(short_peer("12D3KooWabcdef123456"), "123456");
         assert_eq!(short_peer("abc"), "abc");
-        let id = NodeId("12D3KooWabcdef123456".into());
-        assert_eq!(short_peer(&id.0), id.short());
+        let id = node("12D3KooWabcdef123456");
+        assert_eq!(short_peer(&id.to_string()), id.short());
     }
 
     #[test]
@@ -577,8 +585,8 @@ mod tests {
         let mut j = job_with([2; 16]);
         let names = HashMap::from([("w1".to_owned(), "lab-1".to_owned())]);
         assert_eq!(working_on(&j, &names), "queued: waiting for a node");
-        j.assign(0, NodeId("w1".into()), Term(1)).expect("assign");
-        j.assign(1, NodeId("12D3KooWunknown9".into()), Term(1))
+        j.assign(0, node("w1"), Term(1)).expect("assign");
+        j.assign(1, node("12D3KooWunknown9"), Term(1))
             .expect("assign");
         assert_eq!(working_on(&j, &names), "on known9, lab-1");
     }

@@ -39,13 +39,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
-use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, NodeId, limits};
+use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, limits};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::Error;
 use crate::mesh::Handle;
+use crate::net;
 pub mod types;
 
 pub use types::{ErrorBody, NodeInfo, PREFIX, PeerView, PeersView, Submitted, Uploaded};
@@ -326,12 +327,16 @@ async fn download(
                 "unknown query parameter `{key}`: expected `hint`"
             )));
         }
-        if value.parse::<libp2p::PeerId>().is_err() {
+        let Some(node) = value
+            .parse::<libp2p::PeerId>()
+            .ok()
+            .and_then(|p| net::node_id(&p))
+        else {
             return Err(ApiError::bad_request(format!(
                 "bad hint `{value}`: expected a peer id"
             )));
-        }
-        hints.push(NodeId(value));
+        };
+        hints.push(node);
     }
     let path = h.fetch(hash, hints).await?;
     let file = tokio::fs::File::open(&path)

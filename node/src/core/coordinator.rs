@@ -842,7 +842,7 @@ mod tests {
     const CYCLES: &[Engine] = &[Engine::Cycles];
 
     fn n(name: &str) -> NodeId {
-        NodeId(name.into())
+        NodeId::from_bytes(name.as_bytes()).expect("a node id")
     }
 
     fn spec(frames: FrameRange) -> JobSpec {

@@ -238,7 +238,7 @@ mod tests {
     use super::*;
 
     fn n(i: u32) -> NodeId {
-        NodeId(format!("node-{i:02}"))
+        NodeId::from_bytes(format!("node-{i:02}")).expect("a node id")
     }
 
     /// A heartbeat of a worker named after `i`, in run `seq`, claiming `claims` in `term`.

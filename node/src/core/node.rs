@@ -536,7 +536,7 @@ mod tests {
     const BLENDER: &str = "Blender 3.4.1";
 
     fn n(name: &str) -> NodeId {
-        NodeId(name.into())
+        NodeId::from_bytes(name.as_bytes()).expect("a node id")
     }
 
     fn core(name: &str) -> Core {

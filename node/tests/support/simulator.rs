@@ -140,6 +140,7 @@ enum Waiter {
 enum Event {
     Heartbeat {
         to: usize,
+        from: usize,
         hb: Arc<Heartbeat>,
     },
     Request {
@@ -220,7 +221,8 @@ impl Sim {
         let nodes: Vec<Node> = (0..config.nodes)
             .map(|i| {
                 // Ids in a shuffled order, so the smallest id is not always node 0.
-                let id = NodeId(format!("{:08x}-{i:04}", rng.random::<u32>()));
+                let id = NodeId::from_bytes(format!("{:08x}-{i:04}", rng.random::<u32>()))
+                    .expect("a node id");
                 let blender = if i % 5 == 4 { OTHER_BLENDER } else { BLENDER };
                 Node {
                     core: new_core(&id, blender, 0),
@@ -325,7 +327,14 @@ impl Sim {
             };
             for _ in 0..copies {
                 let at = self.now + self.delay();
-                self.at(at, Event::Heartbeat { to, hb: hb.clone() });
+                self.at(
+                    at,
+                    Event::Heartbeat {
+                        to,
+                        from,
+                        hb: hb.clone(),
+                    },
+                );
             }
         }
     }
@@ -664,9 +673,9 @@ impl Sim {
     fn handle(&mut self, event: Event) {
         let now = self.now;
         match event {
-            Event::Heartbeat { to, hb } => {
+            Event::Heartbeat { to, from, hb } => {
                 if self.nodes[to].alive {
-                    let from = NodeId(hb.name.clone());
+                    let from = self.nodes[from].id.clone();
                     self.nodes[to].core.heard(from, hb, now);
                     self.perform(to);
                 }
@@ -1023,7 +1032,7 @@ impl Sim {
             if leaders.len() != 1 {
                 let ids: Vec<String> = leaders
                     .iter()
-                    .map(|&i| self.nodes[i].id.0.clone())
+                    .map(|&i| self.nodes[i].id.to_string())
                     .collect();
                 self.fail(format!(
                     "{} coordinators among {} settled nodes on side {side}: {ids:?}",
@@ -1110,7 +1119,7 @@ impl Sim {
 /// A fresh core for node `id` running `blender`, started at `now`.
 fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
     let profile = Profile {
-        name: id.0.clone(),
+        name: id.to_string(),
         role: Role::Worker,
         cores: 1,
         memory: 0,
