@@ -564,6 +564,29 @@ pub struct Failure {
     pub message: String,
 }
 
+impl Task {
+    /// Checks that `outputs` are what this task makes: each of its frames exactly once (a tile
+    /// task: its one frame), and nothing else.
+    pub fn check_outputs(&self, outputs: &[Output]) -> Result<(), String> {
+        let mut want: BTreeSet<u32> = self.frames.iter().collect();
+        for o in outputs {
+            if !want.remove(&o.frame) {
+                return Err(format!(
+                    "frame {} is not a frame of task {} ({}) or comes twice",
+                    o.frame, self.index, self.frames
+                ));
+            }
+        }
+        match want.first() {
+            Some(missing) => Err(format!(
+                "task {} ({}) reports no output for frame {missing}",
+                self.index, self.frames
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A chunk of frames (or one tile of one frame) rendered on one node, in its Blender session for
 /// the job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -699,7 +722,7 @@ impl Job {
     pub fn touch(&mut self, term: Term) {
         self.version = Version {
             term: term.max(self.version.term),
-            seq: self.version.seq + 1,
+            seq: self.version.seq.saturating_add(1),
         };
     }
 
@@ -1349,5 +1372,20 @@ mod tests {
         s.tiles = Some(Tiling::Grid(TileGrid { cols: 4, rows: 4 }));
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("tiles") && err.contains("16000"), "{err}");
+    }
+
+    #[test]
+    fn versions_and_terms_never_overflow() {
+        let mut j = job(range(1, 2), 1);
+        j.version.seq = u64::MAX;
+        j.touch(Term(u64::MAX));
+        let top = Version {
+            term: Term(u64::MAX),
+            seq: u64::MAX,
+        };
+        assert_eq!(j.version, top);
+        let live = [node("a")];
+        let lead = crate::elect(&node("a"), &live, &[], Term(u64::MAX));
+        assert_eq!(lead, crate::Decision::Lead(Term(u64::MAX)));
     }
 }

@@ -42,8 +42,20 @@ pub const IDENTIFY_VERSION: &str = "rendermesh/1";
 /// The gossipsub topic for heartbeats.
 pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/1";
 
+/// `text` as it may be printed: every control character (escape sequences above all) replaced
+/// by `?`, and at most [`limits::MAX_PRINTED_NAME`] characters. Names come from peers.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .take(limits::MAX_PRINTED_NAME)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// Every bound the protocol relies on.
 pub mod limits {
+    /// Characters of a peer-supplied name that are ever printed.
+    pub const MAX_PRINTED_NAME: usize = 64;
+
     /// Largest request or response on the wire.
     pub const MAX_MESSAGE: usize = 4 << 20;
     /// Largest gossip message.
@@ -143,4 +155,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_names_carry_no_control_characters_and_stay_short() {
+        assert_eq!(printable("lab-1"), "lab-1");
+        assert_eq!(printable("\x1b[2Jevil\r\n"), "?[2Jevil??");
+        assert_eq!(printable(&"x".repeat(1000)).len(), limits::MAX_PRINTED_NAME);
+    }
 }

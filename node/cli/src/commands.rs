@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use rendermesh_node::client::Client;
 use rendermesh_node::{MeshSecret, Node, now_ms};
+use rendermesh_protocol::printable;
 
 use crate::args::{
     BenchArgs, CancelArgs, Cli, Command, ExampleSceneArgs, JobArgs, ListArgs, NodeArgs, PeersArgs,
@@ -116,7 +117,12 @@ async fn job(args: JobArgs) -> Result<ExitCode> {
     let names: HashMap<String, String> = client
         .peers()
         .await
-        .map(|v| v.peers.into_iter().map(|p| (p.id, p.name)).collect())
+        .map(|v| {
+            v.peers
+                .into_iter()
+                .map(|p| (p.id, printable(&p.name)))
+                .collect()
+        })
         .unwrap_or_default();
     print!("{}", job_details(&job, &names, now_ms()));
     Ok(ExitCode::SUCCESS)

@@ -18,6 +18,7 @@ use rendermesh_node::Node;
 use rendermesh_node::client::{Client, ClientError};
 use rendermesh_node::config::Config;
 use rendermesh_node::render::Blender;
+use rendermesh_protocol::printable;
 use rendermesh_protocol::{
     BlobHash, Dependency, Engine, FrameRange, Job, JobId, JobSpec, JobState, NodeId, Output,
     OutputFormat, TaskState, Tiling, limits,
@@ -954,7 +955,7 @@ impl<'a> Watch<'a> {
         self.names_at = Some(Instant::now());
         if let Ok(view) = self.client.peers().await {
             for p in view.peers {
-                self.names.insert(p.id, p.name);
+                self.names.insert(p.id, printable(&p.name));
             }
         }
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::{Result, bail};
 use rendermesh_node::Role;
 use rendermesh_node::api::types::PeersView;
+use rendermesh_protocol::printable;
 use rendermesh_protocol::{Job, JobId, JobState, NodeId, TaskState};
 
 /// `1 node`, `2 nodes`.
@@ -59,7 +60,7 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
                 .peers
                 .iter()
                 .find(|p| &p.id == c)
-                .map_or("?", |p| p.name.as_str());
+                .map_or("?".to_owned(), |p| printable(&p.name));
             format!("coordinator: {name} ({c}) in term {}\n", view.term)
         }
         None => format!("no coordinator yet (term {})\n", view.term),
@@ -83,7 +84,11 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
                 (None, Role::Worker) => "idle".into(),
             };
             vec![
-                format!("{} {}", if p.coordinator { "*" } else { " " }, p.name),
+                format!(
+                    "{} {}",
+                    if p.coordinator { "*" } else { " " },
+                    printable(&p.name)
+                ),
                 short_peer(&p.id).to_owned(),
                 p.cores.to_string(),
                 format!("{:.0}%", p.load * 100.0),
@@ -110,7 +115,7 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
     ));
     if addrs {
         for p in &view.peers {
-            out.push_str(&format!("{} ({}):\n", p.name, p.id));
+            out.push_str(&format!("{} ({}):\n", printable(&p.name), p.id));
             for a in &p.addrs {
                 out.push_str(&format!("  {a}\n"));
             }
@@ -466,6 +471,21 @@ mod tests {
             with_addrs.contains("  /ip4/10.0.0.1/tcp/4001/p2p/12D3KooWbbbbbbbb222222\n"),
             "{with_addrs}"
         );
+    }
+
+    #[test]
+    fn peer_names_are_printed_without_control_characters() {
+        let evil = peer("12D3KooWeeeeeeee444444", "\x1b[2J\x1b[31mevil", true);
+        let view = PeersView {
+            me: "x".into(),
+            term: 1,
+            coordinator: Some(evil.id.clone()),
+            peers: vec![evil],
+            secret: None,
+        };
+        let table = peers_table(&view, true);
+        assert!(!table.contains('\x1b'), "{table:?}");
+        assert!(table.contains("?[2J?[31mevil"), "{table:?}");
     }
 
     #[test]

@@ -326,6 +326,12 @@ impl Coordinator {
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
+                if let Err(why) = job.tasks[report.task as usize].check_outputs(outputs) {
+                    warn!(job = %report.job.short(), task = report.task, node = %from.short(),
+                          "report refused: {why}");
+                    out.reply_to(reply, Response::Rejected(why));
+                    return;
+                }
                 let key = (report.job, report.task, report.attempt);
                 if !self.verifying.insert(key) {
                     out.reply_to(
@@ -1445,5 +1451,52 @@ mod tests {
         let answer = ask(c, table, view, id, spec(FrameRange::single(1)), &n("c"));
         assert!(matches!(answer, Response::Job(_)), "{answer:?}");
         id
+    }
+
+    #[test]
+    fn a_report_whose_outputs_are_not_its_tasks_frames_is_refused() {
+        let (mut c, mut table, mut out) = fixture();
+        let a = n("a");
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let mut s = spec(FrameRange::new(1, 2).unwrap());
+        s.chunk = Some(2);
+        let id = submit(&mut c, &mut table, &v, s);
+        c.tick(&mut table, &v, &mut out);
+        out.actions.clear();
+        let output = |frame: u32| Output {
+            frame,
+            blob: BlobHash::of(&frame.to_le_bytes()),
+            size: 4,
+        };
+        for (outputs, what) in [
+            (vec![output(1)], "no output for frame 2"),
+            (vec![output(1), output(2), output(7)], "frame 7"),
+            (vec![output(1), output(1), output(2)], "comes twice"),
+        ] {
+            let report = Report {
+                job: id,
+                task: 0,
+                attempt: 1,
+                outcome: Outcome::Done(outputs),
+            };
+            c.report(
+                &mut table,
+                &v,
+                a.clone(),
+                report,
+                Some(ReplyTo::Outside(4)),
+                &mut out,
+            );
+            let answers = replies(&mut out);
+            assert!(
+                matches!(&answers[..], [(4, Response::Rejected(m))] if m.contains(what)),
+                "{answers:?}"
+            );
+            assert!(
+                out.actions.is_empty(),
+                "nothing fetched for a refused report"
+            );
+        }
+        assert_eq!(table.get(&id).unwrap().tasks[0].state, TaskState::Running);
     }
 }

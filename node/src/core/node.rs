@@ -191,7 +191,7 @@ impl Core {
             c.advertised(&hb.jobs, &self.table, &mut self.out);
         }
         if self.membership.heard(from.clone(), hb, now) {
-            info!(peer = %from.short(), %name, "peer joined");
+            info!(peer = %from.short(), name = %rendermesh_protocol::printable(&name), "peer joined");
             self.out.push(Action::Dial { peer: from, addrs });
         }
         self.settle();
@@ -388,7 +388,9 @@ impl Core {
             }
             Request::Assign(a) => {
                 let max = self.membership.max_term();
-                if a.term < max {
+                if self.coordinator().as_ref() != Some(&from) {
+                    Response::Rejected(format!("{from} is not the coordinator this node follows"))
+                } else if a.term < max {
                     Response::Rejected(format!(
                         "stale term {} (this node has seen term {max})",
                         a.term
@@ -667,7 +669,7 @@ mod tests {
     }
 
     #[test]
-    fn an_assignment_from_a_term_below_the_highest_seen_is_refused() {
+    fn an_assignment_is_taken_only_from_the_coordinator_in_its_term() {
         let mut b = core("b");
         b.heard(n("a"), heartbeat("a", 3, true), 100);
         b.tick(200, 0, 0.0);
@@ -684,10 +686,28 @@ mod tests {
             spec: spec(),
             origin: n("a"),
         };
-        b.request(n("z"), Request::Assign(stale), ReplyTo::Outside(9), 300);
+        b.request(
+            n("a"),
+            Request::Assign(stale.clone()),
+            ReplyTo::Outside(9),
+            300,
+        );
         let answer = b.take_actions();
         assert!(
             matches!(&answer[..], [Action::Reply { to: 9, response: Response::Rejected(m) }] if m.contains("stale term"))
+        );
+        // Nor does any node but the coordinator get a task rendered here, whatever its term.
+        let mut rogue = stale;
+        rogue.term = Term(9);
+        b.request(n("z"), Request::Assign(rogue), ReplyTo::Outside(10), 400);
+        let answer = b.take_actions();
+        assert!(
+            matches!(&answer[..], [Action::Reply { to: 10, response: Response::Rejected(m) }] if m.contains("not the coordinator"))
+        );
+        assert_eq!(
+            b.membership().max_term(),
+            Term(3),
+            "a refused assignment raises no term"
         );
         assert!(!b.worker().is_rendering());
     }
