@@ -25,6 +25,10 @@ const HEARD_AFTER_MS: Millis = 1_500;
 pub const ASSIGN_COOLDOWN_MS: Millis = 2_000;
 /// How long a coordinator waits before stitching a frame again after a passing failure.
 pub const STITCH_RETRY_MS: Millis = 2_000;
+/// How long a job submitted on the coordinator's own node waits for a peer to hold its record
+/// before it is accepted anyway (peers pull a new record within about a second; one whose
+/// pulls keep failing must not leave the user waiting for ever).
+pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
 
 /// A live node that renders, as the coordinator sees it (this node included).
 #[derive(Clone, Debug)]
@@ -129,7 +133,9 @@ pub struct Coordinator {
     /// Frames whose copy failed, and when to try again.
     copy_after: BTreeMap<BlobHash, Millis>,
     /// Jobs submitted on this node, answered once a peer holds their record.
-    unconfirmed: BTreeMap<JobId, ReplyTo>,
+    /// Jobs submitted on this node, answered once a peer holds their record: where the answer
+    /// goes, and since when it waits.
+    unconfirmed: BTreeMap<JobId, (ReplyTo, Millis)>,
     pending: BTreeMap<Ticket, Pending>,
     /// A job record changed since [`Coordinator::take_changed`] last said so.
     changed: bool,
@@ -179,7 +185,7 @@ impl Coordinator {
     /// Steps down: every request still waiting on this coordinator is told to go to
     /// `successor`.
     pub fn retire(self, successor: Option<NodeId>, out: &mut Outbox) {
-        for reply in self.unconfirmed.into_values() {
+        for (reply, _) in self.unconfirmed.into_values() {
             out.reply(reply, Response::NotCoordinator(successor.clone()));
         }
         for pending in self.pending.into_values() {
@@ -192,8 +198,9 @@ impl Coordinator {
     /// A job submitted by `from`; the answer goes to `reply`. A job is accepted only once two
     /// nodes hold its record, so that it outlives this coordinator: a peer that submits gets
     /// the record in the answer and keeps it; a job submitted on this node is answered once a
-    /// peer's heartbeat shows that it pulled the record (at once in a mesh of one). Submitting
-    /// twice is harmless: the id is the submitter's.
+    /// peer's heartbeat shows that it pulled the record (at once in a mesh of one, and after
+    /// [`SECOND_COPY_WAIT_MS`] at the latest). Submitting twice is harmless: the id is the
+    /// submitter's.
     #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
@@ -207,7 +214,7 @@ impl Coordinator {
     ) {
         let answer = self.accept(table, view, id, spec, &from);
         if from == self.me && !view.peers.is_empty() && matches!(answer, Response::Job(_)) {
-            self.unconfirmed.insert(id, reply);
+            self.unconfirmed.insert(id, (reply, view.now));
         } else {
             out.reply(reply, answer);
         }
@@ -257,7 +264,7 @@ impl Coordinator {
         out: &mut Outbox,
     ) {
         for d in digests {
-            if let Some(reply) = self.unconfirmed.remove(&d.id)
+            if let Some((reply, _)) = self.unconfirmed.remove(&d.id)
                 && let Some(job) = table.get(&d.id)
             {
                 out.reply(reply, Response::Job(Box::new(job.clone())));
@@ -606,12 +613,23 @@ impl Coordinator {
     /// The coordinator's periodic work: requeue lost tasks, hand out queued ones, stitch
     /// the frames whose tiles are all rendered.
     pub fn tick(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
-        if view.peers.is_empty() {
-            // Alone now: nobody can hold a second copy of a record.
-            for (id, reply) in std::mem::take(&mut self.unconfirmed) {
-                if let Some(job) = table.get(&id) {
-                    out.reply(reply, Response::Job(Box::new(job.clone())));
+        // Alone now, nobody can hold a second copy of a record; after a while, one copy is
+        // better than a user left waiting.
+        let alone = view.peers.is_empty();
+        let due: Vec<JobId> = self
+            .unconfirmed
+            .iter()
+            .filter(|(_, (_, since))| {
+                alone || view.now.saturating_sub(*since) >= SECOND_COPY_WAIT_MS
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let (Some((reply, _)), Some(job)) = (self.unconfirmed.remove(&id), table.get(&id)) {
+                if !alone {
+                    warn!(job = %id.short(), "no peer has pulled the job's record yet: accepted with one copy");
                 }
+                out.reply(reply, Response::Job(Box::new(job.clone())));
             }
         }
         self.reconcile(table, view);
@@ -1385,6 +1403,34 @@ mod tests {
         };
         c.advertised(&[digest], &table, &mut out);
         assert!(matches!(&replies(&mut out)[..], [(5, Response::Job(j))] if j.id == id));
+
+        // A peer that never pulls the record: accepted with one copy after a while.
+        let third = JobId([8; 16]);
+        c.submit(
+            &mut table,
+            &v,
+            third,
+            s.clone(),
+            me.clone(),
+            ReplyTo::Outside(7),
+            &mut out,
+        );
+        c.tick(
+            &mut table,
+            &view(SECOND_COPY_WAIT_MS - 1, v.workers.clone(), v.peers.clone()),
+            &mut out,
+        );
+        assert!(!replies(&mut out).iter().any(|(to, _)| *to == 7));
+        c.tick(
+            &mut table,
+            &view(SECOND_COPY_WAIT_MS, v.workers.clone(), v.peers.clone()),
+            &mut out,
+        );
+        assert!(
+            replies(&mut out)
+                .iter()
+                .any(|(to, r)| *to == 7 && matches!(r, Response::Job(j) if j.id == third))
+        );
 
         // Alone, a coordinator accepts at its next tick: nobody else could hold the record.
         let alone = view(100, vec![], vec![]);
