@@ -817,6 +817,76 @@ impl Job {
         Ok(())
     }
 
+    /// Checks a record that came from a peer: it must be one a coordinator writes. The spec is
+    /// checked as a submitted one is; the tasks must be its plan's shape (frames inside the
+    /// job's, tiles of the job's grid, indices in order, at most [`limits::MAX_JOB_FRAMES`] or
+    /// [`limits::MAX_TILED_TASKS`]); a done task's outputs its frames; failures, messages,
+    /// stitched frames and frames held once bounded.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: String| Error::BadRecord {
+            job: self.id,
+            reason,
+        };
+        self.spec.validate()?;
+        let frames = self.spec.frames;
+        let max_tasks = match self.grid {
+            Some(grid) => {
+                TileGrid::new(grid.cols, grid.rows)?;
+                limits::MAX_TILED_TASKS
+            }
+            None => limits::MAX_JOB_FRAMES,
+        };
+        if self.tasks.is_empty() || self.tasks.len() > max_tasks as usize {
+            return Err(bad(format!("{} tasks", self.tasks.len())));
+        }
+        let text_ok = |t: &str| t.len() <= limits::MAX_FAILURE_TEXT;
+        if !self.message.as_deref().is_none_or(text_ok) {
+            return Err(bad("its message is too long".into()));
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            if t.index as usize != i {
+                return Err(bad(format!("task {i} says it is task {}", t.index)));
+            }
+            if !t.frames.is_valid() || t.frames.start < frames.start || t.frames.end > frames.end {
+                return Err(bad(format!(
+                    "task {i} renders frames {} outside {frames}",
+                    t.frames
+                )));
+            }
+            match (t.tile, self.grid) {
+                (None, None) => {}
+                (Some(tile), Some(grid))
+                    if tile.cols == grid.cols
+                        && tile.rows == grid.rows
+                        && tile.col < tile.cols
+                        && tile.row < tile.rows
+                        && t.frames.len() == 1 => {}
+                _ => return Err(bad(format!("task {i}'s tile does not fit the job's grid"))),
+            }
+            if t.state == TaskState::Done {
+                t.check_outputs(&t.outputs).map_err(bad)?;
+            } else if !t.outputs.is_empty() {
+                return Err(bad(format!("task {i} is not done but lists outputs")));
+            }
+            if t.failures.len() > limits::MAX_FAILURES_KEPT
+                || !t.failures.iter().all(|f| text_ok(&f.message))
+            {
+                return Err(bad(format!("task {i} keeps too many or too long failures")));
+            }
+        }
+        let in_job = |o: &Output| o.frame >= frames.start && o.frame <= frames.end;
+        if self.stitched.len() > frames.len() as usize
+            || !self.stitched.iter().all(in_job)
+            || (self.grid.is_none() && !self.stitched.is_empty())
+        {
+            return Err(bad("its stitched frames are not the job's".into()));
+        }
+        if self.held_once.len() > self.tasks.len() + self.stitched.len() {
+            return Err(bad("it lists more frames held once than it has".into()));
+        }
+        Ok(())
+    }
+
     /// Records a finished task. Only the current assignment counts: a result from an older
     /// attempt or another node is refused, so no frame ever counts twice.
     pub fn complete(
@@ -922,6 +992,7 @@ impl Job {
         give_up_after: usize,
         term: Term,
     ) -> Result<(), Stale> {
+        let message = bounded_text(message);
         let task = self.current_mut(index, attempt, node)?;
         if task.failures.len() < limits::MAX_FAILURES_KEPT {
             task.failures.push(Failure {
@@ -997,7 +1068,7 @@ impl Job {
 
     fn finish(&mut self, state: JobState, message: String) {
         self.state = state;
-        self.message = Some(message);
+        self.message = Some(bounded_text(message));
         for task in &mut self.tasks {
             if task.state != TaskState::Done {
                 task.state = TaskState::Failed;
@@ -1015,6 +1086,18 @@ impl Job {
         out.sort_by_key(|o| o.frame);
         out
     }
+}
+
+/// `text` cut to at most [`limits::MAX_FAILURE_TEXT`] bytes, on a character boundary.
+fn bounded_text(mut text: String) -> String {
+    if text.len() > limits::MAX_FAILURE_TEXT {
+        let mut end = limits::MAX_FAILURE_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 #[cfg(test)]
@@ -1387,5 +1470,91 @@ mod tests {
         let live = [node("a")];
         let lead = crate::elect(&node("a"), &live, &[], Term(u64::MAX));
         assert_eq!(lead, crate::Decision::Lead(Term(u64::MAX)));
+    }
+
+    #[test]
+    fn a_record_a_coordinator_could_not_write_is_refused_by_what_is_wrong() {
+        let good = job(range(1, 8), 2);
+        good.validate().unwrap();
+        let refused = |change: &dyn Fn(&mut Job), what: &str| {
+            let mut j = good.clone();
+            change(&mut j);
+            let err = j.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        };
+        refused(
+            &|j| {
+                j.spec.frames = FrameRange {
+                    start: 0,
+                    end: u32::MAX,
+                    step: 1,
+                }
+            },
+            "frame",
+        );
+        refused(&|j| j.tasks[1].frames = range(5, 40), "outside");
+        refused(&|j| j.tasks.clear(), "0 tasks");
+        refused(&|j| j.tasks[0].index = 3, "says it is task 3");
+        refused(
+            &|j| {
+                j.tasks[0].tile = Some(Tile {
+                    col: 0,
+                    row: 0,
+                    cols: 2,
+                    rows: 1,
+                })
+            },
+            "tile",
+        );
+        refused(
+            &|j| {
+                j.tasks[0].state = TaskState::Done;
+                j.tasks[0].outputs = vec![Output {
+                    frame: 99,
+                    blob: BlobHash::of(b"x"),
+                    size: 1,
+                }];
+            },
+            "frame 99",
+        );
+        refused(
+            &|j| j.message = Some("x".repeat(limits::MAX_FAILURE_TEXT + 1)),
+            "too long",
+        );
+        refused(
+            &|j| {
+                j.stitched = vec![Output {
+                    frame: 1,
+                    blob: BlobHash::of(b"x"),
+                    size: 1,
+                }]
+            },
+            "stitched",
+        );
+        // What a coordinator writes passes: a task done with its frames, a failure recorded.
+        let mut j = good.clone();
+        let a = j.assign(0, node("w"), Term(1)).unwrap();
+        let outputs = j.tasks[0]
+            .frames
+            .iter()
+            .map(|frame| Output {
+                frame,
+                blob: BlobHash::of(&frame.to_le_bytes()),
+                size: 4,
+            })
+            .collect();
+        j.complete(0, a, &node("w"), outputs, Term(1)).unwrap();
+        let b = j.assign(1, node("w"), Term(1)).unwrap();
+        j.fail(
+            1,
+            b,
+            &node("w"),
+            "é".repeat(limits::MAX_FAILURE_TEXT),
+            3,
+            Term(1),
+        )
+        .unwrap();
+        j.validate().unwrap();
+        assert!(j.tasks[1].failures[0].message.len() <= limits::MAX_FAILURE_TEXT);
     }
 }

@@ -85,6 +85,8 @@ pub mod limits {
     pub const MAX_DEPENDENCY_TEXT: usize = 1 << 20;
     /// Most failures kept per task.
     pub const MAX_FAILURES_KEPT: usize = 8;
+    /// Bytes of a failure's message (or a failed job's) kept in a job record.
+    pub const MAX_FAILURE_TEXT: usize = 4096;
     /// Most job digests in a heartbeat.
     pub const MAX_DIGESTS: usize = 64;
     /// Heartbeat period.
@@ -152,6 +154,14 @@ pub enum Error {
     BadSpec {
         /// The setting.
         field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A job record from a peer is not one a coordinator writes.
+    #[error("bad record of job {job}: {reason}")]
+    BadRecord {
+        /// The job.
+        job: crate::JobId,
         /// What is wrong.
         reason: String,
     },

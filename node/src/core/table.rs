@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use rendermesh_protocol::{Job, JobDigest, JobId, NodeId, Response, Version, limits};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{Outbox, Ticket};
 use rendermesh_protocol::Request;
@@ -72,9 +72,13 @@ impl JobTable {
             .collect()
     }
 
-    /// A record from a peer: kept when it is newer than this node's copy. Returns whether it
-    /// was kept.
+    /// A record from a peer: kept when it is valid ([`Job::validate`]) and newer than this
+    /// node's copy. Returns whether it was kept.
     pub fn offer(&mut self, job: Job) -> bool {
+        if let Err(e) = job.validate() {
+            warn!("a peer's job record was not kept: {e}");
+            return false;
+        }
         let newer = self
             .jobs
             .get(&job.id)
@@ -128,5 +132,60 @@ impl JobTable {
             self.offer((**job).clone());
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rendermesh_protocol::{
+        BlobHash, Engine, FrameRange, JobSpec, OutputFormat, Term, Version, plan,
+    };
+
+    use super::*;
+
+    fn job(frames: FrameRange, seq: u64) -> Job {
+        let spec = JobSpec {
+            name: "shot.blend".into(),
+            blend: BlobHash::of(b"shot"),
+            blend_size: 4,
+            frames,
+            samples: None,
+            resolution_percent: None,
+            format: OutputFormat::Png,
+            chunk: Some(1),
+            tiles: None,
+            blender_version: None,
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
+            engine: Engine::Cycles,
+            keep_file_format: false,
+        };
+        let plan = plan(&spec, 1);
+        let origin = NodeId::from_bytes(*b"origin").expect("a node id");
+        let mut job = Job::new(JobId([5; 16]), spec, origin, plan, Term(1), 0);
+        job.version = Version { term: Term(1), seq };
+        job
+    }
+
+    #[test]
+    fn a_newer_record_is_kept_and_a_forged_one_is_not() {
+        let mut table = JobTable::default();
+        assert!(table.offer(job(FrameRange::new(1, 4).expect("a range"), 1)));
+        assert!(
+            !table.offer(job(FrameRange::new(1, 4).expect("a range"), 1)),
+            "not newer"
+        );
+        // A higher version that rewrites a task's frames outside the job: refused, whatever
+        // its version.
+        let mut forged = job(FrameRange::new(1, 4).expect("a range"), 99);
+        forged.tasks[0].frames = FrameRange {
+            start: 0,
+            end: 4_000_000,
+            step: 1,
+        };
+        assert!(!table.offer(forged));
+        let kept = table.get(&JobId([5; 16])).expect("the first record");
+        assert_eq!(kept.version.seq, 1);
     }
 }
