@@ -16,8 +16,8 @@ use rendermesh_node::core::coordinator::{Coordinator, Seat, View};
 use rendermesh_node::core::table::JobTable;
 use rendermesh_node::core::{Action, Outbox, ReplyTo};
 use rendermesh_protocol::{
-    BlobHash, Engine, FrameRange, JobId, JobSpec, NodeId, Outcome, Output, OutputFormat, Report,
-    Request, Response, Term,
+    BlobHash, Engine, FrameRange, JobId, JobSpec, NodeId, Outcome, Output, Report, Request,
+    Response, Term,
 };
 use simulator::{Config, Sim};
 
@@ -74,21 +74,13 @@ fn main() {
 /// assignments made and the seconds they took.
 fn hand_out(frames: u32) -> (u32, f64) {
     let spec = JobSpec {
-        name: "bench.blend".into(),
-        blend: BlobHash::of(b"bench"),
-        blend_size: 5,
-        frames: FrameRange::new(1, frames).expect("a valid range"),
-        samples: None,
-        resolution_percent: None,
-        format: OutputFormat::Png,
         chunk: Some(1),
-        tiles: None,
-        blender_version: None,
-        blend_path: None,
-        deps: Vec::new(),
-        missing: Vec::new(),
-        engine: Engine::Cycles,
-        keep_file_format: false,
+        ..JobSpec::new(
+            "bench.blend",
+            BlobHash::of(b"bench"),
+            5,
+            FrameRange::new(1, frames).expect("a valid range"),
+        )
     };
     let me = NodeId::from_bytes(*b"coordinator").expect("a node id");
     let workers: Vec<NodeId> = (0..20)

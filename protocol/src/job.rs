@@ -341,6 +341,34 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// A job that renders `frames` of the `.blend` named `name` (blob `blend`, `blend_size`
+    /// bytes) as the file says: PNG, Cycles, any Blender version, no external files, the
+    /// coordinator choosing chunks; set the other fields to ask for more.
+    pub fn new(
+        name: impl Into<String>,
+        blend: BlobHash,
+        blend_size: u64,
+        frames: FrameRange,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            blend,
+            blend_size,
+            frames,
+            samples: None,
+            resolution_percent: None,
+            format: OutputFormat::Png,
+            chunk: None,
+            tiles: None,
+            blender_version: None,
+            blend_path: None,
+            deps: Vec::new(),
+            missing: Vec::new(),
+            engine: Engine::Cycles,
+            keep_file_format: false,
+        }
+    }
+
     /// Checks the values a person typed; names the field that is wrong.
     pub fn validate(&self) -> Result<(), Error> {
         if !self.frames.is_valid() {

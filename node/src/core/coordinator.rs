@@ -858,7 +858,7 @@ fn second_copy(me: &NodeId, view: &View<'_>, origin: Option<&NodeId>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{FrameRange, OutputFormat, TileGrid, Tiling};
+    use rendermesh_protocol::{FrameRange, TileGrid, Tiling};
 
     use super::*;
 
@@ -871,21 +871,10 @@ mod tests {
 
     fn spec(frames: FrameRange) -> JobSpec {
         JobSpec {
-            name: "shot.blend".into(),
-            blend: BlobHash::of(b"shot"),
-            blend_size: 4,
-            frames,
             samples: Some(4),
-            resolution_percent: None,
-            format: OutputFormat::Png,
             chunk: Some(1),
-            tiles: None,
             blender_version: Some(BLENDER.into()),
-            blend_path: None,
-            deps: Vec::new(),
-            missing: Vec::new(),
-            engine: Engine::Cycles,
-            keep_file_format: false,
+            ..JobSpec::new("shot.blend", BlobHash::of(b"shot"), 4, frames)
         }
     }
 

@@ -528,9 +528,7 @@ fn view<'a>(
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{
-        BlobHash, Engine, FrameRange, Job, JobId, JobSpec, JobState, OutputFormat, Term,
-    };
+    use rendermesh_protocol::{BlobHash, Engine, FrameRange, Job, JobId, JobSpec, JobState, Term};
 
     use super::super::membership::ELECTION_GRACE_MS;
     use super::*;
@@ -559,21 +557,13 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec {
-            name: "shot.blend".into(),
-            blend: BlobHash::of(b"shot"),
-            blend_size: 4,
-            frames: FrameRange::single(1),
-            samples: None,
-            resolution_percent: None,
-            format: OutputFormat::Png,
-            chunk: None,
-            tiles: None,
             blender_version: Some(BLENDER.into()),
-            blend_path: None,
-            deps: Vec::new(),
-            missing: Vec::new(),
-            engine: Engine::Cycles,
-            keep_file_format: false,
+            ..JobSpec::new(
+                "shot.blend",
+                BlobHash::of(b"shot"),
+                4,
+                FrameRange::single(1),
+            )
         }
     }
 

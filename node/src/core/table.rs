@@ -137,29 +137,14 @@ impl JobTable {
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{
-        BlobHash, Engine, FrameRange, JobSpec, OutputFormat, Term, Version, plan,
-    };
+    use rendermesh_protocol::{BlobHash, FrameRange, JobSpec, Term, Version, plan};
 
     use super::*;
 
     fn job(frames: FrameRange, seq: u64) -> Job {
         let spec = JobSpec {
-            name: "shot.blend".into(),
-            blend: BlobHash::of(b"shot"),
-            blend_size: 4,
-            frames,
-            samples: None,
-            resolution_percent: None,
-            format: OutputFormat::Png,
             chunk: Some(1),
-            tiles: None,
-            blender_version: None,
-            blend_path: None,
-            deps: Vec::new(),
-            missing: Vec::new(),
-            engine: Engine::Cycles,
-            keep_file_format: false,
+            ..JobSpec::new("shot.blend", BlobHash::of(b"shot"), 4, frames)
         };
         let plan = plan(&spec, 1);
         let origin = NodeId::from_bytes(*b"origin").expect("a node id");

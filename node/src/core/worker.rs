@@ -244,7 +244,7 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{BlobHash, JobId, JobSpec, Output, OutputFormat, Term};
+    use rendermesh_protocol::{BlobHash, JobId, JobSpec, Output, Term};
 
     use super::*;
 
@@ -263,21 +263,14 @@ mod tests {
             frames: FrameRange::single(task + 1),
             tile: None,
             spec: JobSpec {
-                name: "shot.blend".into(),
-                blend: BlobHash::of(b"shot"),
-                blend_size: 4,
-                frames: FrameRange::new(1, 4).expect("a range"),
-                samples: None,
-                resolution_percent: None,
-                format: OutputFormat::Png,
                 chunk: Some(1),
-                tiles: None,
                 blender_version: Some(BLENDER.into()),
-                blend_path: None,
-                deps: Vec::new(),
-                missing: Vec::new(),
-                engine: Engine::Cycles,
-                keep_file_format: false,
+                ..JobSpec::new(
+                    "shot.blend",
+                    BlobHash::of(b"shot"),
+                    4,
+                    FrameRange::new(1, 4).expect("a range"),
+                )
             },
             origin: n("origin"),
         }

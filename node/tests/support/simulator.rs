@@ -39,8 +39,7 @@ use rendermesh_node::core::membership::ELECTION_GRACE_MS;
 use rendermesh_node::core::{Action, Core, Millis, Profile, ReplyTo, StitchFailure, Ticket};
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, FrameRange, Heartbeat, JobId, JobSpec, JobState, NodeId, Outcome,
-    Output, OutputFormat, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version,
-    limits,
+    Output, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version, limits,
 };
 
 /// The actor's tick.
@@ -1148,13 +1147,7 @@ fn job_spec(rng: &mut StdRng) -> JobSpec {
         Tiling::Grid(TileGrid::new(grid.0, grid.1).expect("a valid grid"))
     });
     JobSpec {
-        name: "sim.blend".into(),
-        blend: BlobHash::of(b"sim.blend"),
-        blend_size: 9,
-        frames,
         samples: Some(1),
-        resolution_percent: None,
-        format: OutputFormat::Png,
         chunk: if rng.random_bool(0.5) {
             None
         } else {
@@ -1162,10 +1155,6 @@ fn job_spec(rng: &mut StdRng) -> JobSpec {
         },
         tiles,
         blender_version: rng.random_bool(0.7).then(|| BLENDER.to_owned()),
-        blend_path: None,
-        deps: Vec::new(),
-        missing: Vec::new(),
-        engine: Engine::Cycles,
-        keep_file_format: false,
+        ..JobSpec::new("sim.blend", BlobHash::of(b"sim.blend"), 9, frames)
     }
 }
