@@ -875,7 +875,12 @@ impl Job {
             if t.index as usize != i {
                 return Err(bad(format!("task {i} says it is task {}", t.index)));
             }
-            if !t.frames.is_valid() || t.frames.start < frames.start || t.frames.end > frames.end {
+            // A chunk keeps the job's step, so one of a single frame may read `5-5x2`.
+            let inside = t.frames.start <= t.frames.end
+                && t.frames.step >= 1
+                && t.frames.start >= frames.start
+                && t.frames.end <= frames.end;
+            if !inside {
                 return Err(bad(format!(
                     "task {i} renders frames {} outside {frames}",
                     t.frames
@@ -1504,6 +1509,13 @@ mod tests {
     fn a_record_a_coordinator_could_not_write_is_refused_by_what_is_wrong() {
         let good = job(range(1, 8), 2);
         good.validate().unwrap();
+        // A stepped job's chunks keep the step, single frames included.
+        let mut stepped = spec(FrameRange::with_step(1, 5, 2).unwrap());
+        stepped.chunk = Some(1);
+        let plan = plan(&stepped, 2);
+        Job::new(JobId([1; 16]), stepped, node("o"), plan, Term(1), 0)
+            .validate()
+            .unwrap();
         let refused = |change: &dyn Fn(&mut Job), what: &str| {
             let mut j = good.clone();
             change(&mut j);
