@@ -545,7 +545,7 @@ impl Mesh {
                     self.tasks.spawn(
                         async move {
                             let result = stitch_frame(
-                                fetcher, store, net, frame, format, tiles, hints, target,
+                                fetcher, store, net, job, frame, format, tiles, hints, target,
                             )
                             .await;
                             let _ = internal.send(Internal::Stitched { ticket, result }).await;
@@ -603,6 +603,7 @@ async fn stitch_frame(
     fetcher: Fetcher,
     store: BlobStore,
     net: NetHandle,
+    job: JobId,
     frame: u32,
     format: OutputFormat,
     tiles: Vec<(Tile, BlobHash)>,
@@ -628,7 +629,7 @@ async fn stitch_frame(
     let size = encoded.len() as u64;
     let blob = store.put_bytes(&encoded).await.map_err(|e| retry(&e))?;
     if let Some(target) = target {
-        replicate(&net, target, vec![blob])
+        replicate(&net, target, job, vec![blob])
             .await
             .map_err(StitchFailure::Retry)?;
     }
@@ -636,9 +637,15 @@ async fn stitch_frame(
     Ok(Output { frame, blob, size })
 }
 
-/// Asks `target` to fetch `blobs` from this node and keep them; `Ok` once it holds them all.
-async fn replicate(net: &NetHandle, target: PeerId, blobs: Vec<BlobHash>) -> Result<(), String> {
-    match net.request(target, Request::Replicate(blobs)).await {
+/// Asks `target` to fetch `blobs` of `job` from this node and keep them; `Ok` once it holds
+/// them all.
+async fn replicate(
+    net: &NetHandle,
+    target: PeerId,
+    job: JobId,
+    blobs: Vec<BlobHash>,
+) -> Result<(), String> {
+    match net.request(target, Request::Replicate { job, blobs }).await {
         Ok(Response::Accepted) => Ok(()),
         Ok(other) => Err(format!("{target} did not take a copy: {other:?}")),
         Err(e) => Err(e.to_string()),

@@ -150,6 +150,11 @@ struct Mesh {
 }
 
 async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
+    // `RUST_LOG=rendermesh_node=debug` shows what the nodes did when a test goes wrong.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes: Vec<Node> = Vec::new();
     for (i, r) in renderers.into_iter().enumerate() {
@@ -310,6 +315,7 @@ async fn a_file_that_fails_everywhere_fails_the_job_quickly_with_the_renderers_w
     let started = Instant::now();
     let id = submit(&m.nodes[1], FrameRange::new(1, 6).expect("range"), Some(2)).await;
     let job = finished(&m.nodes[1], id).await;
+    eprintln!("FAILTEST took {:?}", started.elapsed());
     assert_eq!(job.state, JobState::Failed);
     let msg = job.message.expect("a failed job says why");
     assert!(

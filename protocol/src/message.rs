@@ -163,9 +163,16 @@ pub enum Request {
     Report(Report),
     /// Asks any node for its copy of a job.
     GetJob(JobId),
-    /// Coordinator to another node: fetch these blobs from me and keep them (the coordinator
-    /// rendered them itself, and a task counts as done only once its frames are on two nodes).
-    Replicate(Vec<BlobHash>),
+    /// Coordinator to another node: fetch these frames of `job` from me and keep them (the
+    /// coordinator rendered or stitched them itself, and a frame counts only once it is on two
+    /// nodes). Taken only from the coordinator, for a job the receiver knows, and at most as
+    /// many blobs as the job has frames.
+    Replicate {
+        /// The job the frames belong to.
+        job: JobId,
+        /// The frames' blobs.
+        blobs: Vec<BlobHash>,
+    },
 }
 
 /// The answer to a [`Request`].

@@ -29,6 +29,11 @@ pub const STITCH_RETRY_MS: Millis = 2_000;
 /// before it is accepted anyway (peers pull a new record within about a second; one whose
 /// pulls keep failing must not leave the user waiting for ever).
 pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
+/// For this long after taking over, a coordinator takes from its followers newer versions of
+/// the records its predecessors wrote (what it missed before it led). Then it rewrites every
+/// record of an earlier term in its own, so that no earlier-term record, late or forged, is
+/// ever newer than its copy; from then on it takes from peers only jobs it holds no record of.
+pub const TAKEOVER_MS: Millis = 2 * rendermesh_protocol::limits::PEER_TIMEOUT_MS;
 
 /// A live node that renders, as the coordinator sees it (this node included).
 #[derive(Clone, Debug)]
@@ -132,13 +137,14 @@ pub struct Coordinator {
     copying: BTreeSet<BlobHash>,
     /// Frames whose copy failed, and when to try again.
     copy_after: BTreeMap<BlobHash, Millis>,
-    /// Jobs submitted on this node, answered once a peer holds their record.
     /// Jobs submitted on this node, answered once a peer holds their record: where the answer
     /// goes, and since when it waits.
     unconfirmed: BTreeMap<JobId, (ReplyTo, Millis)>,
     pending: BTreeMap<Ticket, Pending>,
     /// A job record changed since [`Coordinator::take_changed`] last said so.
     changed: bool,
+    /// When it took over.
+    since: Millis,
 }
 
 impl Coordinator {
@@ -168,7 +174,13 @@ impl Coordinator {
             unconfirmed: BTreeMap::new(),
             pending: BTreeMap::new(),
             changed: true,
+            since: now,
         }
+    }
+
+    /// Whether it is still taking over at `now` ([`TAKEOVER_MS`]).
+    pub fn taking_over(&self, now: Millis) -> bool {
+        now.saturating_sub(self.since) < TAKEOVER_MS
     }
 
     /// The term it coordinates in.
@@ -353,7 +365,13 @@ impl Coordinator {
                     out.fetch(blobs, vec![from.clone()])
                 } else {
                     match second_copy(&self.me, view, Some(&job.origin)) {
-                        Some(target) => out.send(target, Request::Replicate(blobs)),
+                        Some(target) => out.send(
+                            target,
+                            Request::Replicate {
+                                job: report.job,
+                                blobs,
+                            },
+                        ),
                         None => {
                             // Nobody to hold a second copy (a mesh of one, or this node is
                             // cut off): the frames count, and are copied once a peer shows up.
@@ -613,6 +631,14 @@ impl Coordinator {
     /// The coordinator's periodic work: requeue lost tasks, hand out queued ones, stitch
     /// the frames whose tiles are all rendered.
     pub fn tick(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
+        if !self.taking_over(view.now) {
+            for job in table.iter_mut() {
+                if job.version.term < self.term {
+                    job.touch(self.term);
+                    self.changed = true;
+                }
+            }
+        }
         // Alone now, nobody can hold a second copy of a record; after a while, one copy is
         // better than a user left waiting.
         let alone = view.peers.is_empty();
@@ -650,7 +676,13 @@ impl Coordinator {
                 }
                 let ticket = if *holder == self.me {
                     match second_copy(&self.me, view, Some(&job.origin)) {
-                        Some(target) => out.send(target, Request::Replicate(vec![*blob])),
+                        Some(target) => out.send(
+                            target,
+                            Request::Replicate {
+                                job: job.id,
+                                blobs: vec![*blob],
+                            },
+                        ),
                         None => continue,
                     }
                 } else if view.is_peer(holder) {
@@ -1460,7 +1492,7 @@ mod tests {
         let copy = out.actions.iter().find_map(|x| match x {
             Action::Send {
                 to,
-                request: Request::Replicate(blobs),
+                request: Request::Replicate { blobs, .. },
                 ticket,
             } => Some((to.clone(), blobs.clone(), *ticket)),
             _ => None,

@@ -5,6 +5,10 @@
 //! peers unheard for [`limits::PEER_TIMEOUT_MS`] and [`Membership::elect`] applies
 //! [`rendermesh_protocol::elect`] to what is left. A node does not claim during its first
 //! [`ELECTION_GRACE_MS`], so that it hears an existing coordinator first. Terms never go down.
+//!
+//! Only a claim raises the highest term seen: a heartbeat that claims nothing, whatever term
+//! it names, changes neither whom this node follows nor which assignments it takes (a buggy
+//! or hostile peer cannot stall the mesh with a big number).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -83,12 +87,14 @@ impl Membership {
     /// A heartbeat from `from`, heard at `now`. Returns true when `from` was not a member (a
     /// peer joined). A heartbeat older than the newest one heard from the same run of a peer
     /// (same name, lower `seq`) only counts for its term; this node's own heartbeats are
-    /// ignored.
+    /// ignored. Its term counts only when it claims, from a node that may coordinate.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) -> bool {
         if from == self.me {
             return false;
         }
-        self.max_term = self.max_term.max(hb.term);
+        if hb.claims && hb.role == Role::Worker {
+            self.max_term = self.max_term.max(hb.term);
+        }
         match self.members.get_mut(&from) {
             Some(m) if hb.seq < m.hb.seq && hb.name == m.hb.name => false,
             Some(m) => {
@@ -148,10 +154,9 @@ impl Membership {
         let was_leading = self.leading.is_some();
         let decision = elect(&self.me, &eligible, &claims, self.max_term);
         match decision {
-            // A coordinator that learns of a higher term than its own (a node that followed
-            // another coordinator joined its view) claims a term above it: every node that has
-            // seen the higher term would refuse its assignments as stale, and its heartbeats
-            // already show it with the higher term.
+            // A coordinator that learns of a higher term than its own (a claim from a node
+            // that has just stopped claiming, say) claims a term above it, so that its term
+            // stays the highest it has seen.
             Decision::Lead(term) if self.leading == Some(term) && self.max_term > term => {
                 let term = Term(self.max_term.0.saturating_add(1));
                 self.leading = Some(term);
@@ -188,7 +193,8 @@ impl Membership {
         }
     }
 
-    /// A term seen elsewhere than in a heartbeat (an assignment's): terms never go down.
+    /// A term seen elsewhere than in a heartbeat (an assignment from the coordinator this
+    /// node follows): terms never go down.
     pub fn observe_term(&mut self, term: Term) {
         self.max_term = self.max_term.max(term);
     }
@@ -206,6 +212,18 @@ impl Membership {
     /// The coordinator this node follows, when it does not coordinate itself.
     pub fn following(&self) -> Option<&Claim> {
         self.following.as_ref()
+    }
+
+    /// The coordinator in this node's view and its term: itself while it leads, or the
+    /// claim it follows.
+    pub fn current(&self) -> Option<Claim> {
+        match self.leading {
+            Some(term) => Some(Claim {
+                node: self.me.clone(),
+                term,
+            }),
+            None => self.following.clone(),
+        }
     }
 
     /// The coordinator in this node's view: itself, the one it follows, or nobody.
@@ -332,17 +350,46 @@ mod tests {
         assert_eq!(a.max_term(), Term(7));
     }
 
-    /// Found by the simulator (seed 0 of the partition run): after a heal, a follower of the
-    /// other side's coordinator told this coordinator of a higher term; its heartbeats then
-    /// claimed that term while it assigned in its old one, which every such node refuses.
+    /// Only claims raise terms: a peer that names a higher term, even u64::MAX, without
+    /// claiming (or claims while it may not coordinate) changes nothing here.
     #[test]
-    fn a_coordinator_that_learns_of_a_higher_term_claims_above_it() {
+    fn a_term_that_nobody_eligible_claims_changes_nothing() {
         let mut a = Membership::new(n(1), Role::Worker, 0);
         assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
         a.heard(n(7), hb(7, 1, 3, false), LATER + 10);
-        assert_eq!(a.elect(LATER + 100), Some(Change::Lead(Term(4))));
+        a.heard(n(8), hb(8, 1, u64::MAX, false), LATER + 10);
+        let mut bootstrap = hb(9, 1, 40, true);
+        Arc::make_mut(&mut bootstrap).role = Role::Bootstrap;
+        a.heard(n(9), bootstrap, LATER + 10);
+        assert_eq!(a.elect(LATER + 100), None);
+        assert_eq!((a.leading(), a.max_term()), (Some(Term(1)), Term(1)));
+        let mut b = Membership::new(n(2), Role::Worker, 0);
+        b.heard(n(1), hb(1, 1, 1, true), LATER);
+        b.heard(n(8), hb(8, 1, u64::MAX, false), LATER);
+        assert!(matches!(b.elect(LATER), Some(Change::Follow { .. })));
+        assert_eq!(
+            b.current(),
+            Some(Claim {
+                node: n(1),
+                term: Term(1)
+            })
+        );
+        assert_eq!(b.max_term(), Term(1));
+    }
+
+    /// A coordinator that learns of a higher term from a claim it does not follow (its
+    /// claimant is not eligible in this view yet) claims above it.
+    #[test]
+    fn a_coordinator_that_learns_of_a_higher_claim_claims_above_it() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        a.heard(n(7), hb(7, 1, 3, true), LATER + 10);
+        a.expire(LATER + 10 + limits::PEER_TIMEOUT_MS + 1);
+        assert_eq!(
+            a.elect(LATER + 10 + limits::PEER_TIMEOUT_MS + 1),
+            Some(Change::Lead(Term(4)))
+        );
         assert_eq!((a.leading(), a.max_term()), (Some(Term(4)), Term(4)));
-        assert_eq!(a.elect(LATER + 200), None);
     }
 
     #[test]

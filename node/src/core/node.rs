@@ -150,7 +150,7 @@ impl Core {
             engines: self.worker.engines().to_vec(),
             load: self.load,
             current: self.worker.current(),
-            term: self.membership.max_term(),
+            term: self.leading().unwrap_or(self.membership.max_term()),
             coordinator: self.coordinator(),
             claims: self.coordinator.is_some(),
             jobs: self.table.digests(),
@@ -176,15 +176,27 @@ impl Core {
         self.worker.set_engines(engines);
     }
 
-    /// A heartbeat from `from`, heard at `now`. Every job record it advertises in a newer
-    /// version than this node's copy is pulled from it.
+    /// A heartbeat from `from`, heard at `now`. Job records it advertises in a newer version
+    /// than this node's copy are pulled from it when it may have written them: a follower
+    /// pulls from the coordinator it follows only; a coordinator pulls from any peer, but only
+    /// records of earlier terms (a predecessor's writes it missed), never of its own, and
+    /// after [`super::coordinator::TAKEOVER_MS`] only jobs it holds no record of.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
         self.now = now;
         if from == self.me {
             return;
         }
-        self.table
-            .pull(std::iter::once((&from, hb.jobs.as_slice())), &mut self.out);
+        match (&self.coordinator, self.membership.current()) {
+            (Some(c), _) => {
+                let only_new = !c.taking_over(now);
+                self.table
+                    .pull(&from, &hb.jobs, Some(c.term()), only_new, &mut self.out);
+            }
+            (None, Some(claim)) if claim.node == from => {
+                self.table.pull(&from, &hb.jobs, None, false, &mut self.out);
+            }
+            _ => {}
+        }
         let addrs = hb.addrs.clone();
         let name = hb.name.clone();
         if let Some(c) = &mut self.coordinator {
@@ -387,22 +399,37 @@ impl Core {
                 }
             }
             Request::Assign(a) => {
-                let max = self.membership.max_term();
-                if self.coordinator().as_ref() != Some(&from) {
-                    Response::Rejected(format!("{from} is not the coordinator this node follows"))
-                } else if a.term < max {
-                    Response::Rejected(format!(
-                        "stale term {} (this node has seen term {max})",
-                        a.term
-                    ))
-                } else {
-                    self.membership.observe_term(a.term);
-                    self.worker.assign(a, from, &mut self.out)
+                // The term that counts is the followed coordinator's claim: a term heard from
+                // anyone else never makes this node refuse it.
+                match self.membership.current() {
+                    Some(claim) if claim.node != from => Response::Rejected(format!(
+                        "{from} is not the coordinator this node follows"
+                    )),
+                    None => Response::Rejected(format!(
+                        "{from} is not the coordinator this node follows"
+                    )),
+                    Some(claim) if a.term < claim.term => Response::Rejected(format!(
+                        "stale term {} (this node follows {from} in term {})",
+                        a.term, claim.term
+                    )),
+                    Some(_) => {
+                        self.membership.observe_term(a.term);
+                        self.worker.assign(a, from, &mut self.out)
+                    }
                 }
             }
-            Request::Replicate(blobs) => {
-                if blobs.len() > limits::MAX_JOB_FRAMES as usize {
-                    Response::Rejected(format!("{} blobs is more than one task holds", blobs.len()))
+            Request::Replicate { job, blobs } => {
+                let frames = self.table.get(&job).map(|j| j.spec.frames.len());
+                if self.membership.current().is_none_or(|c| c.node != from) {
+                    Response::Rejected(format!("{from} is not the coordinator this node follows"))
+                } else if frames.is_none() {
+                    // The record may be on its way: the coordinator asks again.
+                    Response::Busy(format!("job {job} is not known here yet"))
+                } else if frames.is_some_and(|f| blobs.len() > f as usize) {
+                    Response::Rejected(format!(
+                        "{} blobs is more than job {job} has frames",
+                        blobs.len()
+                    ))
                 } else {
                     let ticket = self.out.fetch(blobs, vec![from]);
                     self.copies.insert(ticket, reply);
@@ -700,5 +727,229 @@ mod tests {
             "a refused assignment raises no term"
         );
         assert!(!b.worker().is_rendering());
+    }
+
+    /// A record of job `id` (a byte) as written in `term`, at `seq`.
+    fn record(id: u8, term: u64, seq: u64) -> Job {
+        let plan = rendermesh_protocol::plan(&spec(), 1);
+        let mut job = Job::new(JobId([id; 16]), spec(), n("a"), plan, Term(term), 0);
+        job.version = rendermesh_protocol::Version {
+            term: Term(term),
+            seq,
+        };
+        job
+    }
+
+    /// `name`'s heartbeat in `term` advertising `records`.
+    fn advertising(name: &str, term: u64, claims: bool, records: &[&Job]) -> Arc<Heartbeat> {
+        let mut hb = heartbeat(name, term, claims);
+        Arc::make_mut(&mut hb).jobs = records
+            .iter()
+            .map(|j| rendermesh_protocol::JobDigest {
+                id: j.id,
+                version: j.version,
+            })
+            .collect();
+        hb
+    }
+
+    /// The job records `actions` ask for, and from whom.
+    fn pulls(actions: &[Action]) -> Vec<(NodeId, JobId, Ticket)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    request: Request::GetJob(id),
+                    ticket,
+                } => Some((to.clone(), *id, *ticket)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Issue 11: any node could advertise a forged record with a higher version, and every
+    /// node, the coordinator too, pulled and kept it.
+    #[test]
+    fn a_follower_takes_job_records_only_from_its_coordinator() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        b.take_actions();
+        let forged = record(7, 3, 99);
+        b.heard(n("z"), advertising("z", 3, false, &[&forged]), 300);
+        assert_eq!(
+            pulls(&b.take_actions()),
+            vec![],
+            "nothing pulled from a non-coordinator"
+        );
+        let real = record(7, 3, 2);
+        b.heard(n("a"), advertising("a", 3, true, &[&real]), 400);
+        let asked = pulls(&b.take_actions());
+        let [(from, id, ticket)] = &asked[..] else {
+            panic!("one pull from the coordinator: {asked:?}");
+        };
+        assert_eq!((from, id), (&n("a"), &real.id));
+        b.answered(*ticket, Ok(Response::Job(Box::new(real.clone()))), 500);
+        assert_eq!(b.table().get(&real.id), Some(&real));
+    }
+
+    /// A coordinator takes its predecessors' writes from its followers while it takes over,
+    /// never a record claiming its own term; afterwards it rewrites every record in its term
+    /// and takes from peers only jobs it holds no record of.
+    #[test]
+    fn a_coordinator_takes_only_earlier_terms_records_and_after_taking_over_only_new_jobs() {
+        let mut c = core("c");
+        c.heard(n("x"), heartbeat("x", 4, true), 100);
+        c.tick(200, 0, 0.0);
+        let gone = 200 + limits::PEER_TIMEOUT_MS + ELECTION_GRACE_MS;
+        c.tick(gone, 0, 0.0);
+        assert_eq!(c.leading(), Some(Term(5)));
+        c.take_actions();
+
+        // Taking over: a follower's newer record of term 4 is taken; one claiming term 5 is not.
+        let missed = record(1, 4, 9);
+        let mine = record(2, 5, 40);
+        c.heard(
+            n("y"),
+            advertising("y", 4, false, &[&missed, &mine]),
+            gone + 10,
+        );
+        let asked = pulls(&c.take_actions());
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert_eq!(asked[0].1, missed.id);
+        c.answered(
+            asked[0].2,
+            Ok(Response::Job(Box::new(missed.clone()))),
+            gone + 20,
+        );
+        assert_eq!(c.table().get(&missed.id), Some(&missed));
+        // A pull answered with a record in this coordinator's term is not kept.
+        let other = record(3, 4, 1);
+        c.heard(n("y"), advertising("y", 4, false, &[&other]), gone + 30);
+        let asked = pulls(&c.take_actions());
+        c.answered(
+            asked[0].2,
+            Ok(Response::Job(Box::new(record(3, 5, 2)))),
+            gone + 40,
+        );
+        assert!(!c.table().contains(&other.id));
+
+        // Taken over: every record is rewritten in term 5...
+        let later = gone + super::super::coordinator::TAKEOVER_MS;
+        c.tick(later, 0, 0.0);
+        c.take_actions();
+        let held = c.table().get(&missed.id).expect("kept").version;
+        assert_eq!(held.term, Term(5));
+        // ...so an earlier term's record, however high its seq, is not newer; a job it holds no
+        // record of is still taken (a predecessor accepted it before this node heard of it).
+        let late = record(1, 4, u64::MAX);
+        let unknown = record(4, 4, 3);
+        c.heard(
+            n("y"),
+            advertising("y", 4, false, &[&late, &unknown]),
+            later + 10,
+        );
+        let asked = pulls(&c.take_actions());
+        assert_eq!(
+            asked.iter().map(|p| p.1).collect::<Vec<_>>(),
+            vec![unknown.id]
+        );
+        c.answered(
+            asked[0].2,
+            Ok(Response::Job(Box::new(unknown.clone()))),
+            later + 20,
+        );
+        // Before the next tick rewrites it, a newer version of that job is not taken either.
+        let newer = record(4, 4, 9);
+        c.heard(n("y"), advertising("y", 4, false, &[&newer]), later + 30);
+        assert_eq!(pulls(&c.take_actions()), vec![]);
+        c.tick(later + 100, 0, 0.0);
+        assert_eq!(
+            c.table().get(&unknown.id).map(|j| j.version.term),
+            Some(Term(5))
+        );
+    }
+
+    /// Replicate is the coordinator's request, for a job this node knows, and bounded by it.
+    #[test]
+    fn a_copy_is_made_only_for_the_coordinator_and_a_known_job() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        b.take_actions();
+        let job = record(7, 3, 2);
+        let blob = BlobHash::of(b"frame 1");
+        let replicate = |blobs: Vec<BlobHash>| Request::Replicate { job: job.id, blobs };
+        let answer = |b: &mut Core, from: &str, request: Request, key: u64| {
+            b.request(n(from), request, ReplyTo::Outside(key), 300);
+            b.take_actions()
+        };
+        let refused = answer(&mut b, "z", replicate(vec![blob]), 1);
+        assert!(
+            matches!(&refused[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("not the coordinator")),
+            "{refused:?}"
+        );
+        let unknown = answer(&mut b, "a", replicate(vec![blob]), 2);
+        assert!(
+            matches!(&unknown[..], [Action::Reply { response: Response::Busy(m), .. }] if m.contains("not known")),
+            "{unknown:?}"
+        );
+        b.heard(n("a"), advertising("a", 3, true, &[&job]), 400);
+        let asked = pulls(&b.take_actions());
+        b.answered(asked[0].2, Ok(Response::Job(Box::new(job.clone()))), 500);
+        let too_many = answer(&mut b, "a", replicate(vec![blob; 2]), 3);
+        assert!(
+            matches!(&too_many[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("frames")),
+            "{too_many:?}"
+        );
+        let taken = answer(&mut b, "a", replicate(vec![blob]), 4);
+        assert!(
+            matches!(&taken[..], [Action::Fetch { blobs, .. }] if blobs == &vec![blob]),
+            "{taken:?}"
+        );
+    }
+
+    /// Issue 11: one heartbeat naming a huge term, claiming nothing, used to make every
+    /// worker refuse the real coordinator's assignments as stale.
+    #[test]
+    fn a_term_named_without_a_claim_does_not_stop_a_worker_obeying_its_coordinator() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.heard(n("z"), heartbeat("z", u64::MAX, false), 150);
+        b.tick(200, 0, 0.0);
+        b.take_actions();
+        assert_eq!(b.coordinator(), Some(n("a")));
+        assert_eq!(b.heartbeat().term, Term(3));
+        let plan = rendermesh_protocol::plan(&spec(), 1);
+        let job = Job::new(JobId([4; 16]), spec(), n("a"), plan, Term(3), 0);
+        let assignment = Assignment {
+            term: Term(3),
+            job: job.id,
+            task: 0,
+            attempt: 1,
+            frames: FrameRange::single(1),
+            tile: None,
+            spec: spec(),
+            origin: n("a"),
+        };
+        b.request(
+            n("a"),
+            Request::Assign(assignment),
+            ReplyTo::Outside(9),
+            300,
+        );
+        let actions = b.take_actions();
+        assert!(
+            actions.iter().any(|a| matches!(
+                a,
+                Action::Reply {
+                    to: 9,
+                    response: Response::Accepted
+                }
+            )),
+            "{actions:?}"
+        );
+        assert!(b.worker().is_rendering());
     }
 }

@@ -2,10 +2,14 @@
 //! writes records (each write raises the record's [`Version`]); peers advertise
 //! `(id, version)` digests in their heartbeats, and a node pulls every record a peer holds in
 //! a newer version than its own.
+//!
+//! Whom a node pulls from is the core's rule ([`super::Core::heard`]): a follower pulls only
+//! from the coordinator it follows, and a coordinator pulls from its followers only records
+//! written in earlier terms (what its predecessor wrote), never one claiming its own term.
 
 use std::collections::BTreeMap;
 
-use rendermesh_protocol::{Job, JobDigest, JobId, NodeId, Response, Version, limits};
+use rendermesh_protocol::{Job, JobDigest, JobId, NodeId, Response, Term, Version, limits};
 use tracing::{debug, warn};
 
 use super::{Outbox, Ticket};
@@ -18,8 +22,9 @@ pub const MAX_PULLS: usize = 8;
 #[derive(Debug, Default)]
 pub struct JobTable {
     jobs: BTreeMap<JobId, Job>,
-    /// Pulls under way: the ticket of each `GetJob` and the job it asks for.
-    pulling: BTreeMap<Ticket, JobId>,
+    /// Pulls under way: the ticket of each `GetJob`, the job it asks for, and the term the
+    /// answer's version must stay below, if any.
+    pulling: BTreeMap<Ticket, (JobId, Option<Term>)>,
 }
 
 impl JobTable {
@@ -94,42 +99,48 @@ impl JobTable {
         self.jobs.get(id).is_none_or(|j| version > j.version)
     }
 
-    /// Pulls, from the peer that advertises it, every record newer than this node's copy,
-    /// [`MAX_PULLS`] at a time. `peers` are the live peers and their digests.
-    pub fn pull<'a>(
+    /// Pulls from `peer` every record its `digests` advertise newer than this node's copy,
+    /// [`MAX_PULLS`] at a time; with `below`, only records written before that term (and an
+    /// answer from a later term is not kept); with `only_new`, only jobs this node holds no
+    /// record of.
+    pub fn pull(
         &mut self,
-        peers: impl Iterator<Item = (&'a NodeId, &'a [JobDigest])>,
+        peer: &NodeId,
+        digests: &[JobDigest],
+        below: Option<Term>,
+        only_new: bool,
         out: &mut Outbox,
     ) {
-        let mut wanted: Vec<(JobId, NodeId)> = Vec::new();
-        for (peer, digests) in peers {
-            for d in digests {
-                if self.is_newer(&d.id, d.version)
-                    && !self.pulling.values().any(|id| *id == d.id)
-                    && !wanted.iter().any(|(id, _)| *id == d.id)
-                {
-                    wanted.push((d.id, peer.clone()));
-                }
-            }
-        }
-        for (id, peer) in wanted {
+        for d in digests {
             if self.pulling.len() >= MAX_PULLS {
                 break;
             }
-            let ticket = out.send(peer, Request::GetJob(id));
-            self.pulling.insert(ticket, id);
+            if self.is_newer(&d.id, d.version)
+                && !(only_new && self.contains(&d.id))
+                && below.is_none_or(|t| d.version.term < t)
+                && !self.pulling.values().any(|(id, _)| *id == d.id)
+            {
+                let ticket = out.send(peer.clone(), Request::GetJob(d.id));
+                self.pulling.insert(ticket, (d.id, below));
+            }
         }
     }
 
     /// The answer to a pull. Returns false when `ticket` is not a pull.
     pub fn pulled(&mut self, ticket: Ticket, answer: &Result<Response, String>) -> bool {
-        let Some(id) = self.pulling.remove(&ticket) else {
+        let Some((id, below)) = self.pulling.remove(&ticket) else {
             return false;
         };
         if let Ok(Response::Job(job)) = answer
             && job.id == id
         {
-            self.offer((**job).clone());
+            if below.is_some_and(|t| job.version.term >= t) {
+                // Only this coordinator writes in its term.
+                warn!(job = %id.short(), version = ?job.version,
+                      "a peer's job record claims this coordinator's term: not kept");
+            } else {
+                self.offer((**job).clone());
+            }
         }
         true
     }

@@ -661,10 +661,6 @@ impl Sim {
             self.step();
         }
         self.check_end();
-        eprintln!(
-            "DEBUG end {} requeued {} changes {}",
-            self.now, self.requeued, self.changes
-        );
         self
     }
 
