@@ -33,6 +33,7 @@ fn main() {
             duplicate: 0.0,
             max_delay: 50,
             jobs: 0,
+            rogue: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

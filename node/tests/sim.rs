@@ -76,6 +76,7 @@ fn ten_nodes_with_kills_and_restarts_agree_on_one_coordinator_and_lose_no_job() 
         duplicate: 0.05,
         max_delay: 80,
         jobs: 6,
+        rogue: false,
     });
     exercised(totals);
 }
@@ -91,6 +92,7 @@ fn ten_nodes_split_and_healed_agree_per_side_then_on_one_and_lose_no_job() {
         duplicate: 0.05,
         max_delay: 80,
         jobs: 6,
+        rogue: false,
     });
     exercised(totals);
 }
@@ -106,6 +108,28 @@ fn a_hundred_nodes_with_kills_and_splits_agree_on_one_coordinator_and_lose_no_jo
         duplicate: 0.02,
         max_delay: 50,
         jobs: 8,
+        rogue: false,
+    });
+    exercised(totals);
+}
+
+/// Issue 11: a node holding the mesh's key, but not its coordinator, sends what only a
+/// coordinator or an assigned worker may (heartbeats naming higher and absurd terms without
+/// claiming, forged job records with higher versions, `Assign`, `Cancel`, `Replicate`, reports
+/// of tasks it was never given) and takes assignments it never renders. Every job still
+/// finishes, no record it forged is stored, and no node obeys it.
+#[test]
+fn ten_nodes_with_a_rogue_insider_and_kills_obey_only_their_coordinator_and_lose_no_job() {
+    let totals = run_all(Config {
+        nodes: 10,
+        duration: 60_000,
+        kills: true,
+        partitions: false,
+        loss: 0.05,
+        duplicate: 0.05,
+        max_delay: 80,
+        jobs: 6,
+        rogue: true,
     });
     exercised(totals);
 }

@@ -1090,11 +1090,14 @@ impl Job {
     }
 
     /// Cancels the job; running tasks are abandoned.
-    pub fn cancel(&mut self, term: Term) -> bool {
+    pub fn cancel(&mut self, term: Term, by: &NodeId) -> bool {
         if self.state.is_terminal() {
             return false;
         }
-        self.finish(JobState::Cancelled, "cancelled by a user".into());
+        self.finish(
+            JobState::Cancelled,
+            format!("cancelled by a user on node {}", by.short()),
+        );
         self.touch(term);
         true
     }
@@ -1337,10 +1340,10 @@ mod tests {
     #[test]
     fn cancel_stops_hand_out() {
         let mut j = job(range(1, 8), 2);
-        assert!(j.cancel(Term(1)));
+        assert!(j.cancel(Term(1), &j.origin.clone()));
         assert_eq!(j.state, JobState::Cancelled);
         assert!(j.assign(0, node("w"), Term(1)).is_err());
-        assert!(!j.cancel(Term(1)));
+        assert!(!j.cancel(Term(1), &j.origin.clone()));
     }
 
     #[test]

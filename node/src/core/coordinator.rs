@@ -29,11 +29,6 @@ pub const STITCH_RETRY_MS: Millis = 2_000;
 /// before it is accepted anyway (peers pull a new record within about a second; one whose
 /// pulls keep failing must not leave the user waiting for ever).
 pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
-/// For this long after taking over, a coordinator takes from its followers newer versions of
-/// the records its predecessors wrote (what it missed before it led). Then it rewrites every
-/// record of an earlier term in its own, so that no earlier-term record, late or forged, is
-/// ever newer than its copy; from then on it takes from peers only jobs it holds no record of.
-pub const TAKEOVER_MS: Millis = 2 * rendermesh_protocol::limits::PEER_TIMEOUT_MS;
 
 /// A live node that renders, as the coordinator sees it (this node included).
 #[derive(Clone, Debug)]
@@ -143,8 +138,6 @@ pub struct Coordinator {
     pending: BTreeMap<Ticket, Pending>,
     /// A job record changed since [`Coordinator::take_changed`] last said so.
     changed: bool,
-    /// When it took over.
-    since: Millis,
 }
 
 impl Coordinator {
@@ -174,13 +167,7 @@ impl Coordinator {
             unconfirmed: BTreeMap::new(),
             pending: BTreeMap::new(),
             changed: true,
-            since: now,
         }
-    }
-
-    /// Whether it is still taking over at `now` ([`TAKEOVER_MS`]).
-    pub fn taking_over(&self, now: Millis) -> bool {
-        now.saturating_sub(self.since) < TAKEOVER_MS
     }
 
     /// The term it coordinates in.
@@ -284,11 +271,16 @@ impl Coordinator {
         }
     }
 
-    /// Cancels a job.
-    pub fn cancel(&mut self, table: &mut JobTable, id: JobId) -> Response {
+    /// Cancels a job, asked by node `by`: only the node it was submitted on (its origin) may,
+    /// so that no other node, buggy or hostile, can stop someone else's job.
+    pub fn cancel(&mut self, table: &mut JobTable, id: JobId, by: &NodeId) -> Response {
         match table.get_mut(&id) {
+            Some(job) if job.origin != *by => Response::Rejected(format!(
+                "job {id} was submitted on node {}: only that node can cancel it",
+                job.origin.short()
+            )),
             Some(job) => {
-                if job.cancel(self.term) {
+                if job.cancel(self.term, by) {
                     info!(job = %id.short(), "job cancelled");
                     self.changed = true;
                 }
@@ -631,14 +623,6 @@ impl Coordinator {
     /// The coordinator's periodic work: requeue lost tasks, hand out queued ones, stitch
     /// the frames whose tiles are all rendered.
     pub fn tick(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
-        if !self.taking_over(view.now) {
-            for job in table.iter_mut() {
-                if job.version.term < self.term {
-                    job.touch(self.term);
-                    self.changed = true;
-                }
-            }
-        }
         // Alone now, nobody can hold a second copy of a record; after a while, one copy is
         // better than a user left waiting.
         let alone = view.peers.is_empty();
@@ -1149,6 +1133,29 @@ mod tests {
             [(3, Response::Rejected(_))]
         ));
         assert_eq!(table.get(&id).unwrap().frames_done(), 1);
+    }
+
+    /// Issue 11: any node could cancel any job.
+    #[test]
+    fn only_the_node_a_job_was_submitted_on_cancels_it() {
+        let (mut c, mut table, _) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a, &b]);
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        let refused = c.cancel(&mut table, id, &b);
+        assert!(
+            matches!(&refused, Response::Rejected(m) if m.contains("only that node")),
+            "{refused:?}"
+        );
+        assert_eq!(table.get(&id).map(|j| j.state), Some(JobState::Queued));
+        assert_eq!(c.cancel(&mut table, id, &a), Response::Accepted);
+        let job = table.get(&id).expect("the job");
+        assert_eq!(job.state, JobState::Cancelled);
+        assert!(
+            job.message
+                .as_deref()
+                .is_some_and(|m| m.contains(&a.short()))
+        );
     }
 
     #[test]

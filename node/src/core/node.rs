@@ -178,9 +178,11 @@ impl Core {
 
     /// A heartbeat from `from`, heard at `now`. Job records it advertises in a newer version
     /// than this node's copy are pulled from it when it may have written them: a follower
-    /// pulls from the coordinator it follows only; a coordinator pulls from any peer, but only
-    /// records of earlier terms (a predecessor's writes it missed), never of its own, and
-    /// after [`super::coordinator::TAKEOVER_MS`] only jobs it holds no record of.
+    /// pulls from the coordinator it follows only; a coordinator pulls from any peer only jobs
+    /// it holds no record of (one its predecessor accepted before this node heard of it), in an
+    /// earlier term than its own. It never takes a peer's newer version of a record it holds:
+    /// as a follower it pulled its predecessor's writes every heartbeat, so at most the last
+    /// second's progress is redone, and no peer can rewrite a job.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
         self.now = now;
         if from == self.me {
@@ -188,9 +190,8 @@ impl Core {
         }
         match (&self.coordinator, self.membership.current()) {
             (Some(c), _) => {
-                let only_new = !c.taking_over(now);
                 self.table
-                    .pull(&from, &hb.jobs, Some(c.term()), only_new, &mut self.out);
+                    .pull(&from, &hb.jobs, Some(c.term()), true, &mut self.out);
             }
             (None, Some(claim)) if claim.node == from => {
                 self.table.pull(&from, &hb.jobs, None, false, &mut self.out);
@@ -371,7 +372,7 @@ impl Core {
                 return;
             }
             Request::Cancel(id) => match &mut self.coordinator {
-                Some(c) => c.cancel(&mut self.table, id),
+                Some(c) => c.cancel(&mut self.table, id, &from),
                 None => return,
             },
             Request::Report(report) => {
@@ -794,11 +795,11 @@ mod tests {
         assert_eq!(b.table().get(&real.id), Some(&real));
     }
 
-    /// A coordinator takes its predecessors' writes from its followers while it takes over,
-    /// never a record claiming its own term; afterwards it rewrites every record in its term
-    /// and takes from peers only jobs it holds no record of.
+    /// A coordinator takes from its peers only jobs it holds no record of, written in an
+    /// earlier term (its predecessor accepted them before this node heard of them); never a
+    /// newer version of a record it holds, nor a record claiming its own term.
     #[test]
-    fn a_coordinator_takes_only_earlier_terms_records_and_after_taking_over_only_new_jobs() {
+    fn a_coordinator_takes_from_peers_only_jobs_it_holds_no_record_of() {
         let mut c = core("c");
         c.heard(n("x"), heartbeat("x", 4, true), 100);
         c.tick(200, 0, 0.0);
@@ -807,7 +808,6 @@ mod tests {
         assert_eq!(c.leading(), Some(Term(5)));
         c.take_actions();
 
-        // Taking over: a follower's newer record of term 4 is taken; one claiming term 5 is not.
         let missed = record(1, 4, 9);
         let mine = record(2, 5, 40);
         c.heard(
@@ -824,51 +824,20 @@ mod tests {
             gone + 20,
         );
         assert_eq!(c.table().get(&missed.id), Some(&missed));
+        // Once held, a peer's newer version of it is not taken, however high its seq.
+        let newer = record(1, 4, u64::MAX);
+        c.heard(n("y"), advertising("y", 4, false, &[&newer]), gone + 30);
+        assert_eq!(pulls(&c.take_actions()), vec![]);
         // A pull answered with a record in this coordinator's term is not kept.
         let other = record(3, 4, 1);
-        c.heard(n("y"), advertising("y", 4, false, &[&other]), gone + 30);
+        c.heard(n("y"), advertising("y", 4, false, &[&other]), gone + 40);
         let asked = pulls(&c.take_actions());
         c.answered(
             asked[0].2,
             Ok(Response::Job(Box::new(record(3, 5, 2)))),
-            gone + 40,
+            gone + 50,
         );
         assert!(!c.table().contains(&other.id));
-
-        // Taken over: every record is rewritten in term 5...
-        let later = gone + super::super::coordinator::TAKEOVER_MS;
-        c.tick(later, 0, 0.0);
-        c.take_actions();
-        let held = c.table().get(&missed.id).expect("kept").version;
-        assert_eq!(held.term, Term(5));
-        // ...so an earlier term's record, however high its seq, is not newer; a job it holds no
-        // record of is still taken (a predecessor accepted it before this node heard of it).
-        let late = record(1, 4, u64::MAX);
-        let unknown = record(4, 4, 3);
-        c.heard(
-            n("y"),
-            advertising("y", 4, false, &[&late, &unknown]),
-            later + 10,
-        );
-        let asked = pulls(&c.take_actions());
-        assert_eq!(
-            asked.iter().map(|p| p.1).collect::<Vec<_>>(),
-            vec![unknown.id]
-        );
-        c.answered(
-            asked[0].2,
-            Ok(Response::Job(Box::new(unknown.clone()))),
-            later + 20,
-        );
-        // Before the next tick rewrites it, a newer version of that job is not taken either.
-        let newer = record(4, 4, 9);
-        c.heard(n("y"), advertising("y", 4, false, &[&newer]), later + 30);
-        assert_eq!(pulls(&c.take_actions()), vec![]);
-        c.tick(later + 100, 0, 0.0);
-        assert_eq!(
-            c.table().get(&unknown.id).map(|j| j.version.term),
-            Some(Term(5))
-        );
     }
 
     /// Replicate is the coordinator's request, for a job this node knows, and bounded by it.

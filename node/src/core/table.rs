@@ -4,8 +4,9 @@
 //! a newer version than its own.
 //!
 //! Whom a node pulls from is the core's rule ([`super::Core::heard`]): a follower pulls only
-//! from the coordinator it follows, and a coordinator pulls from its followers only records
-//! written in earlier terms (what its predecessor wrote), never one claiming its own term.
+//! from the coordinator it follows, and a coordinator pulls from its peers only jobs it holds
+//! no record of, written in earlier terms (what its predecessor accepted), never a record
+//! claiming its own term.
 
 use std::collections::BTreeMap;
 

@@ -380,7 +380,7 @@ mod tests {
         let plan = rendermesh_protocol::plan(&a.spec, 1);
         let mut job =
             rendermesh_protocol::Job::new(a.job, a.spec.clone(), n("o"), plan, Term(1), 0);
-        job.cancel(Term(1));
+        job.cancel(Term(1), &job.origin.clone());
         table.insert(job);
         w.stop_ended(&table, &mut out);
         w.stop_ended(&table, &mut out);

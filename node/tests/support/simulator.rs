@@ -19,6 +19,13 @@
 //! - every job record counts a task's result once, and only the result of the task's current
 //!   assignment (the worker and attempt the record names).
 //!
+//! - every job record carries the spec its client submitted (no forged record is stored);
+//! - no node takes an order from the rogue insider, when there is one: it sends, as a node
+//!   with the key that does not coordinate, heartbeats naming higher terms (up to u64::MAX)
+//!   without claiming, job records with higher versions (outputs rewritten, the `.blend`
+//!   swapped, frames 0..u32::MAX), `Assign`, `Cancel`, `Replicate` and reports of tasks it was
+//!   never given, and it takes assignments and never renders them.
+//!
 //! At the end, once the network has healed and settled: every job a client was told was
 //! accepted is done on the coordinator (no job is lost, whichever coordinator died), and
 //! every frame of it is held on two nodes.
@@ -84,6 +91,8 @@ pub struct Config {
     pub max_delay: Millis,
     /// Jobs the clients submit, in the first half of the run.
     pub jobs: usize,
+    /// A rogue insider joins the mesh.
+    pub rogue: bool,
 }
 
 /// One simulated node.
@@ -133,6 +142,8 @@ enum Waiter {
     },
     /// Client `client` asked its node.
     Client { client: usize },
+    /// The rogue sent it; it must be refused.
+    Rogue { what: &'static str },
 }
 
 /// Something due at a moment.
@@ -211,6 +222,10 @@ pub struct Sim {
     pub changes: usize,
     /// Tasks handed out again (attempt 2 or more) seen.
     pub requeued: usize,
+    /// The rogue insider's id, and when it next acts.
+    rogue: Option<(NodeId, Millis)>,
+    /// The rogue's requests refused.
+    pub refused: usize,
 }
 
 impl Sim {
@@ -276,6 +291,11 @@ impl Sim {
             made_by: BTreeMap::new(),
             changes: 0,
             requeued: 0,
+            rogue: config.rogue.then(|| {
+                let id = NodeId::from_bytes(*b"rogue-insider").expect("a node id");
+                (id, 3_000)
+            }),
+            refused: 0,
         }
     }
 
@@ -351,6 +371,10 @@ impl Sim {
                     request,
                     ticket,
                 } => {
+                    if self.rogue.as_ref().is_some_and(|(id, _)| *id == to) {
+                        self.rogue_answers(i, run, ticket, request);
+                        continue;
+                    }
                     let Some(&j) = self.index.get(&to) else {
                         self.fail(format!(
                             "node {} sent a request to unknown {to}",
@@ -485,6 +509,13 @@ impl Sim {
                 );
             }
             Some(Waiter::Client { client }) => self.client_answer(client, answer),
+            Some(Waiter::Rogue { what }) => match answer {
+                Ok(Response::Accepted) => self.fail(format!(
+                    "node {} obeyed the rogue's {what}",
+                    self.nodes[from].id
+                )),
+                _ => self.refused += 1,
+            },
             None => {}
         }
     }
@@ -888,6 +919,7 @@ impl Sim {
             self.handle(event);
         }
         self.clients();
+        self.rogue_acts();
         for i in 0..self.nodes.len() {
             if !self.nodes[i].alive || self.nodes[i].next_tick > self.now {
                 continue;
@@ -911,6 +943,164 @@ impl Sim {
         }
         self.check();
         self.now += 10;
+    }
+
+    /// The rogue answers node `i`'s request: it takes every assignment (and never renders
+    /// it), and answers a pull with a forged record.
+    fn rogue_answers(&mut self, i: usize, run: u32, ticket: Ticket, request: Request) {
+        let answer = match request {
+            Request::GetJob(id) => match self.nodes[i].core.table().get(&id) {
+                Some(real) => {
+                    let mut forged = real.clone();
+                    forged.version.seq = forged.version.seq.saturating_add(1_000);
+                    match self.rng.random_range(0..3) {
+                        0 => forged.spec.blend = BlobHash::of(b"the rogue's own .blend"),
+                        1 => {
+                            forged.spec.frames = FrameRange {
+                                start: 0,
+                                end: u32::MAX,
+                                step: 1,
+                            }
+                        }
+                        _ => {
+                            for task in &mut forged.tasks {
+                                for output in &mut task.outputs {
+                                    output.blob = BlobHash::of(b"the rogue's frame");
+                                }
+                            }
+                        }
+                    }
+                    Response::Job(Box::new(forged))
+                }
+                None => Response::NotFound,
+            },
+            Request::Assign(_) => Response::Accepted,
+            _ => Response::Rejected("the rogue ignores this".into()),
+        };
+        let at = self.now + self.delay();
+        self.at(
+            at,
+            Event::Answer {
+                to: i,
+                run,
+                ticket,
+                answer: Ok(answer),
+            },
+        );
+    }
+
+    /// Now and then, the rogue sends one live node something only a coordinator or an
+    /// assigned worker may send.
+    fn rogue_acts(&mut self) {
+        let Some((rogue, next)) = self.rogue.clone() else {
+            return;
+        };
+        if self.now < next {
+            return;
+        }
+        let next = self.now + self.rng.random_range(100..400);
+        self.rogue = Some((rogue.clone(), next));
+        let alive: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        let i = alive[self.rng.random_range(0..alive.len())];
+        let now = self.now;
+        let jobs: Vec<_> = self.nodes[i].core.table().iter().cloned().collect();
+        let job = (!jobs.is_empty()).then(|| jobs[self.rng.random_range(0..jobs.len())].clone());
+        let claim = self.nodes[i].core.membership().current();
+        let request = match (self.rng.random_range(0..6), job) {
+            (0 | 1, _) => {
+                // A heartbeat naming a higher term, or u64::MAX, claiming nothing, and
+                // advertising every record node i holds in a higher version.
+                let term = if self.rng.random_bool(0.5) {
+                    Term(u64::MAX)
+                } else {
+                    let base = claim.as_ref().map_or(0, |c| c.term.0);
+                    Term(base.saturating_add(self.rng.random_range(1..5)))
+                };
+                let hb = Heartbeat {
+                    seq: now,
+                    name: "rogue".into(),
+                    role: Role::Worker,
+                    cores: 64,
+                    memory: 1 << 40,
+                    blender: Some(BLENDER.into()),
+                    engines: vec![Engine::Cycles],
+                    load: 0.0,
+                    current: None,
+                    term,
+                    coordinator: None,
+                    claims: false,
+                    jobs: jobs
+                        .iter()
+                        .map(|j| rendermesh_protocol::JobDigest {
+                            id: j.id,
+                            version: Version {
+                                term: j.version.term,
+                                seq: j.version.seq.saturating_add(1_000),
+                            },
+                        })
+                        .collect(),
+                    addrs: Vec::new(),
+                };
+                self.nodes[i].core.heard(rogue.clone(), Arc::new(hb), now);
+                self.perform(i);
+                return;
+            }
+            (2, Some(job)) => {
+                let task = &job.tasks[self.rng.random_range(0..job.tasks.len())];
+                Request::Assign(Assignment {
+                    term: claim.map_or(Term(u64::MAX), |c| c.term),
+                    job: job.id,
+                    task: task.index,
+                    attempt: task.attempt.saturating_add(1),
+                    frames: task.frames,
+                    tile: task.tile,
+                    spec: job.spec.clone(),
+                    origin: job.origin.clone(),
+                })
+            }
+            (3, Some(job)) => Request::Cancel(job.id),
+            (4, Some(job)) => Request::Replicate {
+                job: job.id,
+                blobs: vec![BlobHash::of(b"the rogue's frame")],
+            },
+            (_, Some(job)) => {
+                let task = &job.tasks[self.rng.random_range(0..job.tasks.len())];
+                let outputs = task
+                    .frames
+                    .iter()
+                    .map(|frame| Output {
+                        frame,
+                        blob: BlobHash::of(b"the rogue's frame"),
+                        size: 17,
+                    })
+                    .collect();
+                Request::Report(rendermesh_protocol::Report {
+                    job: job.id,
+                    task: task.index,
+                    attempt: task.attempt,
+                    outcome: Outcome::Done(outputs),
+                })
+            }
+            (_, None) => return,
+        };
+        let what = match &request {
+            Request::Assign(_) => "Assign",
+            Request::Cancel(_) => "Cancel",
+            Request::Replicate { .. } => "Replicate",
+            _ => "Report",
+        };
+        self.next_key += 1;
+        let key = self.next_key;
+        self.waiting.insert(key, Waiter::Rogue { what });
+        self.nodes[i]
+            .core
+            .request(rogue, request, ReplyTo::Outside(key), now);
+        self.perform(i);
     }
 
     /// Kills node `i` (it stays dead), as a disturbance.
@@ -952,6 +1142,9 @@ impl Sim {
     }
 
     fn check_end(&self) {
+        if self.config.rogue && self.refused == 0 {
+            self.fail("the rogue never sent anything that had to be refused".into());
+        }
         let Some(leader) = self.agreed() else {
             self.fail("the healed mesh agrees on no coordinator at the end".into());
         };
@@ -1073,6 +1266,14 @@ impl Sim {
                 ));
             }
             changed.push((job.id, job.version));
+            if let Some(client) = self.clients.iter().find(|c| c.id == job.id)
+                && client.spec != job.spec
+            {
+                self.fail(format!(
+                    "node {}: job {} holds a spec its client never submitted: {:?}",
+                    node.id, job.id, job.spec
+                ));
+            }
             let mut frames = BTreeSet::new();
             for output in job.outputs() {
                 if !frames.insert(output.frame) {
