@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use rendermesh_node::{Config, Node};
+use rendermesh_node::secret::{choose, machine_key_path};
+use rendermesh_node::{Config, JoinToken, Node};
 
 /// An always-on rendermesh node that others join through; it renders nothing.
 #[derive(Debug, Parser)]
@@ -36,9 +37,18 @@ struct Args {
     /// A name for `rendermesh peers`.
     #[arg(long, default_value = "bootstrap")]
     name: String,
-    /// The mesh secret (see `rendermesh node --secret-file`); with one, QUIC is off.
-    #[arg(long, value_name = "FILE")]
+    /// The mesh secret (see `rendermesh node --secret-file`) instead of this machine's key.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["open", "join"])]
     secret_file: Option<PathBuf>,
+    /// Join the mesh of the node that printed TOKEN (see `rendermesh node --join`).
+    #[arg(long, value_name = "TOKEN", conflicts_with = "open")]
+    join: Option<JoinToken>,
+    /// Run an open mesh, without a key (see `rendermesh node --open`).
+    #[arg(long)]
+    open: bool,
+    /// A file holding the API's bearer token (required when `--api` is not loopback).
+    #[arg(long, value_name = "FILE")]
+    api_token: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -50,20 +60,32 @@ async fn main() -> anyhow::Result<()> {
             .map(|a| a.parse().with_context(|| format!("bad multiaddr `{a}`")))
             .collect()
     };
+    let (secret, source) = choose(
+        args.secret_file.as_deref(),
+        args.open,
+        args.join.as_ref(),
+        &machine_key_path(&args.data_dir),
+    )?;
+    if let Some(notice) = source.notice(secret.as_ref()) {
+        eprintln!("{notice}");
+    }
+    let mut bootstrap = parse(&args.bootstrap)?;
+    bootstrap.extend(args.join.iter().flat_map(|t| t.addrs.clone()));
     let config = Config {
         data_dir: args.data_dir,
         listen: parse(&args.listen)?,
         api: Some(args.api),
-        bootstrap: parse(&args.bootstrap)?,
+        bootstrap,
         mdns: !args.no_mdns,
         name: args.name,
         threads: None,
         role: rendermesh_node::Role::Bootstrap,
         blender: PathBuf::from("blender"),
-        secret: args
-            .secret_file
+        secret,
+        api_token: args
+            .api_token
             .as_deref()
-            .map(rendermesh_node::MeshSecret::load)
+            .map(rendermesh_node::config::load_api_token)
             .transpose()?,
     };
     let node = Node::start(config)
@@ -74,9 +96,16 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("the bootstrap node did not start listening")?;
     println!("rendermesh-bootstrap {} ({})", info.id, info.name);
-    println!("join it with:");
-    for addr in &info.addrs {
-        println!("  rendermesh node --bootstrap {addr}");
+    let addrs: Vec<rendermesh_node::Multiaddr> =
+        info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    match secret.and_then(|s| JoinToken::new(s, &addrs)) {
+        Some(token) => println!("join it with:\n  rendermesh node --join {token}"),
+        None => {
+            println!("join it with:");
+            for addr in &info.addrs {
+                println!("  rendermesh node --open --bootstrap {addr}");
+            }
+        }
     }
     rendermesh_node::shutdown_signal().await;
     node.shutdown().await;

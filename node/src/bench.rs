@@ -224,6 +224,7 @@ async fn start_nodes(
             role: rendermesh_protocol::Role::Worker,
             blender: blender.exe().to_owned(),
             secret: None,
+            api_token: None,
         };
         let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
         if bootstrap.is_empty() {

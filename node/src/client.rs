@@ -34,6 +34,17 @@ pub enum ClientError {
         /// The API address.
         addr: SocketAddr,
     },
+    /// The node wants an API token and none was sent, or not the one it holds (HTTP 401).
+    #[error(
+        "the node at {addr} wants an API token: pass --api-token FILE{}",
+        if *.sent { " (the token given is not this node's)" } else { "" }
+    )]
+    Unauthorized {
+        /// The API address.
+        addr: SocketAddr,
+        /// True when a token was sent (and refused).
+        sent: bool,
+    },
     /// The node answered with an error.
     #[error("{message} (HTTP {status})")]
     Api {
@@ -94,7 +105,7 @@ impl ClientError {
 }
 
 /// A client of one node's API. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     /// The API address, for errors.
     addr: SocketAddr,
@@ -102,6 +113,18 @@ pub struct Client {
     base: String,
     /// The connection pool.
     http: reqwest::Client,
+    /// The bearer token sent with every request, for a node started with one.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    /// Everything but the token, which must not reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -118,7 +141,15 @@ impl Client {
             addr,
             base: format!("http://{addr}{PREFIX}"),
             http,
+            token: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request (`None`: no header), as a node
+    /// started with [`Config::api_token`](crate::Config::api_token) wants.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The API address.
@@ -146,10 +177,20 @@ impl Client {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized {
+                addr: self.addr,
+                sent: self.token.is_some(),
+            });
         }
         let text = response.text().await.map_err(|e| self.transport(e))?;
         let message = match serde_json::from_str::<ErrorBody>(&text) {

@@ -1,15 +1,20 @@
 //! How a node is set up; every field has a documented default.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use libp2p::Multiaddr;
 use rendermesh_protocol::Role;
 
+use crate::Error;
 use crate::secret::MeshSecret;
 
 /// The default local API address: loopback only.
 pub const DEFAULT_API: &str = "127.0.0.1:7411";
+
+/// The shortest API token accepted, in characters: long enough that it cannot be guessed
+/// through the API within any useful time.
+pub const MIN_API_TOKEN: usize = 16;
 
 /// The port `rendermesh node` listens on (TCP and QUIC) unless told otherwise.
 pub const NODE_PORT: u16 = 4700;
@@ -27,8 +32,9 @@ pub fn node_listen_defaults() -> Vec<Multiaddr> {
     ]
 }
 
-/// A node's settings.
-#[derive(Clone, Debug)]
+/// A node's settings. `Debug` never shows the API token (the mesh secret shows its
+/// fingerprint only).
+#[derive(Clone)]
 pub struct Config {
     /// Where the identity key and the blob store live. Default: `./rendermesh-data`.
     pub data_dir: PathBuf,
@@ -51,6 +57,30 @@ pub struct Config {
     pub blender: PathBuf,
     /// The mesh secret: only nodes with the same one can connect; QUIC is off. Default: none.
     pub secret: Option<MeshSecret>,
+    /// The API's bearer token: when set, every API request (the page included) must carry
+    /// `Authorization: Bearer <token>`, and the page's own address may carry `?token=<token>`.
+    /// Required when `api` is not a loopback address ([`crate::Node::start`] refuses to start
+    /// otherwise), so that an API reachable from other machines is never open. At least
+    /// [`MIN_API_TOKEN`] visible ASCII characters ([`check_api_token`]). Default: none.
+    pub api_token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("api", &self.api)
+            .field("bootstrap", &self.bootstrap)
+            .field("mdns", &self.mdns)
+            .field("name", &self.name)
+            .field("threads", &self.threads)
+            .field("role", &self.role)
+            .field("blender", &self.blender)
+            .field("secret", &self.secret)
+            .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -71,6 +101,7 @@ impl Default for Config {
             role: Role::Worker,
             blender: PathBuf::from("blender"),
             secret: None,
+            api_token: None,
         }
     }
 }
@@ -87,9 +118,82 @@ impl Config {
         self.api = api;
         self
     }
+
+    /// Sets the API's bearer token (`None`: no token; the API must then be on loopback).
+    pub fn with_api_token(mut self, token: Option<String>) -> Self {
+        self.api_token = token;
+        self
+    }
+}
+
+/// Checks that `token` can serve as the API's bearer token: at least [`MIN_API_TOKEN`]
+/// characters, every one visible ASCII (an HTTP header and a URL carry it unchanged, and no
+/// stray space or newline hides in it). Returns what is wrong otherwise.
+pub fn check_api_token(token: &str) -> Result<(), String> {
+    if let Some(c) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "it holds {c:?}: a token is visible ASCII characters only, without spaces"
+        ));
+    }
+    if token.len() < MIN_API_TOKEN {
+        return Err(format!(
+            "it is {} characters long: a token needs at least {MIN_API_TOKEN}",
+            token.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads an API token from `file` (`--api-token FILE`): its text without surrounding
+/// whitespace, checked by [`check_api_token`]. Errors name the file.
+pub fn load_api_token(file: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+        what: "cannot read the API token file",
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    check_api_token(token).map_err(|reason| Error::BadApiToken {
+        file: Some(file.to_path_buf()),
+        reason,
+    })?;
+    Ok(token.to_owned())
 }
 
 /// The machine's host name, or `node` when it cannot be read.
 pub fn host_name() -> String {
     sysinfo::System::host_name().unwrap_or_else(|_| "node".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_api_token() {
+        let config = Config::default().with_api_token(Some("0123456789abcdef-secret".into()));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("<set>"), "{shown}");
+    }
+
+    #[test]
+    fn api_tokens_are_read_trimmed_and_weak_ones_refused_naming_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("api.token");
+        std::fs::write(&file, "  0123456789abcdef\n").expect("write");
+        assert_eq!(load_api_token(&file).expect("a token"), "0123456789abcdef");
+
+        std::fs::write(&file, "short\n").expect("write");
+        let e = load_api_token(&file).expect_err("too short").to_string();
+        assert!(e.contains("api.token") && e.contains("16"), "{e}");
+
+        std::fs::write(&file, "0123456789 abcdef").expect("write");
+        let e = load_api_token(&file).expect_err("a space").to_string();
+        assert!(e.contains("api.token") && e.contains("' '"), "{e}");
+
+        let missing = dir.path().join("nowhere.token");
+        let e = load_api_token(&missing).expect_err("missing").to_string();
+        assert!(e.contains("nowhere.token"), "{e}");
+    }
 }

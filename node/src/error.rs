@@ -39,6 +39,25 @@ pub enum Error {
     /// The coordinator refused the request.
     #[error("refused by the coordinator: {0}")]
     Rejected(String),
+    /// The API would listen beyond this machine without a token: anyone who reaches it could
+    /// submit and cancel jobs and read every frame.
+    #[error(
+        "the API address {addr} is not loopback: other machines could drive this node through it, \
+         so pass --api-token FILE (a secret of at least {min} characters) or keep --api on 127.0.0.1",
+        min = crate::config::MIN_API_TOKEN
+    )]
+    ApiWithoutToken {
+        /// The API address asked for.
+        addr: std::net::SocketAddr,
+    },
+    /// An API token cannot be used (too short, or holds characters a header cannot carry).
+    #[error("bad API token{}: {reason}", .file.as_ref().map(|f| format!(" in `{}`", f.display())).unwrap_or_default())]
+    BadApiToken {
+        /// The file it was read from, if it came from one.
+        file: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A value is invalid.
     #[error(transparent)]
     Protocol(#[from] rendermesh_protocol::Error),

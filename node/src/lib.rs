@@ -28,7 +28,7 @@ pub use libp2p::Multiaddr;
 pub use mesh::Handle;
 pub use node::Node;
 pub use rendermesh_protocol::Role;
-pub use secret::MeshSecret;
+pub use secret::{JoinToken, MeshSecret};
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): job creation
 /// times and ages. Rules that measure durations use [`core::Millis`] on a monotonic clock.

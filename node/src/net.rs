@@ -238,15 +238,11 @@ pub fn load_identity(dir: &Path) -> Result<Keypair, NetError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let key = Keypair::generate_ed25519();
             let bytes = key.to_protobuf_encoding().map_err(|e| bad(e.to_string()))?;
-            std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+            crate::secret::create_private_dir(dir).map_err(|e| bad(e.to_string()))?;
+            // Created owner-only (never briefly readable by others), then renamed into place.
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, bytes).map_err(|e| bad(e.to_string()))?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| bad(e.to_string()))?;
-            }
+            let _ = std::fs::remove_file(&tmp);
+            crate::secret::write_private(&tmp, &bytes).map_err(|e| bad(e.to_string()))?;
             std::fs::rename(&tmp, &path).map_err(|e| bad(e.to_string()))?;
             Ok(key)
         }
@@ -856,6 +852,16 @@ impl NetActor {
     }
 
     fn on_inbound(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        if !self.rendermesh_peers.contains(&peer) {
+            // Blobs, job records and everything else go to identified rendermesh peers only;
+            // a peer whose identify is still in flight retries on `Busy`.
+            debug!(%peer, "request from a peer not identified as rendermesh: refused");
+            let _ = self.swarm.behaviour_mut().rpc.send_response(
+                channel,
+                Response::Busy("this node answers identified rendermesh peers only".into()),
+            );
+            return;
+        }
         match request {
             Request::BlobInfo(hash) => {
                 let store = self.store.clone();
@@ -887,10 +893,6 @@ impl NetActor {
                 }));
             }
             request => {
-                if !self.rendermesh_peers.contains(&peer) {
-                    // Identify may still be in flight; the peer retries.
-                    debug!(%peer, "request from a peer not yet identified as rendermesh");
-                }
                 let (reply, rx) = oneshot::channel();
                 let event = NetEvent::Request {
                     from: peer,

@@ -32,6 +32,9 @@ pub struct Node {
 
 impl Node {
     /// Starts a node that renders with real Blender (`config.blender`).
+    ///
+    /// Refuses ([`Error::ApiWithoutToken`]) to serve the API on an address that is not loopback
+    /// unless `config.api_token` is set, and ([`Error::BadApiToken`]) a token too short to use.
     pub async fn start(config: Config) -> Result<Self, Error> {
         let renderer = Arc::new(BlenderRenderer::new(Blender::new(
             config.blender.clone(),
@@ -46,12 +49,17 @@ impl Node {
         config: Config,
         renderer: Arc<dyn Renderer>,
     ) -> Result<Self, Error> {
+        // Before anything is created: an API reachable from other machines needs a token.
+        check_api(&config)?;
         let data_dir = config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| Error::Io {
-            what: "cannot create the data directory",
-            path: data_dir.clone(),
-            source,
-        })?;
+        // Every scene and frame lives under it: owner-only, whoever created it.
+        crate::secret::create_private_dir(&data_dir)
+            .and_then(|()| crate::secret::make_private(&data_dir))
+            .map_err(|source| Error::Io {
+                what: "cannot create the data directory",
+                path: data_dir.clone(),
+                source,
+            })?;
         let key = net::load_identity(&data_dir).map_err(|e| Error::Network(e.to_string()))?;
         let peer_id = key.public().to_peer_id();
         let me = net::node_id(&peer_id)
@@ -123,10 +131,11 @@ impl Node {
                     source,
                 })?;
             api = listener.local_addr().ok();
+            let guard = crate::api::Guard::new(api.unwrap_or(addr), config.api_token.as_deref());
             let h = handle.clone();
             let token = shutdown.child_token();
             tasks.spawn(async move {
-                if let Err(e) = crate::api::serve(listener, h, token).await {
+                if let Err(e) = crate::api::serve(listener, h, guard, token).await {
                     warn!("API stopped: {e}");
                 }
             });
@@ -174,5 +183,19 @@ impl Node {
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Refuses an API that listens beyond loopback without a token, and a token too weak to use.
+fn check_api(config: &Config) -> Result<(), Error> {
+    if let Some(token) = &config.api_token {
+        crate::config::check_api_token(token)
+            .map_err(|reason| Error::BadApiToken { file: None, reason })?;
+    }
+    match config.api {
+        Some(addr) if !addr.ip().is_loopback() && config.api_token.is_none() => {
+            Err(Error::ApiWithoutToken { addr })
+        }
+        _ => Ok(()),
     }
 }

@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, gossipsub, identify, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, gossipsub, identify, noise, ping, request_response, tcp, yamux};
 use rendermesh_node::worker::{RenderFailure, Renderer};
 use rendermesh_node::{Config, Node, Role};
-use rendermesh_protocol::{Assignment, Gossip, HEARTBEAT_TOPIC, Heartbeat, Term, codec, limits};
+use rendermesh_protocol::{
+    Assignment, Gossip, HEARTBEAT_TOPIC, Heartbeat, Request, Response, Term, codec, limits,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +59,7 @@ async fn start_node() -> (tempfile::TempDir, Node, Multiaddr) {
             role: Role::Worker,
             blender: PathBuf::from("unused"),
             secret: None,
+            api_token: None,
         },
         Arc::new(NoRenderer),
     )
@@ -121,6 +124,74 @@ async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
         "only the node itself: {:?}",
         peers.peers
     );
+    node.shutdown().await;
+}
+
+#[derive(NetworkBehaviour)]
+struct Asker {
+    rpc: request_response::Behaviour<rendermesh_node::net::RpcCodec>,
+}
+
+/// Issue 11: blobs and job records are answered to identified rendermesh peers only. A peer
+/// that speaks the request protocol but never identifies asks for a blob and a job record:
+/// both are refused before any handler sees them (`Busy`, where a rendermesh peer would get
+/// `NotFound` for these unknown ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_identifies_gets_no_blob_and_no_job_record() {
+    let (_dir, node, addr) = start_node().await;
+    let node_peer = match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(id)) => id,
+        _ => panic!("no peer id in {addr}"),
+    };
+    let mut asker = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .expect("tcp")
+        .with_behaviour(|_| Asker {
+            rpc: request_response::Behaviour::new(
+                [(
+                    libp2p::StreamProtocol::new(rendermesh_protocol::RPC_PROTOCOL),
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default(),
+            ),
+        })
+        .expect("behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    asker.dial(addr.clone()).expect("dial");
+    let requests = [
+        Request::BlobInfo(rendermesh_protocol::BlobHash::of(b"a blob")),
+        Request::GetJob(rendermesh_protocol::JobId([9; 16])),
+    ];
+    let mut answers = Vec::new();
+    for request in requests {
+        asker.behaviour_mut().rpc.send_request(&node_peer, request);
+        let answer = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let SwarmEvent::Behaviour(AskerEvent::Rpc(request_response::Event::Message {
+                    message: request_response::Message::Response { response, .. },
+                    ..
+                })) = asker.select_next_some().await
+                {
+                    return response;
+                }
+            }
+        })
+        .await
+        .expect("an answer within 20 s");
+        answers.push(answer);
+    }
+    for answer in &answers {
+        assert!(
+            matches!(answer, Response::Busy(m) if m.contains("identified")),
+            "{answers:?}"
+        );
+    }
     node.shutdown().await;
 }
 

@@ -180,6 +180,7 @@ async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
             role: Role::Worker,
             blender: PathBuf::from("blender-is-not-used"),
             secret: None,
+            api_token: None,
         };
         nodes.push(
             Node::start_with_renderer(config, r)

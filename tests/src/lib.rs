@@ -30,6 +30,28 @@ pub fn bin() -> PathBuf {
     built("rendermesh")
 }
 
+/// A command running the `rendermesh` binary under test, with this test process's own machine
+/// key directory (`RENDERMESH_HOME`), so that every node a test starts shares one mesh key and
+/// nothing is written to the user's home.
+pub fn rendermesh() -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env("RENDERMESH_HOME", machine_home());
+    cmd
+}
+
+/// The `rendermesh-bootstrap` binary under test, like [`rendermesh`].
+pub fn rendermesh_bootstrap() -> Command {
+    let mut cmd = Command::new(bootstrap_bin());
+    cmd.env("RENDERMESH_HOME", machine_home());
+    cmd
+}
+
+/// The machine key directory of this test process (one "machine"): under the temp directory,
+/// named after the process.
+pub fn machine_home() -> PathBuf {
+    std::env::temp_dir().join(format!("rendermesh-test-home-{}", std::process::id()))
+}
+
 /// The `rendermesh-bootstrap` binary under test.
 pub fn bootstrap_bin() -> PathBuf {
     built("rendermesh-bootstrap")
@@ -175,11 +197,23 @@ impl MeshNode {
         bootstrap: Option<&MeshNode>,
         extra: &[&str],
     ) -> Result<Self> {
+        Self::start_at_home(root, name, bootstrap, extra, &machine_home())
+    }
+
+    /// Like [`MeshNode::start_with`], on a machine of its own: its machine key directory
+    /// (`RENDERMESH_HOME`) is `home`.
+    pub fn start_at_home(
+        root: &Path,
+        name: &str,
+        bootstrap: Option<&MeshNode>,
+        extra: &[&str],
+        home: &Path,
+    ) -> Result<Self> {
         let data_dir = root.join(name);
         std::fs::create_dir_all(&data_dir)?;
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let log = root.join(format!("{name}.log"));
-        let mut cmd = Command::new(bin());
+        let mut cmd = rendermesh();
         cmd.arg("node")
             .arg("--data-dir")
             .arg(&data_dir)
@@ -189,7 +223,8 @@ impl MeshNode {
             .arg(api.to_string())
             .arg("--no-mdns")
             .args(["--name", name])
-            .args(extra);
+            .args(extra)
+            .env("RENDERMESH_HOME", home);
         if let Some(b) = bootstrap {
             let addr = b
                 .addrs
@@ -218,7 +253,7 @@ impl MeshNode {
         std::fs::create_dir_all(&data_dir)?;
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let log = root.join(format!("{name}.log"));
-        let mut cmd = Command::new(bootstrap_bin());
+        let mut cmd = rendermesh_bootstrap();
         cmd.arg("--data-dir")
             .arg(&data_dir)
             .arg("--listen")
@@ -239,12 +274,13 @@ impl MeshNode {
         log: PathBuf,
     ) -> Result<Self> {
         let log_file = std::fs::File::create(&log)?;
+        let out_file = std::fs::File::create(log.with_extension("out"))?;
         let child = cmd
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::null())
+            .stdout(out_file)
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("cannot start {cmd:?}"))?;
@@ -284,6 +320,11 @@ impl MeshNode {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// What the node printed on its standard output so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
+    }
+
     /// SIGKILLs the node (no goodbye to anyone).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -306,7 +347,7 @@ impl MeshNode {
     /// [`COMMAND_TIMEOUT`]).
     pub fn cli(&self, args: &[&str]) -> Result<Output> {
         run_bounded(
-            Command::new(bin())
+            rendermesh()
                 .args(args)
                 .arg("--api")
                 .arg(self.api.to_string()),
@@ -365,7 +406,7 @@ pub fn agreed_coordinator(nodes: &[MeshNode], n: usize) -> Option<String> {
 /// Makes the example scene (via `rendermesh example-scene`) at `path`.
 pub fn example_scene(path: &Path) -> Result<()> {
     let out = run_bounded(
-        Command::new(bin())
+        rendermesh()
             .arg("example-scene")
             .arg(path)
             .stdin(Stdio::null()),

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rendermesh_tests::{MeshNode, bin, free_port};
+use rendermesh_tests::{MeshNode, free_port};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -116,7 +116,7 @@ fn detach_without_a_node_and_an_unusable_secret_file_are_refused_by_name() -> Re
     std::fs::write(&blend, "BLENDER-v304 and then nothing")?;
     let nobody = format!("127.0.0.1:{}", free_port());
     let out = rendermesh_tests::run_bounded(
-        std::process::Command::new(bin())
+        rendermesh_tests::rendermesh()
             .arg("render")
             .arg(&blend)
             .args(["--frames", "1", "--out"])
@@ -135,7 +135,7 @@ fn detach_without_a_node_and_an_unusable_secret_file_are_refused_by_name() -> Re
     let short = dir.path().join("short.secret");
     std::fs::write(&short, "abc\n")?;
     let out = rendermesh_tests::run_bounded(
-        std::process::Command::new(bin())
+        rendermesh_tests::rendermesh()
             .args(["node", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
             .args(["--api", &nobody, "--data-dir"])
             .arg(dir.path().join("node"))

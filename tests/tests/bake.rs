@@ -3,13 +3,13 @@
 //! `blender -b -a` on the same file baked with Blender's own `ptcache.bake_all`; with
 //! `--no-bake` it is refused, naming the simulation.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    assert_same_pixels, bake_with_blender, bin, blender_plain, cluster, job_workers, newest_job,
-    pixels, sim_scene, wait_render,
+    assert_same_pixels, bake_with_blender, blender_plain, cluster, job_workers, newest_job, pixels,
+    sim_scene, wait_render,
 };
 
 #[test]
@@ -40,7 +40,7 @@ fn an_unbaked_simulation_is_baked_at_submit_and_renders_as_blender_renders_the_b
     assert!(newest_job(&nodes[1]).is_none(), "a job was submitted");
 
     let log = tmp.path().join("render.log");
-    let mut child = Command::new(bin())
+    let mut child = rendermesh_tests::rendermesh()
         .args(["render", &blend_arg, "--chunk", "1", "--out", &out_arg])
         .arg("--api")
         .arg(nodes[1].api.to_string())

@@ -154,7 +154,7 @@ fn emit_scene_and_emit_blend_write_without_rendering() -> Result<()> {
     // No node runs at this port: nothing renders, so none is needed. A render would write
     // its default output, `histogram.png`, in the working directory.
     let out = rendermesh_tests::run_bounded(
-        std::process::Command::new(rendermesh_tests::bin())
+        rendermesh_tests::rendermesh()
             .current_dir(dir.path())
             .args(["chart", path_str(&file), "--emit-scene", path_str(&xml)])
             .args(["--emit-blend", path_str(&blend)]),
@@ -192,11 +192,7 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
          END\n",
     )?;
     let out = rendermesh_tests::run_bounded(
-        std::process::Command::new(rendermesh_tests::bin()).args([
-            "chart",
-            "check",
-            path_str(&file),
-        ]),
+        rendermesh_tests::rendermesh().args(["chart", "check", path_str(&file)]),
         rendermesh_tests::COMMAND_TIMEOUT,
     )?;
     assert!(!out.status.success());
@@ -217,12 +213,7 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
     // Rendering the same file renders nothing, and no Blender or node is involved.
     let png = dir.path().join("typos.png");
     let out = rendermesh_tests::run_bounded(
-        std::process::Command::new(rendermesh_tests::bin()).args([
-            "chart",
-            path_str(&file),
-            "--out",
-            path_str(&png),
-        ]),
+        rendermesh_tests::rendermesh().args(["chart", path_str(&file), "--out", path_str(&png)]),
         rendermesh_tests::COMMAND_TIMEOUT,
     )?;
     assert!(!out.status.success());
@@ -230,11 +221,7 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
     // A valid example passes the check.
     let good = workspace().join("examples/charts/cake.chart");
     let out = rendermesh_tests::run_bounded(
-        std::process::Command::new(rendermesh_tests::bin()).args([
-            "chart",
-            "check",
-            path_str(&good),
-        ]),
+        rendermesh_tests::rendermesh().args(["chart", "check", path_str(&good)]),
         rendermesh_tests::COMMAND_TIMEOUT,
     )?;
     let out = ok(out, "chart check cake")?;

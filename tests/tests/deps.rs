@@ -5,12 +5,12 @@
 //! missing on the submitting machine is refused by name before anything renders.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    DepsScene, MeshNode, assert_same_pixels, bin, blender_direct, cluster, dump_logs, job_workers,
+    DepsScene, MeshNode, assert_same_pixels, blender_direct, cluster, dump_logs, job_workers,
     newest_job, pixels, wait_for, wait_render,
 };
 use serde_json::Value;
@@ -27,7 +27,7 @@ fn start_render(
     log: &Path,
     samples: u32,
 ) -> Result<std::process::Child> {
-    Ok(Command::new(bin())
+    Ok(rendermesh_tests::rendermesh()
         .arg("render")
         .arg(blend)
         .args(["--frames", &format!("{}-{}", FRAMES.0, FRAMES.1)])

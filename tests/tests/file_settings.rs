@@ -3,13 +3,13 @@
 //! `rendermesh node` processes; the flags still override each.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
-    MeshNode, assert_same_pixels, bin, blender_plain, cluster, example_variant, job_workers,
-    newest_job, wait_for, wait_render,
+    MeshNode, assert_same_pixels, blender_plain, cluster, example_variant, job_workers, newest_job,
+    wait_for, wait_render,
 };
 
 /// `rendermesh render BLEND --out OUT ARGS` through `via`; waits for it to succeed and returns
@@ -22,7 +22,7 @@ fn render(
     args: &[&str],
 ) -> Result<String> {
     let log = out.with_extension("log");
-    let mut child = Command::new(bin())
+    let mut child = rendermesh_tests::rendermesh()
         .arg("render")
         .arg(blend)
         .arg("--out")

@@ -83,6 +83,13 @@ impl Lan {
     }
 
     fn start_node(&mut self, i: usize, dir: &Path) -> Result<()> {
+        self.start_node_on(i, dir, &rendermesh_tests::machine_home())
+    }
+
+    /// Starts node `i` with its machine key directory at `home`: nodes sharing one hold one
+    /// mesh key (machines that joined one mesh); a node with a home of its own has a key of
+    /// its own.
+    fn start_node_on(&mut self, i: usize, dir: &Path, home: &Path) -> Result<()> {
         let data = dir.join(format!("n{i}"));
         std::fs::create_dir_all(&data)?;
         let log = std::fs::File::create(dir.join(format!("n{i}.log")))?;
@@ -96,7 +103,8 @@ impl Lan {
             .args(["--api", "127.0.0.1:7411"])
             .args(["--name", &format!("lan-{i}")])
             .args(["--threads", "1"])
-            .env("RUST_LOG", "info")
+            .env("RENDERMESH_HOME", home)
+            .env("RUST_LOG", "info,rendermesh_node::net=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -189,14 +197,19 @@ fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// Three machines holding one mesh key find each other by mDNS; a fourth on the same LAN
+/// with a key of its own finds them too, but never connects: it lists nobody, and nobody
+/// lists it (issue 11: the outsider comes in by mDNS).
 #[test]
 fn nodes_on_one_lan_find_each_other_by_mdns_and_agree_on_a_coordinator() -> Result<()> {
     require_root()?;
     let dir = tempfile::tempdir()?;
-    let mut lan = Lan::new(3)?;
+    let mut lan = Lan::new(4)?;
     for i in 0..3 {
         lan.start_node(i, dir.path())?;
     }
+    let outsider_home = dir.path().join("outsider-home");
+    lan.start_node_on(3, dir.path(), &outsider_home)?;
     let coordinator = wait_for(
         "mDNS discovery and one coordinator",
         Duration::from_secs(60),
@@ -215,7 +228,31 @@ fn nodes_on_one_lan_find_each_other_by_mdns_and_agree_on_a_coordinator() -> Resu
             agreed
         },
     )
-    .with_context(|| logs(dir.path(), 3))?;
+    .with_context(|| logs(dir.path(), 4))?;
+    // The outsider found the mesh by mDNS and its handshakes were refused...
+    let log = |i: usize| std::fs::read_to_string(dir.path().join(format!("n{i}.log")));
+    wait_for(
+        "the outsider to find the mesh by mDNS and be refused",
+        Duration::from_secs(60),
+        || {
+            let found = log(3).ok()?.matches("found by mDNS").count() >= 3;
+            let refused =
+                (0..3).any(|i| log(i).is_ok_and(|l| l.contains("incoming connection failed")));
+            (found && refused).then_some(())
+        },
+    )
+    .with_context(|| logs(dir.path(), 4))?;
+    // ...so it lists only itself, and the mesh still lists its three.
+    let outsider = lan.peers(3).context("the outsider's peers")?;
+    assert_eq!(
+        outsider["peers"].as_array().map(Vec::len),
+        Some(1),
+        "{outsider}"
+    );
+    for i in 0..3 {
+        let v = lan.peers(i).context("peers")?;
+        assert_eq!(v["peers"].as_array().map(Vec::len), Some(3), "{v}");
+    }
     // Each node learned the others' LAN addresses, not loopback ones.
     let v = lan.peers(0).context("peers")?;
     for p in v["peers"].as_array().context("peers")? {

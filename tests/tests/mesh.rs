@@ -3,13 +3,12 @@
 //! also when a worker or the coordinator is SIGKILLed mid-job.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, dump_logs, newest_job,
-    wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, dump_logs, newest_job, wait_render,
 };
 use serde_json::Value;
 
@@ -35,7 +34,7 @@ fn render_args(blend: &Path, out: &Path) -> Vec<String> {
 }
 
 fn start_render(via: &MeshNode, blend: &Path, out: &Path, log: &Path) -> Result<Child> {
-    Ok(Command::new(bin())
+    Ok(rendermesh_tests::rendermesh()
         .args(render_args(blend, out))
         .arg("--api")
         .arg(via.api.to_string())

@@ -1,15 +1,16 @@
 //! A mesh with a secret: only nodes started with the same secret file join it. A node without
 //! a secret and a node with another one both fail to connect (and say so), nobody on either
 //! side ever lists them, and the private mesh still renders over its pnet-wrapped connections.
+//! A mesh is keyed by default, and the join token a node prints is all another machine needs.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, bin, dump_logs, free_port,
-    newest_job, wait_for, wait_render,
+    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, dump_logs, free_port, newest_job,
+    wait_for, wait_render,
 };
 use serde_json::Value;
 
@@ -29,7 +30,7 @@ fn listed(node: &MeshNode) -> Result<Vec<String>> {
 /// `rendermesh secret fingerprint FILE`'s fingerprint.
 fn fingerprint(file: &Path) -> Result<String> {
     let out = rendermesh_tests::run_bounded(
-        Command::new(bin())
+        rendermesh_tests::rendermesh()
             .args(["secret", "fingerprint"])
             .arg(file),
         rendermesh_tests::COMMAND_TIMEOUT,
@@ -56,7 +57,9 @@ fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
     // One secret made by `rendermesh secret new`, another a passphrase.
     let secret = root.join("mesh.key");
     let made = rendermesh_tests::run_bounded(
-        Command::new(bin()).args(["secret", "new"]).arg(&secret),
+        rendermesh_tests::rendermesh()
+            .args(["secret", "new"])
+            .arg(&secret),
         rendermesh_tests::COMMAND_TIMEOUT,
     )?;
     assert!(
@@ -78,7 +81,12 @@ fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
     )?;
     let a = MeshNode::start_with(&root, "a", Some(&boot), &member)?;
     let b = MeshNode::start_with(&root, "b", Some(&boot), &member)?;
-    let stranger = MeshNode::start_with(&root, "stranger", Some(&boot), &["--threads", "1"])?;
+    let stranger = MeshNode::start_with(
+        &root,
+        "stranger",
+        Some(&boot),
+        &["--threads", "1", "--open"],
+    )?;
     let wrong = MeshNode::start_with(
         &root,
         "wrong",
@@ -129,7 +137,7 @@ fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
     // The private mesh renders: blobs and results travel over its pnet connections.
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
-    let mut child = Command::new(bin())
+    let mut child = rendermesh_tests::rendermesh()
         .args(["render"])
         .arg(&fx.blend)
         .args([
@@ -173,6 +181,106 @@ fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
             ids
         },
         "both members should render"
+    );
+    Ok(())
+}
+
+/// `path`'s permission bits.
+fn mode(path: &Path) -> Result<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)
+        .with_context(|| path.display().to_string())?
+        .permissions()
+        .mode()
+        & 0o777)
+}
+
+/// Issue 11: the first node on a machine creates the machine's key (owner-only) and prints a
+/// join command; `--join <token>` on another machine is enough to join (no bootstrap address,
+/// no file to copy); a machine with a key of its own that dials the first node directly never
+/// connects; a mistyped token is refused, saying so.
+#[test]
+fn the_first_node_keys_the_mesh_and_its_join_token_is_all_another_machine_needs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let home = |m: &str| root.join(format!("machine-{m}"));
+    let a = MeshNode::start_at_home(root, "a", None, &["--threads", "1"], &home("a"))?;
+    let token = wait_for(
+        "node a to print its join command",
+        Duration::from_secs(30),
+        || {
+            let out = a.stdout_text();
+            let line = out
+                .lines()
+                .find(|l| l.contains("rendermesh node --join "))?;
+            line.split_whitespace().last().map(str::to_owned)
+        },
+    )
+    .with_context(|| format!("{}\n{}", a.stdout_text(), a.log_text()))?;
+    let key = home("a").join("mesh.key");
+    assert_eq!(mode(&key)?, 0o600, "the machine key");
+    assert_eq!(mode(&home("a"))?, 0o700, "the machine key's directory");
+    assert_eq!(mode(&a.data_dir.join("identity.key"))?, 0o600);
+    assert_eq!(mode(&a.data_dir)?, 0o700, "the data directory");
+
+    let b = MeshNode::start_at_home(
+        root,
+        "b",
+        None,
+        &["--threads", "1", "--join", &token],
+        &home("b"),
+    )?;
+    let members = [a, b];
+    wait_for(
+        "b to join a's mesh by its token",
+        Duration::from_secs(30),
+        || agreed_coordinator(&members, 2),
+    )
+    .with_context(|| dump_logs(&members))?;
+    assert_eq!(
+        fingerprint(&home("b").join("mesh.key"))?,
+        fingerprint(&key)?,
+        "b's machine keeps a's key"
+    );
+    assert_eq!(mode(&home("b").join("mesh.key"))?, 0o600);
+
+    // A machine with a key of its own, dialing a's address directly.
+    let c = MeshNode::start_at_home(
+        root,
+        "c",
+        Some(&members[0]),
+        &["--threads", "1"],
+        &home("c"),
+    )?;
+    wait_for("c to fail to reach a", Duration::from_secs(60), || {
+        c.log_text()
+            .contains("cannot reach the bootstrap node")
+            .then_some(())
+    })
+    .with_context(|| c.log_text())?;
+    assert_eq!(listed(&c)?, vec![c.id.clone()], "c got in");
+    let mut ids: Vec<String> = members.iter().map(|n| n.id.clone()).collect();
+    ids.sort();
+    for node in &members {
+        assert_eq!(listed(node)?, ids, "{} lists c", node.name);
+    }
+
+    // A mistyped token joins nothing and says why.
+    let mut typo: Vec<char> = token.chars().collect();
+    typo[12] = if typo[12] == 'a' { 'b' } else { 'a' };
+    let typo: String = typo.into_iter().collect();
+    let out = rendermesh_tests::run_bounded(
+        rendermesh_tests::rendermesh()
+            .env("RENDERMESH_HOME", home("d"))
+            .args(["node", "--join", &typo])
+            .stdin(Stdio::null()),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("mistyped"), "{err}");
+    assert!(
+        !home("d").join("mesh.key").exists(),
+        "a bad token wrote a key"
     );
     Ok(())
 }

@@ -3,13 +3,12 @@
 //! also when a worker or the coordinator is SIGKILLed mid-job.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, bin, cluster, http_get, newest_job,
-    wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, http_get, newest_job, wait_render,
 };
 use serde_json::Value;
 
@@ -32,7 +31,7 @@ fn start_render(
     tiles: Option<&str>,
     log: &Path,
 ) -> Result<Child> {
-    let mut cmd = Command::new(bin());
+    let mut cmd = rendermesh_tests::rendermesh();
     cmd.arg("render")
         .arg(blend)
         .args(["--frames", &FRAME.to_string()])

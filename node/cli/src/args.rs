@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use rendermesh_node::config::{Config, DEFAULT_API};
-use rendermesh_node::{MeshSecret, Multiaddr, Role};
+use rendermesh_node::client::Client;
+use rendermesh_node::config::{Config, DEFAULT_API, load_api_token};
+use rendermesh_node::secret::{choose, machine_key_path};
+use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Role};
 use rendermesh_protocol::{Engine, FrameRange, OutputFormat, Tiling};
 
 use crate::submit::{NodeChoice, Submission};
@@ -75,6 +77,22 @@ pub struct ApiAddr {
     /// The node's API address.
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_API)]
     pub api: SocketAddr,
+    /// A file holding the node's API token (see `rendermesh node --api-token`).
+    #[arg(long, value_name = "FILE")]
+    pub api_token: Option<PathBuf>,
+}
+
+impl ApiAddr {
+    /// A client of the node at `--api`, sending the token of `--api-token` if given.
+    pub fn client(&self) -> Result<Client> {
+        api_client(self.api, self.api_token.as_deref())
+    }
+}
+
+/// A client of the node at `api`, sending the token read from `token_file` if given.
+pub(crate) fn api_client(api: SocketAddr, token_file: Option<&Path>) -> Result<Client> {
+    let token = token_file.map(load_api_token).transpose()?;
+    Ok(Client::new(api).with_token(token))
 }
 
 /// `rendermesh node`.
@@ -87,9 +105,15 @@ pub struct NodeArgs {
     /// so the address others join through survives restarts].
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
-    /// Where to serve the local API.
+    /// Where to serve the local API. An address other machines can reach (not 127.x or ::1)
+    /// needs `--api-token`.
     #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_API)]
     pub api: SocketAddr,
+    /// A file holding the API's token (16+ visible characters, e.g. from `openssl rand -hex
+    /// 32`): every API request must then carry it (`--api-token FILE` on the CLI; the page opens
+    /// at `http://HOST:PORT/?token=<token>`) [default: no token; the API must stay on loopback].
+    #[arg(long, value_name = "FILE")]
+    pub api_token: Option<PathBuf>,
     /// A node to join through, with `/p2p/<peer id>`, repeatable.
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
@@ -106,22 +130,48 @@ pub struct NodeArgs {
     #[arg(long, value_name = "PATH", default_value = "blender")]
     pub blender: PathBuf,
     /// A file holding the mesh secret (a passphrase of 8+ characters, or a key written by
-    /// `rendermesh secret new`): only nodes with the same secret can connect, and the mesh runs
-    /// over TCP only [default: an open mesh].
-    #[arg(long, value_name = "FILE")]
+    /// `rendermesh secret new`), instead of this machine's key: only nodes with the same secret
+    /// can connect [default: this machine's key, created on first use].
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["open", "join"])]
     pub secret_file: Option<PathBuf>,
+    /// Join the mesh of the node that printed TOKEN: this machine keeps its key from now on
+    /// (for `node`, `render` and `chart` alike), and the node joins through its addresses.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "open")]
+    pub join: Option<JoinToken>,
+    /// Run an open mesh, without a key: any process that reaches this node can join it, read
+    /// every job and send it work. For a network where everyone is trusted.
+    #[arg(long)]
+    pub open: bool,
 }
 
-/// Reads `--secret-file`, if given.
-pub(crate) fn load_secret(file: Option<&Path>) -> Result<Option<MeshSecret>> {
-    file.map(MeshSecret::load).transpose().map_err(Into::into)
+/// The mesh key a node uses ([`rendermesh_node::secret::choose`], with this machine's key
+/// file; under `data_dir` only when the user has no home); says where it came from when that is
+/// news.
+pub(crate) fn mesh_secret(
+    secret_file: Option<&Path>,
+    open: bool,
+    join: Option<&JoinToken>,
+    data_dir: &Path,
+) -> Result<Option<MeshSecret>> {
+    let (secret, source) = choose(secret_file, open, join, &machine_key_path(data_dir))?;
+    if let Some(notice) = source.notice(secret.as_ref()) {
+        eprintln!("{notice}");
+    }
+    Ok(secret)
 }
 
 impl NodeArgs {
     /// The node's settings; unset options keep [`Config::default`]'s. Fails when the secret
-    /// file cannot be used.
+    /// file or the API token file cannot be used.
     pub fn config(self) -> Result<Config> {
         let default = Config::default();
+        let api_token = self.api_token.as_deref().map(load_api_token).transpose()?;
+        let secret = mesh_secret(
+            self.secret_file.as_deref(),
+            self.open,
+            self.join.as_ref(),
+            &self.data_dir,
+        )?;
         Ok(Config {
             data_dir: self.data_dir,
             listen: if self.listen.is_empty() {
@@ -130,14 +180,20 @@ impl NodeArgs {
                 self.listen
             },
             api: Some(self.api),
-            bootstrap: self.bootstrap,
+            bootstrap: self
+                .bootstrap
+                .into_iter()
+                .chain(self.join.iter().flat_map(|t| t.addrs.clone()))
+                .collect(),
             mdns: !self.no_mdns,
             name: self.name.unwrap_or(default.name),
             threads: self.threads,
             role: Role::Worker,
             blender: self.blender,
-            secret: load_secret(self.secret_file.as_deref())?,
-        })
+            secret,
+            ..default
+        }
+        .with_api_token(api_token))
     }
 }
 
@@ -210,9 +266,16 @@ pub struct NodeOrEmbedded {
     /// The embedded node does not look for LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
-    /// The embedded node joins the mesh that has this secret (see `rendermesh node`).
-    #[arg(long, value_name = "FILE")]
+    /// The embedded node joins the mesh that has this secret instead of this machine's key
+    /// (see `rendermesh node`).
+    #[arg(long, value_name = "FILE", conflicts_with = "open")]
     pub secret_file: Option<PathBuf>,
+    /// The embedded node runs an open mesh, without a key (see `rendermesh node --open`).
+    #[arg(long)]
+    pub open: bool,
+    /// A file holding the API token of the node at `--api` (see `rendermesh node --api-token`).
+    #[arg(long, value_name = "FILE")]
+    pub api_token: Option<PathBuf>,
 }
 
 /// The `--tiles` choice.
@@ -385,6 +448,8 @@ impl From<NodeOrEmbedded> for NodeChoice {
             blender: a.blender,
             no_mdns: a.no_mdns,
             secret_file: a.secret_file,
+            open: a.open,
+            api_token: a.api_token,
         }
     }
 }
@@ -392,6 +457,106 @@ impl From<NodeOrEmbedded> for NodeChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_token_files_reach_the_node_config_and_the_client() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("api.token");
+        std::fs::write(&file, "0123456789abcdef0123\n").expect("write");
+        let path = file.to_str().expect("utf-8 path");
+        let Command::Node(args) = Cli::try_parse_from([
+            "rendermesh",
+            "node",
+            "--open",
+            "--api",
+            "0.0.0.0:7411",
+            "--api-token",
+            path,
+        ])
+        .expect("parses")
+        .command
+        else {
+            panic!("not the node command");
+        };
+        let config = args.config().expect("config");
+        assert_eq!(config.api_token.as_deref(), Some("0123456789abcdef0123"));
+        // A short token is an error naming its file, not a weak API.
+        std::fs::write(&file, "tiny").expect("write");
+        let Command::Node(args) =
+            Cli::try_parse_from(["rendermesh", "node", "--open", "--api-token", path])
+                .expect("parses")
+                .command
+        else {
+            panic!("not the node command");
+        };
+        let e = format!("{:#}", args.config().expect_err("too short"));
+        assert!(e.contains("api.token"), "{e}");
+        // The client-side commands take it too.
+        for cmd in ["peers", "jobs"] {
+            let Ok(cli) = Cli::try_parse_from(["rendermesh", cmd, "--api-token", path]) else {
+                panic!("{cmd} takes --api-token");
+            };
+            let api = match cli.command {
+                Command::Peers(a) => a.api,
+                Command::Jobs(a) => a.api,
+                _ => panic!("not {cmd}"),
+            };
+            assert_eq!(api.api_token.as_deref(), Some(file.as_path()));
+            assert!(api.client().is_err(), "{cmd}: a short token is refused");
+        }
+        for argv in [
+            vec!["rendermesh", "job", "ab", "--api-token", path],
+            vec!["rendermesh", "cancel", "ab", "--api-token", path],
+            vec![
+                "rendermesh",
+                "render",
+                "a.blend",
+                "--out",
+                "o",
+                "--api-token",
+                path,
+            ],
+        ] {
+            assert!(Cli::try_parse_from(&argv).is_ok(), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn a_node_uses_the_machines_key_a_join_replaces_it_and_open_means_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("home").join("mesh.key");
+        let secret = |open, join| choose(None, open, join, &key).expect("a key").0;
+        let first = secret(false, None);
+        assert!(first.is_some() && key.exists());
+        assert_eq!(secret(false, None), first);
+        assert_eq!(secret(true, None), None);
+        let addr: Multiaddr =
+            "/ip4/10.0.0.2/tcp/4700/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"
+                .parse()
+                .expect("an address");
+        let other = MeshSecret::generate();
+        let token = JoinToken::new(other, &[addr]).expect("a token");
+        assert_eq!(secret(false, Some(&token)), Some(other));
+        assert_eq!(secret(false, None), Some(other));
+        // A token on the command line parses, and a mistyped one is refused by clap.
+        let text = token.to_string();
+        let Command::Node(args) = Cli::try_parse_from(["rendermesh", "node", "--join", &text])
+            .expect("parses")
+            .command
+        else {
+            panic!("not the node command");
+        };
+        assert_eq!(args.join, Some(token));
+        let typo = format!("{}x", &text[..text.len() - 1]);
+        let e = Cli::try_parse_from(["rendermesh", "node", "--join", &typo])
+            .expect_err("a mistyped token")
+            .to_string();
+        assert!(
+            e.contains("mistyped") || e.contains("cannot be part"),
+            "{e}"
+        );
+        assert!(Cli::try_parse_from(["rendermesh", "node", "--join", &text, "--open"]).is_err());
+    }
 
     #[test]
     fn node_options_fill_the_config() {
@@ -405,6 +570,7 @@ mod tests {
             "lab-9",
             "--threads",
             "4",
+            "--open",
         ])
         .expect("parses");
         let Command::Node(args) = cli.command else {
@@ -414,7 +580,7 @@ mod tests {
         assert_eq!(config.listen.len(), 1);
         assert!(!config.mdns);
         // Without --listen, a node listens on its well-known port, so restarts keep its address.
-        let Command::Node(args) = Cli::try_parse_from(["rendermesh", "node"])
+        let Command::Node(args) = Cli::try_parse_from(["rendermesh", "node", "--open"])
             .expect("parses")
             .command
         else {

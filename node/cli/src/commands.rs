@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use rendermesh_node::client::Client;
-use rendermesh_node::{MeshSecret, Node, now_ms};
+use rendermesh_node::secret::KeySource;
+use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Node, now_ms};
 use rendermesh_protocol::printable;
 
 use crate::args::{
@@ -52,9 +52,10 @@ fn secret(cmd: SecretCommand) -> Result<ExitCode> {
 }
 
 async fn node(args: NodeArgs) -> Result<ExitCode> {
-    let node = Node::start(args.config()?)
-        .await
-        .context("cannot start the node")?;
+    let config = args.config()?;
+    let secret = config.secret;
+    let token = config.api_token.is_some();
+    let node = Node::start(config).await.context("cannot start the node")?;
     let info = node.wait_listening().await?;
     println!("peer id: {}", info.id);
     for addr in &info.addrs {
@@ -62,12 +63,21 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
     }
     if let Some(api) = node.api_addr() {
         println!("api: http://{api}{}", rendermesh_node::api::PREFIX);
+        if token {
+            println!("progress page: http://{api}/?token=<the token in --api-token's file>");
+        } else {
+            println!("progress page: http://{api}/");
+        }
     }
-    match &info.secret {
-        Some(fingerprint) => println!("private mesh: secret fingerprint {fingerprint}"),
-        None => println!(
-            "open mesh: no --secret-file, so any rendermesh node that reaches this one can join"
-        ),
+    match (&info.secret, secret) {
+        (Some(fingerprint), Some(secret)) => {
+            println!("private mesh {fingerprint}: only machines holding its key can join");
+            let addrs: Vec<Multiaddr> = info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+            if let Some(token) = JoinToken::new(secret, &addrs) {
+                println!("to add a machine, run there:\n  rendermesh node --join {token}");
+            }
+        }
+        _ => eprintln!("{}", KeySource::Open.notice(None).unwrap_or_default()),
     }
     match &info.blender {
         Some(v) => println!("renders with {v}"),
@@ -82,7 +92,7 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
 }
 
 async fn peers(args: PeersArgs) -> Result<ExitCode> {
-    let view = Client::new(args.api.api).peers().await?;
+    let view = args.api.client()?.peers().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
@@ -92,7 +102,7 @@ async fn peers(args: PeersArgs) -> Result<ExitCode> {
 }
 
 async fn jobs(args: ListArgs) -> Result<ExitCode> {
-    let jobs = Client::new(args.api.api).jobs().await?;
+    let jobs = args.api.client()?.jobs().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
     } else if jobs.is_empty() {
@@ -104,7 +114,7 @@ async fn jobs(args: ListArgs) -> Result<ExitCode> {
 }
 
 async fn job(args: JobArgs) -> Result<ExitCode> {
-    let client = Client::new(args.api.api);
+    let client = args.api.client()?;
     let id = resolve_job(&client, &args.id).await?;
     let job = client
         .job(id)
@@ -129,7 +139,7 @@ async fn job(args: JobArgs) -> Result<ExitCode> {
 }
 
 async fn cancel(args: CancelArgs) -> Result<ExitCode> {
-    let client = Client::new(args.api.api);
+    let client = args.api.client()?;
     let id = resolve_job(&client, &args.id).await?;
     if let Some(job) = client.job(id).await?
         && job.state.is_terminal()

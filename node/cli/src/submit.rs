@@ -26,7 +26,7 @@ use rendermesh_protocol::{
 use rendermesh_scene::Inspection;
 use rendermesh_scene::inspect::ExternalFile;
 
-use crate::args::{DownloadArgs, TilesArg, load_secret};
+use crate::args::{DownloadArgs, TilesArg, api_client, mesh_secret};
 use crate::tables::{job_state, match_job, mebibytes, plural, working_on};
 
 /// How often `render` polls its job.
@@ -88,6 +88,10 @@ pub struct NodeChoice {
     pub no_mdns: bool,
     /// The mesh secret's file.
     pub secret_file: Option<PathBuf>,
+    /// An open mesh, without a key.
+    pub open: bool,
+    /// The file holding the API token of the node at `api`.
+    pub api_token: Option<PathBuf>,
 }
 
 /// Submits `args` and follows the job to its last frame (`rendermesh render`, and `rendermesh
@@ -145,7 +149,7 @@ fn frames_bar(frames: u32) -> ProgressBar {
 
 /// `render --detach`: upload and submit to the running node, print the id, leave.
 async fn detached(args: &Submission) -> Result<ExitCode> {
-    let client = Client::new(args.node.api);
+    let client = api_client(args.node.api, args.node.api_token.as_deref())?;
     if let Err(e) = client.node().await {
         bail!(
             "--detach needs a running node at {}: {e} (start one with `rendermesh node`; without --detach, render starts its own)",
@@ -170,7 +174,7 @@ async fn detached(args: &Submission) -> Result<ExitCode> {
 /// `rendermesh download`: saves a job's frames; follows it to its end unless `--no-wait`.
 /// Ctrl-c stops the download, not the job.
 pub(crate) async fn download(args: DownloadArgs) -> Result<ExitCode> {
-    let client = Client::new(args.api.api);
+    let client = args.api.client()?;
     let id = resolve_job(&client, &args.id).await?;
     // A job submitted elsewhere a moment ago may not have reached this node's copy yet.
     let deadline = Instant::now() + JOB_ARRIVAL;
@@ -262,7 +266,7 @@ struct Embedded {
 
 /// Talks to the node at `--api`, or starts an embedded one when nothing listens there.
 async fn connect_or_embed(args: &NodeChoice) -> Result<(Client, Option<Embedded>)> {
-    let client = Client::new(args.api);
+    let client = api_client(args.api, args.api_token.as_deref())?;
     match client.node().await {
         Ok(_) => Ok((client, None)),
         Err(ClientError::Unreachable { addr }) => {
@@ -272,7 +276,7 @@ async fn connect_or_embed(args: &NodeChoice) -> Result<(Client, Option<Embedded>
                 api: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 mdns: !args.no_mdns,
                 blender: args.blender.clone(),
-                secret: load_secret(args.secret_file.as_deref())?,
+                secret: mesh_secret(args.secret_file.as_deref(), args.open, None, &dir.path)?,
                 ..Config::default()
             };
             let node = Node::start(config).await.with_context(|| {

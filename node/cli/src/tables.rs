@@ -122,8 +122,8 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
         }
     }
     out.push_str(&match &view.secret {
-        Some(fingerprint) => format!("private mesh: secret fingerprint {fingerprint}\n"),
-        None => "open mesh: no secret\n".to_owned(),
+        Some(fingerprint) => format!("private mesh {fingerprint}\n"),
+        None => "open mesh (--open): anyone who reaches it can join\n".to_owned(),
     });
     out
 }
@@ -464,7 +464,10 @@ mod tests {
             lines[4],
             "  boot   333333       8    0%  -        -             bootstrap"
         );
-        assert_eq!(lines[5], "open mesh: no secret");
+        assert_eq!(
+            lines[5],
+            "open mesh (--open): anyone who reaches it can join"
+        );
         assert_eq!(lines.len(), 6);
         let with_addrs = peers_table(&view, true);
         assert!(
@@ -502,10 +505,7 @@ mod tests {
             table.starts_with("no coordinator yet (term 0)\n"),
             "{table}"
         );
-        assert!(
-            table.ends_with("private mesh: secret fingerprint 0123abcd\n"),
-            "{table}"
-        );
+        assert!(table.ends_with("private mesh 0123abcd\n"), "{table}");
     }
 
     #[test]

@@ -1,6 +1,31 @@
 //! The local HTTP+JSON API: what the CLI ([`crate::client`]) and the progress page ([`PAGE`],
-//! served at `/`) use to talk to a node. It listens on loopback by default (`--api HOST:PORT`); it has no authentication,
-//! so it must not be exposed beyond the machine.
+//! served at `/`) use to talk to a node. It listens on loopback by default (`--api HOST:PORT`).
+//!
+//! # Who may drive it
+//!
+//! A web page the user happens to visit can make their browser send requests to
+//! `127.0.0.1:7411`, and by DNS rebinding can even read the answers. So one layer in front of
+//! every route (the page, the API, blob routes and the 404 fallback alike: [`Guard`]) checks,
+//! in this order:
+//!
+//! 1. **Host**: the `Host` header must name `localhost`, a loopback address (`127.0.0.0/8`,
+//!    `[::1]`), or the address the API is bound to or was reached at (ip:port); anything else,
+//!    and a request without one, is 403. A rebound name (`evil.example` resolving to
+//!    127.0.0.1) arrives with its own name as `Host`, so it is refused.
+//! 2. **Token**, when [`Config::api_token`](crate::Config::api_token) is set (which
+//!    [`Node::start`](crate::Node::start) requires for an API that is not on loopback): every
+//!    request needs `Authorization: Bearer <token>`, else 401; `GET /` may carry it as
+//!    `?token=<token>` instead (a browser cannot add a header to the address it opens), and the
+//!    page then sends the header on its own requests. Tokens are compared by their blake3
+//!    hashes, whose equality takes the same time whatever the bytes.
+//! 3. **Origin**: a POST, PUT, PATCH or DELETE with an `Origin` header other than the node's own
+//!    (`http://<Host>`) is 403: another site's page cannot cancel or submit. The CLI sends no
+//!    `Origin` and passes.
+//! 4. **Body type**: a POST body must be JSON: `POST /jobs` needs `Content-Type:
+//!    application/json` (parameters allowed), and any other POST that declares a type must
+//!    declare that one, else 415. Forms and `text/plain`, which a page can send to any site
+//!    without asking, are thus refused. `PUT /blobs` takes raw bytes of any declared type (no
+//!    page can send a cross-site PUT without the browser asking first).
 //!
 //! # Routes
 //!
@@ -24,16 +49,19 @@
 //! # Errors
 //!
 //! Every error is JSON [`ErrorBody`] `{"error": "<message>"}`, the message carrying the whole
-//! cause chain, with status 400 (bad input; the message names the field or id), 404 (unknown
-//! job, blob or route), 413 (upload too large), 503 (no coordinator reachable yet, node shutting
-//! down) or 500 (anything else).
+//! cause chain, with status 400 (bad input; the message names the field or id), 401 (no or a
+//! wrong token), 403 (a refused `Host` or `Origin`), 404 (unknown job, blob or route), 413
+//! (upload too large), 415 (a POST body that is not JSON), 503 (no coordinator reachable yet,
+//! node shutting down) or 500 (anything else).
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -41,6 +69,7 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, limits};
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
@@ -64,6 +93,10 @@ impl ApiError {
         Self(StatusCode::NOT_FOUND, message.into())
     }
 
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self(StatusCode::FORBIDDEN, message.into())
+    }
+
     /// A local I/O failure, naming what was done to which file.
     fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Self {
         Self(
@@ -77,7 +110,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         debug!(status = self.0.as_u16(), error = %self.1, "error answer");
         let body = ErrorBody { error: self.1 };
-        (self.0, Json(body)).into_response()
+        let mut response = (self.0, Json(body)).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 names the scheme it wants.
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"rendermesh\""),
+            );
+        }
+        response
     }
 }
 
@@ -105,8 +146,8 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The API's routes over `handle`.
-pub fn router(handle: Handle) -> Router {
+/// The API's routes over `handle`, every one behind `guard`.
+pub fn router(handle: Handle, guard: Guard) -> Router {
     let api = Router::new()
         .route("/node", get(node))
         .route("/peers", get(peers))
@@ -120,23 +161,233 @@ pub fn router(handle: Handle) -> Router {
         .route("/", get(page))
         .nest(PREFIX, api)
         .fallback(no_route)
+        // `Router::layer` wraps the fallback too: no request reaches anything unchecked. The
+        // trace layer is outside, so refusals are logged like any answer.
+        .layer(middleware::from_fn_with_state(guard, check))
         .layer(middleware::from_fn(trace))
         .with_state(handle)
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then lets requests in flight
-/// finish.
+/// finish. Every request passes `guard` first.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     handle: Handle,
+    guard: Guard,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
-        debug!(%addr, "API listening");
+        debug!(%addr, token = guard.token.is_some(), "API listening");
     }
-    axum::serve(listener, router(handle))
+    let app = router(handle, guard).into_make_service_with_connect_info::<LocalAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// What every request is checked against before it reaches a route (see the module doc).
+#[derive(Clone, Debug)]
+pub struct Guard {
+    /// The address the API is bound to, with its real port: a `Host` naming it is accepted
+    /// (an API on a LAN address is reached under that address).
+    bound: SocketAddr,
+    /// The blake3 hash of the bearer token every request must carry, if there is one. Hashes
+    /// are compared rather than the tokens: `blake3::Hash`'s `==` runs in constant time, so the
+    /// time an answer takes says nothing about how much of a guess was right.
+    token: Option<blake3::Hash>,
+}
+
+impl Guard {
+    /// A guard for an API bound to `bound`, wanting `token` (if any) on every request.
+    pub fn new(bound: SocketAddr, token: Option<&str>) -> Self {
+        Self {
+            bound,
+            token: token.map(|t| blake3::hash(t.as_bytes())),
+        }
+    }
+
+    /// Refuses a request the API must not answer; `local` is the address the connection came
+    /// in on, when known.
+    fn check(
+        &self,
+        method: &Method,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+        local: Option<SocketAddr>,
+    ) -> Result<(), ApiError> {
+        // 1. Host: stops DNS rebinding.
+        let Some(host) = headers.get(header::HOST) else {
+            return Err(ApiError::forbidden(
+                "refused: the request has no Host header (this API answers only to requests \
+                 addressed to localhost or to its own address)",
+            ));
+        };
+        let host = host.to_str().unwrap_or_default();
+        let own: Vec<SocketAddr> = std::iter::once(self.bound).chain(local).collect();
+        if !host_allowed(host, &own) {
+            return Err(ApiError::forbidden(format!(
+                "refused Host `{}`: this API answers only to localhost, a loopback address, or \
+                 its own address {} (a page under another name must not drive it)",
+                host.escape_debug(),
+                self.bound
+            )));
+        }
+        // 2. The token, if this API has one.
+        if let Some(expected) = self.token {
+            let presented = bearer(headers).map(str::to_owned).or_else(|| {
+                // The page only: a browser opening it cannot send a header.
+                (uri.path() == "/").then(|| query_token(uri)).flatten()
+            });
+            let matches = presented.is_some_and(|t| blake3::hash(t.as_bytes()) == expected);
+            if !matches {
+                return Err(ApiError(
+                    StatusCode::UNAUTHORIZED,
+                    "this node's API wants its token: send `Authorization: Bearer <token>` \
+                     (the CLI: --api-token FILE; the page: open /?token=<token>)"
+                        .to_owned(),
+                ));
+            }
+        }
+        // 3. Origin: only the node's own page may change anything.
+        let changes = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE].contains(method);
+        if changes && let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            if !same_origin(origin, host) {
+                return Err(ApiError::forbidden(format!(
+                    "refused a {method} from origin `{}`: only this node's own page \
+                     (http://{host}) may change anything",
+                    origin.escape_debug()
+                )));
+            }
+        }
+        // 4. A POST body is JSON: no form or text a page can send anywhere unasked.
+        if method == Method::POST {
+            let submit = uri.path() == format!("{PREFIX}/jobs");
+            match headers.get(header::CONTENT_TYPE) {
+                Some(v) if is_json(v) => {}
+                None if !submit => {}
+                other => {
+                    let given = other
+                        .map(|v| format!("`{}`", v.to_str().unwrap_or("?").escape_debug()))
+                        .unwrap_or_else(|| "none".to_owned());
+                    return Err(ApiError(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!(
+                            "POST {} takes Content-Type: application/json, not {given}",
+                            uri.path()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The guard's layer: refuses what [`Guard::check`] refuses, passes the rest on.
+async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let local = request
+        .extensions()
+        .get::<ConnectInfo<LocalAddr>>()
+        .and_then(|c| c.0.0);
+    match guard.check(request.method(), request.uri(), request.headers(), local) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The address a connection came in on (for an API bound to `0.0.0.0`, the one the client
+/// used), recorded for each connection by [`serve`].
+#[derive(Clone, Copy, Debug)]
+struct LocalAddr(Option<SocketAddr>);
+
+impl Connected<axum::serve::IncomingStream<'_, TcpListener>> for LocalAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Self(stream.io().local_addr().ok())
+    }
+}
+
+/// What a `Host` header names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HostName {
+    /// An IP address (`127.0.0.1`, `[::1]`).
+    Ip(IpAddr),
+    /// A name, lowercased.
+    Name(String),
+}
+
+/// Splits a `Host` header (`name`, `name:port`, `1.2.3.4:port`, `[v6]:port`) into what it names
+/// and its port; `None` when it is not a well-formed host.
+fn parse_host(text: &str) -> Option<(HostName, Option<u16>)> {
+    let port = |p: &str| p.parse::<u16>().ok();
+    if let Some(rest) = text.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let ip: Ipv6Addr = ip.parse().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(port(p.strip_prefix(':')?)?),
+        };
+        return Some((HostName::Ip(IpAddr::V6(ip)), port));
+    }
+    let (name, port) = match text.rsplit_once(':') {
+        Some((name, p)) => (name, Some(port(p)?)),
+        None => (text, None),
+    };
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+    if name.is_empty() || !name.chars().all(valid) {
+        return None;
+    }
+    match name.parse() {
+        Ok(ip) => Some((HostName::Ip(IpAddr::V4(ip)), port)),
+        Err(_) => Some((HostName::Name(name.to_ascii_lowercase()), port)),
+    }
+}
+
+/// True when `host` (a `Host` header) names this machine's loopback (`localhost`,
+/// `127.0.0.0/8`, `[::1]`, any port) or one of `own` exactly (ip and port; no port means 80).
+fn host_allowed(host: &str, own: &[SocketAddr]) -> bool {
+    match parse_host(host) {
+        None => false,
+        Some((HostName::Name(name), _)) => name == "localhost",
+        Some((HostName::Ip(ip), port)) => {
+            ip.is_loopback()
+                || own
+                    .iter()
+                    .any(|a| a.ip() == ip && a.port() == port.unwrap_or(80))
+        }
+    }
+}
+
+/// True when `origin` (an `Origin` header) is the page's own for a request to `host`.
+fn same_origin(origin: &str, host: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The `token` query parameter of `uri`.
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
+    let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(uri).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
+}
+
+/// True when a `Content-Type` is JSON (`application/json`, parameters allowed).
+fn is_json(value: &header::HeaderValue) -> bool {
+    value.to_str().is_ok_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 /// One span per request; logs the status and time taken at `debug`.
@@ -356,4 +607,245 @@ async fn download(
         Body::from_stream(tokio_util::io::ReaderStream::new(file)),
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> HostName {
+        HostName::Ip(text.parse().expect("an ip"))
+    }
+
+    #[test]
+    fn host_headers_parse_into_name_and_port() {
+        let name = |n: &str| HostName::Name(n.to_owned());
+        assert_eq!(parse_host("localhost"), Some((name("localhost"), None)));
+        assert_eq!(
+            parse_host("LocalHost:7411"),
+            Some((name("localhost"), Some(7411)))
+        );
+        assert_eq!(parse_host("127.0.0.1"), Some((ip("127.0.0.1"), None)));
+        assert_eq!(
+            parse_host("127.3.4.5:80"),
+            Some((ip("127.3.4.5"), Some(80)))
+        );
+        assert_eq!(parse_host("[::1]"), Some((ip("::1"), None)));
+        assert_eq!(parse_host("[::1]:7411"), Some((ip("::1"), Some(7411))));
+        assert_eq!(
+            parse_host("evil.example:7411"),
+            Some((name("evil.example"), Some(7411)))
+        );
+        // A name that only starts like an address is a name.
+        assert_eq!(
+            parse_host("127.0.0.1.evil.example"),
+            Some((name("127.0.0.1.evil.example"), None))
+        );
+        for bad in [
+            "",
+            ":7411",
+            "localhost:",
+            "localhost:99999",
+            "localhost:x",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[127.0.0.1]",
+            "a b",
+            "user@localhost",
+            "localhost/evil",
+        ] {
+            assert_eq!(parse_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_and_own_hosts_are_allowed() {
+        let own: Vec<SocketAddr> = vec!["192.168.1.5:7411".parse().expect("addr")];
+        for good in [
+            "localhost",
+            "localhost:7411",
+            "LOCALHOST:1",
+            "127.0.0.1",
+            "127.0.0.1:7411",
+            "127.255.0.9:8080",
+            "[::1]",
+            "[::1]:7411",
+            "192.168.1.5:7411",
+        ] {
+            assert!(host_allowed(good, &own), "{good:?} should be allowed");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:7411",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "192.168.1.5",
+            "192.168.1.5:7412",
+            "192.168.1.6:7411",
+            "0.0.0.0:7411",
+            "[::]:7411",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &own), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn origins_bearers_and_content_types() {
+        assert!(same_origin("http://127.0.0.1:7411", "127.0.0.1:7411"));
+        assert!(same_origin("http://LOCALHOST:7411", "localhost:7411"));
+        assert!(!same_origin("http://evil.example", "127.0.0.1:7411"));
+        assert!(!same_origin("https://127.0.0.1:7411", "127.0.0.1:7411"));
+        assert!(!same_origin("null", "127.0.0.1:7411"));
+        assert!(!same_origin("http://127.0.0.1:7412", "127.0.0.1:7411"));
+
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("value"));
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(
+            header::AUTHORIZATION,
+            "bearer  abc ".parse().expect("value"),
+        );
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().expect("value"));
+        assert_eq!(bearer(&headers), None);
+
+        let json = |v: &'static str| is_json(&header::HeaderValue::from_static(v));
+        assert!(json("application/json"));
+        assert!(json("Application/JSON; charset=utf-8"));
+        assert!(!json("text/plain"));
+        assert!(!json("application/jsonp"));
+        assert!(!json("application/x-www-form-urlencoded"));
+    }
+
+    /// The guard's rules on their own, without a server: each check refuses what it should.
+    #[test]
+    fn the_guard_refuses_in_order() {
+        let bound: SocketAddr = "127.0.0.1:7411".parse().expect("addr");
+        let open = Guard::new(bound, None);
+        let locked = Guard::new(bound, Some("0123456789abcdef"));
+        let uri = |u: &'static str| axum::http::Uri::from_static(u);
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, header::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let status = |r: Result<(), ApiError>| r.err().map(|e| e.0.as_u16());
+        let host = ("host", "127.0.0.1:7411");
+        let node = uri("/api/v1/node");
+        assert_eq!(
+            status(open.check(&Method::GET, &node, &headers(&[host]), None)),
+            None
+        );
+        assert_eq!(
+            status(open.check(&Method::GET, &node, &headers(&[]), None)),
+            Some(403)
+        );
+        assert_eq!(
+            status(open.check(
+                &Method::GET,
+                &node,
+                &headers(&[("host", "evil.example:7411")]),
+                None
+            )),
+            Some(403)
+        );
+        // Reached at a LAN address of an API bound to 0.0.0.0: that address is its own.
+        let any = Guard::new("0.0.0.0:7411".parse().expect("addr"), None);
+        let lan = headers(&[("host", "10.1.2.3:7411")]);
+        assert_eq!(
+            status(any.check(&Method::GET, &node, &lan, None)),
+            Some(403)
+        );
+        let local = Some("10.1.2.3:7411".parse().expect("addr"));
+        assert_eq!(status(any.check(&Method::GET, &node, &lan, local)), None);
+
+        let cancel = uri("/api/v1/jobs/00/cancel");
+        let evil = ("origin", "http://evil.example");
+        let own = ("origin", "http://127.0.0.1:7411");
+        assert_eq!(
+            status(open.check(&Method::POST, &cancel, &headers(&[host, evil]), None)),
+            Some(403)
+        );
+        assert_eq!(
+            status(open.check(&Method::POST, &cancel, &headers(&[host, own]), None)),
+            None
+        );
+        // A cross-origin GET cannot read the answer (no CORS headers): it is not refused.
+        assert_eq!(
+            status(open.check(&Method::GET, &node, &headers(&[host, evil]), None)),
+            None
+        );
+
+        let submit = uri("/api/v1/jobs");
+        let text = ("content-type", "text/plain");
+        let json = ("content-type", "application/json; charset=utf-8");
+        assert_eq!(
+            status(open.check(&Method::POST, &submit, &headers(&[host, text]), None)),
+            Some(415)
+        );
+        assert_eq!(
+            status(open.check(&Method::POST, &submit, &headers(&[host]), None)),
+            Some(415)
+        );
+        assert_eq!(
+            status(open.check(&Method::POST, &submit, &headers(&[host, json]), None)),
+            None
+        );
+        assert_eq!(
+            status(open.check(&Method::POST, &cancel, &headers(&[host, text]), None)),
+            Some(415)
+        );
+        let octets = ("content-type", "application/octet-stream");
+        assert_eq!(
+            status(open.check(
+                &Method::PUT,
+                &uri("/api/v1/blobs"),
+                &headers(&[host, octets]),
+                None
+            )),
+            None
+        );
+
+        let right = ("authorization", "Bearer 0123456789abcdef");
+        let wrong = ("authorization", "Bearer 0123456789abcdeX");
+        assert_eq!(
+            status(locked.check(&Method::GET, &node, &headers(&[host]), None)),
+            Some(401)
+        );
+        assert_eq!(
+            status(locked.check(&Method::GET, &node, &headers(&[host, wrong]), None)),
+            Some(401)
+        );
+        assert_eq!(
+            status(locked.check(&Method::GET, &node, &headers(&[host, right]), None)),
+            None
+        );
+        // The query token opens the page, and nothing else.
+        let page = uri("/?token=0123456789abcdef");
+        assert_eq!(
+            status(locked.check(&Method::GET, &page, &headers(&[host]), None)),
+            None
+        );
+        let api = uri("/api/v1/node?token=0123456789abcdef");
+        assert_eq!(
+            status(locked.check(&Method::GET, &api, &headers(&[host]), None)),
+            Some(401)
+        );
+        // The Host check comes first, token or not.
+        assert_eq!(
+            status(locked.check(
+                &Method::GET,
+                &node,
+                &headers(&[("host", "evil.example"), right]),
+                None
+            )),
+            Some(403)
+        );
+    }
 }
