@@ -87,6 +87,8 @@ async fn main() -> anyhow::Result<()> {
             .as_deref()
             .map(rendermesh_node::config::load_api_token)
             .transpose()?,
+        // A bootstrap node never renders.
+        sandbox: false,
     };
     let node = Node::start(config)
         .await

@@ -225,6 +225,7 @@ async fn start_nodes(
             blender: blender.exe().to_owned(),
             secret: None,
             api_token: None,
+            sandbox: false,
         };
         let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
         if bootstrap.is_empty() {

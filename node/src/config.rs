@@ -63,6 +63,10 @@ pub struct Config {
     /// otherwise), so that an API reachable from other machines is never open. At least
     /// [`MIN_API_TOKEN`] visible ASCII characters ([`check_api_token`]). Default: none.
     pub api_token: Option<String>,
+    /// Run Blender in a sandbox (bubblewrap: the system read-only, the task's directory the
+    /// only writable path, no network). A node that cannot sandbox does not render. Default: on;
+    /// off is `--no-sandbox`.
+    pub sandbox: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -79,6 +83,7 @@ impl std::fmt::Debug for Config {
             .field("blender", &self.blender)
             .field("secret", &self.secret)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("sandbox", &self.sandbox)
             .finish()
     }
 }
@@ -102,6 +107,7 @@ impl Default for Config {
             blender: PathBuf::from("blender"),
             secret: None,
             api_token: None,
+            sandbox: true,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rendermesh_protocol::{NodeId, Role};
+use rendermesh_protocol::{Confinement, NodeId, Role};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -16,7 +16,7 @@ use crate::core::Profile;
 use crate::fetch::Fetcher;
 use crate::mesh::{self, Handle, Parts};
 use crate::net::{self, NetConfig};
-use crate::render::Blender;
+use crate::render::{Blender, Sandbox};
 use crate::store::BlobStore;
 use crate::worker::{BlenderRenderer, Renderer};
 use crate::{Config, Error};
@@ -36,10 +36,14 @@ impl Node {
     /// Refuses ([`Error::ApiWithoutToken`]) to serve the API on an address that is not loopback
     /// unless `config.api_token` is set, and ([`Error::BadApiToken`]) a token too short to use.
     pub async fn start(config: Config) -> Result<Self, Error> {
-        let renderer = Arc::new(BlenderRenderer::new(Blender::new(
-            config.blender.clone(),
-            config.threads,
-        )));
+        let sandbox = if config.sandbox {
+            Sandbox::bubblewrap()
+        } else {
+            Sandbox::Off
+        };
+        let renderer = Arc::new(BlenderRenderer::new(
+            Blender::new(config.blender.clone(), config.threads).with_sandbox(sandbox),
+        ));
         Self::start_with_renderer(config, renderer).await
     }
 
@@ -106,6 +110,13 @@ impl Node {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
             memory,
+            confinement: match blender_version {
+                Some(_) => renderer.confinement(),
+                None if renderer.confinement() == Confinement::CannotSandbox => {
+                    Confinement::CannotSandbox
+                }
+                None => Confinement::Unsandboxed,
+            },
         };
         let parts = Parts {
             me: me.clone(),

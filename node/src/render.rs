@@ -36,6 +36,14 @@
 //!   scene with no camera; `--python-exit-code 2` makes any Python error in it end Blender with
 //!   status 2.
 //!
+//! A worker's Blender runs in a sandbox ([`Sandbox::Bubblewrap`]): `bwrap ARGS -- blender ...`
+//! ([`bubblewrap_args`]) gives it the system read-only (`/usr` and the few files of `/etc` a
+//! program needs), an empty `/tmp`, the job's files read-only, the task's output directory as
+//! the only writable path, no network, and neither the node's data directory nor anyone's home.
+//! A `.blend` that aims a compositor File Output node or an absolute texture path elsewhere
+//! finds nothing there. Commands run on the submitting machine for its own file (inspect, bake,
+//! the example scene) are not sandboxed.
+//!
 //! The settings script is written on first use to a private directory of this process
 //! (`$TMPDIR/rendermesh-<pid>-<random>/`, mode 0700; a new one if a temp cleaner removes it),
 //! removed when the last clone of the [`Blender`] that made it is dropped.
@@ -172,6 +180,15 @@ pub struct RenderedFrame {
     pub path: PathBuf,
 }
 
+/// What a render of `file` (at the absolute path `blend`) reads: the job's root, or the
+/// directory the file is in.
+fn blend_root(file: &BlendFile<'_>, blend: &Path) -> Result<PathBuf, RenderError> {
+    match file.root {
+        Some(root) => absolute(root),
+        None => Ok(blend.parent().unwrap_or(Path::new("/")).to_owned()),
+    }
+}
+
 /// The file a render writes for `frame` in `out_dir`: `frame_00042.png` (at least five digits).
 pub fn frame_path(out_dir: &Path, frame: u32, format: OutputFormat) -> PathBuf {
     out_dir.join(format!("frame_{frame:05}.{}", format.extension()))
@@ -187,17 +204,24 @@ pub struct BlendFile<'a> {
     /// it (see `rendermesh_protocol::files`). `None`: paths are used as they are, as
     /// `blender -b` does with a file in place.
     pub root: Option<&'a Path>,
+    /// The directory every output of the job's renders on this node goes under (a session's
+    /// writable directory in the sandbox); `None`: each render's own output directory.
+    pub outputs: Option<&'a Path>,
 }
 
 impl<'a> From<&'a Path> for BlendFile<'a> {
     fn from(path: &'a Path) -> Self {
-        Self { path, root: None }
+        Self {
+            path,
+            root: None,
+            outputs: None,
+        }
     }
 }
 
 impl<'a> From<&'a PathBuf> for BlendFile<'a> {
     fn from(path: &'a PathBuf) -> Self {
-        Self { path, root: None }
+        Self::from(path.as_path())
     }
 }
 
@@ -211,6 +235,108 @@ impl BlendFile<'_> {
     }
 }
 
+/// How a worker's Blender is confined.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Sandbox {
+    /// Unconfined: a plain child process (`--no-sandbox`; commands on the submitting machine).
+    #[default]
+    Off,
+    /// Inside bubblewrap, run from this executable ([`bubblewrap_args`]).
+    Bubblewrap(PathBuf),
+}
+
+impl Sandbox {
+    /// Bubblewrap from the `PATH` (`bwrap`), as Debian's `bubblewrap` package installs it.
+    pub fn bubblewrap() -> Self {
+        Self::Bubblewrap(PathBuf::from("bwrap"))
+    }
+}
+
+/// What a sandboxed Blender sees besides the read-only system: directories it may read, and the
+/// ones it may write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mounts {
+    /// Read-only.
+    pub read: Vec<PathBuf>,
+    /// Read-write.
+    pub write: Vec<PathBuf>,
+}
+
+/// The system directories a sandboxed Blender reads, and the files of `/etc` it needs (fonts,
+/// the dynamic loader's cache, Debian's alternatives, the time zone).
+const SANDBOX_SYSTEM: &[&str] = &["/usr"];
+const SANDBOX_TOP_LINKS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const SANDBOX_ETC: &[&str] = &[
+    "/etc/fonts",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/localtime",
+];
+
+/// Bubblewrap's arguments, before `--` and Blender's own: new namespaces of every kind (no
+/// network), a fresh session, death with the node, a cleared environment (`PATH=/usr/bin:/bin`,
+/// `HOME=TMPDIR=/tmp`), the system read-only ([`SANDBOX_SYSTEM`], the top-level links to it,
+/// [`SANDBOX_ETC`], the CPU topology in `/sys`), `/proc`, a minimal `/dev`, an empty `/tmp`,
+/// then `mounts`: read-only, then read-write (a later mount covers an earlier one). Nothing
+/// else exists inside: not the node's data directory, not `/home`, not `/root`.
+pub fn bubblewrap_args(mounts: &Mounts) -> Vec<std::ffi::OsString> {
+    use std::ffi::OsString;
+    let mut args: Vec<OsString> = [
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-all",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "HOME",
+        "/tmp",
+        "--setenv",
+        "TMPDIR",
+        "/tmp",
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    fn push(args: &mut Vec<OsString>, flag: &str, from: &Path, to: &Path) {
+        args.push(flag.into());
+        args.push(from.into());
+        args.push(to.into());
+    }
+    for dir in SANDBOX_SYSTEM {
+        push(&mut args, "--ro-bind", Path::new(dir), Path::new(dir));
+    }
+    for top in SANDBOX_TOP_LINKS {
+        let top = Path::new(top);
+        match std::fs::read_link(top) {
+            Ok(target) => push(&mut args, "--symlink", &target, top),
+            Err(_) if top.is_dir() => push(&mut args, "--ro-bind", top, top),
+            Err(_) => {}
+        }
+    }
+    for etc in SANDBOX_ETC {
+        push(&mut args, "--ro-bind-try", Path::new(etc), Path::new(etc));
+    }
+    let cpu = Path::new("/sys/devices/system/cpu");
+    push(&mut args, "--ro-bind-try", cpu, cpu);
+    args.extend(
+        ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            .into_iter()
+            .map(OsString::from),
+    );
+    for dir in &mounts.read {
+        push(&mut args, "--ro-bind", dir, dir);
+    }
+    for dir in &mounts.write {
+        push(&mut args, "--bind", dir, dir);
+    }
+    args.extend(["--chdir", "/tmp"].into_iter().map(OsString::from));
+    args
+}
+
 /// A Blender executable and how to run it. Cheap to clone; clones share the scripts directory.
 #[derive(Clone, Debug)]
 pub struct Blender {
@@ -220,6 +346,8 @@ pub struct Blender {
     threads: Option<u32>,
     /// Where the scripts passed with `-P` are written; private to this process.
     scripts: Arc<ScriptDir>,
+    /// How renders are confined.
+    sandbox: Sandbox,
 }
 
 impl Blender {
@@ -229,6 +357,26 @@ impl Blender {
             exe: exe.into(),
             threads,
             scripts: Arc::new(ScriptDir::default()),
+            sandbox: Sandbox::Off,
+        }
+    }
+
+    /// Renders (frames, sessions, the version and engines probes) run confined by `sandbox`.
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// How renders are confined.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The same Blender, unconfined (to tell a broken sandbox from a missing Blender).
+    pub fn unconfined(&self) -> Self {
+        Self {
+            sandbox: Sandbox::Off,
+            ..self.clone()
         }
     }
 
@@ -237,15 +385,36 @@ impl Blender {
         &self.exe
     }
 
+    /// A command that runs this Blender (its arguments to follow), confined to `mounts` when
+    /// sandboxed; and the program it starts, for messages. The scripts directory is always
+    /// readable; an executable given by path outside `/usr` has its directory mounted too.
+    fn command(&self, mut mounts: Mounts) -> Result<(Command, PathBuf), RenderError> {
+        match &self.sandbox {
+            Sandbox::Off => Ok((Command::new(&self.exe), self.exe.clone())),
+            Sandbox::Bubblewrap(bwrap) => {
+                mounts.read.insert(0, self.scripts.dir()?);
+                if self.exe.is_absolute()
+                    && !self.exe.starts_with("/usr")
+                    && let Some(dir) = self.exe.parent()
+                {
+                    mounts.read.insert(0, dir.to_owned());
+                }
+                let mut cmd = Command::new(bwrap);
+                cmd.args(bubblewrap_args(&mounts)).arg("--").arg(&self.exe);
+                Ok((cmd, bwrap.clone()))
+            }
+        }
+    }
+
     /// The first line of `blender --version`, e.g. `Blender 3.4.1`.
     ///
     /// [`RenderError::NotFound`] if the executable is missing; bounded by a 30 s time limit.
     pub async fn version(&self) -> Result<String, RenderError> {
-        let mut cmd = Command::new(&self.exe);
+        let (mut cmd, program) = self.command(Mounts::default())?;
         cmd.arg("--version");
         piped(&mut cmd);
         let work = async {
-            let mut run = Running::spawn(&self.exe, cmd)?;
+            let mut run = Running::spawn(&program, cmd)?;
             let mut version = None;
             while let Some((_, line)) = run.next_line().await {
                 let line = line.trim();
@@ -294,10 +463,14 @@ impl Blender {
             });
         }
         let settings_py = self.scripts.settings()?;
+        let mounts = Mounts {
+            read: vec![blend_root(&file, &blend)?],
+            write: vec![out_dir.clone()],
+        };
         let mut output = out_dir.into_os_string();
         output.push("/frame_#####");
 
-        let mut cmd = self.render_command(&blend, settings);
+        let mut cmd = self.render_command(&blend, settings, mounts)?;
         cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(settings_py)
             .arg("-o")
@@ -340,7 +513,7 @@ impl Blender {
         }
         let expected = prepare(out_dir, frames, format).await?;
         let cmd = self.frames_command(blend, out_dir, frames, format, settings)?;
-        let mut run = Running::spawn(&self.exe, cmd)?;
+        let mut run = Running::spawn(self.program(), cmd)?;
         let mut current = None;
         run.forward(None, &mut current, &progress, &cancel).await?;
         let status = tokio::select! {
@@ -369,16 +542,30 @@ impl Blender {
         Ok(expected)
     }
 
-    /// `blender -b --factory-startup -Y BLEND -E ENGINE [-t N]`: how every render starts.
-    fn render_command(&self, blend: &Path, settings: &RenderSettings) -> Command {
-        let mut cmd = Command::new(&self.exe);
+    /// `blender -b --factory-startup -Y BLEND -E ENGINE [-t N]`: how every render starts
+    /// (inside the sandbox, confined to `mounts`, when there is one).
+    fn render_command(
+        &self,
+        blend: &Path,
+        settings: &RenderSettings,
+        mounts: Mounts,
+    ) -> Result<Command, RenderError> {
+        let (mut cmd, _) = self.command(mounts)?;
         cmd.args(["-b", "--factory-startup", "-Y"])
             .arg(blend)
             .args(["-E", settings.engine.blender_name()]);
         if let Some(threads) = self.threads {
             cmd.arg("-t").arg(threads.to_string());
         }
-        cmd
+        Ok(cmd)
+    }
+
+    /// The program a render starts: bubblewrap when sandboxed, else Blender.
+    fn program(&self) -> &Path {
+        match &self.sandbox {
+            Sandbox::Off => &self.exe,
+            Sandbox::Bubblewrap(bwrap) => bwrap,
+        }
     }
 
     /// The command of a render [`Session`]: [`Blender::frames_command`]'s, with `-F FMT -x 1`
@@ -388,13 +575,18 @@ impl Blender {
     pub fn session_command<'a>(
         &self,
         blend: impl Into<BlendFile<'a>>,
+        outputs: &Path,
         format: OutputFormat,
         settings: &RenderSettings,
     ) -> Result<Command, RenderError> {
         let file = blend.into();
         let blend = absolute(file.path)?;
         let settings_py = self.scripts.settings()?;
-        let mut cmd = self.render_command(&blend, settings);
+        let mounts = Mounts {
+            read: vec![blend_root(&file, &blend)?],
+            write: vec![absolute(outputs)?],
+        };
+        let mut cmd = self.render_command(&blend, settings, mounts)?;
         output_format(&mut cmd, format, settings);
         cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
             .arg(settings_py)
@@ -416,17 +608,19 @@ impl Blender {
     /// Starts a [`Session`] on `blend`: one Blender start-up and one file load for every task
     /// of a job on this node. Returns once Blender is ready; a file Blender cannot load, or a
     /// scene without a camera, fails here with Blender's (or the script's) words. Cancelling
-    /// `cancel` kills Blender and returns [`RenderError::Cancelled`].
+    /// `cancel` kills Blender and returns [`RenderError::Cancelled`]. Every output it is asked
+    /// for must be under `outputs` (in a sandbox, the only directory it may write).
     #[tracing::instrument(level = "debug", skip_all)]
     pub async fn start_session<'a>(
         &self,
         blend: impl Into<BlendFile<'a>>,
+        outputs: &Path,
         format: OutputFormat,
         settings: &RenderSettings,
         cancel: &CancellationToken,
     ) -> Result<Session, RenderError> {
-        let cmd = self.session_command(blend, format, settings)?;
-        let mut run = Running::spawn(&self.exe, cmd)?;
+        let cmd = self.session_command(blend, outputs, format, settings)?;
+        let mut run = Running::spawn(self.program(), cmd)?;
         let stdin = run.child.stdin.take().ok_or_else(|| {
             io_error(
                 "writing to Blender",
@@ -482,13 +676,15 @@ impl Blender {
         args: &[&str],
     ) -> Result<String, RenderError> {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        self.run_script_on(None, script_text, &args, SCRIPT_TIMEOUT, &mut |_| {})
+        self.run_script_on(None, script_text, &args, SCRIPT_TIMEOUT, &mut |_| {}, false)
             .await
     }
 
     /// [`Blender::run_script`] with `blend` opened first (`-b --factory-startup -Y BLEND -P
     /// SCRIPT -- ARGS`): the file's own Python does not run, ours does. Each line the script
-    /// prints to stdout that starts with `rendermesh:` goes to `on_line` as it comes.
+    /// prints to stdout that starts with `rendermesh:` goes to `on_line` as it comes. In the
+    /// sandbox only with `confined` (a probe of what renders can do; no `blend`): the scripts
+    /// run on the submitting machine work on its own files, where it may write.
     async fn run_script_on(
         &self,
         blend: Option<&Path>,
@@ -496,9 +692,15 @@ impl Blender {
         args: &[&std::ffi::OsStr],
         limit: Duration,
         on_line: &mut (dyn FnMut(&str) + Send),
+        confined: bool,
     ) -> Result<String, RenderError> {
         let script = self.scripts.write_script(script_text)?;
-        let mut cmd = Command::new(&self.exe);
+        let runner = if confined {
+            self.clone()
+        } else {
+            self.unconfined()
+        };
+        let (mut cmd, program) = runner.command(Mounts::default())?;
         cmd.args(["-b", "--factory-startup", "-Y"]);
         if let Some(blend) = blend {
             cmd.arg(absolute(blend)?);
@@ -509,7 +711,7 @@ impl Blender {
             .args(args);
         piped(&mut cmd);
         let work = async {
-            let mut run = Running::spawn(&self.exe, cmd)?;
+            let mut run = Running::spawn(&program, cmd)?;
             let mut stdout = VecDeque::new();
             while let Some((stream, line)) = run.next_line().await {
                 if stream == Stream::Stdout {
@@ -564,6 +766,7 @@ impl Blender {
                 &[file.as_os_str(), out.as_os_str(), cache_dir.as_os_str()],
                 BAKE_TIMEOUT,
                 progress,
+                false,
             )
             .await?;
         let baked = stdout
@@ -587,7 +790,10 @@ impl Blender {
     /// OpenGL context, which headless Blender gets through surfaceless EGL where the drivers
     /// allow). Takes about a second; a Blender that does not run at all gives none.
     pub async fn engines(&self) -> Vec<Engine> {
-        match self.run_script(ENGINES_PY, &[]).await {
+        let probe = self
+            .run_script_on(None, ENGINES_PY, &[], SCRIPT_TIMEOUT, &mut |_| {}, true)
+            .await;
+        match probe {
             Ok(out)
                 if out
                     .lines()
@@ -624,6 +830,7 @@ impl Blender {
                 &[report.as_os_str()],
                 SCRIPT_TIMEOUT,
                 &mut |_| {},
+                false,
             )
             .await;
         let text = result.and_then(|_| read_report(&report, blend));
@@ -1232,6 +1439,17 @@ mod tests {
         out: &Path,
         frames: FrameRange,
     ) -> (Result<Vec<RenderedFrame>, RenderError>, Vec<Progress>) {
+        render_with(blender, blend, out, frames, &TINY).await
+    }
+
+    /// [`render`] with `settings`.
+    async fn render_with(
+        blender: &Blender,
+        blend: &Path,
+        out: &Path,
+        frames: FrameRange,
+        settings: &RenderSettings,
+    ) -> (Result<Vec<RenderedFrame>, RenderError>, Vec<Progress>) {
         let (tx, mut rx) = mpsc::channel(8);
         let collect = async {
             let mut events = Vec::new();
@@ -1245,7 +1463,7 @@ mod tests {
             out,
             frames,
             OutputFormat::Png,
-            &TINY,
+            settings,
             tx,
             CancellationToken::new(),
         );
@@ -1338,6 +1556,161 @@ mod tests {
     }
 
     #[test]
+    fn a_sandboxed_command_sees_the_system_read_only_the_job_and_writes_only_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blender::new("blender", None).with_sandbox(Sandbox::bubblewrap());
+        let root = dir.path().join("job").join("root");
+        let out = dir.path().join("job").join("out").join("0-1");
+        let file = BlendFile {
+            path: &root.join("scene.blend"),
+            root: Some(&root),
+            outputs: None,
+        };
+        let cmd = b
+            .frames_command(file, &out, range(1, 1), OutputFormat::Png, &TINY)
+            .unwrap();
+        let std = cmd.as_std();
+        assert_eq!(std.get_program(), "bwrap");
+        let args: Vec<String> = std
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        for needed in [
+            "--unshare-all",
+            "--die-with-parent",
+            "--clearenv",
+            "--ro-bind /usr /usr",
+            "--tmpfs /tmp",
+            &format!("--ro-bind {0} {0}", root.display()),
+            &format!("--bind {0} {0}", out.display()),
+            &format!("--ro-bind {0} {0}", b.scripts.dir().unwrap().display()),
+            "-- blender -b --factory-startup -Y",
+        ] {
+            assert!(joined.contains(needed), "{needed:?} missing from {joined}");
+        }
+        // The only writable mount is the output; nothing of the home or the data directory.
+        let writable: Vec<&String> = args
+            .iter()
+            .zip(args.iter().skip(1))
+            .filter(|(flag, _)| *flag == "--bind")
+            .map(|(_, path)| path)
+            .collect();
+        assert_eq!(writable, [&out.display().to_string()]);
+        for hidden in ["/home", "/root", "/etc/passwd", "/etc/shadow"] {
+            assert!(
+                !args.iter().any(|a| a == hidden),
+                "{hidden} is mounted: {joined}"
+            );
+        }
+    }
+
+    /// A scene that tries to leave its job: an image texture read from an absolute path (a
+    /// file of the node's), and a compositor File Output node writing to an absolute path.
+    const ESCAPING_SCENE_PY: &str = r#"
+import bpy, sys
+texture, escape, out = sys.argv[sys.argv.index("--") + 1:]
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = 1
+scene.render.resolution_x = scene.render.resolution_y = 160
+bpy.ops.mesh.primitive_plane_add(size=4)
+plane = bpy.context.object
+material = bpy.data.materials.new("leak")
+material.use_nodes = True
+nodes = material.node_tree.nodes
+emission = nodes.new("ShaderNodeEmission")
+image = nodes.new("ShaderNodeTexImage")
+image.image = bpy.data.images.load(texture, check_existing=False)
+material.node_tree.links.new(image.outputs["Color"], emission.inputs["Color"])
+material.node_tree.links.new(emission.outputs["Emission"], nodes["Material Output"].inputs["Surface"])
+plane.data.materials.append(material)
+bpy.ops.object.camera_add(location=(0, 0, 3))
+scene.camera = bpy.context.object
+scene.use_nodes = True
+tree = scene.node_tree
+layers = tree.nodes.get("Render Layers") or tree.nodes.new("CompositorNodeRLayers")
+composite = tree.nodes.get("Composite") or tree.nodes.new("CompositorNodeComposite")
+tree.links.new(layers.outputs["Image"], composite.inputs["Image"])
+leak = tree.nodes.new("CompositorNodeOutputFile")
+leak.base_path = escape
+tree.links.new(layers.outputs["Image"], leak.inputs[0])
+bpy.ops.wm.save_as_mainfile(filepath=out)
+"#;
+
+    /// The red of the texture at the frame's centre, as 0..=255.
+    fn centre_red(frame: &Path) -> (u8, u8, u8) {
+        let image = image::open(frame).unwrap().to_rgb8();
+        let p = image.get_pixel(image.width() / 2, image.height() / 2);
+        (p[0], p[1], p[2])
+    }
+
+    /// Issue 11: a `.blend` could write wherever the node may write (a compositor File Output
+    /// node) and read the node's files into its frames (an absolute texture path). Unconfined
+    /// (the control) it does both; in the sandbox it does neither, and the frame still renders.
+    #[tokio::test]
+    async fn in_the_sandbox_a_scene_neither_writes_outside_its_output_nor_reads_the_nodes_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("node-data");
+        std::fs::create_dir_all(&data).unwrap();
+        let texture = data.join("secret.png");
+        image::RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 0]))
+            .save(&texture)
+            .unwrap();
+        let job = dir.path().join("job");
+        std::fs::create_dir_all(&job).unwrap();
+        let blend = job.join("scene.blend");
+        let escape = dir.path().join("escaped");
+        let b = blender();
+        let args = [
+            texture.to_str().unwrap(),
+            escape.to_str().unwrap(),
+            blend.to_str().unwrap(),
+        ];
+        b.run_script(ESCAPING_SCENE_PY, &args).await.unwrap();
+
+        let open = dir.path().join("open");
+        let (frames, _) = render(&b, &blend, &open, range(1, 1)).await;
+        let frame = &frames.unwrap()[0].path;
+        let (r, g, bl) = centre_red(frame);
+        assert!(
+            r > 200 && g < 60 && bl < 60,
+            "the control read no texture: {r},{g},{bl}"
+        );
+        let escaped = std::fs::read_dir(&escape).map(|d| d.count()).unwrap_or(0);
+        assert!(
+            escaped > 0,
+            "the control wrote nothing outside: the test proves nothing"
+        );
+        std::fs::remove_dir_all(&escape).unwrap();
+
+        let sandboxed = b.clone().with_sandbox(Sandbox::bubblewrap());
+        let boxed = dir.path().join("boxed");
+        // The node's file is not there: the render fails, naming it...
+        let (refused, _) = render(&sandboxed, &blend, &boxed, range(1, 1)).await;
+        let message = refused.unwrap_err().to_string();
+        assert!(
+            message.contains("missing file") && message.contains("secret.png"),
+            "{message}"
+        );
+        assert!(!escape.exists(), "the scene wrote outside its output");
+        // ...and with missing files allowed (`render --allow-missing`), it renders without it.
+        let allowed = RenderSettings {
+            allow_missing: true,
+            ..TINY
+        };
+        let (frames, _) = render_with(&sandboxed, &blend, &boxed, range(1, 1), &allowed).await;
+        let frame = &frames.unwrap()[0].path;
+        let (r, g, bl) = centre_red(frame);
+        assert!(
+            !(r > 200 && g < 60 && bl < 60),
+            "the node's file shows in the frame: {r},{g},{bl}"
+        );
+        assert!(!escape.exists(), "the scene wrote outside its output");
+    }
+
+    #[test]
     fn the_command_is_the_documented_argv() {
         let dir = tempfile::tempdir().unwrap();
         let b = Blender::new("blender", Some(2));
@@ -1398,6 +1771,7 @@ mod tests {
         let file = BlendFile {
             path: blend,
             root: Some(&root),
+            outputs: None,
         };
         let stepped = FrameRange::with_step(1, 9, 4).unwrap();
         let cmd = b
@@ -1695,7 +2069,13 @@ mod tests {
         assert!(events.is_empty(), "{events:?}");
         // A session fails as it starts, with the same words.
         let started = b
-            .start_session(&blend, OutputFormat::Png, &TINY, &CancellationToken::new())
+            .start_session(
+                &blend,
+                dir.path(),
+                OutputFormat::Png,
+                &TINY,
+                &CancellationToken::new(),
+            )
             .await;
         let message = started.unwrap_err().to_string();
         assert_eq!(
@@ -1849,7 +2229,7 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         };
         let cancel = CancellationToken::new();
         let mut session = b
-            .start_session(&blend, OutputFormat::Png, &exact, &cancel)
+            .start_session(&blend, dir.path(), OutputFormat::Png, &exact, &cancel)
             .await
             .unwrap();
         // Two tasks in one session: frames 1-2 whole, then one tile of frame 3.
@@ -1942,6 +2322,7 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         let mut session = b
             .start_session(
                 &blend,
+                dir.path(),
                 OutputFormat::Png,
                 &RenderSettings::default(),
                 &cancel,

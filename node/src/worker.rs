@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use rendermesh_protocol::{Assignment, BlobHash, JobId, NodeId, Outcome, Output, OutputFormat};
+use rendermesh_protocol::{
+    Assignment, BlobHash, Confinement, JobId, NodeId, Outcome, Output, OutputFormat,
+};
 use rendermesh_scene::{Engine, RenderSettings};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::fetch::Fetcher;
-use crate::render::{BlendFile, Blender, Progress, RenderError, Session};
+use crate::render::{BlendFile, Blender, Progress, RenderError, Sandbox, Session};
 use crate::store::BlobStore;
 
 /// Why a render (or a task) produced no frames.
@@ -43,6 +45,12 @@ impl From<String> for RenderFailure {
 pub trait Renderer: Send + Sync + 'static {
     /// The renderer's version (`Blender 3.4.1`); `None` when it cannot run here.
     async fn version(&self) -> Option<String>;
+
+    /// How its renders are confined; known once [`Renderer::version`] has answered. A renderer
+    /// that starts no program (the tests' fakes) is not sandboxed.
+    fn confinement(&self) -> Confinement {
+        Confinement::Unsandboxed
+    }
 
     /// The engines it renders with on this machine (asked once, at start).
     async fn engines(&self) -> Vec<Engine> {
@@ -76,6 +84,8 @@ const SESSION_IDLE: Duration = Duration::from_secs(30);
 #[derive(Clone, Debug)]
 pub struct BlenderRenderer {
     blender: Blender,
+    /// Set by [`Renderer::version`]: Blender runs here, but not in its sandbox.
+    cannot_sandbox: Arc<AtomicBool>,
     sessions: bool,
     /// The open session, if any: one task renders at a time on a node.
     session: Arc<Mutex<Option<Open>>>,
@@ -104,6 +114,7 @@ impl BlenderRenderer {
     pub fn new(blender: Blender) -> Self {
         Self {
             blender,
+            cannot_sandbox: Arc::new(AtomicBool::new(false)),
             sessions: true,
             session: Arc::new(Mutex::new(None)),
             reaping: Arc::new(AtomicBool::new(false)),
@@ -141,7 +152,13 @@ impl BlenderRenderer {
             None => {
                 let session = self
                     .blender
-                    .start_session(blend, key.format, &key.settings, &cancel)
+                    .start_session(
+                        blend,
+                        blend.outputs.unwrap_or(out_dir),
+                        key.format,
+                        &key.settings,
+                        &cancel,
+                    )
                     .await?;
                 info!(job = %a.job, "Blender session started");
                 self.reap_idle_sessions();
@@ -195,12 +212,32 @@ impl BlenderRenderer {
 #[async_trait]
 impl Renderer for BlenderRenderer {
     async fn version(&self) -> Option<String> {
-        match self.blender.version().await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                tracing::warn!("this node will not render: {e}");
-                None
-            }
+        let error = match self.blender.version().await {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        if *self.blender.sandbox() != Sandbox::Off
+            && let Ok(v) = self.blender.unconfined().version().await
+        {
+            self.cannot_sandbox.store(true, Ordering::Relaxed);
+            tracing::error!(
+                "{v} runs here, but not in its sandbox ({error}): this node will not render. \
+                 Install bubblewrap (`apt-get install bubblewrap`), or start the node with \
+                 --no-sandbox to render unconfined"
+            );
+            return None;
+        }
+        tracing::warn!("this node will not render: {error}");
+        None
+    }
+
+    fn confinement(&self) -> Confinement {
+        if self.cannot_sandbox.load(Ordering::Relaxed) {
+            Confinement::CannotSandbox
+        } else if *self.blender.sandbox() == Sandbox::Off {
+            Confinement::Unsandboxed
+        } else {
+            Confinement::Sandboxed
         }
     }
 
@@ -290,9 +327,7 @@ pub(crate) async fn run_task(
         Ok(staged) => staged,
         Err(message) => return Some(Outcome::Failed(message)),
     };
-    let dir = ctx
-        .work_dir
-        .join(format!("{}-{}-{}", a.job, a.task, a.attempt));
+    let dir = staged.outputs.join(format!("{}-{}", a.task, a.attempt));
     let result = render_into(&ctx, &a, &staged, &dir, progress, cancel).await;
     if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
         debug!("work dir {} not removed: {e}", dir.display());
@@ -316,6 +351,9 @@ struct Staged {
     blend: PathBuf,
     /// The root it and its files are laid out under: Blender reads nothing outside it.
     root: PathBuf,
+    /// Where its tasks' frames are written, each task in a directory of its own: the only
+    /// directory a sandboxed Blender may write.
+    outputs: PathBuf,
 }
 
 /// Fetches the job's `.blend` and every file it uses (from the origin first, then the
@@ -334,6 +372,7 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
     let staged = Staged {
         blend: under(&root, blend_path)?,
         root,
+        outputs: dir.join("out"),
     };
     if tokio::fs::try_exists(dir.join(STAGED_MARK))
         .await
@@ -464,6 +503,7 @@ async fn render_into(
     let blend = BlendFile {
         path: &staged.blend,
         root: Some(&staged.root),
+        outputs: Some(&staged.outputs),
     };
     let frames = ctx
         .renderer

@@ -31,6 +31,7 @@ fn config(dir: &tempfile::TempDir, api: SocketAddr, token: Option<&str>) -> Conf
         blender: dir.path().join("no-blender-here"),
         secret: None,
         api_token: token.map(str::to_owned),
+        sandbox: false,
     }
 }
 

@@ -60,6 +60,7 @@ async fn start_node() -> (tempfile::TempDir, Node, Multiaddr) {
             blender: PathBuf::from("unused"),
             secret: None,
             api_token: None,
+            sandbox: false,
         },
         Arc::new(NoRenderer),
     )
@@ -211,6 +212,7 @@ fn heartbeat(seq: u64) -> Vec<u8> {
         memory: 1 << 40,
         blender: Some("Blender 3.4.1".into()),
         engines: Vec::new(),
+        confinement: rendermesh_protocol::Confinement::Unsandboxed,
         load: 0.0,
         current: None,
         term: Term(1_000),

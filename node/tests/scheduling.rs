@@ -181,6 +181,7 @@ async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
             blender: PathBuf::from("blender-is-not-used"),
             secret: None,
             api_token: None,
+            sandbox: false,
         };
         nodes.push(
             Node::start_with_renderer(config, r)

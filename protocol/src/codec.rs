@@ -206,6 +206,7 @@ mod tests {
             memory: 1 << 30,
             blender: Some("Blender 3.4.1".into()),
             engines: vec![crate::render::Engine::Cycles],
+            confinement: crate::Confinement::Unsandboxed,
             load: 0.5,
             current: None,
             term: Term(2),

@@ -29,7 +29,8 @@ pub use job::{
     TaskState, TileGrid, Tiling, Version, plan, plan_chunks,
 };
 pub use message::{
-    Assignment, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response, Role, TaskRef,
+    Assignment, Confinement, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response,
+    Role, TaskRef,
 };
 pub use render::{Engine, PixelRect, Tile};
 

@@ -69,11 +69,13 @@ pub struct Heartbeat {
     /// can open a GPU context, through surfaceless EGL on a machine without a display).
     #[serde(default)]
     pub engines: Vec<Engine>,
+    /// How its renders are confined.
+    pub confinement: Confinement,
     /// CPU load, 0.0..=1.0 averaged over all cores.
     pub load: f32,
     /// The task it is rendering.
     pub current: Option<TaskRef>,
-    /// The highest coordinator term it has seen.
+    /// The term it coordinates in when it claims; else the highest term it has seen claimed.
     pub term: Term,
     /// The coordinator it follows (itself when it coordinates).
     pub coordinator: Option<NodeId>,
@@ -84,6 +86,20 @@ pub struct Heartbeat {
     pub jobs: Vec<JobDigest>,
     /// Multiaddrs it listens on, with `/p2p/<id>`, for `peers` and joining.
     pub addrs: Vec<String>,
+}
+
+/// How a node's Blender is confined (issue 11), shown by `peers`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Confinement {
+    /// It renders in a sandbox: the system read-only, the task's directory the only writable
+    /// path, no network, no data directory, no home.
+    Sandboxed,
+    /// It renders unconfined: started with `--no-sandbox` (or it renders nothing at all).
+    #[default]
+    Unsandboxed,
+    /// It cannot sandbox Blender here and so renders nothing (until started with
+    /// `--no-sandbox`).
+    CannotSandbox,
 }
 
 /// Messages published on gossipsub.

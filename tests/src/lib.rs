@@ -209,6 +209,18 @@ impl MeshNode {
         extra: &[&str],
         home: &Path,
     ) -> Result<Self> {
+        Self::start_with_env(root, name, bootstrap, extra, &[("RENDERMESH_HOME", home)])
+    }
+
+    /// Like [`MeshNode::start_with`], with environment variables set for the node (after
+    /// `RENDERMESH_HOME`, which they may override).
+    pub fn start_with_env(
+        root: &Path,
+        name: &str,
+        bootstrap: Option<&MeshNode>,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Self> {
         let data_dir = root.join(name);
         std::fs::create_dir_all(&data_dir)?;
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
@@ -223,8 +235,10 @@ impl MeshNode {
             .arg(api.to_string())
             .arg("--no-mdns")
             .args(["--name", name])
-            .args(extra)
-            .env("RENDERMESH_HOME", home);
+            .args(extra);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         if let Some(b) = bootstrap {
             let addr = b
                 .addrs

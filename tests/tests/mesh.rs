@@ -74,6 +74,11 @@ fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_se
 -> Result<()> {
     let fx = fixture()?;
     let nodes = cluster(&fx.root.join("mesh"), 3)?;
+    // Every worker renders in its sandbox (issue 11), and the frames still equal `blender -b`.
+    let peers = nodes[0].peers().context("peers")?;
+    for p in peers["peers"].as_array().context("peers")? {
+        assert_eq!(p["confinement"], "Sandboxed", "{p}");
+    }
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
     let mut child = start_render(&nodes[1], &fx.blend, &out, &log)?;

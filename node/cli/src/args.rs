@@ -120,6 +120,11 @@ pub struct NodeArgs {
     /// Do not discover LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// Run Blender unconfined. By default it runs in a sandbox (bubblewrap: the system
+    /// read-only, the task's directory the only writable path, no network), and a node that
+    /// cannot sandbox does not render.
+    #[arg(long)]
+    pub no_sandbox: bool,
     /// A name for `rendermesh peers` [default: the host name].
     #[arg(long)]
     pub name: Option<String>,
@@ -191,6 +196,7 @@ impl NodeArgs {
             role: Role::Worker,
             blender: self.blender,
             secret,
+            sandbox: !self.no_sandbox,
             ..default
         }
         .with_api_token(api_token))
@@ -266,6 +272,9 @@ pub struct NodeOrEmbedded {
     /// The embedded node does not look for LAN peers by mDNS.
     #[arg(long)]
     pub no_mdns: bool,
+    /// The embedded node runs Blender unconfined (see `rendermesh node --no-sandbox`).
+    #[arg(long)]
+    pub no_sandbox: bool,
     /// The embedded node joins the mesh that has this secret instead of this machine's key
     /// (see `rendermesh node`).
     #[arg(long, value_name = "FILE", conflicts_with = "open")]
@@ -447,6 +456,7 @@ impl From<NodeOrEmbedded> for NodeChoice {
             data_dir: a.data_dir,
             blender: a.blender,
             no_mdns: a.no_mdns,
+            no_sandbox: a.no_sandbox,
             secret_file: a.secret_file,
             open: a.open,
             api_token: a.api_token,

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use rendermesh_node::secret::KeySource;
 use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Node, now_ms};
+use rendermesh_protocol::Confinement;
 use rendermesh_protocol::printable;
 
 use crate::args::{
@@ -79,9 +80,18 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
         }
         _ => eprintln!("{}", KeySource::Open.notice(None).unwrap_or_default()),
     }
-    match &info.blender {
-        Some(v) => println!("renders with {v}"),
-        None => println!("Blender does not run here: this node coordinates and relays only"),
+    match (&info.blender, info.confinement) {
+        (Some(v), Confinement::Sandboxed) => println!("renders with {v}, in a sandbox"),
+        (Some(v), _) => eprintln!(
+            "warning: renders with {v} unconfined (--no-sandbox): a .blend can write wherever \
+             this node may write, and read files of this machine into its frames"
+        ),
+        (None, Confinement::CannotSandbox) => eprintln!(
+            "warning: Blender cannot run in a sandbox here (see the log), so this node will not \
+             render: install bubblewrap (apt-get install bubblewrap), or start it with \
+             --no-sandbox; it coordinates and relays only"
+        ),
+        (None, _) => println!("Blender does not run here: this node coordinates and relays only"),
     }
     rendermesh_node::shutdown_signal().await;
     eprintln!("shutting down (ctrl-c again to quit at once)");

@@ -86,6 +86,8 @@ pub struct NodeChoice {
     pub blender: PathBuf,
     /// The embedded node does not look for LAN peers by mDNS.
     pub no_mdns: bool,
+    /// The embedded node runs Blender unconfined.
+    pub no_sandbox: bool,
     /// The mesh secret's file.
     pub secret_file: Option<PathBuf>,
     /// An open mesh, without a key.
@@ -275,6 +277,7 @@ async fn connect_or_embed(args: &NodeChoice) -> Result<(Client, Option<Embedded>
                 data_dir: dir.path.clone(),
                 api: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 mdns: !args.no_mdns,
+                sandbox: !args.no_sandbox,
                 blender: args.blender.clone(),
                 secret: mesh_secret(args.secret_file.as_deref(), args.open, None, &dir.path)?,
                 ..Config::default()

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Result, bail};
 use rendermesh_node::Role;
-use rendermesh_node::api::types::PeersView;
-use rendermesh_protocol::printable;
+use rendermesh_node::api::types::{PeerView, PeersView};
+use rendermesh_protocol::{Confinement, printable};
 use rendermesh_protocol::{Job, JobId, JobState, NodeId, TaskState};
 
 /// `1 node`, `2 nodes`.
@@ -51,6 +51,19 @@ pub(crate) fn short_peer(id: &str) -> &str {
     &id[start..]
 }
 
+/// A peer's Blender version, and whether it renders in a sandbox when that is not the case.
+fn blender_cell(p: &PeerView) -> String {
+    let version = p
+        .blender
+        .as_deref()
+        .map_or("-", |b| b.strip_prefix("Blender ").unwrap_or(b));
+    match (p.confinement, p.blender.is_some()) {
+        (Confinement::CannotSandbox, _) => format!("{version} (cannot sandbox)"),
+        (Confinement::Unsandboxed, true) => format!("{version} (unsandboxed)"),
+        _ => version.to_owned(),
+    }
+}
+
 /// `rendermesh peers`' table: a coordinator line, then one row per node (`*` marks the
 /// coordinator), then with `addrs` every node's multiaddrs.
 pub fn peers_table(view: &PeersView, addrs: bool) -> String {
@@ -92,10 +105,7 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
                 short_peer(&p.id).to_owned(),
                 p.cores.to_string(),
                 format!("{:.0}%", p.load * 100.0),
-                p.blender
-                    .as_deref()
-                    .map_or("-", |b| b.strip_prefix("Blender ").unwrap_or(b))
-                    .to_owned(),
+                blender_cell(p),
                 if p.engines.is_empty() {
                     "-".to_owned()
                 } else {
@@ -360,6 +370,7 @@ mod tests {
             load: 0.5,
             blender: Some("Blender 3.4.1".into()),
             engines: vec![Engine::Cycles, Engine::Eevee],
+            confinement: rendermesh_protocol::Confinement::Sandboxed,
             current: None,
             coordinator,
             is_self: false,
@@ -489,6 +500,37 @@ mod tests {
         let table = peers_table(&view, true);
         assert!(!table.contains('\x1b'), "{table:?}");
         assert!(table.contains("?[2J?[31mevil"), "{table:?}");
+    }
+
+    #[test]
+    fn peers_show_how_each_node_is_confined() {
+        let boxed = peer("12D3KooWaaaaaaaa111111", "boxed", true);
+        let mut open = peer("12D3KooWbbbbbbbb222222", "open", false);
+        open.confinement = Confinement::Unsandboxed;
+        let mut stuck = peer("12D3KooWcccccccc333333", "stuck", false);
+        stuck.confinement = Confinement::CannotSandbox;
+        stuck.blender = None;
+        let view = PeersView {
+            me: "x".into(),
+            term: 1,
+            coordinator: Some(boxed.id.clone()),
+            peers: vec![boxed, open, stuck],
+            secret: None,
+        };
+        let table = peers_table(&view, false);
+        let row = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.get(2..).is_some_and(|r| r.starts_with(name)))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(
+            row("boxed").contains("3.4.1 ") && !row("boxed").contains('('),
+            "{table}"
+        );
+        assert!(row("open").contains("3.4.1 (unsandboxed)"), "{table}");
+        assert!(row("stuck").contains("- (cannot sandbox)"), "{table}");
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct PeerView {
     /// The engines it renders with headless.
     #[serde(default)]
     pub engines: Vec<Engine>,
+    /// How its renders are confined (a sandbox, none, or none possible: then it renders
+    /// nothing).
+    #[serde(default)]
+    pub confinement: rendermesh_protocol::Confinement,
     /// What it is rendering.
     pub current: Option<TaskRef>,
     /// True when it is the coordinator.
@@ -68,6 +72,9 @@ pub struct NodeInfo {
     pub addrs: Vec<String>,
     /// Its Blender version, if Blender runs here.
     pub blender: Option<String>,
+    /// How its renders are confined.
+    #[serde(default)]
+    pub confinement: rendermesh_protocol::Confinement,
     /// The current term.
     pub term: u64,
     /// The coordinator's peer id, if one is known.

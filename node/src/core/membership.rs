@@ -269,6 +269,7 @@ mod tests {
             memory: 1 << 30,
             blender: Some("Blender 3.4.1".into()),
             engines: Vec::new(),
+            confinement: rendermesh_protocol::Confinement::Unsandboxed,
             load: 0.0,
             current: None,
             term: Term(term),

@@ -31,6 +31,8 @@ pub struct Profile {
     pub cores: u32,
     /// Memory in bytes.
     pub memory: u64,
+    /// How its renders are confined.
+    pub confinement: rendermesh_protocol::Confinement,
 }
 
 /// One node's mesh state and rules.
@@ -148,6 +150,7 @@ impl Core {
             memory: self.profile.memory,
             blender: self.worker.blender().map(str::to_owned),
             engines: self.worker.engines().to_vec(),
+            confinement: self.profile.confinement,
             load: self.load,
             current: self.worker.current(),
             term: self.leading().unwrap_or(self.membership.max_term()),
@@ -573,6 +576,7 @@ mod tests {
             role: Role::Worker,
             cores: 2,
             memory: 0,
+            confinement: rendermesh_protocol::Confinement::Unsandboxed,
         };
         Core::new(
             n(name),

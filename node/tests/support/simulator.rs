@@ -1029,6 +1029,7 @@ impl Sim {
                     memory: 1 << 40,
                     blender: Some(BLENDER.into()),
                     engines: vec![Engine::Cycles],
+                    confinement: rendermesh_protocol::Confinement::Unsandboxed,
                     load: 0.0,
                     current: None,
                     term,
@@ -1319,6 +1320,7 @@ fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
         role: Role::Worker,
         cores: 1,
         memory: 0,
+        confinement: rendermesh_protocol::Confinement::Unsandboxed,
     };
     Core::new(
         id.clone(),
