@@ -868,6 +868,13 @@ impl Job {
             return Err(bad(format!("{} tasks", self.tasks.len())));
         }
         let text_ok = |t: &str| t.len() <= limits::MAX_FAILURE_TEXT;
+        if self.failure_text() > limits::MAX_JOB_FAILURE_TEXT {
+            return Err(bad(format!(
+                "its failures hold {} bytes of text (at most {})",
+                self.failure_text(),
+                limits::MAX_JOB_FAILURE_TEXT
+            )));
+        }
         if !self.message.as_deref().is_none_or(text_ok) {
             return Err(bad("its message is too long".into()));
         }
@@ -1026,11 +1033,12 @@ impl Job {
         term: Term,
     ) -> Result<(), Stale> {
         let message = bounded_text(message);
+        let room = limits::MAX_JOB_FAILURE_TEXT.saturating_sub(self.failure_text());
         let task = self.current_mut(index, attempt, node)?;
         if task.failures.len() < limits::MAX_FAILURES_KEPT {
             task.failures.push(Failure {
                 node: node.clone(),
-                message: message.clone(),
+                message: truncated(message.clone(), room),
             });
         }
         task.state = TaskState::Queued;
@@ -1125,15 +1133,31 @@ impl Job {
 }
 
 /// `text` cut to at most [`limits::MAX_FAILURE_TEXT`] bytes, on a character boundary.
-fn bounded_text(mut text: String) -> String {
-    if text.len() > limits::MAX_FAILURE_TEXT {
-        let mut end = limits::MAX_FAILURE_TEXT;
+fn bounded_text(text: String) -> String {
+    truncated(text, limits::MAX_FAILURE_TEXT)
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
         while !text.is_char_boundary(end) {
             end -= 1;
         }
         text.truncate(end);
     }
     text
+}
+
+impl Job {
+    /// Bytes of every failure message its tasks keep.
+    fn failure_text(&self) -> usize {
+        self.tasks
+            .iter()
+            .flat_map(|t| &t.failures)
+            .map(|f| f.message.len())
+            .sum()
+    }
 }
 
 #[cfg(test)]
@@ -1599,5 +1623,43 @@ mod tests {
         .unwrap();
         j.validate().unwrap();
         assert!(j.tasks[1].failures[0].message.len() <= limits::MAX_FAILURE_TEXT);
+    }
+
+    /// Issue 11: failure texts were bounded one by one only, so a job whose tasks kept failing
+    /// with long tracebacks grew a record too big for one message (and a forged one could be).
+    #[test]
+    fn a_job_failing_everywhere_with_long_messages_keeps_a_record_that_fits_one_message() {
+        let mut one_each = spec(range(1, 400));
+        one_each.chunk = Some(1);
+        let plan = plan(&one_each, 2);
+        let mut j = Job::new(JobId([0; 16]), one_each, node("o"), plan, Term(1), 0);
+        let traceback = "Traceback: ".repeat(limits::MAX_FAILURE_TEXT);
+        for index in 0..400 {
+            for worker in ["w1", "w2"] {
+                let attempt = j.assign(index, node(worker), Term(1)).unwrap();
+                j.fail(index, attempt, &node(worker), traceback.clone(), 3, Term(1))
+                    .unwrap();
+            }
+        }
+        assert!(!j.state.is_terminal(), "no task failed on 3 nodes");
+        assert!(j.failure_text() <= limits::MAX_JOB_FAILURE_TEXT);
+        // The first failures are whole; the later ones are cut.
+        assert_eq!(
+            j.tasks[0].failures[0].message.len(),
+            limits::MAX_FAILURE_TEXT
+        );
+        assert!(j.tasks[399].failures[1].message.is_empty());
+        j.validate().unwrap();
+        let bytes = crate::codec::encode(&j, limits::MAX_MESSAGE).expect("fits one message");
+        assert!(bytes.len() < limits::MAX_MESSAGE);
+        // A record claiming more failure text than that is refused.
+        let mut forged = j.clone();
+        for t in &mut forged.tasks {
+            for f in &mut t.failures {
+                f.message = "x".repeat(limits::MAX_FAILURE_TEXT);
+            }
+        }
+        let err = forged.validate().unwrap_err().to_string();
+        assert!(err.contains("bytes of text"), "{err}");
     }
 }

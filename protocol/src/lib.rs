@@ -88,6 +88,10 @@ pub mod limits {
     pub const MAX_FAILURES_KEPT: usize = 8;
     /// Bytes of a failure's message (or a failed job's) kept in a job record.
     pub const MAX_FAILURE_TEXT: usize = 4096;
+    /// Bytes of all the failure messages of one job record together: a job whose tasks keep
+    /// failing with long tracebacks keeps the first ones whole and the later ones cut, so its
+    /// record still fits one message ([`MAX_MESSAGE`]).
+    pub const MAX_JOB_FAILURE_TEXT: usize = 256 << 10;
     /// Most job digests in a heartbeat.
     pub const MAX_DIGESTS: usize = 64;
     /// Heartbeat period.
