@@ -46,6 +46,31 @@ pub fn rendermesh_bootstrap() -> Command {
     cmd
 }
 
+/// Starts `rendermesh render BLEND --frames 1-4 --samples 16 --resolution-percent 25 --chunk 1
+/// --out OUT --api API`, its output in `log` (and `log` with extension `err`): the render the
+/// tests of a small mesh submit.
+pub fn start_small_render(blend: &Path, out: &Path, api: SocketAddr, log: &Path) -> Result<Child> {
+    Ok(rendermesh()
+        .arg("render")
+        .arg(blend)
+        .args([
+            "--frames",
+            "1-4",
+            "--samples",
+            "16",
+            "--resolution-percent",
+            "25",
+        ])
+        .args(["--chunk", "1", "--out"])
+        .arg(out)
+        .arg("--api")
+        .arg(api.to_string())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(log)?)
+        .stderr(std::fs::File::create(log.with_extension("err"))?)
+        .spawn()?)
+}
+
 /// The machine key directory of this test process (one "machine"): under the temp directory,
 /// named after the process.
 pub fn machine_home() -> PathBuf {

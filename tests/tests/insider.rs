@@ -8,7 +8,6 @@
 //! mesh neither stalls nor lets the rogue's terms stick.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -252,25 +251,7 @@ fn a_rogue_insider_is_obeyed_by_nobody_and_the_job_still_matches_blender() -> Re
 
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
-    let mut child = rendermesh_tests::rendermesh()
-        .arg("render")
-        .arg(&fx.blend)
-        .args([
-            "--frames",
-            "1-4",
-            "--samples",
-            "16",
-            "--resolution-percent",
-            "25",
-        ])
-        .args(["--chunk", "1", "--out"])
-        .arg(&out)
-        .arg("--api")
-        .arg(members[0].api.to_string())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(log.with_extension("err"))?)
-        .spawn()?;
+    let mut child = rendermesh_tests::start_small_render(&fx.blend, &out, members[0].api, &log)?;
     let rendered = wait_render(&mut child, Duration::from_secs(300), &log, &members);
     stop.store(true, Ordering::Relaxed);
     let tally = rogue

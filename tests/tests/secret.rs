@@ -137,25 +137,7 @@ fn only_nodes_with_the_mesh_secret_join_it_and_it_renders() -> Result<()> {
     // The private mesh renders: blobs and results travel over its pnet connections.
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
-    let mut child = rendermesh_tests::rendermesh()
-        .args(["render"])
-        .arg(&fx.blend)
-        .args([
-            "--frames",
-            "1-4",
-            "--samples",
-            "16",
-            "--resolution-percent",
-            "25",
-        ])
-        .args(["--chunk", "1", "--out"])
-        .arg(&out)
-        .arg("--api")
-        .arg(members[1].api.to_string())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log)?)
-        .stderr(std::fs::File::create(log.with_extension("err"))?)
-        .spawn()?;
+    let mut child = rendermesh_tests::start_small_render(&fx.blend, &out, members[1].api, &log)?;
     wait_render(&mut child, Duration::from_secs(300), &log, &members)?;
     for f in 1..=4 {
         assert_same_pixels(

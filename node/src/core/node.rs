@@ -599,6 +599,20 @@ mod tests {
         }
     }
 
+    /// Task 0 of job 4 (one frame, submitted on `a`), assigned in `term`.
+    fn assignment(term: u64) -> Assignment {
+        Assignment {
+            term: Term(term),
+            job: JobId([4; 16]),
+            task: 0,
+            attempt: 1,
+            frames: FrameRange::single(1),
+            tile: None,
+            spec: spec(),
+            origin: n("a"),
+        }
+    }
+
     /// A heartbeat of `name` in term `term`, claiming to coordinate or not.
     fn heartbeat(name: &str, term: u64, claims: bool) -> Arc<Heartbeat> {
         let mut c = core(name);
@@ -696,18 +710,7 @@ mod tests {
         b.heard(n("a"), heartbeat("a", 3, true), 100);
         b.tick(200, 0, 0.0);
         b.take_actions();
-        let plan = rendermesh_protocol::plan(&spec(), 1);
-        let job = Job::new(JobId([4; 16]), spec(), n("a"), plan, Term(2), 0);
-        let stale = Assignment {
-            term: Term(2),
-            job: job.id,
-            task: 0,
-            attempt: 1,
-            frames: FrameRange::single(1),
-            tile: None,
-            spec: spec(),
-            origin: n("a"),
-        };
+        let stale = assignment(2);
         b.request(
             n("a"),
             Request::Assign(stale.clone()),
@@ -894,18 +897,7 @@ mod tests {
         b.take_actions();
         assert_eq!(b.coordinator(), Some(n("a")));
         assert_eq!(b.heartbeat().term, Term(3));
-        let plan = rendermesh_protocol::plan(&spec(), 1);
-        let job = Job::new(JobId([4; 16]), spec(), n("a"), plan, Term(3), 0);
-        let assignment = Assignment {
-            term: Term(3),
-            job: job.id,
-            task: 0,
-            attempt: 1,
-            frames: FrameRange::single(1),
-            tile: None,
-            spec: spec(),
-            origin: n("a"),
-        };
+        let assignment = assignment(3);
         b.request(
             n("a"),
             Request::Assign(assignment),
