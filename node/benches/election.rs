@@ -34,6 +34,7 @@ fn main() {
             max_delay: 50,
             jobs: 0,
             rogue: false,
+            broken: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

@@ -77,6 +77,7 @@ fn ten_nodes_with_kills_and_restarts_agree_on_one_coordinator_and_lose_no_job() 
         max_delay: 80,
         jobs: 6,
         rogue: false,
+        broken: false,
     });
     exercised(totals);
 }
@@ -93,6 +94,7 @@ fn ten_nodes_split_and_healed_agree_per_side_then_on_one_and_lose_no_job() {
         max_delay: 80,
         jobs: 6,
         rogue: false,
+        broken: false,
     });
     exercised(totals);
 }
@@ -109,6 +111,7 @@ fn a_hundred_nodes_with_kills_and_splits_agree_on_one_coordinator_and_lose_no_jo
         max_delay: 50,
         jobs: 8,
         rogue: false,
+        broken: false,
     });
     exercised(totals);
 }
@@ -130,6 +133,26 @@ fn ten_nodes_with_a_rogue_insider_and_kills_obey_only_their_coordinator_and_lose
         max_delay: 80,
         jobs: 6,
         rogue: true,
+        broken: false,
+    });
+    exercised(totals);
+}
+
+/// Issue 12: one node's renders always fail (a broken build). It is blocklisted for a job once
+/// it has failed 3 of its tasks, and every job still finishes on the others.
+#[test]
+fn ten_nodes_with_a_broken_one_blocklist_it_and_finish_every_job() {
+    let totals = run_all(Config {
+        nodes: 10,
+        duration: 60_000,
+        kills: false,
+        partitions: false,
+        loss: 0.05,
+        duplicate: 0.05,
+        max_delay: 80,
+        jobs: 6,
+        rogue: false,
+        broken: true,
     });
     exercised(totals);
 }

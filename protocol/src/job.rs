@@ -754,9 +754,21 @@ impl Job {
         };
     }
 
-    /// The first queued task that `node` has not already failed, if any.
+    /// Whether `node` has failed [`limits::BLOCKLIST_AFTER`] tasks of this job, so that it gets
+    /// no more of them (Flamenco's blocklist: a node that cannot render this file stops
+    /// wasting its tasks).
+    pub fn blocklisted(&self, node: &NodeId) -> bool {
+        self.tasks
+            .iter()
+            .filter(|t| t.failures.iter().any(|f| &f.node == node))
+            .count()
+            >= limits::BLOCKLIST_AFTER
+    }
+
+    /// The first queued task that `node` has not already failed, if any, unless `node` is
+    /// [blocklisted](Job::blocklisted) for this job.
     pub fn next_task_for(&self, node: &NodeId) -> Option<u32> {
-        if self.state.is_terminal() {
+        if self.state.is_terminal() || self.blocklisted(node) {
             return None;
         }
         self.tasks
@@ -1359,6 +1371,30 @@ mod tests {
             "{msg}"
         );
         assert_eq!(j.next_task_for(&node("w3")), None);
+    }
+
+    /// Issue 12: a node that fails every task of a job kept being given more of them.
+    #[test]
+    fn a_node_that_failed_three_tasks_of_a_job_gets_no_more_of_it() {
+        let mut one_each = spec(range(1, 6));
+        one_each.chunk = Some(1);
+        let plan = plan(&one_each, 2);
+        let mut j = Job::new(JobId([0; 16]), one_each, node("o"), plan, Term(1), 0);
+        let broken = node("broken");
+        for index in 0..3 {
+            assert!(!j.blocklisted(&broken));
+            let attempt = j.assign(index, broken.clone(), Term(1)).unwrap();
+            j.fail(index, attempt, &broken, "segfault".into(), 3, Term(1))
+                .unwrap();
+        }
+        assert!(j.blocklisted(&broken));
+        assert_eq!(
+            j.next_task_for(&broken),
+            None,
+            "tasks 3-5 are queued, but not for it"
+        );
+        assert_eq!(j.next_task_for(&node("good")), Some(0));
+        assert_eq!(j.state, JobState::Running, "no task failed on 3 nodes");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, NodeId, Outcome, Output, Report,
-    Request, Response, TaskRef, TaskState, Term, plan,
+    Request, Response, TaskRef, TaskState, Term, limits, plan,
 };
 use tracing::{debug, info, warn};
 
@@ -328,6 +328,25 @@ impl Coordinator {
                     give_up,
                     self.term,
                 );
+                // Every node that could render it is blocklisted: nobody is left to try.
+                let matching: Vec<&Seat<'_>> = view
+                    .workers
+                    .iter()
+                    .filter(|s| s.can_render(&job.spec))
+                    .collect();
+                if !job.state.is_terminal()
+                    && !matching.is_empty()
+                    && matching.iter().all(|s| job.blocklisted(s.id))
+                {
+                    job.abort(
+                        format!(
+                            "every node that can render it failed {} of its tasks; the last \
+                             said: {message}",
+                            limits::BLOCKLIST_AFTER
+                        ),
+                        self.term,
+                    );
+                }
                 if job.state == JobState::Failed {
                     warn!(job = %report.job.short(), "job failed: {}",
                           job.message.clone().unwrap_or_default());
@@ -1392,6 +1411,54 @@ mod tests {
             job.message
                 .as_deref()
                 .is_some_and(|m| m.contains("2 nodes")),
+            "{:?}",
+            job.message
+        );
+    }
+
+    /// Issue 12: with a blocklist, a job whose every matching node is blocklisted would wait
+    /// for ever; it fails instead, saying why.
+    #[test]
+    fn a_job_fails_once_every_node_that_can_render_it_is_blocklisted() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
+            vec![&a, &b],
+        );
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::new(1, 8).unwrap()));
+        // a failed tasks 0-2 and b tasks 3-4: no task failed on both, so none fails the job.
+        let job = table.get_mut(&id).unwrap();
+        for (who, task) in [(&a, 0), (&a, 1), (&a, 2), (&b, 3), (&b, 4)] {
+            let attempt = job.assign(task, who.clone(), Term(1)).unwrap();
+            job.fail(task, attempt, who, "segfault".into(), 2, Term(1))
+                .unwrap();
+        }
+        assert!(job.blocklisted(&a) && !job.blocklisted(&b));
+        let attempt = job.assign(5, b.clone(), Term(1)).unwrap();
+        let report = Report {
+            job: id,
+            task: 5,
+            attempt,
+            outcome: Outcome::Failed("segfault".into()),
+        };
+        c.report(
+            &mut table,
+            &v,
+            b.clone(),
+            report,
+            Some(ReplyTo::Outside(1)),
+            &mut out,
+        );
+        assert_eq!(replies(&mut out), [(1, Response::Accepted)]);
+        let job = table.get(&id).unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert!(
+            job.message
+                .as_deref()
+                .is_some_and(|m| m.contains("every node that can render it failed 3")
+                    && m.contains("segfault")),
             "{:?}",
             job.message
         );

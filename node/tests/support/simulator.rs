@@ -93,6 +93,9 @@ pub struct Config {
     pub jobs: usize,
     /// A rogue insider joins the mesh.
     pub rogue: bool,
+    /// One node's renders always fail (a broken build): it must get at most
+    /// [`limits::BLOCKLIST_AFTER`] tasks of each job.
+    pub broken: bool,
 }
 
 /// One simulated node.
@@ -115,6 +118,10 @@ pub struct Node {
     next_tick: Millis,
     /// The highest term its core has reported in this run.
     seen_term: Term,
+    /// Every render it fails (a broken node).
+    broken: bool,
+    /// Renders started, per job.
+    renders: BTreeMap<JobId, usize>,
     /// The version of each job record last checked, in this run.
     seen_versions: BTreeMap<JobId, Version>,
 }
@@ -250,6 +257,8 @@ impl Sim {
                     next_tick: rng.random_range(0..TICK_MS),
                     seen_term: Term(0),
                     seen_versions: BTreeMap::new(),
+                    broken: config.broken && i == 1,
+                    renders: BTreeMap::new(),
                 }
             })
             .collect();
@@ -457,6 +466,19 @@ impl Sim {
                         ));
                     }
                     self.nodes[i].render = Some((*assignment).clone());
+                    let started = {
+                        let count = self.nodes[i].renders.entry(assignment.job).or_default();
+                        *count += 1;
+                        *count
+                    };
+                    if self.nodes[i].broken && started > limits::BLOCKLIST_AFTER {
+                        self.fail(format!(
+                            "broken node {} was given a task of job {} after failing {} of its tasks",
+                            self.nodes[i].id,
+                            assignment.job,
+                            limits::BLOCKLIST_AFTER
+                        ));
+                    }
                     let frames = Millis::from(assignment.frames.len());
                     let at = self.now + frames * self.nodes[i].speed + self.rng.random_range(0..50);
                     self.at(
@@ -777,6 +799,14 @@ impl Sim {
                     return;
                 }
                 node.render = None;
+                if node.broken {
+                    let failed = Outcome::Failed(format!(
+                        "{FAKE_RENDERER}: this node's renders always fail"
+                    ));
+                    node.core.rendered(&assignment, Some(failed), now);
+                    self.perform(to);
+                    return;
+                }
                 let mut outputs = Vec::new();
                 for frame in assignment.frames.iter() {
                     let name = format!(
