@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use rendermesh_node::secret::KeySource;
 use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Node, now_ms};
 use rendermesh_protocol::Confinement;
 use rendermesh_protocol::printable;
@@ -70,15 +69,13 @@ async fn node(args: NodeArgs) -> Result<ExitCode> {
             println!("progress page: http://{api}/");
         }
     }
-    match (&info.secret, secret) {
-        (Some(fingerprint), Some(secret)) => {
-            println!("private mesh {fingerprint}: only machines holding its key can join");
-            let addrs: Vec<Multiaddr> = info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-            if let Some(token) = JoinToken::new(secret, &addrs) {
-                println!("to add a machine, run there:\n  rendermesh node --join {token}");
-            }
+    // An open mesh was announced with its warning when the key was chosen.
+    if let (Some(fingerprint), Some(secret)) = (&info.secret, secret) {
+        println!("private mesh {fingerprint}: only machines holding its key can join");
+        let addrs: Vec<Multiaddr> = info.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        if let Some(token) = JoinToken::new(secret, &addrs) {
+            println!("to add a machine, run there:\n  rendermesh node --join {token}");
         }
-        _ => eprintln!("{}", KeySource::Open.notice(None).unwrap_or_default()),
     }
     match (&info.blender, info.confinement) {
         (Some(v), Confinement::Sandboxed) => println!("renders with {v}, in a sandbox"),
