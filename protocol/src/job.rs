@@ -1185,23 +1185,7 @@ mod tests {
     }
 
     fn spec(frames: FrameRange) -> JobSpec {
-        JobSpec {
-            name: "a.blend".into(),
-            blend: BlobHash::of(b"a"),
-            blend_size: 1,
-            frames,
-            samples: None,
-            resolution_percent: None,
-            format: OutputFormat::Png,
-            chunk: None,
-            tiles: None,
-            blender_version: None,
-            blend_path: None,
-            deps: Vec::new(),
-            missing: Vec::new(),
-            engine: Default::default(),
-            keep_file_format: false,
-        }
+        JobSpec::new("a.blend", BlobHash::of(b"a"), 1, frames)
     }
 
     fn job(frames: FrameRange, workers: usize) -> Job {

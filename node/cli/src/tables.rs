@@ -356,7 +356,7 @@ mod tests {
 
     use super::*;
     use rendermesh_node::api::types::PeerView;
-    use rendermesh_protocol::{BlobHash, Engine, FrameRange, JobSpec, OutputFormat, Tiling};
+    use rendermesh_protocol::{BlobHash, Engine, FrameRange, JobSpec, Tiling};
     use rendermesh_protocol::{Output, TaskRef, Term};
 
     fn peer(id: &str, name: &str, coordinator: bool) -> PeerView {
@@ -380,21 +380,13 @@ mod tests {
 
     fn spec() -> JobSpec {
         JobSpec {
-            name: "a.blend".into(),
-            blend: BlobHash::of(b"a"),
-            blend_size: 1,
-            frames: FrameRange::new(1, 4).expect("range"),
             samples: Some(16),
-            resolution_percent: None,
-            format: OutputFormat::Png,
-            chunk: None,
-            tiles: None,
-            blender_version: None,
-            blend_path: None,
-            deps: Vec::new(),
-            missing: Vec::new(),
-            engine: Default::default(),
-            keep_file_format: false,
+            ..JobSpec::new(
+                "a.blend",
+                BlobHash::of(b"a"),
+                1,
+                FrameRange::new(1, 4).expect("range"),
+            )
         }
     }
 
