@@ -887,7 +887,14 @@ impl Coordinator {
 fn second_copy(me: &NodeId, view: &View<'_>, origin: Option<&NodeId>) -> Option<NodeId> {
     match origin {
         Some(o) if o != me && view.is_peer(o) => Some(o.clone()),
-        _ => view.peers.first().map(|n| (*n).clone()),
+        // A node that renders first (a live worker holds what it is sent); any peer else.
+        _ => view
+            .workers
+            .iter()
+            .map(|s| s.id)
+            .find(|id| *id != me && view.is_peer(id))
+            .or_else(|| view.peers.first().copied())
+            .cloned(),
     }
 }
 
