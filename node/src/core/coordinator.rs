@@ -1184,6 +1184,26 @@ mod tests {
         );
     }
 
+    /// Found by the insider test on a clean clone: the second copy of the coordinator's own
+    /// frames went to the first peer, a rogue that refused every time, and the job stalled.
+    #[test]
+    fn a_second_copy_goes_to_a_live_worker_before_any_other_peer() {
+        let (me, rogue, a) = (n("c"), n("0-rogue"), n("a"));
+        let v = view(
+            0,
+            vec![seat(&me, BLENDER, 0), seat(&a, BLENDER, 0)],
+            vec![&rogue, &a],
+        );
+        assert_eq!(second_copy(&me, &v, Some(&me)), Some(a.clone()));
+        assert_eq!(
+            second_copy(&me, &v, Some(&rogue)),
+            Some(rogue.clone()),
+            "the origin first"
+        );
+        let alone = view(0, vec![seat(&me, BLENDER, 0)], vec![&rogue]);
+        assert_eq!(second_copy(&me, &alone, None), Some(rogue));
+    }
+
     #[test]
     fn a_stale_report_is_refused_and_changes_nothing() {
         let (mut c, mut table, mut out) = fixture();
