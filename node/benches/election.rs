@@ -35,6 +35,7 @@ fn main() {
             jobs: 0,
             rogue: false,
             broken: false,
+            blackouts: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

@@ -64,6 +64,9 @@ pub enum Error {
     /// The network layer failed.
     #[error("network: {0}")]
     Network(String),
+    /// The job database failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     /// The blob store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

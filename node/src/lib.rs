@@ -1,7 +1,8 @@
 //! A rendermesh node: the mesh's rules as a sans-IO core ([`core`]), and the I/O around them.
 //!
 //! [`Node::start`] ([`node`]) builds a node from a [`Config`]: the libp2p swarm ([`net`]), the
-//! mesh actor that feeds the core and carries out its actions ([`mesh`]), the content-addressed
+//! mesh actor that feeds the core and carries out its actions ([`mesh`]), its database of job
+//! records ([`db`]), the content-addressed
 //! blob store ([`store`]) and its fetcher ([`fetch`]), the mesh secret ([`secret`]), the Blender
 //! runner ([`render`]) and worker ([`worker`]), and the local HTTP API ([`api`]). The
 //! `rendermesh` binary (`node/cli`) is a thin layer over this library.
@@ -11,6 +12,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod db;
 pub mod error;
 pub mod fetch;
 pub mod mesh;

@@ -16,12 +16,13 @@ use rendermesh_protocol::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span};
+use tracing::{Instrument, debug, error, info, info_span};
 
 use crate::Multiaddr;
 use crate::api::types::{NodeInfo, PeerView, PeersView};
 use crate::core::membership::Member;
-use crate::core::{Action, Core, Millis, Profile, ReplyTo, StitchFailure, Ticket};
+use crate::core::{Action, Core, Millis, Profile, ReplyTo, Saved, StitchFailure, Ticket};
+use crate::db::Database;
 use crate::fetch::Fetcher;
 use crate::net::{self, NetEvent, NetHandle};
 use crate::store::BlobStore;
@@ -167,6 +168,9 @@ pub(crate) struct Parts {
     pub renderer: Arc<dyn Renderer>,
     /// Where tasks stage their files.
     pub work_dir: PathBuf,
+    /// Its database, and what was in it at start.
+    pub db: Database,
+    pub saved: Saved,
 }
 
 /// Starts the mesh actor (and the engine probe) on `tasks`, stopping on `shutdown`; returns
@@ -188,8 +192,11 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         Vec::new()
     };
     let me = parts.me;
+    let mut core = Core::new(me.clone(), parts.profile, parts.blender, engines, 0);
+    core.restore(parts.saved);
     let actor = Mesh {
-        core: Core::new(me.clone(), parts.profile, parts.blender, engines, 0),
+        core,
+        db: parts.db,
         secret: parts.secret,
         net: parts.net,
         store: parts.store.clone(),
@@ -251,6 +258,8 @@ enum Internal {
 struct Mesh {
     /// The mesh's rules ([`crate::core`]).
     core: Core,
+    /// Where the core's records are written before it acts on them.
+    db: Database,
     /// The mesh secret's fingerprint, when there is one.
     secret: Option<String>,
     net: NetHandle,
@@ -477,6 +486,20 @@ impl Mesh {
     async fn perform(&mut self) {
         for action in self.core.take_actions() {
             match action {
+                Action::Persist(persist) => {
+                    // On this task, before the next action: nothing is said or done about a
+                    // record a power cut could take back. A failed write is loud; the node
+                    // carries on (its peers hold the records too).
+                    let started = Instant::now();
+                    match self.db.write(&persist) {
+                        Ok(()) => debug!(
+                            jobs = persist.jobs.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "job table written"
+                        ),
+                        Err(e) => error!("the job table could not be written to disk: {e}"),
+                    }
+                }
                 Action::Publish(hb) => {
                     if let Err(e) = self.net.publish(&Gossip::Heartbeat(hb)).await {
                         debug!("heartbeat: {e}");

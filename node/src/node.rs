@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::api::types::NodeInfo;
 use crate::core::Profile;
+use crate::db::Database;
 use crate::fetch::Fetcher;
 use crate::mesh::{self, Handle, Parts};
 use crate::net::{self, NetConfig};
@@ -69,6 +70,8 @@ impl Node {
         let me = net::node_id(&peer_id)
             .ok_or_else(|| Error::Network(format!("peer id {peer_id} is too long")))?;
         let store = BlobStore::open(&data_dir.join("store"))?;
+        let db = Database::open(&data_dir.join("jobs.redb"))?;
+        let saved = db.load()?;
         let work_dir = data_dir.join("work");
         if work_dir.exists() {
             let _ = std::fs::remove_dir_all(&work_dir);
@@ -129,6 +132,8 @@ impl Node {
             fetcher: Fetcher::new(net, store),
             renderer,
             work_dir,
+            db,
+            saved,
         };
         let handle = mesh::spawn(parts, &mut tasks, shutdown.child_token());
 

@@ -78,6 +78,7 @@ fn ten_nodes_with_kills_and_restarts_agree_on_one_coordinator_and_lose_no_job() 
         jobs: 6,
         rogue: false,
         broken: false,
+        blackouts: false,
     });
     exercised(totals);
 }
@@ -95,6 +96,7 @@ fn ten_nodes_split_and_healed_agree_per_side_then_on_one_and_lose_no_job() {
         jobs: 6,
         rogue: false,
         broken: false,
+        blackouts: false,
     });
     exercised(totals);
 }
@@ -112,6 +114,7 @@ fn a_hundred_nodes_with_kills_and_splits_agree_on_one_coordinator_and_lose_no_jo
         jobs: 8,
         rogue: false,
         broken: false,
+        blackouts: false,
     });
     exercised(totals);
 }
@@ -134,6 +137,7 @@ fn ten_nodes_with_a_rogue_insider_and_kills_obey_only_their_coordinator_and_lose
         jobs: 6,
         rogue: true,
         broken: false,
+        blackouts: false,
     });
     exercised(totals);
 }
@@ -153,6 +157,29 @@ fn ten_nodes_with_a_broken_one_blocklist_it_and_finish_every_job() {
         jobs: 6,
         rogue: false,
         broken: true,
+        blackouts: false,
+    });
+    exercised(totals);
+}
+
+/// Issue 12: power cuts. Besides single kills, every node is killed at once now and then, and
+/// each comes back with only what it wrote to disk: its job records and the highest term it
+/// saw. No node acts on a record before it is on disk, terms and versions never go down across
+/// restarts, and every accepted job still finishes.
+#[test]
+fn ten_nodes_through_power_cuts_carry_on_every_job_from_their_disks() {
+    let totals = run_all(Config {
+        nodes: 10,
+        duration: 60_000,
+        kills: true,
+        partitions: false,
+        loss: 0.05,
+        duplicate: 0.05,
+        max_delay: 80,
+        jobs: 6,
+        rogue: false,
+        broken: false,
+        blackouts: true,
     });
     exercised(totals);
 }

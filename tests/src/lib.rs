@@ -247,9 +247,38 @@ impl MeshNode {
         env: &[(&str, &Path)],
     ) -> Result<Self> {
         let data_dir = root.join(name);
+        let log = root.join(format!("{name}.log"));
+        Self::start_in(data_dir, log, name, bootstrap, extra, env)
+    }
+
+    /// SIGKILLs the node if it runs, then starts it again on its data directory (its
+    /// identity, blobs and job table), with its machine key, joining `bootstrap`. Its log
+    /// goes on in `NAME.again.log`.
+    pub fn restart(&mut self, bootstrap: Option<&MeshNode>) -> Result<()> {
+        self.kill();
+        let log = self.log.with_extension("again.log");
+        let again = Self::start_in(
+            self.data_dir.clone(),
+            log,
+            &self.name.clone(),
+            bootstrap,
+            &["--threads", "1"],
+            &[("RENDERMESH_HOME", &machine_home())],
+        )?;
+        *self = again;
+        Ok(())
+    }
+
+    fn start_in(
+        data_dir: PathBuf,
+        log: PathBuf,
+        name: &str,
+        bootstrap: Option<&MeshNode>,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Result<Self> {
         std::fs::create_dir_all(&data_dir)?;
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let log = root.join(format!("{name}.log"));
         let mut cmd = rendermesh();
         cmd.arg("node")
             .arg("--data-dir")
@@ -398,6 +427,19 @@ impl MeshNode {
 impl Drop for MeshNode {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// SIGKILLs every node of `nodes` at once (a power cut): every signal is sent before any
+/// node is waited for.
+pub fn kill_all(nodes: &mut [MeshNode]) {
+    for node in nodes.iter_mut() {
+        if let Some(c) = &mut node.child {
+            let _ = c.kill();
+        }
+    }
+    for node in nodes.iter_mut() {
+        node.kill();
     }
 }
 

@@ -19,7 +19,8 @@ pub mod table;
 pub mod worker;
 
 use rendermesh_protocol::{
-    Assignment, BlobHash, Heartbeat, JobId, NodeId, OutputFormat, Request, Response, Tile,
+    Assignment, BlobHash, Heartbeat, Job, JobId, NodeId, OutputFormat, Request, Response, Term,
+    Tile,
 };
 
 pub use node::{Core, Profile};
@@ -51,10 +52,41 @@ pub enum StitchFailure {
     Fatal(String),
 }
 
+/// What a node keeps on disk so that a restart carries on where it stopped: the highest term
+/// it has seen and its copy of every job record. [`Core::restore`] takes it back at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// The highest term this node has seen.
+    pub term: Term,
+    /// Its job records.
+    pub jobs: Vec<Job>,
+}
+
+/// What changed in what a node keeps on disk since the last [`Action::Persist`]: written in
+/// one transaction, before any later action is carried out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    /// The highest term seen, when it went up.
+    pub term: Option<Term>,
+    /// Records written or replaced, whole.
+    pub jobs: Vec<Job>,
+}
+
+impl Persist {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.term.is_none() && self.jobs.is_empty()
+    }
+}
+
 /// What the core asks the outside to do. Each action that carries a [`Ticket`] expects its
 /// result back through the matching [`Core`] method.
 #[derive(Clone, Debug)]
 pub enum Action {
+    /// Write this to disk, durably, before carrying out any action after it. The core puts it
+    /// first among the actions of the event that made it, so a node never acts on a record
+    /// (answers, assigns, advertises) that a power cut could take back.
+    Persist(Box<Persist>),
     /// Publish this heartbeat on the gossip topic.
     Publish(Heartbeat),
     /// A new peer: connect to it at these addresses.
@@ -159,6 +191,17 @@ impl Outbox {
     /// Queues `action`.
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
+    }
+
+    /// Queues a write to disk after the writes queued so far (so the newest lands last) and
+    /// before every other action queued so far.
+    pub fn persist(&mut self, persist: Persist) {
+        let at = self
+            .actions
+            .iter()
+            .position(|a| !matches!(a, Action::Persist(_)))
+            .unwrap_or(self.actions.len());
+        self.actions.insert(at, Action::Persist(Box::new(persist)));
     }
 
     /// Queues a request to `to`; returns the ticket its answer will carry.

@@ -15,7 +15,7 @@ use super::coordinator::{Coordinator, Seat, View};
 use super::membership::{Change, Membership};
 use super::table::JobTable;
 use super::worker::Worker;
-use super::{Action, Millis, Outbox, ReplyTo, StitchFailure, Ticket};
+use super::{Action, Millis, Outbox, Persist, ReplyTo, Saved, StitchFailure, Ticket};
 
 /// Shortest gap between two heartbeats (a job change sends one early).
 pub const MIN_HEARTBEAT_GAP_MS: Millis = 200;
@@ -62,6 +62,8 @@ pub struct Core {
     wall_ms: u64,
     /// CPU load 0..=1 at the latest tick.
     load: f32,
+    /// The highest term handed out to be written to disk.
+    saved_term: rendermesh_protocol::Term,
 }
 
 impl Core {
@@ -95,7 +97,25 @@ impl Core {
             now,
             wall_ms: 0,
             load: 0.0,
+            saved_term: rendermesh_protocol::Term(0),
         }
+    }
+
+    /// Takes back what this node kept on disk ([`Saved`]), before any event: its job records
+    /// (each one checked) and the highest term it had seen, or the highest term its records
+    /// were written in if that is higher. A node that coordinates again after a restart so
+    /// claims a term above every record it holds, and its writes supersede them everywhere.
+    pub fn restore(&mut self, saved: Saved) {
+        let term = saved
+            .jobs
+            .iter()
+            .map(|j| j.version.term)
+            .fold(saved.term, rendermesh_protocol::Term::max);
+        let jobs = saved.jobs.len();
+        let kept = self.table.restore(saved.jobs);
+        self.membership.observe_term(term);
+        self.saved_term = term;
+        info!(jobs = kept, refused = jobs - kept, term = %term, "job table restored from disk");
     }
 
     // ---- views ---------------------------------------------------------------------------
@@ -515,6 +535,21 @@ impl Core {
         {
             self.urgent = true;
         }
+        self.persist();
+    }
+
+    /// Hands out, ahead of every action queued so far, what changed in the job table and the
+    /// term since the last time: nothing is acted on before it is on disk.
+    fn persist(&mut self) {
+        let term = self.membership.max_term();
+        let persist = Persist {
+            term: (term > self.saved_term).then_some(term),
+            jobs: self.table.unsaved(),
+        };
+        self.saved_term = self.saved_term.max(term);
+        if !persist.is_empty() {
+            self.out.persist(persist);
+        }
     }
 }
 
@@ -667,6 +702,100 @@ mod tests {
         assert_eq!(c.worker().current(), None, "the report was taken");
     }
 
+    /// Issue 12: every write reaches the disk before anything is done about it, and only what
+    /// changed is written again.
+    #[test]
+    fn a_coordinator_writes_a_job_and_its_term_to_disk_before_it_answers_or_renders() {
+        let mut c = core("a");
+        let start = ELECTION_GRACE_MS + 100;
+        c.tick(start, 0, 0.0);
+        let actions = c.take_actions();
+        assert!(
+            matches!(&actions[0], Action::Persist(p) if p.term == Some(Term(1)) && p.jobs.is_empty()),
+            "the term it leads in is on disk before its first claim: {actions:?}"
+        );
+        let id = JobId([1; 16]);
+        c.request(
+            n("a"),
+            Request::Submit { id, spec: spec() },
+            ReplyTo::Outside(1),
+            start + 10,
+        );
+        c.tick(start + 100, 0, 0.0);
+        let actions = c.take_actions();
+        let first_other = actions
+            .iter()
+            .position(|a| !matches!(a, Action::Persist(_)))
+            .expect("an answer and a render");
+        let persisted: Vec<&Job> = actions[..first_other]
+            .iter()
+            .flat_map(|a| match a {
+                Action::Persist(p) => p.jobs.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let held = c.table().get(&id).expect("the job");
+        assert_eq!(persisted.last().map(|j| j.version), Some(held.version));
+        assert!(
+            actions[first_other..]
+                .iter()
+                .all(|a| !matches!(a, Action::Persist(_))),
+            "{actions:?}"
+        );
+        // Nothing changed: nothing is written.
+        c.tick(start + 150, 0, 0.0);
+        assert!(
+            !c.take_actions()
+                .iter()
+                .any(|a| matches!(a, Action::Persist(_)))
+        );
+    }
+
+    /// Issue 12: a node back from a power cut takes its records and its term back from disk,
+    /// leads above every term its records were written in, and carries on their tasks.
+    #[test]
+    fn a_restored_node_leads_above_its_records_terms_and_carries_on_their_tasks() {
+        let mut c = core("a");
+        let id = JobId([4; 16]);
+        let plan = rendermesh_protocol::plan(&spec(), 1);
+        let mut job = Job::new(id, spec(), n("a"), plan, Term(5), 0);
+        job.assign(0, n("a"), Term(5))
+            .expect("assigned before the cut");
+        let mut forged = job.clone();
+        forged.id = JobId([9; 16]);
+        forged.tasks[0].frames = FrameRange {
+            start: 0,
+            end: 9,
+            step: 1,
+        };
+        c.restore(Saved {
+            term: Term(3),
+            jobs: vec![job.clone(), forged],
+        });
+        assert_eq!(c.membership().max_term(), Term(5));
+        assert!(
+            !c.table().contains(&JobId([9; 16])),
+            "an invalid record is not kept"
+        );
+        let start = ELECTION_GRACE_MS + 100;
+        c.tick(start, 0, 0.0);
+        assert_eq!(c.leading(), Some(Term(6)));
+        // The task its worker side lost in the cut is handed out again, in the new term.
+        let mut render = None;
+        for t in 1..100 {
+            c.tick(start + t * 100, 0, 0.0);
+            render = c.take_actions().into_iter().find_map(|a| match a {
+                Action::Render { assignment, .. } => Some(assignment),
+                _ => None,
+            });
+            if render.is_some() {
+                break;
+            }
+        }
+        let render = render.expect("the restored job's task is rendered again");
+        assert_eq!((render.job, render.term, render.attempt), (id, Term(6), 2));
+    }
+
     #[test]
     fn a_submit_on_a_follower_goes_to_the_coordinator_and_the_record_stays_there_too() {
         let mut b = core("b");
@@ -684,13 +813,15 @@ mod tests {
         let plan = rendermesh_protocol::plan(&spec(), 2);
         let record = Job::new(id, spec(), n("b"), plan, Term(1), 0);
         b.answered(ticket, Ok(Response::Job(Box::new(record.clone()))), 400);
-        assert!(matches!(
-            &b.take_actions()[..],
-            [Action::Reply {
+        // The record goes to disk before the user hears of it.
+        let actions = b.take_actions();
+        assert!(
+            matches!(&actions[..], [Action::Persist(p), Action::Reply {
                 to: 7,
                 response: Response::Job(_)
-            }]
-        ));
+            }] if p.jobs == vec![record.clone()]),
+            "{actions:?}"
+        );
         assert_eq!(b.table().get(&id), Some(&record));
         // A peer's submit to a node that does not coordinate is refused, naming the coordinator.
         let theirs = Request::Submit {
@@ -874,6 +1005,7 @@ mod tests {
         b.heard(n("a"), advertising("a", 3, true, &[&job]), 400);
         let asked = pulls(&b.take_actions());
         b.answered(asked[0].2, Ok(Response::Job(Box::new(job.clone()))), 500);
+        assert!(matches!(&b.take_actions()[..], [Action::Persist(_)]));
         let too_many = answer(&mut b, "a", replicate(vec![blob; 2]), 3);
         assert!(
             matches!(&too_many[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("frames")),

@@ -26,6 +26,8 @@ pub struct JobTable {
     /// Pulls under way: the ticket of each `GetJob`, the job it asks for, and the term the
     /// answer's version must stay below, if any.
     pulling: BTreeMap<Ticket, (JobId, Option<Term>)>,
+    /// The version of each record as it was last handed out to be written to disk.
+    saved: BTreeMap<JobId, Version>,
 }
 
 impl JobTable {
@@ -47,6 +49,36 @@ impl JobTable {
     /// Adds a record this node wrote (the coordinator accepting a job).
     pub fn insert(&mut self, job: Job) {
         self.jobs.insert(job.id, job);
+    }
+
+    /// Takes back the records a node kept on disk (at start, before any event): each is kept
+    /// when it is valid ([`Job::validate`]), and counts as written. Returns how many were kept.
+    pub fn restore(&mut self, jobs: Vec<Job>) -> usize {
+        let mut kept = 0;
+        for job in jobs {
+            if let Err(e) = job.validate() {
+                warn!(job = %job.id.short(), "a job record on disk was not kept: {e}");
+                continue;
+            }
+            self.saved.insert(job.id, job.version);
+            self.jobs.insert(job.id, job);
+            kept += 1;
+        }
+        kept
+    }
+
+    /// Every record whose version changed since it was last handed out to be written, now
+    /// counted as written. Every write raises a record's version ([`Job::touch`]) and a
+    /// replica keeps only newer versions, so a record that changed has a new version.
+    pub fn unsaved(&mut self) -> Vec<Job> {
+        let mut out = Vec::new();
+        for (id, job) in &self.jobs {
+            if self.saved.get(id) != Some(&job.version) {
+                self.saved.insert(*id, job.version);
+                out.push(job.clone());
+            }
+        }
+        out
     }
 
     /// Every record, in id order.

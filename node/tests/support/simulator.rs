@@ -6,14 +6,17 @@
 //! The network delays, duplicates and reorders heartbeats and loses some in the seconds after
 //! each disturbance; requests arrive after a delay, and fail when their peer is dead or on the
 //! other side of a split (as a closed connection makes them fail). Nodes are killed (the
-//! coordinator more often than not) and restart with an empty memory but their blob store;
-//! the network splits in two and heals. Clients submit jobs to random nodes, retrying as the
+//! coordinator more often than not), or all at once (a power cut, with `blackouts`), and
+//! restart with only what they had on disk: their blob store, and the job records and term
+//! their core wrote (`Action::Persist`); the network splits in two and heals. Clients submit jobs to random nodes, retrying as the
 //! command line does; a fake renderer (`FAKE_RENDERER`, never the product's) renders each
 //! frame in a time that depends on the node, and names every output blob after the node and
 //! the attempt that made it.
 //!
 //! After every step it checks the invariants (job records once per tick):
-//! - a node's term never goes down (within one run of the node), nor a job record's version;
+//! - a node's term never goes down, nor a job record's version, across restarts too;
+//! - before a node carries out any action, its disk holds its term and each of its job
+//!   records as its core holds them (nothing is acted on that a power cut could take back);
 //! - once nothing has been disturbed for [`SETTLE_MS`], every connected set of live nodes has
 //!   exactly one coordinator, and every other node of the set follows it in its term;
 //! - every job record counts a task's result once, and only the result of the task's current
@@ -43,10 +46,10 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rendermesh_node::core::membership::ELECTION_GRACE_MS;
-use rendermesh_node::core::{Action, Core, Millis, Profile, ReplyTo, StitchFailure, Ticket};
+use rendermesh_node::core::{Action, Core, Millis, Profile, ReplyTo, Saved, StitchFailure, Ticket};
 use rendermesh_protocol::{
-    Assignment, BlobHash, Engine, FrameRange, Heartbeat, JobId, JobSpec, JobState, NodeId, Outcome,
-    Output, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version, limits,
+    Assignment, BlobHash, Engine, FrameRange, Heartbeat, Job, JobId, JobSpec, JobState, NodeId,
+    Outcome, Output, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version, limits,
 };
 
 /// The actor's tick.
@@ -96,6 +99,9 @@ pub struct Config {
     /// One node's renders always fail (a broken build): it must get at most
     /// [`limits::BLOCKLIST_AFTER`] tasks of each job.
     pub broken: bool,
+    /// Some disturbances kill every node at once (a power cut); each comes back with what it
+    /// wrote to disk.
+    pub blackouts: bool,
 }
 
 /// One simulated node.
@@ -113,6 +119,9 @@ pub struct Node {
     blender: &'static str,
     /// Its blob store (it survives restarts, as a disk does).
     blobs: BTreeSet<BlobHash>,
+    /// What its core wrote to disk (`Action::Persist`): the highest term and its job records.
+    disk_term: Term,
+    disk_jobs: BTreeMap<JobId, Job>,
     /// The render under way.
     render: Option<Assignment>,
     next_tick: Millis,
@@ -253,6 +262,8 @@ impl Sim {
                     speed: rng.random_range(50..400),
                     blender,
                     blobs: BTreeSet::new(),
+                    disk_term: Term(0),
+                    disk_jobs: BTreeMap::new(),
                     render: None,
                     next_tick: rng.random_range(0..TICK_MS),
                     seen_term: Term(0),
@@ -371,8 +382,22 @@ impl Sim {
     fn perform(&mut self, i: usize) {
         let actions = self.nodes[i].core.take_actions();
         let run = self.nodes[i].run;
+        let mut on_disk = false;
         for action in actions {
+            if !on_disk && !matches!(action, Action::Persist(_)) {
+                self.check_on_disk(i);
+                on_disk = true;
+            }
             match action {
+                Action::Persist(persist) => {
+                    let node = &mut self.nodes[i];
+                    if let Some(term) = persist.term {
+                        node.disk_term = term;
+                    }
+                    for job in persist.jobs {
+                        node.disk_jobs.insert(job.id, job);
+                    }
+                }
                 Action::Publish(hb) => self.broadcast(i, hb),
                 Action::Dial { .. } => {}
                 Action::Send {
@@ -616,6 +641,28 @@ impl Sim {
         self.disturbed = self.now;
     }
 
+    /// Before node `i` acts on anything, its disk holds its term and every record as its core
+    /// holds them: a power cut at any moment loses nothing it said or did.
+    fn check_on_disk(&self, i: usize) {
+        let node = &self.nodes[i];
+        let term = node.core.membership().max_term();
+        if node.disk_term < term {
+            self.fail(format!(
+                "node {} acted in term {term} with term {} on disk",
+                node.id, node.disk_term
+            ));
+        }
+        for job in node.core.table().iter() {
+            let disk = node.disk_jobs.get(&job.id).map(|j| j.version);
+            if disk != Some(job.version) {
+                self.fail(format!(
+                    "node {} acted holding job {} in version {:?}, with {disk:?} on disk",
+                    node.id, job.id, job.version
+                ));
+            }
+        }
+    }
+
     /// Kills, restarts, splits or heals, as the configuration allows.
     fn disturb(&mut self) {
         let due: Vec<usize> = self
@@ -632,9 +679,13 @@ impl Sim {
                 eprintln!("{now:>6} {} restarted", node.id);
             }
             node.core = new_core(&node.id, node.blender, now);
+            node.core.restore(Saved {
+                term: node.disk_term,
+                jobs: node.disk_jobs.values().cloned().collect(),
+            });
             node.alive = true;
-            node.seen_term = Term(0);
-            node.seen_versions.clear();
+            // What it saw before it died was on disk first: its term and records go on from
+            // there, never below.
             node.next_tick = now;
             self.disturbed = now;
         }
@@ -662,6 +713,9 @@ impl Sim {
         if self.config.kills && alive.len() > 1 {
             options.push("kill");
         }
+        if self.config.blackouts && alive.len() > 1 {
+            options.push("blackout");
+        }
         if self.config.partitions {
             options.push(if split { "heal" } else { "split" });
         }
@@ -682,6 +736,16 @@ impl Sim {
                 self.kill_node(victim);
                 let back = self.now + self.rng.random_range(2_000..6_000);
                 self.restarts.push((victim, back));
+            }
+            "blackout" => {
+                if trace() {
+                    eprintln!("{:>6} blackout: every node killed", self.now);
+                }
+                for victim in alive {
+                    self.kill_node(victim);
+                    let back = self.now + self.rng.random_range(1_000..6_000);
+                    self.restarts.push((victim, back));
+                }
             }
             "split" => {
                 for s in self.side.iter_mut() {
