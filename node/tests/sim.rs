@@ -65,38 +65,34 @@ fn exercised((changes, requeued): (usize, usize)) {
     }
 }
 
+/// Ten nodes on a lossy network with kills and restarts: what most scenarios change one part
+/// of.
+const TEN: Config = Config {
+    nodes: 10,
+    duration: 60_000,
+    kills: true,
+    partitions: false,
+    loss: 0.05,
+    duplicate: 0.05,
+    max_delay: 80,
+    jobs: 6,
+    rogue: false,
+    broken: false,
+    blackouts: false,
+};
+
 #[test]
 fn ten_nodes_with_kills_and_restarts_agree_on_one_coordinator_and_lose_no_job() {
-    let totals = run_all(Config {
-        nodes: 10,
-        duration: 60_000,
-        kills: true,
-        partitions: false,
-        loss: 0.05,
-        duplicate: 0.05,
-        max_delay: 80,
-        jobs: 6,
-        rogue: false,
-        broken: false,
-        blackouts: false,
-    });
+    let totals = run_all(TEN);
     exercised(totals);
 }
 
 #[test]
 fn ten_nodes_split_and_healed_agree_per_side_then_on_one_and_lose_no_job() {
     let totals = run_all(Config {
-        nodes: 10,
-        duration: 60_000,
         kills: false,
         partitions: true,
-        loss: 0.05,
-        duplicate: 0.05,
-        max_delay: 80,
-        jobs: 6,
-        rogue: false,
-        broken: false,
-        blackouts: false,
+        ..TEN
     });
     exercised(totals);
 }
@@ -106,15 +102,12 @@ fn a_hundred_nodes_with_kills_and_splits_agree_on_one_coordinator_and_lose_no_jo
     let totals = run_all(Config {
         nodes: 100,
         duration: 25_000,
-        kills: true,
         partitions: true,
         loss: 0.02,
         duplicate: 0.02,
         max_delay: 50,
         jobs: 8,
-        rogue: false,
-        broken: false,
-        blackouts: false,
+        ..TEN
     });
     exercised(totals);
 }
@@ -126,19 +119,7 @@ fn a_hundred_nodes_with_kills_and_splits_agree_on_one_coordinator_and_lose_no_jo
 /// finishes, no record it forged is stored, and no node obeys it.
 #[test]
 fn ten_nodes_with_a_rogue_insider_and_kills_obey_only_their_coordinator_and_lose_no_job() {
-    let totals = run_all(Config {
-        nodes: 10,
-        duration: 60_000,
-        kills: true,
-        partitions: false,
-        loss: 0.05,
-        duplicate: 0.05,
-        max_delay: 80,
-        jobs: 6,
-        rogue: true,
-        broken: false,
-        blackouts: false,
-    });
+    let totals = run_all(Config { rogue: true, ..TEN });
     exercised(totals);
 }
 
@@ -147,17 +128,9 @@ fn ten_nodes_with_a_rogue_insider_and_kills_obey_only_their_coordinator_and_lose
 #[test]
 fn ten_nodes_with_a_broken_one_blocklist_it_and_finish_every_job() {
     let totals = run_all(Config {
-        nodes: 10,
-        duration: 60_000,
         kills: false,
-        partitions: false,
-        loss: 0.05,
-        duplicate: 0.05,
-        max_delay: 80,
-        jobs: 6,
-        rogue: false,
         broken: true,
-        blackouts: false,
+        ..TEN
     });
     exercised(totals);
 }
@@ -169,17 +142,8 @@ fn ten_nodes_with_a_broken_one_blocklist_it_and_finish_every_job() {
 #[test]
 fn ten_nodes_through_power_cuts_carry_on_every_job_from_their_disks() {
     let totals = run_all(Config {
-        nodes: 10,
-        duration: 60_000,
-        kills: true,
-        partitions: false,
-        loss: 0.05,
-        duplicate: 0.05,
-        max_delay: 80,
-        jobs: 6,
-        rogue: false,
-        broken: false,
         blackouts: true,
+        ..TEN
     });
     exercised(totals);
 }

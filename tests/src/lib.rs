@@ -757,6 +757,19 @@ pub fn job_workers(job: &Value) -> Vec<String> {
     ids
 }
 
+/// Frames counted done in a job record (as JSON).
+pub fn frames_done(job: &Value) -> usize {
+    job["tasks"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .filter(|t| t["state"] == "Done")
+                .map(|t| t["outputs"].as_array().map_or(0, Vec::len))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The newest job as `node` sees it (`GET /api/v1/jobs`, newest first).
 pub fn newest_job(node: &MeshNode) -> Option<Value> {
     node.get("/api/v1/jobs")?.as_array()?.first().cloned()

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
-    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, dump_logs, kill_all,
-    wait_for,
+    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, dump_logs, frames_done,
+    kill_all, wait_for,
 };
 use serde_json::Value;
 
@@ -50,19 +50,6 @@ fn submit(node: &MeshNode, fx: &Fixture, first: u32, last: u32) -> Result<String
 /// Job `id` as `node` holds it.
 fn job(node: &MeshNode, id: &str) -> Option<Value> {
     node.get(&format!("/api/v1/jobs/{id}"))
-}
-
-/// Frames counted done in a job record.
-fn frames_done(job: &Value) -> usize {
-    job["tasks"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .filter(|t| t["state"] == "Done")
-                .map(|t| t["outputs"].as_array().map_or(0, Vec::len))
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Waits until `node` holds job `id` done.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, dump_logs, newest_job, wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, dump_logs, frames_done, newest_job,
+    wait_render,
 };
 use serde_json::Value;
 
@@ -42,18 +43,6 @@ fn start_render(via: &MeshNode, blend: &Path, out: &Path, log: &Path) -> Result<
         .stdout(std::fs::File::create(log)?)
         .stderr(std::fs::File::create(log.with_extension("err"))?)
         .spawn()?)
-}
-
-fn frames_done(job: &Value) -> usize {
-    job["tasks"]
-        .as_array()
-        .map(|ts| {
-            ts.iter()
-                .filter(|t| t["state"] == "Done")
-                .map(|t| t["outputs"].as_array().map_or(0, Vec::len))
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Every frame in `out` equals the direct render in `reference`.
