@@ -36,6 +36,7 @@ fn main() {
             rogue: false,
             broken: false,
             blackouts: false,
+            damage: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

@@ -10,13 +10,15 @@
 use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use rendermesh_protocol::{Job, Term, codec, limits};
+use rendermesh_protocol::{BlobHash, Job, Term, codec, limits};
 use tracing::warn;
 
 use crate::core::{Persist, Saved};
 
 /// Job records by id: the id's 16 bytes to the record in the wire encoding.
 const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
+/// Blobs found damaged and not fetched again yet: a hash's 32 bytes.
+const REPAIRS: TableDefinition<&[u8], ()> = TableDefinition::new("repairs");
 /// Single values: [`TERM`], [`FORMAT`].
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The highest term seen.
@@ -120,6 +122,9 @@ impl Database {
             txn.open_table(JOBS)
                 .map_err(redb::Error::from)
                 .map_err(err("cannot open its job table"))?;
+            txn.open_table(REPAIRS)
+                .map_err(redb::Error::from)
+                .map_err(err("cannot open its repair list"))?;
         }
         txn.commit()
             .map_err(redb::Error::from)
@@ -183,9 +188,30 @@ impl Database {
                 ),
             }
         }
+        let mut repairs = Vec::new();
+        let table = txn
+            .open_table(REPAIRS)
+            .map_err(redb::Error::from)
+            .map_err(self.err("cannot open its repair list"))?;
+        for row in table
+            .iter()
+            .map_err(redb::Error::from)
+            .map_err(self.err("cannot list its repairs"))?
+        {
+            let (key, _) = row
+                .map_err(redb::Error::from)
+                .map_err(self.err("cannot read a repair"))?;
+            match <[u8; 32]>::try_from(key.value()) {
+                Ok(hash) => repairs.push(BlobHash(hash)),
+                Err(_) => {
+                    warn!(db = %self.path.display(), "a repair that is not a blob hash: left out")
+                }
+            }
+        }
         Ok(Saved {
             term: Term(term),
             jobs,
+            repairs,
         })
     }
 
@@ -209,6 +235,22 @@ impl Database {
                 .open_table(JOBS)
                 .map_err(redb::Error::from)
                 .map_err(self.err("cannot open its job table"))?;
+            if let Some(repairs) = &persist.repairs {
+                let mut table = txn
+                    .open_table(REPAIRS)
+                    .map_err(redb::Error::from)
+                    .map_err(self.err("cannot open its repair list"))?;
+                table
+                    .retain(|_, ()| false)
+                    .map_err(redb::Error::from)
+                    .map_err(self.err("cannot clear its repair list"))?;
+                for blob in repairs {
+                    table
+                        .insert(blob.0.as_slice(), ())
+                        .map_err(redb::Error::from)
+                        .map_err(self.err("cannot write a repair"))?;
+                }
+            }
             for job in &persist.jobs {
                 // A record always fits one message (its failure text is bounded).
                 let bytes = match codec::encode(job, limits::MAX_MESSAGE) {
@@ -232,7 +274,7 @@ impl Database {
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{BlobHash, FrameRange, JobId, JobSpec, NodeId, plan};
+    use rendermesh_protocol::{FrameRange, JobId, JobSpec, NodeId, plan};
 
     use super::*;
 
@@ -259,12 +301,14 @@ mod tests {
             db.write(&Persist {
                 term: Some(Term(4)),
                 jobs: vec![a.clone(), job(2)],
+                repairs: Some(vec![BlobHash::of(b"x"), BlobHash::of(b"y")]),
             })
             .expect("written");
             a.touch(Term(4));
             db.write(&Persist {
                 term: None,
                 jobs: vec![a.clone()],
+                repairs: Some(vec![BlobHash::of(b"y")]),
             })
             .expect("written again");
         }
@@ -272,6 +316,7 @@ mod tests {
         let saved = db.load().expect("loads");
         assert_eq!(saved.term, Term(4));
         assert_eq!(saved.jobs, vec![a, job(2)]);
+        assert_eq!(saved.repairs, vec![BlobHash::of(b"y")]);
     }
 
     #[test]
@@ -282,6 +327,7 @@ mod tests {
         db.write(&Persist {
             term: None,
             jobs: vec![job(1)],
+            repairs: None,
         })
         .expect("written");
         let txn = db.db.begin_write().expect("a transaction");

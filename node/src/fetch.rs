@@ -5,7 +5,8 @@
 //! checks those against the hash (the store refuses values that do not merge to it), then
 //! pulls the chunks ([`Request::BlobChunk`]) a few at a time, verifying each before it is
 //! written. Peers named as hints are tried first, then every connected rendermesh peer. A blob
-//! already in the store is never fetched again, and concurrent fetches of one blob on one node
+//! already in the store, and whole ([`BlobStore::ensure`]), is never fetched again (a damaged
+//! copy is), and concurrent fetches of one blob on one node
 //! wait for each other rather than transfer it twice.
 
 use std::collections::HashMap;
@@ -58,7 +59,7 @@ impl Fetcher {
         size: Option<u64>,
         hints: Vec<NodeId>,
     ) -> Result<PathBuf, Error> {
-        if self.store.has(&hash) {
+        if self.store.ensure(&hash).await? {
             return Ok(self.store.path(&hash));
         }
         let lock = {
@@ -75,6 +76,7 @@ impl Fetcher {
             if self.store.has(&hash) {
                 Ok(self.store.path(&hash))
             } else {
+                // Checked just above: what is here now landed meanwhile, or is damaged.
                 self.fetch_uncontended(hash, size, hints)
                     .instrument(info_span!("fetch", blob = %hash.short()))
                     .await

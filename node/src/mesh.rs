@@ -16,7 +16,7 @@ use rendermesh_protocol::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, info_span};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::Multiaddr;
 use crate::api::types::{NodeInfo, PeerView, PeersView};
@@ -113,13 +113,16 @@ impl Handle {
             spec.blender_version = self.ask(Command::Blender).await?;
         }
         spec.validate()?;
-        if !self.store.has(&spec.blend) {
+        if !self.store.ensure(&spec.blend).await? {
             return Err(Error::BlobUnavailable {
                 hash: spec.blend,
                 reason: "upload the .blend to this node before submitting".into(),
             });
         }
-        if let Some(dep) = spec.deps.iter().find(|d| !self.store.has(&d.blob)) {
+        for dep in &spec.deps {
+            if self.store.ensure(&dep.blob).await? {
+                continue;
+            }
             return Err(Error::BlobUnavailable {
                 hash: dep.blob,
                 reason: format!(
@@ -191,6 +194,22 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
     } else {
         Vec::new()
     };
+    // Every blob left by an earlier run is checked once, in the background: a damaged one is
+    // removed and the core has it fetched again. Until checked, a blob is checked on first use.
+    let scrub_store = parts.store.clone();
+    let scrub_tx = internal_tx.clone();
+    tasks.spawn(
+        async move {
+            match scrub_store.scrub().await {
+                Ok(damaged) => {
+                    info!(damaged = damaged.len(), "blob store checked");
+                    let _ = scrub_tx.send(Internal::Damaged(damaged)).await;
+                }
+                Err(e) => warn!("the blob store could not be checked: {e}"),
+            }
+        }
+        .instrument(info_span!("scrub")),
+    );
     let me = parts.me;
     let mut core = Core::new(me.clone(), parts.profile, parts.blender, engines, 0);
     core.restore(parts.saved);
@@ -230,6 +249,8 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
 enum Internal {
     /// The engines this node's renderer runs headless.
     Engines(Vec<Engine>),
+    /// Blobs found damaged on disk, and removed.
+    Damaged(Vec<BlobHash>),
     Progress {
         job: JobId,
         task: u32,
@@ -450,6 +471,7 @@ impl Mesh {
         let now = self.now();
         match event {
             Internal::Engines(engines) => self.core.set_engines(engines),
+            Internal::Damaged(blobs) => self.core.damaged(blobs, now),
             Internal::Progress { job, task, frame } => {
                 debug!(frame, "frame rendered");
                 self.core.progress(job, task);

@@ -12,8 +12,17 @@
 //! written ([`Incoming::write_chunk`]). A blob of one chunk or less has no CV list; its single
 //! chunk is checked against the root hash. [`Incoming::finish`] hashes the whole file once more
 //! before renaming it into place.
+//!
+//! # Power cuts
+//!
+//! Every blob lands the same way: its file is fsynced, renamed into `blobs/`, and the directory
+//! fsynced, so a blob that is in the store after a power cut is whole, or was damaged by the
+//! disk itself. A blob is trusted only once checked against its name since the store was
+//! opened: written by this process, or hashed again on first use ([`BlobStore::ensure`]) or by
+//! [`BlobStore::scrub`]. A damaged copy is removed when it is found, so that it is fetched again;
+//! it is never served, and never counted as a copy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,6 +160,8 @@ struct Inner {
     tmp: PathBuf,
     counters: Counters,
     infos: Mutex<HashMap<BlobHash, BlobInfo>>,
+    /// Blobs checked against their names since the store was opened.
+    verified: Mutex<HashSet<BlobHash>>,
     next_tmp: AtomicU64,
 }
 
@@ -265,6 +276,7 @@ impl BlobStore {
                 tmp,
                 counters: Counters::default(),
                 infos: Mutex::new(HashMap::new()),
+                verified: Mutex::new(HashSet::new()),
                 next_tmp: AtomicU64::new(0),
             }),
         })
@@ -275,9 +287,101 @@ impl BlobStore {
         self.inner.blobs.join(hash.to_string())
     }
 
-    /// True when the blob is in the store.
+    /// True when the blob is in the store and was checked against its name since the store
+    /// was opened (written by this process, or hashed again). A blob left by an earlier run
+    /// is not trusted before [`BlobStore::ensure`] or [`BlobStore::scrub`] checked it.
     pub fn has(&self, hash: &BlobHash) -> bool {
-        self.path(hash).is_file()
+        self.is_verified(hash) && self.path(hash).is_file()
+    }
+
+    fn is_verified(&self, hash: &BlobHash) -> bool {
+        self.inner
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(hash)
+    }
+
+    fn set_verified(&self, hash: &BlobHash, whole: bool) {
+        let mut verified = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if whole {
+            verified.insert(*hash);
+        } else {
+            verified.remove(hash);
+        }
+    }
+
+    /// Whether the blob is here and whole: [`BlobStore::has`], or else, when a file is there,
+    /// hashed again ([`BlobStore::verify`]: a damaged copy is removed). What a node serves and
+    /// what it counts as a copy goes through this.
+    pub async fn ensure(&self, hash: &BlobHash) -> Result<bool, StoreError> {
+        if self.has(hash) {
+            return Ok(true);
+        }
+        self.verify(hash).await
+    }
+
+    /// Checks every blob in the store not checked yet since it was opened, one at a time;
+    /// returns the blobs found damaged, which are removed (for the node to fetch again).
+    /// Files whose names are not blob hashes are left alone.
+    pub async fn scrub(&self) -> Result<Vec<BlobHash>, StoreError> {
+        let dir = self.inner.blobs.clone();
+        let names = tokio::task::spawn_blocking(move || -> Result<Vec<BlobHash>, StoreError> {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(io_err("cannot list", &dir))? {
+                let entry = entry.map_err(io_err("cannot list", &dir))?;
+                if let Some(hash) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    names.push(hash);
+                }
+            }
+            Ok(names)
+        })
+        .await
+        .map_err(join_err)??;
+        let mut damaged = Vec::new();
+        for hash in names {
+            if !self.is_verified(&hash) && !self.verify(&hash).await? {
+                damaged.push(hash);
+            }
+        }
+        Ok(damaged)
+    }
+
+    /// Moves the finished file `tmp`, whose content hashes to `hash`, into the store so that
+    /// it survives a power cut: the file is fsynced (unless `synced`), renamed, and the
+    /// directory fsynced. Blocking.
+    fn land(&self, tmp: &Path, hash: &BlobHash, synced: bool) -> Result<PathBuf, StoreError> {
+        if !synced {
+            std::fs::File::open(tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err("cannot flush", tmp))?;
+        }
+        let dest = self.path(hash);
+        std::fs::rename(tmp, &dest).map_err(io_err("cannot move a blob into", &dest))?;
+        let dir = &self.inner.blobs;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("cannot flush", dir))?;
+        self.forget_info(hash);
+        self.set_verified(hash, true);
+        Ok(dest)
+    }
+
+    /// [`BlobStore::land`] on a blocking thread.
+    async fn land_async(
+        &self,
+        tmp: PathBuf,
+        hash: BlobHash,
+        synced: bool,
+    ) -> Result<PathBuf, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.land(&tmp, &hash, synced))
+            .await
+            .map_err(join_err)?
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -295,11 +399,11 @@ impl BlobStore {
         tokio::fs::write(&tmp, bytes)
             .await
             .map_err(io_err("cannot write", &tmp))?;
-        let dest = self.path(&hash);
-        tokio::fs::rename(&tmp, &dest)
-            .await
-            .map_err(io_err("cannot move a blob into", &dest))?;
-        Ok(hash)
+        let landed = self.land_async(tmp.clone(), hash, false).await;
+        if landed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        landed.map(|_| hash)
     }
 
     /// A fresh file in [`BlobStore::tmp_dir`] whose blake3 hash the caller computed while
@@ -307,12 +411,9 @@ impl BlobStore {
     /// blob present already is replaced by the new copy, whose hash was just computed: this
     /// heals a copy damaged on disk (files linked from the old one keep their own inode).
     pub async fn adopt(&self, file: &Path, hash: BlobHash) -> Result<(), StoreError> {
-        let dest = self.path(&hash);
-        tokio::fs::rename(file, &dest)
+        self.land_async(file.to_path_buf(), hash, false)
             .await
-            .map_err(io_err("cannot move a blob into", &dest))?;
-        self.forget_info(&hash);
-        Ok(())
+            .map(|_| ())
     }
 
     /// Drops the cached chunk values of `hash` (its file was replaced or removed).
@@ -351,9 +452,8 @@ impl BlobStore {
                     size += n as u64;
                 }
                 let hash = BlobHash(*hasher.finalize().as_bytes());
-                let dest = store.path(&hash);
-                std::fs::rename(&tmp, &dest).map_err(io_err("cannot move a blob into", &dest))?;
-                store.forget_info(&hash);
+                out.sync_all().map_err(io_err("cannot flush", &tmp))?;
+                store.land(&tmp, &hash, true)?;
                 Ok((hash, size))
             };
             let result = copy();
@@ -394,6 +494,7 @@ impl BlobStore {
         if !whole {
             self.forget_info(hash);
         }
+        self.set_verified(hash, whole);
         Ok(whole)
     }
 
@@ -404,7 +505,7 @@ impl BlobStore {
         {
             return Ok(Some(info.clone()));
         }
-        if !self.has(hash) {
+        if !self.ensure(hash).await? {
             return Ok(None);
         }
         let path = self.path(hash);
@@ -444,7 +545,7 @@ impl BlobStore {
         hash: &BlobHash,
         index: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        if !self.has(hash) {
+        if !self.ensure(hash).await? {
             return Ok(None);
         }
         let path = self.path(hash);
@@ -661,10 +762,10 @@ impl Incoming {
                 got: got.short(),
             });
         }
-        let dest = self.store.path(&self.hash);
-        tokio::fs::rename(&self.tmp, &dest)
-            .await
-            .map_err(io_err("cannot move a blob into", &dest))?;
+        let dest = self
+            .store
+            .land_async(self.tmp.clone(), self.hash, true)
+            .await?;
         let c = &self.store.inner.counters;
         c.blobs_received.fetch_add(1, Ordering::Relaxed);
         c.bytes_received
@@ -979,6 +1080,11 @@ mod tests {
         let hash = s.put_bytes(b"kept").await.expect("put");
         std::fs::write(dir.path().join("tmp/leftover"), b"x").expect("write");
         let s = BlobStore::open(dir.path()).expect("reopen");
+        assert!(
+            !s.has(&hash),
+            "a blob of an earlier run is not trusted before it is checked"
+        );
+        assert!(s.ensure(&hash).await.expect("ensure"));
         assert!(s.has(&hash));
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp"))
@@ -993,5 +1099,49 @@ mod tests {
                 chunks: vec![]
             })
         );
+    }
+
+    /// Issue 12: after a power cut, a truncated blob and a corrupt one are found by the scrub
+    /// (or on first use), removed, and neither served nor taken as present; whole ones are
+    /// kept.
+    #[tokio::test]
+    async fn damaged_blobs_of_an_earlier_run_are_found_removed_and_never_served() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (whole, truncated, flipped, served) = {
+            let s = BlobStore::open(dir.path()).expect("open");
+            (
+                s.put_bytes(&data(C + 5)).await.expect("put"),
+                s.put_bytes(&data(2 * C + 1)).await.expect("put"),
+                s.put_bytes(b"a small frame").await.expect("put"),
+                s.put_bytes(&data(3 * C)).await.expect("put"),
+            )
+        };
+        let s = BlobStore::open(dir.path()).expect("reopen");
+        std::fs::write(s.path(&truncated), &data(2 * C + 1)[..C]).expect("truncate");
+        let mut bytes = std::fs::read(s.path(&flipped)).expect("read");
+        bytes[3] ^= 0x20;
+        std::fs::write(s.path(&flipped), bytes).expect("flip a bit");
+        let mut bytes = std::fs::read(s.path(&served)).expect("read");
+        bytes[C + 9] ^= 1;
+        std::fs::write(s.path(&served), bytes).expect("flip a bit");
+        std::fs::write(s.path(&served).with_file_name("not-a-hash"), b"x").expect("stray");
+
+        // Asked for by a peer before any scrub: checked, found damaged, not served.
+        assert_eq!(s.info(&served).await.expect("info"), None);
+        assert_eq!(s.read_chunk(&served, 0).await.expect("chunk"), None);
+        assert!(!s.path(&served).exists(), "the damaged copy is removed");
+
+        let mut damaged = s.scrub().await.expect("scrub");
+        damaged.sort();
+        let mut want = vec![truncated, flipped];
+        want.sort();
+        assert_eq!(damaged, want);
+        for hash in [truncated, flipped, served] {
+            assert!(!s.has(&hash));
+            assert!(!s.ensure(&hash).await.expect("ensure"));
+        }
+        assert!(s.has(&whole), "a whole blob is trusted once scrubbed");
+        assert!(s.path(&whole).with_file_name("not-a-hash").exists());
+        assert!(s.scrub().await.expect("scrub again").is_empty());
     }
 }

@@ -79,6 +79,7 @@ const TEN: Config = Config {
     rogue: false,
     broken: false,
     blackouts: false,
+    damage: false,
 };
 
 #[test]
@@ -137,12 +138,14 @@ fn ten_nodes_with_a_broken_one_blocklist_it_and_finish_every_job() {
 
 /// Issue 12: power cuts. Besides single kills, every node is killed at once now and then, and
 /// each comes back with only what it wrote to disk: its job records and the highest term it
-/// saw. No node acts on a record before it is on disk, terms and versions never go down across
-/// restarts, and every accepted job still finishes.
+/// saw, and its blobs, some of which it finds damaged and removes. No node acts on a record
+/// before it is on disk, terms and versions never go down across restarts, every accepted job
+/// still finishes, and every frame is on two nodes again at the end.
 #[test]
 fn ten_nodes_through_power_cuts_carry_on_every_job_from_their_disks() {
     let totals = run_all(Config {
         blackouts: true,
+        damage: true,
         ..TEN
     });
     exercised(totals);

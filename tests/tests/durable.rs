@@ -139,3 +139,66 @@ fn a_whole_mesh_killed_at_once_carries_on_its_jobs_from_disk() -> Result<()> {
     download_and_compare(&nodes[0], &fx, &before, 1, 3)?;
     Ok(())
 }
+
+/// Issue 12: a power cut truncates one frame in a node's store and corrupts another. Back up,
+/// the node finds both damaged, removes them, and fetches both again from its peer; with that
+/// peer gone, it serves every frame of the job whole.
+#[test]
+fn damaged_blobs_are_found_after_a_restart_and_fetched_again() -> Result<()> {
+    let fx = Fixture::new(FRAMES, SAMPLES, PERCENT, &[])?;
+    let mut nodes = cluster(&fx.root.join("mesh"), 2)?;
+    let id = submit(&nodes[1], &fx, 1, 3)?;
+    let done = wait_done(&nodes, 1, &id, Duration::from_secs(120))?;
+    let blobs: Vec<String> = done["tasks"]
+        .as_array()
+        .context("no tasks")?
+        .iter()
+        .flat_map(|t| t["outputs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|o| o["blob"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(blobs.len(), 3, "{done}");
+    let store = nodes[1].data_dir.join("store/blobs");
+    let path = |blob: &str| store.join(blob);
+    // In a mesh of two, both nodes hold every frame once the job is done.
+    let whole = wait_for(
+        "node-2 to hold every frame",
+        Duration::from_secs(30),
+        || {
+            blobs
+                .iter()
+                .map(|b| std::fs::read(path(b)).ok())
+                .collect::<Option<Vec<Vec<u8>>>>()
+        },
+    )?;
+
+    nodes[1].kill();
+    let truncated = &whole[0][..whole[0].len() / 2];
+    std::fs::write(path(&blobs[0]), truncated)?;
+    let mut flipped = whole[1].clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    std::fs::write(path(&blobs[1]), &flipped)?;
+
+    let (first, rest) = nodes.split_at_mut(1);
+    rest[0].restart(Some(&first[0]))?;
+    wait_for(
+        "both damaged frames to be fetched again",
+        Duration::from_secs(60),
+        || {
+            let back =
+                (0..2).all(|i| std::fs::read(path(&blobs[i])).ok().as_ref() == Some(&whole[i]));
+            back.then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    let log = nodes[1].log_text();
+    assert_eq!(
+        log.matches("a blob was damaged on disk").count(),
+        2,
+        "{log}"
+    );
+
+    // The only node left serves every frame, whole.
+    nodes[0].kill();
+    download_and_compare(&nodes[1], &fx, &id, 1, 3)
+}

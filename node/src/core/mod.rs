@@ -60,6 +60,8 @@ pub struct Saved {
     pub term: Term,
     /// Its job records.
     pub jobs: Vec<Job>,
+    /// Blobs it found damaged and has not fetched again yet.
+    pub repairs: Vec<BlobHash>,
 }
 
 /// What changed in what a node keeps on disk since the last [`Action::Persist`]: written in
@@ -70,12 +72,14 @@ pub struct Persist {
     pub term: Option<Term>,
     /// Records written or replaced, whole.
     pub jobs: Vec<Job>,
+    /// The blobs still to fetch again, all of them, when the set changed.
+    pub repairs: Option<Vec<BlobHash>>,
 }
 
 impl Persist {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.term.is_none() && self.jobs.is_empty()
+        self.term.is_none() && self.jobs.is_empty() && self.repairs.is_none()
     }
 }
 

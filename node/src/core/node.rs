@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rendermesh_protocol::{
-    Assignment, Heartbeat, JobId, NodeId, Outcome, Output, Request, Response, Role, limits,
+    Assignment, BlobHash, Heartbeat, JobId, NodeId, Outcome, Output, Request, Response, Role,
+    limits,
 };
-use tracing::info;
+use tracing::{debug, info, warn};
 
 use super::coordinator::{Coordinator, Seat, View};
 use super::membership::{Change, Membership};
@@ -19,6 +20,11 @@ use super::{Action, Millis, Outbox, Persist, ReplyTo, Saved, StitchFailure, Tick
 
 /// Shortest gap between two heartbeats (a job change sends one early).
 pub const MIN_HEARTBEAT_GAP_MS: Millis = 200;
+/// How long a node waits before it tries again to fetch a blob it found damaged.
+pub const REPAIR_RETRY_MS: Millis = 5_000;
+/// Fetches of a damaged blob that no job this node knows of uses, before it is let go (this
+/// node's copy of the table may lag behind the coordinator's, so it is tried all the same).
+pub const REPAIR_TRIES_UNUSED: u32 = 12;
 
 /// What a node says of itself in every heartbeat, besides the mesh state.
 #[derive(Clone, Debug)]
@@ -49,6 +55,11 @@ pub struct Core {
     copies: BTreeMap<Ticket, ReplyTo>,
     /// Requests for the coordinator from this node's own users, passed on to it.
     forwarded: BTreeMap<Ticket, ReplyTo>,
+    /// Blobs found damaged on this node's disk and removed, to fetch again: when each is next
+    /// tried, and the fetches that failed so far.
+    repairs: BTreeMap<BlobHash, (Millis, u32)>,
+    /// The fetches of those under way.
+    repairing: BTreeMap<Ticket, BlobHash>,
     out: Outbox,
     /// This node's multiaddrs (with `/p2p`).
     addrs: Vec<String>,
@@ -64,6 +75,8 @@ pub struct Core {
     load: f32,
     /// The highest term handed out to be written to disk.
     saved_term: rendermesh_protocol::Term,
+    /// The damaged blobs handed out to be written to disk.
+    saved_repairs: Vec<BlobHash>,
 }
 
 impl Core {
@@ -90,6 +103,8 @@ impl Core {
             worker: Worker::new(blender, engines),
             copies: BTreeMap::new(),
             forwarded: BTreeMap::new(),
+            repairs: BTreeMap::new(),
+            repairing: BTreeMap::new(),
             addrs: Vec::new(),
             seq: 0,
             last_heartbeat: None,
@@ -98,6 +113,7 @@ impl Core {
             wall_ms: 0,
             load: 0.0,
             saved_term: rendermesh_protocol::Term(0),
+            saved_repairs: Vec::new(),
         }
     }
 
@@ -115,6 +131,12 @@ impl Core {
         let kept = self.table.restore(saved.jobs);
         self.membership.observe_term(term);
         self.saved_term = term;
+        // Blobs found damaged before the restart are fetched again from the first tick.
+        for blob in &saved.repairs {
+            self.repairs.insert(*blob, (self.now, 0));
+        }
+        self.saved_repairs = saved.repairs;
+        self.saved_repairs.sort();
         info!(jobs = kept, refused = jobs - kept, term = %term, "job table restored from disk");
     }
 
@@ -248,10 +270,66 @@ impl Core {
         self.settle();
     }
 
+    /// Blobs this node found damaged on its disk (truncated or corrupt after a power cut, or a
+    /// disk error) and removed. Each is fetched again, from the nodes the job records name
+    /// first, until it is back (the mesh keeps its copies), every [`REPAIR_RETRY_MS`]; one that
+    /// no job this node knows of uses is let go after [`REPAIR_TRIES_UNUSED`] failed fetches.
+    /// The list is kept on disk until each is back.
+    pub fn damaged(&mut self, blobs: Vec<BlobHash>, now: Millis) {
+        self.now = now;
+        for blob in blobs {
+            warn!(blob = %blob.short(), "a blob was damaged on disk: removed, fetching it again");
+            self.repairs.entry(blob).or_insert((now, 0));
+        }
+        self.repair();
+        self.settle();
+    }
+
+    /// Fetches again each damaged blob that is due.
+    fn repair(&mut self) {
+        let due: Vec<BlobHash> = self
+            .repairs
+            .iter()
+            .filter(|(blob, (at, _))| {
+                *at <= self.now && !self.repairing.values().any(|b| b == *blob)
+            })
+            .map(|(blob, _)| *blob)
+            .collect();
+        for blob in due {
+            let hints = self.table.holders(&blob).unwrap_or_default();
+            let hints = hints.into_iter().filter(|n| *n != self.me).collect();
+            let ticket = self.out.fetch(vec![blob], hints);
+            self.repairing.insert(ticket, blob);
+        }
+    }
+
+    /// Blobs found damaged and not fetched again yet.
+    pub fn repairs(&self) -> impl Iterator<Item = &BlobHash> {
+        self.repairs.keys()
+    }
+
     /// The result of the fetch with `ticket`.
     pub fn fetched(&mut self, ticket: Ticket, result: Result<(), String>, now: Millis) {
         self.now = now;
-        if let Some(reply) = self.copies.remove(&ticket) {
+        if let Some(blob) = self.repairing.remove(&ticket) {
+            match result {
+                Ok(()) => {
+                    info!(blob = %blob.short(), "a damaged blob was fetched again");
+                    self.repairs.remove(&blob);
+                }
+                Err(e) => {
+                    let tries = self.repairs.get(&blob).map_or(0, |r| r.1) + 1;
+                    if tries >= REPAIR_TRIES_UNUSED && self.table.holders(&blob).is_none() {
+                        warn!(blob = %blob.short(), "a damaged blob no job uses could not be \
+                              fetched again: let go ({e})");
+                        self.repairs.remove(&blob);
+                    } else {
+                        debug!(blob = %blob.short(), "a damaged blob could not be fetched yet: {e}");
+                        self.repairs.insert(blob, (now + REPAIR_RETRY_MS, tries));
+                    }
+                }
+            }
+        } else if let Some(reply) = self.copies.remove(&ticket) {
             let answer = match result {
                 Ok(()) => Response::Accepted,
                 Err(e) => Response::Rejected(e),
@@ -347,6 +425,7 @@ impl Core {
         }
 
         self.worker.stop_ended(&self.table, &mut self.out);
+        self.repair();
         let coordinator = self.coordinator();
         self.worker
             .send_reports(coordinator.as_ref(), &mut self.out);
@@ -542,11 +621,14 @@ impl Core {
     /// term since the last time: nothing is acted on before it is on disk.
     fn persist(&mut self) {
         let term = self.membership.max_term();
+        let repairs: Vec<BlobHash> = self.repairs.keys().copied().collect();
         let persist = Persist {
             term: (term > self.saved_term).then_some(term),
             jobs: self.table.unsaved(),
+            repairs: (repairs != self.saved_repairs).then(|| repairs.clone()),
         };
         self.saved_term = self.saved_term.max(term);
+        self.saved_repairs = repairs;
         if !persist.is_empty() {
             self.out.persist(persist);
         }
@@ -771,6 +853,7 @@ mod tests {
         c.restore(Saved {
             term: Term(3),
             jobs: vec![job.clone(), forged],
+            repairs: Vec::new(),
         });
         assert_eq!(c.membership().max_term(), Term(5));
         assert!(
@@ -794,6 +877,74 @@ mod tests {
         }
         let render = render.expect("the restored job's task is rendered again");
         assert_eq!((render.job, render.term, render.attempt), (id, Term(6), 2));
+    }
+
+    /// Issue 12: a blob found damaged on disk is fetched again, from the nodes the records
+    /// name, until it is back; one no job uses is let go.
+    #[test]
+    fn a_damaged_blob_a_job_uses_is_fetched_again_until_it_is_back() {
+        let mut c = core("a");
+        let id = JobId([4; 16]);
+        let plan = rendermesh_protocol::plan(&spec(), 1);
+        let mut job = Job::new(id, spec(), n("c"), plan, Term(2), 0);
+        let attempt = job.assign(0, n("b"), Term(2)).expect("assigned");
+        let frame = BlobHash::of(b"frame 1");
+        let output = Output {
+            frame: 1,
+            blob: frame,
+            size: 7,
+        };
+        job.complete(0, attempt, &n("b"), vec![output], Term(2))
+            .expect("done");
+        c.restore(Saved {
+            term: Term(2),
+            jobs: vec![job],
+            repairs: Vec::new(),
+        });
+        let fetches = |c: &mut Core| -> Vec<(Vec<BlobHash>, Vec<NodeId>, Ticket)> {
+            c.take_actions()
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Fetch {
+                        blobs,
+                        hints,
+                        ticket,
+                    } => Some((blobs, hints, ticket)),
+                    _ => None,
+                })
+                .collect()
+        };
+        c.damaged(vec![frame], 100);
+        let first = fetches(&mut c);
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].0, vec![frame]);
+        assert!(first[0].1.contains(&n("b")) && first[0].1.contains(&n("c")));
+        c.tick(200, 0, 0.0);
+        assert!(fetches(&mut c).is_empty(), "one fetch at a time");
+        c.fetched(first[0].2, Err("no peer yet".into()), 300);
+        c.tick(300 + REPAIR_RETRY_MS - 100, 0, 0.0);
+        assert!(fetches(&mut c).is_empty(), "not before the retry is due");
+        c.tick(300 + REPAIR_RETRY_MS, 0, 0.0);
+        let again = fetches(&mut c);
+        assert_eq!(again.len(), 1, "tried again");
+        c.fetched(again[0].2, Ok(()), 6_000);
+        assert_eq!(c.repairs().count(), 0);
+        c.tick(20_000, 0, 0.0);
+        assert!(fetches(&mut c).is_empty(), "back: never fetched again");
+
+        // A blob no record uses (this node's table may lag) is tried too, then let go.
+        let unused = BlobHash::of(b"nobody's");
+        c.damaged(vec![unused], 30_000);
+        let mut now = 30_000;
+        for _ in 0..REPAIR_TRIES_UNUSED {
+            let tried = fetches(&mut c);
+            assert_eq!(tried.len(), 1, "{tried:?}");
+            c.fetched(tried[0].2, Err("nobody has it".into()), now);
+            now += REPAIR_RETRY_MS;
+            c.tick(now, 0, 0.0);
+        }
+        assert_eq!(c.repairs().count(), 0, "let go");
+        assert!(fetches(&mut c).is_empty());
     }
 
     #[test]

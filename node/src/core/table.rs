@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use rendermesh_protocol::{Job, JobDigest, JobId, NodeId, Response, Term, Version, limits};
+use rendermesh_protocol::{
+    BlobHash, Job, JobDigest, JobId, NodeId, Response, Term, Version, limits,
+};
 use tracing::{debug, warn};
 
 use super::{Outbox, Ticket};
@@ -79,6 +81,31 @@ impl JobTable {
             }
         }
         out
+    }
+
+    /// The nodes likely to hold `blob`, when a job this node holds a record of uses it: its
+    /// origin (which holds its inputs, and takes a copy of frames) and the nodes that rendered
+    /// it. `None`: no job uses it.
+    pub fn holders(&self, blob: &BlobHash) -> Option<Vec<NodeId>> {
+        let mut found = false;
+        let mut holders = Vec::new();
+        for job in self.jobs.values() {
+            let input = job.spec.blend == *blob || job.spec.deps.iter().any(|d| d.blob == *blob);
+            let stitched = job.stitched.iter().any(|o| o.blob == *blob);
+            let rendered = job
+                .tasks
+                .iter()
+                .filter(|t| t.outputs.iter().any(|o| o.blob == *blob))
+                .filter_map(|t| t.worker.clone());
+            let before = holders.len();
+            holders.extend(rendered);
+            if input || stitched || holders.len() > before {
+                found = true;
+                holders.push(job.origin.clone());
+            }
+        }
+        holders.dedup();
+        found.then_some(holders)
     }
 
     /// Every record, in id order.

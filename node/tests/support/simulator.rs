@@ -102,6 +102,9 @@ pub struct Config {
     /// Some disturbances kill every node at once (a power cut); each comes back with what it
     /// wrote to disk.
     pub blackouts: bool,
+    /// A restarted node may find up to two blobs of its store damaged (removed, and its core
+    /// told): each blob at most once per run, so one whole copy is always left somewhere.
+    pub damage: bool,
 }
 
 /// One simulated node.
@@ -122,6 +125,7 @@ pub struct Node {
     /// What its core wrote to disk (`Action::Persist`): the highest term and its job records.
     disk_term: Term,
     disk_jobs: BTreeMap<JobId, Job>,
+    disk_repairs: Vec<BlobHash>,
     /// The render under way.
     render: Option<Assignment>,
     next_tick: Millis,
@@ -242,6 +246,8 @@ pub struct Sim {
     rogue: Option<(NodeId, Millis)>,
     /// The rogue's requests refused.
     pub refused: usize,
+    /// Blobs damaged on some node's disk so far.
+    damaged: BTreeSet<BlobHash>,
 }
 
 impl Sim {
@@ -264,6 +270,7 @@ impl Sim {
                     blobs: BTreeSet::new(),
                     disk_term: Term(0),
                     disk_jobs: BTreeMap::new(),
+                    disk_repairs: Vec::new(),
                     render: None,
                     next_tick: rng.random_range(0..TICK_MS),
                     seen_term: Term(0),
@@ -316,6 +323,7 @@ impl Sim {
                 (id, 3_000)
             }),
             refused: 0,
+            damaged: BTreeSet::new(),
         }
     }
 
@@ -396,6 +404,9 @@ impl Sim {
                     }
                     for job in persist.jobs {
                         node.disk_jobs.insert(job.id, job);
+                    }
+                    if let Some(repairs) = persist.repairs {
+                        node.disk_repairs = repairs;
                     }
                 }
                 Action::Publish(hb) => self.broadcast(i, hb),
@@ -641,6 +652,38 @@ impl Sim {
         self.disturbed = self.now;
     }
 
+    /// Node `i` finds up to two blobs of its store damaged, as its scrub would after a power
+    /// cut: they are removed and its core is told.
+    fn damage(&mut self, i: usize) {
+        let candidates: Vec<BlobHash> = self.nodes[i]
+            .blobs
+            .iter()
+            .filter(|b| !self.damaged.contains(b))
+            .copied()
+            .collect();
+        let mut lost = Vec::new();
+        for _ in 0..2 {
+            if candidates.is_empty() {
+                break;
+            }
+            let blob = candidates[self.rng.random_range(0..candidates.len())];
+            if self.damaged.insert(blob) {
+                self.nodes[i].blobs.remove(&blob);
+                lost.push(blob);
+            }
+        }
+        if trace() {
+            eprintln!(
+                "{:>6} {} lost {} blob(s) to damage",
+                self.now,
+                self.nodes[i].id,
+                lost.len()
+            );
+        }
+        let now = self.now;
+        self.nodes[i].core.damaged(lost, now);
+    }
+
     /// Before node `i` acts on anything, its disk holds its term and every record as its core
     /// holds them: a power cut at any moment loses nothing it said or did.
     fn check_on_disk(&self, i: usize) {
@@ -650,6 +693,13 @@ impl Sim {
             self.fail(format!(
                 "node {} acted in term {term} with term {} on disk",
                 node.id, node.disk_term
+            ));
+        }
+        let repairs: Vec<BlobHash> = node.core.repairs().copied().collect();
+        if node.disk_repairs != repairs {
+            self.fail(format!(
+                "node {} acted with blobs to repair {repairs:?}, and {:?} on disk",
+                node.id, node.disk_repairs
             ));
         }
         for job in node.core.table().iter() {
@@ -682,12 +732,16 @@ impl Sim {
             node.core.restore(Saved {
                 term: node.disk_term,
                 jobs: node.disk_jobs.values().cloned().collect(),
+                repairs: node.disk_repairs.clone(),
             });
             node.alive = true;
             // What it saw before it died was on disk first: its term and records go on from
             // there, never below.
             node.next_tick = now;
             self.disturbed = now;
+            if self.config.damage && self.rng.random_bool(0.5) {
+                self.damage(i);
+            }
         }
         let quiet_from = self.config.duration.saturating_sub(SETTLE_MS + 1_000);
         if self.now >= quiet_from {
@@ -1231,9 +1285,15 @@ impl Sim {
             return false;
         };
         let table = self.nodes[leader].core.table();
-        self.clients
+        let repaired = self
+            .nodes
             .iter()
-            .all(|c| c.accepted && table.get(&c.id).is_some_and(|j| j.state == JobState::Done))
+            .all(|n| !n.alive || n.core.repairs().next().is_none());
+        repaired
+            && self
+                .clients
+                .iter()
+                .all(|c| c.accepted && table.get(&c.id).is_some_and(|j| j.state == JobState::Done))
     }
 
     fn check_end(&self) {
