@@ -54,6 +54,19 @@ pub enum DbError {
     },
 }
 
+/// What wraps a redb failure of `what` on the file at `path`.
+fn failed<E: Into<redb::Error>>(
+    path: &Path,
+    what: &'static str,
+) -> impl FnOnce(E) -> DbError + use<E> {
+    let path = path.to_path_buf();
+    move |e| DbError::Redb {
+        path,
+        what,
+        source: Box::new(e.into()),
+    }
+}
+
 /// A node's database.
 pub struct Database {
     db: redb::Database,
@@ -73,37 +86,22 @@ impl Database {
     /// is repaired by redb on open. Fails when another process holds it (two nodes on one data
     /// directory) or it is not a rendermesh job database.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let err = |what: &'static str| {
-            let path = path.to_path_buf();
-            move |e: redb::Error| DbError::Redb {
-                path,
-                what,
-                source: Box::new(e),
-            }
-        };
-        let db = redb::Database::create(path)
-            .map_err(redb::Error::from)
-            .map_err(err(
-                "cannot open it (is another node using this data directory?)",
-            ))?;
+        let db = redb::Database::create(path).map_err(failed(
+            path,
+            "cannot open it (is another node using this data directory?)",
+        ))?;
         let me = Self {
             db,
             path: path.to_path_buf(),
         };
-        let txn = me
-            .db
-            .begin_write()
-            .map_err(redb::Error::from)
-            .map_err(err("cannot write"))?;
+        let txn = me.db.begin_write().map_err(failed(path, "cannot write"))?;
         {
             let mut meta = txn
                 .open_table(META)
-                .map_err(redb::Error::from)
-                .map_err(err("cannot open its meta table"))?;
+                .map_err(failed(path, "cannot open its meta table"))?;
             let found = meta
                 .get(FORMAT)
-                .map_err(redb::Error::from)
-                .map_err(err("cannot read its format"))?
+                .map_err(failed(path, "cannot read its format"))?
                 .map(|v| v.value());
             match found {
                 Some(FORMAT_VERSION) => {}
@@ -115,20 +113,15 @@ impl Database {
                 }
                 None => {
                     meta.insert(FORMAT, FORMAT_VERSION)
-                        .map_err(redb::Error::from)
-                        .map_err(err("cannot write its format"))?;
+                        .map_err(failed(path, "cannot write its format"))?;
                 }
             }
             txn.open_table(JOBS)
-                .map_err(redb::Error::from)
-                .map_err(err("cannot open its job table"))?;
+                .map_err(failed(path, "cannot open its job table"))?;
             txn.open_table(REPAIRS)
-                .map_err(redb::Error::from)
-                .map_err(err("cannot open its repair list"))?;
+                .map_err(failed(path, "cannot open its repair list"))?;
         }
-        txn.commit()
-            .map_err(redb::Error::from)
-            .map_err(err("cannot commit"))?;
+        txn.commit().map_err(failed(path, "cannot commit"))?;
         Ok(me)
     }
 
@@ -137,45 +130,27 @@ impl Database {
         &self.path
     }
 
-    fn err(&self, what: &'static str) -> impl FnOnce(redb::Error) -> DbError + use<> {
-        let path = self.path.clone();
-        move |source| DbError::Redb {
-            path,
-            what,
-            source: Box::new(source),
-        }
+    fn err<E: Into<redb::Error>>(&self, what: &'static str) -> impl FnOnce(E) -> DbError + use<E> {
+        failed(&self.path, what)
     }
 
     /// Everything written so far. A record that cannot be decoded (written by a build with
     /// another record layout, or damaged) is left out with a warning naming it: the node
     /// pulls it again from its peers.
     pub fn load(&self) -> Result<Saved, DbError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(redb::Error::from)
-            .map_err(self.err("cannot read"))?;
+        let txn = self.db.begin_read().map_err(self.err("cannot read"))?;
         let term = txn
             .open_table(META)
-            .map_err(redb::Error::from)
             .map_err(self.err("cannot open its meta table"))?
             .get(TERM)
-            .map_err(redb::Error::from)
             .map_err(self.err("cannot read the term"))?
             .map_or(0, |v| v.value());
         let table = txn
             .open_table(JOBS)
-            .map_err(redb::Error::from)
             .map_err(self.err("cannot open its job table"))?;
         let mut jobs = Vec::new();
-        for row in table
-            .iter()
-            .map_err(redb::Error::from)
-            .map_err(self.err("cannot list its jobs"))?
-        {
-            let (key, value) = row
-                .map_err(redb::Error::from)
-                .map_err(self.err("cannot read a job"))?;
+        for row in table.iter().map_err(self.err("cannot list its jobs"))? {
+            let (key, value) = row.map_err(self.err("cannot read a job"))?;
             match codec::decode::<Job>(value.value(), limits::MAX_MESSAGE) {
                 Ok(job) if job.id.0.as_slice() == key.value() => jobs.push(job),
                 Ok(job) => warn!(
@@ -191,16 +166,9 @@ impl Database {
         let mut repairs = Vec::new();
         let table = txn
             .open_table(REPAIRS)
-            .map_err(redb::Error::from)
             .map_err(self.err("cannot open its repair list"))?;
-        for row in table
-            .iter()
-            .map_err(redb::Error::from)
-            .map_err(self.err("cannot list its repairs"))?
-        {
-            let (key, _) = row
-                .map_err(redb::Error::from)
-                .map_err(self.err("cannot read a repair"))?;
+        for row in table.iter().map_err(self.err("cannot list its repairs"))? {
+            let (key, _) = row.map_err(self.err("cannot read a repair"))?;
             match <[u8; 32]>::try_from(key.value()) {
                 Ok(hash) => repairs.push(BlobHash(hash)),
                 Err(_) => {
@@ -217,37 +185,27 @@ impl Database {
 
     /// Writes `persist` in one transaction, committed durably before this returns.
     pub fn write(&self, persist: &Persist) -> Result<(), DbError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(redb::Error::from)
-            .map_err(self.err("cannot write"))?;
+        let txn = self.db.begin_write().map_err(self.err("cannot write"))?;
         {
             if let Some(term) = persist.term {
                 txn.open_table(META)
-                    .map_err(redb::Error::from)
                     .map_err(self.err("cannot open its meta table"))?
                     .insert(TERM, term.0)
-                    .map_err(redb::Error::from)
                     .map_err(self.err("cannot write the term"))?;
             }
             let mut table = txn
                 .open_table(JOBS)
-                .map_err(redb::Error::from)
                 .map_err(self.err("cannot open its job table"))?;
             if let Some(repairs) = &persist.repairs {
                 let mut table = txn
                     .open_table(REPAIRS)
-                    .map_err(redb::Error::from)
                     .map_err(self.err("cannot open its repair list"))?;
                 table
                     .retain(|_, ()| false)
-                    .map_err(redb::Error::from)
                     .map_err(self.err("cannot clear its repair list"))?;
                 for blob in repairs {
                     table
                         .insert(blob.0.as_slice(), ())
-                        .map_err(redb::Error::from)
                         .map_err(self.err("cannot write a repair"))?;
                 }
             }
@@ -262,13 +220,10 @@ impl Database {
                 };
                 table
                     .insert(job.id.0.as_slice(), bytes.as_slice())
-                    .map_err(redb::Error::from)
                     .map_err(self.err("cannot write a job"))?;
             }
         }
-        txn.commit()
-            .map_err(redb::Error::from)
-            .map_err(self.err("cannot commit"))
+        txn.commit().map_err(self.err("cannot commit"))
     }
 }
 
