@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use rendermesh_node::core::Policy;
 use rendermesh_node::secret::{choose, machine_key_path};
 use rendermesh_node::{Config, JoinToken, Node};
 
@@ -87,8 +88,9 @@ async fn main() -> anyhow::Result<()> {
             .as_deref()
             .map(rendermesh_node::config::load_api_token)
             .transpose()?,
-        // A bootstrap node never renders.
+        // A bootstrap node never renders, nor coordinates.
         sandbox: false,
+        policy: Policy::default(),
     };
     let node = Node::start(config)
         .await

@@ -12,7 +12,7 @@ mod simulator;
 
 use std::time::Instant;
 
-use rendermesh_node::core::coordinator::{Coordinator, Seat, View};
+use rendermesh_node::core::coordinator::{Coordinator, Policy, Seat, View};
 use rendermesh_node::core::table::JobTable;
 use rendermesh_node::core::{Action, Outbox, ReplyTo};
 use rendermesh_protocol::{
@@ -37,6 +37,8 @@ fn main() {
             broken: false,
             blackouts: false,
             damage: false,
+            hangs: false,
+            freezes: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();
@@ -92,7 +94,7 @@ fn hand_out(frames: u32) -> (u32, f64) {
         .collect();
     let mut table = JobTable::default();
     let mut out = Outbox::new(me.clone());
-    let mut coordinator = Coordinator::new(me.clone(), Term(1), &table, 0);
+    let mut coordinator = Coordinator::new(me.clone(), Term(1), Policy::default(), &table, 0);
     let view = |now| View {
         now,
         wall_ms: 0,

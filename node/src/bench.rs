@@ -226,6 +226,7 @@ async fn start_nodes(
             secret: None,
             api_token: None,
             sandbox: false,
+            policy: crate::core::Policy::default(),
         };
         let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
         if bootstrap.is_empty() {

@@ -7,6 +7,7 @@ use libp2p::Multiaddr;
 use rendermesh_protocol::Role;
 
 use crate::Error;
+use crate::core::Policy;
 use crate::secret::MeshSecret;
 
 /// The default local API address: loopback only.
@@ -67,6 +68,8 @@ pub struct Config {
     /// only writable path, no network). A node that cannot sandbox does not render. Default: on;
     /// off is `--no-sandbox`.
     pub sandbox: bool,
+    /// How this node runs the mesh's jobs while it coordinates (the shortest task timeout).
+    pub policy: Policy,
 }
 
 impl std::fmt::Debug for Config {
@@ -84,6 +87,7 @@ impl std::fmt::Debug for Config {
             .field("secret", &self.secret)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("sandbox", &self.sandbox)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -108,6 +112,7 @@ impl Default for Config {
             secret: None,
             api_token: None,
             sandbox: true,
+            policy: Policy::default(),
         }
     }
 }

@@ -25,7 +25,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const TERM: &str = "term";
 /// The layout of this file; another one is refused rather than misread.
 const FORMAT: &str = "format";
-const FORMAT_VERSION: u64 = 1;
+/// 2: job records keep their measured frame times (`Job::frame_ms`).
+const FORMAT_VERSION: u64 = 2;
 
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]

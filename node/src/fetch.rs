@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::PeerId;
@@ -24,6 +25,19 @@ use crate::store::{BlobInfo, BlobStore};
 
 /// Chunk requests in flight per fetch.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// The slowest transfer from one holder a fetch waits out, in bytes per second, before it
+/// tries the next holder (a holder that answers each request just within the request
+/// timeout, or a frozen one, would hold a fetch for ever).
+const MIN_FETCH_RATE: u64 = 1 << 20;
+/// The time every fetch from one holder may take, besides [`MIN_FETCH_RATE`].
+const FETCH_FLOOR: Duration = Duration::from_secs(30);
+
+/// How long a fetch of a blob of `size` bytes from one holder may take in all:
+/// [`FETCH_FLOOR`] plus the size at [`MIN_FETCH_RATE`] (from 30 s for a frame to about 18 h
+/// for the largest blob allowed).
+pub fn fetch_deadline(size: u64) -> Duration {
+    FETCH_FLOOR.saturating_add(Duration::from_secs(size / MIN_FETCH_RATE))
+}
 
 /// Fetches blobs from the mesh into the local store.
 #[derive(Clone, Debug)]
@@ -141,6 +155,24 @@ impl Fetcher {
                 Err(e) => return Err(e.to_string()),
             },
         };
+        let deadline = fetch_deadline(info.size);
+        match tokio::time::timeout(deadline, self.fetch_chunks(peer, hash, info)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "took longer than {} s, the most a fetch of this size may take",
+                deadline.as_secs()
+            )),
+        }
+    }
+
+    /// Pulls every chunk of `hash` from `peer` into the store (dropped half-way, the partial
+    /// file goes).
+    async fn fetch_chunks(
+        &self,
+        peer: PeerId,
+        hash: BlobHash,
+        info: BlobInfo,
+    ) -> Result<PathBuf, String> {
         let mut incoming = self
             .store
             .incoming(hash, &info)
@@ -168,5 +200,22 @@ impl Fetcher {
             }
         }
         incoming.finish().await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_gets_its_floor_plus_a_second_per_mebibyte_and_never_overflows() {
+        assert_eq!(fetch_deadline(0), FETCH_FLOOR);
+        assert_eq!(
+            fetch_deadline(100 << 20),
+            FETCH_FLOOR + Duration::from_secs(100)
+        );
+        let largest = fetch_deadline(limits::MAX_BLOB);
+        assert_eq!(largest, FETCH_FLOOR + Duration::from_secs(64 << 10));
+        assert!(fetch_deadline(u64::MAX) > largest);
     }
 }

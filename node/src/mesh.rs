@@ -21,7 +21,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::Multiaddr;
 use crate::api::types::{NodeInfo, PeerView, PeersView};
 use crate::core::membership::Member;
-use crate::core::{Action, Core, Millis, Profile, ReplyTo, Saved, StitchFailure, Ticket};
+use crate::core::{Action, Core, Millis, Policy, Profile, ReplyTo, Saved, StitchFailure, Ticket};
 use crate::db::Database;
 use crate::fetch::Fetcher;
 use crate::net::{self, NetEvent, NetHandle};
@@ -160,6 +160,8 @@ pub(crate) struct Parts {
     pub me: NodeId,
     /// What it says of itself.
     pub profile: Profile,
+    /// How it runs jobs while it coordinates.
+    pub policy: Policy,
     /// Its Blender version (`None`: it does not render).
     pub blender: Option<String>,
     /// The mesh secret's fingerprint, when there is one.
@@ -211,7 +213,8 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         .instrument(info_span!("scrub")),
     );
     let me = parts.me;
-    let mut core = Core::new(me.clone(), parts.profile, parts.blender, engines, 0);
+    let mut core =
+        Core::new(me.clone(), parts.profile, parts.blender, engines, 0).with_policy(parts.policy);
     core.restore(parts.saved);
     let actor = Mesh {
         core,

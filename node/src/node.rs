@@ -124,6 +124,7 @@ impl Node {
         let parts = Parts {
             me: me.clone(),
             profile,
+            policy: config.policy,
             blender: blender_version.clone(),
             secret: config.secret.map(|s| s.fingerprint()),
             net: net.clone(),

@@ -32,6 +32,7 @@ fn config(dir: &tempfile::TempDir, api: SocketAddr, token: Option<&str>) -> Conf
         secret: None,
         api_token: token.map(str::to_owned),
         sandbox: false,
+        ..Config::default()
     }
 }
 

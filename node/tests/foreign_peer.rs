@@ -61,6 +61,7 @@ async fn start_node() -> (tempfile::TempDir, Node, Multiaddr) {
             secret: None,
             api_token: None,
             sandbox: false,
+            ..Config::default()
         },
         Arc::new(NoRenderer),
     )

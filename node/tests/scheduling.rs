@@ -182,6 +182,7 @@ async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
             secret: None,
             api_token: None,
             sandbox: false,
+            ..Config::default()
         };
         nodes.push(
             Node::start_with_renderer(config, r)

@@ -21,9 +21,30 @@ fn seeds() -> Vec<u64> {
     (0..n).collect()
 }
 
-/// Runs every seed of [`seeds`] on `config`, spread over the machine's cores; returns the
-/// changes of coordinator and the tasks handed out again, summed over the runs.
-fn run_all(config: Config) -> (usize, usize) {
+/// What happened over a scenario's runs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    /// Changes of coordinator.
+    changes: usize,
+    /// Tasks handed out again.
+    requeued: usize,
+    /// Renders that hung.
+    hung: usize,
+}
+
+impl Totals {
+    fn add(self, other: Self) -> Self {
+        Self {
+            changes: self.changes + other.changes,
+            requeued: self.requeued + other.requeued,
+            hung: self.hung + other.hung,
+        }
+    }
+}
+
+/// Runs every seed of [`seeds`] on `config`, spread over the machine's cores; returns what
+/// happened, summed over the runs.
+fn run_all(config: Config) -> Totals {
     let seeds = seeds();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     // The runs' threads bear the test's name, which a failure's replay command quotes.
@@ -38,9 +59,13 @@ fn run_all(config: Config) -> (usize, usize) {
                         mine.into_iter()
                             .map(|seed| {
                                 let sim = Sim::new(config, seed).run();
-                                (sim.changes, sim.requeued)
+                                Totals {
+                                    changes: sim.changes,
+                                    requeued: sim.requeued,
+                                    hung: sim.hung,
+                                }
                             })
-                            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+                            .fold(Totals::default(), Totals::add)
                     })
                     .expect("a thread for the runs")
             })
@@ -50,13 +75,17 @@ fn run_all(config: Config) -> (usize, usize) {
                 run.join()
                     .unwrap_or_else(|_| panic!("a run failed: its seed is above"))
             })
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            .fold(Totals::default(), Totals::add)
     })
 }
 
 /// Over many seeds, a scenario changed coordinators and handed tasks out again: it tested
 /// what it says it tests.
-fn exercised((changes, requeued): (usize, usize)) {
+fn exercised(
+    Totals {
+        changes, requeued, ..
+    }: Totals,
+) {
     if seeds().len() >= 50 {
         assert!(
             changes > 0 && requeued > 0,
@@ -80,6 +109,8 @@ const TEN: Config = Config {
     broken: false,
     blackouts: false,
     damage: false,
+    hangs: false,
+    freezes: false,
 };
 
 #[test]
@@ -146,6 +177,30 @@ fn ten_nodes_through_power_cuts_carry_on_every_job_from_their_disks() {
     let totals = run_all(Config {
         blackouts: true,
         damage: true,
+        ..TEN
+    });
+    exercised(totals);
+}
+
+/// Issue 12: a hung Blender (a frozen driver) held its task for good, since its worker's
+/// heartbeat still named it. One node's first render of each job now hangs: the task is taken
+/// back once it runs past its timeout (5x the job's median frame time, at least
+/// [`simulator::MIN_TASK_TIMEOUT_MS`]), the worker stops the render, and every job finishes.
+#[test]
+fn ten_nodes_with_one_that_hangs_take_its_tasks_back_and_finish_every_job() {
+    let totals = run_all(Config { hangs: true, ..TEN });
+    assert!(totals.hung > 0, "no render hung: {totals:?}");
+    exercised(totals);
+}
+
+/// Issue 12: a node woken from SIGSTOP took every peer for gone, claimed at once, and deposed
+/// the live coordinator with its stale table. Nodes (the coordinator half the time) now freeze
+/// for 3 to 10 s: nothing reaches them meanwhile, and they do nothing. A woken node never
+/// claims over a live coordinator, its late results do not count, and every job finishes.
+#[test]
+fn ten_nodes_that_freeze_and_wake_never_depose_a_live_coordinator_and_finish_every_job() {
+    let totals = run_all(Config {
+        freezes: true,
         ..TEN
     });
     exercised(totals);

@@ -703,6 +703,12 @@ pub struct Job {
     /// each to a second node as soon as it can, and then removes it from here.
     #[serde(default)]
     pub held_once: Vec<(BlobHash, NodeId)>,
+    /// The latest times per frame its coordinators measured (from handing a task out to its
+    /// report, divided by its frames), in milliseconds, at most
+    /// [`limits::MAX_FRAME_TIMES`]: a coordinator derives its task timeout from them, and they
+    /// outlive a change of coordinator.
+    #[serde(default)]
+    pub frame_ms: Vec<u64>,
 }
 
 impl Job {
@@ -743,6 +749,7 @@ impl Job {
             version: Version { term, seq: 1 },
             created_ms,
             held_once: Vec::new(),
+            frame_ms: Vec::new(),
         }
     }
 
@@ -857,6 +864,25 @@ impl Job {
         Ok(())
     }
 
+    /// Whether this record takes task `index`, attempt `attempt`, away from `node`: the task
+    /// was handed out again since (a higher attempt), put back in the queue, or given to
+    /// another node. A record older than the assignment (a lower attempt) does not, since a
+    /// worker may hold an assignment before the record that names it reaches it.
+    pub fn revoked(&self, index: u32, attempt: u32, node: &NodeId) -> bool {
+        let Some(task) = self.tasks.get(index as usize) else {
+            return true;
+        };
+        match task.attempt.cmp(&attempt) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => match task.state {
+                TaskState::Queued => true,
+                TaskState::Running | TaskState::Done => task.worker.as_ref() != Some(node),
+                TaskState::Failed => true,
+            },
+        }
+    }
+
     /// Checks a record that came from a peer: it must be one a coordinator writes. The spec is
     /// checked as a submitted one is; the tasks must be its plan's shape (frames inside the
     /// job's, tiles of the job's grid, indices in order, at most [`limits::MAX_JOB_FRAMES`] or
@@ -936,7 +962,30 @@ impl Job {
         if self.held_once.len() > self.tasks.len() + self.stitched.len() {
             return Err(bad("it lists more frames held once than it has".into()));
         }
+        if self.frame_ms.len() > limits::MAX_FRAME_TIMES {
+            return Err(bad(format!(
+                "it keeps {} frame times, more than {}",
+                self.frame_ms.len(),
+                limits::MAX_FRAME_TIMES
+            )));
+        }
         Ok(())
+    }
+
+    /// Keeps a measured time per frame (the latest [`limits::MAX_FRAME_TIMES`]), with the write
+    /// that counts its task.
+    pub fn note_frame_time(&mut self, ms: u64) {
+        if self.frame_ms.len() >= limits::MAX_FRAME_TIMES {
+            self.frame_ms.remove(0);
+        }
+        self.frame_ms.push(ms);
+    }
+
+    /// The median of [`Job::frame_ms`], once a frame has been timed.
+    pub fn median_frame_ms(&self) -> Option<u64> {
+        let mut times = self.frame_ms.clone();
+        times.sort_unstable();
+        times.get(times.len() / 2).copied()
     }
 
     /// Records a finished task. Only the current assignment counts: a result from an older
@@ -1312,6 +1361,49 @@ mod tests {
     }
 
     #[test]
+    fn a_job_keeps_its_latest_frame_times_and_their_median() {
+        let mut j = job(range(1, 4), 1);
+        assert_eq!(j.median_frame_ms(), None);
+        for ms in [500, 100, 300] {
+            j.note_frame_time(ms);
+        }
+        assert_eq!(j.median_frame_ms(), Some(300));
+        for ms in 0..limits::MAX_FRAME_TIMES as u64 {
+            j.note_frame_time(ms);
+        }
+        assert_eq!(j.frame_ms.len(), limits::MAX_FRAME_TIMES);
+        assert_eq!(j.frame_ms.first(), Some(&0));
+        j.validate().unwrap();
+    }
+
+    #[test]
+    fn a_record_revokes_an_assignment_only_once_it_has_moved_on() {
+        let mut j = job(range(1, 4), 1);
+        let older = j.clone();
+        let a = j.assign(0, node("w1"), Term(1)).unwrap();
+        // The record from before the assignment does not take it away; the current one does
+        // not either, and says nothing of tasks that do not exist.
+        assert!(!older.revoked(0, a, &node("w1")));
+        assert!(!j.revoked(0, a, &node("w1")));
+        assert!(j.revoked(0, a, &node("w2")));
+        assert!(j.revoked(9, a, &node("w1")));
+        // Put back in the queue: revoked; handed to w2 under a new attempt: still revoked for
+        // w1, and w2's own assignment stands.
+        j.release(0, a, &node("w1"), Term(1)).unwrap();
+        assert!(j.revoked(0, a, &node("w1")));
+        let b = j.assign(0, node("w2"), Term(1)).unwrap();
+        assert!(j.revoked(0, a, &node("w1")));
+        assert!(!j.revoked(0, b, &node("w2")));
+        let out = vec![Output {
+            frame: 1,
+            blob: BlobHash::of(b"f"),
+            size: 1,
+        }];
+        j.complete(0, b, &node("w2"), out, Term(1)).unwrap();
+        assert!(!j.revoked(0, b, &node("w2")));
+    }
+
+    #[test]
     fn a_job_is_done_when_every_task_is_and_versions_only_grow() {
         let mut j = job(range(1, 3), 3);
         let mut last = j.version;
@@ -1581,6 +1673,10 @@ mod tests {
         );
         refused(&|j| j.tasks[1].frames = range(5, 40), "outside");
         refused(&|j| j.tasks.clear(), "0 tasks");
+        refused(
+            &|j| j.frame_ms = vec![1; limits::MAX_FRAME_TIMES + 1],
+            "65 frame times",
+        );
         refused(&|j| j.tasks[0].index = 3, "says it is task 3");
         refused(
             &|j| {

@@ -94,6 +94,8 @@ pub mod limits {
     /// failing with long tracebacks keeps the first ones whole and the later ones cut, so its
     /// record still fits one message ([`MAX_MESSAGE`]).
     pub const MAX_JOB_FAILURE_TEXT: usize = 256 << 10;
+    /// Frame times kept in a job record (the latest ones), to time its tasks out by.
+    pub const MAX_FRAME_TIMES: usize = 64;
     /// Most job digests in a heartbeat.
     pub const MAX_DIGESTS: usize = 64;
     /// Heartbeat period.

@@ -393,6 +393,11 @@ impl MeshNode {
         std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILLs the node (no goodbye to anyone).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -428,6 +433,56 @@ impl Drop for MeshNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Every process descended from `pid` (its children, theirs, and so on), read from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID ...`, where COMM may hold spaces and parentheses.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.push((child, ppid));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parents {
+            if parent == p && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Sends `signal` (a name such as `STOP` or `CONT`) to every process of `pids` still there.
+pub fn signal(pids: &[u32], signal: &str) -> Result<()> {
+    if pids.is_empty() {
+        return Ok(());
+    }
+    // `kill` fails for a process gone meanwhile, and still signals the others.
+    run_bounded(
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(pids.iter().map(u32::to_string)),
+        Duration::from_secs(10),
+    )?;
+    Ok(())
 }
 
 /// SIGKILLs every node of `nodes` at once (a power cut): every signal is sent before any

@@ -1,15 +1,15 @@
-//! Issue 12: nothing is lost when the whole mesh loses power. Three `rendermesh node`
-//! processes render a job; all three are SIGKILLed at once mid-job and started again on the
-//! same data directories. The job carries on from their job tables on disk and finishes with
-//! every frame equal to `blender -b`, and a job finished before the cut can still be
-//! downloaded.
+//! Issue 12: nothing is lost when the whole mesh loses power, a blob is damaged on disk, a
+//! Blender hangs or a machine freezes. Three `rendermesh node` processes render a job; all
+//! three are SIGKILLed at once mid-job and started again on the same data directories. The
+//! job carries on from their job tables on disk and finishes with every frame equal to
+//! `blender -b`, and a job finished before the cut can still be downloaded.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
-    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, dump_logs, frames_done,
-    kill_all, wait_for,
+    Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, descendants, dump_logs,
+    frames_done, kill_all, signal, wait_for,
 };
 use serde_json::Value;
 
@@ -19,15 +19,26 @@ const PERCENT: u32 = 25;
 
 /// Submits frames `first..=last` through `node` and returns the job id at once (`--detach`).
 fn submit(node: &MeshNode, fx: &Fixture, first: u32, last: u32) -> Result<String> {
+    submit_as(node, fx, first, last, (SAMPLES, PERCENT))
+}
+
+/// [`submit`] at `(samples, resolution percent)`.
+fn submit_as(
+    node: &MeshNode,
+    fx: &Fixture,
+    first: u32,
+    last: u32,
+    (samples, percent): (u32, u32),
+) -> Result<String> {
     let out = node.cli(&[
         "render",
         &fx.blend.display().to_string(),
         "--frames",
         &format!("{first}-{last}"),
         "--samples",
-        &SAMPLES.to_string(),
+        &samples.to_string(),
         "--resolution-percent",
-        &PERCENT.to_string(),
+        &percent.to_string(),
         "--chunk",
         "1",
         "--detach",
@@ -201,4 +212,140 @@ fn damaged_blobs_are_found_after_a_restart_and_fetched_again() -> Result<()> {
     // The only node left serves every frame, whole.
     nodes[0].kill();
     download_and_compare(&nodes[1], &fx, &id, 1, 3)
+}
+
+/// The index of the task of `job` (a record as JSON) running on node `id`, if any.
+fn running_on(job: &Value, id: &str) -> Option<usize> {
+    job["tasks"]
+        .as_array()?
+        .iter()
+        .position(|t| t["state"] == "Running" && t["worker"] == id)
+}
+
+/// Issue 12: a hung Blender held its task for good (its node's heartbeat still named it), and
+/// a frozen machine's result, once it woke, could have counted. Here one node's Blender is
+/// SIGSTOPped mid-job: its task is taken back once it runs past its timeout (5x the job's
+/// median frame time, at least 4 s here), that Blender is killed, and the node renders on.
+/// In a second job, another node is frozen whole mid-render (SIGSTOP of it and its Blender):
+/// its task goes elsewhere, and once it is woken (SIGCONT) it stops that render or has its
+/// result refused. Every frame of both jobs equals `blender -b`.
+#[test]
+fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -> Result<()> {
+    // Frames of a second or two, so that a render can be caught in the middle.
+    const SLOW: (u32, u32) = (64, 50);
+    const LAST: u32 = 6;
+    let fx = Fixture::new((1, LAST), SLOW.0, SLOW.1, &[])?;
+    let root = fx.root.join("mesh");
+    let args = ["--threads", "1", "--min-task-timeout", "4"];
+    let mut nodes = vec![MeshNode::start_with(&root, "node-1", None, &args)?];
+    for name in ["node-2", "node-3"] {
+        let node = MeshNode::start_with(&root, name, Some(&nodes[0]), &args)?;
+        nodes.push(node);
+    }
+    let coordinator = wait_for("the mesh to agree", Duration::from_secs(30), || {
+        agreed_coordinator(&nodes, 3)
+    })
+    .with_context(|| dump_logs(&nodes))?;
+    // Only the coordinator's node is asked anything: a frozen node's API does not answer.
+    let via = nodes
+        .iter()
+        .position(|n| n.id == coordinator)
+        .context("the coordinator is not one of ours")?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != via).collect();
+    let (hangs, freezes) = (others[0], others[1]);
+
+    // Once a frame is timed, the Blender of a node holding a task stops dead.
+    let first = submit_as(&nodes[via], &fx, 1, LAST, SLOW)?;
+    let hangs_id = nodes[hangs].id.clone();
+    let hangs_pid = nodes[hangs].pid().context("node runs")?;
+    let stopped = wait_for(
+        "a frame done and a Blender rendering on the node to hang",
+        Duration::from_secs(120),
+        || {
+            let job = job(&nodes[via], &first)?;
+            let blender = descendants(hangs_pid);
+            (frames_done(&job) >= 1 && running_on(&job, &hangs_id).is_some() && !blender.is_empty())
+                .then_some(blender)
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    signal(&stopped, "STOP")?;
+    let done = wait_done(&nodes, via, &first, Duration::from_secs(300))?;
+    let timed_out = done["tasks"].as_array().into_iter().flatten().any(|t| {
+        t["failures"].as_array().is_some_and(|fs| {
+            fs.iter().any(|f| {
+                f["node"] == hangs_id.as_str()
+                    && f["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("timed out"))
+            })
+        })
+    });
+    assert!(timed_out, "no task of the hung node timed out: {done}");
+    wait_for(
+        "the hung Blender to be killed",
+        Duration::from_secs(30),
+        || {
+            stopped
+                .iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+                .then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    if !nodes[hangs]
+        .log_text()
+        .contains("the coordinator took the task back")
+    {
+        bail!(
+            "{} did not stop its hung render:\n{}",
+            nodes[hangs].name,
+            dump_logs(&nodes)
+        );
+    }
+    download_and_compare(&nodes[via], &fx, &first, 1, LAST)?;
+
+    // A whole machine freezes in the middle of a render, and wakes once the job is done.
+    let second = submit_as(&nodes[via], &fx, 1, LAST, SLOW)?;
+    let freezes_pid = nodes[freezes].pid().context("node runs")?;
+    let log_before = wait_for(
+        "the node to freeze to be in the middle of a render",
+        Duration::from_secs(120),
+        || {
+            let log = nodes[freezes].log_text();
+            let last = log.lines().rev().find(|l| {
+                l.contains(&second[..8])
+                    && (l.contains("mesh: rendering") || l.contains("task rendered"))
+            })?;
+            if !last.contains("mesh: rendering") {
+                return None;
+            }
+            let mut frozen = vec![freezes_pid];
+            frozen.extend(descendants(freezes_pid));
+            signal(&frozen, "STOP").ok()?;
+            Some(nodes[freezes].log_text())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    let done = wait_done(&nodes, via, &second, Duration::from_secs(300))?;
+    let mut frozen = vec![freezes_pid];
+    frozen.extend(descendants(freezes_pid));
+    signal(&frozen, "CONT")?;
+    // Awake, it stops that render or has its result refused; nothing changes the record.
+    let woke = wait_for(
+        "the woken node to let its stale task go",
+        Duration::from_secs(60),
+        || {
+            let log = nodes[freezes].log_text();
+            let woken = log.get(log_before.len()..).unwrap_or_default().to_owned();
+            (woken.contains("report refused") || woken.contains("stopping")).then_some(woken)
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    let after = job(&nodes[via], &second).context("the job is still known")?;
+    assert_eq!(
+        after["tasks"], done["tasks"],
+        "a late result changed the record: {woke}"
+    );
+    download_and_compare(&nodes[via], &fx, &second, 1, LAST)
 }

@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use rendermesh_node::client::Client;
 use rendermesh_node::config::{Config, DEFAULT_API, load_api_token};
+use rendermesh_node::core::Policy;
 use rendermesh_node::secret::{choose, machine_key_path};
 use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Role};
 use rendermesh_protocol::{Engine, FrameRange, OutputFormat, Tiling};
@@ -147,7 +148,21 @@ pub struct NodeArgs {
     /// every job and send it work. For a network where everyone is trusted.
     #[arg(long)]
     pub open: bool,
+    /// While this node coordinates: the shortest time a task may run before it is taken back
+    /// and its Blender killed. A task's timeout is 5x its job's median frame time, at least
+    /// this, and doubles with each failure of the task.
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub min_task_timeout: u64,
+    /// While this node coordinates: the timeout of a task of a job none of whose frames has
+    /// been timed yet (its first tasks, or a job of one task).
+    #[arg(long, value_name = "SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub first_task_timeout: u64,
 }
+
+/// The longest task timeout that can be set: a week.
+const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
 
 /// The mesh key a node uses ([`rendermesh_node::secret::choose`], with this machine's key
 /// file; under `data_dir` only when the user has no home); says where it came from when that is
@@ -197,6 +212,10 @@ impl NodeArgs {
             blender: self.blender,
             secret,
             sandbox: !self.no_sandbox,
+            policy: Policy {
+                min_task_timeout: self.min_task_timeout * 1000,
+                unmeasured_task_timeout: self.first_task_timeout * 1000,
+            },
             ..default
         }
         .with_api_token(api_token))

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, NodeId, Outcome, Output, Report,
-    Request, Response, TaskRef, TaskState, Term, limits, plan,
+    Request, Response, Task, TaskRef, TaskState, Term, limits, plan,
 };
 use tracing::{debug, info, warn};
 
@@ -29,6 +29,30 @@ pub const STITCH_RETRY_MS: Millis = 2_000;
 /// before it is accepted anyway (peers pull a new record within about a second; one whose
 /// pulls keep failing must not leave the user waiting for ever).
 pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
+
+/// A task runs at most this many times the job's median time per frame (times its frames)
+/// before it is taken back, and twice as long again for each time it failed before.
+pub const TIMEOUT_FACTOR: u64 = 5;
+
+/// How this node runs the mesh's jobs while it coordinates (each node's own settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// The shortest task timeout, however fast a job's frames have been
+    /// ([`Coordinator::task_timeout`]). Default: 60 s.
+    pub min_task_timeout: Millis,
+    /// The timeout of a task of a job none of whose frames has been timed yet (its first
+    /// tasks, or a job of one task). Default: 1 hour.
+    pub unmeasured_task_timeout: Millis,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            min_task_timeout: 60_000,
+            unmeasured_task_timeout: 3_600_000,
+        }
+    }
+}
 
 /// A live node that renders, as the coordinator sees it (this node included).
 #[derive(Clone, Debug)]
@@ -116,10 +140,16 @@ enum Pending {
 pub struct Coordinator {
     me: NodeId,
     term: Term,
+    policy: Policy,
     /// Workers with an assignment in flight.
     assigning: BTreeSet<NodeId>,
     /// When each running task was handed out (or inherited).
     assigned_at: BTreeMap<(JobId, u32), Millis>,
+    /// When each assignment this coordinator made was handed out (job, task, attempt): its
+    /// report then times it.
+    started: BTreeMap<(JobId, u32, u32), Millis>,
+    /// The time per frame each report measured, until its task counts.
+    measured: BTreeMap<(JobId, u32, u32), Millis>,
     /// Workers left alone until then, after refusing.
     cooldown: BTreeMap<NodeId, Millis>,
     /// Reports whose outputs are being copied.
@@ -143,7 +173,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// Takes over in `term` at `now`: every running task in `table` gets a fresh grace
     /// period before it can count as lost.
-    pub fn new(me: NodeId, term: Term, table: &JobTable, now: Millis) -> Self {
+    pub fn new(me: NodeId, term: Term, policy: Policy, table: &JobTable, now: Millis) -> Self {
         info!(term = %term, "coordinating");
         let mut assigned_at = BTreeMap::new();
         for job in table.iter() {
@@ -156,8 +186,11 @@ impl Coordinator {
         Self {
             me,
             term,
+            policy,
             assigning: BTreeSet::new(),
             assigned_at,
+            started: BTreeMap::new(),
+            measured: BTreeMap::new(),
             cooldown: BTreeMap::new(),
             verifying: BTreeSet::new(),
             stitching: BTreeSet::new(),
@@ -317,42 +350,10 @@ impl Coordinator {
         }
         match &report.outcome {
             Outcome::Failed(message) => {
-                let give_up = view.matching(&job.spec).clamp(1, 3);
                 warn!(job = %report.job.short(), task = report.task, node = %from.short(),
                       "task failed: {message}");
-                let _ = job.fail(
-                    report.task,
-                    report.attempt,
-                    &from,
-                    message.clone(),
-                    give_up,
-                    self.term,
-                );
-                // Every node that could render it is blocklisted: nobody is left to try.
-                let matching: Vec<&Seat<'_>> = view
-                    .workers
-                    .iter()
-                    .filter(|s| s.can_render(&job.spec))
-                    .collect();
-                if !job.state.is_terminal()
-                    && !matching.is_empty()
-                    && matching.iter().all(|s| job.blocklisted(s.id))
-                {
-                    job.abort(
-                        format!(
-                            "every node that can render it failed {} of its tasks; the last \
-                             said: {message}",
-                            limits::BLOCKLIST_AFTER
-                        ),
-                        self.term,
-                    );
-                }
-                if job.state == JobState::Failed {
-                    warn!(job = %report.job.short(), "job failed: {}",
-                          job.message.clone().unwrap_or_default());
-                }
-                self.assigned_at.remove(&(report.job, report.task));
-                self.changed = true;
+                let message = message.clone();
+                self.failed(job, view, report.task, report.attempt, &from, message);
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
@@ -363,6 +364,11 @@ impl Coordinator {
                     return;
                 }
                 let key = (report.job, report.task, report.attempt);
+                if let Some(at) = self.started.get(&key) {
+                    let frames = u64::from(job.tasks[report.task as usize].frames.len().max(1));
+                    self.measured
+                        .insert(key, view.now.saturating_sub(*at) / frames);
+                }
                 if !self.verifying.insert(key) {
                     out.reply_to(
                         reply,
@@ -404,6 +410,93 @@ impl Coordinator {
         }
     }
 
+    /// Counts a failed attempt of task `index` by `node`: the task goes back to the queue, or
+    /// the job fails once it has failed on 3 distinct nodes (or on every matching one, when
+    /// fewer), or once every node that could render it is blocklisted.
+    fn failed(
+        &mut self,
+        job: &mut Job,
+        view: &View<'_>,
+        index: u32,
+        attempt: u32,
+        node: &NodeId,
+        message: String,
+    ) {
+        let give_up = view.matching(&job.spec).clamp(1, 3);
+        if job
+            .fail(index, attempt, node, message.clone(), give_up, self.term)
+            .is_err()
+        {
+            return;
+        }
+        // Every node that could render it is blocklisted: nobody is left to try.
+        let matching: Vec<&Seat<'_>> = view
+            .workers
+            .iter()
+            .filter(|s| s.can_render(&job.spec))
+            .collect();
+        if !job.state.is_terminal()
+            && !matching.is_empty()
+            && matching.iter().all(|s| job.blocklisted(s.id))
+        {
+            job.abort(
+                format!(
+                    "every node that can render it failed {} of its tasks; the last said: \
+                     {message}",
+                    limits::BLOCKLIST_AFTER
+                ),
+                self.term,
+            );
+        }
+        if job.state == JobState::Failed {
+            warn!(job = %job.id.short(), "job failed: {}", job.message.clone().unwrap_or_default());
+        }
+        self.assigned_at.remove(&(job.id, index));
+        self.started.remove(&(job.id, index, attempt));
+        self.changed = true;
+    }
+
+    /// How long task `task` of `job` may run before it is taken back:
+    /// [`TIMEOUT_FACTOR`] times the job's median time per frame (as its coordinators measured
+    /// it, [`Job::frame_ms`]) times the
+    /// task's frames, never less than [`Policy::min_task_timeout`];
+    /// [`Policy::unmeasured_task_timeout`] while no frame of the job has been timed; in both
+    /// cases doubled for each time the task failed before, so that a frame much slower than
+    /// the others still gets through.
+    pub fn task_timeout(&self, job: &Job, task: &Task) -> Millis {
+        let limit = match job.median_frame_ms() {
+            Some(median) => median
+                .saturating_mul(u64::from(task.frames.len().max(1)))
+                .saturating_mul(TIMEOUT_FACTOR)
+                .max(self.policy.min_task_timeout),
+            None => self.policy.unmeasured_task_timeout,
+        };
+        let retries = task.failures.len().min(16) as u32;
+        limit.saturating_mul(1 << retries)
+    }
+
+    /// Why task `task` of `job`, running for `ran` ms, is taken back, for its failure record.
+    fn timed_out(&self, job: &Job, task: &Task, ran: Millis) -> String {
+        let limit = match job.median_frame_ms() {
+            Some(median) => format!(
+                "{TIMEOUT_FACTOR}x the job's median frame time of {:.1} s, at least {} s",
+                median as f64 / 1000.0,
+                self.policy.min_task_timeout / 1000
+            ),
+            None => format!(
+                "no frame of the job timed yet: at most {} s",
+                self.policy.unmeasured_task_timeout / 1000
+            ),
+        };
+        let retries = task.failures.len();
+        let doubled = if retries > 0 {
+            format!(", doubled for each of {retries} earlier failures")
+        } else {
+            String::new()
+        };
+        format!("timed out after {} s ({limit}{doubled})", ran / 1000)
+    }
+
     /// Counts a report whose frames are held on two nodes (`lone`: on this node alone).
     fn apply_done(
         &mut self,
@@ -422,8 +515,12 @@ impl Coordinator {
             return;
         };
         let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
+        let key = (report.job, report.task, report.attempt);
         let answer = match job.complete(report.task, report.attempt, from, outputs, self.term) {
             Ok(()) => {
+                if let Some(ms) = self.measured.remove(&key) {
+                    job.note_frame_time(ms);
+                }
                 if lone {
                     for blob in blobs {
                         job.note_held_once(blob, self.me.clone(), self.term);
@@ -705,10 +802,22 @@ impl Coordinator {
         }
     }
 
-    /// Requeues running tasks whose worker is gone or has visibly lost them.
+    /// Requeues running tasks whose worker is gone or has visibly lost them, and fails those
+    /// that ran past their [timeout](Coordinator::task_timeout) (a hung Blender, a frozen
+    /// driver: the worker, seeing its task taken back, kills its render).
     fn reconcile(&mut self, table: &mut JobTable, view: &View<'_>) {
         let now = view.now;
         let mut releases = Vec::new();
+        let mut timeouts = Vec::new();
+        self.started.retain(|(id, index, attempt), _| {
+            table.get(id).is_some_and(|j| {
+                j.tasks
+                    .get(*index as usize)
+                    .is_some_and(|t| t.state == TaskState::Running && t.attempt == *attempt)
+            })
+        });
+        self.measured
+            .retain(|key, _| self.started.contains_key(key));
         for job in table.iter() {
             if job.state.is_terminal() {
                 continue;
@@ -731,7 +840,18 @@ impl Coordinator {
                 };
                 if lost {
                     releases.push((job.id, t.index, t.attempt, worker.clone()));
+                } else if now.saturating_sub(since) > self.task_timeout(job, t)
+                    && !self.verifying.contains(&(job.id, t.index, t.attempt))
+                {
+                    let reason = self.timed_out(job, t, now.saturating_sub(since));
+                    timeouts.push((job.id, t.index, t.attempt, worker.clone(), reason));
                 }
+            }
+        }
+        for (id, index, attempt, worker, reason) in timeouts {
+            if let Some(job) = table.get_mut(&id) {
+                warn!(job = %id.short(), task = index, node = %worker.short(), "task {reason}; taken back");
+                self.failed(job, view, index, attempt, &worker, reason);
             }
         }
         for (id, index, attempt, worker) in releases {
@@ -817,6 +937,7 @@ impl Coordinator {
         for (node, a) in assignments {
             self.changed = true;
             self.assigned_at.insert((a.job, a.task), now);
+            self.started.insert((a.job, a.task, a.attempt), now);
             info!(job = %a.job.short(), task = a.task, frames = %a.frames, node = %node.short(),
                   attempt = a.attempt, "task assigned");
             self.assigning.insert(node.clone());
@@ -933,7 +1054,7 @@ mod tests {
     /// The coordinator `c` in term 1 and its node's outbox, with an empty table.
     fn fixture() -> (Coordinator, JobTable, Outbox) {
         let table = JobTable::default();
-        let c = Coordinator::new(n("c"), Term(1), &table, 0);
+        let c = Coordinator::new(n("c"), Term(1), Policy::default(), &table, 0);
         (c, table, Outbox::new(n("c")))
     }
 
@@ -1278,7 +1399,7 @@ mod tests {
         out.actions.clear();
 
         // Node d takes over in term 2 with the replicated table, long after the assignment.
-        let mut new = Coordinator::new(n("d"), Term(2), &table, 60_000);
+        let mut new = Coordinator::new(n("d"), Term(2), Policy::default(), &table, 60_000);
         let mut working = seat(&a, BLENDER, 60_000);
         working.current = Some(TaskRef {
             job: id,
@@ -1441,6 +1562,124 @@ mod tests {
             "{:?}",
             job.message
         );
+    }
+
+    /// Issue 12: a hung Blender held its task for good, its worker's heartbeat naming it.
+    #[test]
+    fn a_task_running_past_five_times_the_median_frame_time_is_taken_back() {
+        let policy = Policy {
+            min_task_timeout: 4_000,
+            unmeasured_task_timeout: 30_000,
+        };
+        let (a, b) = (n("a"), n("b"));
+        let idle = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
+            vec![&a, &b],
+        );
+        fn holding(seat: Seat<'_>, job: JobId, task: u32) -> Seat<'_> {
+            Seat {
+                current: Some(TaskRef {
+                    job,
+                    task,
+                    attempt: 1,
+                    frames: FrameRange::single(task + 1),
+                    tile: None,
+                    frames_done: 0,
+                }),
+                ..seat
+            }
+        }
+        // a renders task 0, b task 1 for ever; both keep saying so.
+        let id = JobId([7; 16]);
+        let at = |now: Millis| {
+            view(
+                now,
+                vec![
+                    holding(seat(&a, BLENDER, now), id, 0),
+                    holding(seat(&b, BLENDER, now), id, 1),
+                ],
+                vec![&a, &b],
+            )
+        };
+        let mut out = Outbox::new(n("c"));
+
+        // Nothing timed yet (a job of one task): the unmeasured timeout.
+        let mut table = JobTable::default();
+        let mut c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
+        submit(&mut c, &mut table, &idle, spec(FrameRange::single(1)));
+        c.tick(&mut table, &idle, &mut out);
+        assert_eq!(assignments(&mut out), [(a.clone(), 0, 1)]);
+        let job = table.get(&id).unwrap();
+        assert_eq!(c.task_timeout(job, &job.tasks[0]), 30_000);
+        c.tick(&mut table, &at(30_000), &mut out);
+        assert_eq!(table.get(&id).unwrap().tasks[0].state, TaskState::Running);
+        c.tick(&mut table, &at(30_001), &mut out);
+        let task = &table.get(&id).unwrap().tasks[0];
+        assert_eq!(task.state, TaskState::Queued, "{task:?}");
+        assert!(
+            task.failures[0]
+                .message
+                .contains("no frame of the job timed"),
+            "{task:?}"
+        );
+
+        // a's frame took 2 s: b's task times out after 5 x 2 s, from when it was handed out.
+        let mut table = JobTable::default();
+        let mut c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
+        submit(
+            &mut c,
+            &mut table,
+            &idle,
+            spec(FrameRange::new(1, 3).unwrap()),
+        );
+        c.tick(&mut table, &idle, &mut out);
+        assert_eq!(
+            assignments(&mut out),
+            [(a.clone(), 0, 1), (b.clone(), 1, 1)]
+        );
+        c.report(
+            &mut table,
+            &at(2_000),
+            a.clone(),
+            done(id, 0, 1, 1),
+            None,
+            &mut out,
+        );
+        let [fetch] = tickets(&mut out)[..] else {
+            panic!("one fetch expected");
+        };
+        assert!(c.fetched(&mut table, fetch, Ok(()), 2_000, &mut out));
+        let job = table.get(&id).unwrap();
+        assert_eq!(job.frame_ms, [2_000]);
+        assert_eq!(c.task_timeout(job, &job.tasks[1]), 10_000);
+        c.tick(&mut table, &at(10_000), &mut out);
+        assert_eq!(table.get(&id).unwrap().tasks[1].state, TaskState::Running);
+        out.take_actions();
+        c.tick(&mut table, &at(10_001), &mut out);
+        let job = table.get(&id).unwrap();
+        let task = &job.tasks[1];
+        assert_eq!(task.state, TaskState::Queued, "{task:?}");
+        assert!(
+            task.failures[0].message.contains("timed out after 10 s"),
+            "{task:?}"
+        );
+        assert_eq!(&task.failures[0].node, &b);
+        // Tried again elsewhere, with twice the time; b's late report does not count.
+        assert_eq!(c.task_timeout(job, task), 20_000);
+        c.report(
+            &mut table,
+            &at(10_002),
+            b.clone(),
+            done(id, 1, 1, 2),
+            Some(ReplyTo::Outside(4)),
+            &mut out,
+        );
+        assert!(matches!(
+            &replies(&mut out)[..],
+            [(4, Response::Rejected(_))]
+        ));
+        assert_eq!(table.get(&id).unwrap().frames_done(), 1);
     }
 
     /// Issue 12: with a blocklist, a job whose every matching node is blocklisted would wait

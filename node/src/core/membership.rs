@@ -124,6 +124,14 @@ impl Membership {
         gone
     }
 
+    /// This node stood still until `now` (stopped, suspended): every peer counts as heard
+    /// now, so that only a silence after the wake-up takes it for gone.
+    pub fn woke(&mut self, now: Millis) {
+        for m in self.members.values_mut() {
+            m.last_seen = m.last_seen.max(now);
+        }
+    }
+
     /// Runs the election over the live view at `now`; returns what changed, if anything.
     pub fn elect(&mut self, now: Millis) -> Option<Change> {
         let mut eligible: Vec<&NodeId> = self

@@ -23,6 +23,7 @@ use rendermesh_protocol::{
     Tile,
 };
 
+pub use coordinator::Policy;
 pub use node::{Core, Profile};
 
 /// Milliseconds on a monotonic clock. Only differences matter: the actor counts from when it

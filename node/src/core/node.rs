@@ -12,7 +12,7 @@ use rendermesh_protocol::{
 };
 use tracing::{debug, info, warn};
 
-use super::coordinator::{Coordinator, Seat, View};
+use super::coordinator::{Coordinator, Policy, Seat, View};
 use super::membership::{Change, Membership};
 use super::table::JobTable;
 use super::worker::Worker;
@@ -25,6 +25,10 @@ pub const REPAIR_RETRY_MS: Millis = 5_000;
 /// Fetches of a damaged blob that no job this node knows of uses, before it is let go (this
 /// node's copy of the table may lag behind the coordinator's, so it is tried all the same).
 pub const REPAIR_TRIES_UNUSED: u32 = 12;
+
+/// A gap between two events longer than this means the node itself stood still
+/// ([`Core::advance`]).
+pub const STALL_MS: Millis = limits::PEER_TIMEOUT_MS / 2;
 
 /// What a node says of itself in every heartbeat, besides the mesh state.
 #[derive(Clone, Debug)]
@@ -46,6 +50,8 @@ pub struct Profile {
 pub struct Core {
     me: NodeId,
     profile: Profile,
+    /// How it runs jobs while it coordinates.
+    policy: Policy,
     membership: Membership,
     table: JobTable,
     /// `Some` while this node coordinates.
@@ -98,6 +104,7 @@ impl Core {
             out: Outbox::new(me.clone()),
             me,
             profile,
+            policy: Policy::default(),
             table: JobTable::default(),
             coordinator: None,
             worker: Worker::new(blender, engines),
@@ -115,6 +122,12 @@ impl Core {
             saved_term: rendermesh_protocol::Term(0),
             saved_repairs: Vec::new(),
         }
+    }
+
+    /// Runs jobs by `policy` while it coordinates (default: [`Policy::default`]).
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Takes back what this node kept on disk ([`Saved`]), before any event: its job records
@@ -229,7 +242,7 @@ impl Core {
     /// as a follower it pulled its predecessor's writes every heartbeat, so at most the last
     /// second's progress is redone, and no peer can rewrite a job.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
-        self.now = now;
+        self.advance(now);
         if from == self.me {
             return;
         }
@@ -258,14 +271,14 @@ impl Core {
     /// A request from `from` (this node itself for its own users' requests); the answer goes
     /// to `reply`.
     pub fn request(&mut self, from: NodeId, request: Request, reply: ReplyTo, now: Millis) {
-        self.now = now;
+        self.advance(now);
         self.handle_request(from, request, reply);
         self.settle();
     }
 
     /// The answer to the request sent with `ticket`.
     pub fn answered(&mut self, ticket: Ticket, answer: Result<Response, String>, now: Millis) {
-        self.now = now;
+        self.advance(now);
         self.handle_answer(ticket, answer);
         self.settle();
     }
@@ -276,7 +289,7 @@ impl Core {
     /// no job this node knows of uses is let go after [`REPAIR_TRIES_UNUSED`] failed fetches.
     /// The list is kept on disk until each is back.
     pub fn damaged(&mut self, blobs: Vec<BlobHash>, now: Millis) {
-        self.now = now;
+        self.advance(now);
         for blob in blobs {
             warn!(blob = %blob.short(), "a blob was damaged on disk: removed, fetching it again");
             self.repairs.entry(blob).or_insert((now, 0));
@@ -310,7 +323,7 @@ impl Core {
 
     /// The result of the fetch with `ticket`.
     pub fn fetched(&mut self, ticket: Ticket, result: Result<(), String>, now: Millis) {
-        self.now = now;
+        self.advance(now);
         if let Some(blob) = self.repairing.remove(&ticket) {
             match result {
                 Ok(()) => {
@@ -343,7 +356,7 @@ impl Core {
 
     /// The stitched frame (or why not) of the stitch with `ticket`.
     pub fn stitched(&mut self, ticket: Ticket, result: Result<Output, StitchFailure>, now: Millis) {
-        self.now = now;
+        self.advance(now);
         if let Some(c) = &mut self.coordinator {
             c.stitched(&mut self.table, ticket, result, now);
         }
@@ -357,7 +370,7 @@ impl Core {
 
     /// The render of `assignment` ended (`None`: cancelled).
     pub fn rendered(&mut self, assignment: &Assignment, outcome: Option<Outcome>, now: Millis) {
-        self.now = now;
+        self.advance(now);
         self.worker.rendered(assignment, outcome);
         let coordinator = self.coordinator();
         self.worker
@@ -365,11 +378,28 @@ impl Core {
         self.settle();
     }
 
+    /// Takes the time of an event. A gap of more than [`STALL_MS`] since the previous event
+    /// (ticks come every 100 ms) means this node itself stood still: its process was stopped,
+    /// its machine suspended or its VM paused. Its peers' silence over that gap says nothing
+    /// of them, so each counts as heard now; otherwise a node waking from a freeze would take
+    /// every peer for gone, claim, and depose a live coordinator with a stale table.
+    fn advance(&mut self, now: Millis) {
+        let gap = now.saturating_sub(self.now);
+        if gap > STALL_MS && self.membership.members().next().is_some() {
+            warn!(
+                stalled_ms = gap,
+                "this node stood still; its peers count as heard now"
+            );
+            self.membership.woke(now);
+        }
+        self.now = self.now.max(now);
+    }
+
     /// The periodic work, at `now` (and `wall_ms` on the wall clock, with the CPU at `load`):
     /// expire silent peers, elect, coordinate, re-send reports, and
     /// send the heartbeat when it is due.
     pub fn tick(&mut self, now: Millis, wall_ms: u64, load: f32) {
-        self.now = now;
+        self.advance(now);
         self.wall_ms = wall_ms;
         self.load = load;
 
@@ -385,7 +415,13 @@ impl Core {
                 if let Some(old) = self.coordinator.take() {
                     old.retire(None, &mut self.out);
                 }
-                self.coordinator = Some(Coordinator::new(self.me.clone(), term, &self.table, now));
+                self.coordinator = Some(Coordinator::new(
+                    self.me.clone(),
+                    term,
+                    self.policy,
+                    &self.table,
+                    now,
+                ));
                 self.urgent = true;
             }
             Some(Change::Follow {
@@ -424,7 +460,8 @@ impl Core {
             c.tick(&mut self.table, &view, &mut self.out);
         }
 
-        self.worker.stop_ended(&self.table, &mut self.out);
+        self.worker
+            .stop_revoked(&self.me, &self.table, &mut self.out);
         self.repair();
         let coordinator = self.coordinator();
         self.worker
@@ -1060,6 +1097,32 @@ mod tests {
 
     /// Issue 11: any node could advertise a forged record with a higher version, and every
     /// node, the coordinator too, pulled and kept it.
+    /// Issue 12: a node woken from SIGSTOP took every peer for gone, claimed at once and
+    /// deposed the live coordinator with its stale table.
+    #[test]
+    fn a_node_that_stood_still_does_not_take_its_peers_for_gone() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        assert_eq!(b.coordinator(), Some(n("a")));
+        // Frozen for 20 s: the first event after it finds a still there.
+        let woke = 20_200;
+        b.tick(woke, 0, 0.0);
+        assert_eq!(b.coordinator(), Some(n("a")));
+        assert!(b.membership().is_member(&n("a")));
+        // Heard again, it stays followed; silent for a peer timeout after the wake-up, it is
+        // gone.
+        b.heard(n("a"), heartbeat("a", 3, true), woke + 500);
+        let mut now = woke + 500;
+        while now < woke + 500 + limits::PEER_TIMEOUT_MS {
+            now += 100;
+            b.tick(now, 0, 0.0);
+            assert_eq!(b.coordinator(), Some(n("a")), "at {now}");
+        }
+        b.tick(now + 200, 0, 0.0);
+        assert!(!b.membership().is_member(&n("a")));
+    }
+
     #[test]
     fn a_follower_takes_job_records_only_from_its_coordinator() {
         let mut b = core("b");
@@ -1092,8 +1155,12 @@ mod tests {
         let mut c = core("c");
         c.heard(n("x"), heartbeat("x", 4, true), 100);
         c.tick(200, 0, 0.0);
-        let gone = 200 + limits::PEER_TIMEOUT_MS + ELECTION_GRACE_MS;
-        c.tick(gone, 0, 0.0);
+        // x falls silent; c ticks on until it takes over.
+        let mut gone = 200;
+        while gone < 200 + limits::PEER_TIMEOUT_MS + ELECTION_GRACE_MS {
+            gone += 100;
+            c.tick(gone, 0, 0.0);
+        }
         assert_eq!(c.leading(), Some(Term(5)));
         c.take_actions();
 

@@ -181,18 +181,30 @@ impl Worker {
         });
     }
 
-    /// Stops the render when its job has ended.
-    pub fn stop_ended(&mut self, table: &JobTable, out: &mut Outbox) {
-        if let Some(r) = &mut self.running
-            && !r.cancelled
-            && table
-                .get(&r.assignment.job)
-                .is_some_and(|j| j.state.is_terminal())
-        {
-            info!(job = %r.assignment.job.short(), "job ended; stopping its task");
-            r.cancelled = true;
-            out.push(Action::CancelRender);
+    /// Stops the render when its job has ended, or when the record no longer gives this node
+    /// (`me`) its task: the coordinator took it back (it timed out, or the coordinator saw this
+    /// node as gone), and whatever it renders would be refused.
+    pub fn stop_revoked(&mut self, me: &NodeId, table: &JobTable, out: &mut Outbox) {
+        let Some(r) = &mut self.running else {
+            return;
+        };
+        let a = &r.assignment;
+        let Some(job) = table.get(&a.job) else {
+            return;
+        };
+        if r.cancelled {
+            return;
         }
+        if job.state.is_terminal() {
+            info!(job = %a.job.short(), "job ended; stopping its task");
+        } else if job.revoked(a.task, a.attempt, me) {
+            info!(job = %a.job.short(), task = a.task, attempt = a.attempt,
+                  "the coordinator took the task back; stopping it");
+        } else {
+            return;
+        }
+        r.cancelled = true;
+        out.push(Action::CancelRender);
     }
 
     /// Sends every report not in flight to `coordinator`.
@@ -369,6 +381,42 @@ mod tests {
         assert_eq!(w.current(), None);
     }
 
+    /// Lets `w` check `table` twice; returns the renders it cancelled.
+    fn cancels_of_two_checks(w: &mut Worker, table: &JobTable, out: &mut Outbox) -> usize {
+        w.stop_revoked(&n("w"), table, out);
+        w.stop_revoked(&n("w"), table, out);
+        out.take_actions()
+            .iter()
+            .filter(|a| matches!(a, Action::CancelRender))
+            .count()
+    }
+
+    #[test]
+    fn a_render_the_coordinator_took_back_is_stopped_once() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        let a = assignment(0, 1);
+        let plan = rendermesh_protocol::plan(&a.spec, 1);
+        let mut job =
+            rendermesh_protocol::Job::new(a.job, a.spec.clone(), n("o"), plan, Term(1), 0);
+        let mut table = JobTable::default();
+        // The record from before the assignment, then the one that names it: no stop.
+        table.insert(job.clone());
+        w.assign(a.clone(), n("c"), &mut out);
+        out.take_actions();
+        w.stop_revoked(&n("w"), &table, &mut out);
+        assert_eq!(job.assign(0, n("w"), Term(1)), Ok(1));
+        table.insert(job.clone());
+        w.stop_revoked(&n("w"), &table, &mut out);
+        assert!(out.take_actions().is_empty());
+        // Timed out and handed to another node: stopped, once.
+        job.fail(0, 1, &n("w"), "timed out".into(), 3, Term(1))
+            .unwrap();
+        job.assign(0, n("x"), Term(1)).unwrap();
+        table.insert(job);
+        assert_eq!(cancels_of_two_checks(&mut w, &table, &mut out), 1);
+    }
+
     #[test]
     fn a_render_whose_job_ended_is_stopped_once_and_reports_nothing() {
         let mut out = Outbox::new(n("w"));
@@ -382,14 +430,7 @@ mod tests {
             rendermesh_protocol::Job::new(a.job, a.spec.clone(), n("o"), plan, Term(1), 0);
         job.cancel(Term(1), &job.origin.clone());
         table.insert(job);
-        w.stop_ended(&table, &mut out);
-        w.stop_ended(&table, &mut out);
-        let cancels = out
-            .take_actions()
-            .iter()
-            .filter(|a| matches!(a, Action::CancelRender))
-            .count();
-        assert_eq!(cancels, 1);
+        assert_eq!(cancels_of_two_checks(&mut w, &table, &mut out), 1);
         w.rendered(&a, None);
         assert_eq!((w.is_rendering(), w.current()), (false, None));
         w.send_reports(Some(&n("c")), &mut out);

@@ -46,7 +46,9 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rendermesh_node::core::membership::ELECTION_GRACE_MS;
-use rendermesh_node::core::{Action, Core, Millis, Profile, ReplyTo, Saved, StitchFailure, Ticket};
+use rendermesh_node::core::{
+    Action, Core, Millis, Policy, Profile, ReplyTo, Saved, StitchFailure, Ticket,
+};
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, FrameRange, Heartbeat, Job, JobId, JobSpec, JobState, NodeId,
     Outcome, Output, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version, limits,
@@ -105,6 +107,12 @@ pub struct Config {
     /// A restarted node may find up to two blobs of its store damaged (removed, and its core
     /// told): each blob at most once per run, so one whole copy is always left somewhere.
     pub damage: bool,
+    /// One node's first render of each job hangs (a frozen driver) until it is cancelled, while
+    /// its heartbeats go on naming the task.
+    pub hangs: bool,
+    /// Nodes freeze (SIGSTOP, a suspended machine) for a few seconds and wake: meanwhile
+    /// nothing reaches them, and they do nothing.
+    pub freezes: bool,
 }
 
 /// One simulated node.
@@ -133,6 +141,12 @@ pub struct Node {
     seen_term: Term,
     /// Every render it fails (a broken node).
     broken: bool,
+    /// Its first render of each job hangs.
+    hangs: bool,
+    /// Frozen until then: everything due to it waits until it wakes.
+    frozen_until: Millis,
+    /// When it last woke from a freeze.
+    woke_at: Option<Millis>,
     /// Renders started, per job.
     renders: BTreeMap<JobId, usize>,
     /// The version of each job record last checked, in this run.
@@ -167,6 +181,7 @@ enum Waiter {
 }
 
 /// Something due at a moment.
+#[derive(Debug)]
 enum Event {
     Heartbeat {
         to: usize,
@@ -212,6 +227,21 @@ enum Event {
     },
 }
 
+impl Event {
+    /// The node it is due to.
+    fn target(&self) -> usize {
+        match self {
+            Event::Heartbeat { to, .. }
+            | Event::Request { to, .. }
+            | Event::Answer { to, .. }
+            | Event::Fetched { to, .. }
+            | Event::Stitched { to, .. }
+            | Event::Rendered { to, .. }
+            | Event::Cancelled { to, .. } => *to,
+        }
+    }
+}
+
 pub struct Sim {
     config: Config,
     seed: u64,
@@ -242,6 +272,8 @@ pub struct Sim {
     pub changes: usize,
     /// Tasks handed out again (attempt 2 or more) seen.
     pub requeued: usize,
+    /// Renders that hung.
+    pub hung: usize,
     /// The rogue insider's id, and when it next acts.
     rogue: Option<(NodeId, Millis)>,
     /// The rogue's requests refused.
@@ -276,6 +308,9 @@ impl Sim {
                     seen_term: Term(0),
                     seen_versions: BTreeMap::new(),
                     broken: config.broken && i == 1,
+                    hangs: config.hangs && i == 2,
+                    frozen_until: 0,
+                    woke_at: None,
                     renders: BTreeMap::new(),
                 }
             })
@@ -318,6 +353,7 @@ impl Sim {
             made_by: BTreeMap::new(),
             changes: 0,
             requeued: 0,
+            hung: 0,
             rogue: config.rogue.then(|| {
                 let id = NodeId::from_bytes(*b"rogue-insider").expect("a node id");
                 (id, 3_000)
@@ -515,6 +551,10 @@ impl Sim {
                             limits::BLOCKLIST_AFTER
                         ));
                     }
+                    if self.nodes[i].hangs && started == 1 {
+                        self.hung += 1;
+                        continue;
+                    }
                     let frames = Millis::from(assignment.frames.len());
                     let at = self.now + frames * self.nodes[i].speed + self.rng.random_range(0..50);
                     self.at(
@@ -639,6 +679,7 @@ impl Sim {
         node.alive = false;
         node.run += 1;
         node.render = None;
+        node.frozen_until = 0;
         if trace() {
             eprintln!("{:>6} {} killed", self.now, node.id);
         }
@@ -773,6 +814,9 @@ impl Sim {
         if self.config.partitions {
             options.push(if split { "heal" } else { "split" });
         }
+        if self.config.freezes && alive.len() > 1 {
+            options.push("freeze");
+        }
         if options.is_empty() {
             return;
         }
@@ -790,6 +834,25 @@ impl Sim {
                 self.kill_node(victim);
                 let back = self.now + self.rng.random_range(2_000..6_000);
                 self.restarts.push((victim, back));
+            }
+            "freeze" => {
+                // Usually the coordinator, or else a worker in the middle of a task.
+                let leader = alive
+                    .iter()
+                    .copied()
+                    .find(|&i| self.nodes[i].core.leading().is_some());
+                let victim = match leader {
+                    Some(l) if self.rng.random_bool(0.5) => l,
+                    _ => alive[self.rng.random_range(0..alive.len())],
+                };
+                let until = self.now + self.rng.random_range(3_000..10_000);
+                if trace() {
+                    eprintln!(
+                        "{:>6} {} frozen until {until}",
+                        self.now, self.nodes[victim].id
+                    );
+                }
+                self.nodes[victim].frozen_until = until;
             }
             "blackout" => {
                 if trace() {
@@ -819,6 +882,31 @@ impl Sim {
             }
         }
         self.disturbed = self.now;
+    }
+
+    /// Node `i` has just changed whom it follows, and leads in `leading`: a node that woke from
+    /// a freeze less than a peer timeout ago must not claim over a live coordinator it can
+    /// reach (its peers' silence while it stood still says nothing of them).
+    fn check_woken(&self, i: usize, leading: Option<Term>) {
+        let (Some(term), Some(woke)) = (leading, self.nodes[i].woke_at) else {
+            return;
+        };
+        if self.now > woke + limits::PEER_TIMEOUT_MS {
+            return;
+        }
+        let live = (0..self.nodes.len()).find(|&j| {
+            j != i
+                && self.reachable(i, j)
+                && self.nodes[j].frozen_until <= self.now
+                && self.nodes[j].core.leading().is_some()
+        });
+        if let Some(j) = live {
+            self.fail(format!(
+                "node {} woke from a freeze at {woke} and claimed term {term} over the live \
+                 coordinator {}",
+                self.nodes[i].id, self.nodes[j].id
+            ));
+        }
     }
 
     /// Runs the simulation to its end, checking the invariants after every step; then lets
@@ -1064,6 +1152,14 @@ impl Sim {
                 break;
             }
             let event = entry.remove();
+            let until = self.nodes[event.target()].frozen_until;
+            if until > self.now {
+                // On waking, a process runs its overdue timers before it reads what waits in
+                // its sockets: the tick comes first.
+                let at = until + self.rng.random_range(1..100);
+                self.at(at, event);
+                continue;
+            }
             self.handle(event);
         }
         self.clients();
@@ -1072,6 +1168,16 @@ impl Sim {
             if !self.nodes[i].alive || self.nodes[i].next_tick > self.now {
                 continue;
             }
+            let until = self.nodes[i].frozen_until;
+            if until > self.now {
+                continue;
+            }
+            if until > 0 {
+                self.nodes[i].frozen_until = 0;
+                self.nodes[i].woke_at = Some(self.now);
+                self.nodes[i].next_tick = self.now;
+                self.disturbed = self.now;
+            }
             self.nodes[i].next_tick += TICK_MS;
             let now = self.now;
             let node = &mut self.nodes[i];
@@ -1079,10 +1185,11 @@ impl Sim {
             node.core.tick(now, now, 0.0);
             let after = (node.core.leading(), node.core.coordinator());
             if before != after {
+                self.check_woken(i, after.0);
                 if trace() {
                     eprintln!(
                         "{now:>6} {} leads {:?}, follows {:?}",
-                        node.id, after.0, after.1
+                        self.nodes[i].id, after.0, after.1
                     );
                 }
                 self.changes += 1;
@@ -1467,6 +1574,11 @@ impl Sim {
     }
 }
 
+/// The shortest task timeout of every simulated node: frames take 50 to 400 ms here.
+pub const MIN_TASK_TIMEOUT_MS: Millis = 3_000;
+/// The timeout of a task of a job with no frame timed yet: 12 frames of the slowest node.
+pub const UNMEASURED_TASK_TIMEOUT_MS: Millis = 10_000;
+
 /// A fresh core for node `id` running `blender`, started at `now`.
 fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
     let profile = Profile {
@@ -1483,6 +1595,10 @@ fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
         vec![Engine::Cycles],
         now,
     )
+    .with_policy(Policy {
+        min_task_timeout: MIN_TASK_TIMEOUT_MS,
+        unmeasured_task_timeout: UNMEASURED_TASK_TIMEOUT_MS,
+    })
 }
 
 /// A job as a user might submit it: a few frames in chunks, or one or two frames in tiles;
