@@ -39,6 +39,7 @@ fn main() {
             damage: false,
             hangs: false,
             freezes: false,
+            retention: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

@@ -271,6 +271,13 @@ impl Client {
             .map(drop)
     }
 
+    /// `DELETE /jobs/{id}`: removes the job for everyone.
+    pub async fn remove(&self, id: JobId) -> Result<(), ClientError> {
+        self.send(self.http.delete(self.url(&format!("/jobs/{id}"))))
+            .await
+            .map(drop)
+    }
+
     /// `PUT /blobs` with a file's bytes; returns its hash and size, checked against the hash
     /// of what was sent.
     ///

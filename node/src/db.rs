@@ -210,6 +210,11 @@ impl Database {
                         .map_err(self.err("cannot write a repair"))?;
                 }
             }
+            for id in &persist.forget {
+                table
+                    .remove(id.0.as_slice())
+                    .map_err(self.err("cannot delete a job"))?;
+            }
             for job in &persist.jobs {
                 // A record always fits one message (its failure text is bounded).
                 let bytes = match codec::encode(job, limits::MAX_MESSAGE) {
@@ -256,8 +261,9 @@ mod tests {
             assert_eq!(db.load().expect("loads"), Saved::default());
             db.write(&Persist {
                 term: Some(Term(4)),
-                jobs: vec![a.clone(), job(2)],
+                jobs: vec![a.clone(), job(2), job(5)],
                 repairs: Some(vec![BlobHash::of(b"x"), BlobHash::of(b"y")]),
+                forget: Vec::new(),
             })
             .expect("written");
             a.touch(Term(4));
@@ -265,12 +271,14 @@ mod tests {
                 term: None,
                 jobs: vec![a.clone()],
                 repairs: Some(vec![BlobHash::of(b"y")]),
+                forget: vec![JobId([5; 16])],
             })
             .expect("written again");
         }
         let db = Database::open(&path).expect("reopened");
         let saved = db.load().expect("loads");
         assert_eq!(saved.term, Term(4));
+        // Job 5 was forgotten.
         assert_eq!(saved.jobs, vec![a, job(2)]);
         assert_eq!(saved.repairs, vec![BlobHash::of(b"y")]);
     }
@@ -281,9 +289,8 @@ mod tests {
         let path = dir.path().join("jobs.redb");
         let db = Database::open(&path).expect("a new database");
         db.write(&Persist {
-            term: None,
             jobs: vec![job(1)],
-            repairs: None,
+            ..Persist::default()
         })
         .expect("written");
         let txn = db.db.begin_write().expect("a transaction");

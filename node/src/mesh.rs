@@ -31,6 +31,8 @@ use crate::{Error, now_ms};
 
 /// How often the actor ticks the core.
 const TICK: Duration = Duration::from_millis(100);
+/// Blobs of removed jobs that landed or were stored again this recently are not collected.
+const COLLECT_GRACE: Duration = Duration::from_secs(600);
 /// How long a submit or cancel keeps looking for a coordinator.
 const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
 
@@ -140,6 +142,11 @@ impl Handle {
     /// Cancels a job.
     pub async fn cancel(&self, id: JobId) -> Result<(), Error> {
         self.to_coordinator(Request::Cancel(id)).await
+    }
+
+    /// Removes a job for everyone (cancelled first if it runs).
+    pub async fn remove(&self, id: JobId) -> Result<(), Error> {
+        self.to_coordinator(Request::Remove(id)).await
     }
 
     /// This node's blob store.
@@ -420,12 +427,15 @@ impl Mesh {
             Command::Peers(tx) => {
                 let _ = tx.send(self.peers_view());
             }
+            // A removed job's tombstone is no job for the user.
             Command::Jobs(tx) => {
                 let jobs = self.core.table().newest_first();
-                let _ = tx.send(jobs.into_iter().cloned().collect());
+                let kept = jobs.into_iter().filter(|j| !j.is_removed());
+                let _ = tx.send(kept.cloned().collect());
             }
             Command::Job(id, tx) => {
-                let _ = tx.send(self.core.table().get(&id).cloned());
+                let job = self.core.table().get(&id).filter(|j| !j.is_removed());
+                let _ = tx.send(job.cloned());
             }
             Command::Blender(tx) => {
                 let _ = tx.send(self.core.worker().blender().map(str::to_owned));
@@ -609,6 +619,20 @@ impl Mesh {
                     if let Some(r) = &self.render {
                         r.cancel();
                     }
+                }
+                Action::Collect(blobs) => {
+                    let store = self.store.clone();
+                    self.tasks.spawn(
+                        async move {
+                            match store.collect(blobs, COLLECT_GRACE).await {
+                                Ok((count, bytes)) => {
+                                    info!(blobs = count, bytes, "blobs of removed jobs collected");
+                                }
+                                Err(e) => warn!("blobs of removed jobs not collected: {e}"),
+                            }
+                        }
+                        .instrument(info_span!("collect")),
+                    );
                 }
             }
         }

@@ -393,6 +393,11 @@ impl BlobStore {
     pub async fn put_bytes(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
         let hash = BlobHash::of(bytes);
         if self.has(&hash) {
+            // Stored again: it counts as fresh for collection.
+            let _ = std::fs::File::options()
+                .write(true)
+                .open(self.path(&hash))
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
             return Ok(hash);
         }
         let tmp = self.tmp_path();
@@ -465,6 +470,26 @@ impl BlobStore {
         })
         .await
         .map_err(join_err)?
+    }
+
+    /// Deletes `hashes` from the store (blobs nothing kept uses any more), except those that
+    /// landed or were stored again within `grace` (a new job may use the same file before its
+    /// record reaches this node); returns how many were deleted and their bytes. Missing ones
+    /// are skipped.
+    pub async fn collect(
+        &self,
+        hashes: Vec<BlobHash>,
+        grace: std::time::Duration,
+    ) -> Result<(usize, u64), StoreError> {
+        let paths: Vec<(BlobHash, PathBuf)> = hashes.iter().map(|h| (*h, self.path(h))).collect();
+        let (gone, bytes) = tokio::task::spawn_blocking(move || collect_paths(&paths, grace))
+            .await
+            .map_err(join_err)??;
+        for hash in &gone {
+            self.forget_info(hash);
+            self.set_verified(hash, false);
+        }
+        Ok((gone.len(), bytes))
     }
 
     /// Hashes a stored blob again. A blob whose content no longer matches its name (a disk
@@ -775,6 +800,37 @@ impl Incoming {
         }
         Ok(dest)
     }
+}
+
+/// [`BlobStore::collect`]'s deletions, blocking: the blobs deleted and their bytes.
+fn collect_paths(
+    paths: &[(BlobHash, PathBuf)],
+    grace: std::time::Duration,
+) -> Result<(Vec<BlobHash>, u64), StoreError> {
+    let (mut gone, mut bytes) = (Vec::new(), 0);
+    for (hash, path) in paths {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("cannot read", path)(e)),
+        };
+        let fresh = meta
+            .modified()
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_none_or(|age| age < grace);
+        if fresh {
+            continue;
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("cannot remove", path)(e)),
+        }
+        gone.push(*hash);
+        bytes += meta.len();
+    }
+    Ok((gone, bytes))
 }
 
 impl Drop for Incoming {
@@ -1104,6 +1160,32 @@ mod tests {
     /// Issue 12: after a power cut, a truncated blob and a corrupt one are found by the scrub
     /// (or on first use), removed, and neither served nor taken as present; whole ones are
     /// kept.
+    /// Issue 12: nothing was ever deleted.
+    #[tokio::test]
+    async fn collected_blobs_are_deleted_unless_stored_within_the_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = BlobStore::open(dir.path()).expect("open");
+        let old = s.put_bytes(b"a frame of a removed job").await.expect("put");
+        let fresh = s.put_bytes(b"a .blend uploaded again").await.expect("put");
+        let hour = std::time::Duration::from_secs(3600);
+        // Both landed just now: within an hour's grace, neither goes.
+        assert_eq!(
+            s.collect(vec![old, fresh], hour).await.expect("collect"),
+            (0, 0)
+        );
+        assert!(s.has(&old) && s.has(&fresh));
+        let (count, bytes) = s
+            .collect(
+                vec![old, BlobHash::of(b"never here")],
+                std::time::Duration::ZERO,
+            )
+            .await
+            .expect("collect");
+        assert_eq!((count, bytes), (1, 24));
+        assert!(!s.has(&old) && !s.path(&old).exists());
+        assert!(s.has(&fresh));
+    }
+
     #[tokio::test]
     async fn damaged_blobs_of_an_earlier_run_are_found_removed_and_never_served() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -156,6 +156,7 @@ mod tests {
                 spec: spec(),
             },
             Request::Cancel(JobId([4; 16])),
+            Request::Remove(JobId([5; 16])),
             Request::Assign(Assignment {
                 term: Term(3),
                 job: JobId([1; 16]),

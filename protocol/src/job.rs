@@ -590,6 +590,10 @@ pub struct Failure {
     pub node: NodeId,
     /// What went wrong, in the renderer's own words where it gave any.
     pub message: String,
+    /// It ran past its timeout (a hang, or a frame far slower than the others) rather than
+    /// failed: the node may try the task again, with a longer timeout.
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 impl Task {
@@ -709,6 +713,15 @@ pub struct Job {
     /// outlive a change of coordinator.
     #[serde(default)]
     pub frame_ms: Vec<u64>,
+    /// When its coordinator saw it end (done, failed or cancelled), in milliseconds since the
+    /// Unix epoch: it is kept for the retention time from then.
+    #[serde(default)]
+    pub ended_ms: Option<u64>,
+    /// When it was removed (by its submitter, or at the end of its retention), in milliseconds
+    /// since the Unix epoch: the record is then a tombstone, kept a while so that every node
+    /// learns of the removal and none brings the job back, and its blobs may be collected.
+    #[serde(default)]
+    pub removed_ms: Option<u64>,
 }
 
 impl Job {
@@ -750,6 +763,8 @@ impl Job {
             created_ms,
             held_once: Vec::new(),
             frame_ms: Vec::new(),
+            ended_ms: None,
+            removed_ms: None,
         }
     }
 
@@ -772,15 +787,18 @@ impl Job {
             >= limits::BLOCKLIST_AFTER
     }
 
-    /// The first queued task that `node` has not already failed, if any, unless `node` is
-    /// [blocklisted](Job::blocklisted) for this job.
+    /// The first queued task that `node` has not already failed (a timeout aside), if any,
+    /// unless `node` is [blocklisted](Job::blocklisted) for this job.
     pub fn next_task_for(&self, node: &NodeId) -> Option<u32> {
         if self.state.is_terminal() || self.blocklisted(node) {
             return None;
         }
         self.tasks
             .iter()
-            .find(|t| t.state == TaskState::Queued && !t.failures.iter().any(|f| &f.node == node))
+            .find(|t| {
+                t.state == TaskState::Queued
+                    && !t.failures.iter().any(|f| &f.node == node && !f.timed_out)
+            })
             .map(|t| t.index)
     }
 
@@ -959,8 +977,16 @@ impl Job {
         {
             return Err(bad("its stitched frames are not the job's".into()));
         }
-        if self.held_once.len() > self.tasks.len() + self.stitched.len() {
+        // Each task counts as many frames as it renders (a chunk holds several).
+        let outputs: usize = self.tasks.iter().map(|t| t.frames.len() as usize).sum();
+        if self.held_once.len() > outputs + self.stitched.len() {
             return Err(bad("it lists more frames held once than it has".into()));
+        }
+        if self.removed_ms.is_some() && (!self.state.is_terminal() || self.ended_ms.is_none()) {
+            return Err(bad("it is removed without having ended".into()));
+        }
+        if self.ended_ms.is_some() && !self.state.is_terminal() {
+            return Err(bad(format!("it has an end time while {:?}", self.state)));
         }
         if self.frame_ms.len() > limits::MAX_FRAME_TIMES {
             return Err(bad(format!(
@@ -970,6 +996,55 @@ impl Job {
             )));
         }
         Ok(())
+    }
+
+    /// Whether it was removed: its record is a tombstone.
+    pub fn is_removed(&self) -> bool {
+        self.removed_ms.is_some()
+    }
+
+    /// Notes, at `wall_ms`, that the job has ended, once. Returns whether that changed the
+    /// record.
+    pub fn note_ended(&mut self, wall_ms: u64, term: Term) -> bool {
+        if !self.state.is_terminal() || self.ended_ms.is_some() {
+            return false;
+        }
+        self.ended_ms = Some(wall_ms);
+        self.touch(term);
+        true
+    }
+
+    /// Removes the job at `wall_ms`, asked by node `by`: cancelled first if it has not ended,
+    /// then a tombstone. Returns whether that changed the record.
+    pub fn remove(&mut self, wall_ms: u64, term: Term, by: &NodeId) -> bool {
+        if self.is_removed() {
+            return false;
+        }
+        self.cancel(term, by);
+        self.ended_ms.get_or_insert(wall_ms);
+        self.removed_ms = Some(wall_ms);
+        self.held_once.clear();
+        self.touch(term);
+        true
+    }
+
+    /// Every blob the job uses while it is kept: its inputs, its rendered frames and tiles,
+    /// and its stitched frames. Nothing once it is removed.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobHash> + '_ {
+        let kept = !self.is_removed();
+        self.all_blobs().filter(move |_| kept)
+    }
+
+    /// Every blob the job uses or used, removed or not.
+    pub fn all_blobs(&self) -> impl Iterator<Item = BlobHash> + '_ {
+        let inputs = std::iter::once(self.spec.blend).chain(self.spec.deps.iter().map(|d| d.blob));
+        let outputs = self
+            .tasks
+            .iter()
+            .flat_map(|t| t.outputs.iter())
+            .chain(self.stitched.iter())
+            .map(|o| o.blob);
+        inputs.chain(outputs)
     }
 
     /// Keeps a measured time per frame (the latest [`limits::MAX_FRAME_TIMES`]), with the write
@@ -1093,6 +1168,41 @@ impl Job {
         give_up_after: usize,
         term: Term,
     ) -> Result<(), Stale> {
+        self.record_failure(index, attempt, node, message, false, give_up_after, term)
+    }
+
+    /// Records an attempt that ran past its timeout. The task goes back to the queue (the same
+    /// node may try it again), unless it has now timed out [`limits::MAX_TIMEOUTS`] times, in
+    /// which case the whole job fails with the message.
+    pub fn time_out(
+        &mut self,
+        index: u32,
+        attempt: u32,
+        node: &NodeId,
+        message: String,
+        term: Term,
+    ) -> Result<(), Stale> {
+        self.record_failure(index, attempt, node, message, true, usize::MAX, term)
+    }
+
+    /// How many times task `index` timed out.
+    pub fn timeouts(&self, index: u32) -> usize {
+        self.tasks
+            .get(index as usize)
+            .map_or(0, |t| t.failures.iter().filter(|f| f.timed_out).count())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_failure(
+        &mut self,
+        index: u32,
+        attempt: u32,
+        node: &NodeId,
+        message: String,
+        timed_out: bool,
+        give_up_after: usize,
+        term: Term,
+    ) -> Result<(), Stale> {
         let message = bounded_text(message);
         let room = limits::MAX_JOB_FAILURE_TEXT.saturating_sub(self.failure_text());
         let task = self.current_mut(index, attempt, node)?;
@@ -1100,12 +1210,28 @@ impl Job {
             task.failures.push(Failure {
                 node: node.clone(),
                 message: truncated(message.clone(), room),
+                timed_out,
             });
         }
         task.state = TaskState::Queued;
         task.worker = None;
-        let distinct: BTreeSet<&NodeId> = task.failures.iter().map(|f| &f.node).collect();
-        if distinct.len() >= give_up_after.max(1) {
+        let distinct: BTreeSet<&NodeId> = task
+            .failures
+            .iter()
+            .filter(|f| !f.timed_out)
+            .map(|f| &f.node)
+            .collect();
+        let timeouts = task.failures.iter().filter(|f| f.timed_out).count();
+        if timeouts >= limits::MAX_TIMEOUTS {
+            let what = match task.tile {
+                Some(tile) => format!("{tile} of frame {}", task.frames),
+                None => format!("frames {}", task.frames),
+            };
+            self.finish(
+                JobState::Failed,
+                format!("{what} timed out {timeouts} times; the last: {message}"),
+            );
+        } else if distinct.len() >= give_up_after.max(1) {
             let what = match task.tile {
                 Some(tile) => format!("{tile} of frame {}", task.frames),
                 None => format!("frames {}", task.frames),
@@ -1358,6 +1484,100 @@ mod tests {
         j.complete(0, b, &node("w2"), out.clone(), Term(2)).unwrap();
         assert!(j.complete(0, b, &node("w2"), out, Term(2)).is_err());
         assert_eq!(j.tasks[0].worker, Some(node("w2")));
+    }
+
+    #[test]
+    fn a_task_that_timed_out_may_be_retried_by_its_node_and_fails_the_job_the_third_time() {
+        let mut j = job(range(1, 1), 1);
+        for round in 1..=3 {
+            // Alone, the node that timed out gets the task again (a Blender error would not).
+            assert_eq!(j.next_task_for(&node("w")), Some(0), "round {round}");
+            let a = j.assign(0, node("w"), Term(1)).unwrap();
+            j.time_out(
+                0,
+                a,
+                &node("w"),
+                format!("timed out, round {round}"),
+                Term(1),
+            )
+            .unwrap();
+            assert_eq!(j.timeouts(0), round);
+        }
+        assert_eq!(j.state, JobState::Failed);
+        let message = j.message.clone().unwrap_or_default();
+        assert!(message.contains("timed out 3 times"), "{message}");
+        // A timeout is no failure on a distinct node: one node that timed out once does not
+        // fail a job that only it can render.
+        let mut k = job(range(1, 1), 1);
+        let a = k.assign(0, node("w"), Term(1)).unwrap();
+        k.time_out(0, a, &node("w"), "timed out".into(), Term(1))
+            .unwrap();
+        assert_eq!(
+            (k.state, k.tasks[0].state),
+            (JobState::Running, TaskState::Queued)
+        );
+    }
+
+    /// Found by the simulator: a chunk counted with no peer in view lists each of its frames
+    /// as held once, and its record was refused everywhere as listing more frames than tasks,
+    /// so the job never left the node that had coordinated it alone.
+    #[test]
+    fn a_chunk_counted_alone_lists_each_frame_held_once_and_stays_valid() {
+        let spec = JobSpec {
+            chunk: Some(3),
+            ..spec(range(1, 3))
+        };
+        let plan = plan(&spec, 1);
+        let mut j = Job::new(JobId([0; 16]), spec, node("o"), plan, Term(1), 0);
+        assert_eq!(j.tasks.len(), 1);
+        let a = j.assign(0, node("w"), Term(1)).unwrap();
+        let outputs: Vec<Output> = (1..=3)
+            .map(|frame| Output {
+                frame,
+                blob: BlobHash::of(&[frame as u8]),
+                size: 1,
+            })
+            .collect();
+        j.complete(0, a, &node("w"), outputs.clone(), Term(1))
+            .unwrap();
+        for o in &outputs {
+            j.note_held_once(o.blob, node("w"), Term(1));
+        }
+        j.validate().unwrap();
+        j.held_once.push((BlobHash::of(b"extra"), node("w")));
+        assert!(j.validate().is_err());
+    }
+
+    #[test]
+    fn a_removed_job_is_a_tombstone_that_ended_and_uses_no_blob() {
+        let mut j = job(range(1, 2), 1);
+        assert!(!j.note_ended(5, Term(1)), "a queued job has not ended");
+        assert_eq!(j.blobs().collect::<Vec<_>>(), [j.spec.blend]);
+        let before = j.version;
+        // Removing a job that has not ended cancels it first.
+        assert!(j.remove(9, Term(1), &node("o")));
+        assert_eq!(
+            (j.state, j.ended_ms, j.removed_ms),
+            (JobState::Cancelled, Some(9), Some(9))
+        );
+        assert!(j.version > before);
+        assert_eq!(j.blobs().count(), 0);
+        assert!(!j.remove(10, Term(1), &node("o")), "removed once");
+        j.validate().unwrap();
+        // A finished job keeps the time it ended.
+        let mut done = job(range(1, 1), 1);
+        done.abort("broken".into(), Term(1));
+        assert!(done.note_ended(20, Term(1)));
+        assert!(!done.note_ended(30, Term(1)));
+        done.remove(40, Term(1), &node("o"));
+        assert_eq!((done.state, done.ended_ms), (JobState::Failed, Some(20)));
+        // A record that says otherwise is not one a coordinator writes.
+        let mut forged = job(range(1, 1), 1);
+        forged.removed_ms = Some(1);
+        assert!(forged.validate().is_err());
+        forged.removed_ms = None;
+        forged.ended_ms = Some(1);
+        assert!(forged.validate().is_err());
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub mod limits {
     pub const MAX_DEPENDENCY_TEXT: usize = 1 << 20;
     /// A node that failed this many tasks of one job gets no more of that job.
     pub const BLOCKLIST_AFTER: usize = 3;
+    /// A task that timed out this many times (on any nodes) fails its job.
+    pub const MAX_TIMEOUTS: usize = 3;
     /// Most failures kept per task.
     pub const MAX_FAILURES_KEPT: usize = 8;
     /// Bytes of a failure's message (or a failed job's) kept in a job record.

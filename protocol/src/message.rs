@@ -189,6 +189,9 @@ pub enum Request {
         /// The frames' blobs.
         blobs: Vec<BlobHash>,
     },
+    /// Asks the coordinator to remove a job for everyone (cancelling it first if it runs):
+    /// its record becomes a tombstone, and its blobs may be collected.
+    Remove(JobId),
 }
 
 /// The answer to a [`Request`].

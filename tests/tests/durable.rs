@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
     Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, descendants, dump_logs,
-    frames_done, kill_all, signal, wait_for,
+    frames_done, http_status, kill_all, signal, wait_for,
 };
 use serde_json::Value;
 
@@ -348,4 +348,62 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
         "a late result changed the record: {woke}"
     );
     download_and_compare(&nodes[via], &fx, &second, 1, LAST)
+}
+
+/// Issue 12: nothing was ever deleted. `DELETE /api/v1/jobs/{id}` and `rendermesh jobs
+/// --prune`, on the node a job was submitted through, remove it for everyone: no node lists
+/// it or serves it any more, and `download` refuses it. Another node may not remove it.
+#[test]
+fn a_deleted_and_a_pruned_job_are_gone_from_every_node() -> Result<()> {
+    let fx = Fixture::new((1, 2), SAMPLES, PERCENT, &[])?;
+    let nodes = cluster(&fx.root.join("mesh"), 2)?;
+    let deleted = submit(&nodes[1], &fx, 1, 2)?;
+    let pruned = submit(&nodes[1], &fx, 1, 1)?;
+    wait_done(&nodes, 1, &deleted, Duration::from_secs(120))?;
+    wait_done(&nodes, 1, &pruned, Duration::from_secs(120))?;
+
+    let path = format!("/api/v1/jobs/{deleted}");
+    assert_eq!(
+        http_status(nodes[0].api, "DELETE", &path),
+        Some(400),
+        "not its origin"
+    );
+    assert!(job(&nodes[0], &deleted).is_some());
+    assert_eq!(http_status(nodes[1].api, "DELETE", &path), Some(200));
+    let out = nodes[1].cli(&["jobs", "--prune"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("removed 1 finished job"), "{text}");
+
+    for id in [&deleted, &pruned] {
+        wait_for(
+            &format!("job {id} to be gone everywhere"),
+            Duration::from_secs(30),
+            || {
+                nodes
+                    .iter()
+                    .all(|n| {
+                        job(n, id).is_none()
+                            && n.get("/api/v1/jobs")
+                                .and_then(|l| l.as_array().cloned())
+                                .is_some_and(|l| l.iter().all(|j| j["id"] != id.as_str()))
+                    })
+                    .then_some(())
+            },
+        )
+        .with_context(|| dump_logs(&nodes))?;
+        let got = nodes[0].cli(&[
+            "download",
+            id,
+            "--no-wait",
+            "--out",
+            &fx.root.join("d").display().to_string(),
+        ])?;
+        assert!(!got.status.success(), "a removed job downloaded");
+    }
+    Ok(())
 }

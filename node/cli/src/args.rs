@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use rendermesh_node::client::Client;
 use rendermesh_node::config::{Config, DEFAULT_API, load_api_token};
 use rendermesh_node::core::Policy;
+use rendermesh_node::core::coordinator::DAY_MS;
 use rendermesh_node::secret::{choose, machine_key_path};
 use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Role};
 use rendermesh_protocol::{Engine, FrameRange, OutputFormat, Tiling};
@@ -159,6 +160,11 @@ pub struct NodeArgs {
     #[arg(long, value_name = "SECS", default_value_t = 3600,
           value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub first_task_timeout: u64,
+    /// While this node coordinates: how many days a finished job is kept before it is removed
+    /// for everyone and its frames collected (`rendermesh download` saves them until then).
+    #[arg(long, value_name = "DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub keep_jobs: u64,
 }
 
 /// The longest task timeout that can be set: a week.
@@ -215,6 +221,8 @@ impl NodeArgs {
             policy: Policy {
                 min_task_timeout: self.min_task_timeout * 1000,
                 unmeasured_task_timeout: self.first_task_timeout * 1000,
+                keep_jobs_ms: self.keep_jobs * DAY_MS,
+                ..Policy::default()
             },
             ..default
         }
@@ -361,6 +369,11 @@ pub struct ListArgs {
     /// Print the jobs as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Remove, for everyone, every finished job submitted through this node (its frames are
+    /// then collected from every store). Finished jobs are removed anyway once they have been
+    /// kept for `rendermesh node --keep-jobs` days.
+    #[arg(long, conflicts_with = "json")]
+    pub prune: bool,
 }
 
 /// `rendermesh job`.

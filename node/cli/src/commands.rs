@@ -109,7 +109,27 @@ async fn peers(args: PeersArgs) -> Result<ExitCode> {
 }
 
 async fn jobs(args: ListArgs) -> Result<ExitCode> {
-    let jobs = args.api.client()?.jobs().await?;
+    let client = args.api.client()?;
+    let jobs = client.jobs().await?;
+    if args.prune {
+        let me = client.node().await?.id;
+        let mut removed = 0;
+        for job in jobs
+            .iter()
+            .filter(|j| j.state.is_terminal() && j.origin.to_string() == me)
+        {
+            client
+                .remove(job.id)
+                .await
+                .with_context(|| format!("cannot remove job {}", job.id))?;
+            removed += 1;
+        }
+        println!(
+            "removed {removed} finished job{} submitted through this node",
+            if removed == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
     } else if jobs.is_empty() {

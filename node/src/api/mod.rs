@@ -40,6 +40,7 @@
 //! | POST | `/jobs` | `JobSpec` | 201 [`Submitted`] `{"id": "<hex>"}` once the coordinator accepted it |
 //! | GET | `/jobs/{id}` | | `Job`, or 404 while this node holds no copy |
 //! | POST | `/jobs/{id}/cancel` | | 200 `{}` |
+//! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
 //! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
 //!
@@ -152,7 +153,7 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
         .route("/node", get(node))
         .route("/peers", get(peers))
         .route("/jobs", get(jobs).post(submit))
-        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}", get(job).delete(remove))
         .route("/jobs/{id}/cancel", post(cancel))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
@@ -486,6 +487,19 @@ async fn cancel(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+async fn remove(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_job_id(&id)?;
+    if h.job(id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no job {id}")));
+    }
+    h.remove(id).await?;
+    debug!(job = %id.short(), "removed");
+    Ok(Json(serde_json::json!({})))
 }
 
 /// A file removed when dropped: an upload's temporary copy, whether the upload finished,

@@ -43,13 +43,25 @@ pub struct Policy {
     /// The timeout of a task of a job none of whose frames has been timed yet (its first
     /// tasks, or a job of one task). Default: 1 hour.
     pub unmeasured_task_timeout: Millis,
+    /// How long a job is kept once it has ended, before it is removed for everyone (its
+    /// record becomes a tombstone and its blobs may be collected). Default: 30 days, as
+    /// Flamenco keeps jobs 31 days.
+    pub keep_jobs_ms: u64,
+    /// How long every node keeps a removed job's tombstone before it forgets it. Default: 7
+    /// days (a node away longer may bring an old copy back; its retention removes it again).
+    pub keep_tombstones_ms: u64,
 }
+
+/// A day in milliseconds.
+pub const DAY_MS: u64 = 24 * 3600 * 1000;
 
 impl Default for Policy {
     fn default() -> Self {
         Self {
             min_task_timeout: 60_000,
             unmeasured_task_timeout: 3_600_000,
+            keep_jobs_ms: 30 * DAY_MS,
+            keep_tombstones_ms: 7 * DAY_MS,
         }
     }
 }
@@ -323,6 +335,50 @@ impl Coordinator {
         }
     }
 
+    /// Removes a job for everyone, asked by node `by` at `wall_ms` (cancelled first if it has
+    /// not ended): only the node it was submitted on may, as for [`Coordinator::cancel`].
+    pub fn remove(
+        &mut self,
+        table: &mut JobTable,
+        id: JobId,
+        by: &NodeId,
+        wall_ms: u64,
+    ) -> Response {
+        match table.get_mut(&id) {
+            Some(job) if job.origin != *by => Response::Rejected(format!(
+                "job {id} was submitted on node {}: only that node can remove it",
+                job.origin.short()
+            )),
+            Some(job) => {
+                if job.remove(wall_ms, self.term, by) {
+                    info!(job = %id.short(), "job removed");
+                    self.changed = true;
+                }
+                Response::Accepted
+            }
+            None => Response::Rejected(format!("no job {id}")),
+        }
+    }
+
+    /// Notes when each job ended, and removes those that ended longer ago than
+    /// [`Policy::keep_jobs_ms`].
+    fn expire(&mut self, table: &mut JobTable, wall_ms: u64) {
+        for job in table.iter_mut() {
+            if job.note_ended(wall_ms, self.term) {
+                self.changed = true;
+            }
+            if let Some(ended) = job.ended_ms
+                && !job.is_removed()
+                && wall_ms.saturating_sub(ended) > self.policy.keep_jobs_ms
+            {
+                let origin = job.origin.clone();
+                job.remove(wall_ms, self.term, &origin);
+                info!(job = %job.id.short(), "job removed at the end of its retention");
+                self.changed = true;
+            }
+        }
+    }
+
     /// A report from `from`. Only the current assignment's report counts. A failure counts
     /// at once; rendered frames count once two nodes hold them: the coordinator copies them
     /// here first (or, when it rendered them itself, to a second node).
@@ -353,7 +409,15 @@ impl Coordinator {
                 warn!(job = %report.job.short(), task = report.task, node = %from.short(),
                       "task failed: {message}");
                 let message = message.clone();
-                self.failed(job, view, report.task, report.attempt, &from, message);
+                self.failed(
+                    job,
+                    view,
+                    report.task,
+                    report.attempt,
+                    &from,
+                    message,
+                    false,
+                );
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
@@ -410,9 +474,11 @@ impl Coordinator {
         }
     }
 
-    /// Counts a failed attempt of task `index` by `node`: the task goes back to the queue, or
-    /// the job fails once it has failed on 3 distinct nodes (or on every matching one, when
-    /// fewer), or once every node that could render it is blocklisted.
+    /// Counts a failed attempt of task `index` by `node` (`timed_out`: it ran past its
+    /// timeout): the task goes back to the queue, or the job fails once the task has failed on
+    /// 3 distinct nodes (or on every matching one, when fewer) or timed out 3 times, or once
+    /// every node that could render it is blocklisted.
+    #[allow(clippy::too_many_arguments)]
     fn failed(
         &mut self,
         job: &mut Job,
@@ -421,12 +487,15 @@ impl Coordinator {
         attempt: u32,
         node: &NodeId,
         message: String,
+        timed_out: bool,
     ) {
         let give_up = view.matching(&job.spec).clamp(1, 3);
-        if job
-            .fail(index, attempt, node, message.clone(), give_up, self.term)
-            .is_err()
-        {
+        let counted = if timed_out {
+            job.time_out(index, attempt, node, message.clone(), self.term)
+        } else {
+            job.fail(index, attempt, node, message.clone(), give_up, self.term)
+        };
+        if counted.is_err() {
             return;
         }
         // Every node that could render it is blocklisted: nobody is left to try.
@@ -461,8 +530,8 @@ impl Coordinator {
     /// it, [`Job::frame_ms`]) times the
     /// task's frames, never less than [`Policy::min_task_timeout`];
     /// [`Policy::unmeasured_task_timeout`] while no frame of the job has been timed; in both
-    /// cases doubled for each time the task failed before, so that a frame much slower than
-    /// the others still gets through.
+    /// cases doubled for each time the task timed out before, so that a frame much slower
+    /// than the others still gets through.
     pub fn task_timeout(&self, job: &Job, task: &Task) -> Millis {
         let limit = match job.median_frame_ms() {
             Some(median) => median
@@ -471,7 +540,7 @@ impl Coordinator {
                 .max(self.policy.min_task_timeout),
             None => self.policy.unmeasured_task_timeout,
         };
-        let retries = task.failures.len().min(16) as u32;
+        let retries = job.timeouts(task.index).min(16) as u32;
         limit.saturating_mul(1 << retries)
     }
 
@@ -488,9 +557,9 @@ impl Coordinator {
                 self.policy.unmeasured_task_timeout / 1000
             ),
         };
-        let retries = task.failures.len();
+        let retries = job.timeouts(task.index);
         let doubled = if retries > 0 {
-            format!(", doubled for each of {retries} earlier failures")
+            format!(", doubled for each of {retries} earlier timeouts")
         } else {
             String::new()
         };
@@ -758,6 +827,7 @@ impl Coordinator {
                 out.reply(reply, Response::Job(Box::new(job.clone())));
             }
         }
+        self.expire(table, view.wall_ms);
         self.reconcile(table, view);
         self.schedule(table, view, out);
         self.stitch_ready(table, view, out);
@@ -851,7 +921,7 @@ impl Coordinator {
         for (id, index, attempt, worker, reason) in timeouts {
             if let Some(job) = table.get_mut(&id) {
                 warn!(job = %id.short(), task = index, node = %worker.short(), "task {reason}; taken back");
-                self.failed(job, view, index, attempt, &worker, reason);
+                self.failed(job, view, index, attempt, &worker, reason, true);
             }
         }
         for (id, index, attempt, worker) in releases {
@@ -1305,6 +1375,55 @@ mod tests {
         );
     }
 
+    /// Issue 12: nothing was ever deleted.
+    #[test]
+    fn a_finished_job_is_removed_after_its_retention_and_sooner_only_by_its_origin() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let at = |wall_ms: u64| View {
+            wall_ms,
+            ..view(0, vec![], vec![&a, &b])
+        };
+        // A job that ended is kept for the retention time from when it ended.
+        let id = submit(&mut c, &mut table, &at(1_000), spec(FrameRange::single(1)));
+        assert_eq!(c.cancel(&mut table, id, &a), Response::Accepted);
+        c.tick(&mut table, &at(5_000), &mut out);
+        assert_eq!(table.get(&id).unwrap().ended_ms, Some(5_000));
+        let keep = Policy::default().keep_jobs_ms;
+        c.tick(&mut table, &at(5_000 + keep), &mut out);
+        assert!(!table.get(&id).unwrap().is_removed());
+        c.tick(&mut table, &at(5_001 + keep), &mut out);
+        assert_eq!(table.get(&id).unwrap().removed_ms, Some(5_001 + keep));
+
+        // Sooner, a running job is removed by its origin only (cancelled on the way).
+        let other = JobId([8; 16]);
+        let answer = ask(
+            &mut c,
+            &mut table,
+            &at(1_000),
+            other,
+            spec(FrameRange::single(1)),
+            &a,
+        );
+        assert!(matches!(answer, Response::Job(_)), "{answer:?}");
+        let refused = c.remove(&mut table, other, &b, 2_000);
+        assert!(
+            matches!(&refused, Response::Rejected(m) if m.contains("only that node")),
+            "{refused:?}"
+        );
+        assert!(!table.get(&other).unwrap().is_removed());
+        assert_eq!(c.remove(&mut table, other, &a, 2_000), Response::Accepted);
+        let job = table.get(&other).unwrap();
+        assert_eq!(
+            (job.state, job.removed_ms),
+            (JobState::Cancelled, Some(2_000))
+        );
+        assert!(matches!(
+            c.remove(&mut table, JobId([9; 16]), &a, 2_000),
+            Response::Rejected(_)
+        ));
+    }
+
     /// Found by the insider test on a clean clone: the second copy of the coordinator's own
     /// frames went to the first peer, a rogue that refused every time, and the job stalled.
     #[test]
@@ -1570,6 +1689,7 @@ mod tests {
         let policy = Policy {
             min_task_timeout: 4_000,
             unmeasured_task_timeout: 30_000,
+            ..Policy::default()
         };
         let (a, b) = (n("a"), n("b"));
         let idle = view(

@@ -75,12 +75,17 @@ pub struct Persist {
     pub jobs: Vec<Job>,
     /// The blobs still to fetch again, all of them, when the set changed.
     pub repairs: Option<Vec<BlobHash>>,
+    /// Records to delete (tombstones forgotten).
+    pub forget: Vec<JobId>,
 }
 
 impl Persist {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.term.is_none() && self.jobs.is_empty() && self.repairs.is_none()
+        self.term.is_none()
+            && self.jobs.is_empty()
+            && self.repairs.is_none()
+            && self.forget.is_empty()
     }
 }
 
@@ -155,6 +160,8 @@ pub enum Action {
     },
     /// Stop the render under way: its job ended.
     CancelRender,
+    /// Delete these blobs from the store: removed jobs used them, and no kept job does.
+    Collect(Vec<BlobHash>),
 }
 
 /// Where the parts of the core put their actions, and where tickets come from. A request to

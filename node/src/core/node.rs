@@ -26,6 +26,10 @@ pub const REPAIR_RETRY_MS: Millis = 5_000;
 /// node's copy of the table may lag behind the coordinator's, so it is tried all the same).
 pub const REPAIR_TRIES_UNUSED: u32 = 12;
 
+/// How often the blobs of a removed job are handed out to be collected again, while its
+/// tombstone is kept.
+pub const COLLECT_AGAIN_MS: Millis = 30 * 60 * 1000;
+
 /// A gap between two events longer than this means the node itself stood still
 /// ([`Core::advance`]).
 pub const STALL_MS: Millis = limits::PEER_TIMEOUT_MS / 2;
@@ -83,6 +87,8 @@ pub struct Core {
     saved_term: rendermesh_protocol::Term,
     /// The damaged blobs handed out to be written to disk.
     saved_repairs: Vec<BlobHash>,
+    /// Removed jobs whose blobs were handed out to be collected, and when.
+    collected: BTreeMap<JobId, Millis>,
 }
 
 impl Core {
@@ -121,6 +127,7 @@ impl Core {
             load: 0.0,
             saved_term: rendermesh_protocol::Term(0),
             saved_repairs: Vec::new(),
+            collected: BTreeMap::new(),
         }
     }
 
@@ -298,6 +305,35 @@ impl Core {
         self.settle();
     }
 
+    /// Hands out the blobs of each removed job that no kept job uses, to be deleted from the
+    /// store: when it is first seen removed, and again every [`COLLECT_AGAIN_MS`] while its
+    /// tombstone is kept (the store spares blobs stored recently). A blob no record names is
+    /// left alone: this node's table may not hold every job yet.
+    fn collect(&mut self) {
+        let (table, now) = (&self.table, self.now);
+        self.collected
+            .retain(|id, at| table.contains(id) && now.saturating_sub(*at) < COLLECT_AGAIN_MS);
+        let removed: Vec<JobId> = table
+            .iter()
+            .filter(|j| j.is_removed() && !self.collected.contains_key(&j.id))
+            .map(|j| j.id)
+            .collect();
+        if removed.is_empty() {
+            return;
+        }
+        let kept = table.referenced();
+        let mut blobs = std::collections::BTreeSet::new();
+        for id in removed {
+            if let Some(job) = table.get(&id) {
+                blobs.extend(job.all_blobs().filter(|b| !kept.contains(b)));
+            }
+            self.collected.insert(id, now);
+        }
+        if !blobs.is_empty() {
+            self.out.push(Action::Collect(blobs.into_iter().collect()));
+        }
+    }
+
     /// Fetches again each damaged blob that is due.
     fn repair(&mut self) {
         let due: Vec<BlobHash> = self
@@ -462,6 +498,13 @@ impl Core {
 
         self.worker
             .stop_revoked(&self.me, &self.table, &mut self.out);
+        let forgotten = self
+            .table
+            .forget_tombstones(wall_ms, self.policy.keep_tombstones_ms);
+        if forgotten > 0 {
+            info!(jobs = forgotten, "removed jobs forgotten");
+        }
+        self.collect();
         self.repair();
         let coordinator = self.coordinator();
         self.worker
@@ -492,7 +535,9 @@ impl Core {
 
     fn handle_request(&mut self, from: NodeId, request: Request, reply: ReplyTo) {
         let answer = match request {
-            Request::Submit { .. } | Request::Cancel(_) if self.coordinator.is_none() => {
+            Request::Submit { .. } | Request::Cancel(_) | Request::Remove(_)
+                if self.coordinator.is_none() =>
+            {
                 self.forward(from, request, reply);
                 return;
             }
@@ -512,6 +557,10 @@ impl Core {
             }
             Request::Cancel(id) => match &mut self.coordinator {
                 Some(c) => c.cancel(&mut self.table, id, &from),
+                None => return,
+            },
+            Request::Remove(id) => match &mut self.coordinator {
+                Some(c) => c.remove(&mut self.table, id, &from, self.wall_ms),
                 None => return,
             },
             Request::Report(report) => {
@@ -663,6 +712,7 @@ impl Core {
             term: (term > self.saved_term).then_some(term),
             jobs: self.table.unsaved(),
             repairs: (repairs != self.saved_repairs).then(|| repairs.clone()),
+            forget: self.table.unsaved_forgotten(),
         };
         self.saved_term = self.saved_term.max(term);
         self.saved_repairs = repairs;
@@ -1121,6 +1171,35 @@ mod tests {
         }
         b.tick(now + 200, 0, 0.0);
         assert!(!b.membership().is_member(&n("a")));
+    }
+
+    /// Issue 12: a removed job's tombstone is forgotten after a while, deleted from disk,
+    /// and not pulled back from a peer that still holds it.
+    #[test]
+    fn a_forgotten_tombstone_leaves_the_disk_and_is_not_pulled_back() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        let mut tombstone = record(7, 3, 2);
+        tombstone.remove(1_000, Term(3), &n("a"));
+        b.heard(n("a"), advertising("a", 3, true, &[&tombstone]), 300);
+        let [(_, _, ticket)] = pulls(&b.take_actions())[..] else {
+            panic!("one pull expected");
+        };
+        b.answered(ticket, Ok(Response::Job(Box::new(tombstone.clone()))), 400);
+        b.take_actions();
+        let keep = Policy::default().keep_tombstones_ms;
+        b.tick(500, 1_000 + keep, 0.0);
+        assert!(b.table().contains(&tombstone.id));
+        b.tick(600, 1_001 + keep, 0.0);
+        assert!(!b.table().contains(&tombstone.id));
+        let forgot = b
+            .take_actions()
+            .into_iter()
+            .any(|a| matches!(a, Action::Persist(p) if p.forget == [tombstone.id]));
+        assert!(forgot, "the forgotten record is deleted from disk");
+        b.heard(n("a"), advertising("a", 3, true, &[&tombstone]), 700);
+        assert_eq!(pulls(&b.take_actions()), vec![]);
     }
 
     #[test]

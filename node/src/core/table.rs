@@ -8,7 +8,7 @@
 //! no record of, written in earlier terms (what its predecessor accepted), never a record
 //! claiming its own term.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
     BlobHash, Job, JobDigest, JobId, NodeId, Response, Term, Version, limits,
@@ -30,6 +30,10 @@ pub struct JobTable {
     pulling: BTreeMap<Ticket, (JobId, Option<Term>)>,
     /// The version of each record as it was last handed out to be written to disk.
     saved: BTreeMap<JobId, Version>,
+    /// Tombstones forgotten in this run: never pulled back from a peer that still holds one.
+    forgotten: BTreeSet<JobId>,
+    /// Tombstones forgotten and not yet handed out to be deleted from disk.
+    unsaved_forgotten: Vec<JobId>,
 }
 
 impl JobTable {
@@ -81,6 +85,37 @@ impl JobTable {
             }
         }
         out
+    }
+
+    /// Forgets every tombstone removed longer than `keep_ms` before `wall_ms`; returns how
+    /// many. Each is deleted from disk with the next write, and never pulled back in this run.
+    pub fn forget_tombstones(&mut self, wall_ms: u64, keep_ms: u64) -> usize {
+        let old: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.removed_ms
+                    .is_some_and(|at| wall_ms.saturating_sub(at) > keep_ms)
+            })
+            .map(|j| j.id)
+            .collect();
+        for id in &old {
+            self.jobs.remove(id);
+            self.saved.remove(id);
+            self.forgotten.insert(*id);
+            self.unsaved_forgotten.push(*id);
+        }
+        old.len()
+    }
+
+    /// The records forgotten since the last call, to delete from disk.
+    pub fn unsaved_forgotten(&mut self) -> Vec<JobId> {
+        std::mem::take(&mut self.unsaved_forgotten)
+    }
+
+    /// Every blob a kept job this node holds a record of uses ([`Job::blobs`]).
+    pub fn referenced(&self) -> BTreeSet<BlobHash> {
+        self.jobs.values().flat_map(Job::blobs).collect()
     }
 
     /// The nodes likely to hold `blob`, when a job this node holds a record of uses it: its
@@ -176,6 +211,7 @@ impl JobTable {
                 break;
             }
             if self.is_newer(&d.id, d.version)
+                && !self.forgotten.contains(&d.id)
                 && !(only_new && self.contains(&d.id))
                 && below.is_none_or(|t| d.version.term < t)
                 && !self.pulling.values().any(|(id, _)| *id == d.id)

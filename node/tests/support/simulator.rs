@@ -113,6 +113,9 @@ pub struct Config {
     /// Nodes freeze (SIGSTOP, a suspended machine) for a few seconds and wake: meanwhile
     /// nothing reaches them, and they do nothing.
     pub freezes: bool,
+    /// Jobs are kept [`RETENTION_MS`] once they end, then removed; their tombstones are
+    /// forgotten [`TOMBSTONE_MS`] later.
+    pub retention: bool,
 }
 
 /// One simulated node.
@@ -274,6 +277,10 @@ pub struct Sim {
     pub requeued: usize,
     /// Renders that hung.
     pub hung: usize,
+    /// Jobs some node has held done (not removed).
+    done_seen: BTreeSet<JobId>,
+    /// Jobs some node has held removed: their frames may be collected.
+    removed_seen: BTreeSet<JobId>,
     /// The rogue insider's id, and when it next acts.
     rogue: Option<(NodeId, Millis)>,
     /// The rogue's requests refused.
@@ -293,7 +300,7 @@ impl Sim {
                     .expect("a node id");
                 let blender = if i % 5 == 4 { OTHER_BLENDER } else { BLENDER };
                 Node {
-                    core: new_core(&id, blender, 0),
+                    core: new_core(&id, blender, 0, policy(config)),
                     id,
                     alive: true,
                     run: 0,
@@ -354,6 +361,8 @@ impl Sim {
             changes: 0,
             requeued: 0,
             hung: 0,
+            done_seen: BTreeSet::new(),
+            removed_seen: BTreeSet::new(),
             rogue: config.rogue.then(|| {
                 let id = NodeId::from_bytes(*b"rogue-insider").expect("a node id");
                 (id, 3_000)
@@ -441,8 +450,22 @@ impl Sim {
                     for job in persist.jobs {
                         node.disk_jobs.insert(job.id, job);
                     }
+                    for id in persist.forget {
+                        node.disk_jobs.remove(&id);
+                    }
                     if let Some(repairs) = persist.repairs {
                         node.disk_repairs = repairs;
+                    }
+                }
+                Action::Collect(blobs) => {
+                    if !self.config.retention {
+                        self.fail(format!(
+                            "node {} collected blobs with no job removed",
+                            self.nodes[i].id
+                        ));
+                    }
+                    for blob in blobs {
+                        self.nodes[i].blobs.remove(&blob);
                     }
                 }
                 Action::Publish(hb) => self.broadcast(i, hb),
@@ -769,7 +792,7 @@ impl Sim {
             if trace() {
                 eprintln!("{now:>6} {} restarted", node.id);
             }
-            node.core = new_core(&node.id, node.blender, now);
+            node.core = new_core(&node.id, node.blender, now, policy(self.config));
             node.core.restore(Saved {
                 term: node.disk_term,
                 jobs: node.disk_jobs.values().cloned().collect(),
@@ -1397,10 +1420,28 @@ impl Sim {
             .iter()
             .all(|n| !n.alive || n.core.repairs().next().is_none());
         repaired
-            && self
-                .clients
-                .iter()
-                .all(|c| c.accepted && table.get(&c.id).is_some_and(|j| j.state == JobState::Done))
+            && self.clients.iter().all(|c| {
+                let done = self.done_seen.contains(&c.id);
+                c.accepted
+                    && match table.get(&c.id) {
+                        Some(j) => j.state == JobState::Done && (!j.is_removed() || done),
+                        None => self.config.retention && done,
+                    }
+            })
+    }
+
+    /// The accepted jobs removed (or forgotten) on the agreed coordinator, once done.
+    pub fn removed(&self) -> usize {
+        let Some(leader) = self.agreed() else {
+            return 0;
+        };
+        let table = self.nodes[leader].core.table();
+        self.clients
+            .iter()
+            .filter(|c| {
+                self.done_seen.contains(&c.id) && table.get(&c.id).is_none_or(|j| j.is_removed())
+            })
+            .count()
     }
 
     fn check_end(&self) {
@@ -1415,8 +1456,16 @@ impl Sim {
             if !client.accepted {
                 self.fail(format!("job {} was never accepted", client.id));
             }
-            let Some(job) = table.get(&client.id) else {
-                self.fail(format!("job {} was accepted, then lost", client.id));
+            let done_before = self.done_seen.contains(&client.id);
+            let job = match table.get(&client.id) {
+                // Removed at the end of its retention, or forgotten since: done first.
+                Some(job) if job.is_removed() && done_before => continue,
+                None if self.config.retention && done_before => continue,
+                Some(job) if job.is_removed() => {
+                    self.fail(format!("job {} was removed before it was done", client.id))
+                }
+                Some(job) => job,
+                None => self.fail(format!("job {} was accepted, then lost", client.id)),
             };
             if job.state != JobState::Done {
                 let (queued, running, done) = job.counts();
@@ -1424,6 +1473,12 @@ impl Sim {
                     "job {} is {:?} at the end ({queued} queued, {running} running, {done} done): {:?}",
                     job.id, job.state, job.message
                 ));
+            }
+            // A removal a coordinator wrote just before it died may be lost with it (its
+            // successor removes the job again when its own retention ends), while nodes that
+            // saw it collected the frames.
+            if self.removed_seen.contains(&job.id) {
+                continue;
             }
             for output in job.outputs() {
                 let holders = self
@@ -1445,6 +1500,14 @@ impl Sim {
         for i in 0..self.nodes.len() {
             if !self.nodes[i].alive {
                 continue;
+            }
+            for job in self.nodes[i].core.table().iter() {
+                if job.state == JobState::Done && !job.is_removed() {
+                    self.done_seen.insert(job.id);
+                }
+                if job.is_removed() {
+                    self.removed_seen.insert(job.id);
+                }
             }
             let term = self.nodes[i].core.membership().max_term();
             if term < self.nodes[i].seen_term {
@@ -1580,7 +1643,29 @@ pub const MIN_TASK_TIMEOUT_MS: Millis = 3_000;
 pub const UNMEASURED_TASK_TIMEOUT_MS: Millis = 10_000;
 
 /// A fresh core for node `id` running `blender`, started at `now`.
-fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
+/// How long a finished job is kept in [`Config::retention`] runs.
+pub const RETENTION_MS: u64 = 4_000;
+/// How long a tombstone is kept in [`Config::retention`] runs: longer than any node stays
+/// down here, as 7 days are longer than most machines stay away (a node away longer may bring
+/// a removed job back, and its retention removes it again).
+pub const TOMBSTONE_MS: u64 = 15_000;
+
+/// Every simulated node's policy: short task timeouts, and short retention when `config`
+/// asks for it.
+fn policy(config: Config) -> Policy {
+    let mut policy = Policy {
+        min_task_timeout: MIN_TASK_TIMEOUT_MS,
+        unmeasured_task_timeout: UNMEASURED_TASK_TIMEOUT_MS,
+        ..Policy::default()
+    };
+    if config.retention {
+        policy.keep_jobs_ms = RETENTION_MS;
+        policy.keep_tombstones_ms = TOMBSTONE_MS;
+    }
+    policy
+}
+
+fn new_core(id: &NodeId, blender: &str, now: Millis, policy: Policy) -> Core {
     let profile = Profile {
         name: id.to_string(),
         role: Role::Worker,
@@ -1595,10 +1680,7 @@ fn new_core(id: &NodeId, blender: &str, now: Millis) -> Core {
         vec![Engine::Cycles],
         now,
     )
-    .with_policy(Policy {
-        min_task_timeout: MIN_TASK_TIMEOUT_MS,
-        unmeasured_task_timeout: UNMEASURED_TASK_TIMEOUT_MS,
-    })
+    .with_policy(policy)
 }
 
 /// A job as a user might submit it: a few frames in chunks, or one or two frames in tiles;
