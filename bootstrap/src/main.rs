@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         // A bootstrap node never renders, nor coordinates.
         sandbox: false,
         policy: Policy::default(),
+        ..Config::default()
     };
     let node = Node::start(config)
         .await

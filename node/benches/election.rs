@@ -40,6 +40,7 @@ fn main() {
             hangs: false,
             freezes: false,
             retention: false,
+            low_disk: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();
@@ -107,9 +108,11 @@ fn hand_out(frames: u32) -> (u32, f64) {
                 engines: &[Engine::Cycles],
                 current: None,
                 last_seen: now,
+                low_disk: false,
             })
             .collect(),
         peers: workers.iter().collect(),
+        full: Vec::new(),
     };
     let id = JobId([1; 16]);
     coordinator.submit(

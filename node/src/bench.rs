@@ -227,6 +227,7 @@ async fn start_nodes(
             api_token: None,
             sandbox: false,
             policy: crate::core::Policy::default(),
+            ..Config::default()
         };
         let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;
         if bootstrap.is_empty() {

@@ -68,8 +68,11 @@ pub struct Config {
     /// only writable path, no network). A node that cannot sandbox does not render. Default: on;
     /// off is `--no-sandbox`.
     pub sandbox: bool,
-    /// How this node runs the mesh's jobs while it coordinates (the shortest task timeout).
+    /// How this node runs the mesh's jobs while it coordinates (task timeouts, retention).
     pub policy: Policy,
+    /// Bytes of disk kept free: below that, the node takes no work, and refuses uploads and
+    /// fetches that would eat into them. Default: 2 GiB.
+    pub min_free_disk: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -88,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("sandbox", &self.sandbox)
             .field("policy", &self.policy)
+            .field("min_free_disk", &self.min_free_disk)
             .finish()
     }
 }
@@ -113,6 +117,7 @@ impl Default for Config {
             api_token: None,
             sandbox: true,
             policy: Policy::default(),
+            min_free_disk: 2 << 30,
         }
     }
 }

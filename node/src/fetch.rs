@@ -155,6 +155,9 @@ impl Fetcher {
                 Err(e) => return Err(e.to_string()),
             },
         };
+        self.store
+            .check_room(info.size)
+            .map_err(|e| e.to_string())?;
         let deadline = fetch_deadline(info.size);
         match tokio::time::timeout(deadline, self.fetch_chunks(peer, hash, info)).await {
             Ok(result) => result,

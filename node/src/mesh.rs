@@ -373,6 +373,8 @@ impl Mesh {
             coordinator: coordinator.as_ref() == Some(self.core.me()),
             is_self: true,
             last_seen_ms: 0,
+            disk_free: me.disk_free,
+            low_disk: me.low_disk,
         }];
         let now = self.now();
         let mut others: Vec<(&NodeId, &Member)> = self.core.membership().members().collect();
@@ -394,6 +396,8 @@ impl Mesh {
                 current: m.hb.current.clone(),
                 is_self: false,
                 last_seen_ms: now.saturating_sub(m.last_seen),
+                disk_free: m.hb.disk_free,
+                low_disk: m.hb.low_disk,
             });
         }
         PeersView {
@@ -509,6 +513,20 @@ impl Mesh {
         {
             self.core
                 .set_addrs(addrs.iter().map(|a| a.to_string()).collect());
+        }
+        // The disk is looked at about every second (one statvfs).
+        if self.ticks.is_multiple_of(10) {
+            let free = self.store.free_space();
+            // A node low on disk takes work again only with a tenth of its reserve (and
+            // 64 MiB) to spare, so that it does not flap around the line.
+            let reserve = self.store.reserve();
+            let margin = if self.core.worker().is_low_disk() {
+                reserve / 10 + (64 << 20)
+            } else {
+                0
+            };
+            let low = free.is_some_and(|f| f < reserve.saturating_add(margin));
+            self.core.set_disk(free, low);
         }
         self.ticks += 1;
         let now = self.now();

@@ -70,6 +70,7 @@ impl Node {
         let me = net::node_id(&peer_id)
             .ok_or_else(|| Error::Network(format!("peer id {peer_id} is too long")))?;
         let store = BlobStore::open(&data_dir.join("store"))?;
+        store.set_reserve(config.min_free_disk);
         let db = Database::open(&data_dir.join("jobs.redb"))?;
         let saved = db.load()?;
         let work_dir = data_dir.join("work");

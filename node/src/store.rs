@@ -52,6 +52,22 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The disk holding the store has too little room left.
+    #[error(
+        "not enough disk space in `{}` for {need} bytes: {free} bytes free, and {reserve} kept \
+         free (rendermesh node --min-free-disk)",
+        path.display()
+    )]
+    NoRoom {
+        /// The store's directory.
+        path: PathBuf,
+        /// The bytes to write.
+        need: u64,
+        /// The bytes free.
+        free: u64,
+        /// The bytes this node keeps free.
+        reserve: u64,
+    },
     /// A blob is larger than a node accepts.
     #[error("blob {hash} has {size} bytes, more than the limit of {max}")]
     TooLarge {
@@ -163,6 +179,9 @@ struct Inner {
     /// Blobs checked against their names since the store was opened.
     verified: Mutex<HashSet<BlobHash>>,
     next_tmp: AtomicU64,
+    /// Bytes of disk this node keeps free: below that, it takes no work, and nothing is
+    /// stored that would eat into them.
+    reserve: AtomicU64,
 }
 
 /// The blob store. Cheap to clone.
@@ -278,6 +297,7 @@ impl BlobStore {
                 infos: Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
                 next_tmp: AtomicU64::new(0),
+                reserve: AtomicU64::new(0),
             }),
         })
     }
@@ -393,11 +413,7 @@ impl BlobStore {
     pub async fn put_bytes(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
         let hash = BlobHash::of(bytes);
         if self.has(&hash) {
-            // Stored again: it counts as fresh for collection.
-            let _ = std::fs::File::options()
-                .write(true)
-                .open(self.path(&hash))
-                .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            self.touch(&hash);
             return Ok(hash);
         }
         let tmp = self.tmp_path();
@@ -457,6 +473,10 @@ impl BlobStore {
                     size += n as u64;
                 }
                 let hash = BlobHash(*hasher.finalize().as_bytes());
+                if store.has(&hash) {
+                    store.touch(&hash);
+                    return Ok((hash, size));
+                }
                 out.sync_all().map_err(io_err("cannot flush", &tmp))?;
                 store.land(&tmp, &hash, true)?;
                 Ok((hash, size))
@@ -490,6 +510,46 @@ impl BlobStore {
             self.set_verified(hash, false);
         }
         Ok((gone.len(), bytes))
+    }
+
+    /// Marks a blob stored again as fresh, so that it is not collected soon
+    /// ([`BlobStore::collect`]); its bytes are left alone.
+    fn touch(&self, hash: &BlobHash) {
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(self.path(hash))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    }
+
+    /// Keeps `bytes` of its disk free from now on ([`BlobStore::check_room`]).
+    pub fn set_reserve(&self, bytes: u64) {
+        self.inner.reserve.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The bytes of disk it keeps free.
+    pub fn reserve(&self) -> u64 {
+        self.inner.reserve.load(Ordering::Relaxed)
+    }
+
+    /// The bytes free on the disk holding the store, if they can be read.
+    pub fn free_space(&self) -> Option<u64> {
+        free_bytes(&self.inner.blobs)
+    }
+
+    /// Fails, saying how much is free, when storing `size` more bytes would leave less than
+    /// the [reserve](BlobStore::set_reserve) free. A disk whose free space cannot be read
+    /// passes.
+    pub fn check_room(&self, size: u64) -> Result<(), StoreError> {
+        let reserve = self.reserve();
+        match self.free_space() {
+            Some(free) if free < size.saturating_add(reserve) => Err(StoreError::NoRoom {
+                path: self.inner.blobs.clone(),
+                need: size,
+                free,
+                reserve,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Hashes a stored blob again. A blob whose content no longer matches its name (a disk
@@ -802,6 +862,13 @@ impl Incoming {
     }
 }
 
+/// Bytes free for an unprivileged writer on the file system holding `path`, if they can be
+/// read.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// [`BlobStore::collect`]'s deletions, blocking: the blobs deleted and their bytes.
 fn collect_paths(
     paths: &[(BlobHash, PathBuf)],
@@ -1041,17 +1108,14 @@ mod tests {
         std::fs::write(&src, b"BLENDER-v304 hello").expect("write");
         let (hash, size) = s.put_file(&src).await.expect("put");
         assert_eq!(size, 18);
-        let before = std::fs::metadata(s.path(&hash))
-            .expect("meta")
-            .modified()
-            .expect("mtime");
+        let before = std::fs::metadata(s.path(&hash)).expect("meta");
         let (again, _) = s.put_file(&src).await.expect("put again");
         assert_eq!(again, hash);
-        let after = std::fs::metadata(s.path(&hash))
-            .expect("meta")
-            .modified()
-            .expect("mtime");
-        assert_eq!(before, after);
+        // Not written again (the same file), only marked fresh against collection.
+        let after = std::fs::metadata(s.path(&hash)).expect("meta");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(before.ino(), after.ino());
+        assert!(after.modified().expect("mtime") >= before.modified().expect("mtime"));
         assert_eq!(hash, BlobHash::of(b"BLENDER-v304 hello"));
     }
 

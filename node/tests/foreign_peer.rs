@@ -221,6 +221,8 @@ fn heartbeat(seq: u64) -> Vec<u8> {
         claims: true,
         jobs: Vec::new(),
         addrs: Vec::new(),
+        disk_free: None,
+        low_disk: false,
     };
     codec::encode(&Gossip::Heartbeat(hb), limits::MAX_GOSSIP).expect("encodes")
 }

@@ -116,6 +116,7 @@ const TEN: Config = Config {
     hangs: false,
     freezes: false,
     retention: false,
+    low_disk: false,
 };
 
 #[test]
@@ -222,5 +223,17 @@ fn ten_nodes_remove_finished_jobs_after_their_retention_and_lose_none_before() {
         ..TEN
     });
     assert!(totals.removed > 0, "no job was removed: {totals:?}");
+    exercised(totals);
+}
+
+/// Issue 12: no code checked free space. One node runs low on disk from 10 s to 40 s: it takes
+/// no work meanwhile (none of its renders starts while it is low), then takes work again, and
+/// every job finishes.
+#[test]
+fn ten_nodes_with_one_low_on_disk_give_it_no_work_and_finish_every_job() {
+    let totals = run_all(Config {
+        low_disk: true,
+        ..TEN
+    });
     exercised(totals);
 }

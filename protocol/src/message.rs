@@ -86,6 +86,12 @@ pub struct Heartbeat {
     pub jobs: Vec<JobDigest>,
     /// Multiaddrs it listens on, with `/p2p/<id>`, for `peers` and joining.
     pub addrs: Vec<String>,
+    /// Bytes free on the disk holding its store, when it can tell.
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    /// It has less disk free than it keeps free (`--min-free-disk`), and so takes no work.
+    #[serde(default)]
+    pub low_disk: bool,
 }
 
 /// How a node's Blender is confined (issue 11), shown by `peers`.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
     Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, descendants, dump_logs,
-    frames_done, http_status, kill_all, signal, wait_for,
+    frames_done, http_status, job_workers, kill_all, signal, wait_for,
 };
 use serde_json::Value;
 
@@ -350,27 +350,66 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
     download_and_compare(&nodes[via], &fx, &second, 1, LAST)
 }
 
-/// Issue 12: nothing was ever deleted. `DELETE /api/v1/jobs/{id}` and `rendermesh jobs
-/// --prune`, on the node a job was submitted through, remove it for everyone: no node lists
-/// it or serves it any more, and `download` refuses it. Another node may not remove it.
+/// Issue 12: no code checked free space, and nothing was ever deleted.
+///
+/// A node that must keep more disk free than it has takes no work, says so in `peers`, and
+/// refuses uploads (507); the jobs render on the other node alone, pixel-identical. Then
+/// `DELETE /api/v1/jobs/{id}` and `rendermesh jobs --prune`, on the node the jobs were submitted
+/// through, remove them for everyone: no node lists or serves them any more, and `download`
+/// refuses them. Another node may not remove them.
 #[test]
-fn a_deleted_and_a_pruned_job_are_gone_from_every_node() -> Result<()> {
+fn a_node_low_on_disk_takes_no_work_and_removed_jobs_are_gone_from_every_node() -> Result<()> {
     let fx = Fixture::new((1, 2), SAMPLES, PERCENT, &[])?;
-    let nodes = cluster(&fx.root.join("mesh"), 2)?;
-    let deleted = submit(&nodes[1], &fx, 1, 2)?;
-    let pruned = submit(&nodes[1], &fx, 1, 1)?;
-    wait_done(&nodes, 1, &deleted, Duration::from_secs(120))?;
-    wait_done(&nodes, 1, &pruned, Duration::from_secs(120))?;
+    let root = fx.root.join("mesh");
+    let roomy = MeshNode::start(&root, "node-1", None)?;
+    // Keep 1 EiB free: no disk has that.
+    let full = ["--threads", "1", "--min-free-disk", "1073741824"];
+    let full = MeshNode::start_with(&root, "node-2", Some(&roomy), &full)?;
+    let nodes = vec![roomy, full];
+    wait_for(
+        "node-1 to see node-2 low on disk",
+        Duration::from_secs(30),
+        || {
+            let view = nodes[0].peers()?;
+            let peers = view["peers"].as_array()?;
+            peers
+                .iter()
+                .any(|p| p["id"] == nodes[1].id.as_str() && p["low_disk"] == true)
+                .then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    let peers = nodes[0].cli(&["peers"])?;
+    let text = String::from_utf8_lossy(&peers.stdout);
+    assert!(text.contains("takes no work: low on disk"), "{text}");
+    assert_eq!(http_status(nodes[1].api, "PUT", "/api/v1/blobs"), Some(507));
+
+    let deleted = submit(&nodes[0], &fx, 1, 2)?;
+    let pruned = submit(&nodes[0], &fx, 1, 1)?;
+    let done = wait_done(&nodes, 0, &deleted, Duration::from_secs(120))?;
+    wait_done(&nodes, 0, &pruned, Duration::from_secs(120))?;
+    assert_eq!(job_workers(&done), [nodes[0].id.clone()], "{done}");
+    download_and_compare(&nodes[0], &fx, &deleted, 1, 2)?;
 
     let path = format!("/api/v1/jobs/{deleted}");
+    wait_for("node-2 to hold the job", Duration::from_secs(30), || {
+        job(&nodes[1], &deleted).map(drop)
+    })?;
     assert_eq!(
-        http_status(nodes[0].api, "DELETE", &path),
+        http_status(nodes[1].api, "DELETE", &path),
         Some(400),
         "not its origin"
     );
     assert!(job(&nodes[0], &deleted).is_some());
-    assert_eq!(http_status(nodes[1].api, "DELETE", &path), Some(200));
-    let out = nodes[1].cli(&["jobs", "--prune"])?;
+    assert_eq!(http_status(nodes[0].api, "DELETE", &path), Some(200));
+    // The removal comes back to this node with the coordinator's next write of the table.
+    wait_for(
+        "the deleted job to leave node-1's list",
+        Duration::from_secs(30),
+        || job(&nodes[0], &deleted).is_none().then_some(()),
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    let out = nodes[0].cli(&["jobs", "--prune"])?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -396,13 +435,8 @@ fn a_deleted_and_a_pruned_job_are_gone_from_every_node() -> Result<()> {
             },
         )
         .with_context(|| dump_logs(&nodes))?;
-        let got = nodes[0].cli(&[
-            "download",
-            id,
-            "--no-wait",
-            "--out",
-            &fx.root.join("d").display().to_string(),
-        ])?;
+        let dir = fx.root.join("again").display().to_string();
+        let got = nodes[0].cli(&["download", id, "--no-wait", "--out", &dir])?;
         assert!(!got.status.success(), "a removed job downloaded");
     }
     Ok(())

@@ -156,6 +156,8 @@ async fn rogue(
                         })
                         .collect(),
                     addrs: Vec::new(),
+                    disk_free: None,
+                    low_disk: false,
                 };
                 if net.publish(&Gossip::Heartbeat(hb)).await.is_ok() {
                     tally.heartbeats += 1;

@@ -165,7 +165,15 @@ pub struct NodeArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=36_500))]
     pub keep_jobs: u64,
+    /// Disk space to keep free, in GiB: below that, this node takes no work (`peers` says so)
+    /// and refuses uploads and fetches that would eat into it.
+    #[arg(long, value_name = "GIB", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_FREE_DISK_GIB))]
+    pub min_free_disk: u64,
 }
+
+/// The most disk `--min-free-disk` can ask to keep free: 1 EiB.
+const MAX_FREE_DISK_GIB: u64 = 1 << 30;
 
 /// The longest task timeout that can be set: a week.
 const MAX_TIMEOUT_SECS: u64 = 7 * 24 * 3600;
@@ -224,6 +232,7 @@ impl NodeArgs {
                 keep_jobs_ms: self.keep_jobs * DAY_MS,
                 ..Policy::default()
             },
+            min_free_disk: self.min_free_disk << 30,
             ..default
         }
         .with_api_token(api_token))

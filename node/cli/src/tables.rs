@@ -96,6 +96,14 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
                 (None, Role::Bootstrap) => "bootstrap".into(),
                 (None, Role::Worker) => "idle".into(),
             };
+            let task = match (p.low_disk, p.disk_free) {
+                (true, Some(free)) => format!(
+                    "{task}; takes no work: low on disk ({:.1} GiB free)",
+                    free as f64 / f64::from(1u32 << 30)
+                ),
+                (true, None) => format!("{task}; takes no work: low on disk"),
+                (false, _) => task,
+            };
             vec![
                 format!(
                     "{} {}",
@@ -375,6 +383,8 @@ mod tests {
             coordinator,
             is_self: false,
             last_seen_ms: 10,
+            disk_free: Some(100 << 30),
+            low_disk: false,
         }
     }
 
@@ -523,6 +533,25 @@ mod tests {
         );
         assert!(row("open").contains("3.4.1 (unsandboxed)"), "{table}");
         assert!(row("stuck").contains("- (cannot sandbox)"), "{table}");
+    }
+
+    #[test]
+    fn the_peers_table_says_why_a_node_low_on_disk_takes_no_work() {
+        let mut full = peer("12D3KooWaaaaaaaa111111", "lab-1", true);
+        full.low_disk = true;
+        full.disk_free = Some(3 << 29);
+        let view = PeersView {
+            me: full.id.clone(),
+            term: 1,
+            coordinator: Some(full.id.clone()),
+            peers: vec![full],
+            secret: None,
+        };
+        let table = peers_table(&view, false);
+        assert!(
+            table.contains("idle; takes no work: low on disk (1.5 GiB free)"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -129,6 +129,9 @@ impl From<Error> for ApiError {
             Error::UnknownJob(_) | Error::BlobUnavailable { .. } => StatusCode::NOT_FOUND,
             Error::Protocol(_) | Error::Rejected(_) => StatusCode::BAD_REQUEST,
             Error::NoCoordinator(_) | Error::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Store(crate::store::StoreError::NoRoom { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self(status, chain(&e))
@@ -540,6 +543,9 @@ async fn upload(
     if declared.is_some_and(|n| n > limits::MAX_BLOB) {
         return Err(too_large());
     }
+    h.store()
+        .check_room(declared.unwrap_or(0))
+        .map_err(|e| ApiError::from(Error::from(e)))?;
     let tmp = TempFile(upload_dir(&h).join(format!(
         "upload-{}-{:016x}",
         std::process::id(),

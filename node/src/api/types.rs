@@ -41,6 +41,12 @@ pub struct PeerView {
     pub is_self: bool,
     /// Milliseconds since its last heartbeat was heard (0 for self).
     pub last_seen_ms: u64,
+    /// Bytes free on the disk holding its store, when it can tell.
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    /// It has less disk free than it keeps free (`--min-free-disk`), and takes no work.
+    #[serde(default)]
+    pub low_disk: bool,
 }
 
 /// The live membership view.

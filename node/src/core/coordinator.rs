@@ -79,6 +79,8 @@ pub struct Seat<'a> {
     pub current: Option<TaskRef>,
     /// When it was last heard (now, for this node).
     pub last_seen: Millis,
+    /// It is low on disk, and takes no work.
+    pub low_disk: bool,
 }
 
 impl Seat<'_> {
@@ -109,6 +111,8 @@ pub struct View<'a> {
     pub workers: Vec<Seat<'a>>,
     /// Every live peer (never this node), in id order.
     pub peers: Vec<&'a NodeId>,
+    /// The live peers low on disk: they take no work, nor a second copy of anything.
+    pub full: Vec<&'a NodeId>,
 }
 
 impl View<'_> {
@@ -955,7 +959,10 @@ impl Coordinator {
             .workers
             .iter()
             .filter(|s| {
-                !busy.contains(s.id) && !self.cooldown.contains_key(s.id) && s.current.is_none()
+                !busy.contains(s.id)
+                    && !self.cooldown.contains_key(s.id)
+                    && s.current.is_none()
+                    && !s.low_disk
             })
             .collect();
         if idle.is_empty() {
@@ -1076,15 +1083,16 @@ impl Coordinator {
 /// Where a second copy of something `me` made should go: the job's origin when it is live and
 /// not `me`, else the first live peer; `None` in a mesh of one.
 fn second_copy(me: &NodeId, view: &View<'_>, origin: Option<&NodeId>) -> Option<NodeId> {
+    let roomy = |id: &&NodeId| !view.full.contains(id);
     match origin {
-        Some(o) if o != me && view.is_peer(o) => Some(o.clone()),
+        Some(o) if o != me && view.is_peer(o) && roomy(&o) => Some(o.clone()),
         // A node that renders first (a live worker holds what it is sent); any peer else.
         _ => view
             .workers
             .iter()
             .map(|s| s.id)
-            .find(|id| *id != me && view.is_peer(id))
-            .or_else(|| view.peers.first().copied())
+            .find(|id| *id != me && view.is_peer(id) && roomy(id))
+            .or_else(|| view.peers.iter().copied().find(roomy))
             .cloned(),
     }
 }
@@ -1118,6 +1126,7 @@ mod tests {
             engines: CYCLES,
             current: None,
             last_seen,
+            low_disk: false,
         }
     }
 
@@ -1134,6 +1143,7 @@ mod tests {
             wall_ms: 1_000,
             workers,
             peers,
+            full: Vec::new(),
         }
     }
 
@@ -1373,6 +1383,21 @@ mod tests {
                 .as_deref()
                 .is_some_and(|m| m.contains(&a.short()))
         );
+    }
+
+    /// Issue 12: no code checked free space.
+    #[test]
+    fn a_worker_low_on_disk_gets_no_task() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let low = Seat {
+            low_disk: true,
+            ..seat(&a, BLENDER, 0)
+        };
+        let v = view(0, vec![low, seat(&b, BLENDER, 0)], vec![&a, &b]);
+        submit(&mut c, &mut table, &v, spec(FrameRange::new(1, 4).unwrap()));
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assignments(&mut out), [(b.clone(), 0, 1)]);
     }
 
     /// Issue 12: nothing was ever deleted.

@@ -63,6 +63,8 @@ pub struct Membership {
     leading: Option<Term>,
     /// The coordinator this node follows.
     following: Option<Claim>,
+    /// This node is low on disk: it may not coordinate while another node may.
+    low_disk: bool,
 }
 
 impl Membership {
@@ -76,6 +78,7 @@ impl Membership {
             max_term: Term(0),
             leading: None,
             following: None,
+            low_disk: false,
         }
     }
 
@@ -132,18 +135,31 @@ impl Membership {
         }
     }
 
-    /// Runs the election over the live view at `now`; returns what changed, if anything.
+    /// This node is low on disk (or has room again).
+    pub fn set_low_disk(&mut self, low: bool) {
+        self.low_disk = low;
+    }
+
+    /// Runs the election over the live view at `now`; returns what changed, if anything. A
+    /// node low on disk may not coordinate while another may (a coordinator holds a copy of
+    /// every frame and stitches tiles): a coordinator that runs low steps down.
     pub fn elect(&mut self, now: Millis) -> Option<Change> {
-        let mut eligible: Vec<&NodeId> = self
+        let mut candidates: Vec<(&NodeId, bool)> = self
             .members
             .iter()
             .filter(|(_, m)| m.hb.role == Role::Worker)
-            .map(|(id, _)| id)
+            .map(|(id, m)| (id, m.hb.low_disk))
             .collect();
         let in_grace = now.saturating_sub(self.started) < ELECTION_GRACE_MS;
         if self.role == Role::Worker && !in_grace {
-            eligible.push(&self.me);
+            candidates.push((&self.me, self.low_disk));
         }
+        let roomy = candidates.iter().any(|(_, low)| !low);
+        let eligible: Vec<&NodeId> = candidates
+            .into_iter()
+            .filter(|(_, low)| !roomy || !low)
+            .map(|(id, _)| id)
+            .collect();
         let mut claims: Vec<Claim> = self
             .members
             .iter()
@@ -285,6 +301,8 @@ mod tests {
             claims,
             jobs: Vec::new(),
             addrs: Vec::new(),
+            disk_free: None,
+            low_disk: false,
         })
     }
 
@@ -399,6 +417,28 @@ mod tests {
             Some(Change::Lead(Term(4)))
         );
         assert_eq!((a.leading(), a.max_term()), (Some(Term(4)), Term(4)));
+    }
+
+    /// Issue 12: a coordinator low on disk could neither hold the frames it counts nor
+    /// stitch tiles, and the job stalled.
+    #[test]
+    fn a_coordinator_low_on_disk_steps_down_for_a_node_with_room_and_leads_if_none_has() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        a.heard(n(2), hb(2, 1, 1, false), LATER);
+        a.set_low_disk(true);
+        assert_eq!(a.elect(LATER), Some(Change::Nobody { stepped_down: true }));
+        // Node 2, with room, claims: a follows it.
+        a.heard(n(2), hb(2, 2, 2, true), LATER + 10);
+        assert!(matches!(
+            a.elect(LATER + 10),
+            Some(Change::Follow { claim, .. }) if claim.node == n(2)
+        ));
+        // Every node low on disk: one still coordinates (the smallest id, a).
+        let mut low = hb(2, 3, 2, false);
+        Arc::make_mut(&mut low).low_disk = true;
+        a.heard(n(2), low, LATER + 20);
+        assert_eq!(a.elect(LATER + 20), Some(Change::Lead(Term(3))));
     }
 
     #[test]

@@ -89,6 +89,8 @@ pub struct Core {
     saved_repairs: Vec<BlobHash>,
     /// Removed jobs whose blobs were handed out to be collected, and when.
     collected: BTreeMap<JobId, Millis>,
+    /// Bytes free on the disk holding its store, when known.
+    disk_free: Option<u64>,
 }
 
 impl Core {
@@ -128,6 +130,7 @@ impl Core {
             saved_term: rendermesh_protocol::Term(0),
             saved_repairs: Vec::new(),
             collected: BTreeMap::new(),
+            disk_free: None,
         }
     }
 
@@ -220,6 +223,8 @@ impl Core {
             claims: self.coordinator.is_some(),
             jobs: self.table.digests(),
             addrs: self.addrs.clone(),
+            disk_free: self.disk_free,
+            low_disk: self.worker.is_low_disk(),
         }
     }
 
@@ -229,6 +234,23 @@ impl Core {
     }
 
     // ---- events --------------------------------------------------------------------------
+
+    /// The disk holding this node's store has `free` bytes free (when known); `low`: less
+    /// than the node keeps free, so it takes no work until it has room again (peers see why in
+    /// its heartbeat).
+    pub fn set_disk(&mut self, free: Option<u64>, low: bool) {
+        if low != self.worker.is_low_disk() {
+            if low {
+                warn!(free = ?free, "low on disk: this node takes no work until it has room");
+            } else {
+                info!(free = ?free, "room on disk again: this node takes work");
+            }
+            self.urgent = true;
+        }
+        self.disk_free = free;
+        self.worker.set_low_disk(low.then_some(free.unwrap_or(0)));
+        self.membership.set_low_disk(low);
+    }
 
     /// This node's addresses changed.
     pub fn set_addrs(&mut self, addrs: Vec<String>) {
@@ -741,6 +763,7 @@ fn view<'a>(
             engines: &m.hb.engines,
             current: m.hb.current.clone(),
             last_seen: m.last_seen,
+            low_disk: m.hb.low_disk,
         })
         .collect();
     if profile.role == Role::Worker && worker.blender().is_some() {
@@ -750,6 +773,7 @@ fn view<'a>(
             engines: worker.engines(),
             current: worker.current(),
             last_seen: now,
+            low_disk: worker.is_low_disk(),
         });
     }
     workers.sort_by(|a, b| a.id.cmp(b.id));
@@ -758,6 +782,11 @@ fn view<'a>(
         wall_ms,
         workers,
         peers: membership.members().map(|(id, _)| id).collect(),
+        full: membership
+            .members()
+            .filter(|(_, m)| m.hb.low_disk)
+            .map(|(id, _)| id)
+            .collect(),
     }
 }
 

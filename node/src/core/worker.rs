@@ -38,6 +38,8 @@ pub struct Worker {
     engines: Vec<Engine>,
     running: Option<Running>,
     reports: Vec<PendingReport>,
+    /// `Some(bytes free)` while this node is low on disk: it takes no work.
+    low_disk: Option<u64>,
 }
 
 impl Worker {
@@ -48,6 +50,7 @@ impl Worker {
             engines,
             running: None,
             reports: Vec::new(),
+            low_disk: None,
         }
     }
 
@@ -64,6 +67,16 @@ impl Worker {
     /// The engines probe answered.
     pub fn set_engines(&mut self, engines: Vec<Engine>) {
         self.engines = engines;
+    }
+
+    /// This node is low on disk (`Some(bytes free)`), or not.
+    pub fn set_low_disk(&mut self, low: Option<u64>) {
+        self.low_disk = low;
+    }
+
+    /// Whether this node is low on disk, and so takes no work.
+    pub fn is_low_disk(&self) -> bool {
+        self.low_disk.is_some()
     }
 
     /// Whether a render is under way.
@@ -113,6 +126,12 @@ impl Worker {
                     r.assignment.task
                 ))
             };
+        }
+        if let Some(free) = self.low_disk {
+            return Response::Rejected(format!(
+                "this node is low on disk ({} MiB free): it takes no work",
+                free >> 20
+            ));
         }
         // The spec comes from a peer: it is checked here as the coordinator checked it (its
         // file paths above all, which name where files are laid out on this node).
@@ -389,6 +408,24 @@ mod tests {
             .iter()
             .filter(|a| matches!(a, Action::CancelRender))
             .count()
+    }
+
+    #[test]
+    fn a_node_low_on_disk_refuses_work_until_it_has_room() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        w.set_low_disk(Some(5 << 20));
+        let refused = w.assign(assignment(0, 1), n("c"), &mut out);
+        assert!(
+            matches!(&refused, Response::Rejected(m) if m.contains("low on disk (5 MiB free)")),
+            "{refused:?}"
+        );
+        assert!(out.take_actions().is_empty());
+        w.set_low_disk(None);
+        assert_eq!(
+            w.assign(assignment(0, 1), n("c"), &mut out),
+            Response::Accepted
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!   records as its core holds them (nothing is acted on that a power cut could take back);
 //! - once nothing has been disturbed for [`SETTLE_MS`], every connected set of live nodes has
 //!   exactly one coordinator, and every other node of the set follows it in its term;
+//! - once settled, no coordinator is low on disk while a node with room is live;
 //! - every job record counts a task's result once, and only the result of the task's current
 //!   assignment (the worker and attempt the record names).
 //!
@@ -116,6 +117,8 @@ pub struct Config {
     /// Jobs are kept [`RETENTION_MS`] once they end, then removed; their tombstones are
     /// forgotten [`TOMBSTONE_MS`] later.
     pub retention: bool,
+    /// One node runs low on disk for a while: it must take no work meanwhile.
+    pub low_disk: bool,
 }
 
 /// One simulated node.
@@ -544,6 +547,12 @@ impl Sim {
                     );
                 }
                 Action::Render { assignment, .. } => {
+                    if self.nodes[i].core.worker().is_low_disk() {
+                        self.fail(format!(
+                            "node {} started a render while low on disk",
+                            self.nodes[i].id
+                        ));
+                    }
                     if self.nodes[i].render.is_some() {
                         self.fail(format!("node {} started a second render", self.nodes[i].id));
                     }
@@ -779,6 +788,10 @@ impl Sim {
 
     /// Kills, restarts, splits or heals, as the configuration allows.
     fn disturb(&mut self) {
+        // A coordinator that runs low on disk steps down: the mesh elects again.
+        if self.config.low_disk && (self.now == LOW_DISK.start || self.now == LOW_DISK.end) {
+            self.disturbed = self.now;
+        }
         let due: Vec<usize> = self
             .restarts
             .iter()
@@ -1203,6 +1216,11 @@ impl Sim {
             }
             self.nodes[i].next_tick += TICK_MS;
             let now = self.now;
+            if self.config.low_disk && i == LOW_DISK_NODE {
+                let low = LOW_DISK.contains(&now);
+                let free = if low { 1 << 20 } else { 1 << 40 };
+                self.nodes[i].core.set_disk(Some(free), low);
+            }
             let node = &mut self.nodes[i];
             let before = (node.core.leading(), node.core.coordinator());
             node.core.tick(now, now, 0.0);
@@ -1324,6 +1342,8 @@ impl Sim {
                         })
                         .collect(),
                     addrs: Vec::new(),
+                    disk_free: None,
+                    low_disk: false,
                 };
                 self.nodes[i].core.heard(rogue.clone(), Arc::new(hb), now);
                 self.perform(i);
@@ -1555,6 +1575,15 @@ impl Sim {
             }
             let leader = &self.nodes[leaders[0]];
             let term = leader.core.leading();
+            let roomy = members
+                .iter()
+                .any(|&i| !self.nodes[i].core.worker().is_low_disk());
+            if leader.core.worker().is_low_disk() && roomy {
+                self.fail(format!(
+                    "settled coordinator {} is low on disk while a node with room is live",
+                    leader.id
+                ));
+            }
             for &i in &members {
                 let node = &self.nodes[i];
                 let follows = i == leaders[0]
@@ -1643,6 +1672,10 @@ pub const MIN_TASK_TIMEOUT_MS: Millis = 3_000;
 pub const UNMEASURED_TASK_TIMEOUT_MS: Millis = 10_000;
 
 /// A fresh core for node `id` running `blender`, started at `now`.
+/// The node that runs low on disk in [`Config::low_disk`] runs, and when.
+const LOW_DISK_NODE: usize = 3;
+const LOW_DISK: std::ops::Range<Millis> = 10_000..40_000;
+
 /// How long a finished job is kept in [`Config::retention`] runs.
 pub const RETENTION_MS: u64 = 4_000;
 /// How long a tombstone is kept in [`Config::retention`] runs: longer than any node stays
