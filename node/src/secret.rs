@@ -298,9 +298,11 @@ impl MeshSecret {
     }
 
     /// Writes the key to a new file in the `swarm.key` format, created readable by its owner
-    /// only (never briefly readable by others).
+    /// only (never briefly readable by others). The file appears whole or not at all: the key
+    /// is written beside it, then linked into place (which fails if a file is there), so a node
+    /// started at the same moment never reads half a key.
     pub fn create_file(&self, path: &Path) -> Result<(), SecretError> {
-        write_private(path, self.key_file().as_bytes()).map_err(|source| {
+        let failed = |source: std::io::Error| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 SecretError::Exists(path.to_owned())
             } else {
@@ -309,7 +311,18 @@ impl MeshSecret {
                     source,
                 }
             }
-        })
+        };
+        let mut name = path.file_name().unwrap_or_default().to_owned();
+        name.push(format!(
+            ".new-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let fresh = path.with_file_name(name);
+        write_private(&fresh, self.key_file().as_bytes()).map_err(failed)?;
+        let linked = std::fs::hard_link(&fresh, path);
+        let _ = std::fs::remove_file(&fresh);
+        linked.map_err(failed)
     }
 
     /// Makes this the key in `path`, replacing any key there (written beside it, then renamed
@@ -767,6 +780,39 @@ mod tests {
         let other = MeshSecret::generate();
         other.replace_file(&path).unwrap();
         assert_eq!(MeshSecret::load(&path).unwrap(), other);
+    }
+
+    /// Found by the LAN test on a clean clone: of three nodes started at once, one read the
+    /// machine key while another was still writing it, found "a passphrase of 0 characters"
+    /// and did not start.
+    #[test]
+    fn nodes_started_at_once_all_get_the_one_machine_key() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("mesh.key");
+            let start = std::sync::Barrier::new(8);
+            let keys: Vec<(MeshSecret, bool)> = std::thread::scope(|scope| {
+                let runs: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            MeshSecret::load_or_create(&path)
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|r| {
+                        r.join()
+                            .unwrap()
+                            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                    })
+                    .collect()
+            });
+            assert_eq!(keys.iter().filter(|(_, created)| *created).count(), 1);
+            assert!(keys.iter().all(|(k, _)| *k == keys[0].0), "round {round}");
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert_eq!(left.len(), 1, "only the key is left");
+        }
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn running_on(job: &Value, id: &str) -> Option<usize> {
 fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -> Result<()> {
     // Frames of a second or two, so that a render can be caught in the middle.
     const SLOW: (u32, u32) = (64, 50);
-    const LAST: u32 = 6;
+    const LAST: u32 = 4;
     let fx = Fixture::new((1, LAST), SLOW.0, SLOW.1, &[])?;
     let root = fx.root.join("mesh");
     let args = ["--threads", "1", "--min-task-timeout", "4"];

@@ -1521,14 +1521,6 @@ impl Sim {
             if !self.nodes[i].alive {
                 continue;
             }
-            for job in self.nodes[i].core.table().iter() {
-                if job.state == JobState::Done && !job.is_removed() {
-                    self.done_seen.insert(job.id);
-                }
-                if job.is_removed() {
-                    self.removed_seen.insert(job.id);
-                }
-            }
             let term = self.nodes[i].core.membership().max_term();
             if term < self.nodes[i].seen_term {
                 self.fail(format!(
@@ -1545,6 +1537,14 @@ impl Sim {
         for i in 0..self.nodes.len() {
             if self.nodes[i].alive {
                 self.check_records(i);
+                for job in self.nodes[i].core.table().iter() {
+                    if job.state == JobState::Done && !job.is_removed() {
+                        self.done_seen.insert(job.id);
+                    }
+                    if job.is_removed() {
+                        self.removed_seen.insert(job.id);
+                    }
+                }
             }
         }
         if self.now.saturating_sub(self.disturbed) < SETTLE_MS {
