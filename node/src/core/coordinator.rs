@@ -31,7 +31,7 @@ pub const STITCH_RETRY_MS: Millis = 2_000;
 pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
 
 /// A task runs at most this many times the job's median time per frame (times its frames)
-/// before it is taken back, and twice as long again for each time it failed before.
+/// before it is taken back, and twice as long again for each time it timed out before.
 pub const TIMEOUT_FACTOR: u64 = 5;
 
 /// How this node runs the mesh's jobs while it coordinates (each node's own settings).
