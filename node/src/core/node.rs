@@ -1231,6 +1231,52 @@ mod tests {
         assert_eq!(pulls(&b.take_actions()), vec![]);
     }
 
+    /// Issue 12: nothing was ever deleted. A removed job's blobs are handed out to be
+    /// collected once, except those a kept job still uses.
+    #[test]
+    fn a_removed_jobs_blobs_are_collected_once_except_what_a_kept_job_uses() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        // Two jobs of the same .blend; the first is removed.
+        let mut removed = record(7, 3, 2);
+        removed.remove(1_000, Term(3), &n("a"));
+        let kept = record(8, 3, 2);
+        for job in [&removed, &kept] {
+            b.heard(n("a"), advertising("a", 3, true, &[job]), 300);
+            let [(_, _, ticket)] = pulls(&b.take_actions())[..] else {
+                panic!("one pull expected");
+            };
+            b.answered(ticket, Ok(Response::Job(Box::new(job.clone()))), 400);
+        }
+        b.take_actions();
+        let mut unique = removed.clone();
+        unique.id = JobId([9; 16]);
+        unique.spec.blend = BlobHash::of(b"only the removed job used this");
+        b.heard(n("a"), advertising("a", 3, true, &[&unique]), 500);
+        let [(_, _, ticket)] = pulls(&b.take_actions())[..] else {
+            panic!("one pull expected");
+        };
+        b.answered(ticket, Ok(Response::Job(Box::new(unique.clone()))), 600);
+        b.tick(700, 0, 0.0);
+        let collected: Vec<Vec<BlobHash>> = b
+            .take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Collect(blobs) => Some(blobs),
+                _ => None,
+            })
+            .collect();
+        // The shared .blend stays; the one only the removed job used goes, once.
+        assert_eq!(collected, [vec![unique.spec.blend]]);
+        b.tick(800, 0, 0.0);
+        let again = b
+            .take_actions()
+            .into_iter()
+            .any(|a| matches!(a, Action::Collect(_)));
+        assert!(!again, "handed out once");
+    }
+
     #[test]
     fn a_follower_takes_job_records_only_from_its_coordinator() {
         let mut b = core("b");
