@@ -231,9 +231,11 @@ fn running_on(job: &Value, id: &str) -> Option<usize> {
 /// result refused. Every frame of both jobs equals `blender -b`.
 #[test]
 fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -> Result<()> {
-    // Frames of a second or two, so that a render can be caught in the middle.
+    // Frames of a second or two, so that a render can be caught in the middle; six of them,
+    // so that each of three nodes still holds a task once the first frames are done (with four,
+    // the node to hang could be idle by then).
     const SLOW: (u32, u32) = (64, 50);
-    const LAST: u32 = 4;
+    const LAST: u32 = 6;
     let fx = Fixture::new((1, LAST), SLOW.0, SLOW.1, &[])?;
     let root = fx.root.join("mesh");
     let args = ["--threads", "1", "--min-task-timeout", "4"];
