@@ -1174,6 +1174,16 @@ mod tests {
             .collect()
     }
 
+    /// `b` hears `from` (its coordinator in `term`) advertise `job`, pulls it and is answered.
+    fn take_record(b: &mut Core, from: &str, term: u64, job: &Job, now: u64) {
+        b.heard(n(from), advertising(from, term, true, &[job]), now);
+        let asked = pulls(&b.take_actions());
+        let [(_, _, ticket)] = asked[..] else {
+            panic!("one pull expected: {asked:?}");
+        };
+        b.answered(ticket, Ok(Response::Job(Box::new(job.clone()))), now + 1);
+    }
+
     /// Issue 11: any node could advertise a forged record with a higher version, and every
     /// node, the coordinator too, pulled and kept it.
     /// Issue 12: a node woken from SIGSTOP took every peer for gone, claimed at once and
@@ -1211,11 +1221,7 @@ mod tests {
         b.tick(200, 0, 0.0);
         let mut tombstone = record(7, 3, 2);
         tombstone.remove(1_000, Term(3), &n("a"));
-        b.heard(n("a"), advertising("a", 3, true, &[&tombstone]), 300);
-        let [(_, _, ticket)] = pulls(&b.take_actions())[..] else {
-            panic!("one pull expected");
-        };
-        b.answered(ticket, Ok(Response::Job(Box::new(tombstone.clone()))), 400);
+        take_record(&mut b, "a", 3, &tombstone, 300);
         b.take_actions();
         let keep = Policy::default().keep_tombstones_ms;
         b.tick(500, 1_000 + keep, 0.0);
@@ -1243,21 +1249,13 @@ mod tests {
         removed.remove(1_000, Term(3), &n("a"));
         let kept = record(8, 3, 2);
         for job in [&removed, &kept] {
-            b.heard(n("a"), advertising("a", 3, true, &[job]), 300);
-            let [(_, _, ticket)] = pulls(&b.take_actions())[..] else {
-                panic!("one pull expected");
-            };
-            b.answered(ticket, Ok(Response::Job(Box::new(job.clone()))), 400);
+            take_record(&mut b, "a", 3, job, 300);
         }
         b.take_actions();
         let mut unique = removed.clone();
         unique.id = JobId([9; 16]);
         unique.spec.blend = BlobHash::of(b"only the removed job used this");
-        b.heard(n("a"), advertising("a", 3, true, &[&unique]), 500);
-        let [(_, _, ticket)] = pulls(&b.take_actions())[..] else {
-            panic!("one pull expected");
-        };
-        b.answered(ticket, Ok(Response::Job(Box::new(unique.clone()))), 600);
+        take_record(&mut b, "a", 3, &unique, 500);
         b.tick(700, 0, 0.0);
         let collected: Vec<Vec<BlobHash>> = b
             .take_actions()
@@ -1374,9 +1372,7 @@ mod tests {
             matches!(&unknown[..], [Action::Reply { response: Response::Busy(m), .. }] if m.contains("not known")),
             "{unknown:?}"
         );
-        b.heard(n("a"), advertising("a", 3, true, &[&job]), 400);
-        let asked = pulls(&b.take_actions());
-        b.answered(asked[0].2, Ok(Response::Job(Box::new(job.clone()))), 500);
+        take_record(&mut b, "a", 3, &job, 400);
         assert!(matches!(&b.take_actions()[..], [Action::Persist(_)]));
         let too_many = answer(&mut b, "a", replicate(vec![blob; 2]), 3);
         assert!(
