@@ -41,6 +41,7 @@ fn main() {
             freezes: false,
             retention: false,
             low_disk: false,
+            liar: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

@@ -26,7 +26,7 @@ const TERM: &str = "term";
 /// The layout of this file; another one is refused rather than misread.
 const FORMAT: &str = "format";
 /// 2: job records keep their measured frame times (`Job::frame_ms`).
-const FORMAT_VERSION: u64 = 2;
+const FORMAT_VERSION: u64 = 3;
 
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]

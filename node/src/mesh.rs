@@ -20,6 +20,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::Multiaddr;
 use crate::api::types::{NodeInfo, PeerView, PeersView};
+use crate::compare;
 use crate::core::membership::Member;
 use crate::core::{Action, Core, Millis, Policy, Profile, ReplyTo, Saved, StitchFailure, Ticket};
 use crate::db::Database;
@@ -284,6 +285,10 @@ enum Internal {
         ticket: Ticket,
         result: Result<Output, StitchFailure>,
     },
+    Compared {
+        ticket: Ticket,
+        result: Result<bool, String>,
+    },
 }
 
 struct Mesh {
@@ -345,6 +350,12 @@ impl Mesh {
         self.origin.elapsed().as_millis() as Millis
     }
 
+    /// The kept jobs in which `node` is suspect, by id.
+    fn suspect_in(&self, node: &NodeId) -> Vec<String> {
+        let jobs = self.core.table().suspected(node);
+        jobs.iter().map(ToString::to_string).collect()
+    }
+
     fn load() -> f32 {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -375,6 +386,7 @@ impl Mesh {
             last_seen_ms: 0,
             disk_free: me.disk_free,
             low_disk: me.low_disk,
+            suspect_in: self.suspect_in(self.core.me()),
         }];
         let now = self.now();
         let mut others: Vec<(&NodeId, &Member)> = self.core.membership().members().collect();
@@ -398,6 +410,7 @@ impl Mesh {
                 last_seen_ms: now.saturating_sub(m.last_seen),
                 disk_free: m.hb.disk_free,
                 low_disk: m.hb.low_disk,
+                suspect_in: self.suspect_in(&id),
             });
         }
         PeersView {
@@ -503,6 +516,7 @@ impl Mesh {
             Internal::Answered { ticket, answer } => self.core.answered(ticket, answer, now),
             Internal::Fetched { ticket, result } => self.core.fetched(ticket, result, now),
             Internal::Stitched { ticket, result } => self.core.stitched(ticket, result, now),
+            Internal::Compared { ticket, result } => self.core.compared(ticket, result, now),
         }
     }
 
@@ -632,6 +646,24 @@ impl Mesh {
                         .instrument(span),
                     );
                 }
+                Action::Compare {
+                    checked,
+                    check,
+                    hints,
+                    ticket,
+                } => {
+                    let fetcher = self.ctx.fetcher.clone();
+                    let internal = self.internal.clone();
+                    let span =
+                        info_span!("compare", checked = %checked.short(), check = %check.short());
+                    self.tasks.spawn(
+                        async move {
+                            let result = compare(fetcher, checked, check, hints).await;
+                            let _ = internal.send(Internal::Compared { ticket, result }).await;
+                        }
+                        .instrument(span),
+                    );
+                }
                 Action::Render { assignment, from } => self.start_render(*assignment, from),
                 Action::CancelRender => {
                     if let Some(r) = &self.render {
@@ -728,6 +760,44 @@ async fn stitch_frame(
     }
     debug!(size, "frame stitched");
     Ok(Output { frame, blob, size })
+}
+
+/// Fetches two renders of one frame and says whether they hold the same pixels: a render that
+/// is not an image differs. `Err`: they could not be fetched or read.
+async fn compare(
+    fetcher: Fetcher,
+    checked: BlobHash,
+    check: BlobHash,
+    hints: Vec<NodeId>,
+) -> Result<bool, String> {
+    let read = |what: &'static str, hash: BlobHash| {
+        let (fetcher, hints) = (fetcher.clone(), hints.clone());
+        async move {
+            let path = fetcher
+                .fetch(hash, hints)
+                .await
+                .map_err(|e| format!("cannot fetch {what}: {e}"))?;
+            tokio::fs::read(&path)
+                .await
+                .map_err(|e| format!("cannot read {what}: {e}"))
+        }
+    };
+    let first = read("the render checked", checked).await?;
+    let second = read("the check", check).await?;
+    let found = tokio::task::spawn_blocking(move || compare::same_pixels(&first, &second))
+        .await
+        .map_err(|e| e.to_string())?;
+    match found {
+        Ok(c) if c.is_same() => Ok(true),
+        Ok(c) => {
+            warn!("the renders differ: {c}");
+            Ok(false)
+        }
+        Err(e) => {
+            warn!("the renders differ: {e}");
+            Ok(false)
+        }
+    }
 }
 
 /// Asks `target` to fetch `blobs` of `job` from this node and keep them; `Ok` once it holds

@@ -32,6 +32,9 @@ struct Totals {
     hung: usize,
     /// Accepted jobs removed or forgotten by the end, once done.
     removed: usize,
+    /// Checks compared, and how many found different pixels.
+    compared: usize,
+    differed: usize,
 }
 
 impl Totals {
@@ -41,6 +44,8 @@ impl Totals {
             requeued: self.requeued + other.requeued,
             hung: self.hung + other.hung,
             removed: self.removed + other.removed,
+            compared: self.compared + other.compared,
+            differed: self.differed + other.differed,
         }
     }
 }
@@ -67,6 +72,8 @@ fn run_all(config: Config) -> Totals {
                                     requeued: sim.requeued,
                                     hung: sim.hung,
                                     removed: sim.removed(),
+                                    compared: sim.compared,
+                                    differed: sim.differed,
                                 }
                             })
                             .fold(Totals::default(), Totals::add)
@@ -117,12 +124,16 @@ const TEN: Config = Config {
     freezes: false,
     retention: false,
     low_disk: false,
+    liar: false,
 };
 
 #[test]
 fn ten_nodes_with_kills_and_restarts_agree_on_one_coordinator_and_lose_no_job() {
     let totals = run_all(TEN);
     exercised(totals);
+    // Every worker's renders are checked, and honest renders always agree.
+    assert!(totals.compared > 0, "nothing was checked: {totals:?}");
+    assert_eq!(totals.differed, 0, "{totals:?}");
 }
 
 #[test]
@@ -235,5 +246,17 @@ fn ten_nodes_with_one_low_on_disk_give_it_no_work_and_finish_every_job() {
         low_disk: true,
         ..TEN
     });
+    exercised(totals);
+}
+
+/// Issue 12: a node rendering wrong pixels (bad memory, a different library) was believed. One
+/// node's renders all come out wrong: a check of its first task in each job (one frame rendered
+/// again elsewhere) differs, a third node decides, and it becomes suspect; all it rendered is
+/// rendered again. Through kills and restarts, every job finishes and no frame with wrong
+/// pixels counts.
+#[test]
+fn ten_nodes_with_one_rendering_wrong_pixels_catch_it_and_count_none_of_its_frames() {
+    let totals = run_all(Config { liar: true, ..TEN });
+    assert!(totals.differed > 0, "no check caught the liar: {totals:?}");
     exercised(totals);
 }

@@ -597,6 +597,21 @@ pub struct Failure {
 }
 
 impl Task {
+    /// A new queued task `index` rendering `frames` (or `tile` of them), made under `term`.
+    fn queued(index: u32, frames: FrameRange, tile: Option<Tile>, term: Term) -> Self {
+        Self {
+            index,
+            frames,
+            tile,
+            state: TaskState::Queued,
+            attempt: 0,
+            worker: None,
+            assigned_term: term,
+            outputs: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
     /// Checks that `outputs` are what this task makes: each of its frames exactly once (a tile
     /// task: its one frame), and nothing else.
     pub fn check_outputs(&self, outputs: &[Output]) -> Result<(), String> {
@@ -641,6 +656,56 @@ pub struct Task {
     pub outputs: Vec<Output>,
     /// Every failed attempt, oldest first (bounded by [`limits::MAX_FAILURES_KEPT`]).
     pub failures: Vec<Failure>,
+}
+
+/// One frame of a done task rendered again on another node, to check the first render
+/// (rendering is deterministic: the same frame must come out with the same pixels).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// The task checked.
+    pub of: u32,
+    /// The node whose render is checked: the task's worker when the check was made.
+    pub checked: NodeId,
+    /// For a tie-break: the node whose check disagreed with `checked`. Neither of them may
+    /// render a tie-break, and the one it disagrees with is suspect.
+    pub disputed_by: Option<NodeId>,
+    /// The render again: one frame (the task's first) or the task's tile. Its index follows
+    /// the job's tasks and the checks before it, and it is assigned, reported, timed out and
+    /// requeued as any task.
+    pub task: Task,
+    /// What comparing its pixels with the checked render found, once compared.
+    pub verdict: Option<Verdict>,
+}
+
+impl Check {
+    /// Whether `node` may render this check: not the node it checks, nor, for a tie-break, the
+    /// node whose check disagreed.
+    pub fn may_check(&self, node: &NodeId) -> bool {
+        self.checked != *node && self.disputed_by.as_ref() != Some(node)
+    }
+}
+
+/// What a check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The same pixels.
+    Same,
+    /// Different pixels: a tie-break on a third node decides which render is wrong.
+    Differs,
+    /// Not made: nobody else could render it, it failed wherever it ran, or the render it
+    /// checks was dropped.
+    Skipped,
+}
+
+/// What a compared check decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Judgement {
+    /// The renders agree.
+    Agree,
+    /// They differ: a tie-break was queued (`None`: the job holds its most checks already).
+    Disputed(Option<u32>),
+    /// The tie-break decided: this node rendered wrong pixels and is now suspect.
+    Suspect(NodeId),
 }
 
 /// The version of a job's replicated record: ordered by term, then by sequence number.
@@ -722,6 +787,14 @@ pub struct Job {
     /// learns of the removal and none brings the job back, and its blobs may be collected.
     #[serde(default)]
     pub removed_ms: Option<u64>,
+    /// Frames rendered again elsewhere to check its workers (at most [`limits::MAX_CHECKS`]):
+    /// the job is done only once each is compared or skipped.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// Nodes whose renders a check found wrong: they get no more of this job, and every frame
+    /// they rendered for it is rendered again.
+    #[serde(default)]
+    pub suspects: Vec<NodeId>,
 }
 
 impl Job {
@@ -738,17 +811,7 @@ impl Job {
             .tasks
             .into_iter()
             .enumerate()
-            .map(|(i, (frames, tile))| Task {
-                index: i as u32,
-                frames,
-                tile,
-                state: TaskState::Queued,
-                attempt: 0,
-                worker: None,
-                assigned_term: term,
-                outputs: Vec::new(),
-                failures: Vec::new(),
-            })
+            .map(|(i, (frames, tile))| Task::queued(i as u32, frames, tile, term))
             .collect();
         Self {
             id,
@@ -765,7 +828,193 @@ impl Job {
             frame_ms: Vec::new(),
             ended_ms: None,
             removed_ms: None,
+            checks: Vec::new(),
+            suspects: Vec::new(),
         }
+    }
+
+    /// Task `index`: one of [`Job::tasks`], or past them, the task of one of [`Job::checks`].
+    pub fn task(&self, index: u32) -> Option<&Task> {
+        let i = index as usize;
+        match i.checked_sub(self.tasks.len()) {
+            None => self.tasks.get(i),
+            Some(c) => self.checks.get(c).map(|c| &c.task),
+        }
+    }
+
+    fn task_mut(&mut self, index: u32) -> Option<&mut Task> {
+        let i = index as usize;
+        match i.checked_sub(self.tasks.len()) {
+            None => self.tasks.get_mut(i),
+            Some(c) => self.checks.get_mut(c).map(|c| &mut c.task),
+        }
+    }
+
+    /// Every task, the checks' last.
+    pub fn all_tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.iter().chain(self.checks.iter().map(|c| &c.task))
+    }
+
+    fn all_tasks_mut(&mut self) -> impl Iterator<Item = &mut Task> {
+        self.tasks
+            .iter_mut()
+            .chain(self.checks.iter_mut().map(|c| &mut c.task))
+    }
+
+    /// The check whose task is task `index`, if it is one.
+    pub fn check(&self, index: u32) -> Option<&Check> {
+        (index as usize)
+            .checked_sub(self.tasks.len())
+            .and_then(|c| self.checks.get(c))
+    }
+
+    /// How many checks of `node`'s renders this job has made or queued (tie-breaks aside).
+    pub fn checks_of(&self, node: &NodeId) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.checked == *node && c.disputed_by.is_none())
+            .count()
+    }
+
+    /// Queues a check of task `of`, rendered by `checked` (`disputed_by`: a tie-break after a
+    /// check by that node disagreed). Returns the check's task index; `None` when the task has
+    /// no frame or the job holds [`limits::MAX_CHECKS`] already.
+    pub fn add_check(
+        &mut self,
+        of: u32,
+        checked: NodeId,
+        disputed_by: Option<NodeId>,
+        term: Term,
+    ) -> Option<u32> {
+        let task = self.tasks.get(of as usize)?;
+        if self.checks.len() >= limits::MAX_CHECKS {
+            return None;
+        }
+        let index = (self.tasks.len() + self.checks.len()) as u32;
+        let frames = FrameRange {
+            end: task.frames.start,
+            ..task.frames
+        };
+        let tile = task.tile;
+        self.checks.push(Check {
+            of,
+            checked,
+            disputed_by,
+            task: Task::queued(index, frames, tile, term),
+            verdict: None,
+        });
+        self.state = JobState::Running;
+        self.touch(term);
+        Some(index)
+    }
+
+    /// The blobs a done check's comparison needs: the checked render of its frame, and the
+    /// check's own.
+    pub fn to_compare(&self, index: u32) -> Option<(BlobHash, BlobHash)> {
+        let check = self.check(index)?;
+        let frame = check.task.frames.start;
+        let original = self.tasks.get(check.of as usize)?;
+        let find = |t: &Task| t.outputs.iter().find(|o| o.frame == frame).map(|o| o.blob);
+        if check.verdict.is_some() || check.task.state != TaskState::Done {
+            return None;
+        }
+        Some((find(original)?, find(&check.task)?))
+    }
+
+    /// Records what comparing check `index` found (`same`: the same pixels), under `term`. A
+    /// check that disagrees queues a tie-break on a third node; a tie-break makes the render
+    /// it disagrees with suspect ([`Job::distrust`]).
+    pub fn judge(&mut self, index: u32, same: bool, term: Term) -> Option<Judgement> {
+        let c = (index as usize).checked_sub(self.tasks.len())?;
+        let check = self.checks.get_mut(c)?;
+        if check.verdict.is_some() || check.task.state != TaskState::Done {
+            return None;
+        }
+        check.verdict = Some(if same {
+            Verdict::Same
+        } else {
+            Verdict::Differs
+        });
+        let (of, checked, disputed_by) =
+            (check.of, check.checked.clone(), check.disputed_by.clone());
+        let checker = check.task.worker.clone();
+        self.touch(term);
+        let judgement = match (disputed_by, same) {
+            (None, true) => Judgement::Agree,
+            (None, false) => {
+                let checker = checker?;
+                Judgement::Disputed(self.add_check(of, checked, Some(checker), term))
+            }
+            (Some(first), true) => Judgement::Suspect(first),
+            (Some(_), false) => Judgement::Suspect(checked),
+        };
+        if let Judgement::Suspect(node) = &judgement {
+            self.distrust(node.clone(), term);
+        }
+        self.finish_if_complete();
+        Some(judgement)
+    }
+
+    /// Skips check `index` (nobody else can render it), under `term`.
+    pub fn skip_check(&mut self, index: u32, term: Term) {
+        let Some(c) = (index as usize).checked_sub(self.tasks.len()) else {
+            return;
+        };
+        if let Some(check) = self.checks.get_mut(c)
+            && check.verdict.is_none()
+        {
+            check.verdict = Some(Verdict::Skipped);
+            if check.task.state != TaskState::Done {
+                check.task.state = TaskState::Failed;
+                check.task.worker = None;
+            }
+            self.touch(term);
+            self.finish_if_complete();
+        }
+    }
+
+    /// Marks `node` suspect: it gets no more of this job, its running tasks go back to the
+    /// queue, every task it rendered is rendered again (with the frames stitched from its
+    /// tiles), and the checks of its renders still open are skipped.
+    pub fn distrust(&mut self, node: NodeId, term: Term) {
+        if self.state.is_terminal() || self.suspects.contains(&node) {
+            return;
+        }
+        let mut redo = BTreeSet::new();
+        for task in &mut self.tasks {
+            if task.worker.as_ref() == Some(&node) && task.state != TaskState::Failed {
+                if task.state == TaskState::Done {
+                    redo.insert(task.frames.start);
+                }
+                task.state = TaskState::Queued;
+                task.worker = None;
+                task.outputs.clear();
+            }
+        }
+        if self.grid.is_some() {
+            self.stitched.retain(|o| !redo.contains(&o.frame));
+        }
+        let kept: BTreeSet<BlobHash> = self.all_blobs().collect();
+        self.held_once.retain(|(b, _)| kept.contains(b));
+        for check in &mut self.checks {
+            let task = &mut check.task;
+            if check.verdict.is_some() {
+                continue;
+            }
+            if check.checked == node || check.disputed_by.as_ref() == Some(&node) {
+                check.verdict = Some(Verdict::Skipped);
+                if task.state != TaskState::Done {
+                    task.state = TaskState::Failed;
+                }
+                task.worker = None;
+            } else if task.worker.as_ref() == Some(&node) {
+                task.state = TaskState::Queued;
+                task.worker = None;
+                task.outputs.clear();
+            }
+        }
+        self.suspects.push(node);
+        self.touch(term);
     }
 
     /// Raises the version for a write made under `term`.
@@ -779,26 +1028,33 @@ impl Job {
     /// Whether `node` has failed [`limits::BLOCKLIST_AFTER`] tasks of this job, so that it gets
     /// no more of them (Flamenco's blocklist: a node that cannot render this file stops
     /// wasting its tasks).
+    /// A [suspect](Job::suspects) is blocklisted too.
     pub fn blocklisted(&self, node: &NodeId) -> bool {
-        self.tasks
-            .iter()
-            .filter(|t| t.failures.iter().any(|f| &f.node == node))
-            .count()
-            >= limits::BLOCKLIST_AFTER
+        self.suspects.contains(node)
+            || self
+                .all_tasks()
+                .filter(|t| t.failures.iter().any(|f| &f.node == node))
+                .count()
+                >= limits::BLOCKLIST_AFTER
     }
 
     /// The first queued task that `node` has not already failed (a timeout aside), if any,
-    /// unless `node` is [blocklisted](Job::blocklisted) for this job.
+    /// unless `node` is [blocklisted](Job::blocklisted) for this job. Checks come first (a
+    /// node rendering wrong pixels is caught before it renders much), each only for a node
+    /// that [may check it](Job::may_check).
     pub fn next_task_for(&self, node: &NodeId) -> Option<u32> {
         if self.state.is_terminal() || self.blocklisted(node) {
             return None;
         }
-        self.tasks
+        let open = |t: &Task| {
+            t.state == TaskState::Queued
+                && !t.failures.iter().any(|f| &f.node == node && !f.timed_out)
+        };
+        self.checks
             .iter()
-            .find(|t| {
-                t.state == TaskState::Queued
-                    && !t.failures.iter().any(|f| &f.node == node && !f.timed_out)
-            })
+            .find(|c| open(&c.task) && c.may_check(node))
+            .map(|c| &c.task)
+            .or_else(|| self.tasks.iter().find(|t| open(t)))
             .map(|t| t.index)
     }
 
@@ -833,10 +1089,7 @@ impl Job {
         if self.state.is_terminal() {
             return Err(Stale::Finished(self.state));
         }
-        let task = self
-            .tasks
-            .get_mut(index as usize)
-            .ok_or(Stale::NoSuchTask(index))?;
+        let task = self.task_mut(index).ok_or(Stale::NoSuchTask(index))?;
         if task.state != TaskState::Queued {
             return Err(Stale::NotCurrent {
                 task: index,
@@ -848,16 +1101,15 @@ impl Job {
         task.state = TaskState::Running;
         task.worker = Some(node);
         task.assigned_term = term;
+        let attempt = task.attempt;
         self.state = JobState::Running;
         self.touch(term);
-        Ok(self.tasks[index as usize].attempt)
+        Ok(attempt)
     }
 
     fn current_mut(&mut self, index: u32, attempt: u32, node: &NodeId) -> Result<&mut Task, Stale> {
         self.check_current(index, attempt, node)?;
-        self.tasks
-            .get_mut(index as usize)
-            .ok_or(Stale::NoSuchTask(index))
+        self.task_mut(index).ok_or(Stale::NoSuchTask(index))
     }
 
     /// Checks that `node` holds the current assignment of task `index` under `attempt`.
@@ -865,10 +1117,7 @@ impl Job {
         if self.state.is_terminal() {
             return Err(Stale::Finished(self.state));
         }
-        let task = self
-            .tasks
-            .get(index as usize)
-            .ok_or(Stale::NoSuchTask(index))?;
+        let task = self.task(index).ok_or(Stale::NoSuchTask(index))?;
         if task.state != TaskState::Running
             || task.attempt != attempt
             || task.worker.as_ref() != Some(node)
@@ -885,10 +1134,11 @@ impl Job {
     /// Whether this record takes task `index`, attempt `attempt`, away from `node`: the task
     /// was handed out again since (a higher attempt), put back in the queue, or given to
     /// another node. A record older than the assignment (a lower attempt) does not, since a
-    /// worker may hold an assignment before the record that names it reaches it.
+    /// worker may hold an assignment before the record that names it reaches it; nor does a
+    /// record without the task (a check queued after it was written).
     pub fn revoked(&self, index: u32, attempt: u32, node: &NodeId) -> bool {
-        let Some(task) = self.tasks.get(index as usize) else {
-            return true;
+        let Some(task) = self.task(index) else {
+            return false;
         };
         match task.attempt.cmp(&attempt) {
             std::cmp::Ordering::Less => false,
@@ -988,12 +1238,56 @@ impl Job {
         if self.ended_ms.is_some() && !self.state.is_terminal() {
             return Err(bad(format!("it has an end time while {:?}", self.state)));
         }
+        self.validate_checks().map_err(bad)?;
         if self.frame_ms.len() > limits::MAX_FRAME_TIMES {
             return Err(bad(format!(
                 "it keeps {} frame times, more than {}",
                 self.frame_ms.len(),
                 limits::MAX_FRAME_TIMES
             )));
+        }
+        Ok(())
+    }
+
+    /// Checks the record's checks and suspects: bounded, each check one frame (or the tile) of
+    /// a task of the job, numbered after the tasks, rendered by a node that may render it.
+    fn validate_checks(&self) -> Result<(), String> {
+        if self.checks.len() > limits::MAX_CHECKS || self.suspects.len() > limits::MAX_CHECKS {
+            return Err(format!(
+                "{} checks and {} suspects (at most {} each)",
+                self.checks.len(),
+                self.suspects.len(),
+                limits::MAX_CHECKS
+            ));
+        }
+        for (i, c) in self.checks.iter().enumerate() {
+            let t = &c.task;
+            let Some(of) = self.tasks.get(c.of as usize) else {
+                return Err(format!("check {i} checks task {}, which it has not", c.of));
+            };
+            let fits = t.index as usize == self.tasks.len() + i
+                && t.frames.len() == 1
+                && of.frames.iter().any(|f| f == t.frames.start)
+                && t.tile == of.tile;
+            if !fits {
+                return Err(format!("check {i} is not a frame of task {}", c.of));
+            }
+            if t.worker.as_ref().is_some_and(|w| !c.may_check(w)) {
+                return Err(format!("check {i} is rendered by a node it checks"));
+            }
+            if t.state == TaskState::Done {
+                t.check_outputs(&t.outputs)?;
+            } else if !t.outputs.is_empty() {
+                return Err(format!("check {i} is not done but lists outputs"));
+            }
+            if t.failures.len() > limits::MAX_FAILURES_KEPT
+                || !t
+                    .failures
+                    .iter()
+                    .all(|f| f.message.len() <= limits::MAX_FAILURE_TEXT)
+            {
+                return Err(format!("check {i} keeps too many or too long failures"));
+            }
         }
         Ok(())
     }
@@ -1039,8 +1333,7 @@ impl Job {
     pub fn all_blobs(&self) -> impl Iterator<Item = BlobHash> + '_ {
         let inputs = std::iter::once(self.spec.blend).chain(self.spec.deps.iter().map(|d| d.blob));
         let outputs = self
-            .tasks
-            .iter()
+            .all_tasks()
             .flat_map(|t| t.outputs.iter())
             .chain(self.stitched.iter())
             .map(|o| o.blob);
@@ -1082,9 +1375,13 @@ impl Job {
     }
 
     fn finish_if_complete(&mut self) {
+        if self.state.is_terminal() {
+            return;
+        }
         let rendered = self.tasks.iter().all(|t| t.state == TaskState::Done);
         let stitched = self.grid.is_none() || self.stitched.len() as u32 == self.spec.frames.len();
-        if rendered && stitched {
+        let checked = self.checks.iter().all(|c| c.verdict.is_some());
+        if rendered && stitched && checked {
             self.state = JobState::Done;
         }
     }
@@ -1187,8 +1484,7 @@ impl Job {
 
     /// How many times task `index` timed out.
     pub fn timeouts(&self, index: u32) -> usize {
-        self.tasks
-            .get(index as usize)
+        self.task(index)
             .map_or(0, |t| t.failures.iter().filter(|f| f.timed_out).count())
     }
 
@@ -1222,28 +1518,26 @@ impl Job {
             .map(|f| &f.node)
             .collect();
         let timeouts = task.failures.iter().filter(|f| f.timed_out).count();
-        if timeouts >= limits::MAX_TIMEOUTS {
-            let what = match task.tile {
-                Some(tile) => format!("{tile} of frame {}", task.frames),
-                None => format!("frames {}", task.frames),
-            };
-            self.finish(
-                JobState::Failed,
-                format!("{what} timed out {timeouts} times; the last: {message}"),
-            );
-        } else if distinct.len() >= give_up_after.max(1) {
-            let what = match task.tile {
-                Some(tile) => format!("{tile} of frame {}", task.frames),
-                None => format!("frames {}", task.frames),
-            };
-            let n = distinct.len();
-            self.finish(
-                JobState::Failed,
-                format!(
-                    "{what} failed on {n} node{}: {message}",
-                    if n == 1 { "" } else { "s" }
-                ),
-            );
+        let what = match task.tile {
+            Some(tile) => format!("{tile} of frame {}", task.frames),
+            None => format!("frames {}", task.frames),
+        };
+        let n = distinct.len();
+        let give_up = if timeouts >= limits::MAX_TIMEOUTS {
+            Some(format!(
+                "{what} timed out {timeouts} times; the last: {message}"
+            ))
+        } else if n >= give_up_after.max(1) {
+            let s = if n == 1 { "" } else { "s" };
+            Some(format!("{what} failed on {n} node{s}: {message}"))
+        } else {
+            None
+        };
+        match give_up {
+            // A check that cannot be rendered is skipped: the render it checks stands.
+            Some(_) if self.check(index).is_some() => self.skip_check(index, term),
+            Some(why) => self.finish(JobState::Failed, why),
+            None => {}
         }
         self.touch(term);
         Ok(())
@@ -1271,7 +1565,7 @@ impl Job {
             return 0;
         }
         let mut n = 0;
-        for task in &mut self.tasks {
+        for task in self.all_tasks_mut() {
             if task.state == TaskState::Running && task.worker.as_ref() == Some(node) {
                 task.state = TaskState::Queued;
                 task.worker = None;
@@ -1300,7 +1594,7 @@ impl Job {
     fn finish(&mut self, state: JobState, message: String) {
         self.state = state;
         self.message = Some(bounded_text(message));
-        for task in &mut self.tasks {
+        for task in self.all_tasks_mut() {
             if task.state != TaskState::Done {
                 task.state = TaskState::Failed;
             }
@@ -1339,8 +1633,7 @@ fn truncated(mut text: String, max: usize) -> String {
 impl Job {
     /// Bytes of every failure message its tasks keep.
     fn failure_text(&self) -> usize {
-        self.tasks
-            .iter()
+        self.all_tasks()
             .flat_map(|t| &t.failures)
             .map(|f| f.message.len())
             .sum()
@@ -1602,11 +1895,18 @@ mod tests {
         let older = j.clone();
         let a = j.assign(0, node("w1"), Term(1)).unwrap();
         // The record from before the assignment does not take it away; the current one does
-        // not either, and says nothing of tasks that do not exist.
+        // not either. A task past the record's (a check queued after it was written) is not
+        // taken away; once the record names it, it is when given to another node.
         assert!(!older.revoked(0, a, &node("w1")));
         assert!(!j.revoked(0, a, &node("w1")));
         assert!(j.revoked(0, a, &node("w2")));
-        assert!(j.revoked(9, a, &node("w1")));
+        let check = j.tasks.len() as u32;
+        assert!(!j.revoked(check, 1, &node("w1")));
+        let mut checked = j.clone();
+        checked.add_check(0, node("w2"), None, Term(1)).unwrap();
+        checked.assign(check, node("w3"), Term(1)).unwrap();
+        assert!(checked.revoked(check, 1, &node("w1")));
+        assert!(!checked.revoked(check, 1, &node("w3")));
         // Put back in the queue: revoked; handed to w2 under a new attempt: still revoked for
         // w1, and w2's own assignment stands.
         j.release(0, a, &node("w1"), Term(1)).unwrap();
@@ -1839,6 +2139,204 @@ mod tests {
             vec![(1, BlobHash::of(b"one")), (2, BlobHash::of(b"two"))]
         );
         assert!(j.add_stitched(out(1, b"late"), Term(1)).is_err());
+    }
+
+    /// A job of `frames` in one task.
+    fn one_task(frames: FrameRange) -> Job {
+        let spec = JobSpec {
+            chunk: Some(frames.len()),
+            ..spec(frames)
+        };
+        let plan = plan(&spec, 1);
+        Job::new(JobId([0; 16]), spec, node("o"), plan, Term(1), 0)
+    }
+
+    /// Renders task `index` of `j` on `w`, its frames named after `tag`.
+    fn render(j: &mut Job, index: u32, w: &str, tag: &str) {
+        let a = j.assign(index, node(w), Term(1)).unwrap();
+        let task = j.task(index).unwrap();
+        let outputs = task
+            .frames
+            .iter()
+            .map(|frame| Output {
+                frame,
+                blob: BlobHash::of(format!("{tag} {frame}").as_bytes()),
+                size: 1,
+            })
+            .collect();
+        j.complete(index, a, &node(w), outputs, Term(1)).unwrap();
+    }
+
+    /// Issue 12: a node rendering wrong pixels was believed. A check renders one frame of a
+    /// task again on another node, and the job is done only once it is compared.
+    #[test]
+    fn a_check_renders_one_frame_elsewhere_and_the_job_waits_for_its_verdict() {
+        let mut j = one_task(range(1, 4));
+        assert_eq!(j.tasks.len(), 1);
+        let check = j.add_check(0, node("w1"), None, Term(1)).unwrap();
+        assert_eq!(check, 1);
+        assert_eq!(j.task(check).unwrap().frames, range(1, 1));
+        // The checked node never checks itself; another node takes the check first.
+        assert_eq!(j.next_task_for(&node("w1")), Some(0));
+        assert_eq!(j.next_task_for(&node("w2")), Some(check));
+        render(&mut j, 0, "w1", "right");
+        assert_eq!(j.state, JobState::Running, "waits for its check");
+        assert_eq!(j.to_compare(check), None, "nothing to compare yet");
+        render(&mut j, check, "w2", "again");
+        assert_eq!(
+            j.to_compare(check),
+            Some((BlobHash::of(b"right 1"), BlobHash::of(b"again 1")))
+        );
+        assert_eq!(
+            j.counts(),
+            (0, 0, 1),
+            "a check is not one of the job's tasks"
+        );
+        assert_eq!(j.frames_done(), 4);
+        j.validate().unwrap();
+        assert_eq!(j.judge(check, true, Term(1)), Some(Judgement::Agree));
+        assert_eq!(j.state, JobState::Done);
+        assert_eq!(j.judge(check, false, Term(1)), None, "judged once");
+        assert!(j.all_blobs().any(|b| b == BlobHash::of(b"again 1")));
+    }
+
+    /// A check that differs goes to a third node; the render it disagrees with is wrong, and
+    /// its node renders nothing more of the job, and all it rendered is rendered again.
+    #[test]
+    fn a_check_that_differs_is_decided_by_a_third_node() {
+        for liar in ["w1", "w2"] {
+            let mut j = job(range(1, 4), 4);
+            assert_eq!(j.tasks.len(), 4);
+            render(
+                &mut j,
+                0,
+                "w1",
+                if liar == "w1" { "wrong" } else { "right" },
+            );
+            render(
+                &mut j,
+                1,
+                "w1",
+                if liar == "w1" { "wrong" } else { "right" },
+            );
+            render(
+                &mut j,
+                2,
+                "w2",
+                if liar == "w2" { "wrong" } else { "right" },
+            );
+            let check = j.add_check(0, node("w1"), None, Term(1)).unwrap();
+            render(&mut j, check, "w2", "again");
+            let Some(Judgement::Disputed(Some(tie))) = j.judge(check, false, Term(1)) else {
+                panic!("a tie-break expected");
+            };
+            // Neither node of the dispute decides it.
+            assert_eq!(j.next_task_for(&node("w1")), Some(3));
+            assert_eq!(j.next_task_for(&node("w2")), Some(3));
+            assert_eq!(j.next_task_for(&node("w3")), Some(tie));
+            render(&mut j, tie, "w3", "third");
+            let suspect = j.judge(tie, liar == "w2", Term(1));
+            assert_eq!(suspect, Some(Judgement::Suspect(node(liar))), "{liar}");
+            assert_eq!(j.suspects, [node(liar)]);
+            assert!(j.blocklisted(&node(liar)));
+            assert_eq!(j.next_task_for(&node(liar)), None);
+            // Every task of the liar is queued again; the others stand.
+            let redo: Vec<u32> = j
+                .tasks
+                .iter()
+                .filter(|t| t.state == TaskState::Queued)
+                .map(|t| t.index)
+                .collect();
+            let expect: &[u32] = if liar == "w1" { &[0, 1, 3] } else { &[2, 3] };
+            assert_eq!(redo, expect, "{liar}");
+            assert!(
+                j.tasks
+                    .iter()
+                    .all(|t| t.state != TaskState::Queued || t.outputs.is_empty())
+            );
+            j.validate().unwrap();
+        }
+    }
+
+    /// A suspect's tiles take their stitched frames with them, and the open checks of its
+    /// renders are skipped.
+    #[test]
+    fn a_suspects_tiles_unstitch_their_frames_and_its_open_checks_are_skipped() {
+        let mut s = spec(range(1, 2));
+        s.tiles = Some(Tiling::Grid(TileGrid { cols: 2, rows: 1 }));
+        let p = plan(&s, 2);
+        let mut j = Job::new(JobId([1; 16]), s, node("o"), p, Term(1), 0);
+        for (i, w) in [(0, "w1"), (1, "w2"), (2, "w2"), (3, "w2")] {
+            render(&mut j, i, w, w);
+        }
+        for frame in [1, 2] {
+            let blob = BlobHash::of(format!("frame {frame}").as_bytes());
+            j.add_stitched(
+                Output {
+                    frame,
+                    blob,
+                    size: 1,
+                },
+                Term(1),
+            )
+            .unwrap();
+        }
+        let open = j.add_check(1, node("w2"), None, Term(1)).unwrap();
+        assert_eq!(j.task(open).unwrap().tile, j.tasks[1].tile);
+        j.distrust(node("w1"), Term(1));
+        assert_eq!(j.tasks[0].state, TaskState::Queued);
+        assert_eq!(j.stitched.iter().map(|o| o.frame).collect::<Vec<_>>(), [2]);
+        assert_eq!(j.check(open).unwrap().verdict, None, "w2's check stands");
+        j.distrust(node("w2"), Term(1));
+        assert_eq!(j.check(open).unwrap().verdict, Some(Verdict::Skipped));
+        assert!(j.stitched.is_empty());
+        j.validate().unwrap();
+    }
+
+    /// A check failing wherever it runs is skipped; the render it checks stands.
+    #[test]
+    fn a_check_that_cannot_be_rendered_is_skipped_and_fails_nothing() {
+        let mut j = one_task(range(1, 2));
+        render(&mut j, 0, "w1", "right");
+        let check = j.add_check(0, node("w1"), None, Term(1)).unwrap();
+        for w in ["w2", "w3", "w4"] {
+            let a = j.assign(check, node(w), Term(1)).unwrap();
+            j.fail(check, a, &node(w), "out of memory".into(), 3, Term(1))
+                .unwrap();
+        }
+        assert_eq!(j.check(check).unwrap().verdict, Some(Verdict::Skipped));
+        assert_eq!(j.state, JobState::Done);
+        assert_eq!(j.message, None);
+    }
+
+    /// A record whose checks are not the coordinator's kind is refused.
+    #[test]
+    fn a_record_with_forged_checks_is_refused() {
+        let mut j = one_task(range(1, 4));
+        render(&mut j, 0, "w1", "right");
+        let check = j.add_check(0, node("w1"), None, Term(1)).unwrap();
+        j.validate().unwrap();
+        let mut own = j.clone();
+        own.assign(check, node("w2"), Term(1)).unwrap();
+        own.checks[0].task.worker = Some(node("w1"));
+        let mut wide = j.clone();
+        wide.checks[0].task.frames = range(1, 4);
+        let mut numbered = j.clone();
+        numbered.checks[0].task.index = 0;
+        let mut elsewhere = j.clone();
+        elsewhere.checks[0].of = 9;
+        let mut many = j.clone();
+        many.suspects = vec![node("w1"); limits::MAX_CHECKS + 1];
+        for (what, bad) in [
+            ("rendered by a node it checks", own),
+            ("not a frame of task", wide),
+            ("not a frame of task", numbered),
+            ("which it has not", elsewhere),
+            ("suspects", many),
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{what}: {err}");
+        }
     }
 
     #[test]

@@ -25,8 +25,8 @@ pub use election::{Claim, Decision, elect};
 pub use files::Dependency;
 pub use id::{BlobHash, JobId, NodeId, Term};
 pub use job::{
-    Failure, FrameRange, Job, JobSpec, JobState, Output, OutputFormat, Plan, Stale, Task,
-    TaskState, TileGrid, Tiling, Version, plan, plan_chunks,
+    Check, Failure, FrameRange, Job, JobSpec, JobState, Judgement, Output, OutputFormat, Plan,
+    Stale, Task, TaskState, TileGrid, Tiling, Verdict, Version, plan, plan_chunks,
 };
 pub use message::{
     Assignment, Confinement, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response,
@@ -98,6 +98,9 @@ pub mod limits {
     pub const MAX_JOB_FAILURE_TEXT: usize = 256 << 10;
     /// Frame times kept in a job record (the latest ones), to time its tasks out by.
     pub const MAX_FRAME_TIMES: usize = 64;
+    /// Most checks in one job record, tie-breaks included (a job checks at most this many of
+    /// its workers).
+    pub const MAX_CHECKS: usize = 256;
     /// Most job digests in a heartbeat.
     pub const MAX_DIGESTS: usize = 64;
     /// Heartbeat period.

@@ -713,6 +713,28 @@ pub fn sim_scene(path: &Path) -> Result<()> {
     build_fixture(dir, "sim_scene.py", SIM_SCENE_PY, path, path)
 }
 
+/// A fake renderer for tests only (`scripts/fake-wrong-pixels-blender`): a shell script that
+/// runs the real `blender` (`$RENDERMESH_REAL_BLENDER`, else the one on `PATH`) with every
+/// argument unchanged, except that every render (a command with `-E ENGINE`) has each scene
+/// brightened before rendermesh's settings script runs, so its pixels differ from a true
+/// render's, as on a machine with bad memory. `--version` and the other probes work as with
+/// Blender itself.
+pub const FAKE_WRONG_PIXELS_BLENDER: &str = include_str!("scripts/fake-wrong-pixels-blender");
+
+/// Writes [`FAKE_WRONG_PIXELS_BLENDER`], the fake renderer for tests only, as
+/// `dir/fake-wrong-pixels-blender` (mode 0755) and returns its path, for a node's `--blender`
+/// (with `--no-sandbox`: the sandbox does not mount `dir`).
+pub fn fake_wrong_pixels_blender(dir: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("fake-wrong-pixels-blender");
+    std::fs::write(&path, FAKE_WRONG_PIXELS_BLENDER)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", path.display()))?;
+    Ok(path)
+}
+
 /// Runs the fixture builder `text` (saved as `dir/name`) in a factory-fresh Blender with `arg`
 /// after `--`; fails, quoting Blender, unless it exits 0 and `made` exists.
 fn build_fixture(dir: &Path, name: &str, text: &str, arg: &Path, made: &Path) -> Result<()> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use rendermesh_tests::{
     Fixture, MeshNode, agreed_coordinator, assert_same_pixels, cluster, descendants, dump_logs,
-    frames_done, http_status, job_workers, kill_all, signal, wait_for,
+    fake_wrong_pixels_blender, frames_done, http_status, job_workers, kill_all, signal, wait_for,
 };
 use serde_json::Value;
 
@@ -441,5 +441,68 @@ fn a_node_low_on_disk_takes_no_work_and_removed_jobs_are_gone_from_every_node() 
         let got = nodes[0].cli(&["download", id, "--no-wait", "--out", &dir])?;
         assert!(!got.status.success(), "a removed job downloaded");
     }
+    Ok(())
+}
+
+/// Issue 12: a node rendering wrong pixels (bad memory, a different library) was believed.
+/// One of three nodes runs a test-only Blender that brightens every render. A check (one frame
+/// of each worker's first task rendered again elsewhere) catches it, a third node decides, and
+/// it is shown suspect; all it rendered is rendered again, and the job's frames equal
+/// `blender -b`'s.
+#[test]
+fn a_node_rendering_wrong_pixels_is_caught_and_its_frames_are_rendered_again() -> Result<()> {
+    const LAST: u32 = 6;
+    let fx = Fixture::new((1, LAST), SAMPLES, PERCENT, &[])?;
+    let root = fx.root.join("mesh");
+    let honest = ["--threads", "1"];
+    let mut nodes = vec![MeshNode::start_with(&root, "node-1", None, &honest)?];
+    nodes.push(MeshNode::start_with(
+        &root,
+        "node-2",
+        Some(&nodes[0]),
+        &honest,
+    )?);
+    let fake = fake_wrong_pixels_blender(&fx.root.join("fake"))?
+        .display()
+        .to_string();
+    let liar = ["--threads", "1", "--no-sandbox", "--blender", fake.as_str()];
+    nodes.push(MeshNode::start_with(
+        &root,
+        "node-3",
+        Some(&nodes[0]),
+        &liar,
+    )?);
+    wait_for("the mesh to agree", Duration::from_secs(30), || {
+        agreed_coordinator(&nodes, 3)
+    })
+    .with_context(|| dump_logs(&nodes))?;
+    let liar = nodes[2].id.clone();
+
+    let id = submit(&nodes[0], &fx, 1, LAST)?;
+    let done = wait_done(&nodes, 0, &id, Duration::from_secs(180))?;
+    assert_eq!(done["suspects"], serde_json::json!([liar]), "{done}");
+    assert!(
+        !job_workers(&done).contains(&liar),
+        "no frame of the liar counts: {done}"
+    );
+    let verdicts: Vec<&str> = done["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["verdict"].as_str())
+        .collect();
+    assert!(verdicts.contains(&"Differs"), "{done}");
+    download_and_compare(&nodes[0], &fx, &id, 1, LAST)?;
+
+    let view = nodes[0].peers().context("node-1's peers")?;
+    let shown = view["peers"].as_array().is_some_and(|peers| {
+        peers
+            .iter()
+            .any(|p| p["id"] == liar.as_str() && p["suspect_in"] == serde_json::json!([id]))
+    });
+    assert!(shown, "{view}");
+    let peers = nodes[0].cli(&["peers"])?;
+    let text = String::from_utf8_lossy(&peers.stdout);
+    assert!(text.contains("suspect: its pixels differed"), "{text}");
     Ok(())
 }

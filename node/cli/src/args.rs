@@ -170,7 +170,20 @@ pub struct NodeArgs {
     #[arg(long, value_name = "GIB", default_value_t = 2,
           value_parser = clap::value_parser!(u64).range(0..=MAX_FREE_DISK_GIB))]
     pub min_free_disk: u64,
+    /// While this node coordinates: how many tasks of each worker, in each job, are checked.
+    /// One frame of each is rendered again on another node and compared pixel for pixel; a
+    /// node whose pixels differ from two others' is suspect, gets no more of the job, and all
+    /// it rendered for it is rendered again.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_CHECKS_PER_WORKER))]
+    pub verify: u64,
+    /// Checks nothing: the same as `--verify 0`.
+    #[arg(long, conflicts_with = "verify")]
+    pub no_verify: bool,
 }
+
+/// The most checks `--verify` can ask for per worker and job.
+const MAX_CHECKS_PER_WORKER: u64 = 16;
 
 /// The most disk `--min-free-disk` can ask to keep free: 1 EiB.
 const MAX_FREE_DISK_GIB: u64 = 1 << 30;
@@ -230,6 +243,11 @@ impl NodeArgs {
                 min_task_timeout: self.min_task_timeout * 1000,
                 unmeasured_task_timeout: self.first_task_timeout * 1000,
                 keep_jobs_ms: self.keep_jobs * DAY_MS,
+                checks: if self.no_verify {
+                    0
+                } else {
+                    self.verify as usize
+                },
                 ..Policy::default()
             },
             min_free_disk: self.min_free_disk << 30,
@@ -508,6 +526,24 @@ impl From<NodeOrEmbedded> for NodeChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The node's policy of `rendermesh node ARGS`.
+    fn node_policy(args: &[&str]) -> Result<Policy, clap::Error> {
+        let argv = ["rendermesh", "node", "--open"].iter().chain(args);
+        let Command::Node(args) = Cli::try_parse_from(argv)?.command else {
+            panic!("not the node command");
+        };
+        Ok(args.config().expect("config").policy)
+    }
+
+    #[test]
+    fn verification_is_on_by_default_and_set_or_turned_off_by_flag() {
+        assert_eq!(node_policy(&[]).expect("parses").checks, 1);
+        assert_eq!(node_policy(&["--verify", "3"]).expect("parses").checks, 3);
+        assert_eq!(node_policy(&["--no-verify"]).expect("parses").checks, 0);
+        assert!(node_policy(&["--verify", "2", "--no-verify"]).is_err());
+        assert!(node_policy(&["--verify", "17"]).is_err());
+    }
 
     #[test]
     fn api_token_files_reach_the_node_config_and_the_client() {

@@ -104,6 +104,16 @@ pub fn peers_table(view: &PeersView, addrs: bool) -> String {
                 (true, None) => format!("{task}; takes no work: low on disk"),
                 (false, _) => task,
             };
+            let task = match p.suspect_in.as_slice() {
+                [] => task,
+                jobs => {
+                    let jobs: Vec<&str> = jobs.iter().map(|j| j.get(..8).unwrap_or(j)).collect();
+                    format!(
+                        "{task}; suspect: its pixels differed from two other nodes' in job {}",
+                        jobs.join(", ")
+                    )
+                }
+            };
             vec![
                 format!(
                     "{} {}",
@@ -385,6 +395,7 @@ mod tests {
             last_seen_ms: 10,
             disk_free: Some(100 << 30),
             low_disk: false,
+            suspect_in: Vec::new(),
         }
     }
 
@@ -550,6 +561,26 @@ mod tests {
         let table = peers_table(&view, false);
         assert!(
             table.contains("idle; takes no work: low on disk (1.5 GiB free)"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_peers_table_says_which_jobs_found_a_node_rendering_wrong_pixels() {
+        let mut liar = peer("12D3KooWaaaaaaaa111111", "lab-1", false);
+        liar.suspect_in = vec!["0123456789abcdef0123456789abcdef".into()];
+        let view = PeersView {
+            me: liar.id.clone(),
+            term: 1,
+            coordinator: None,
+            peers: vec![liar],
+            secret: None,
+        };
+        let table = peers_table(&view, false);
+        assert!(
+            table.contains(
+                "idle; suspect: its pixels differed from two other nodes' in job 01234567"
+            ),
             "{table}"
         );
     }

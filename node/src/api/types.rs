@@ -47,6 +47,10 @@ pub struct PeerView {
     /// It has less disk free than it keeps free (`--min-free-disk`), and takes no work.
     #[serde(default)]
     pub low_disk: bool,
+    /// The kept jobs in which a check found its pixels wrong (it is suspect, and gets no more
+    /// of them), by id.
+    #[serde(default)]
+    pub suspect_in: Vec<String>,
 }
 
 /// The live membership view.

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
-    Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, NodeId, Outcome, Output, Report,
-    Request, Response, Task, TaskRef, TaskState, Term, limits, plan,
+    Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, Judgement, NodeId, Outcome,
+    Output, Report, Request, Response, Task, TaskRef, TaskState, Term, limits, plan,
 };
 use tracing::{debug, info, warn};
 
@@ -30,6 +30,10 @@ pub const STITCH_RETRY_MS: Millis = 2_000;
 /// pulls keep failing must not leave the user waiting for ever).
 pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
 
+/// How long a check nobody else can render waits (while its job has nothing else to do)
+/// before it is skipped: a node away for a moment, or restarting, comes back within it.
+pub const UNCHECKABLE_AFTER_MS: Millis = 10_000;
+
 /// A task runs at most this many times the job's median time per frame (times its frames)
 /// before it is taken back, and twice as long again for each time it timed out before.
 pub const TIMEOUT_FACTOR: u64 = 5;
@@ -50,6 +54,9 @@ pub struct Policy {
     /// How long every node keeps a removed job's tombstone before it forgets it. Default: 7
     /// days (a node away longer may bring an old copy back; its retention removes it again).
     pub keep_tombstones_ms: u64,
+    /// How many tasks of each worker in each job are checked: one frame of each rendered again
+    /// on another node and compared pixel for pixel. 0 checks nothing. Default: 1.
+    pub checks: usize,
 }
 
 /// A day in milliseconds.
@@ -62,6 +69,7 @@ impl Default for Policy {
             unmeasured_task_timeout: 3_600_000,
             keep_jobs_ms: 30 * DAY_MS,
             keep_tombstones_ms: 7 * DAY_MS,
+            checks: 1,
         }
     }
 }
@@ -139,16 +147,25 @@ enum Pending {
         task: u32,
         attempt: u32,
     },
-    /// A report whose outputs are being copied (to this node, or from it to a second node).
+    /// A report whose outputs are being copied (to this node, or from it to a second node);
+    /// `checkable`: another live node could check it.
     Held {
         from: NodeId,
         report: Report,
         reply: Option<ReplyTo>,
+        checkable: bool,
     },
-    /// A tiled frame being stitched (`lone`: with nobody to copy it to).
-    Stitch { job: JobId, frame: u32, lone: bool },
+    /// A tiled frame being stitched from `tiles` (`lone`: with nobody to copy it to).
+    Stitch {
+        job: JobId,
+        frame: u32,
+        tiles: Vec<BlobHash>,
+        lone: bool,
+    },
     /// A frame held on one node being copied to a second.
     Copy { job: JobId, blob: BlobHash },
+    /// A check's render being compared with the render it checks.
+    Compare { job: JobId, check: u32 },
 }
 
 /// The coordinator of one term.
@@ -178,6 +195,13 @@ pub struct Coordinator {
     copying: BTreeSet<BlobHash>,
     /// Frames whose copy failed, and when to try again.
     copy_after: BTreeMap<BlobHash, Millis>,
+    /// Checks being compared.
+    comparing: BTreeSet<(JobId, u32)>,
+    /// Checks whose comparison failed for a passing reason, and when to try again.
+    compare_after: BTreeMap<(JobId, u32), Millis>,
+    /// Queued checks no live node may render, since when (skipped after
+    /// [`UNCHECKABLE_AFTER_MS`]).
+    uncheckable: BTreeMap<(JobId, u32), Millis>,
     /// Jobs submitted on this node, answered once a peer holds their record: where the answer
     /// goes, and since when it waits.
     unconfirmed: BTreeMap<JobId, (ReplyTo, Millis)>,
@@ -193,7 +217,7 @@ impl Coordinator {
         info!(term = %term, "coordinating");
         let mut assigned_at = BTreeMap::new();
         for job in table.iter() {
-            for t in &job.tasks {
+            for t in job.all_tasks() {
                 if t.state == TaskState::Running {
                     assigned_at.insert((job.id, t.index), now);
                 }
@@ -213,6 +237,9 @@ impl Coordinator {
             stitch_after: BTreeMap::new(),
             copying: BTreeSet::new(),
             copy_after: BTreeMap::new(),
+            comparing: BTreeSet::new(),
+            compare_after: BTreeMap::new(),
+            uncheckable: BTreeMap::new(),
             unconfirmed: BTreeMap::new(),
             pending: BTreeMap::new(),
             changed: true,
@@ -425,7 +452,10 @@ impl Coordinator {
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
-                if let Err(why) = job.tasks[report.task as usize].check_outputs(outputs) {
+                let Some(task) = job.task(report.task) else {
+                    return;
+                };
+                if let Err(why) = task.check_outputs(outputs) {
                     warn!(job = %report.job.short(), task = report.task, node = %from.short(),
                           "report refused: {why}");
                     out.reply_to(reply, Response::Rejected(why));
@@ -433,7 +463,7 @@ impl Coordinator {
                 }
                 let key = (report.job, report.task, report.attempt);
                 if let Some(at) = self.started.get(&key) {
-                    let frames = u64::from(job.tasks[report.task as usize].frames.len().max(1));
+                    let frames = u64::from(task.frames.len().max(1));
                     self.measured
                         .insert(key, view.now.saturating_sub(*at) / frames);
                 }
@@ -445,6 +475,10 @@ impl Coordinator {
                     return;
                 }
                 let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
+                let checkable = view
+                    .workers
+                    .iter()
+                    .any(|s| *s.id != from && s.can_render(&job.spec));
                 let ticket = if from != self.me {
                     // Hold every frame here before the task counts: two copies exist.
                     out.fetch(blobs, vec![from.clone()])
@@ -461,7 +495,7 @@ impl Coordinator {
                             // Nobody to hold a second copy (a mesh of one, or this node is
                             // cut off): the frames count, and are copied once a peer shows up.
                             self.verifying.remove(&key);
-                            self.apply_done(table, &from, report, reply, true, out);
+                            self.apply_done(table, &from, report, reply, true, checkable, out);
                             return;
                         }
                     }
@@ -472,6 +506,7 @@ impl Coordinator {
                         from,
                         report,
                         reply,
+                        checkable,
                     },
                 );
             }
@@ -502,28 +537,12 @@ impl Coordinator {
         if counted.is_err() {
             return;
         }
-        // Every node that could render it is blocklisted: nobody is left to try.
-        let matching: Vec<&Seat<'_>> = view
-            .workers
-            .iter()
-            .filter(|s| s.can_render(&job.spec))
-            .collect();
-        if !job.state.is_terminal()
-            && !matching.is_empty()
-            && matching.iter().all(|s| job.blocklisted(s.id))
-        {
-            job.abort(
-                format!(
-                    "every node that can render it failed {} of its tasks; the last said: \
-                     {message}",
-                    limits::BLOCKLIST_AFTER
-                ),
-                self.term,
-            );
-        }
-        if job.state == JobState::Failed {
-            warn!(job = %job.id.short(), "job failed: {}", job.message.clone().unwrap_or_default());
-        }
+        abort_if_nobody_left(job, view, self.term, || {
+            format!(
+                "every node that can render it failed {} of its tasks; the last said: {message}",
+                limits::BLOCKLIST_AFTER
+            )
+        });
         self.assigned_at.remove(&(job.id, index));
         self.started.remove(&(job.id, index, attempt));
         self.changed = true;
@@ -570,7 +589,10 @@ impl Coordinator {
         format!("timed out after {} s ({limit}{doubled})", ran / 1000)
     }
 
-    /// Counts a report whose frames are held on two nodes (`lone`: on this node alone).
+    /// Counts a report whose frames are held on two nodes (`lone`: on this node alone), and
+    /// queues a check of it when its worker is due one and another node (`checkable`) could
+    /// render it.
+    #[allow(clippy::too_many_arguments)]
     fn apply_done(
         &mut self,
         table: &mut JobTable,
@@ -578,6 +600,7 @@ impl Coordinator {
         report: Report,
         reply: Option<ReplyTo>,
         lone: bool,
+        checkable: bool,
         out: &mut Outbox,
     ) {
         let Some(job) = table.get_mut(&report.job) else {
@@ -589,12 +612,23 @@ impl Coordinator {
         };
         let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
         let key = (report.job, report.task, report.attempt);
+        let is_check = job.check(report.task).is_some();
+        // A sample of each worker's renders is rendered again elsewhere: queued with the write
+        // that counts the task, so that the job cannot end before it.
+        let check = !is_check
+            && job.checks_of(from) < self.policy.checks
+            && checkable
+            && job.check_current(report.task, report.attempt, from).is_ok();
+        if check && let Some(index) = job.add_check(report.task, from.clone(), None, self.term) {
+            debug!(job = %report.job.short(), task = report.task, check = index, node = %from.short(),
+                   "a frame of it will be rendered again elsewhere, to check it");
+        }
         let answer = match job.complete(report.task, report.attempt, from, outputs, self.term) {
             Ok(()) => {
                 if let Some(ms) = self.measured.remove(&key) {
                     job.note_frame_time(ms);
                 }
-                if lone {
+                if lone && !is_check {
                     for blob in blobs {
                         job.note_held_once(blob, self.me.clone(), self.term);
                     }
@@ -646,13 +680,14 @@ impl Coordinator {
                 from,
                 report,
                 reply,
+                checkable,
             }) => {
                 let result = match answer {
                     Ok(Response::Accepted) => Ok(()),
                     Ok(other) => Err(format!("the copy was refused: {other:?}")),
                     Err(e) => Err(e),
                 };
-                self.held(table, from, report, reply, result, out);
+                self.held(table, from, report, reply, checkable, result, out);
                 true
             }
             Some(Pending::Copy { job, blob }) => {
@@ -687,8 +722,9 @@ impl Coordinator {
                 from,
                 report,
                 reply,
+                checkable,
             }) => {
-                self.held(table, from, report, reply, result, out);
+                self.held(table, from, report, reply, checkable, result, out);
                 true
             }
             Some(Pending::Copy { job, blob }) => {
@@ -703,19 +739,21 @@ impl Coordinator {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn held(
         &mut self,
         table: &mut JobTable,
         from: NodeId,
         report: Report,
         reply: Option<ReplyTo>,
+        checkable: bool,
         result: Result<(), String>,
         out: &mut Outbox,
     ) {
         self.verifying
             .remove(&(report.job, report.task, report.attempt));
         match result {
-            Ok(()) => self.apply_done(table, &from, report, reply, false, out),
+            Ok(()) => self.apply_done(table, &from, report, reply, false, checkable, out),
             Err(e) => {
                 warn!(job = %report.job.short(), task = report.task,
                       "the frames of {} are not held twice yet: {e}", from.short());
@@ -747,6 +785,62 @@ impl Coordinator {
         }
     }
 
+    /// Whether a check's render holds the same pixels as the render it checks (or why they could
+    /// not be compared: tried again later). Returns false when `ticket` is not this
+    /// coordinator's.
+    pub fn compared(
+        &mut self,
+        table: &mut JobTable,
+        ticket: Ticket,
+        result: Result<bool, String>,
+        now: Millis,
+    ) -> bool {
+        let (id, index) = match self.pending.remove(&ticket) {
+            Some(Pending::Compare { job, check }) => (job, check),
+            Some(other) => {
+                self.pending.insert(ticket, other);
+                return false;
+            }
+            None => return false,
+        };
+        self.comparing.remove(&(id, index));
+        let Some(job) = table.get_mut(&id) else {
+            return true;
+        };
+        let same = match result {
+            Ok(same) => same,
+            Err(why) => {
+                warn!(job = %id.short(), check = index, "check not compared yet: {why}");
+                self.compare_after
+                    .insert((id, index), now + STITCH_RETRY_MS);
+                return true;
+            }
+        };
+        let Some(check) = job.check(index).cloned() else {
+            return true;
+        };
+        let checker = check.task.worker.as_ref().map(|w| w.short());
+        match job.judge(index, same, self.term) {
+            Some(Judgement::Agree) => {
+                info!(job = %id.short(), task = check.of, node = %check.checked.short(),
+                      checker = ?checker, "check passed: the same pixels");
+            }
+            Some(Judgement::Disputed(tie)) => {
+                warn!(job = %id.short(), task = check.of, node = %check.checked.short(),
+                      checker = ?checker, tie_break = ?tie,
+                      "check failed: the pixels differ; a third node decides");
+            }
+            Some(Judgement::Suspect(node)) => {
+                warn!(job = %id.short(), node = %node.short(), task = check.of,
+                      "suspect: its render differs from two other nodes'; all it rendered \
+                       for the job is rendered again");
+            }
+            None => return true,
+        }
+        self.changed = true;
+        true
+    }
+
     /// A stitched frame (or why not). Returns false when `ticket` is not this coordinator's.
     pub fn stitched(
         &mut self,
@@ -755,8 +849,13 @@ impl Coordinator {
         result: Result<Output, StitchFailure>,
         now: Millis,
     ) -> bool {
-        let (id, frame, lone) = match self.pending.remove(&ticket) {
-            Some(Pending::Stitch { job, frame, lone }) => (job, frame, lone),
+        let (id, frame, tiles, lone) = match self.pending.remove(&ticket) {
+            Some(Pending::Stitch {
+                job,
+                frame,
+                tiles,
+                lone,
+            }) => (job, frame, tiles, lone),
             Some(other) => {
                 self.pending.insert(ticket, other);
                 return false;
@@ -767,6 +866,15 @@ impl Coordinator {
         let Some(job) = table.get_mut(&id) else {
             return true;
         };
+        // A tile rendered again meanwhile (its node turned out suspect): stitched again.
+        let current: Vec<BlobHash> = job
+            .tiles_of(frame)
+            .filter_map(|t| t.outputs.first().map(|o| o.blob))
+            .collect();
+        if current != tiles {
+            debug!(job = %id.short(), frame, "stitched from tiles no longer counted: dropped");
+            return true;
+        }
         match result {
             Ok(output) => {
                 let blob = output.blob;
@@ -835,7 +943,113 @@ impl Coordinator {
         self.reconcile(table, view);
         self.schedule(table, view, out);
         self.stitch_ready(table, view, out);
+        self.compare_ready(table, view, out);
         self.copy_held_once(table, view, out);
+    }
+
+    /// Compares every rendered check with the render it checks.
+    fn compare_ready(&mut self, table: &JobTable, view: &View<'_>, out: &mut Outbox) {
+        let now = view.now;
+        self.compare_after.retain(|_, after| *after > now);
+        for job in table.iter() {
+            if job.state.is_terminal() {
+                continue;
+            }
+            for check in &job.checks {
+                let key = (job.id, check.task.index);
+                if self.comparing.contains(&key) || self.compare_after.contains_key(&key) {
+                    continue;
+                }
+                let Some((checked, again)) = job.to_compare(check.task.index) else {
+                    continue;
+                };
+                let mut hints = vec![check.checked.clone()];
+                hints.extend(check.task.worker.clone());
+                hints.push(job.origin.clone());
+                let ticket = out.ticket();
+                self.comparing.insert(key);
+                self.pending.insert(
+                    ticket,
+                    Pending::Compare {
+                        job: job.id,
+                        check: check.task.index,
+                    },
+                );
+                out.push(Action::Compare {
+                    checked,
+                    check: again,
+                    hints,
+                    ticket,
+                });
+            }
+        }
+    }
+
+    /// Skips the checks no live node may render once their job has nothing else left to do
+    /// and [`UNCHECKABLE_AFTER_MS`] has passed: a job is never held up for good by a check
+    /// (a mesh of two where one node left, or both of a dispute and nobody else); a dispute
+    /// nobody can decide makes both its nodes suspect.
+    fn skip_uncheckable(&mut self, table: &mut JobTable, view: &View<'_>) {
+        let now = view.now;
+        let mut stuck = BTreeSet::new();
+        for job in table.iter() {
+            let waiting =
+                !job.state.is_terminal() && job.tasks.iter().all(|t| t.state == TaskState::Done);
+            if !waiting {
+                continue;
+            }
+            for c in &job.checks {
+                let nobody = c.task.state == TaskState::Queued
+                    && !view.workers.iter().any(|s| {
+                        s.can_render(&job.spec)
+                            && c.may_check(s.id)
+                            && !s.low_disk
+                            && !job.blocklisted(s.id)
+                    });
+                if nobody {
+                    stuck.insert((job.id, c.task.index));
+                }
+            }
+        }
+        self.uncheckable.retain(|key, _| stuck.contains(key));
+        for key in stuck {
+            let since = *self.uncheckable.entry(key).or_insert(now);
+            if now.saturating_sub(since) < UNCHECKABLE_AFTER_MS {
+                continue;
+            }
+            self.uncheckable.remove(&key);
+            let (id, index) = key;
+            let Some(job) = table.get_mut(&id) else {
+                continue;
+            };
+            let Some(check) = job.check(index).cloned() else {
+                continue;
+            };
+            match check.disputed_by {
+                None => {
+                    warn!(job = %id.short(), task = check.of, node = %check.checked.short(),
+                          "check skipped: no other node can render it");
+                    job.skip_check(index, self.term);
+                }
+                Some(other) => {
+                    warn!(job = %id.short(), task = check.of, a = %check.checked.short(),
+                          b = %other.short(),
+                          "two nodes render differently and no third can decide: both suspect");
+                    job.skip_check(index, self.term);
+                    job.distrust(check.checked.clone(), self.term);
+                    job.distrust(other.clone(), self.term);
+                    abort_if_nobody_left(job, view, self.term, || {
+                        format!(
+                            "nodes {} and {} render it differently and no third node can \
+                             decide which is right; render it with --no-verify or on more nodes",
+                            check.checked.short(),
+                            other.short()
+                        )
+                    });
+                }
+            }
+            self.changed = true;
+        }
     }
 
     /// Copies every frame held on one node to a second one: this node fetches it from its
@@ -885,8 +1099,7 @@ impl Coordinator {
         let mut timeouts = Vec::new();
         self.started.retain(|(id, index, attempt), _| {
             table.get(id).is_some_and(|j| {
-                j.tasks
-                    .get(*index as usize)
+                j.task(*index)
                     .is_some_and(|t| t.state == TaskState::Running && t.attempt == *attempt)
             })
         });
@@ -896,7 +1109,7 @@ impl Coordinator {
             if job.state.is_terminal() {
                 continue;
             }
-            for t in &job.tasks {
+            for t in job.all_tasks() {
                 if t.state != TaskState::Running {
                     continue;
                 }
@@ -938,6 +1151,7 @@ impl Coordinator {
                 self.changed = true;
             }
         }
+        self.skip_uncheckable(table, view);
     }
 
     /// Hands queued tasks, oldest job first, to idle workers that can render them.
@@ -945,7 +1159,7 @@ impl Coordinator {
         let now = view.now;
         let mut busy: BTreeSet<&NodeId> = self.assigning.iter().collect();
         for job in table.iter() {
-            for t in &job.tasks {
+            for t in job.all_tasks() {
                 if t.state == TaskState::Running
                     && let Some(w) = &t.worker
                 {
@@ -994,7 +1208,10 @@ impl Coordinator {
                     i += 1;
                     continue;
                 };
-                let task = &job.tasks[index as usize];
+                let Some(task) = job.task(index) else {
+                    i += 1;
+                    continue;
+                };
                 assignments.push((
                     seat.id.clone(),
                     Assignment {
@@ -1063,6 +1280,7 @@ impl Coordinator {
                     Pending::Stitch {
                         job: job.id,
                         frame,
+                        tiles: tiles.iter().map(|(_, blob)| *blob).collect(),
                         lone: copy_to.is_none(),
                     },
                 );
@@ -1077,6 +1295,30 @@ impl Coordinator {
                 });
             }
         }
+    }
+}
+
+/// Fails `job` with `message` when every live node that could render it is blocklisted:
+/// nobody is left to try.
+fn abort_if_nobody_left(
+    job: &mut Job,
+    view: &View<'_>,
+    term: Term,
+    message: impl FnOnce() -> String,
+) {
+    let mut matching = view
+        .workers
+        .iter()
+        .filter(|s| s.can_render(&job.spec))
+        .peekable();
+    if !job.state.is_terminal()
+        && matching.peek().is_some()
+        && matching.all(|s| job.blocklisted(s.id))
+    {
+        job.abort(message(), term);
+    }
+    if job.state == JobState::Failed {
+        warn!(job = %job.id.short(), "job failed: {}", job.message.clone().unwrap_or_default());
     }
 }
 
@@ -1099,7 +1341,7 @@ fn second_copy(me: &NodeId, view: &View<'_>, origin: Option<&NodeId>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{FrameRange, TileGrid, Tiling};
+    use rendermesh_protocol::{FrameRange, TileGrid, Tiling, Verdict};
 
     use super::*;
 
@@ -1362,6 +1604,152 @@ mod tests {
         assert_eq!(table.get(&id).unwrap().frames_done(), 1);
     }
 
+    /// Runs task `task` of `id` on `w` through the coordinator: assigned on the next tick,
+    /// accepted, reported done with frame `frame`, and its frames fetched here.
+    fn run_on(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        v: &View<'_>,
+        out: &mut Outbox,
+        w: &NodeId,
+        (id, task, frame): (JobId, u32, u32),
+    ) {
+        c.tick(table, v, out);
+        let given: Vec<Ticket> = out
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    request: Request::Assign(a),
+                    ticket,
+                } if to == w && a.task == task => Some(*ticket),
+                _ => None,
+            })
+            .collect();
+        let [assign] = given[..] else {
+            panic!("task {task} not given to {w}: {:?}", out.actions);
+        };
+        out.actions.clear();
+        assert!(c.answered(table, assign, Ok(Response::Accepted), v.now, out));
+        c.report(table, v, w.clone(), done(id, task, 1, frame), None, out);
+        let [fetch] = tickets(out)[..] else {
+            panic!("one fetch expected");
+        };
+        assert!(c.fetched(table, fetch, Ok(()), v.now, out));
+    }
+
+    /// The comparisons in the outbox, as (checked, check, ticket), and the outbox emptied.
+    fn compares(out: &mut Outbox) -> Vec<(BlobHash, BlobHash, Ticket)> {
+        out.actions
+            .drain(..)
+            .filter_map(|a| match a {
+                Action::Compare {
+                    checked,
+                    check,
+                    ticket,
+                    ..
+                } => Some((checked, check, ticket)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Issue 12: a node rendering wrong pixels was believed. A worker's first task gets a
+    /// check on another node; when the pixels differ, a third node decides, and the node it
+    /// disagrees with (here the checker) is suspect and gets no more of the job.
+    #[test]
+    fn a_render_is_checked_on_another_node_and_a_tie_break_finds_who_is_wrong() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b, x) = (n("a"), n("b"), n("x"));
+        let v = view(
+            0,
+            vec![
+                seat(&a, BLENDER, 0),
+                seat(&b, BLENDER, 0),
+                seat(&x, BLENDER, 0),
+            ],
+            vec![&a, &b, &x],
+        );
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        run_on(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
+        let job = table.get(&id).unwrap();
+        assert_eq!(job.state, JobState::Running, "waits for its check");
+        assert_eq!(job.checks.len(), 1);
+        // Another node renders the check; its pixels differ.
+        run_on(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
+        c.tick(&mut table, &v, &mut out);
+        let [(checked, check, ticket)] = compares(&mut out)[..] else {
+            panic!("one comparison expected");
+        };
+        assert_eq!(
+            (checked, check),
+            (BlobHash::of(b"0/1"), BlobHash::of(b"1/1"))
+        );
+        assert!(c.compared(&mut table, ticket, Err("unreachable".into()), 0));
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(compares(&mut out), [], "compared again only after a while");
+        let later = view(STITCH_RETRY_MS + 1, v.workers.clone(), v.peers.clone());
+        c.tick(&mut table, &later, &mut out);
+        let [(_, _, ticket)] = compares(&mut out)[..] else {
+            panic!("compared again");
+        };
+        assert!(c.compared(&mut table, ticket, Ok(false), 0));
+        // The tie-break goes to the third node, and agrees with the first render.
+        run_on(&mut c, &mut table, &later, &mut out, &x, (id, 2, 1));
+        c.tick(&mut table, &later, &mut out);
+        let [(_, _, ticket)] = compares(&mut out)[..] else {
+            panic!("the tie-break compared");
+        };
+        assert!(c.compared(&mut table, ticket, Ok(true), 0));
+        let job = table.get(&id).unwrap();
+        assert_eq!(job.suspects, std::slice::from_ref(&b));
+        assert_eq!(job.state, JobState::Done);
+        assert_eq!(
+            job.tasks[0].worker,
+            Some(a.clone()),
+            "the first render stands"
+        );
+    }
+
+    /// A check nobody else can render (its only other node left) is skipped after a while, and
+    /// in a mesh of one nothing is checked at all.
+    #[test]
+    fn a_check_nobody_else_can_render_is_skipped_after_a_while() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let both = view(
+            0,
+            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
+            vec![&a, &b],
+        );
+        let id = submit(&mut c, &mut table, &both, spec(FrameRange::single(1)));
+        run_on(&mut c, &mut table, &both, &mut out, &a, (id, 0, 1));
+        assert_eq!(table.get(&id).unwrap().checks.len(), 1);
+        let alone = |now| view(now, vec![seat(&a, BLENDER, now)], vec![&a]);
+        c.tick(&mut table, &alone(100), &mut out);
+        c.tick(&mut table, &alone(100 + UNCHECKABLE_AFTER_MS - 1), &mut out);
+        assert_eq!(table.get(&id).unwrap().state, JobState::Running);
+        c.tick(&mut table, &alone(100 + UNCHECKABLE_AFTER_MS), &mut out);
+        let job = table.get(&id).unwrap();
+        assert_eq!(job.checks[0].verdict, Some(Verdict::Skipped));
+        assert_eq!(job.state, JobState::Done);
+
+        let other = JobId([9; 16]);
+        let v = alone(20_000);
+        ask(
+            &mut c,
+            &mut table,
+            &v,
+            other,
+            spec(FrameRange::single(1)),
+            &a,
+        );
+        run_on(&mut c, &mut table, &v, &mut out, &a, (other, 0, 1));
+        let job = table.get(&other).unwrap();
+        assert_eq!((job.state, job.checks.len()), (JobState::Done, 0));
+    }
+
     /// Issue 11: any node could cancel any job.
     #[test]
     fn only_the_node_a_job_was_submitted_on_cancels_it() {
@@ -1570,6 +1958,8 @@ mod tests {
     #[test]
     fn a_frame_is_stitched_once_all_its_tiles_are_rendered() {
         let (mut c, mut table, mut out) = fixture();
+        // Checks aside (they hold the job until compared): this is about stitching.
+        c.policy.checks = 0;
         let (a, b) = (n("a"), n("b"));
         let v = view(
             0,

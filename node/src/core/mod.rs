@@ -150,6 +150,19 @@ pub enum Action {
         /// Names the result.
         ticket: Ticket,
     },
+    /// Fetch two renders of one frame (or tile) and say whether they hold the same pixels; the
+    /// answer goes to [`Core::compared`]: `Ok(false)` too when either is not an image, `Err`
+    /// when they could not be fetched (the comparison is made again later).
+    Compare {
+        /// The render checked.
+        checked: BlobHash,
+        /// The check's render of it.
+        check: BlobHash,
+        /// Nodes likely to hold them.
+        hints: Vec<NodeId>,
+        /// Names the answer.
+        ticket: Ticket,
+    },
     /// Render this assignment (from the coordinator `from`); progress goes to
     /// [`Core::progress`], the end to [`Core::rendered`].
     Render {

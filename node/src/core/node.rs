@@ -421,6 +421,16 @@ impl Core {
         self.settle();
     }
 
+    /// The answer of the comparison with `ticket`: whether both renders hold the same pixels,
+    /// or why they could not be compared.
+    pub fn compared(&mut self, ticket: Ticket, result: Result<bool, String>, now: Millis) {
+        self.advance(now);
+        if let Some(c) = &mut self.coordinator {
+            c.compared(&mut self.table, ticket, result, now);
+        }
+        self.settle();
+    }
+
     /// A frame of the task under way is rendered.
     pub fn progress(&mut self, job: JobId, task: u32) {
         self.worker.progress(job, task);

@@ -118,6 +118,15 @@ impl JobTable {
         self.jobs.values().flat_map(Job::blobs).collect()
     }
 
+    /// The kept jobs in which a check found `node`'s pixels wrong ([`Job::suspects`]).
+    pub fn suspected(&self, node: &NodeId) -> Vec<JobId> {
+        self.jobs
+            .values()
+            .filter(|j| !j.is_removed() && j.suspects.contains(node))
+            .map(|j| j.id)
+            .collect()
+    }
+
     /// The nodes likely to hold `blob`, when a job this node holds a record of uses it: its
     /// origin (which holds its inputs, and takes a copy of frames) and the nodes that rendered
     /// it. `None`: no job uses it.
@@ -128,8 +137,7 @@ impl JobTable {
             let input = job.spec.blend == *blob || job.spec.deps.iter().any(|d| d.blob == *blob);
             let stitched = job.stitched.iter().any(|o| o.blob == *blob);
             let rendered = job
-                .tasks
-                .iter()
+                .all_tasks()
                 .filter(|t| t.outputs.iter().any(|o| o.blob == *blob))
                 .filter_map(|t| t.worker.clone());
             let before = holders.len();

@@ -119,6 +119,9 @@ pub struct Config {
     pub retention: bool,
     /// One node runs low on disk for a while: it must take no work meanwhile.
     pub low_disk: bool,
+    /// One node renders wrong pixels (bad memory, a broken library): checks must catch it,
+    /// and no frame it rendered may count at the end.
+    pub liar: bool,
 }
 
 /// One simulated node.
@@ -149,6 +152,8 @@ pub struct Node {
     broken: bool,
     /// Its first render of each job hangs.
     hangs: bool,
+    /// Every render it makes has wrong pixels.
+    liar: bool,
     /// Frozen until then: everything due to it waits until it wakes.
     frozen_until: Millis,
     /// When it last woke from a freeze.
@@ -226,6 +231,13 @@ enum Event {
         run: u32,
         assignment: Box<Assignment>,
     },
+    Compared {
+        to: usize,
+        run: u32,
+        ticket: Ticket,
+        checked: BlobHash,
+        check: BlobHash,
+    },
     Cancelled {
         to: usize,
         run: u32,
@@ -243,6 +255,7 @@ impl Event {
             | Event::Fetched { to, .. }
             | Event::Stitched { to, .. }
             | Event::Rendered { to, .. }
+            | Event::Compared { to, .. }
             | Event::Cancelled { to, .. } => *to,
         }
     }
@@ -274,6 +287,11 @@ pub struct Sim {
     restarts: Vec<(usize, Millis)>,
     /// Which node rendered each output blob, of which task and attempt.
     made_by: BTreeMap<BlobHash, (NodeId, JobId, u32, u32)>,
+    /// Output blobs with wrong pixels: the liar's renders, and frames stitched from its tiles.
+    wrong: BTreeSet<BlobHash>,
+    /// Comparisons made, and how many found different pixels.
+    pub compared: usize,
+    pub differed: usize,
     /// Changes of coordinator seen.
     pub changes: usize,
     /// Tasks handed out again (attempt 2 or more) seen.
@@ -319,6 +337,7 @@ impl Sim {
                     seen_versions: BTreeMap::new(),
                     broken: config.broken && i == 1,
                     hangs: config.hangs && i == 2,
+                    liar: config.liar && i == 3,
                     frozen_until: 0,
                     woke_at: None,
                     renders: BTreeMap::new(),
@@ -361,6 +380,9 @@ impl Sim {
             next_disturbance: first,
             restarts: Vec::new(),
             made_by: BTreeMap::new(),
+            wrong: BTreeSet::new(),
+            compared: 0,
+            differed: 0,
             changes: 0,
             requeued: 0,
             hung: 0,
@@ -520,6 +542,24 @@ impl Sim {
                             run,
                             ticket,
                             blobs,
+                        },
+                    );
+                }
+                Action::Compare {
+                    checked,
+                    check,
+                    ticket,
+                    ..
+                } => {
+                    let at = self.now + self.rng.random_range(20..200);
+                    self.at(
+                        at,
+                        Event::Compared {
+                            to: i,
+                            run,
+                            ticket,
+                            checked,
+                            check,
                         },
                     );
                 }
@@ -1061,6 +1101,9 @@ impl Sim {
                     );
                     let blob = BlobHash::of(name.as_bytes());
                     node.blobs.insert(blob);
+                    if node.liar {
+                        self.wrong.insert(blob);
+                    }
                     node.core.progress(assignment.job, assignment.task);
                     self.made_by.insert(
                         blob,
@@ -1080,6 +1123,29 @@ impl Sim {
                 let node = &mut self.nodes[to];
                 node.core
                     .rendered(&assignment, Some(Outcome::Done(outputs)), now);
+                self.perform(to);
+            }
+            Event::Compared {
+                to,
+                run,
+                ticket,
+                checked,
+                check,
+            } => {
+                if !self.nodes[to].alive || self.nodes[to].run != run {
+                    return;
+                }
+                // Both are renders of one frame (or tile): their pixels are the same unless
+                // one of them is wrong.
+                let result = self.copy(to, &[checked, check]).map(|()| {
+                    self.compared += 1;
+                    let same = self.wrong.contains(&checked) == self.wrong.contains(&check);
+                    if !same {
+                        self.differed += 1;
+                    }
+                    same
+                });
+                self.nodes[to].core.compared(ticket, result, now);
                 self.perform(to);
             }
             Event::Cancelled {
@@ -1121,8 +1187,12 @@ impl Sim {
         copy_to: Option<NodeId>,
     ) -> Result<Output, StitchFailure> {
         self.copy(to, tiles).map_err(StitchFailure::Retry)?;
-        let name = format!("{FAKE_RENDERER}: job {job} frame {frame} stitched");
+        let wrong = tiles.iter().any(|t| self.wrong.contains(t));
+        let name = format!("{FAKE_RENDERER}: job {job} frame {frame} stitched (wrong: {wrong})");
         let blob = BlobHash::of(name.as_bytes());
+        if wrong {
+            self.wrong.insert(blob);
+        }
         self.nodes[to].blobs.insert(blob);
         if let Some(target) = copy_to {
             let j = self.index[&target];
@@ -1501,6 +1571,12 @@ impl Sim {
                 continue;
             }
             for output in job.outputs() {
+                if self.wrong.contains(&output.blob) {
+                    self.fail(format!(
+                        "frame {} of job {} counts with wrong pixels ({} is suspect in {:?})",
+                        output.frame, job.id, self.nodes[3].id, job.suspects
+                    ));
+                }
                 let holders = self
                     .nodes
                     .iter()
