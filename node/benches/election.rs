@@ -42,6 +42,7 @@ fn main() {
             retention: false,
             low_disk: false,
             liar: false,
+            leaves: false,
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();

@@ -48,6 +48,9 @@ pub(crate) enum Command {
     Blender(oneshot::Sender<Option<String>>),
     /// A request handled by this node as if it came from itself.
     Local(Box<Request>, oneshot::Sender<Response>),
+    /// Leave the mesh; answered, with whether any peer was live, once the heartbeat saying so
+    /// is handed to the network.
+    Leave(oneshot::Sender<bool>),
 }
 
 /// A cloneable handle on a running node. Every method fails with [`Error::Shutdown`] once the
@@ -143,6 +146,12 @@ impl Handle {
     /// Cancels a job.
     pub async fn cancel(&self, id: JobId) -> Result<(), Error> {
         self.to_coordinator(Request::Cancel(id)).await
+    }
+
+    /// Leaves the mesh ([`Core::leave`]); returns, once the heartbeat saying so is handed to the
+    /// network, whether any peer was live to hear it.
+    pub async fn leave(&self) -> Result<bool, Error> {
+        self.ask(Command::Leave).await
     }
 
     /// Removes a job for everyone (cancelled first if it runs).
@@ -242,6 +251,7 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         next_reply: 0,
         render: None,
         ticks: 0,
+        left: None,
         tasks: JoinSet::new(),
     };
     tasks.spawn(
@@ -311,6 +321,8 @@ struct Mesh {
     render: Option<CancellationToken>,
     /// Ticks since the addresses were last asked for.
     ticks: u64,
+    /// Answers [`Command::Leave`] once its heartbeat is handed to the network.
+    left: Option<(oneshot::Sender<bool>, bool)>,
     /// Spawned work: renders, transfers, requests.
     tasks: JoinSet<()>,
 }
@@ -337,6 +349,9 @@ impl Mesh {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.perform().await;
+            if let Some((tx, peers)) = self.left.take() {
+                let _ = tx.send(peers);
+            }
         }
         if let Some(r) = &self.render {
             r.cancel();
@@ -460,6 +475,12 @@ impl Mesh {
             Command::Local(request, tx) => {
                 let me = self.core.me().clone();
                 self.request(me, *request, tx);
+            }
+            Command::Leave(tx) => {
+                let now = self.now();
+                self.core.leave(now);
+                let peers = self.core.membership().members().next().is_some();
+                self.left = Some((tx, peers));
             }
         }
     }

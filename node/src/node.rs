@@ -22,6 +22,11 @@ use crate::store::BlobStore;
 use crate::worker::{BlenderRenderer, Renderer};
 use crate::{Config, Error};
 
+/// How long a node stopping waits for its mesh actor to say it is leaving.
+const LEAVE_WAIT: Duration = Duration::from_secs(1);
+/// How long the swarm runs on after the leaving heartbeat is handed to it, to send it.
+const LEAVE_LINGER: Duration = Duration::from_millis(250);
+
 /// A running node. Dropping it does not stop it: call [`Node::shutdown`].
 pub struct Node {
     handle: Handle,
@@ -196,9 +201,16 @@ impl Node {
         }
     }
 
-    /// Stops the API, the mesh actor (cancelling a running render) and the swarm, and waits
-    /// for them.
+    /// Leaves the mesh politely ([`crate::core::Core::leave`]: the peers drop this node at
+    /// once, requeue its task, and elect a new coordinator if it coordinated), then stops the
+    /// API, the mesh actor (cancelling a running render) and the swarm, and waits for them.
     pub async fn shutdown(mut self) {
+        let left = tokio::time::timeout(LEAVE_WAIT, self.handle.leave()).await;
+        if let Ok(Ok(true)) = left {
+            // The swarm writes the heartbeat to its connections as it runs on; a heartbeat
+            // lost anyway is caught by the peers' own timeout.
+            tokio::time::sleep(LEAVE_LINGER).await;
+        }
         self.shutdown.cancel();
         while self.tasks.join_next().await.is_some() {}
     }

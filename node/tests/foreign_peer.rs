@@ -223,6 +223,7 @@ fn heartbeat(seq: u64) -> Vec<u8> {
         addrs: Vec::new(),
         disk_free: None,
         low_disk: false,
+        leaving: false,
     };
     codec::encode(&Gossip::Heartbeat(hb), limits::MAX_GOSSIP).expect("encodes")
 }

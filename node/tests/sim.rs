@@ -35,6 +35,9 @@ struct Totals {
     /// Checks compared, and how many found different pixels.
     compared: usize,
     differed: usize,
+    /// Peers that looked, 1 s after a polite leave, and those still listing the leaver.
+    leave_observers: usize,
+    leave_lingering: usize,
 }
 
 impl Totals {
@@ -46,6 +49,8 @@ impl Totals {
             removed: self.removed + other.removed,
             compared: self.compared + other.compared,
             differed: self.differed + other.differed,
+            leave_observers: self.leave_observers + other.leave_observers,
+            leave_lingering: self.leave_lingering + other.leave_lingering,
         }
     }
 }
@@ -74,6 +79,8 @@ fn run_all(config: Config) -> Totals {
                                     removed: sim.removed(),
                                     compared: sim.compared,
                                     differed: sim.differed,
+                                    leave_observers: sim.leave_observers,
+                                    leave_lingering: sim.leave_lingering,
                                 }
                             })
                             .fold(Totals::default(), Totals::add)
@@ -125,6 +132,7 @@ const TEN: Config = Config {
     retention: false,
     low_disk: false,
     liar: false,
+    leaves: false,
 };
 
 #[test]
@@ -259,4 +267,22 @@ fn ten_nodes_with_one_rendering_wrong_pixels_catch_it_and_count_none_of_its_fram
     let totals = run_all(Config { liar: true, ..TEN });
     assert!(totals.differed > 0, "no check caught the liar: {totals:?}");
     exercised(totals);
+}
+
+/// Issue 12: a node stopped politely (SIGTERM, ctrl-c) was seen as dead: its task and, for a
+/// coordinator, the election waited out the 2.5 s peer timeout. Half the kills are now polite:
+/// the node says it is leaving first. Its peers drop it within a second (all but those whose
+/// copy of its last heartbeat was lost in the storm), and every job still finishes.
+#[test]
+fn ten_nodes_that_leave_politely_are_dropped_at_once_and_lose_no_job() {
+    let totals = run_all(Config {
+        leaves: true,
+        ..TEN
+    });
+    exercised(totals);
+    assert!(totals.leave_observers > 0, "nobody left: {totals:?}");
+    assert!(
+        totals.leave_lingering * 5 <= totals.leave_observers,
+        "peers kept a node that left: {totals:?}"
+    );
 }

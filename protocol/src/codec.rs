@@ -217,6 +217,7 @@ mod tests {
             addrs: vec!["/ip4/127.0.0.1/tcp/1/p2p/x".into()],
             disk_free: Some(5 << 30),
             low_disk: true,
+            leaving: true,
         });
         let bytes = encode(&hb, limits::MAX_GOSSIP).unwrap();
         assert_eq!(decode::<Gossip>(&bytes, limits::MAX_GOSSIP).unwrap(), hb);

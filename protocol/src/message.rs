@@ -92,6 +92,11 @@ pub struct Heartbeat {
     /// It has less disk free than it keeps free (`--min-free-disk`), and so takes no work.
     #[serde(default)]
     pub low_disk: bool,
+    /// It is leaving (stopped with SIGTERM or ctrl-c): its peers drop it at once, its running
+    /// task goes back to the queue, and when it coordinated the next node takes over, without
+    /// waiting for its silence.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 /// How a node's Blender is confined (issue 11), shown by `peers`.

@@ -415,6 +415,27 @@ impl MeshNode {
         self.child.as_ref().map(Child::id)
     }
 
+    /// SIGTERMs the node, as a person stopping it does, and waits (up to `timeout`) for it to
+    /// exit; fails when it does not.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the node is not running")?;
+        signal(&[child.id()], "TERM")?;
+        let exited = wait_for(&format!("{} to exit", self.name), timeout, || {
+            child.try_wait().ok().flatten()
+        });
+        if exited.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        exited
+    }
+
+    /// Whether this node's log has a line holding every one of `words`.
+    pub fn logged(&self, words: &[&str]) -> bool {
+        std::fs::read_to_string(&self.log)
+            .is_ok_and(|log| log.lines().any(|l| words.iter().all(|w| l.contains(w))))
+    }
+
     /// SIGKILLs the node (no goodbye to anyone).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

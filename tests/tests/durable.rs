@@ -506,3 +506,68 @@ fn a_node_rendering_wrong_pixels_is_caught_and_its_frames_are_rendered_again() -
     assert!(text.contains("suspect: its pixels differed"), "{text}");
     Ok(())
 }
+
+/// Issue 12: a node stopped politely (SIGTERM, ctrl-c) was seen as dead: its task waited out
+/// the peer timeout, and so did the election when it coordinated. A worker holding a task is
+/// SIGTERMed: the coordinator drops it at once on its leaving heartbeat. Then the coordinator
+/// is SIGTERMed: the last node drops it likewise, takes over, and finishes the job, every
+/// frame equal to `blender -b`'s.
+#[test]
+fn nodes_stopped_politely_hand_back_their_task_and_their_term_at_once() -> Result<()> {
+    // Frames of a second or two, so that a worker is caught holding a task.
+    const SLOW: (u32, u32) = (64, 50);
+    const LAST: u32 = 6;
+    let fx = Fixture::new((1, LAST), SLOW.0, SLOW.1, &[])?;
+    let mut nodes = cluster(&fx.root.join("mesh"), 3)?;
+    let coordinator = agreed_coordinator(&nodes, 3).context("the mesh agrees")?;
+    let via = nodes
+        .iter()
+        .position(|n| n.id == coordinator)
+        .context("the coordinator is not one of ours")?;
+    let id = submit_as(&nodes[via], &fx, 1, LAST, SLOW)?;
+    let worker = wait_for("a worker to hold a task", Duration::from_secs(60), || {
+        let record = job(&nodes[via], &id)?;
+        (0..nodes.len()).find(|&i| i != via && running_on(&record, &nodes[i].id).is_some())
+    })
+    .with_context(|| dump_logs(&nodes))?;
+    let last = (0..nodes.len())
+        .find(|&i| i != via && i != worker)
+        .context("three nodes")?;
+
+    // Peer ids as the logs print them.
+    let short: Vec<String> = nodes
+        .iter()
+        .map(|n| n.id[n.id.len() - 6..].to_owned())
+        .collect();
+    nodes[worker].terminate(Duration::from_secs(20))?;
+    assert!(
+        nodes[worker].logged(&["leaving the mesh"]),
+        "{}",
+        dump_logs(&nodes)
+    );
+    wait_for(
+        "the coordinator to drop the worker that left",
+        Duration::from_secs(10),
+        || {
+            nodes[via]
+                .logged(&["peer left the mesh", &short[worker]])
+                .then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+
+    nodes[via].terminate(Duration::from_secs(20))?;
+    wait_for(
+        "the last node to drop the coordinator that left",
+        Duration::from_secs(10),
+        || {
+            nodes[last]
+                .logged(&["peer left the mesh", &short[via]])
+                .then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
+    let survivor = std::slice::from_ref(&nodes[last]);
+    wait_done(survivor, 0, &id, Duration::from_secs(180))?;
+    download_and_compare(&nodes[last], &fx, &id, 1, LAST)
+}

@@ -158,6 +158,7 @@ async fn rogue(
                     addrs: Vec::new(),
                     disk_free: None,
                     low_disk: false,
+                    leaving: false,
                 };
                 if net.publish(&Gossip::Heartbeat(hb)).await.is_ok() {
                     tally.heartbeats += 1;

@@ -65,6 +65,11 @@ pub struct Membership {
     following: Option<Claim>,
     /// This node is low on disk: it may not coordinate while another node may.
     low_disk: bool,
+    /// This node is leaving the mesh: it may not coordinate.
+    leaving: bool,
+    /// Peers that said they were leaving, and until when their other heartbeats (reordered,
+    /// late) are ignored.
+    departed: BTreeMap<NodeId, Millis>,
 }
 
 impl Membership {
@@ -79,7 +84,27 @@ impl Membership {
             leading: None,
             following: None,
             low_disk: false,
+            leaving: false,
+            departed: BTreeMap::new(),
         }
+    }
+
+    /// This node leaves the mesh: it stops coordinating and never claims again.
+    pub fn leave(&mut self) {
+        self.leaving = true;
+        self.leading = None;
+    }
+
+    /// `from` said it is leaving, at `now`: it is dropped at once, and its heartbeats are
+    /// ignored for [`limits::PEER_TIMEOUT_MS`] (a late one must not bring it back). Returns
+    /// whether it was a member.
+    pub fn left(&mut self, from: &NodeId, now: Millis) -> bool {
+        if *from == self.me {
+            return false;
+        }
+        self.departed
+            .insert(from.clone(), now + limits::PEER_TIMEOUT_MS);
+        self.members.remove(from).is_some()
     }
 
     /// This node.
@@ -93,6 +118,9 @@ impl Membership {
     /// ignored. Its term counts only when it claims, from a node that may coordinate.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) -> bool {
         if from == self.me {
+            return false;
+        }
+        if self.departed.get(&from).is_some_and(|until| now < *until) {
             return false;
         }
         if hb.claims && hb.role == Role::Worker {
@@ -124,6 +152,7 @@ impl Membership {
         for id in &gone {
             self.members.remove(id);
         }
+        self.departed.retain(|_, until| now < *until);
         gone
     }
 
@@ -151,7 +180,7 @@ impl Membership {
             .map(|(id, m)| (id, m.hb.low_disk))
             .collect();
         let in_grace = now.saturating_sub(self.started) < ELECTION_GRACE_MS;
-        if self.role == Role::Worker && !in_grace {
+        if self.role == Role::Worker && !in_grace && !self.leaving {
             candidates.push((&self.me, self.low_disk));
         }
         let roomy = candidates.iter().any(|(_, low)| !low);
@@ -303,6 +332,7 @@ mod tests {
             addrs: Vec::new(),
             disk_free: None,
             low_disk: false,
+            leaving: false,
         })
     }
 

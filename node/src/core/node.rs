@@ -91,6 +91,8 @@ pub struct Core {
     collected: BTreeMap<JobId, Millis>,
     /// Bytes free on the disk holding its store, when known.
     disk_free: Option<u64>,
+    /// This node is leaving the mesh ([`Core::leave`]).
+    leaving: bool,
 }
 
 impl Core {
@@ -131,6 +133,7 @@ impl Core {
             saved_repairs: Vec::new(),
             collected: BTreeMap::new(),
             disk_free: None,
+            leaving: false,
         }
     }
 
@@ -217,7 +220,8 @@ impl Core {
             engines: self.worker.engines().to_vec(),
             confinement: self.profile.confinement,
             load: self.load,
-            current: self.worker.current(),
+            // A leaving node hands its task back.
+            current: self.worker.current().filter(|_| !self.leaving),
             term: self.leading().unwrap_or(self.membership.max_term()),
             coordinator: self.coordinator(),
             claims: self.coordinator.is_some(),
@@ -225,6 +229,7 @@ impl Core {
             addrs: self.addrs.clone(),
             disk_free: self.disk_free,
             low_disk: self.worker.is_low_disk(),
+            leaving: self.leaving,
         }
     }
 
@@ -252,6 +257,29 @@ impl Core {
         self.membership.set_low_disk(low);
     }
 
+    /// This node leaves the mesh (SIGTERM, ctrl-c), at `now`: it stops coordinating (requests
+    /// waiting on it are told to go elsewhere) and rendering, takes no more work, and at once
+    /// sends a heartbeat saying it is leaving, so that its peers drop it, requeue its task and
+    /// elect a new coordinator without waiting for its silence.
+    pub fn leave(&mut self, now: Millis) {
+        self.advance(now);
+        if self.leaving {
+            return;
+        }
+        info!("leaving the mesh");
+        self.leaving = true;
+        self.membership.leave();
+        if let Some(c) = self.coordinator.take() {
+            c.retire(None, &mut self.out);
+        }
+        self.worker.leave(&mut self.out);
+        self.seq += 1;
+        self.last_heartbeat = Some(now);
+        let hb = self.heartbeat();
+        self.out.push(Action::Publish(hb));
+        self.settle();
+    }
+
     /// This node's addresses changed.
     pub fn set_addrs(&mut self, addrs: Vec<String>) {
         self.addrs = addrs;
@@ -273,6 +301,16 @@ impl Core {
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
         self.advance(now);
         if from == self.me {
+            return;
+        }
+        if hb.leaving {
+            if self.membership.left(&from, now) {
+                info!(peer = %from.short(), "peer left the mesh");
+                if let Some(c) = &mut self.coordinator {
+                    c.node_gone(&mut self.table, &from);
+                }
+            }
+            self.settle();
             return;
         }
         match (&self.coordinator, self.membership.current()) {
@@ -1182,6 +1220,107 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The heartbeat `name` sends as it leaves, having coordinated in `term` or not.
+    fn leaving(name: &str, term: u64) -> Arc<Heartbeat> {
+        let mut hb = heartbeat(name, term, false);
+        Arc::make_mut(&mut hb).leaving = true;
+        hb
+    }
+
+    /// Issue 12: a node stopped politely (SIGTERM, ctrl-c) was seen as dead: its task waited
+    /// out the peer timeout. It now says so at once, stops its render, takes no more work and
+    /// never claims again.
+    #[test]
+    fn a_node_that_leaves_says_so_at_once_and_takes_no_more_work() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        b.request(
+            n("a"),
+            Request::Assign(assignment(3)),
+            ReplyTo::Outside(1),
+            300,
+        );
+        assert!(b.worker().is_rendering());
+        b.take_actions();
+        b.leave(400);
+        let actions = b.take_actions();
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::CancelRender)),
+            "{actions:?}"
+        );
+        let said = actions.iter().any(|a| {
+            matches!(a, Action::Publish(hb) if hb.leaving && !hb.claims && hb.current.is_none())
+        });
+        assert!(said, "{actions:?}");
+        let again = Assignment {
+            attempt: 2,
+            ..assignment(3)
+        };
+        b.request(n("a"), Request::Assign(again), ReplyTo::Outside(2), 500);
+        let refused = b.take_actions();
+        assert!(
+            matches!(&refused[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("leaving")),
+            "{refused:?}"
+        );
+        // Alone for long after, it still never claims.
+        let mut now = 500;
+        while now < 3 * ELECTION_GRACE_MS {
+            now += 100;
+            b.tick(now, 0, 0.0);
+            assert_eq!(b.leading(), None, "at {now}");
+        }
+    }
+
+    /// A coordinator that hears a worker leave requeues its task at once; a follower that
+    /// hears its coordinator leave elects a new one at its next tick, and a late heartbeat of
+    /// the leaver does not bring it back.
+    #[test]
+    fn peers_drop_a_leaving_node_at_once_requeue_its_task_and_elect_anew() {
+        let start = ELECTION_GRACE_MS + 100;
+        let mut c = core("c");
+        c.heard(n("w"), heartbeat("w", 0, false), start);
+        c.tick(start, 0, 0.0);
+        assert_eq!(c.leading(), Some(Term(1)));
+        let two = JobSpec {
+            chunk: Some(1),
+            frames: FrameRange::new(1, 2).unwrap(),
+            ..spec()
+        };
+        let id = JobId([5; 16]);
+        c.request(
+            n("c"),
+            Request::Submit { id, spec: two },
+            ReplyTo::Outside(1),
+            start,
+        );
+        c.tick(start + 100, 0, 0.0);
+        let on_w = |c: &Core| {
+            c.table().get(&id).unwrap().tasks.iter().any(|t| {
+                t.state == rendermesh_protocol::TaskState::Running && t.worker == Some(n("w"))
+            })
+        };
+        assert!(on_w(&c), "a task is on w");
+        c.heard(n("w"), leaving("w", 0), start + 200);
+        assert!(!on_w(&c), "requeued at once");
+        assert!(!c.membership().is_member(&n("w")));
+
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), start);
+        b.tick(start + 100, 0, 0.0);
+        assert_eq!(b.coordinator(), Some(n("a")));
+        b.heard(n("a"), leaving("a", 3), start + 200);
+        b.tick(start + 300, 0, 0.0);
+        assert_eq!(b.leading(), Some(Term(4)), "took over at its next tick");
+        b.heard(n("a"), heartbeat("a", 3, true), start + 400);
+        b.tick(start + 500, 0, 0.0);
+        assert_eq!(
+            b.leading(),
+            Some(Term(4)),
+            "a late heartbeat changes nothing"
+        );
     }
 
     /// `b` hears `from` (its coordinator in `term`) advertise `job`, pulls it and is answered.

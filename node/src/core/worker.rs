@@ -40,6 +40,8 @@ pub struct Worker {
     reports: Vec<PendingReport>,
     /// `Some(bytes free)` while this node is low on disk: it takes no work.
     low_disk: Option<u64>,
+    /// This node is leaving the mesh: it takes no work.
+    leaving: bool,
 }
 
 impl Worker {
@@ -51,6 +53,22 @@ impl Worker {
             running: None,
             reports: Vec::new(),
             low_disk: None,
+            leaving: false,
+        }
+    }
+
+    /// This node leaves the mesh: it takes no more work, stops its render and lets its reports
+    /// go (its coordinator hands its task to another node).
+    pub fn leave(&mut self, out: &mut Outbox) {
+        self.leaving = true;
+        self.reports.clear();
+        if let Some(r) = &mut self.running
+            && !r.cancelled
+        {
+            info!(job = %r.assignment.job.short(), task = r.assignment.task,
+                  "leaving: the task goes back to the coordinator");
+            r.cancelled = true;
+            out.push(Action::CancelRender);
         }
     }
 
@@ -113,6 +131,9 @@ impl Worker {
         let Some(blender) = &self.blender else {
             return Response::Rejected("this node does not render".into());
         };
+        if self.leaving {
+            return Response::Rejected("this node is leaving the mesh".into());
+        }
         if let Some(r) = &self.running {
             let same = r.assignment.job == a.job
                 && r.assignment.task == a.task

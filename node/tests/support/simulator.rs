@@ -122,7 +122,14 @@ pub struct Config {
     /// One node renders wrong pixels (bad memory, a broken library): checks must catch it,
     /// and no frame it rendered may count at the end.
     pub liar: bool,
+    /// Half the kills are polite (SIGTERM): the node leaves first ([`Core::leave`]), and its
+    /// peers must drop it within [`LEFT_WITHIN_MS`] rather than wait for its silence.
+    pub leaves: bool,
 }
+
+/// A node that left politely is no longer listed by the peers that heard it within this long
+/// (the peer timeout is 2.5 s).
+pub const LEFT_WITHIN_MS: Millis = 1_000;
 
 /// One simulated node.
 pub struct Node {
@@ -292,6 +299,11 @@ pub struct Sim {
     /// Comparisons made, and how many found different pixels.
     pub compared: usize,
     pub differed: usize,
+    /// Polite leaves to look at: the node, and when its peers must have dropped it.
+    leaves_due: Vec<(usize, Millis)>,
+    /// Over those: live nodes that looked, and those that still listed the leaver.
+    pub leave_observers: usize,
+    pub leave_lingering: usize,
     /// Changes of coordinator seen.
     pub changes: usize,
     /// Tasks handed out again (attempt 2 or more) seen.
@@ -383,6 +395,9 @@ impl Sim {
             wrong: BTreeSet::new(),
             compared: 0,
             differed: 0,
+            leaves_due: Vec::new(),
+            leave_observers: 0,
+            leave_lingering: 0,
             changes: 0,
             requeued: 0,
             hung: 0,
@@ -907,6 +922,14 @@ impl Sim {
                     Some(l) if self.rng.random_bool(0.6) => l,
                     _ => alive[self.rng.random_range(0..alive.len())],
                 };
+                if self.config.leaves && self.rng.random_bool(0.5) {
+                    if trace() {
+                        eprintln!("{:>6} {} leaves", self.now, self.nodes[victim].id);
+                    }
+                    self.nodes[victim].core.leave(self.now);
+                    self.perform(victim);
+                    self.leaves_due.push((victim, self.now + LEFT_WITHIN_MS));
+                }
                 self.kill_node(victim);
                 let back = self.now + self.rng.random_range(2_000..6_000);
                 self.restarts.push((victim, back));
@@ -1414,6 +1437,7 @@ impl Sim {
                     addrs: Vec::new(),
                     disk_free: None,
                     low_disk: false,
+                    leaving: false,
                 };
                 self.nodes[i].core.heard(rogue.clone(), Arc::new(hb), now);
                 self.perform(i);
@@ -1609,6 +1633,23 @@ impl Sim {
         // Job records and agreement are checked once per tick.
         if !self.now.is_multiple_of(TICK_MS) {
             return;
+        }
+        let now = self.now;
+        let due: Vec<usize> = self
+            .leaves_due
+            .iter()
+            .filter(|(_, at)| *at <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        self.leaves_due.retain(|(_, at)| *at > now);
+        for left in due {
+            let id = &self.nodes[left].id;
+            for node in self.nodes.iter().filter(|n| n.alive && n.id != *id) {
+                self.leave_observers += 1;
+                if node.core.membership().is_member(id) {
+                    self.leave_lingering += 1;
+                }
+            }
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].alive {
