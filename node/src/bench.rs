@@ -5,6 +5,10 @@
 //! With `pin`, every Blender (the direct one and each node's) renders with one thread on a core
 //! of its own (`taskset -c K`), so N nodes on one N-core machine stand for N one-core machines
 //! and the ratio is the mesh's speed-up over one of them.
+//!
+//! `checks` is every node's [`Policy::checks`](crate::core::Policy::checks): with two nodes or
+//! more, that many tasks of each worker have one frame rendered again on another node and
+//! compared, inside the measured time; 0 measures the mesh without verification.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +45,11 @@ pub struct BenchConfig {
     pub nodes: usize,
     /// One thread and one core per Blender (see the module docs).
     pub pin: bool,
+    /// Tasks of each worker per job checked by a second render ([`Policy::checks`] of every
+    /// node; 0: no verification). The node's default is 1.
+    ///
+    /// [`Policy::checks`]: crate::core::Policy::checks
+    pub checks: usize,
     /// Scratch directory.
     pub work_dir: PathBuf,
     /// Blender.
@@ -226,7 +235,10 @@ async fn start_nodes(
             secret: None,
             api_token: None,
             sandbox: false,
-            policy: crate::core::Policy::default(),
+            policy: crate::core::Policy {
+                checks: cfg.checks,
+                ..crate::core::Policy::default()
+            },
             ..Config::default()
         };
         let node = Node::start_with_renderer(config, Arc::new(renderer)).await?;

@@ -49,7 +49,7 @@ pub(crate) enum Command {
     /// A request handled by this node as if it came from itself.
     Local(Box<Request>, oneshot::Sender<Response>),
     /// Leave the mesh; answered, with whether any peer was live, once the heartbeat saying so
-    /// is handed to the network.
+    /// is handed to the network (a coordinator first hands its term over).
     Leave(oneshot::Sender<bool>),
 }
 
@@ -322,7 +322,7 @@ struct Mesh {
     /// Ticks since the addresses were last asked for.
     ticks: u64,
     /// Answers [`Command::Leave`] once its heartbeat is handed to the network.
-    left: Option<(oneshot::Sender<bool>, bool)>,
+    left: Option<oneshot::Sender<bool>>,
     /// Spawned work: renders, transfers, requests.
     tasks: JoinSet<()>,
 }
@@ -349,8 +349,10 @@ impl Mesh {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.perform().await;
-            if let Some((tx, peers)) = self.left.take() {
-                let _ = tx.send(peers);
+            if self.core.has_left()
+                && let Some(tx) = self.left.take()
+            {
+                let _ = tx.send(self.core.membership().members().next().is_some());
             }
         }
         if let Some(r) = &self.render {
@@ -479,8 +481,7 @@ impl Mesh {
             Command::Leave(tx) => {
                 let now = self.now();
                 self.core.leave(now);
-                let peers = self.core.membership().members().next().is_some();
-                self.left = Some((tx, peers));
+                self.left = Some(tx);
             }
         }
     }

@@ -22,8 +22,9 @@ use crate::store::BlobStore;
 use crate::worker::{BlenderRenderer, Renderer};
 use crate::{Config, Error};
 
-/// How long a node stopping waits for its mesh actor to say it is leaving.
-const LEAVE_WAIT: Duration = Duration::from_secs(1);
+/// How long a node stopping waits for its mesh actor to say it is leaving (a coordinator
+/// hands its term over first, for up to `core::node::HANDOVER_MS`).
+const LEAVE_WAIT: Duration = Duration::from_secs(5);
 /// How long the swarm runs on after the leaving heartbeat is handed to it, to send it.
 const LEAVE_LINGER: Duration = Duration::from_millis(250);
 

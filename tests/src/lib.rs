@@ -1036,7 +1036,19 @@ pub struct Fixture {
 impl Fixture {
     /// Makes the example scene and renders `frames` of it directly (see [`blender_direct`]).
     pub fn new(frames: (u32, u32), samples: u32, percent: u32, settings: &[&str]) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
+        Self::new_in(&std::env::temp_dir(), frames, samples, percent, settings)
+    }
+
+    /// [`Fixture::new`] in a fresh directory under `parent`.
+    pub fn new_in(
+        parent: &Path,
+        frames: (u32, u32),
+        samples: u32,
+        percent: u32,
+        settings: &[&str],
+    ) -> Result<Self> {
+        std::fs::create_dir_all(parent)?;
+        let dir = tempfile::tempdir_in(parent)?;
         let root = dir.path().to_path_buf();
         let blend = root.join("scene.blend");
         example_scene(&blend)?;

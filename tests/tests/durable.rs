@@ -4,6 +4,8 @@
 //! job carries on from their job tables on disk and finishes with every frame equal to
 //! `blender -b`, and a job finished before the cut can still be downloaded.
 
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -214,6 +216,30 @@ fn damaged_blobs_are_found_after_a_restart_and_fetched_again() -> Result<()> {
     download_and_compare(&nodes[1], &fx, &id, 1, 3)
 }
 
+/// Frames of a second or two (samples, resolution percent), so that a render can be caught in
+/// the middle.
+const SLOW: (u32, u32) = (64, 50);
+/// The last frame of the jobs at [`SLOW`] settings: six of them, so that each of three nodes
+/// still holds a task once the first frames are done.
+const SLOW_LAST: u32 = 6;
+
+/// The scene and its frames `1..=SLOW_LAST` rendered by `blender -b` at [`SLOW`] settings,
+/// made once for every test of this binary that needs them (under cargo's scratch directory
+/// for tests, since it lives as long as the process). Each test keeps its nodes in a directory
+/// of its own under it.
+fn slow_fixture() -> Result<&'static Fixture> {
+    static SLOW_FIXTURE: Mutex<Option<&'static Fixture>> = Mutex::new(None);
+    let mut slot = SLOW_FIXTURE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(fx) = *slot {
+        return Ok(fx);
+    }
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let fx = Fixture::new_in(parent, (1, SLOW_LAST), SLOW.0, SLOW.1, &[])?;
+    let fx: &'static Fixture = Box::leak(Box::new(fx));
+    *slot = Some(fx);
+    Ok(fx)
+}
+
 /// The index of the task of `job` (a record as JSON) running on node `id`, if any.
 fn running_on(job: &Value, id: &str) -> Option<usize> {
     job["tasks"]
@@ -231,13 +257,10 @@ fn running_on(job: &Value, id: &str) -> Option<usize> {
 /// result refused. Every frame of both jobs equals `blender -b`.
 #[test]
 fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -> Result<()> {
-    // Frames of a second or two, so that a render can be caught in the middle; six of them,
-    // so that each of three nodes still holds a task once the first frames are done (with four,
-    // the node to hang could be idle by then).
-    const SLOW: (u32, u32) = (64, 50);
-    const LAST: u32 = 6;
-    let fx = Fixture::new((1, LAST), SLOW.0, SLOW.1, &[])?;
-    let root = fx.root.join("mesh");
+    // With four frames, the node to hang could be idle once the first frames are done.
+    const LAST: u32 = SLOW_LAST;
+    let fx = slow_fixture()?;
+    let root = fx.root.join("hang");
     let args = ["--threads", "1", "--min-task-timeout", "4"];
     let mut nodes = vec![MeshNode::start_with(&root, "node-1", None, &args)?];
     for name in ["node-2", "node-3"] {
@@ -257,7 +280,7 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
     let (hangs, freezes) = (others[0], others[1]);
 
     // Once a frame is timed, the Blender of a node holding a task stops dead.
-    let first = submit_as(&nodes[via], &fx, 1, LAST, SLOW)?;
+    let first = submit_as(&nodes[via], fx, 1, LAST, SLOW)?;
     let hangs_id = nodes[hangs].id.clone();
     let hangs_pid = nodes[hangs].pid().context("node runs")?;
     let stopped = wait_for(
@@ -305,10 +328,10 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
             dump_logs(&nodes)
         );
     }
-    download_and_compare(&nodes[via], &fx, &first, 1, LAST)?;
+    download_and_compare(&nodes[via], fx, &first, 1, LAST)?;
 
     // A whole machine freezes in the middle of a render, and wakes once the job is done.
-    let second = submit_as(&nodes[via], &fx, 1, LAST, SLOW)?;
+    let second = submit_as(&nodes[via], fx, 1, LAST, SLOW)?;
     let freezes_pid = nodes[freezes].pid().context("node runs")?;
     let log_before = wait_for(
         "the node to freeze to be in the middle of a render",
@@ -349,7 +372,7 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
         after["tasks"], done["tasks"],
         "a late result changed the record: {woke}"
     );
-    download_and_compare(&nodes[via], &fx, &second, 1, LAST)
+    download_and_compare(&nodes[via], fx, &second, 1, LAST)
 }
 
 /// Issue 12: no code checked free space, and nothing was ever deleted.
@@ -515,16 +538,15 @@ fn a_node_rendering_wrong_pixels_is_caught_and_its_frames_are_rendered_again() -
 #[test]
 fn nodes_stopped_politely_hand_back_their_task_and_their_term_at_once() -> Result<()> {
     // Frames of a second or two, so that a worker is caught holding a task.
-    const SLOW: (u32, u32) = (64, 50);
-    const LAST: u32 = 6;
-    let fx = Fixture::new((1, LAST), SLOW.0, SLOW.1, &[])?;
-    let mut nodes = cluster(&fx.root.join("mesh"), 3)?;
+    const LAST: u32 = SLOW_LAST;
+    let fx = slow_fixture()?;
+    let mut nodes = cluster(&fx.root.join("leave"), 3)?;
     let coordinator = agreed_coordinator(&nodes, 3).context("the mesh agrees")?;
     let via = nodes
         .iter()
         .position(|n| n.id == coordinator)
         .context("the coordinator is not one of ours")?;
-    let id = submit_as(&nodes[via], &fx, 1, LAST, SLOW)?;
+    let id = submit_as(&nodes[via], fx, 1, LAST, SLOW)?;
     let worker = wait_for("a worker to hold a task", Duration::from_secs(60), || {
         let record = job(&nodes[via], &id)?;
         (0..nodes.len()).find(|&i| i != via && running_on(&record, &nodes[i].id).is_some())
@@ -569,5 +591,5 @@ fn nodes_stopped_politely_hand_back_their_task_and_their_term_at_once() -> Resul
     .with_context(|| dump_logs(&nodes))?;
     let survivor = std::slice::from_ref(&nodes[last]);
     wait_done(survivor, 0, &id, Duration::from_secs(180))?;
-    download_and_compare(&nodes[last], &fx, &id, 1, LAST)
+    download_and_compare(&nodes[last], fx, &id, 1, LAST)
 }

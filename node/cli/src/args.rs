@@ -483,6 +483,11 @@ pub struct BenchArgs {
     /// N one-core machines, against one of them rendering alone.
     #[arg(long)]
     pub pin: bool,
+    /// Tasks of each worker per job whose frame is rendered again on another node and compared,
+    /// as `rendermesh node --verify`; 0 turns verification off (one node checks nothing).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_CHECKS_PER_WORKER))]
+    pub verify: u64,
     /// The Blender executable.
     #[arg(long, default_value = "blender")]
     pub blender: PathBuf,

@@ -207,6 +207,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         per_task: args.per_task_blender,
         nodes: args.nodes,
         pin: args.pin,
+        checks: args.verify as usize,
         work_dir: dir.clone(),
         blender: args.blender,
     })
@@ -235,5 +236,14 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         }
     );
     println!("ratio mesh/direct : {:>7.2}", r.ratio());
+    println!(
+        "checks per worker : {}{}",
+        args.verify,
+        if args.verify > 0 && args.nodes <= 1 {
+            " (none made: a mesh of one has no other node)"
+        } else {
+            ""
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -33,6 +33,9 @@ pub const COLLECT_AGAIN_MS: Millis = 30 * 60 * 1000;
 /// A gap between two events longer than this means the node itself stood still
 /// ([`Core::advance`]).
 pub const STALL_MS: Millis = limits::PEER_TIMEOUT_MS / 2;
+/// A coordinator that leaves waits at most this long for its peers to hold its latest job
+/// records before it says it is leaving (they pull them within a heartbeat or two).
+pub const HANDOVER_MS: Millis = 3_000;
 
 /// What a node says of itself in every heartbeat, besides the mesh state.
 #[derive(Clone, Debug)]
@@ -91,8 +94,11 @@ pub struct Core {
     collected: BTreeMap<JobId, Millis>,
     /// Bytes free on the disk holding its store, when known.
     disk_free: Option<u64>,
-    /// This node is leaving the mesh ([`Core::leave`]).
+    /// This node is leaving the mesh ([`Core::leave`]): its last heartbeat is sent.
     leaving: bool,
+    /// A coordinator leaving: it writes nothing more, and waits until then at most for its
+    /// peers to hold its latest records.
+    handover_until: Option<Millis>,
 }
 
 impl Core {
@@ -134,6 +140,7 @@ impl Core {
             collected: BTreeMap::new(),
             disk_free: None,
             leaving: false,
+            handover_until: None,
         }
     }
 
@@ -257,27 +264,62 @@ impl Core {
         self.membership.set_low_disk(low);
     }
 
-    /// This node leaves the mesh (SIGTERM, ctrl-c), at `now`: it stops coordinating (requests
-    /// waiting on it are told to go elsewhere) and rendering, takes no more work, and at once
-    /// sends a heartbeat saying it is leaving, so that its peers drop it, requeue its task and
-    /// elect a new coordinator without waiting for its silence.
+    /// This node leaves the mesh (SIGTERM, ctrl-c), at `now`: it stops rendering and takes no
+    /// more work, then sends a heartbeat saying it is leaving, so that its peers drop it,
+    /// requeue its task and elect a new coordinator without waiting for its silence
+    /// ([`Core::has_left`] says when). A coordinator hands its term over first: it writes
+    /// nothing more (writes are answered `Busy`), and waits until every peer holds its latest
+    /// job records, for [`HANDOVER_MS`] at most, so that its successor carries on from them.
     pub fn leave(&mut self, now: Millis) {
         self.advance(now);
-        if self.leaving {
+        if self.leaving || self.handover_until.is_some() {
             return;
         }
         info!("leaving the mesh");
+        self.worker.leave(&mut self.out);
+        if self.coordinator.is_some() && self.membership.members().next().is_some() {
+            info!(
+                "handing the coordinator's term over: waiting for the peers to hold every record"
+            );
+            self.handover_until = Some(now + HANDOVER_MS);
+            self.urgent = true;
+            self.settle();
+        } else {
+            self.say_leaving(now);
+        }
+    }
+
+    /// Whether this node has sent its leaving heartbeat.
+    pub fn has_left(&self) -> bool {
+        self.leaving
+    }
+
+    /// Stops coordinating and sends the heartbeat that says this node is leaving.
+    fn say_leaving(&mut self, now: Millis) {
         self.leaving = true;
+        self.handover_until = None;
         self.membership.leave();
         if let Some(c) = self.coordinator.take() {
             c.retire(None, &mut self.out);
         }
-        self.worker.leave(&mut self.out);
         self.seq += 1;
         self.last_heartbeat = Some(now);
         let hb = self.heartbeat();
         self.out.push(Action::Publish(hb));
         self.settle();
+    }
+
+    /// Whether every live peer's heartbeat advertises this node's latest version of each job
+    /// it advertises itself.
+    fn peers_hold_my_records(&self) -> bool {
+        let mine = self.table.digests();
+        self.membership.members().all(|(_, m)| {
+            mine.iter().all(|d| {
+                m.hb.jobs
+                    .iter()
+                    .any(|theirs| theirs.id == d.id && theirs.version >= d.version)
+            })
+        })
     }
 
     /// This node's addresses changed.
@@ -554,7 +596,22 @@ impl Core {
             None => {}
         }
 
-        if let Some(c) = &mut self.coordinator {
+        if let Some(until) = self.handover_until {
+            let done = self.coordinator.is_none() || self.peers_hold_my_records();
+            if done || now >= until {
+                if !done {
+                    warn!("the peers do not all hold the latest job records: leaving anyway");
+                }
+                self.say_leaving(now);
+            }
+        }
+
+        // A coordinator handing its term over writes nothing more.
+        if let Some(c) = self
+            .coordinator
+            .as_mut()
+            .filter(|_| self.handover_until.is_none())
+        {
             let view = view(
                 &self.me,
                 &self.profile,
@@ -604,6 +661,15 @@ impl Core {
     }
 
     fn handle_request(&mut self, from: NodeId, request: Request, reply: ReplyTo) {
+        let writes = matches!(
+            request,
+            Request::Submit { .. } | Request::Cancel(_) | Request::Remove(_) | Request::Report(_)
+        );
+        if writes && self.coordinator.is_some() && self.handover_until.is_some() {
+            let busy = Response::Busy("the coordinator is leaving; retry in a moment".into());
+            self.out.reply(reply, busy);
+            return;
+        }
         let answer = match request {
             Request::Submit { .. } | Request::Cancel(_) | Request::Remove(_)
                 if self.coordinator.is_none() =>
@@ -1271,6 +1337,79 @@ mod tests {
             now += 100;
             b.tick(now, 0, 0.0);
             assert_eq!(b.leading(), None, "at {now}");
+        }
+    }
+
+    /// A coordinator that leaves hands its term over: it writes nothing more, and says it is
+    /// leaving only once its peers hold its latest records (or after [`HANDOVER_MS`]), so that
+    /// its successor does not carry on from an older copy.
+    #[test]
+    fn a_coordinator_that_leaves_first_waits_for_its_peers_to_hold_its_records() {
+        let start = ELECTION_GRACE_MS + 100;
+        for caught_up in [true, false] {
+            let mut c = core("c");
+            c.heard(n("w"), heartbeat("w", 0, false), start);
+            c.tick(start, 0, 0.0);
+            assert_eq!(c.leading(), Some(Term(1)));
+            let id = JobId([5; 16]);
+            c.request(
+                n("c"),
+                Request::Submit { id, spec: spec() },
+                ReplyTo::Outside(1),
+                start,
+            );
+            c.tick(start + 100, 0, 0.0);
+            c.take_actions();
+            c.leave(start + 200);
+            let said = |actions: &[Action]| {
+                actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Publish(hb) if hb.leaving))
+            };
+            assert!(
+                !said(&c.take_actions()),
+                "not before its peers hold its records"
+            );
+            assert!(!c.has_left());
+            let report = rendermesh_protocol::Report {
+                job: id,
+                task: 0,
+                attempt: 1,
+                outcome: rendermesh_protocol::Outcome::Failed("x".into()),
+            };
+            c.request(
+                n("w"),
+                Request::Report(report),
+                ReplyTo::Outside(2),
+                start + 300,
+            );
+            let busy = c.take_actions();
+            assert!(
+                matches!(&busy[..], [Action::Reply { response: Response::Busy(m), .. }] if m.contains("leaving")),
+                "{busy:?}"
+            );
+            let mut now = start + 300;
+            if caught_up {
+                let mut hb = heartbeat("w", 1, false);
+                Arc::make_mut(&mut hb).jobs = c.table().digests();
+                c.heard(n("w"), hb, now + 100);
+                now += 200;
+                c.tick(now, 0, 0.0);
+            } else {
+                // w stays live, with an old copy.
+                while now < start + 200 + HANDOVER_MS {
+                    now += 100;
+                    c.heard(n("w"), heartbeat("w", 1, false), now);
+                    c.tick(now, 0, 0.0);
+                    assert!(
+                        !c.has_left() || now >= start + 200 + HANDOVER_MS,
+                        "at {now}"
+                    );
+                }
+            }
+            assert!(c.has_left(), "caught up: {caught_up}");
+            assert!(said(&c.take_actions()));
+            assert_eq!(c.leading(), None);
         }
     }
 

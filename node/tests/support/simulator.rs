@@ -47,6 +47,7 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rendermesh_node::core::membership::ELECTION_GRACE_MS;
+use rendermesh_node::core::node::HANDOVER_MS;
 use rendermesh_node::core::{
     Action, Core, Millis, Policy, Profile, ReplyTo, Saved, StitchFailure, Ticket,
 };
@@ -299,6 +300,9 @@ pub struct Sim {
     /// Comparisons made, and how many found different pixels.
     pub compared: usize,
     pub differed: usize,
+    /// Nodes leaving politely, with their run and since when: each dies once it has said so
+    /// (a coordinator hands its term over first, for `HANDOVER_MS` at most).
+    departing: Vec<(usize, u32, Millis)>,
     /// Polite leaves to look at: the node, and when its peers must have dropped it.
     leaves_due: Vec<(usize, Millis)>,
     /// Over those: live nodes that looked, and those that still listed the leaver.
@@ -395,6 +399,7 @@ impl Sim {
             wrong: BTreeSet::new(),
             compared: 0,
             differed: 0,
+            departing: Vec::new(),
             leaves_due: Vec::new(),
             leave_observers: 0,
             leave_lingering: 0,
@@ -780,6 +785,29 @@ impl Sim {
         self.disturbed = self.now;
     }
 
+    /// Kills each departing node that has said it is leaving (it exits then), and restarts it
+    /// later.
+    fn depart(&mut self) {
+        let departing = std::mem::take(&mut self.departing);
+        for (i, run, since) in departing {
+            let node = &self.nodes[i];
+            if !node.alive || node.run != run {
+                continue;
+            }
+            if !node.core.has_left() {
+                if self.now > since + HANDOVER_MS + 2 * TICK_MS {
+                    self.fail(format!("node {} never finished leaving", node.id));
+                }
+                self.departing.push((i, run, since));
+                continue;
+            }
+            self.leaves_due.push((i, self.now + LEFT_WITHIN_MS));
+            self.kill_node(i);
+            let back = self.now + self.rng.random_range(2_000..6_000);
+            self.restarts.push((i, back));
+        }
+    }
+
     /// Node `i` finds up to two blobs of its store damaged, as its scrub would after a power
     /// cut: they are removed and its core is told.
     fn damage(&mut self, i: usize) {
@@ -928,11 +956,13 @@ impl Sim {
                     }
                     self.nodes[victim].core.leave(self.now);
                     self.perform(victim);
-                    self.leaves_due.push((victim, self.now + LEFT_WITHIN_MS));
+                    self.departing
+                        .push((victim, self.nodes[victim].run, self.now));
+                } else {
+                    self.kill_node(victim);
+                    let back = self.now + self.rng.random_range(2_000..6_000);
+                    self.restarts.push((victim, back));
                 }
-                self.kill_node(victim);
-                let back = self.now + self.rng.random_range(2_000..6_000);
-                self.restarts.push((victim, back));
             }
             "freeze" => {
                 // Usually the coordinator, or else a worker in the middle of a task.
@@ -1276,6 +1306,7 @@ impl Sim {
     /// Advances 10 ms: disturbances due, events due, clients, ticks, then the invariants.
     pub fn step(&mut self) {
         self.disturb();
+        self.depart();
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().0 > self.now {
                 break;
