@@ -5,6 +5,8 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which `scripts/test`
 //! does); set `RENDERMESH_BIN` to use another build.
 
+pub mod chaos;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -1065,5 +1067,150 @@ impl Fixture {
     /// The reference file of `frame`.
     pub fn reference_frame(&self, frame: u32) -> PathBuf {
         self.reference.join(format!("ref_{frame:05}.png"))
+    }
+}
+
+/// Like [`wait_for`], polling every `every` rather than every 50 ms: for checks that cost a
+/// process each (a command run inside a network namespace).
+pub fn wait_for_every<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(every.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// Fails unless this process runs as root (network namespaces need it; CI runs as root).
+pub fn require_root() -> Result<()> {
+    let euid = run_bounded(Command::new("id").arg("-u"), COMMAND_TIMEOUT)?;
+    if String::from_utf8_lossy(&euid.stdout).trim() != "0" {
+        bail!("this test builds network namespaces and must run as root (CI does)");
+    }
+    Ok(())
+}
+
+/// Runs `ip ARGS` (iproute2); fails quoting its error output.
+pub fn ip(args: &[&str]) -> Result<()> {
+    let out =
+        run_bounded(Command::new("ip").args(args), COMMAND_TIMEOUT).context("cannot run `ip`")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A small LAN made for a test: a bridge, and `n` network namespaces each joined to it by a
+/// veth pair, namespace `i` at `10.213.S.(i+1)/24`. It reaches nothing else (the host has no
+/// address on the bridge). Removed on drop; stop the processes running inside first.
+///
+/// Needs root and `ip` from iproute2 (`scripts/install-deps` installs it).
+pub struct Lan {
+    bridge: String,
+    namespaces: Vec<String>,
+    /// The bridge side of each namespace's veth pair.
+    ports: Vec<String>,
+    /// The third byte of the LAN's addresses.
+    subnet: u32,
+}
+
+impl Lan {
+    /// Builds the bridge and `n` namespaces.
+    pub fn new(n: usize) -> Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // Unique per LAN: interface names are global, and a deleted namespace's veths vanish
+        // asynchronously, so a second LAN in this process must not reuse the first one's names.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let tag = (std::process::id() % 10_000) * 10 + NEXT.fetch_add(1, Ordering::Relaxed) % 10;
+        let mut lan = Self {
+            bridge: format!("rmbr{tag}"),
+            namespaces: Vec::new(),
+            ports: Vec::new(),
+            subnet: tag % 250,
+        };
+        ip(&["link", "add", "name", &lan.bridge, "type", "bridge"])?;
+        ip(&[
+            "link",
+            "set",
+            &lan.bridge,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        ip(&["link", "set", &lan.bridge, "up"])?;
+        for i in 0..n {
+            let ns = format!("rm{tag}n{i}");
+            ip(&["netns", "add", &ns])?;
+            lan.namespaces.push(ns.clone());
+            let inside = format!("rm{tag}i{i}");
+            let outside = format!("rm{tag}o{i}");
+            ip(&[
+                "link", "add", &inside, "type", "veth", "peer", "name", &outside,
+            ])?;
+            ip(&["link", "set", &inside, "netns", &ns])?;
+            ip(&["link", "set", &outside, "master", &lan.bridge])?;
+            lan.ports.push(outside.clone());
+            ip(&["link", "set", &outside, "up"])?;
+            let addr = format!("{}/24", lan.addr(i));
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", &inside])?;
+            ip(&["-n", &ns, "link", "set", &inside, "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(lan)
+    }
+
+    /// The name of namespace `i`.
+    pub fn namespace(&self, i: usize) -> &str {
+        &self.namespaces[i]
+    }
+
+    /// The address of namespace `i` on the LAN.
+    pub fn addr(&self, i: usize) -> String {
+        format!("10.213.{}.{}", self.subnet, i + 1)
+    }
+
+    /// A command running `program` inside namespace `i` (`ip netns exec NS program`, which
+    /// execs it: the child's pid is the program's).
+    pub fn command(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.namespaces[i]])
+            .arg(program);
+        cmd
+    }
+
+    /// Cuts namespace `i` off the LAN (its cable is pulled).
+    pub fn cut(&self, i: usize) -> Result<()> {
+        ip(&["link", "set", &self.ports[i], "down"])
+    }
+
+    /// Plugs namespace `i` back in.
+    pub fn heal(&self, i: usize) -> Result<()> {
+        ip(&["link", "set", &self.ports[i], "up"])
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for port in &self.ports {
+            let _ = ip(&["link", "del", port]);
+        }
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+        let _ = ip(&["link", "del", &self.bridge]);
     }
 }

@@ -5,81 +5,25 @@
 //! Needs root (CI runs as root) and `ip` from iproute2 (`scripts/install-deps` installs it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use rendermesh_tests::{bin, wait_for};
+use anyhow::{Context, Result};
+use rendermesh_tests::{bin, require_root, wait_for};
 use serde_json::Value;
 
-fn ip(args: &[&str]) -> Result<()> {
-    let out = rendermesh_tests::run_bounded(
-        Command::new("ip").args(args),
-        rendermesh_tests::COMMAND_TIMEOUT,
-    )
-    .context("cannot run `ip`")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// A bridge and namespaces, removed on drop.
+/// The test's LAN and the nodes running on it (killed on drop, before the LAN is removed).
 struct Lan {
-    bridge: String,
-    namespaces: Vec<String>,
-    /// The bridge side of each namespace's veth pair.
-    ports: Vec<String>,
+    net: rendermesh_tests::Lan,
     nodes: Vec<Child>,
 }
 
 impl Lan {
     fn new(n: usize) -> Result<Self> {
-        // Unique per LAN: interface names are global, and a deleted namespace's veths vanish
-        // asynchronously, so a second LAN in this process must not reuse the first one's names.
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let tag = (std::process::id() % 10_000) * 10 + NEXT.fetch_add(1, Ordering::Relaxed) % 10;
-        let mut lan = Self {
-            bridge: format!("rmbr{tag}"),
-            namespaces: Vec::new(),
-            ports: Vec::new(),
+        Ok(Self {
+            net: rendermesh_tests::Lan::new(n)?,
             nodes: Vec::new(),
-        };
-        ip(&["link", "add", "name", &lan.bridge, "type", "bridge"])?;
-        ip(&[
-            "link",
-            "set",
-            &lan.bridge,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&["link", "set", &lan.bridge, "up"])?;
-        for i in 0..n {
-            let ns = format!("rm{tag}n{i}");
-            ip(&["netns", "add", &ns])?;
-            lan.namespaces.push(ns.clone());
-            let inside = format!("rm{tag}i{i}");
-            let outside = format!("rm{tag}o{i}");
-            ip(&[
-                "link", "add", &inside, "type", "veth", "peer", "name", &outside,
-            ])?;
-            ip(&["link", "set", &inside, "netns", &ns])?;
-            ip(&["link", "set", &outside, "master", &lan.bridge])?;
-            lan.ports.push(outside.clone());
-            ip(&["link", "set", &outside, "up"])?;
-            let addr = format!("10.213.{}.{}/24", tag % 250, i + 1);
-            ip(&["-n", &ns, "addr", "add", &addr, "dev", &inside])?;
-            ip(&["-n", &ns, "link", "set", &inside, "up"])?;
-            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        }
-        Ok(lan)
+        })
     }
 
     fn start_node(&mut self, i: usize, dir: &Path) -> Result<()> {
@@ -93,9 +37,9 @@ impl Lan {
         let data = dir.join(format!("n{i}"));
         std::fs::create_dir_all(&data)?;
         let log = std::fs::File::create(dir.join(format!("n{i}.log")))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.namespaces[i]])
-            .arg(bin())
+        let child = self
+            .net
+            .command(i, bin())
             .arg("node")
             .arg("--data-dir")
             .arg(&data)
@@ -115,17 +59,17 @@ impl Lan {
 
     /// Cuts namespace `i` off the LAN (its cable is pulled).
     fn cut(&self, i: usize) -> Result<()> {
-        ip(&["link", "set", &self.ports[i], "down"])
+        self.net.cut(i)
     }
 
     /// Plugs namespace `i` back in.
     fn heal(&self, i: usize) -> Result<()> {
-        ip(&["link", "set", &self.ports[i], "up"])
+        self.net.heal(i)
     }
 
     /// Each node's (coordinator, term, live peers) as it sees them.
     fn views(&self) -> Option<Vec<(String, u64, usize)>> {
-        (0..self.namespaces.len())
+        (0..self.nodes.len())
             .map(|i| {
                 let v = self.peers(i)?;
                 Some((
@@ -140,9 +84,8 @@ impl Lan {
     /// `rendermesh peers --json` run inside namespace `i`.
     fn peers(&self, i: usize) -> Option<Value> {
         let out = rendermesh_tests::run_bounded(
-            Command::new("ip")
-                .args(["netns", "exec", &self.namespaces[i]])
-                .arg(bin())
+            self.net
+                .command(i, bin())
                 .args(["peers", "--json", "--api", "127.0.0.1:7411"])
                 .stdin(Stdio::null()),
             Duration::from_secs(10),
@@ -161,13 +104,6 @@ impl Drop for Lan {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for port in &self.ports {
-            let _ = ip(&["link", "del", port]);
-        }
-        for ns in &self.namespaces {
-            let _ = ip(&["netns", "del", ns]);
-        }
-        let _ = ip(&["link", "del", &self.bridge]);
     }
 }
 
@@ -182,19 +118,6 @@ fn logs(dir: &Path, n: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn require_root() -> Result<()> {
-    let euid = rendermesh_tests::run_bounded(
-        Command::new("id").arg("-u"),
-        rendermesh_tests::COMMAND_TIMEOUT,
-    )?;
-    assert_eq!(
-        String::from_utf8_lossy(&euid.stdout).trim(),
-        "0",
-        "this test builds network namespaces and must run as root (CI does)"
-    );
-    Ok(())
 }
 
 /// Three machines holding one mesh key find each other by mDNS; a fourth on the same LAN
