@@ -981,8 +981,14 @@ impl KillPlan {
         // Handed out again means rendered by another node: the attempt number alone does not
         // tell (a new coordinator whose copy of the job never saw the first assignment starts
         // the task at attempt 1 again, in its own term).
+        // The task may be a check, kept past the job's own tasks (`checks[].task`).
         let victim = &nodes[self.victim];
-        let record = &job["tasks"][task as usize];
+        let tasks = job["tasks"].as_array().into_iter().flatten();
+        let checks = job["checks"].as_array().into_iter().flatten();
+        let record = tasks
+            .chain(checks.map(|check| &check["task"]))
+            .find(|t| t["index"].as_u64() == Some(task))
+            .unwrap_or(&Value::Null);
         if record["state"] != "Done" || record["worker"].as_str() == Some(victim.id.as_str()) {
             bail!(
                 "task {task} of the killed {} (attempt {attempt}) was never handed out again: {job}",
