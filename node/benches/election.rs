@@ -25,24 +25,8 @@ fn main() {
     println!("nodes | first coordinator (virtual, wall) | after killing it (virtual, wall)");
     for nodes in [100, 1_000] {
         let config = Config {
-            nodes,
             duration: u64::MAX / 2,
-            kills: false,
-            partitions: false,
-            loss: 0.0,
-            duplicate: 0.0,
-            max_delay: 50,
-            jobs: 0,
-            rogue: false,
-            broken: false,
-            blackouts: false,
-            damage: false,
-            hangs: false,
-            freezes: false,
-            retention: false,
-            low_disk: false,
-            liar: false,
-            leaves: false,
+            ..Config::calm(nodes)
         };
         let mut sim = Sim::new(config, 1);
         let wall = Instant::now();
@@ -109,6 +93,7 @@ fn hand_out(frames: u32) -> (u32, f64) {
                 blender: Some("Blender 3.4.1"),
                 engines: &[Engine::Cycles],
                 current: None,
+                held: Vec::new(),
                 last_seen: now,
                 low_disk: false,
             })

@@ -566,6 +566,7 @@ impl Mesh {
         }
         self.ticks += 1;
         let now = self.now();
+        self.core.set_contacts(self.net.contacts());
         self.core.tick(now, now_ms(), Self::load());
     }
 

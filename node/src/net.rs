@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
@@ -124,6 +125,8 @@ enum NetCommand {
 pub struct NetHandle {
     tx: mpsc::Sender<NetCommand>,
     local: PeerId,
+    /// Kept current by the actor: see [`NetHandle::contacts`].
+    contacts: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for NetCommand {
@@ -178,6 +181,13 @@ impl NetHandle {
             .await
             .map_err(|_| NetError::Shutdown)?;
         rx.await.map_err(|_| NetError::Shutdown)
+    }
+
+    /// How many other machines this node is in touch with now: peers connected, bootstrap
+    /// nodes not connected whose dial has not failed, and LAN neighbours found by mDNS and not
+    /// connected whose dials have not failed. Zero: the node is alone.
+    pub fn contacts(&self) -> usize {
+        self.contacts.load(Ordering::Relaxed)
     }
 
     /// The rendermesh peers connected now.
@@ -497,7 +507,10 @@ pub fn start(
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(1024);
+    // Dials of the bootstrap nodes are under way from the start.
+    let contacts = Arc::new(AtomicUsize::new(bootstrap.len()));
     let actor = NetActor {
+        contacts: contacts.clone(),
         swarm,
         topic,
         commands: cmd_rx,
@@ -514,7 +527,12 @@ pub fn start(
         lan_peers: HashMap::new(),
     };
     let task = tokio::spawn(actor.run(shutdown));
-    Ok((NetHandle { tx: cmd_tx, local }, event_rx, task))
+    let handle = NetHandle {
+        tx: cmd_tx,
+        local,
+        contacts,
+    };
+    Ok((handle, event_rx, task))
 }
 
 /// A peer found by mDNS.
@@ -554,6 +572,8 @@ struct NetActor {
     unreachable: HashSet<PeerId>,
     /// Whether this node has a mesh secret (for the hint when a dial fails).
     private: bool,
+    /// Shared with the handles: [`NetHandle::contacts`].
+    contacts: Arc<AtomicUsize>,
 }
 
 impl NetActor {
@@ -576,7 +596,10 @@ impl NetActor {
                     }
                 }
                 // Cancel-safe: Swarm::select_next_some.
-                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                event = self.swarm.select_next_some() => {
+                    self.on_swarm_event(event);
+                    self.count_contacts();
+                }
                 _ = kad_tick.tick() => {
                     // Fails harmlessly (NoKnownPeers) while the routing table is empty.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -585,6 +608,23 @@ impl NetActor {
             }
         }
         debug!("network actor stopped");
+    }
+
+    /// Counts the machines this node is in touch with ([`NetHandle::contacts`]).
+    fn count_contacts(&self) {
+        let connected = |peer: &PeerId| self.swarm.is_connected(peer);
+        let dialling_bootstrap = self
+            .bootstrap
+            .iter()
+            .filter(|(p, _)| !connected(p) && !self.unreachable.contains(p))
+            .count();
+        let dialling_lan = self
+            .lan_peers
+            .iter()
+            .filter(|(p, lan)| !connected(p) && lan.failures == 0)
+            .count();
+        let n = self.swarm.connected_peers().count() + dialling_bootstrap + dialling_lan;
+        self.contacts.store(n, Ordering::Relaxed);
     }
 
     /// Dials the bootstrap peers and the LAN peers we are not connected to.

@@ -216,6 +216,7 @@ fn heartbeat(seq: u64) -> Vec<u8> {
         confinement: rendermesh_protocol::Confinement::Unsandboxed,
         load: 0.0,
         current: None,
+        held: Vec::new(),
         term: Term(1_000),
         coordinator: None,
         claims: true,

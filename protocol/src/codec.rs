@@ -210,6 +210,7 @@ mod tests {
             confinement: crate::Confinement::Unsandboxed,
             load: 0.5,
             current: None,
+            held: Vec::new(),
             term: Term(2),
             coordinator: Some(node("c")),
             claims: false,

@@ -503,11 +503,12 @@ pub struct Plan {
     pub tasks: Vec<(FrameRange, Option<Tile>)>,
 }
 
-/// Plans `spec` for `workers` live nodes: frame chunks ([`plan_chunks`]), or, when the spec
-/// asks for tiles, the engine tiles exactly and the grid has more than one, one task per tile
-/// per frame, frame by frame,
-/// each frame's tiles row by row from the top. The grid is capped so that the job stays within
-/// [`limits::MAX_TILED_TASKS`].
+/// Plans `spec` for `workers` live nodes: when the spec asks for tiles, the engine tiles
+/// exactly and the grid has more than one, one task per tile per frame, frame by frame, each
+/// frame's tiles row by row from the top (the grid is capped so that the job stays within
+/// [`limits::MAX_TILED_TASKS`]); whole frames in chunks of [`JobSpec::chunk`] frames
+/// ([`plan_chunks`]) when the spec fixes it; and otherwise no task yet: the coordinator cuts the
+/// frames into tasks as the job goes ([`Job::carve`]), each sized for the node it goes to.
 pub fn plan(spec: &JobSpec, workers: usize) -> Plan {
     let grid = match spec.tiles {
         None => None,
@@ -521,6 +522,7 @@ pub fn plan(spec: &JobSpec, workers: usize) -> Plan {
                 <= u64::from(limits::MAX_TILED_TASKS)
     });
     let tasks = match grid {
+        None if spec.chunk.is_none() => Vec::new(),
         None => plan_chunks(spec.frames, workers, spec.chunk)
             .into_iter()
             .map(|frames| (frames, None))
@@ -536,6 +538,10 @@ pub fn plan(spec: &JobSpec, workers: usize) -> Plan {
     };
     Plan { grid, tasks }
 }
+
+/// The index of a job's first check ([`Job::checks`]): its own tasks, cut as the job goes, are
+/// numbered from 0, and its checks from here, so that neither renumbers the other.
+pub const FIRST_CHECK: u32 = 1 << 30;
 
 /// A job's state as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -833,21 +839,66 @@ impl Job {
         }
     }
 
-    /// Task `index`: one of [`Job::tasks`], or past them, the task of one of [`Job::checks`].
+    /// Task `index`: one of [`Job::tasks`], or from [`FIRST_CHECK`] on, the task of one of
+    /// [`Job::checks`].
     pub fn task(&self, index: u32) -> Option<&Task> {
-        let i = index as usize;
-        match i.checked_sub(self.tasks.len()) {
-            None => self.tasks.get(i),
-            Some(c) => self.checks.get(c).map(|c| &c.task),
+        match index.checked_sub(FIRST_CHECK) {
+            None => self.tasks.get(index as usize),
+            Some(c) => self.checks.get(c as usize).map(|c| &c.task),
         }
     }
 
     fn task_mut(&mut self, index: u32) -> Option<&mut Task> {
-        let i = index as usize;
-        match i.checked_sub(self.tasks.len()) {
-            None => self.tasks.get_mut(i),
-            Some(c) => self.checks.get_mut(c).map(|c| &mut c.task),
+        match index.checked_sub(FIRST_CHECK) {
+            None => self.tasks.get_mut(index as usize),
+            Some(c) => self.checks.get_mut(c as usize).map(|c| &mut c.task),
         }
+    }
+
+    /// Whether the job's frames are cut into tasks as it goes ([`Job::carve`]): whole frames,
+    /// with no chunk size fixed by its submitter.
+    pub fn cut_as_it_goes(&self) -> bool {
+        self.grid.is_none() && self.spec.chunk.is_none()
+    }
+
+    /// The first frame not in a task yet, when the job is [cut as it
+    /// goes](Job::cut_as_it_goes): the one after the last task's.
+    fn next_uncut(&self) -> Option<u32> {
+        if !self.cut_as_it_goes() {
+            return None;
+        }
+        let frames = self.spec.frames;
+        let next = match self.tasks.last() {
+            None => frames.start,
+            Some(t) => t.frames.end.checked_add(frames.step.max(1))?,
+        };
+        (next <= frames.end).then_some(next)
+    }
+
+    /// How many of the job's frames are in no task yet (0 unless it is [cut as it
+    /// goes](Job::cut_as_it_goes)).
+    pub fn uncut(&self) -> u32 {
+        let step = self.spec.frames.step.max(1);
+        self.next_uncut()
+            .map_or(0, |next| (self.spec.frames.end - next) / step + 1)
+    }
+
+    /// Cuts the next task, queued, from the first `frames` frames in no task yet (at least
+    /// one, at most what is left), under `term`; returns its index. `None` when every frame is
+    /// in a task, the job is not cut as it goes, or it has ended.
+    pub fn carve(&mut self, frames: u32, term: Term) -> Option<u32> {
+        if self.state.is_terminal() {
+            return None;
+        }
+        let start = self.next_uncut()?;
+        let step = self.spec.frames.step.max(1);
+        let count = frames.clamp(1, self.uncut());
+        let end = start.saturating_add((count - 1).saturating_mul(step));
+        let index = u32::try_from(self.tasks.len()).ok()?;
+        let range = FrameRange { start, end, step };
+        self.tasks.push(Task::queued(index, range, None, term));
+        self.touch(term);
+        Some(index)
     }
 
     /// Every task, the checks' last.
@@ -863,9 +914,9 @@ impl Job {
 
     /// The check whose task is task `index`, if it is one.
     pub fn check(&self, index: u32) -> Option<&Check> {
-        (index as usize)
-            .checked_sub(self.tasks.len())
-            .and_then(|c| self.checks.get(c))
+        index
+            .checked_sub(FIRST_CHECK)
+            .and_then(|c| self.checks.get(c as usize))
     }
 
     /// How many checks of `node`'s renders this job has made or queued (tie-breaks aside).
@@ -890,7 +941,7 @@ impl Job {
         if self.checks.len() >= limits::MAX_CHECKS {
             return None;
         }
-        let index = (self.tasks.len() + self.checks.len()) as u32;
+        let index = FIRST_CHECK + self.checks.len() as u32;
         let frames = FrameRange {
             end: task.frames.start,
             ..task.frames
@@ -925,8 +976,8 @@ impl Job {
     /// check that disagrees queues a tie-break on a third node; a tie-break makes the render
     /// it disagrees with suspect ([`Job::distrust`]).
     pub fn judge(&mut self, index: u32, same: bool, term: Term) -> Option<Judgement> {
-        let c = (index as usize).checked_sub(self.tasks.len())?;
-        let check = self.checks.get_mut(c)?;
+        let c = index.checked_sub(FIRST_CHECK)?;
+        let check = self.checks.get_mut(c as usize)?;
         if check.verdict.is_some() || check.task.state != TaskState::Done {
             return None;
         }
@@ -957,10 +1008,10 @@ impl Job {
 
     /// Skips check `index` (nobody else can render it), under `term`.
     pub fn skip_check(&mut self, index: u32, term: Term) {
-        let Some(c) = (index as usize).checked_sub(self.tasks.len()) else {
+        let Some(c) = index.checked_sub(FIRST_CHECK) else {
             return;
         };
-        if let Some(check) = self.checks.get_mut(c)
+        if let Some(check) = self.checks.get_mut(c as usize)
             && check.verdict.is_none()
         {
             check.verdict = Some(Verdict::Skipped);
@@ -1170,7 +1221,8 @@ impl Job {
             }
             None => limits::MAX_JOB_FRAMES,
         };
-        if self.tasks.is_empty() || self.tasks.len() > max_tasks as usize {
+        let none_yet = self.tasks.is_empty() && !self.cut_as_it_goes();
+        if none_yet || self.tasks.len() > max_tasks as usize {
             return Err(bad(format!("{} tasks", self.tasks.len())));
         }
         let text_ok = |t: &str| t.len() <= limits::MAX_FAILURE_TEXT;
@@ -1198,6 +1250,19 @@ impl Job {
                     "task {i} renders frames {} outside {frames}",
                     t.frames
                 )));
+            }
+            // Cut as it goes: each task starts where the one before it ended, at the job's step.
+            if self.cut_as_it_goes() {
+                let start = match i.checked_sub(1) {
+                    None => Some(frames.start),
+                    Some(prev) => self.tasks[prev].frames.end.checked_add(frames.step),
+                };
+                if Some(t.frames.start) != start || t.frames.step != frames.step {
+                    return Err(bad(format!(
+                        "task {i} ({}) does not follow the task before it",
+                        t.frames
+                    )));
+                }
             }
             match (t.tile, self.grid) {
                 (None, None) => {}
@@ -1265,7 +1330,7 @@ impl Job {
             let Some(of) = self.tasks.get(c.of as usize) else {
                 return Err(format!("check {i} checks task {}, which it has not", c.of));
             };
-            let fits = t.index as usize == self.tasks.len() + i
+            let fits = t.index as usize == FIRST_CHECK as usize + i
                 && t.frames.len() == 1
                 && of.frames.iter().any(|f| f == t.frames.start)
                 && t.tile == of.tile;
@@ -1378,7 +1443,7 @@ impl Job {
         if self.state.is_terminal() {
             return;
         }
-        let rendered = self.tasks.iter().all(|t| t.state == TaskState::Done);
+        let rendered = self.uncut() == 0 && self.tasks.iter().all(|t| t.state == TaskState::Done);
         let stitched = self.grid.is_none() || self.stitched.len() as u32 == self.spec.frames.len();
         let checked = self.checks.iter().all(|c| c.verdict.is_some());
         if rendered && stitched && checked {
@@ -1656,10 +1721,89 @@ mod tests {
         JobSpec::new("a.blend", BlobHash::of(b"a"), 1, frames)
     }
 
+    /// A job planned in fixed chunks of about a quarter of each worker's share (at most 16
+    /// frames), as `plan_chunks` sizes them when asked to.
     fn job(frames: FrameRange, workers: usize) -> Job {
-        let spec = spec(frames);
+        let mut spec = spec(frames);
+        let per = (workers.max(1) as u32) * 4;
+        spec.chunk = Some(frames.len().div_ceil(per).clamp(1, 16));
         let plan = plan(&spec, workers);
         Job::new(JobId([0; 16]), spec, node("o"), plan, Term(1), 0)
+    }
+
+    /// Issue 13: with no chunk size given, a job's frames are cut into tasks as it goes, each
+    /// of the size the coordinator asks for, in order, at the job's step, until none is left;
+    /// the job is done only once every frame is in a task and every task is done.
+    #[test]
+    fn a_job_cut_as_it_goes_takes_tasks_of_any_size_in_order_until_no_frame_is_left() {
+        let spec = spec(FrameRange::with_step(1, 19, 2).unwrap());
+        let mut j = Job::new(
+            JobId([0; 16]),
+            spec.clone(),
+            node("o"),
+            plan(&spec, 3),
+            Term(1),
+            0,
+        );
+        assert!(j.cut_as_it_goes());
+        assert_eq!((j.tasks.len(), j.uncut()), (0, 10));
+        j.validate().expect("a record with no task yet is valid");
+        assert_eq!(j.carve(1, Term(1)), Some(0));
+        assert_eq!(j.carve(4, Term(1)), Some(1));
+        assert_eq!(j.carve(0, Term(1)), Some(2), "at least one frame");
+        assert_eq!(j.carve(100, Term(1)), Some(3), "at most what is left");
+        assert_eq!(j.carve(1, Term(1)), None, "nothing left");
+        let cut: Vec<String> = j.tasks.iter().map(|t| t.frames.to_string()).collect();
+        assert_eq!(cut, ["1", "3-9x2", "11", "13-19x2"]);
+        assert_eq!(j.uncut(), 0);
+        j.validate().expect("valid");
+        // Done only once every task is.
+        let mut j = Job::new(
+            JobId([0; 16]),
+            spec.clone(),
+            node("o"),
+            plan(&spec, 3),
+            Term(1),
+            0,
+        );
+        let index = j.carve(3, Term(1)).unwrap();
+        let attempt = j.assign(index, node("w"), Term(1)).unwrap();
+        let outputs = [1, 3, 5]
+            .map(|frame| Output {
+                frame,
+                blob: BlobHash::of(&[frame as u8]),
+                size: 1,
+            })
+            .to_vec();
+        j.complete(index, attempt, &node("w"), outputs, Term(1))
+            .unwrap();
+        assert_eq!(j.state, JobState::Running, "frames are left to cut");
+        // A record whose tasks do not follow one another is refused.
+        let mut forged = j.clone();
+        forged.carve(2, Term(1));
+        forged.tasks[1].frames.start = 9;
+        assert!(
+            forged
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("does not follow")
+        );
+        // A job whose submitter fixed the chunk size, or that is tiled, is planned whole.
+        let mut fixed = spec.clone();
+        fixed.chunk = Some(4);
+        let mut j = Job::new(
+            JobId([0; 16]),
+            fixed.clone(),
+            node("o"),
+            plan(&fixed, 3),
+            Term(1),
+            0,
+        );
+        assert_eq!(
+            (j.tasks.len(), j.uncut(), j.carve(1, Term(1))),
+            (3, 0, None)
+        );
     }
 
     #[test]
@@ -1900,7 +2044,7 @@ mod tests {
         assert!(!older.revoked(0, a, &node("w1")));
         assert!(!j.revoked(0, a, &node("w1")));
         assert!(j.revoked(0, a, &node("w2")));
-        let check = j.tasks.len() as u32;
+        let check = FIRST_CHECK;
         assert!(!j.revoked(check, 1, &node("w1")));
         let mut checked = j.clone();
         checked.add_check(0, node("w2"), None, Term(1)).unwrap();
@@ -2174,7 +2318,10 @@ mod tests {
         let mut j = one_task(range(1, 4));
         assert_eq!(j.tasks.len(), 1);
         let check = j.add_check(0, node("w1"), None, Term(1)).unwrap();
-        assert_eq!(check, 1);
+        assert_eq!(
+            check, FIRST_CHECK,
+            "checks are numbered apart from the tasks"
+        );
         assert_eq!(j.task(check).unwrap().frames, range(1, 1));
         // The checked node never checks itself; another node takes the check first.
         assert_eq!(j.next_task_for(&node("w1")), Some(0));

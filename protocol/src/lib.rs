@@ -25,8 +25,9 @@ pub use election::{Claim, Decision, elect};
 pub use files::Dependency;
 pub use id::{BlobHash, JobId, NodeId, Term};
 pub use job::{
-    Check, Failure, FrameRange, Job, JobSpec, JobState, Judgement, Output, OutputFormat, Plan,
-    Stale, Task, TaskState, TileGrid, Tiling, Verdict, Version, plan, plan_chunks,
+    Check, FIRST_CHECK, Failure, FrameRange, Job, JobSpec, JobState, Judgement, Output,
+    OutputFormat, Plan, Stale, Task, TaskState, TileGrid, Tiling, Verdict, Version, plan,
+    plan_chunks,
 };
 pub use message::{
     Assignment, Confinement, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response,
@@ -35,13 +36,13 @@ pub use message::{
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/1";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/2";
 /// The Kademlia protocol name: rendermesh's own DHT, never mixed with IPFS's.
 pub const KAD_PROTOCOL: &str = "/rendermesh/kad/1";
 /// The identify protocol version: peers announcing anything else are not rendermesh nodes.
-pub const IDENTIFY_VERSION: &str = "rendermesh/1";
+pub const IDENTIFY_VERSION: &str = "rendermesh/2";
 /// The gossipsub topic for heartbeats.
-pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/1";
+pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/2";
 
 /// `text` as it may be printed: every control character (escape sequences above all) replaced
 /// by `?`, and at most [`limits::MAX_PRINTED_NAME`] characters. Names come from peers.
@@ -103,6 +104,8 @@ pub mod limits {
     pub const MAX_CHECKS: usize = 256;
     /// Most job digests in a heartbeat.
     pub const MAX_DIGESTS: usize = 64;
+    /// The tasks a heartbeat names besides its current one that count (`Heartbeat::held`).
+    pub const MAX_HELD: usize = 4;
     /// Heartbeat period.
     pub const HEARTBEAT_MS: u64 = 1000;
     /// A peer unheard for this long is gone: two and a half missed heartbeats, so that a node

@@ -73,8 +73,13 @@ pub struct Heartbeat {
     pub confinement: Confinement,
     /// CPU load, 0.0..=1.0 averaged over all cores.
     pub load: f32,
-    /// The task it is rendering.
+    /// The task it is rendering (or else the oldest it still reports).
     pub current: Option<TaskRef>,
+    /// The other tasks it holds: the assignment it renders next (a worker holds one task
+    /// ahead, so that no round trip falls between two), then those it still reports. Only the
+    /// first [`crate::limits::MAX_HELD`] count.
+    #[serde(default)]
+    pub held: Vec<TaskRef>,
     /// The term it coordinates in when it claims; else the highest term it has seen claimed.
     pub term: Term,
     /// The coordinator it follows (itself when it coordinates).

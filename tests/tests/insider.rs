@@ -145,6 +145,7 @@ async fn rogue(
                     confinement: Confinement::Unsandboxed,
                     load: 0.0,
                     current: None,
+                    held: Vec::new(),
                     term,
                     coordinator: None,
                     claims: false,

@@ -34,6 +34,16 @@ pub const SECOND_COPY_WAIT_MS: Millis = 5_000;
 /// before it is skipped: a node away for a moment, or restarting, comes back within it.
 pub const UNCHECKABLE_AFTER_MS: Millis = 10_000;
 
+/// How long a task cut as its job goes ([`Job::carve`]) is meant to take at most, at its node's
+/// measured pace: long enough that the hand-over between tasks is small against it, short
+/// enough that a node lost in the middle costs little (Deadline's target task time).
+pub const TARGET_TASK_MS: Millis = 60_000;
+
+/// Guided self-scheduling: a task cut as its job goes takes its node's share (by pace) of the
+/// frames left, divided by this, so tasks shrink as the job nears its end, down to single
+/// frames for the last ones.
+pub const GUIDED_DIVISOR: u64 = 2;
+
 /// A task runs at most this many times the job's median time per frame (times its frames)
 /// before it is taken back, and twice as long again for each time it timed out before.
 pub const TIMEOUT_FACTOR: u64 = 5;
@@ -85,6 +95,8 @@ pub struct Seat<'a> {
     pub engines: &'a [Engine],
     /// The task it says it is rendering or reporting.
     pub current: Option<TaskRef>,
+    /// The other tasks it says it holds: the one it renders next, those it still reports.
+    pub held: Vec<TaskRef>,
     /// When it was last heard (now, for this node).
     pub last_seen: Millis,
     /// It is low on disk, and takes no work.
@@ -103,8 +115,19 @@ impl Seat<'_> {
 
     fn holds(&self, job: JobId, task: u32, attempt: u32) -> bool {
         self.current
+            .iter()
+            .chain(&self.held)
+            .any(|c| c.job == job && c.task == task && c.attempt == attempt)
+    }
+
+    /// Whether it holds task `task` of `job` in `attempt` to render next (not started yet).
+    fn holds_ahead(&self, job: JobId, task: u32, attempt: u32) -> bool {
+        self.held.first().is_some_and(|c| {
+            c.job == job && c.task == task && c.attempt == attempt && c.frames_done == 0
+        }) && !self
+            .current
             .as_ref()
-            .is_some_and(|c| c.job == job && c.task == task && c.attempt == attempt)
+            .is_some_and(|c| c.job == job && c.task == task)
     }
 }
 
@@ -183,6 +206,13 @@ pub struct Coordinator {
     started: BTreeMap<(JobId, u32, u32), Millis>,
     /// The time per frame each report measured, until its task counts.
     measured: BTreeMap<(JobId, u32, u32), Millis>,
+    /// Each node's last measured time per frame in each job: what its next task's size
+    /// comes from ([`Coordinator::chunk_for`]).
+    pace: BTreeMap<JobId, BTreeMap<NodeId, Millis>>,
+    /// Assignments handed to a worker busy with another task, not started yet as far as this
+    /// coordinator knows: their clocks start when the worker reports the task before them, or
+    /// names them as its current one.
+    ahead: BTreeSet<(JobId, u32, u32)>,
     /// Workers left alone until then, after refusing.
     cooldown: BTreeMap<NodeId, Millis>,
     /// Reports whose outputs are being copied.
@@ -231,6 +261,8 @@ impl Coordinator {
             assigned_at,
             started: BTreeMap::new(),
             measured: BTreeMap::new(),
+            pace: BTreeMap::new(),
+            ahead: BTreeSet::new(),
             cooldown: BTreeMap::new(),
             verifying: BTreeSet::new(),
             stitching: BTreeSet::new(),
@@ -449,6 +481,8 @@ impl Coordinator {
                     message,
                     false,
                 );
+                let key = (report.job, report.task, report.attempt);
+                self.restart_clocks(table, &from, key, view.now);
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
@@ -462,10 +496,22 @@ impl Coordinator {
                     return;
                 }
                 let key = (report.job, report.task, report.attempt);
+                self.restart_clocks(table, &from, key, view.now);
+                let Some(job) = table.get(&report.job) else {
+                    return;
+                };
+                let Some(task) = job.task(report.task) else {
+                    return;
+                };
                 if let Some(at) = self.started.get(&key) {
                     let frames = u64::from(task.frames.len().max(1));
-                    self.measured
-                        .insert(key, view.now.saturating_sub(*at) / frames);
+                    let ms = view.now.saturating_sub(*at) / frames;
+                    self.measured.insert(key, ms);
+                    // The mean of the last two measures: one slow frame does not halve a node's
+                    // next task.
+                    let paces = self.pace.entry(report.job).or_default();
+                    let pace = paces.get(&from).map_or(ms, |last| (last + ms) / 2);
+                    paces.insert(from.clone(), pace.max(1));
                 }
                 if !self.verifying.insert(key) {
                     out.reply_to(
@@ -509,6 +555,35 @@ impl Coordinator {
                         checkable,
                     },
                 );
+            }
+        }
+    }
+
+    /// `from` reported task `done`: the task it held next starts now, and so do its clocks
+    /// (its timeout, and the time its report measures).
+    fn restart_clocks(
+        &mut self,
+        table: &JobTable,
+        from: &NodeId,
+        done: (JobId, u32, u32),
+        now: Millis,
+    ) {
+        for (key, at) in self.started.iter_mut() {
+            let (job, index, attempt) = *key;
+            if *key == done {
+                continue;
+            }
+            let held = table
+                .get(&job)
+                .and_then(|j| j.task(index))
+                .is_some_and(|t| {
+                    t.state == TaskState::Running
+                        && t.attempt == attempt
+                        && t.worker.as_ref() == Some(from)
+                });
+            if held && self.ahead.remove(key) {
+                *at = now;
+                self.assigned_at.insert((job, index), now);
             }
         }
     }
@@ -993,8 +1068,9 @@ impl Coordinator {
         let now = view.now;
         let mut stuck = BTreeSet::new();
         for job in table.iter() {
-            let waiting =
-                !job.state.is_terminal() && job.tasks.iter().all(|t| t.state == TaskState::Done);
+            let waiting = !job.state.is_terminal()
+                && job.uncut() == 0
+                && job.tasks.iter().all(|t| t.state == TaskState::Done);
             if !waiting {
                 continue;
             }
@@ -1105,6 +1181,9 @@ impl Coordinator {
         });
         self.measured
             .retain(|key, _| self.started.contains_key(key));
+        self.pace
+            .retain(|id, _| table.get(id).is_some_and(|j| !j.state.is_terminal()));
+        self.ahead.retain(|key| self.started.contains_key(key));
         for job in table.iter() {
             if job.state.is_terminal() {
                 continue;
@@ -1114,6 +1193,25 @@ impl Coordinator {
                     continue;
                 }
                 let Some(worker) = &t.worker else { continue };
+                let key = (job.id, t.index, t.attempt);
+                if self.ahead.contains(&key) {
+                    let seat = view.seat(worker);
+                    if seat.is_some_and(|s| s.holds_ahead(job.id, t.index, t.attempt)) {
+                        // Held next, not started: its clocks start when it does.
+                        self.assigned_at.insert((job.id, t.index), now);
+                        if let Some(at) = self.started.get_mut(&key) {
+                            *at = now;
+                        }
+                        continue;
+                    }
+                    if seat.is_some_and(|s| {
+                        s.current
+                            .as_ref()
+                            .is_some_and(|c| c.task == t.index && c.job == job.id)
+                    }) {
+                        self.ahead.remove(&key);
+                    }
+                }
                 let since = *self.assigned_at.entry((job.id, t.index)).or_insert(now);
                 let lost = match view.seat(worker) {
                     None => true,
@@ -1154,32 +1252,60 @@ impl Coordinator {
         self.skip_uncheckable(table, view);
     }
 
-    /// Hands queued tasks, oldest job first, to idle workers that can render them.
+    /// Hands queued tasks, oldest job first, to idle workers that can render them; then, while
+    /// a job has more work left than it has workers, one task ahead to each worker rendering
+    /// its only task, so that it starts the next one the moment it ends.
     fn schedule(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
         let now = view.now;
-        let mut busy: BTreeSet<&NodeId> = self.assigning.iter().collect();
+        // Tasks each worker holds, per the records.
+        let mut holding: BTreeMap<&NodeId, Vec<(JobId, u32, u32)>> = BTreeMap::new();
         for job in table.iter() {
             for t in job.all_tasks() {
                 if t.state == TaskState::Running
                     && let Some(w) = &t.worker
                 {
-                    busy.insert(w);
+                    holding
+                        .entry(w)
+                        .or_default()
+                        .push((job.id, t.index, t.attempt));
                 }
             }
         }
         self.cooldown.retain(|_, until| *until > now);
-        // A worker still rendering (or reporting) a task, per its own word, is not idle.
+        let free = |s: &&Seat<'_>| {
+            !self.assigning.contains(s.id) && !self.cooldown.contains_key(s.id) && !s.low_disk
+        };
+        // A worker still rendering (or reporting) a task, per its own word, is not idle; but a
+        // word about a task the records hold done (its heartbeat predates the report) says
+        // nothing.
+        let settled = |c: &TaskRef| {
+            table
+                .get(&c.job)
+                .and_then(|j| j.task(c.task))
+                .is_some_and(|t| t.attempt > c.attempt || t.state == TaskState::Done)
+        };
         let mut idle: Vec<&Seat<'_>> = view
             .workers
             .iter()
-            .filter(|s| {
-                !busy.contains(s.id)
-                    && !self.cooldown.contains_key(s.id)
-                    && s.current.is_none()
-                    && !s.low_disk
-            })
+            .filter(free)
+            .filter(|s| !holding.contains_key(s.id) && s.current.as_ref().is_none_or(settled))
             .collect();
-        if idle.is_empty() {
+        // A worker rendering its one task, by the records and its own word, holds nothing
+        // next yet.
+        let mut ahead: Vec<&Seat<'_>> =
+            view.workers
+                .iter()
+                .filter(free)
+                .filter(|s| match holding.get(s.id).map(Vec::as_slice) {
+                    Some([(job, task, attempt)]) => {
+                        s.current.as_ref().is_some_and(|c| {
+                            c.job == *job && c.task == *task && c.attempt == *attempt
+                        }) && s.held.iter().all(|h| h.frames_done > 0)
+                    }
+                    _ => false,
+                })
+                .collect();
+        if idle.is_empty() && ahead.is_empty() {
             return;
         }
         let mut order: Vec<(u64, JobId)> = table
@@ -1189,49 +1315,42 @@ impl Coordinator {
             .collect();
         order.sort();
         let mut assignments = Vec::new();
-        for (_, id) in order {
-            let Some(job) = table.get_mut(&id) else {
-                continue;
-            };
-            let mut i = 0;
-            while i < idle.len() {
-                let seat = idle[i];
-                if !seat.can_render(&job.spec) {
-                    i += 1;
-                    continue;
-                }
-                let Some(index) = job.next_task_for(seat.id) else {
-                    i += 1;
-                    continue;
-                };
-                let Ok(attempt) = job.assign(index, seat.id.clone(), self.term) else {
-                    i += 1;
-                    continue;
-                };
-                let Some(task) = job.task(index) else {
-                    i += 1;
-                    continue;
-                };
-                assignments.push((
-                    seat.id.clone(),
-                    Assignment {
-                        term: self.term,
-                        job: id,
-                        task: index,
-                        attempt,
-                        frames: task.frames,
-                        tile: task.tile,
-                        spec: job.spec.clone(),
-                        origin: job.origin.clone(),
-                    },
-                ));
-                idle.remove(i);
+        for (_, id) in &order {
+            if let Some(job) = table.get_mut(id) {
+                self.hand_out(job, &mut idle, view, &mut assignments);
             }
         }
-        for (node, a) in assignments {
+        // Workers still idle: nothing is queued for them. A task handed out ahead to a busy
+        // worker, and not started, goes to one of them instead when it would end sooner there.
+        if !idle.is_empty() && self.take_back_ahead(table, view, &idle) {
+            for (_, id) in &order {
+                if let Some(job) = table.get_mut(id) {
+                    self.hand_out(job, &mut idle, view, &mut assignments);
+                }
+            }
+        }
+        let first_ahead = assignments.len();
+        for (_, id) in &order {
+            let Some(job) = table.get_mut(id) else {
+                continue;
+            };
+            let queued: u32 = job
+                .all_tasks()
+                .filter(|t| t.state == TaskState::Queued)
+                .map(|t| t.frames.len())
+                .sum();
+            let left = u64::from(job.uncut()) + u64::from(queued);
+            if left > 0 {
+                self.hand_out(job, &mut ahead, view, &mut assignments);
+            }
+        }
+        for (k, (node, a)) in assignments.into_iter().enumerate() {
             self.changed = true;
             self.assigned_at.insert((a.job, a.task), now);
             self.started.insert((a.job, a.task, a.attempt), now);
+            if k >= first_ahead {
+                self.ahead.insert((a.job, a.task, a.attempt));
+            }
             info!(job = %a.job.short(), task = a.task, frames = %a.frames, node = %node.short(),
                   attempt = a.attempt, "task assigned");
             self.assigning.insert(node.clone());
@@ -1247,6 +1366,163 @@ impl Coordinator {
                 },
             );
         }
+    }
+
+    /// Takes back (to the queue) tasks handed out ahead to busy workers and not started yet,
+    /// when one of the `idle` workers would end them sooner (by measured paces: the holder
+    /// first ends its current task). Returns whether it took any back.
+    fn take_back_ahead(
+        &mut self,
+        table: &mut JobTable,
+        view: &View<'_>,
+        idle: &[&Seat<'_>],
+    ) -> bool {
+        let now = view.now;
+        let mut taken = 0;
+        let ahead: Vec<(JobId, u32, u32)> = self.ahead.iter().copied().collect();
+        for (id, index, attempt) in ahead {
+            if taken >= idle.len() {
+                break;
+            }
+            let Some(job) = table.get(&id) else { continue };
+            let Some(task) = job.task(index) else {
+                continue;
+            };
+            let Some(holder) = task.worker.clone() else {
+                continue;
+            };
+            let started = view.seat(&holder).is_none_or(|s| {
+                s.current
+                    .as_ref()
+                    .is_some_and(|c| c.job == id && c.task == index)
+            });
+            if task.state != TaskState::Running || task.attempt != attempt || started {
+                continue;
+            }
+            let Some(paces) = self.pace.get(&id) else {
+                continue;
+            };
+            let frames = u64::from(task.frames.len());
+            let Some(&slow) = paces.get(&holder) else {
+                continue;
+            };
+            // When the holder's current task should end, by its pace in that task's job.
+            let busy_until = self
+                .started
+                .iter()
+                .filter(|(key, _)| !self.ahead.contains(key))
+                .filter_map(|((j, i, _), at)| {
+                    let t = table.get(j)?.task(*i)?;
+                    let pace = self.pace.get(j)?.get(&holder)?;
+                    (t.worker.as_ref() == Some(&holder) && t.state == TaskState::Running)
+                        .then(|| at + u64::from(t.frames.len()) * pace)
+                })
+                .max()
+                .unwrap_or(now);
+            let there = busy_until.max(now) + frames * slow;
+            let sooner = idle.iter().any(|s| {
+                s.can_render(&job.spec)
+                    && !job.blocklisted(s.id)
+                    && paces.get(s.id).is_some_and(|p| now + frames * p < there)
+            });
+            if !sooner {
+                continue;
+            }
+            if let Some(job) = table.get_mut(&id)
+                && job.release(index, attempt, &holder, self.term).is_ok()
+            {
+                info!(job = %id.short(), task = index, node = %holder.short(),
+                      "task held ahead taken back for an idle node");
+                self.ahead.remove(&(id, index, attempt));
+                self.started.remove(&(id, index, attempt));
+                self.assigned_at.remove(&(id, index));
+                self.changed = true;
+                taken += 1;
+            }
+        }
+        taken > 0
+    }
+
+    /// Gives each of `seats` that can render `job` its next task (a queued one, or one cut
+    /// for it), and takes it out of `seats`.
+    fn hand_out(
+        &self,
+        job: &mut Job,
+        seats: &mut Vec<&Seat<'_>>,
+        view: &View<'_>,
+        assignments: &mut Vec<(NodeId, Assignment)>,
+    ) {
+        let mut i = 0;
+        while i < seats.len() {
+            let seat = seats[i];
+            if !seat.can_render(&job.spec) {
+                i += 1;
+                continue;
+            }
+            let next = job.next_task_for(seat.id).or_else(|| {
+                let size = self.chunk_for(job, seat.id, view);
+                (!job.blocklisted(seat.id))
+                    .then(|| job.carve(size, self.term))
+                    .flatten()
+            });
+            let Some(index) = next else {
+                i += 1;
+                continue;
+            };
+            let Ok(attempt) = job.assign(index, seat.id.clone(), self.term) else {
+                i += 1;
+                continue;
+            };
+            let Some(task) = job.task(index) else {
+                i += 1;
+                continue;
+            };
+            assignments.push((
+                seat.id.clone(),
+                Assignment {
+                    term: self.term,
+                    job: job.id,
+                    task: index,
+                    attempt,
+                    frames: task.frames,
+                    tile: task.tile,
+                    spec: job.spec.clone(),
+                    origin: job.origin.clone(),
+                },
+            ));
+            seats.remove(i);
+        }
+    }
+
+    /// How many frames the next task cut from `job` for `node` takes (guided self-scheduling,
+    /// by measured pace): a single frame while the node's pace in the job is unknown (it
+    /// measures it); otherwise the node's share of the frames left, by pace among the live
+    /// workers that may render the job (those not measured yet counted at the median pace),
+    /// divided by [`GUIDED_DIVISOR`], and at most [`TARGET_TASK_MS`] of work at its pace.
+    pub fn chunk_for(&self, job: &Job, node: &NodeId, view: &View<'_>) -> u32 {
+        let Some(paces) = self.pace.get(&job.id) else {
+            return 1;
+        };
+        let Some(&mine) = paces.get(node) else {
+            return 1;
+        };
+        let median = {
+            let mut sorted: Vec<Millis> = paces.values().copied().collect();
+            sorted.sort_unstable();
+            sorted.get(sorted.len() / 2).copied().unwrap_or(mine)
+        };
+        // Frames per second, summed over the workers that may take the job.
+        let rate = |ms: Millis| 1_000.0 / ms.max(1) as f64;
+        let total: f64 = view
+            .workers
+            .iter()
+            .filter(|s| s.can_render(&job.spec) && !s.low_disk && !job.blocklisted(s.id))
+            .map(|s| rate(paces.get(s.id).copied().unwrap_or(median)))
+            .sum();
+        let share = rate(mine) / total.max(rate(mine));
+        let guided = (f64::from(job.uncut()) * share / GUIDED_DIVISOR as f64).ceil() as u64;
+        let target = TARGET_TASK_MS / mine.max(1);
+        guided.min(target).clamp(1, u64::from(u32::MAX)) as u32
     }
 
     /// Stitches every tiled frame whose tiles are all rendered and copies it to a second node.
@@ -1341,7 +1617,7 @@ fn second_copy(me: &NodeId, view: &View<'_>, origin: Option<&NodeId>) -> Option<
 
 #[cfg(test)]
 mod tests {
-    use rendermesh_protocol::{FrameRange, TileGrid, Tiling, Verdict};
+    use rendermesh_protocol::{FIRST_CHECK, FrameRange, TileGrid, Tiling, Verdict};
 
     use super::*;
 
@@ -1367,6 +1643,7 @@ mod tests {
             blender: Some(blender),
             engines: CYCLES,
             current: None,
+            held: Vec::new(),
             last_seen,
             low_disk: false,
         }
@@ -1492,8 +1769,9 @@ mod tests {
         let Response::Job(job) = ask(&mut c, &mut table, &v, id, s.clone(), &a) else {
             panic!("no record came back");
         };
-        // One matching worker, which gets about four chunks: four of four frames.
-        assert_eq!(job.tasks.len(), 4);
+        // No chunk size given: the frames are cut into tasks as the job goes.
+        assert!(job.tasks.is_empty());
+        assert_eq!(job.uncut(), 16);
         assert_eq!((job.origin.clone(), job.created_ms), (a.clone(), 1_000));
         assert_eq!(table.get(&id), Some(&*job));
         assert!(c.take_changed());
@@ -1677,14 +1955,17 @@ mod tests {
         assert_eq!(job.state, JobState::Running, "waits for its check");
         assert_eq!(job.checks.len(), 1);
         // Another node renders the check; its pixels differ.
-        run_on(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
+        run_on(&mut c, &mut table, &v, &mut out, &b, (id, FIRST_CHECK, 1));
         c.tick(&mut table, &v, &mut out);
         let [(checked, check, ticket)] = compares(&mut out)[..] else {
             panic!("one comparison expected");
         };
         assert_eq!(
             (checked, check),
-            (BlobHash::of(b"0/1"), BlobHash::of(b"1/1"))
+            (
+                BlobHash::of(b"0/1"),
+                BlobHash::of(format!("{FIRST_CHECK}/1").as_bytes())
+            )
         );
         assert!(c.compared(&mut table, ticket, Err("unreachable".into()), 0));
         c.tick(&mut table, &v, &mut out);
@@ -1696,7 +1977,14 @@ mod tests {
         };
         assert!(c.compared(&mut table, ticket, Ok(false), 0));
         // The tie-break goes to the third node, and agrees with the first render.
-        run_on(&mut c, &mut table, &later, &mut out, &x, (id, 2, 1));
+        run_on(
+            &mut c,
+            &mut table,
+            &later,
+            &mut out,
+            &x,
+            (id, FIRST_CHECK + 1, 1),
+        );
         c.tick(&mut table, &later, &mut out);
         let [(_, _, ticket)] = compares(&mut out)[..] else {
             panic!("the tie-break compared");
@@ -2440,5 +2728,242 @@ mod tests {
             );
         }
         assert_eq!(table.get(&id).unwrap().tasks[0].state, TaskState::Running);
+    }
+
+    /// Issue 13: the mesh as `c` sees it at `now`: workers `a` and `b`, each rendering the
+    /// task of `job` named in `current` (if any).
+    fn busy_view<'a>(
+        now: Millis,
+        a: &'a NodeId,
+        b: &'a NodeId,
+        current: [Option<(JobId, u32, u32)>; 2],
+    ) -> View<'a> {
+        let with = |seat: Seat<'a>, c: Option<(JobId, u32, u32)>| Seat {
+            current: c.map(|(job, task, attempt)| TaskRef {
+                job,
+                task,
+                attempt,
+                frames: FrameRange::single(1),
+                tile: None,
+                frames_done: 0,
+            }),
+            ..seat
+        };
+        view(
+            now,
+            vec![
+                with(seat(a, BLENDER, now), current[0]),
+                with(seat(b, BLENDER, now), current[1]),
+            ],
+            vec![a, b],
+        )
+    }
+
+    /// Ticks `c` and accepts every assignment it sends; returns them as (worker, task,
+    /// frames).
+    fn hand_out_and_accept(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        v: &View<'_>,
+        out: &mut Outbox,
+    ) -> Vec<(NodeId, u32, String)> {
+        c.tick(table, v, out);
+        let sent: Vec<(NodeId, u32, String, Ticket)> = out
+            .actions
+            .drain(..)
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    request: Request::Assign(a),
+                    ticket,
+                } => Some((to, a.task, a.frames.to_string(), ticket)),
+                _ => None,
+            })
+            .collect();
+        for (_, _, _, ticket) in &sent {
+            assert!(c.answered(table, *ticket, Ok(Response::Accepted), v.now, out));
+        }
+        sent.into_iter().map(|(n, t, f, _)| (n, t, f)).collect()
+    }
+
+    /// Reports task `task` of `id` done by `w` at `v.now` (frames `frames`), and its frames
+    /// fetched.
+    fn report_done(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        v: &View<'_>,
+        out: &mut Outbox,
+        w: &NodeId,
+        (id, task): (JobId, u32),
+    ) {
+        let frames = table.get(&id).unwrap().task(task).unwrap().frames;
+        let report = Report {
+            job: id,
+            task,
+            attempt: 1,
+            outcome: Outcome::Done(
+                frames
+                    .iter()
+                    .map(|frame| Output {
+                        frame,
+                        blob: BlobHash::of(format!("{task}/{frame}").as_bytes()),
+                        size: 3,
+                    })
+                    .collect(),
+            ),
+        };
+        c.report(table, v, w.clone(), report, None, out);
+        let [fetch] = tickets(out)[..] else {
+            panic!("one fetch expected");
+        };
+        assert!(c.fetched(table, fetch, Ok(()), v.now, out));
+        out.actions.clear();
+    }
+
+    /// Issue 13: a job with no chunk size is cut as it goes. Each worker's first task is one
+    /// frame (it measures the worker's pace), and a worker rendering its only task gets one
+    /// more ahead; once paces are known, each worker's next task is its share of the frames
+    /// left by pace, halved, so the faster one gets more; the clocks of a task held ahead start
+    /// when the task before it is reported.
+    #[test]
+    fn a_job_is_cut_as_it_goes_by_each_workers_pace_and_each_worker_holds_one_task_ahead() {
+        let table = JobTable::default();
+        let policy = Policy {
+            checks: 0,
+            ..Policy::default()
+        };
+        let mut c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
+        let (mut table, mut out) = (table, Outbox::new(n("c")));
+        let (a, b) = (n("a"), n("b"));
+        let mut s = spec(FrameRange::new(1, 100).unwrap());
+        s.chunk = None;
+        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        let first = hand_out_and_accept(
+            &mut c,
+            &mut table,
+            &busy_view(0, &a, &b, [None, None]),
+            &mut out,
+        );
+        assert_eq!(
+            first,
+            [(a.clone(), 0, "1".into()), (b.clone(), 1, "2".into())]
+        );
+        // Both render: each gets one task ahead, of one frame while its pace is unknown.
+        let rendering = [Some((id, 0, 1)), Some((id, 1, 1))];
+        let v = busy_view(100, &a, &b, rendering);
+        let ahead = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(
+            ahead,
+            [(a.clone(), 2, "3".into()), (b.clone(), 3, "4".into())]
+        );
+        // Holding two, neither gets a third.
+        assert_eq!(hand_out_and_accept(&mut c, &mut table, &v, &mut out), []);
+        // a renders a frame in 1 s, b in 4 s; each starts its task ahead as it reports, and
+        // its clocks start then: a's frame 3, started at 1 s, takes it 1 s.
+        let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0));
+        let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2));
+        let v = busy_view(4_000, &a, &b, [None, Some((id, 3, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1));
+        // a gets its share by pace (0.8) of the 96 frames left, halved: 39; b, rendering,
+        // gets its share (0.2) of the 57 left after, halved, ahead: 6.
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(
+            next,
+            [
+                (a.clone(), 4, "5-43".into()),
+                (b.clone(), 5, "44-49".into())
+            ]
+        );
+        // Tasks shrink as the job goes: a's next, ahead, is 21 of the 51 left.
+        let v = busy_view(5_000, &a, &b, [Some((id, 4, 1)), Some((id, 3, 1))]);
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(next, [(a.clone(), 6, "50-70".into())]);
+        assert_eq!(table.get(&id).unwrap().uncut(), 30);
+    }
+
+    /// Issue 13: a task held ahead by a busy slow worker, not started, goes back to the queue
+    /// for an idle worker that would end it sooner, once nothing else is left.
+    #[test]
+    fn a_task_held_ahead_by_a_slow_busy_worker_goes_to_an_idle_faster_one() {
+        let table = JobTable::default();
+        let policy = Policy {
+            checks: 0,
+            ..Policy::default()
+        };
+        let mut c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
+        let (mut table, mut out) = (table, Outbox::new(n("c")));
+        let (a, b) = (n("a"), n("b"));
+        let mut s = spec(FrameRange::new(1, 8).unwrap());
+        s.chunk = None;
+        // a renders a frame in 4 s, b in 1 s. Both start, and each gets one frame ahead.
+        let id = JobId([7; 16]);
+        let v = busy_view(0, &a, &b, [None, None]);
+        assert_eq!(submit(&mut c, &mut table, &v, s), id);
+        let mut step = |table: &mut JobTable,
+                        now: Millis,
+                        current: [Option<u32>; 2],
+                        reports: &[(&NodeId, u32)]| {
+            let current = current.map(|t| t.map(|t| (id, t, 1)));
+            let v = busy_view(now, &a, &b, current);
+            for (w, task) in reports {
+                report_done(&mut c, table, &v, &mut out, w, (id, *task));
+            }
+            hand_out_and_accept(&mut c, table, &v, &mut out)
+        };
+        let frames = |given: Vec<(NodeId, u32, String)>| -> Vec<(String, u32)> {
+            given
+                .into_iter()
+                .map(|(n, t, _)| (n.to_string(), t))
+                .collect()
+        };
+        let (sa, sb) = (a.to_string(), b.to_string());
+        assert_eq!(
+            frames(step(&mut table, 0, [None, None], &[])),
+            [(sa.clone(), 0), (sb.clone(), 1)]
+        );
+        assert_eq!(
+            frames(step(&mut table, 100, [Some(0), Some(1)], &[])),
+            [(sa.clone(), 2), (sb.clone(), 3)]
+        );
+        // b reports frame after frame, and takes one more ahead each time.
+        assert_eq!(
+            frames(step(&mut table, 1_000, [Some(0), Some(3)], &[(&b, 1)])),
+            [(sb.clone(), 4)]
+        );
+        assert_eq!(
+            frames(step(&mut table, 2_000, [Some(0), Some(4)], &[(&b, 3)])),
+            [(sb.clone(), 5)]
+        );
+        assert_eq!(
+            frames(step(&mut table, 3_000, [Some(0), Some(5)], &[(&b, 4)])),
+            [(sb.clone(), 6)]
+        );
+        // a reports its first frame (4 s) and starts its task ahead; it takes the last frame
+        // ahead.
+        assert_eq!(
+            frames(step(
+                &mut table,
+                4_000,
+                [Some(2), Some(6)],
+                &[(&a, 0), (&b, 5)]
+            )),
+            [(sa.clone(), 7)]
+        );
+        assert_eq!(table.get(&id).unwrap().uncut(), 0);
+        // b ends its last task and is idle: a would end frame 8 at 12 s, b at 6 s. It goes to b.
+        assert_eq!(
+            frames(step(&mut table, 5_000, [Some(2), None], &[(&b, 6)])),
+            [(sb.clone(), 7)]
+        );
+        let job = table.get(&id).unwrap();
+        assert_eq!(
+            (
+                job.task(7).unwrap().attempt,
+                job.task(7).unwrap().worker.as_ref()
+            ),
+            (2, Some(&b))
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! [`Membership::heard`] takes each heartbeat; every tick, [`Membership::expire`] drops the
 //! peers unheard for [`limits::PEER_TIMEOUT_MS`] and [`Membership::elect`] applies
 //! [`rendermesh_protocol::elect`] to what is left. A node does not claim during its first
-//! [`ELECTION_GRACE_MS`], so that it hears an existing coordinator first. Terms never go down.
+//! [`ELECTION_GRACE_MS`], so that it hears an existing coordinator first, unless it is alone:
+//! [`ALONE_AFTER_MS`] after it started, with no peer heard and no contact (no connection, no
+//! dial to a bootstrap node under way), it claims at once. Terms never go down.
 //!
 //! Only a claim raises the highest term seen: a heartbeat that claims nothing, whatever term
 //! it names, changes neither whom this node follows nor which assignments it takes (a buggy
@@ -19,6 +21,12 @@ use super::Millis;
 
 /// A new node waits this long before it may claim: it hears an existing coordinator first.
 pub const ELECTION_GRACE_MS: Millis = limits::PEER_TIMEOUT_MS + 500;
+
+/// A new node that, this long after it started, has heard no peer and has no contact (see
+/// [`Membership::set_contacts`]) is alone and claims at once: its mDNS query and its dials of
+/// bootstrap nodes have been answered (or failed) well within it on a LAN, so a lone
+/// `rendermesh render` does not wait out the whole grace.
+pub const ALONE_AFTER_MS: Millis = 500;
 
 /// A live peer: its last heartbeat and when it was heard.
 #[derive(Clone, Debug)]
@@ -70,6 +78,9 @@ pub struct Membership {
     /// Peers that said they were leaving, and until when their other heartbeats (reordered,
     /// late) are ignored.
     departed: BTreeMap<NodeId, Millis>,
+    /// Other machines this node is in touch with, heard or not: open connections and dials of
+    /// bootstrap nodes under way ([`Membership::set_contacts`]).
+    contacts: usize,
 }
 
 impl Membership {
@@ -86,7 +97,31 @@ impl Membership {
             low_disk: false,
             leaving: false,
             departed: BTreeMap::new(),
+            contacts: 0,
         }
+    }
+
+    /// How many other machines this node is in touch with: open connections and dials of
+    /// bootstrap nodes under way. A node with none, having heard nobody, is alone.
+    pub fn set_contacts(&mut self, contacts: usize) {
+        self.contacts = contacts;
+    }
+
+    /// Whether this node may not claim yet at `now`: during its first [`ELECTION_GRACE_MS`],
+    /// or only its first [`ALONE_AFTER_MS`] when it is alone (nobody heard, no contact, nobody
+    /// departed).
+    fn in_grace(&self, now: Millis) -> bool {
+        // A node that claimed while alone stays a candidate when peers show up.
+        if self.leading.is_some() {
+            return false;
+        }
+        let alone = self.members.is_empty() && self.contacts == 0 && self.departed.is_empty();
+        let grace = if alone {
+            ALONE_AFTER_MS
+        } else {
+            ELECTION_GRACE_MS
+        };
+        now.saturating_sub(self.started) < grace
     }
 
     /// This node leaves the mesh: it stops coordinating and never claims again.
@@ -179,8 +214,7 @@ impl Membership {
             .filter(|(_, m)| m.hb.role == Role::Worker)
             .map(|(id, m)| (id, m.hb.low_disk))
             .collect();
-        let in_grace = now.saturating_sub(self.started) < ELECTION_GRACE_MS;
-        if self.role == Role::Worker && !in_grace && !self.leaving {
+        if self.role == Role::Worker && !self.in_grace(now) && !self.leaving {
             candidates.push((&self.me, self.low_disk));
         }
         let roomy = candidates.iter().any(|(_, low)| !low);
@@ -205,7 +239,11 @@ impl Membership {
             });
         }
         let was_leading = self.leading.is_some();
-        let decision = elect(&self.me, &eligible, &claims, self.max_term);
+        // A new claim goes above the highest claim this node heard, or above the term most
+        // nodes say they have seen if that is higher: a node back from the dead may have missed
+        // a claim everyone else heard, and must not claim that term a second time.
+        let floor = self.max_term.max(self.quorum_term());
+        let decision = elect(&self.me, &eligible, &claims, floor);
         match decision {
             // A coordinator that learns of a higher term than its own (a claim from a node
             // that has just stopped claiming, say) claims a term above it, so that its term
@@ -244,6 +282,21 @@ impl Membership {
                 })
             }
         }
+    }
+
+    /// The highest term that at least half of the live nodes that may coordinate (this one
+    /// included, with the highest claim it heard) say they have seen claimed: one node naming
+    /// a huge term without claiming it (a hostile peer) moves nothing.
+    fn quorum_term(&self) -> Term {
+        let mut terms: Vec<Term> = self
+            .members
+            .values()
+            .filter(|m| m.hb.role == Role::Worker)
+            .map(|m| m.hb.term)
+            .collect();
+        terms.push(self.max_term);
+        terms.sort_unstable_by(|a, b| b.cmp(a));
+        terms[terms.len() / 2]
     }
 
     /// A term seen elsewhere than in a heartbeat (an assignment from the coordinator this
@@ -325,6 +378,7 @@ mod tests {
             confinement: rendermesh_protocol::Confinement::Unsandboxed,
             load: 0.0,
             current: None,
+            held: Vec::new(),
             term: Term(term),
             coordinator: None,
             claims,
@@ -360,6 +414,46 @@ mod tests {
         assert_eq!(b.elect(LATER + 100), Some(follow));
         assert_eq!(b.coordinator(), Some(n(1)));
         assert_eq!(b.max_term(), Term(1));
+    }
+
+    #[test]
+    fn a_node_alone_claims_after_its_probe_and_one_in_touch_with_anyone_waits_its_grace() {
+        // Nobody heard, nothing connected, no dial under way: claims once the probe is over.
+        let mut alone = Membership::new(n(1), Role::Worker, 1_000);
+        assert_eq!(alone.elect(1_000 + ALONE_AFTER_MS - 1), None, "probing");
+        assert_eq!(
+            alone.elect(1_000 + ALONE_AFTER_MS),
+            Some(Change::Lead(Term(1)))
+        );
+        // Connected to a machine (or dialling a bootstrap node) that has not spoken yet.
+        let mut touching = Membership::new(n(2), Role::Worker, 1_000);
+        touching.set_contacts(1);
+        assert_eq!(touching.elect(1_000 + ALONE_AFTER_MS), None);
+        assert_eq!(touching.elect(1_000 + ELECTION_GRACE_MS - 1), None);
+        assert_eq!(
+            touching.elect(1_000 + ELECTION_GRACE_MS),
+            Some(Change::Lead(Term(1)))
+        );
+        // A peer heard (whose connection already closed) is not nobody.
+        let mut heard = Membership::new(n(3), Role::Worker, 0);
+        heard.heard(n(4), hb(4, 1, 0, false), 10);
+        assert_eq!(heard.elect(ALONE_AFTER_MS), None);
+        // Nor is a peer that said it was leaving: the mesh is there, it waits for it.
+        let mut left = Membership::new(n(3), Role::Worker, 0);
+        left.heard(n(4), hb(4, 1, 0, false), 10);
+        left.left(&n(4), 20);
+        assert_eq!(left.elect(ALONE_AFTER_MS), None);
+        // Once it leads, peers showing up do not put it back in its grace.
+        alone.heard(n(6), hb(6, 1, 0, false), 1_000 + ALONE_AFTER_MS + 10);
+        assert_eq!(
+            alone.elect(1_000 + ALONE_AFTER_MS + 100),
+            None,
+            "still leads"
+        );
+        assert_eq!(alone.leading(), Some(Term(1)));
+        // A bootstrap node never claims, alone or not.
+        let mut boot = Membership::new(n(5), Role::Bootstrap, 0);
+        assert_eq!(boot.elect(LATER), None);
     }
 
     #[test]
@@ -432,6 +526,23 @@ mod tests {
             })
         );
         assert_eq!(b.max_term(), Term(1));
+    }
+
+    /// A node back from the dead that missed a claim (term 2, by a node that has stepped down
+    /// since) claims above the term most of its peers say they saw claimed, not term 2 again;
+    /// one peer naming a huge term moves nothing.
+    #[test]
+    fn a_claim_goes_above_the_term_most_peers_saw_claimed() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        a.observe_term(Term(1));
+        a.heard(n(2), hb(2, 1, 2, false), 10);
+        a.heard(n(3), hb(3, 1, 2, false), 10);
+        a.heard(n(4), hb(4, 1, u64::MAX, false), 10);
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(3))));
+        let mut b = Membership::new(n(1), Role::Worker, 0);
+        b.heard(n(2), hb(2, 1, 0, false), 10);
+        b.heard(n(3), hb(3, 1, u64::MAX, false), 10);
+        assert_eq!(b.elect(LATER), Some(Change::Lead(Term(1))));
     }
 
     /// A coordinator that learns of a higher term from a claim it does not follow (its

@@ -229,6 +229,11 @@ impl Core {
             load: self.load,
             // A leaving node hands its task back.
             current: self.worker.current().filter(|_| !self.leaving),
+            held: if self.leaving {
+                Vec::new()
+            } else {
+                self.worker.held()
+            },
             term: self.leading().unwrap_or(self.membership.max_term()),
             coordinator: self.coordinator(),
             claims: self.coordinator.is_some(),
@@ -262,6 +267,13 @@ impl Core {
         self.disk_free = free;
         self.worker.set_low_disk(low.then_some(free.unwrap_or(0)));
         self.membership.set_low_disk(low);
+    }
+
+    /// How many other machines this node is in touch with (open connections, dials of
+    /// bootstrap nodes under way): a node with none that has heard nobody is alone, and
+    /// claims without waiting out its election grace.
+    pub fn set_contacts(&mut self, contacts: usize) {
+        self.membership.set_contacts(contacts);
     }
 
     /// This node leaves the mesh (SIGTERM, ctrl-c), at `now`: it stops rendering and takes no
@@ -523,6 +535,10 @@ impl Core {
         let coordinator = self.coordinator();
         self.worker
             .send_reports(coordinator.as_ref(), &mut self.out);
+        // The task held next starts at once, unless the record took it back meanwhile.
+        self.worker
+            .stop_revoked(&self.me, &self.table, &mut self.out);
+        self.worker.start_next(&mut self.out);
         self.settle();
     }
 
@@ -876,6 +892,7 @@ fn view<'a>(
             blender: m.hb.blender.as_deref(),
             engines: &m.hb.engines,
             current: m.hb.current.clone(),
+            held: m.hb.held.iter().take(limits::MAX_HELD).cloned().collect(),
             last_seen: m.last_seen,
             low_disk: m.hb.low_disk,
         })
@@ -886,6 +903,7 @@ fn view<'a>(
             blender: worker.blender(),
             engines: worker.engines(),
             current: worker.current(),
+            held: worker.held(),
             last_seen: now,
             low_disk: worker.is_low_disk(),
         });
@@ -937,6 +955,7 @@ mod tests {
     fn spec() -> JobSpec {
         JobSpec {
             blender_version: Some(BLENDER.into()),
+            chunk: Some(1),
             ..JobSpec::new(
                 "shot.blend",
                 BlobHash::of(b"shot"),

@@ -1,9 +1,11 @@
-//! The worker side of one node: whether it takes an assignment, the task it renders, and the
-//! reports it owes the coordinator (re-sent until one is acknowledged or refused).
+//! The worker side of one node: whether it takes an assignment, the task it renders, the one
+//! it holds to render next (one task ahead: it starts the moment the current one ends, with no
+//! round trip to the coordinator between them), and the reports it owes the coordinator
+//! (re-sent until one is acknowledged or refused).
 
 use rendermesh_protocol::{
     Assignment, Engine, FrameRange, JobId, NodeId, Outcome, Report, Request, Response, TaskRef,
-    Tile,
+    Tile, limits,
 };
 use tracing::{debug, info};
 
@@ -37,6 +39,8 @@ pub struct Worker {
     /// The engines it renders with headless.
     engines: Vec<Engine>,
     running: Option<Running>,
+    /// The assignment accepted while rendering: it starts when the render ends.
+    next: Option<(Assignment, NodeId)>,
     reports: Vec<PendingReport>,
     /// `Some(bytes free)` while this node is low on disk: it takes no work.
     low_disk: Option<u64>,
@@ -51,6 +55,7 @@ impl Worker {
             blender,
             engines,
             running: None,
+            next: None,
             reports: Vec::new(),
             low_disk: None,
             leaving: false,
@@ -62,6 +67,7 @@ impl Worker {
     pub fn leave(&mut self, out: &mut Outbox) {
         self.leaving = true;
         self.reports.clear();
+        self.next = None;
         if let Some(r) = &mut self.running
             && !r.cancelled
         {
@@ -125,8 +131,31 @@ impl Worker {
         })
     }
 
-    /// An assignment from `from`, whose term the caller has checked. Starts the render and
-    /// accepts, or says why not.
+    /// The other tasks it holds, for its heartbeat: the one it renders next, then those it
+    /// still reports (but the one [`Worker::current`] names).
+    pub fn held(&self) -> Vec<TaskRef> {
+        let next = self.next.iter().map(|(a, _)| TaskRef {
+            job: a.job,
+            task: a.task,
+            attempt: a.attempt,
+            frames: a.frames,
+            tile: a.tile,
+            frames_done: 0,
+        });
+        let skip = usize::from(self.running.is_none());
+        let reports = self.reports.iter().skip(skip).map(|p| TaskRef {
+            job: p.report.job,
+            task: p.report.task,
+            attempt: p.report.attempt,
+            frames: p.frames,
+            tile: p.tile,
+            frames_done: p.frames.len(),
+        });
+        next.chain(reports).take(limits::MAX_HELD).collect()
+    }
+
+    /// An assignment from `from`, whose term the caller has checked. Starts the render, or
+    /// while one is under way holds it to start next, and accepts; or says why not.
     pub fn assign(&mut self, a: Assignment, from: NodeId, out: &mut Outbox) -> Response {
         let Some(blender) = &self.blender else {
             return Response::Rejected("this node does not render".into());
@@ -134,19 +163,18 @@ impl Worker {
         if self.leaving {
             return Response::Rejected("this node is leaving the mesh".into());
         }
-        if let Some(r) = &self.running {
-            let same = r.assignment.job == a.job
-                && r.assignment.task == a.task
-                && r.assignment.attempt == a.attempt;
-            return if same {
-                Response::Accepted
-            } else {
-                Response::Rejected(format!(
-                    "busy with job {} task {}",
-                    r.assignment.job.short(),
-                    r.assignment.task
-                ))
-            };
+        let same = |b: &Assignment| b.job == a.job && b.task == a.task && b.attempt == a.attempt;
+        let running = self.running.as_ref().map(|r| &r.assignment);
+        if running.is_some_and(same) || self.next.as_ref().is_some_and(|(b, _)| same(b)) {
+            return Response::Accepted;
+        }
+        if let (Some(r), Some((n, _))) = (running, &self.next) {
+            return Response::Rejected(format!(
+                "busy with job {} task {}, and task {} next",
+                r.job.short(),
+                r.task,
+                n.task
+            ));
         }
         if let Some(free) = self.low_disk {
             return Response::Rejected(format!(
@@ -172,6 +200,16 @@ impl Worker {
                 a.spec.engine
             ));
         }
+        if self.running.is_some() {
+            debug!(job = %a.job.short(), task = a.task, "holding the task to render next");
+            self.next = Some((a, from));
+        } else {
+            self.start(a, from, out);
+        }
+        Response::Accepted
+    }
+
+    fn start(&mut self, a: Assignment, from: NodeId, out: &mut Outbox) {
         self.running = Some(Running {
             assignment: a.clone(),
             frames_done: 0,
@@ -181,7 +219,16 @@ impl Worker {
             assignment: Box::new(a),
             from,
         });
-        Response::Accepted
+    }
+
+    /// Starts the task held next, once nothing renders (and the node is not leaving).
+    pub fn start_next(&mut self, out: &mut Outbox) {
+        if self.running.is_some() || self.leaving {
+            return;
+        }
+        if let Some((a, from)) = self.next.take() {
+            self.start(a, from, out);
+        }
     }
 
     /// A frame of task `task` of `job` is rendered.
@@ -225,6 +272,14 @@ impl Worker {
     /// (`me`) its task: the coordinator took it back (it timed out, or the coordinator saw this
     /// node as gone), and whatever it renders would be refused.
     pub fn stop_revoked(&mut self, me: &NodeId, table: &JobTable, out: &mut Outbox) {
+        if let Some((a, _)) = &self.next
+            && let Some(job) = table.get(&a.job)
+            && (job.state.is_terminal() || job.revoked(a.task, a.attempt, me))
+        {
+            info!(job = %a.job.short(), task = a.task, attempt = a.attempt,
+                  "the task held next was taken back or its job ended; dropped");
+            self.next = None;
+        }
         let Some(r) = &mut self.running else {
             return;
         };
@@ -364,7 +419,13 @@ mod tests {
             Response::Accepted
         );
         assert_eq!(renders(&mut out), 0);
-        let busy = w.assign(assignment(1, 1), n("c"), &mut out);
+        // One more is held to render next; a third is refused.
+        assert_eq!(
+            w.assign(assignment(1, 1), n("c"), &mut out),
+            Response::Accepted
+        );
+        assert_eq!(renders(&mut out), 0, "held, not rendered yet");
+        let busy = w.assign(assignment(2, 1), n("c"), &mut out);
         assert!(matches!(busy, Response::Rejected(m) if m.contains("busy")));
         assert_eq!(w.current().map(|c| (c.task, c.attempt)), Some((0, 1)));
 
@@ -473,6 +534,78 @@ mod tests {
         job.assign(0, n("x"), Term(1)).unwrap();
         table.insert(job);
         assert_eq!(cancels_of_two_checks(&mut w, &table, &mut out), 1);
+    }
+
+    /// Issue 13: a worker holds one task ahead. It names it in its heartbeat, starts it the
+    /// moment the current render ends, drops it when the record takes it back, and gives it
+    /// up when it leaves.
+    #[test]
+    fn a_worker_holds_one_task_ahead_and_starts_it_when_the_current_one_ends() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        let (first, second, third) = (assignment(0, 1), assignment(1, 1), assignment(2, 1));
+        w.assign(first.clone(), n("c"), &mut out);
+        w.assign(second.clone(), n("c"), &mut out);
+        assert_eq!(renders(&mut out), 1);
+        let held: Vec<(u32, u32)> = w.held().iter().map(|t| (t.task, t.frames_done)).collect();
+        assert_eq!(held, [(1, 0)], "the task ahead, not started");
+        w.start_next(&mut out);
+        assert_eq!(renders(&mut out), 0, "nothing starts while a render runs");
+
+        w.rendered(&first, Some(Outcome::Failed("a broken frame".into())));
+        // The report of the first is owed; the second starts at once.
+        w.start_next(&mut out);
+        let started: Vec<u32> = out
+            .take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Render { assignment, .. } => Some(assignment.task),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, [1]);
+        assert_eq!(w.current().map(|c| c.task), Some(1));
+        let held: Vec<u32> = w.held().iter().map(|t| t.task).collect();
+        assert_eq!(held, [0], "the report still owed");
+
+        // A task held next that the record gave to another node is dropped, never started.
+        w.assign(third.clone(), n("c"), &mut out);
+        let mut job = rendermesh_protocol::Job::new(
+            third.job,
+            third.spec.clone(),
+            n("o"),
+            rendermesh_protocol::plan(&third.spec, 1),
+            Term(1),
+            0,
+        );
+        for task in 0..3 {
+            job.assign(task, n("w"), Term(1)).unwrap();
+        }
+        job.release(2, 1, &n("w"), Term(1)).unwrap();
+        job.assign(2, n("x"), Term(1)).unwrap();
+        let mut table = JobTable::default();
+        table.insert(job);
+        w.stop_revoked(&n("w"), &table, &mut out);
+        assert_eq!(out.take_actions().len(), 0, "the render under way goes on");
+        w.rendered(&second, None);
+        w.start_next(&mut out);
+        assert_eq!(renders(&mut out), 0, "the revoked task is not started");
+
+        // Leaving gives the task held next up.
+        w.assign(assignment(3, 1), n("c"), &mut out);
+        w.assign(third, n("c"), &mut out);
+        w.leave(&mut out);
+        assert!(w.held().is_empty());
+        w.rendered(&assignment(3, 1), None);
+        w.start_next(&mut out);
+        assert_eq!(
+            out.take_actions()
+                .iter()
+                .filter(|a| matches!(a, Action::Render { .. }))
+                .count(),
+            1,
+            "only the render started before leaving"
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@
 //!
 //! A failing run names its seed and the command that replays it:
 //! `SIM_SEED=<seed> cargo test -p rendermesh-node --test sim -- <test name> --exact`.
-//! `SIM_SEEDS=N` runs N seeds per configuration instead of the default (a soak).
+//! `SIM_SEEDS=N` runs N seeds per configuration instead of the default (a soak);
+//! `SIM_RENDERS=1` prints every render the fake renderer starts (the speed scenarios' trace).
 
 // Shared by two crates (the tests and the benchmark), each of which uses a part.
 #![allow(dead_code)]
@@ -126,7 +127,52 @@ pub struct Config {
     /// Half the kills are polite (SIGTERM): the node leaves first ([`Core::leave`]), and its
     /// peers must drop it within [`LEFT_WITHIN_MS`] rather than wait for its silence.
     pub leaves: bool,
+    /// Milliseconds the fake renderer takes per frame: each node's pace is drawn from this
+    /// range once (a 250..1_000 range is a mesh of machines from 1x to 4x).
+    pub frame_ms: (Millis, Millis),
+    /// What a node pays once per job before its first frame: fetching the `.blend` and
+    /// starting Blender.
+    pub prepare_ms: Millis,
+    /// When not 0, every client submits one job of this many whole frames, for any Blender, at
+    /// [`SPEED_SUBMIT_MS`] (the mesh has settled by then): the speed scenarios.
+    pub frames: u32,
+    /// Checks per worker per job ([`Policy::checks`]; the product's default is 1).
+    pub checks: usize,
 }
+
+impl Config {
+    /// A settled mesh of `nodes`, no disturbance, no job: what the speed scenarios and the
+    /// benchmarks change.
+    pub const fn calm(nodes: usize) -> Self {
+        Self {
+            nodes,
+            duration: 0,
+            kills: false,
+            partitions: false,
+            loss: 0.0,
+            duplicate: 0.0,
+            max_delay: 50,
+            jobs: 0,
+            rogue: false,
+            broken: false,
+            blackouts: false,
+            damage: false,
+            hangs: false,
+            freezes: false,
+            retention: false,
+            low_disk: false,
+            liar: false,
+            leaves: false,
+            frame_ms: (50, 400),
+            prepare_ms: 0,
+            frames: 0,
+            checks: 1,
+        }
+    }
+}
+
+/// When the speed scenarios' clients submit: the mesh has elected and settled.
+pub const SPEED_SUBMIT_MS: Millis = 5_000;
 
 /// A node that left politely is no longer listed by the peers that heard it within this long
 /// (the peer timeout is 2.5 s).
@@ -168,6 +214,9 @@ pub struct Node {
     woke_at: Option<Millis>,
     /// Renders started, per job.
     renders: BTreeMap<JobId, usize>,
+    /// When it is (or was) ready to render each job: its `.blend` fetched and its Blender
+    /// started ([`Config::prepare_ms`] after it first had to). Lost with the process.
+    ready: BTreeMap<JobId, Millis>,
     /// The version of each job record last checked, in this run.
     seen_versions: BTreeMap<JobId, Version>,
 }
@@ -310,12 +359,19 @@ pub struct Sim {
     pub leave_lingering: usize,
     /// Changes of coordinator seen.
     pub changes: usize,
+    /// When a node first led.
+    pub first_lead: Option<Millis>,
+    /// Nodes killed while holding a task to render next (one task ahead).
+    pub killed_holding_ahead: usize,
+
     /// Tasks handed out again (attempt 2 or more) seen.
     pub requeued: usize,
     /// Renders that hung.
     pub hung: usize,
     /// Jobs some node has held done (not removed).
     done_seen: BTreeSet<JobId>,
+    /// When each job was first seen done (to the tick).
+    done_at: BTreeMap<JobId, Millis>,
     /// Jobs some node has held removed: their frames may be collected.
     removed_seen: BTreeSet<JobId>,
     /// The rogue insider's id, and when it next acts.
@@ -341,7 +397,7 @@ impl Sim {
                     id,
                     alive: true,
                     run: 0,
-                    speed: rng.random_range(50..400),
+                    speed: rng.random_range(config.frame_ms.0..config.frame_ms.1),
                     blender,
                     blobs: BTreeSet::new(),
                     disk_term: Term(0),
@@ -357,6 +413,7 @@ impl Sim {
                     frozen_until: 0,
                     woke_at: None,
                     renders: BTreeMap::new(),
+                    ready: BTreeMap::new(),
                 }
             })
             .collect();
@@ -367,8 +424,14 @@ impl Sim {
             .collect();
         let clients = (0..config.jobs)
             .map(|_| {
-                let at = rng.random_range(2_000..(config.duration / 2).max(2_001));
-                let spec = job_spec(&mut rng);
+                let (at, spec) = if config.frames > 0 {
+                    let frames = FrameRange::new(1, config.frames).expect("a valid range");
+                    let spec = JobSpec::new("sim.blend", BlobHash::of(b"sim.blend"), 9, frames);
+                    (SPEED_SUBMIT_MS, spec)
+                } else {
+                    let at = rng.random_range(2_000..(config.duration / 2).max(2_001));
+                    (at, job_spec(&mut rng))
+                };
                 Client {
                     id: JobId(rng.random()),
                     spec,
@@ -404,9 +467,12 @@ impl Sim {
             leave_observers: 0,
             leave_lingering: 0,
             changes: 0,
+            first_lead: None,
+            killed_holding_ahead: 0,
             requeued: 0,
             hung: 0,
             done_seen: BTreeSet::new(),
+            done_at: BTreeMap::new(),
             removed_seen: BTreeSet::new(),
             rogue: config.rogue.then(|| {
                 let id = NodeId::from_bytes(*b"rogue-insider").expect("a node id");
@@ -648,7 +714,25 @@ impl Sim {
                         continue;
                     }
                     let frames = Millis::from(assignment.frames.len());
-                    let at = self.now + frames * self.nodes[i].speed + self.rng.random_range(0..50);
+                    let prepare = self.config.prepare_ms;
+                    let now = self.now;
+                    let ready = *self.nodes[i]
+                        .ready
+                        .entry(assignment.job)
+                        .or_insert(now + prepare);
+                    let at = ready.max(now)
+                        + frames * self.nodes[i].speed
+                        + self.rng.random_range(0..50);
+                    if std::env::var_os("SIM_RENDERS").is_some() {
+                        eprintln!(
+                            "{now:>6} render {} task {} frames {} on {} ({} ms/frame) until {at}",
+                            assignment.job,
+                            assignment.task,
+                            assignment.frames,
+                            i,
+                            self.nodes[i].speed
+                        );
+                    }
                     self.at(
                         at,
                         Event::Rendered {
@@ -768,9 +852,13 @@ impl Sim {
 
     fn kill_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
+        if node.alive && node.core.worker().held().iter().any(|t| t.frames_done == 0) {
+            self.killed_holding_ahead += 1;
+        }
         node.alive = false;
         node.run += 1;
         node.render = None;
+        node.ready.clear();
         node.frozen_until = 0;
         if trace() {
             eprintln!("{:>6} {} killed", self.now, node.id);
@@ -1345,7 +1433,13 @@ impl Sim {
                 let free = if low { 1 << 20 } else { 1 << 40 };
                 self.nodes[i].core.set_disk(Some(free), low);
             }
+            // A live node is connected to every live node on its side (a real node redials its
+            // peers), so only a node alone on its side claims without its whole grace.
+            let contacts = (0..self.nodes.len())
+                .filter(|&j| j != i && self.reachable(i, j))
+                .count();
             let node = &mut self.nodes[i];
+            node.core.set_contacts(contacts);
             let before = (node.core.leading(), node.core.coordinator());
             node.core.tick(now, now, 0.0);
             let after = (node.core.leading(), node.core.coordinator());
@@ -1358,6 +1452,9 @@ impl Sim {
                     );
                 }
                 self.changes += 1;
+                if after.0.is_some() && self.first_lead.is_none() {
+                    self.first_lead = Some(now);
+                }
             }
             self.perform(i);
         }
@@ -1452,6 +1549,7 @@ impl Sim {
                     confinement: rendermesh_protocol::Confinement::Unsandboxed,
                     load: 0.0,
                     current: None,
+                    held: Vec::new(),
                     term,
                     coordinator: None,
                     claims: false,
@@ -1474,7 +1572,7 @@ impl Sim {
                 self.perform(i);
                 return;
             }
-            (2, Some(job)) => {
+            (2, Some(job)) if !job.tasks.is_empty() => {
                 let task = &job.tasks[self.rng.random_range(0..job.tasks.len())];
                 Request::Assign(Assignment {
                     term: claim.map_or(Term(u64::MAX), |c| c.term),
@@ -1492,7 +1590,7 @@ impl Sim {
                 job: job.id,
                 blobs: vec![BlobHash::of(b"the rogue's frame")],
             },
-            (_, Some(job)) => {
+            (_, Some(job)) if !job.tasks.is_empty() => {
                 let task = &job.tasks[self.rng.random_range(0..job.tasks.len())];
                 let outputs = task
                     .frames
@@ -1510,7 +1608,8 @@ impl Sim {
                     outcome: Outcome::Done(outputs),
                 })
             }
-            (_, None) => return,
+            // No job yet, or one with no task cut yet.
+            _ => return,
         };
         let what = match &request {
             Request::Assign(_) => "Assign",
@@ -1575,6 +1674,28 @@ impl Sim {
             })
     }
 
+    /// For the speed scenarios: the time from the first job's submission to the last job's
+    /// end, and the ideal time: the frames divided by the sum of the nodes' paces (frames per
+    /// millisecond), plus one start-up ([`Config::prepare_ms`]).
+    pub fn makespan(&self) -> (Millis, Millis) {
+        let first = SPEED_SUBMIT_MS;
+        let last = self
+            .clients
+            .iter()
+            // A run ends as soon as every job is done, maybe before the tick that notes it.
+            .map(|c| self.done_at.get(&c.id).copied().unwrap_or(self.now))
+            .max()
+            .unwrap_or(first);
+        let frames: f64 = self
+            .clients
+            .iter()
+            .map(|c| f64::from(c.spec.frames.len()))
+            .sum();
+        let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
+        let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
+        (last.saturating_sub(first), ideal)
+    }
+
     /// The accepted jobs removed (or forgotten) on the agreed coordinator, once done.
     pub fn removed(&self) -> usize {
         let Some(leader) = self.agreed() else {
@@ -1637,7 +1758,8 @@ impl Sim {
                     .iter()
                     .filter(|n| n.blobs.contains(&output.blob))
                     .count();
-                if holders < 2 {
+                // A mesh of one holds one copy (its record lists the frame as held once).
+                if holders < 2.min(self.nodes.len()) {
                     self.fail(format!(
                         "frame {} of job {} is held on {holders} node(s)",
                         output.frame, job.id
@@ -1688,6 +1810,7 @@ impl Sim {
                 for job in self.nodes[i].core.table().iter() {
                     if job.state == JobState::Done && !job.is_removed() {
                         self.done_seen.insert(job.id);
+                        self.done_at.entry(job.id).or_insert(now);
                     }
                     if job.is_removed() {
                         self.removed_seen.insert(job.id);
@@ -1837,6 +1960,7 @@ fn policy(config: Config) -> Policy {
     let mut policy = Policy {
         min_task_timeout: MIN_TASK_TIMEOUT_MS,
         unmeasured_task_timeout: UNMEASURED_TASK_TIMEOUT_MS,
+        checks: config.checks,
         ..Policy::default()
     };
     if config.retention {

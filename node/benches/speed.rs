@@ -1,0 +1,74 @@
+//! How close the mesh's scheduling comes to the ideal, measured on the simulator
+//! (`node/tests/support/simulator.rs`: the real node cores, a simulated network with deliveries
+//! delayed up to 50 ms, and a fake renderer whose nodes each take a fixed time per frame).
+//!
+//! `cargo bench -p rendermesh-node --bench speed` prints, for meshes of 2 to 1,000 nodes
+//! whose paces are drawn from 1x to 4x (250 to 1,000 ms a frame) and that pay 1 s to prepare
+//! each job (fetch the `.blend`, start Blender): the makespan of one job submitted once the mesh
+//! has settled, the ideal (the frames divided by the sum of the nodes' paces, plus one
+//! start-up) and their ratio, over a few seeds; and the wall-clock time the simulation took.
+//! `SPEED_NODES=100` runs one size only.
+
+#[path = "../tests/support/simulator.rs"]
+mod simulator;
+
+use std::time::Instant;
+
+use simulator::{Config, SPEED_SUBMIT_MS, Sim};
+
+fn main() {
+    let only: Option<usize> = std::env::var("SPEED_NODES")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for checks in [0, 1] {
+        println!(
+            "\nchecks per worker per job: {checks}{}",
+            if checks == 0 {
+                " (--no-verify)"
+            } else {
+                " (the default)"
+            }
+        );
+        table(only, checks);
+    }
+}
+
+/// One line per mesh size.
+fn table(only: Option<usize>, checks: usize) {
+    println!("nodes | frames | makespan / ideal (per seed)            | worst | wall");
+    for (nodes, frames, seeds) in [
+        (2, 24, 5),
+        (2, 48, 5),
+        (10, 200, 5),
+        (100, 2_000, 3),
+        (1_000, 20_000, 1),
+    ] {
+        if only.is_some_and(|n| n != nodes) {
+            continue;
+        }
+        let wall = Instant::now();
+        let ratios: Vec<f64> = (0..seeds)
+            .map(|seed| {
+                let config = Config {
+                    duration: SPEED_SUBMIT_MS + 1,
+                    jobs: 1,
+                    frames,
+                    frame_ms: (250, 1_000),
+                    prepare_ms: 1_000,
+                    checks,
+                    ..Config::calm(nodes)
+                };
+                let sim = Sim::new(config, seed).run();
+                let (makespan, ideal) = sim.makespan();
+                makespan as f64 / ideal as f64
+            })
+            .collect();
+        let worst = ratios.iter().copied().fold(0.0, f64::max);
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {:.1} s",
+            shown.join(" "),
+            wall.elapsed().as_secs_f64()
+        );
+    }
+}
