@@ -244,6 +244,7 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
             store: parts.store.clone(),
             renderer: parts.renderer,
             work_dir: parts.work_dir,
+            staging: Arc::new(tokio::sync::Mutex::new(())),
         },
         internal: internal_tx,
         origin: Instant::now(),
@@ -692,6 +693,12 @@ impl Mesh {
                     if let Some(r) = &self.render {
                         r.cancel();
                     }
+                }
+                Action::Prepare { job, spec, origin } => {
+                    let span = info_span!("prepare", job = %job.short());
+                    let ctx = self.ctx.clone();
+                    self.tasks
+                        .spawn(worker::prepare(ctx, job, *spec, origin).instrument(span));
                 }
                 Action::Collect(blobs) => {
                     let store = self.store.clone();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use rendermesh_protocol::{
-    Assignment, BlobHash, Confinement, JobId, NodeId, Outcome, Output, OutputFormat,
+    Assignment, BlobHash, Confinement, JobId, JobSpec, NodeId, Outcome, Output, OutputFormat,
 };
 use rendermesh_scene::{Engine, RenderSettings};
 use tokio::sync::{Mutex, mpsc};
@@ -68,6 +68,10 @@ pub trait Renderer: Send + Sync + 'static {
         progress: mpsc::Sender<u32>,
         cancel: CancellationToken,
     ) -> Result<Vec<(u32, PathBuf)>, RenderFailure>;
+
+    /// Gets ready to render job `job` (`spec`, laid out at `blend`) before its first task
+    /// comes, so that the task does not wait for it. By default, nothing.
+    async fn prepare(&self, _blend: BlendFile<'_>, _job: JobId, _spec: &JobSpec) {}
 }
 
 /// A Blender session closes after this long without a task (its job is over, or this node
@@ -245,6 +249,52 @@ impl Renderer for BlenderRenderer {
         self.blender.engines().await
     }
 
+    /// Starts the job's Blender session (the file loaded), as its first whole-frame task
+    /// would: that task then finds it open. Tiled jobs are left to their first task (their
+    /// settings depend on the tile).
+    async fn prepare(&self, blend: BlendFile<'_>, job: JobId, spec: &JobSpec) {
+        if !self.sessions || spec.tiles.is_some() {
+            return;
+        }
+        let key = SessionKey {
+            job,
+            format: spec.format,
+            settings: RenderSettings {
+                samples: spec.samples,
+                resolution_percent: spec.resolution_percent,
+                tile: None,
+                exact: false,
+                allow_missing: !spec.missing.is_empty(),
+                engine: spec.engine,
+                keep_file_format: spec.keep_file_format,
+            },
+        };
+        let Some(outputs) = blend.outputs else {
+            return;
+        };
+        let mut slot = self.session.lock().await;
+        if slot.as_ref().is_some_and(|open| open.key == key) {
+            return;
+        }
+        let never = CancellationToken::new();
+        match self
+            .blender
+            .start_session(blend, outputs, key.format, &key.settings, &never)
+            .await
+        {
+            Ok(session) => {
+                info!(job = %job, "Blender session started before the first task");
+                self.reap_idle_sessions();
+                *slot = Some(Open {
+                    key,
+                    session,
+                    last_used: Instant::now(),
+                });
+            }
+            Err(e) => debug!(job = %job, "no session ahead of the first task: {e}"),
+        }
+    }
+
     async fn render(
         &self,
         blend: BlendFile<'_>,
@@ -307,6 +357,9 @@ pub(crate) struct WorkerContext {
     pub store: BlobStore,
     pub renderer: Arc<dyn Renderer>,
     pub work_dir: PathBuf,
+    /// Held while a job's files are staged: a task and the preparation of its job lay out the
+    /// same files, one after the other.
+    pub staging: Arc<Mutex<()>>,
 }
 
 /// Runs one assignment to its end. Never panics: every failure becomes [`Outcome::Failed`],
@@ -318,10 +371,11 @@ pub(crate) async fn run_task(
     progress: mpsc::Sender<u32>,
     cancel: CancellationToken,
 ) -> Option<Outcome> {
+    let hints = vec![a.origin.clone(), coordinator];
     let staged = tokio::select! {
         biased;
         _ = cancel.cancelled() => return None,
-        staged = stage(&ctx, &a, coordinator) => staged,
+        staged = stage(&ctx, a.job, &a.spec, hints) => staged,
     };
     let staged = match staged {
         Ok(staged) => staged,
@@ -344,6 +398,26 @@ const FETCHES_IN_FLIGHT: usize = 8;
 /// Written in a job's directory once all its files are laid out and verified.
 const STAGED_MARK: &str = ".staged";
 
+/// Prepares job `job` before its first task comes ([`crate::core::Action::Prepare`]): stages
+/// its files (from `origin` first) and lets the renderer get ready (Blender started with the
+/// file loaded). A failure is only logged: the first task stages the files again, and says why
+/// if it cannot.
+pub(crate) async fn prepare(ctx: WorkerContext, job: JobId, spec: JobSpec, origin: NodeId) {
+    let staged = match stage(&ctx, job, &spec, vec![origin]).await {
+        Ok(staged) => staged,
+        Err(e) => {
+            debug!("not prepared: {e}");
+            return;
+        }
+    };
+    let blend = BlendFile {
+        path: &staged.blend,
+        root: Some(&staged.root),
+        outputs: Some(&staged.outputs),
+    };
+    ctx.renderer.prepare(blend, job, &spec).await;
+}
+
 /// A job's `.blend` laid out on this node, with the files it uses.
 #[derive(Debug)]
 struct Staged {
@@ -364,11 +438,17 @@ struct Staged {
 /// `root/scene.blend`). Done once per job on a node (the directory is marked once
 /// complete); the directories of other jobs are removed first, since a node works on one job
 /// at a time. Files are hard links to the store's blobs where the file system allows.
-async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Result<Staged, String> {
+async fn stage(
+    ctx: &WorkerContext,
+    job: JobId,
+    spec: &JobSpec,
+    hints: Vec<NodeId>,
+) -> Result<Staged, String> {
+    let _one_at_a_time = ctx.staging.lock().await;
     let jobs = ctx.work_dir.join("jobs");
-    let dir = jobs.join(a.job.to_string());
+    let dir = jobs.join(job.to_string());
     let root = dir.join("root");
-    let blend_path = a.spec.blend_path.as_deref().unwrap_or("/scene.blend");
+    let blend_path = spec.blend_path.as_deref().unwrap_or("/scene.blend");
     let staged = Staged {
         blend: under(&root, blend_path)?,
         root,
@@ -382,15 +462,14 @@ async fn stage(ctx: &WorkerContext, a: &Assignment, coordinator: NodeId) -> Resu
     }
     remove_other_jobs(&jobs, &dir).await;
 
-    let hints = vec![a.origin.clone(), coordinator];
     let blend = (
-        a.spec.blend,
-        a.spec.blend_size,
+        spec.blend,
+        spec.blend_size,
         staged.blend.clone(),
         "the .blend".to_owned(),
     );
     let mut wanted: Vec<(BlobHash, u64, PathBuf, String)> = vec![blend];
-    for d in &a.spec.deps {
+    for d in &spec.deps {
         let what = if d.named == d.path {
             format!("`{}`", d.path)
         } else {

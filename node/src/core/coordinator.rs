@@ -481,8 +481,8 @@ impl Coordinator {
                     message,
                     false,
                 );
-                let key = (report.job, report.task, report.attempt);
-                self.restart_clocks(table, &from, key, view.now);
+                // A worker whose render failed gives back the task it held next, unstarted.
+                self.release_ahead(table, &from);
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
@@ -555,6 +555,24 @@ impl Coordinator {
                         checkable,
                     },
                 );
+            }
+        }
+    }
+
+    /// Puts every task held ahead by `node`, not started, back in the queue: it gave them back
+    /// (its render failed, or it runs low on disk).
+    fn release_ahead(&mut self, table: &mut JobTable, node: &NodeId) {
+        let held: Vec<(JobId, u32, u32)> = self.ahead.iter().copied().collect();
+        for (id, index, attempt) in held {
+            if let Some(job) = table.get_mut(&id)
+                && job.release(index, attempt, node, self.term).is_ok()
+            {
+                info!(job = %id.short(), task = index, node = %node.short(),
+                      "task held ahead given back; requeued");
+                self.ahead.remove(&(id, index, attempt));
+                self.started.remove(&(id, index, attempt));
+                self.assigned_at.remove(&(id, index));
+                self.changed = true;
             }
         }
     }
@@ -1171,6 +1189,10 @@ impl Coordinator {
     /// driver: the worker, seeing its task taken back, kills its render).
     fn reconcile(&mut self, table: &mut JobTable, view: &View<'_>) {
         let now = view.now;
+        // A worker low on disk gives back the task it held next (it starts nothing).
+        for seat in view.workers.iter().filter(|s| s.low_disk) {
+            self.release_ahead(table, seat.id);
+        }
         let mut releases = Vec::new();
         let mut timeouts = Vec::new();
         self.started.retain(|(id, index, attempt), _| {

@@ -19,8 +19,8 @@ pub mod table;
 pub mod worker;
 
 use rendermesh_protocol::{
-    Assignment, BlobHash, Heartbeat, Job, JobId, NodeId, OutputFormat, Request, Response, Term,
-    Tile,
+    Assignment, BlobHash, Heartbeat, Job, JobId, JobSpec, NodeId, OutputFormat, Request, Response,
+    Term, Tile,
 };
 
 pub use coordinator::Policy;
@@ -173,6 +173,17 @@ pub enum Action {
     },
     /// Stop the render under way: its job ended.
     CancelRender,
+    /// Get ready to render job `job` before its first task comes: fetch and lay out its
+    /// `.blend` and files, and start a Blender session with the file loaded. Nothing comes
+    /// back: the first task finds it done (or does it itself).
+    Prepare {
+        /// The job.
+        job: JobId,
+        /// What it renders (boxed: it is large).
+        spec: Box<JobSpec>,
+        /// The node it was submitted on, which holds its files.
+        origin: NodeId,
+    },
     /// Delete these blobs from the store: removed jobs used them, and no kept job does.
     Collect(Vec<BlobHash>),
 }

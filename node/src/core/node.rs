@@ -641,6 +641,8 @@ impl Core {
 
         self.worker
             .stop_revoked(&self.me, &self.table, &mut self.out);
+        self.worker
+            .prepare_next(&self.me, &self.table, &mut self.out);
         let forgotten = self
             .table
             .forget_tombstones(wall_ms, self.policy.keep_tombstones_ms);

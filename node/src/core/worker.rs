@@ -3,6 +3,8 @@
 //! round trip to the coordinator between them), and the reports it owes the coordinator
 //! (re-sent until one is acknowledged or refused).
 
+use std::collections::BTreeSet;
+
 use rendermesh_protocol::{
     Assignment, Engine, FrameRange, JobId, NodeId, Outcome, Report, Request, Response, TaskRef,
     Tile, limits,
@@ -46,6 +48,8 @@ pub struct Worker {
     low_disk: Option<u64>,
     /// This node is leaving the mesh: it takes no work.
     leaving: bool,
+    /// The jobs it asked to prepare in this run ([`Worker::prepare_next`]).
+    prepared: BTreeSet<JobId>,
 }
 
 impl Worker {
@@ -59,6 +63,7 @@ impl Worker {
             reports: Vec::new(),
             low_disk: None,
             leaving: false,
+            prepared: BTreeSet::new(),
         }
     }
 
@@ -168,6 +173,17 @@ impl Worker {
         if running.is_some_and(same) || self.next.as_ref().is_some_and(|(b, _)| same(b)) {
             return Response::Accepted;
         }
+        // After a failed render, nothing more of its job until the coordinator has read the
+        // failure (it may blocklist this node): an assignment made before it did is refused.
+        let failed = |p: &PendingReport| {
+            p.report.job == a.job && matches!(p.report.outcome, Outcome::Failed(_))
+        };
+        if self.reports.iter().any(failed) {
+            return Response::Rejected(format!(
+                "its last render of job {} failed, and the coordinator has not read that yet",
+                a.job.short()
+            ));
+        }
         if let (Some(r), Some((n, _))) = (running, &self.next) {
             return Response::Rejected(format!(
                 "busy with job {} task {}, and task {} next",
@@ -222,8 +238,16 @@ impl Worker {
     }
 
     /// Starts the task held next, once nothing renders (and the node is not leaving).
+    /// A node low on disk gives the task held next back instead (its coordinator requeues
+    /// it).
     pub fn start_next(&mut self, out: &mut Outbox) {
         if self.running.is_some() || self.leaving {
+            return;
+        }
+        if self.low_disk.is_some() {
+            if let Some((a, _)) = self.next.take() {
+                info!(job = %a.job.short(), task = a.task, "low on disk: the task held next is given back");
+            }
             return;
         }
         if let Some((a, from)) = self.next.take() {
@@ -255,6 +279,15 @@ impl Worker {
         let Some(outcome) = outcome else {
             return;
         };
+        // A render that failed gives the task held next back unstarted: this node may be
+        // broken for the job, and its coordinator, reading the failure, requeues that task
+        // (and blocklists the node after its third failure).
+        if matches!(outcome, Outcome::Failed(_))
+            && let Some((next, _)) = self.next.take()
+        {
+            info!(job = %next.job.short(), task = next.task,
+                  "the render failed: the task held next is given back");
+        }
         self.reports.push(PendingReport {
             frames: assignment.frames,
             tile: assignment.tile,
@@ -265,6 +298,49 @@ impl Worker {
                 outcome,
             },
             in_flight: None,
+        });
+    }
+
+    /// Prepares, once per run, the job this node is likely to render next, before its first
+    /// task comes (its files fetched and laid out, Blender started with the file loaded): the
+    /// oldest job of `table` still under way that it can render (its Blender version, its
+    /// engines) and in which it is not blocklisted. Only while it renders nothing of another job,
+    /// since preparing a job lays its files out in place of the others'.
+    pub fn prepare_next(&mut self, me: &NodeId, table: &JobTable, out: &mut Outbox) {
+        let Some(blender) = &self.blender else {
+            return;
+        };
+        self.prepared
+            .retain(|id| table.get(id).is_some_and(|j| !j.state.is_terminal()));
+        if self.leaving || self.low_disk.is_some() {
+            return;
+        }
+        let next = table
+            .iter()
+            .filter(|j| {
+                !j.state.is_terminal()
+                    && j.spec.blender_version.as_ref().is_none_or(|v| v == blender)
+                    && self.engines.contains(&j.spec.engine)
+                    && !j.blocklisted(me)
+            })
+            .min_by_key(|j| (j.created_ms, j.id));
+        let Some(job) = next else {
+            return;
+        };
+        let busy_elsewhere = self
+            .running
+            .iter()
+            .map(|r| r.assignment.job)
+            .chain(self.next.iter().map(|(a, _)| a.job))
+            .any(|other| other != job.id);
+        if busy_elsewhere || !self.prepared.insert(job.id) {
+            return;
+        }
+        debug!(job = %job.id.short(), "preparing the job before its first task");
+        out.push(Action::Prepare {
+            job: job.id,
+            spec: Box::new(job.spec.clone()),
+            origin: job.origin.clone(),
         });
     }
 
@@ -552,7 +628,12 @@ mod tests {
         w.start_next(&mut out);
         assert_eq!(renders(&mut out), 0, "nothing starts while a render runs");
 
-        w.rendered(&first, Some(Outcome::Failed("a broken frame".into())));
+        let frame = Output {
+            frame: 1,
+            blob: BlobHash::of(b"frame 1"),
+            size: 7,
+        };
+        w.rendered(&first, Some(Outcome::Done(vec![frame])));
         // The report of the first is owed; the second starts at once.
         w.start_next(&mut out);
         let started: Vec<u32> = out
@@ -591,6 +672,30 @@ mod tests {
         w.start_next(&mut out);
         assert_eq!(renders(&mut out), 0, "the revoked task is not started");
 
+        // A render that fails gives the task held next back (the node may be broken for the
+        // job: its coordinator requeues the task as it reads the failure).
+        let (fourth, fifth) = (assignment(3, 1), assignment(2, 2));
+        w.assign(fourth.clone(), n("c"), &mut out);
+        w.assign(fifth, n("c"), &mut out);
+        out.take_actions();
+        w.rendered(&fourth, Some(Outcome::Failed("a broken frame".into())));
+        w.start_next(&mut out);
+        assert_eq!(renders(&mut out), 0, "nothing held next any more");
+        assert!(w.held().iter().all(|t| t.frames_done > 0));
+        // Nor does it take another task of the job before its coordinator reads the failure.
+        let refused = w.assign(assignment(1, 3), n("c"), &mut out);
+        assert!(matches!(refused, Response::Rejected(m) if m.contains("failed")));
+        w.send_reports(Some(&n("c")), &mut out);
+        for ticket in report_tickets(&mut out) {
+            w.answered(ticket, &Ok(Response::Accepted));
+        }
+        assert_eq!(
+            w.assign(assignment(1, 3), n("c"), &mut out),
+            Response::Accepted
+        );
+        w.rendered(&assignment(1, 3), None);
+        out.take_actions();
+
         // Leaving gives the task held next up.
         w.assign(assignment(3, 1), n("c"), &mut out);
         w.assign(third, n("c"), &mut out);
@@ -606,6 +711,66 @@ mod tests {
             1,
             "only the render started before leaving"
         );
+    }
+
+    /// Issue 13: a node prepares the job it is likely to render next (the oldest under way
+    /// that it can render) once, before its first task, and never while it renders another job.
+    #[test]
+    fn a_worker_prepares_the_oldest_job_it_can_render_once_and_not_while_busy_elsewhere() {
+        let mut out = Outbox::new(n("w"));
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        let job = |id: u8, created_ms: u64, blender: &str| {
+            let mut a = assignment(0, 1);
+            a.spec.blender_version = Some(blender.into());
+            let plan = rendermesh_protocol::plan(&a.spec, 1);
+            rendermesh_protocol::Job::new(
+                JobId([id; 16]),
+                a.spec,
+                n("o"),
+                plan,
+                Term(1),
+                created_ms,
+            )
+        };
+        let prepared = |out: &mut Outbox| -> Vec<JobId> {
+            out.take_actions()
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Prepare { job, .. } => Some(job),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut table = JobTable::default();
+        table.insert(job(1, 10, "Blender 4.2.0"));
+        table.insert(job(2, 20, BLENDER));
+        table.insert(job(3, 30, BLENDER));
+        w.prepare_next(&n("w"), &table, &mut out);
+        assert_eq!(
+            prepared(&mut out),
+            [JobId([2; 16])],
+            "the oldest it can render"
+        );
+        w.prepare_next(&n("w"), &table, &mut out);
+        assert_eq!(prepared(&mut out), [], "once");
+        // Job 2 ends while this node renders a task of it: job 3 waits for the render to end.
+        let mut a = assignment(0, 1);
+        a.job = JobId([2; 16]);
+        w.assign(a.clone(), n("c"), &mut out);
+        out.take_actions();
+        let mut ended = table.get(&JobId([2; 16])).unwrap().clone();
+        ended.cancel(Term(1), &n("o"));
+        table.insert(ended);
+        w.prepare_next(&n("w"), &table, &mut out);
+        assert_eq!(prepared(&mut out), []);
+        w.rendered(&a, None);
+        w.prepare_next(&n("w"), &table, &mut out);
+        assert_eq!(prepared(&mut out), [JobId([3; 16])]);
+        // A node that is leaving prepares nothing.
+        let mut leaving = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        leaving.leave(&mut out);
+        leaving.prepare_next(&n("w"), &table, &mut out);
+        assert_eq!(prepared(&mut out), []);
     }
 
     #[test]

@@ -742,6 +742,10 @@ impl Sim {
                         },
                     );
                 }
+                Action::Prepare { job, .. } => {
+                    let ready = self.now + self.config.prepare_ms;
+                    self.nodes[i].ready.entry(job).or_insert(ready);
+                }
                 Action::CancelRender => {
                     if let Some(a) = self.nodes[i].render.take() {
                         let at = self.now + 1;
