@@ -280,7 +280,8 @@ pub struct RenderArgs {
     /// render whole frames only (their screen-space effects make tiles differ).
     #[arg(long)]
     pub engine: Option<Engine>,
-    /// Frames per task [default: about four tasks per node, at most 16 frames each].
+    /// Frames per task [default: cut as the job goes, each task sized by its node's measured
+    /// speed, down to single frames at the end].
     #[arg(long, value_name = "N")]
     pub chunk: Option<u32>,
     /// Cut each frame into tiles rendered on different nodes and stitched: `CxR` (e.g. `4x4`),
