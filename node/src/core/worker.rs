@@ -33,6 +33,32 @@ struct PendingReport {
     in_flight: Option<Ticket>,
 }
 
+impl PendingReport {
+    /// The task it reports, every frame of it done.
+    fn task_ref(&self) -> TaskRef {
+        TaskRef {
+            job: self.report.job,
+            task: self.report.task,
+            attempt: self.report.attempt,
+            frames: self.frames,
+            tile: self.tile,
+            frames_done: self.frames.len(),
+        }
+    }
+}
+
+/// Assignment `a`, with `frames_done` of its frames rendered.
+fn task_ref(a: &Assignment, frames_done: u32) -> TaskRef {
+    TaskRef {
+        job: a.job,
+        task: a.task,
+        attempt: a.attempt,
+        frames: a.frames,
+        tile: a.tile,
+        frames_done,
+    }
+}
+
 /// One node's worker side.
 #[derive(Debug)]
 pub struct Worker {
@@ -117,45 +143,17 @@ impl Worker {
     pub fn current(&self) -> Option<TaskRef> {
         if let Some(r) = &self.running {
             let a = &r.assignment;
-            return Some(TaskRef {
-                job: a.job,
-                task: a.task,
-                attempt: a.attempt,
-                frames: a.frames,
-                tile: a.tile,
-                frames_done: r.frames_done,
-            });
+            return Some(task_ref(a, r.frames_done));
         }
-        self.reports.first().map(|p| TaskRef {
-            job: p.report.job,
-            task: p.report.task,
-            attempt: p.report.attempt,
-            frames: p.frames,
-            tile: p.tile,
-            frames_done: p.frames.len(),
-        })
+        self.reports.first().map(PendingReport::task_ref)
     }
 
     /// The other tasks it holds, for its heartbeat: the one it renders next, then those it
     /// still reports (but the one [`Worker::current`] names).
     pub fn held(&self) -> Vec<TaskRef> {
-        let next = self.next.iter().map(|(a, _)| TaskRef {
-            job: a.job,
-            task: a.task,
-            attempt: a.attempt,
-            frames: a.frames,
-            tile: a.tile,
-            frames_done: 0,
-        });
+        let next = self.next.iter().map(|(a, _)| task_ref(a, 0));
         let skip = usize::from(self.running.is_none());
-        let reports = self.reports.iter().skip(skip).map(|p| TaskRef {
-            job: p.report.job,
-            task: p.report.task,
-            attempt: p.report.attempt,
-            frames: p.frames,
-            tile: p.tile,
-            frames_done: p.frames.len(),
-        });
+        let reports = self.reports.iter().skip(skip).map(PendingReport::task_ref);
         next.chain(reports).take(limits::MAX_HELD).collect()
     }
 
