@@ -1731,20 +1731,25 @@ mod tests {
         Job::new(JobId([0; 16]), spec, node("o"), plan, Term(1), 0)
     }
 
+    /// A new job of `spec` planned for three workers.
+    fn new_job(spec: &JobSpec) -> Job {
+        Job::new(
+            JobId([0; 16]),
+            spec.clone(),
+            node("o"),
+            plan(spec, 3),
+            Term(1),
+            0,
+        )
+    }
+
     /// Issue 13: with no chunk size given, a job's frames are cut into tasks as it goes, each
     /// of the size the coordinator asks for, in order, at the job's step, until none is left;
     /// the job is done only once every frame is in a task and every task is done.
     #[test]
     fn a_job_cut_as_it_goes_takes_tasks_of_any_size_in_order_until_no_frame_is_left() {
         let spec = spec(FrameRange::with_step(1, 19, 2).unwrap());
-        let mut j = Job::new(
-            JobId([0; 16]),
-            spec.clone(),
-            node("o"),
-            plan(&spec, 3),
-            Term(1),
-            0,
-        );
+        let mut j = new_job(&spec);
         assert!(j.cut_as_it_goes());
         assert_eq!((j.tasks.len(), j.uncut()), (0, 10));
         j.validate().expect("a record with no task yet is valid");
@@ -1758,14 +1763,7 @@ mod tests {
         assert_eq!(j.uncut(), 0);
         j.validate().expect("valid");
         // Done only once every task is.
-        let mut j = Job::new(
-            JobId([0; 16]),
-            spec.clone(),
-            node("o"),
-            plan(&spec, 3),
-            Term(1),
-            0,
-        );
+        let mut j = new_job(&spec);
         let index = j.carve(3, Term(1)).unwrap();
         let attempt = j.assign(index, node("w"), Term(1)).unwrap();
         let outputs = [1, 3, 5]

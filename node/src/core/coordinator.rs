@@ -2752,6 +2752,17 @@ mod tests {
         assert_eq!(table.get(&id).unwrap().tasks[0].state, TaskState::Running);
     }
 
+    /// As [`fixture`], with no verification renders (they would take turns in the hand-outs).
+    fn fixture_without_checks() -> (Coordinator, JobTable, Outbox) {
+        let table = JobTable::default();
+        let policy = Policy {
+            checks: 0,
+            ..Policy::default()
+        };
+        let c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
+        (c, table, Outbox::new(n("c")))
+    }
+
     /// Issue 13: the mesh as `c` sees it at `now`: workers `a` and `b`, each rendering the
     /// task of `job` named in `current` (if any).
     fn busy_view<'a>(
@@ -2849,13 +2860,7 @@ mod tests {
     /// when the task before it is reported.
     #[test]
     fn a_job_is_cut_as_it_goes_by_each_workers_pace_and_each_worker_holds_one_task_ahead() {
-        let table = JobTable::default();
-        let policy = Policy {
-            checks: 0,
-            ..Policy::default()
-        };
-        let mut c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
-        let (mut table, mut out) = (table, Outbox::new(n("c")));
+        let (mut c, mut table, mut out) = fixture_without_checks();
         let (a, b) = (n("a"), n("b"));
         let mut s = spec(FrameRange::new(1, 100).unwrap());
         s.chunk = None;
@@ -2909,13 +2914,7 @@ mod tests {
     /// for an idle worker that would end it sooner, once nothing else is left.
     #[test]
     fn a_task_held_ahead_by_a_slow_busy_worker_goes_to_an_idle_faster_one() {
-        let table = JobTable::default();
-        let policy = Policy {
-            checks: 0,
-            ..Policy::default()
-        };
-        let mut c = Coordinator::new(n("c"), Term(1), policy, &table, 0);
-        let (mut table, mut out) = (table, Outbox::new(n("c")));
+        let (mut c, mut table, mut out) = fixture_without_checks();
         let (a, b) = (n("a"), n("b"));
         let mut s = spec(FrameRange::new(1, 8).unwrap());
         s.chunk = None;
