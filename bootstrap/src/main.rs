@@ -23,7 +23,6 @@ struct Args {
     /// Multiaddrs to listen on (repeatable).
     #[arg(long = "listen", default_values_t = [
         "/ip4/0.0.0.0/tcp/4701".to_string(),
-        "/ip4/0.0.0.0/udp/4701/quic-v1".to_string(),
     ])]
     listen: Vec<String>,
     /// Other bootstrap nodes to join (repeatable).

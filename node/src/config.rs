@@ -17,7 +17,7 @@ pub const DEFAULT_API: &str = "127.0.0.1:7411";
 /// through the API within any useful time.
 pub const MIN_API_TOKEN: usize = 16;
 
-/// The port `rendermesh node` listens on (TCP and QUIC) unless told otherwise.
+/// The TCP port `rendermesh node` listens on unless told otherwise.
 pub const NODE_PORT: u16 = 4700;
 
 /// What `rendermesh node` listens on by default: [`NODE_PORT`] on every interface, so that the
@@ -25,9 +25,6 @@ pub const NODE_PORT: u16 = 4700;
 pub fn node_listen_defaults() -> Vec<Multiaddr> {
     vec![
         format!("/ip4/0.0.0.0/tcp/{NODE_PORT}")
-            .parse()
-            .expect("valid multiaddr"),
-        format!("/ip4/0.0.0.0/udp/{NODE_PORT}/quic-v1")
             .parse()
             .expect("valid multiaddr"),
     ]
@@ -39,7 +36,7 @@ pub fn node_listen_defaults() -> Vec<Multiaddr> {
 pub struct Config {
     /// Where the identity key and the blob store live. Default: `./rendermesh-data`.
     pub data_dir: PathBuf,
-    /// Multiaddrs to listen on. Default: TCP and QUIC on every interface, ports chosen by the OS
+    /// Multiaddrs to listen on. Default: TCP on every interface, port chosen by the OS
     /// (an embedded node); `rendermesh node` uses [`node_listen_defaults`].
     pub listen: Vec<Multiaddr>,
     /// Where the HTTP API listens; `None` serves no API. Default: [`DEFAULT_API`].
@@ -56,7 +53,7 @@ pub struct Config {
     pub role: Role,
     /// The Blender executable. Default: `blender` on the `PATH`.
     pub blender: PathBuf,
-    /// The mesh secret: only nodes with the same one can connect; QUIC is off. Default: none.
+    /// The mesh secret: only nodes with the same one can connect. Default: none.
     pub secret: Option<MeshSecret>,
     /// The API's bearer token: when set, every API request (the page included) must carry
     /// `Authorization: Bearer <token>`, and the page's own address may carry `?token=<token>`.
@@ -100,12 +97,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("rendermesh-data"),
-            listen: vec![
-                "/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr"),
-                "/ip4/0.0.0.0/udp/0/quic-v1"
-                    .parse()
-                    .expect("valid multiaddr"),
-            ],
+            listen: vec!["/ip4/0.0.0.0/tcp/0".parse().expect("valid multiaddr")],
             api: Some(DEFAULT_API.parse().expect("valid socket address")),
             bootstrap: Vec::new(),
             mdns: true,

@@ -12,7 +12,6 @@ pub mod bench;
 pub mod client;
 pub mod compare;
 pub mod config;
-pub mod core;
 pub mod db;
 pub mod error;
 pub mod fetch;
@@ -30,6 +29,8 @@ pub use error::Error;
 pub use libp2p::Multiaddr;
 pub use mesh::Handle;
 pub use node::Node;
+/// The mesh's rules, apart from every kind of I/O (the `rendermesh-core` crate).
+pub use rendermesh_core as core;
 pub use rendermesh_protocol::Role;
 pub use secret::{JoinToken, MeshSecret};
 

@@ -1,7 +1,9 @@
 //! The network actor: owns the libp2p `Swarm`, keeps rendermesh peers connected, serves blob
 //! chunks from the store, and passes every other message to the mesh actor.
 //!
-//! Transports: TCP (Noise, Yamux) and QUIC. Behaviours: connection limits, identify (only peers
+//! Transport: TCP (Noise, Yamux; wrapped in `pnet` when the mesh has a key). No QUIC: pnet
+//! cannot wrap it, so a keyed mesh never used it, and one transport is one path to secure and
+//! measure. Behaviours: connection limits, identify (only peers
 //! announcing [`IDENTIFY_VERSION`] count; others are disconnected), ping, mDNS (optional),
 //! Kademlia under rendermesh's own protocol name (server mode), gossipsub for heartbeats and
 //! request-response ([`RPC_PROTOCOL`]) with a length-prefixed bincode codec for everything else.
@@ -210,7 +212,7 @@ pub struct NetConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover LAN peers by mDNS.
     pub mdns: bool,
-    /// The mesh secret: with one, every connection is wrapped in `pnet` and QUIC is off.
+    /// The mesh secret: with one, every connection is wrapped in `pnet`.
     pub secret: Option<MeshSecret>,
 }
 
@@ -225,7 +227,7 @@ pub fn peer_id(node: &NodeId) -> Option<PeerId> {
     PeerId::from_bytes(node.as_bytes()).ok()
 }
 
-/// Whether a multiaddr runs over QUIC (which cannot carry a mesh secret).
+/// Whether a multiaddr runs over QUIC, which rendermesh does not speak.
 pub fn is_quic(addr: &Multiaddr) -> bool {
     addr.iter()
         .any(|p| matches!(p, Protocol::QuicV1 | Protocol::Quic))
@@ -355,7 +357,6 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
     let tcp_config = || tcp::Config::default().nodelay(true);
     let builder = libp2p::SwarmBuilder::with_existing_identity(key.clone()).with_tokio();
     let swarm = match config.secret {
-        // pnet cannot wrap QUIC: a private mesh speaks TCP only.
         Some(secret) => builder
             .with_other_transport(|key| -> Result<_, BoxError> {
                 let psk = secret.key();
@@ -374,7 +375,6 @@ fn build_swarm(key: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, Ne
         None => builder
             .with_tcp(tcp_config(), noise::Config::new, yamux::Config::default)
             .map_err(|e| setup(&e))?
-            .with_quic()
             .with_behaviour(|key| behaviour(key, mdns_on))
             .map_err(|e| setup(&e))?
             .with_swarm_config(swarm_config)
@@ -475,8 +475,8 @@ pub fn start(
         .map_err(|e| NetError::Setup(e.to_string()))?;
     let mut listening = 0;
     for addr in &config.listen {
-        if config.secret.is_some() && is_quic(addr) {
-            info!(%addr, "not listening on QUIC: a mesh with a secret runs over TCP only");
+        if is_quic(addr) {
+            warn!(%addr, "not listening on QUIC: rendermesh runs over TCP only");
             continue;
         }
         swarm
@@ -486,7 +486,8 @@ pub fn start(
     }
     if listening == 0 && !config.listen.is_empty() {
         return Err(NetError::Setup(
-            "every listen address is QUIC, and a mesh with a secret runs over TCP only: add a /tcp/ address".into(),
+            "every listen address is QUIC, and rendermesh runs over TCP only: add a /tcp/ address"
+                .into(),
         ));
     }
     let local = *swarm.local_peer_id();
@@ -497,9 +498,9 @@ pub fn start(
                 "bootstrap address {addr} has no /p2p/<peer id> at its end"
             )));
         };
-        if config.secret.is_some() && is_quic(addr) {
+        if is_quic(addr) {
             return Err(NetError::Setup(format!(
-                "bootstrap address {addr} is QUIC, and a mesh with a secret runs over TCP only: use the node's /tcp/ address"
+                "bootstrap address {addr} is QUIC, and rendermesh runs over TCP only: use the node's /tcp/ address"
             )));
         }
         swarm.behaviour_mut().kad.add_address(&peer, addr.clone());

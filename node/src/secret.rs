@@ -3,8 +3,8 @@
 //!
 //! Every connection is wrapped in libp2p's private network layer (`pnet`, XSalsa20 keyed by the
 //! secret) before Noise even starts, so a node without the same key cannot complete a
-//! handshake: it never sees a heartbeat, a job or a blob, and nobody sees it. `pnet` cannot
-//! wrap QUIC, so a node with a secret does not use QUIC.
+//! handshake: it never sees a heartbeat, a job or a blob, and nobody sees it. (`pnet` cannot
+//! wrap QUIC, one reason rendermesh runs over TCP only.)
 //!
 //! A mesh is keyed by default: the first node on a machine creates a random key in the
 //! machine's key file ([`machine_key_path`]), and every node on that machine (`rendermesh
@@ -389,7 +389,7 @@ impl fmt::Debug for JoinToken {
 
 impl JoinToken {
     /// A token for `secret` and the node at `addrs` (multiaddrs with `/p2p/<peer id>`): TCP
-    /// addresses only (a keyed mesh does not run QUIC), those beyond loopback first, at most
+    /// addresses only (rendermesh does not run QUIC), those beyond loopback first, at most
     /// [`MAX_TOKEN_ADDRS`]. `None` when no address names a peer over TCP.
     pub fn new(secret: MeshSecret, addrs: &[Multiaddr]) -> Option<Self> {
         let tcp = |a: &&Multiaddr| {

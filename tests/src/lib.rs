@@ -290,7 +290,6 @@ impl MeshNode {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--listen", "/ip4/127.0.0.1/udp/0/quic-v1"])
             .arg("--api")
             .arg(api.to_string())
             .arg("--no-mdns")

@@ -103,7 +103,7 @@ pub struct NodeArgs {
     /// Where the identity key and the blob store live.
     #[arg(long, value_name = "DIR", default_value = "rendermesh-data")]
     pub data_dir: PathBuf,
-    /// A multiaddr to listen on, repeatable [default: TCP and QUIC port 4700 on every interface,
+    /// A multiaddr to listen on, repeatable [default: TCP port 4700 on every interface,
     /// so the address others join through survives restarts].
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
@@ -686,10 +686,7 @@ mod tests {
             .iter()
             .map(|a| a.to_string())
             .collect();
-        assert_eq!(
-            listen,
-            ["/ip4/0.0.0.0/tcp/4700", "/ip4/0.0.0.0/udp/4700/quic-v1"]
-        );
+        assert_eq!(listen, ["/ip4/0.0.0.0/tcp/4700"]);
         assert_eq!(config.name, "lab-9");
         assert_eq!(config.threads, Some(4));
         assert_eq!(config.api, Some(DEFAULT_API.parse().expect("addr")));

@@ -1,8 +1,8 @@
 //! The mesh's rules as plain state machines, apart from every kind of I/O: [`Core`] takes
 //! events (a heartbeat heard, a request, an answer, a render finished, a tick carrying the
 //! current time) and returns [`Action`]s (publish, send, reply, fetch, stitch, render). No
-//! tokio, no clock, no randomness, no sockets: the actor in [`crate::mesh`] feeds it the real
-//! network and clock, and the simulator in `node/tests/sim.rs` a simulated network in virtual
+//! tokio, no clock, no randomness, no sockets: the actor in `rendermesh_node::mesh` feeds it the real
+//! network and clock, and the simulator in `node/core/tests/sim.rs` a simulated network in virtual
 //! time.
 //!
 //! - [`membership`]: who is live, the coordinator election and the terms;

@@ -1,8 +1,8 @@
 //! How fast the mesh agrees on a coordinator, measured on the simulator
-//! (`node/tests/support/simulator.rs`: the real membership cores on a simulated gossip network
+//! (`node/core/tests/support/simulator.rs`: the real membership cores on a simulated gossip network
 //! with deliveries delayed up to 50 ms), and how fast the job model hands out tasks.
 //!
-//! `cargo bench -p rendermesh-node --bench election` prints, for 100 and 1,000 nodes: the
+//! `cargo bench -p rendermesh-core --bench election` prints, for 100 and 1,000 nodes: the
 //! virtual time to the first agreed coordinator and, after that coordinator is killed, to the
 //! next one, each with the wall-clock time the simulation took; then how many task
 //! assignments per second of CPU the coordinator core makes.
@@ -12,9 +12,9 @@ mod simulator;
 
 use std::time::Instant;
 
-use rendermesh_node::core::coordinator::{Coordinator, Policy, Seat, View};
-use rendermesh_node::core::table::JobTable;
-use rendermesh_node::core::{Action, Outbox, ReplyTo};
+use rendermesh_core::coordinator::{Coordinator, Policy, Seat, View};
+use rendermesh_core::table::JobTable;
+use rendermesh_core::{Action, Outbox, ReplyTo};
 use rendermesh_protocol::{
     BlobHash, Engine, FrameRange, JobId, JobSpec, NodeId, Outcome, Output, Report, Request,
     Response, Term,

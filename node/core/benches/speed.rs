@@ -1,8 +1,8 @@
 //! How close the mesh's scheduling comes to the ideal, measured on the simulator
-//! (`node/tests/support/simulator.rs`: the real node cores, a simulated network with deliveries
+//! (`node/core/tests/support/simulator.rs`: the real node cores, a simulated network with deliveries
 //! delayed up to 50 ms, and a fake renderer whose nodes each take a fixed time per frame).
 //!
-//! `cargo bench -p rendermesh-node --bench speed` prints, for meshes of 2 to 1,000 nodes
+//! `cargo bench -p rendermesh-core --bench speed` prints, for meshes of 2 to 1,000 nodes
 //! whose paces are drawn from 1x to 4x (250 to 1,000 ms a frame) and that pay 1 s to prepare
 //! each job (fetch the `.blend`, start Blender): the makespan of one job submitted once the mesh
 //! has settled, the ideal (the frames divided by the sum of the nodes' paces, plus one

@@ -34,6 +34,9 @@ pub struct JobTable {
     forgotten: BTreeSet<JobId>,
     /// Tombstones forgotten and not yet handed out to be deleted from disk.
     unsaved_forgotten: Vec<JobId>,
+    /// A record may have changed since [`JobTable::unsaved`] last looked: set by every way
+    /// to write one, so that the look (after every event) costs nothing when none did.
+    touched: bool,
 }
 
 impl JobTable {
@@ -44,6 +47,7 @@ impl JobTable {
 
     /// One job, to write (the coordinator only).
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
+        self.touched = true;
         self.jobs.get_mut(id)
     }
 
@@ -54,6 +58,7 @@ impl JobTable {
 
     /// Adds a record this node wrote (the coordinator accepting a job).
     pub fn insert(&mut self, job: Job) {
+        self.touched = true;
         self.jobs.insert(job.id, job);
     }
 
@@ -78,6 +83,9 @@ impl JobTable {
     /// replica keeps only newer versions, so a record that changed has a new version.
     pub fn unsaved(&mut self) -> Vec<Job> {
         let mut out = Vec::new();
+        if !std::mem::take(&mut self.touched) {
+            return out;
+        }
         for (id, job) in &self.jobs {
             if self.saved.get(id) != Some(&job.version) {
                 self.saved.insert(*id, job.version);
@@ -158,6 +166,7 @@ impl JobTable {
 
     /// Every record, to write (the coordinator only), in id order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Job> {
+        self.touched = true;
         self.jobs.values_mut()
     }
 
@@ -193,6 +202,7 @@ impl JobTable {
             .is_none_or(|mine| job.version > mine.version);
         if newer {
             debug!(job = %job.id.short(), version = ?job.version, "job record updated");
+            self.touched = true;
             self.jobs.insert(job.id, job);
         }
         newer

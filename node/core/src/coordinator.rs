@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::table::JobTable;
 use super::{Millis, Outbox, ReplyTo, StitchFailure, Ticket};
-use crate::core::Action;
+use crate::Action;
 
 /// A worker whose heartbeats, this long after an assignment, name another task has lost it.
 pub const LOST_ASSIGNMENT_AFTER_MS: Millis = 5_000;

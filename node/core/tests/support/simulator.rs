@@ -1,6 +1,6 @@
-//! A deterministic simulator of the mesh, shared by the simulator tests (`node/tests/sim.rs`)
-//! and the election benchmark (`node/benches/election.rs`): N node cores
-//! ([`rendermesh_node::core::Core`], the same code the real node runs) on a simulated network,
+//! A deterministic simulator of the mesh, shared by the simulator tests (`node/core/tests/sim.rs`)
+//! and the election benchmark (`node/core/benches/election.rs`): N node cores
+//! ([`rendermesh_core::Core`], the same code the real node runs) on a simulated network,
 //! in virtual time, all randomness from one seeded RNG.
 //!
 //! The network delays, duplicates and reorders heartbeats and loses some in the seconds after
@@ -35,7 +35,7 @@
 //! every frame of it is held on two nodes.
 //!
 //! A failing run names its seed and the command that replays it:
-//! `SIM_SEED=<seed> cargo test -p rendermesh-node --test sim -- <test name> --exact`.
+//! `SIM_SEED=<seed> cargo test -p rendermesh-core --test sim -- <test name> --exact`.
 //! `SIM_SEEDS=N` runs N seeds per configuration instead of the default (a soak);
 //! `SIM_RENDERS=1` prints every render the fake renderer starts (the speed scenarios' trace).
 
@@ -47,9 +47,9 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rendermesh_node::core::membership::ELECTION_GRACE_MS;
-use rendermesh_node::core::node::HANDOVER_MS;
-use rendermesh_node::core::{
+use rendermesh_core::membership::ELECTION_GRACE_MS;
+use rendermesh_core::node::HANDOVER_MS;
+use rendermesh_core::{
     Action, Core, Millis, Policy, Profile, ReplyTo, Saved, StitchFailure, Ticket,
 };
 use rendermesh_protocol::{
@@ -485,7 +485,7 @@ impl Sim {
 
     fn fail(&self, what: String) -> ! {
         panic!(
-            "{what}\nat {} ms, seed {}, {:?}\nreplay: SIM_SEED={} cargo test -p rendermesh-node --test sim -- {} --exact",
+            "{what}\nat {} ms, seed {}, {:?}\nreplay: SIM_SEED={} cargo test -p rendermesh-core --test sim -- {} --exact",
             self.now,
             self.seed,
             self.config,
