@@ -26,8 +26,9 @@ const TERM: &str = "term";
 /// The layout of this file; another one is refused rather than misread.
 const FORMAT: &str = "format";
 /// 2: job records keep their measured frame times (`Job::frame_ms`). 3: checks and suspects.
-/// 4: checks numbered from `FIRST_CHECK`, tasks cut as a job goes.
-const FORMAT_VERSION: u64 = 4;
+/// 4: checks numbered from `FIRST_CHECK`, tasks cut as a job goes. 5: backup tasks
+/// (`Task::backup`).
+const FORMAT_VERSION: u64 = 5;
 
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]

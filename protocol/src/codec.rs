@@ -162,6 +162,7 @@ mod tests {
                 job: JobId([1; 16]),
                 task: 2,
                 attempt: 1,
+                version: Default::default(),
                 frames: FrameRange::new(5, 8).unwrap(),
                 tile: Some(crate::render::Tile {
                     col: 1,

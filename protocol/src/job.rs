@@ -612,9 +612,35 @@ impl Task {
             state: TaskState::Queued,
             attempt: 0,
             worker: None,
+            backup: None,
             assigned_term: term,
             outputs: Vec::new(),
             failures: Vec::new(),
+        }
+    }
+
+    /// Whether `node` runs this task's current attempt: as its worker, or as its backup.
+    pub fn runs_on(&self, node: &NodeId) -> bool {
+        self.worker.as_ref() == Some(node) || self.backup.as_ref() == Some(node)
+    }
+
+    /// The assignment of `node` ends; the other node, if any, carries the attempt on. Returns
+    /// whether the task still runs (on the other node).
+    fn drop_runner(&mut self, node: &NodeId) -> bool {
+        if self.backup.as_ref() == Some(node) {
+            self.backup = None;
+            return true;
+        }
+        match self.backup.take() {
+            Some(backup) => {
+                self.worker = Some(backup);
+                true
+            }
+            None => {
+                self.state = TaskState::Queued;
+                self.worker = None;
+                false
+            }
         }
     }
 
@@ -656,6 +682,10 @@ pub struct Task {
     pub attempt: u32,
     /// The node running it (when running) or that rendered it (when done).
     pub worker: Option<NodeId>,
+    /// A second node running the same attempt at the end of a job (a backup task, as in
+    /// MapReduce): whichever of the two reports first renders the task, and the other's
+    /// assignment ends. Only while running; never the worker itself.
+    pub backup: Option<NodeId>,
     /// The term of the coordinator that made the current assignment.
     pub assigned_term: Term,
     /// The frames it produced, once done.
@@ -1169,10 +1199,7 @@ impl Job {
             return Err(Stale::Finished(self.state));
         }
         let task = self.task(index).ok_or(Stale::NoSuchTask(index))?;
-        if task.state != TaskState::Running
-            || task.attempt != attempt
-            || task.worker.as_ref() != Some(node)
-        {
+        if task.state != TaskState::Running || task.attempt != attempt || !task.runs_on(node) {
             return Err(Stale::NotCurrent {
                 task: index,
                 attempt,
@@ -1182,12 +1209,17 @@ impl Job {
         Ok(())
     }
 
-    /// Whether this record takes task `index`, attempt `attempt`, away from `node`: the task
-    /// was handed out again since (a higher attempt), put back in the queue, or given to
-    /// another node. A record older than the assignment (a lower attempt) does not, since a
-    /// worker may hold an assignment before the record that names it reaches it; nor does a
-    /// record without the task (a check queued after it was written).
-    pub fn revoked(&self, index: u32, attempt: u32, node: &NodeId) -> bool {
+    /// Whether this record takes task `index`, attempt `attempt`, away from `node`, which was
+    /// assigned it in the record's version `since`: the task was handed out again since (a
+    /// higher attempt), put back in the queue, rendered by the other of a task and its backup,
+    /// or given to another node. A record older than the assignment (a version below `since`,
+    /// or a lower attempt) does not, since a worker may hold an assignment before the record
+    /// that names it reaches it; nor does a record without the task (a check queued after it
+    /// was written).
+    pub fn revoked(&self, index: u32, attempt: u32, node: &NodeId, since: Version) -> bool {
+        if self.version < since {
+            return false;
+        }
         let Some(task) = self.task(index) else {
             return false;
         };
@@ -1196,7 +1228,7 @@ impl Job {
             std::cmp::Ordering::Greater => true,
             std::cmp::Ordering::Equal => match task.state {
                 TaskState::Queued => true,
-                TaskState::Running | TaskState::Done => task.worker.as_ref() != Some(node),
+                TaskState::Running | TaskState::Done => !task.runs_on(node),
                 TaskState::Failed => true,
             },
         }
@@ -1279,6 +1311,12 @@ impl Job {
             } else if !t.outputs.is_empty() {
                 return Err(bad(format!("task {i} is not done but lists outputs")));
             }
+            if t.backup.is_some() && (t.state != TaskState::Running || t.backup == t.worker) {
+                return Err(bad(format!(
+                    "task {i} has a backup while {:?}, or its backup is its worker",
+                    t.state
+                )));
+            }
             if t.failures.len() > limits::MAX_FAILURES_KEPT
                 || !t.failures.iter().all(|f| text_ok(&f.message))
             {
@@ -1339,6 +1377,9 @@ impl Job {
             }
             if t.worker.as_ref().is_some_and(|w| !c.may_check(w)) {
                 return Err(format!("check {i} is rendered by a node it checks"));
+            }
+            if t.backup.is_some() {
+                return Err(format!("check {i} has a backup (checks have none)"));
             }
             if t.state == TaskState::Done {
                 t.check_outputs(&t.outputs)?;
@@ -1433,6 +1474,9 @@ impl Job {
     ) -> Result<(), Stale> {
         let task = self.current_mut(index, attempt, node)?;
         task.state = TaskState::Done;
+        // The first of a task and its backup to report rendered it; the other's run ends.
+        task.worker = Some(node.clone());
+        task.backup = None;
         task.outputs = outputs;
         self.finish_if_complete();
         self.touch(term);
@@ -1574,8 +1618,11 @@ impl Job {
                 timed_out,
             });
         }
-        task.state = TaskState::Queued;
-        task.worker = None;
+        if task.drop_runner(node) {
+            // The task's other runner carries the attempt on: nothing to requeue or give up.
+            self.touch(term);
+            return Ok(());
+        }
         let distinct: BTreeSet<&NodeId> = task
             .failures
             .iter()
@@ -1618,10 +1665,33 @@ impl Job {
         term: Term,
     ) -> Result<(), Stale> {
         let task = self.current_mut(index, attempt, node)?;
-        task.state = TaskState::Queued;
-        task.worker = None;
+        task.drop_runner(node);
         self.touch(term);
         Ok(())
+    }
+
+    /// Gives a running task a backup: `node` renders the same attempt too (an idle node at the
+    /// end of a job, when it would end the task sooner than its worker). Returns the attempt.
+    pub fn back_up(&mut self, index: u32, node: NodeId, term: Term) -> Result<u32, Stale> {
+        if self.state.is_terminal() {
+            return Err(Stale::Finished(self.state));
+        }
+        // A check is not backed up: who may render it is restricted, and it is one frame.
+        let task = self
+            .tasks
+            .get_mut(index as usize)
+            .ok_or(Stale::NoSuchTask(index))?;
+        if task.state != TaskState::Running || task.backup.is_some() || task.runs_on(&node) {
+            return Err(Stale::NotCurrent {
+                task: index,
+                attempt: task.attempt,
+                node,
+            });
+        }
+        task.backup = Some(node);
+        let attempt = task.attempt;
+        self.touch(term);
+        Ok(attempt)
     }
 
     /// Puts every task running on `node` back in the queue (the node is gone). Returns how many.
@@ -1631,9 +1701,8 @@ impl Job {
         }
         let mut n = 0;
         for task in self.all_tasks_mut() {
-            if task.state == TaskState::Running && task.worker.as_ref() == Some(node) {
-                task.state = TaskState::Queued;
-                task.worker = None;
+            if task.state == TaskState::Running && task.runs_on(node) {
+                task.drop_runner(node);
                 n += 1;
             }
         }
@@ -1660,6 +1729,7 @@ impl Job {
         self.state = state;
         self.message = Some(bounded_text(message));
         for task in self.all_tasks_mut() {
+            task.backup = None;
             if task.state != TaskState::Done {
                 task.state = TaskState::Failed;
             }
@@ -2036,33 +2106,98 @@ mod tests {
         let mut j = job(range(1, 4), 1);
         let older = j.clone();
         let a = j.assign(0, node("w1"), Term(1)).unwrap();
+        let since = j.version;
         // The record from before the assignment does not take it away; the current one does
         // not either. A task past the record's (a check queued after it was written) is not
         // taken away; once the record names it, it is when given to another node.
-        assert!(!older.revoked(0, a, &node("w1")));
-        assert!(!j.revoked(0, a, &node("w1")));
-        assert!(j.revoked(0, a, &node("w2")));
+        assert!(!older.revoked(0, a, &node("w1"), since));
+        assert!(!j.revoked(0, a, &node("w1"), since));
+        assert!(j.revoked(0, a, &node("w2"), since));
         let check = FIRST_CHECK;
-        assert!(!j.revoked(check, 1, &node("w1")));
+        assert!(!j.revoked(check, 1, &node("w1"), since));
         let mut checked = j.clone();
         checked.add_check(0, node("w2"), None, Term(1)).unwrap();
         checked.assign(check, node("w3"), Term(1)).unwrap();
-        assert!(checked.revoked(check, 1, &node("w1")));
-        assert!(!checked.revoked(check, 1, &node("w3")));
+        assert!(checked.revoked(check, 1, &node("w1"), since));
+        assert!(!checked.revoked(check, 1, &node("w3"), since));
         // Put back in the queue: revoked; handed to w2 under a new attempt: still revoked for
         // w1, and w2's own assignment stands.
         j.release(0, a, &node("w1"), Term(1)).unwrap();
-        assert!(j.revoked(0, a, &node("w1")));
+        assert!(j.revoked(0, a, &node("w1"), since));
         let b = j.assign(0, node("w2"), Term(1)).unwrap();
-        assert!(j.revoked(0, a, &node("w1")));
-        assert!(!j.revoked(0, b, &node("w2")));
+        assert!(j.revoked(0, a, &node("w1"), since));
+        assert!(!j.revoked(0, b, &node("w2"), since));
         let out = vec![Output {
             frame: 1,
             blob: BlobHash::of(b"f"),
             size: 1,
         }];
         j.complete(0, b, &node("w2"), out, Term(1)).unwrap();
-        assert!(!j.revoked(0, b, &node("w2")));
+        assert!(!j.revoked(0, b, &node("w2"), since));
+    }
+
+    /// Issue 13: a backup runs the same attempt on a second node; the first report renders
+    /// the task and ends the other's run; a backup that fails, or a worker that fails while
+    /// its backup runs, leaves the task running on the other node.
+    #[test]
+    fn a_backup_runs_the_same_attempt_and_the_first_report_counts() {
+        let out = |frame| {
+            vec![Output {
+                frame,
+                blob: BlobHash::of(b"f"),
+                size: 1,
+            }]
+        };
+        let mut j = job(range(1, 2), 1);
+        let a = j.assign(0, node("w1"), Term(1)).unwrap();
+        let assigned = j.version;
+        // Only a running task, once, and never on its own worker.
+        assert!(j.back_up(1, node("w2"), Term(1)).is_err());
+        assert!(j.back_up(0, node("w1"), Term(1)).is_err());
+        let before_backup = j.clone();
+        assert_eq!(j.back_up(0, node("w2"), Term(1)), Ok(a));
+        let backed = j.version;
+        assert!(j.back_up(0, node("w3"), Term(1)).is_err());
+        j.validate().unwrap();
+        assert!(j.check_current(0, a, &node("w1")).is_ok());
+        assert!(j.check_current(0, a, &node("w2")).is_ok());
+        assert!(j.check_current(0, a, &node("w3")).is_err());
+        // The record from before the backup does not take it away from its node.
+        assert!(!before_backup.revoked(0, a, &node("w2"), backed));
+        assert!(!j.revoked(0, a, &node("w2"), backed));
+        // The backup reports first: it rendered the task, the worker's run is taken away.
+        let mut first = j.clone();
+        first.complete(0, a, &node("w2"), out(1), Term(1)).unwrap();
+        assert_eq!(first.tasks[0].worker, Some(node("w2")));
+        assert_eq!(first.tasks[0].backup, None);
+        assert!(first.revoked(0, a, &node("w1"), assigned));
+        assert!(!first.revoked(0, a, &node("w2"), backed));
+        assert!(first.complete(0, a, &node("w1"), out(1), Term(1)).is_err());
+        // The worker reports first: the backup's run is taken away.
+        let mut second = j.clone();
+        second.complete(0, a, &node("w1"), out(1), Term(1)).unwrap();
+        assert!(second.revoked(0, a, &node("w2"), backed));
+        // The worker fails: the backup carries the attempt on, no requeue.
+        let mut failed = j.clone();
+        failed
+            .fail(0, a, &node("w1"), "boom".into(), 3, Term(1))
+            .unwrap();
+        assert_eq!(failed.tasks[0].state, TaskState::Running);
+        assert_eq!(failed.tasks[0].worker, Some(node("w2")));
+        assert_eq!(failed.tasks[0].failures.len(), 1);
+        failed.validate().unwrap();
+        // The backup's node is gone: the worker carries on; then it is gone too: requeued.
+        let mut gone = j.clone();
+        assert_eq!(gone.requeue_node(&node("w2"), Term(1)), 1);
+        assert_eq!(gone.tasks[0].worker, Some(node("w1")));
+        assert_eq!(gone.tasks[0].backup, None);
+        assert!(gone.revoked(0, a, &node("w2"), backed));
+        assert_eq!(gone.requeue_node(&node("w1"), Term(1)), 1);
+        assert_eq!(gone.tasks[0].state, TaskState::Queued);
+        // A record whose task is done has no backup; one that says otherwise is refused.
+        let mut forged = second.clone();
+        forged.tasks[0].backup = Some(node("w2"));
+        assert!(forged.validate().is_err());
     }
 
     #[test]

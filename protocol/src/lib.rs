@@ -36,13 +36,13 @@ pub use message::{
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/2";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/3";
 /// The Kademlia protocol name: rendermesh's own DHT, never mixed with IPFS's.
 pub const KAD_PROTOCOL: &str = "/rendermesh/kad/1";
 /// The identify protocol version: peers announcing anything else are not rendermesh nodes.
-pub const IDENTIFY_VERSION: &str = "rendermesh/2";
+pub const IDENTIFY_VERSION: &str = "rendermesh/3";
 /// The gossipsub topic for heartbeats.
-pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/2";
+pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/3";
 
 /// `text` as it may be printed: every control character (escape sequences above all) replaced
 /// by `?`, and at most [`limits::MAX_PRINTED_NAME`] characters. Names come from peers.

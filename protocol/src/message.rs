@@ -136,6 +136,9 @@ pub struct Assignment {
     pub task: u32,
     /// The attempt number; the report must quote it.
     pub attempt: u32,
+    /// The version of the job's record once this assignment is written in it: a record older
+    /// than that does not take the assignment away (it may reach the worker after it).
+    pub version: Version,
     /// The frames to render.
     pub frames: FrameRange,
     /// Render only this tile of the frame (lossless, cropped); `None`: whole frames.

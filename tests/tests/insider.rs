@@ -183,6 +183,7 @@ async fn rogue(
                         job: job.id,
                         task: task.index,
                         attempt: task.attempt.saturating_add(1),
+                        version: Default::default(),
                         frames: task.frames,
                         tile: task.tile,
                         spec: job.spec.clone(),

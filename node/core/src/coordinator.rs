@@ -213,6 +213,9 @@ pub struct Coordinator {
     /// coordinator knows: their clocks start when the worker reports the task before them, or
     /// names them as its current one.
     ahead: BTreeSet<(JobId, u32, u32)>,
+    /// Backup tasks under way ([`Task::backup`]): the node running each and when it was
+    /// handed it (its clocks, apart from the task's worker's).
+    backups: BTreeMap<(JobId, u32), (NodeId, Millis)>,
     /// Workers left alone until then, after refusing.
     cooldown: BTreeMap<NodeId, Millis>,
     /// Reports whose outputs are being copied.
@@ -263,6 +266,7 @@ impl Coordinator {
             measured: BTreeMap::new(),
             pace: BTreeMap::new(),
             ahead: BTreeSet::new(),
+            backups: BTreeMap::new(),
             cooldown: BTreeMap::new(),
             verifying: BTreeSet::new(),
             stitching: BTreeSet::new(),
@@ -483,6 +487,7 @@ impl Coordinator {
                 );
                 // A worker whose render failed gives back the task it held next, unstarted.
                 self.release_ahead(table, &from);
+                self.sync_backups(table);
                 out.reply_to(reply, Response::Accepted);
             }
             Outcome::Done(outputs) => {
@@ -503,7 +508,11 @@ impl Coordinator {
                 let Some(task) = job.task(report.task) else {
                     return;
                 };
-                if let Some(at) = self.started.get(&key) {
+                let at = match self.backups.get(&(report.job, report.task)) {
+                    Some((node, at)) if *node == from => Some(at),
+                    _ => self.started.get(&key),
+                };
+                if let Some(at) = at {
                     let frames = u64::from(task.frames.len().max(1));
                     let ms = view.now.saturating_sub(*at) / frames;
                     self.measured.insert(key, ms);
@@ -630,6 +639,15 @@ impl Coordinator {
         if counted.is_err() {
             return;
         }
+        self.changed = true;
+        if job
+            .task(index)
+            .is_some_and(|t| t.state == TaskState::Running)
+        {
+            // The other of the task and its backup carries the attempt on (its clocks are
+            // settled by `sync_backups`).
+            return;
+        }
         abort_if_nobody_left(job, view, self.term, || {
             format!(
                 "every node that can render it failed {} of its tasks; the last said: {message}",
@@ -638,7 +656,26 @@ impl Coordinator {
         });
         self.assigned_at.remove(&(job.id, index));
         self.started.remove(&(job.id, index, attempt));
-        self.changed = true;
+    }
+
+    /// Follows the backups' fates in the records: a backup still running stays; one that now
+    /// runs the task alone (its worker failed, timed out or vanished) brings its own clocks;
+    /// any other has ended.
+    fn sync_backups(&mut self, table: &JobTable) {
+        for ((id, index), (node, at)) in std::mem::take(&mut self.backups) {
+            let Some(t) = table.get(&id).and_then(|j| j.task(index)) else {
+                continue;
+            };
+            if t.state != TaskState::Running {
+                continue;
+            }
+            if t.backup.as_ref() == Some(&node) {
+                self.backups.insert((id, index), (node, at));
+            } else if t.worker.as_ref() == Some(&node) {
+                self.started.insert((id, index, t.attempt), at);
+                self.assigned_at.insert((id, index), at);
+            }
+        }
     }
 
     /// How long task `task` of `job` may run before it is taken back:
@@ -763,7 +800,10 @@ impl Coordinator {
                     if let Some(j) = table.get_mut(&job)
                         && j.release(task, attempt, &node, self.term).is_ok()
                     {
-                        self.assigned_at.remove(&(job, task));
+                        if !j.task(task).is_some_and(|t| t.state == TaskState::Running) {
+                            self.assigned_at.remove(&(job, task));
+                        }
+                        self.sync_backups(table);
                         self.changed = true;
                     }
                 }
@@ -1007,6 +1047,7 @@ impl Coordinator {
                 self.changed = true;
             }
         }
+        self.sync_backups(table);
         self.assigning.remove(node);
     }
 
@@ -1193,6 +1234,7 @@ impl Coordinator {
         for seat in view.workers.iter().filter(|s| s.low_disk) {
             self.release_ahead(table, seat.id);
         }
+        self.sync_backups(table);
         let mut releases = Vec::new();
         let mut timeouts = Vec::new();
         self.started.retain(|(id, index, attempt), _| {
@@ -1235,27 +1277,27 @@ impl Coordinator {
                     }
                 }
                 let since = *self.assigned_at.entry((job.id, t.index)).or_insert(now);
-                let lost = match view.seat(worker) {
-                    None => true,
-                    Some(seat) => {
-                        now.saturating_sub(since) > LOST_ASSIGNMENT_AFTER_MS
-                            && seat.last_seen >= since + HEARD_AFTER_MS
-                            && !seat.holds(job.id, t.index, t.attempt)
-                            && !self.assigning.contains(worker)
-                            && !self.verifying.contains(&(job.id, t.index, t.attempt))
+                let mut runners = vec![(worker, since)];
+                // A backup is lost, or times out, as a task does, on its own clocks (a new
+                // coordinator starts them when it first sees the backup).
+                if let Some(backup) = &t.backup {
+                    let (_, since) = self
+                        .backups
+                        .entry((job.id, t.index))
+                        .or_insert_with(|| (backup.clone(), now));
+                    runners.push((backup, *since));
+                }
+                for (node, since) in runners {
+                    let key = (job.id, t.index, t.attempt, node.clone());
+                    match self.fate(job, t, node, since, view) {
+                        Some(Fate::Lost) => releases.push(key),
+                        Some(Fate::TimedOut(reason)) => timeouts.push((key, reason)),
+                        None => {}
                     }
-                };
-                if lost {
-                    releases.push((job.id, t.index, t.attempt, worker.clone()));
-                } else if now.saturating_sub(since) > self.task_timeout(job, t)
-                    && !self.verifying.contains(&(job.id, t.index, t.attempt))
-                {
-                    let reason = self.timed_out(job, t, now.saturating_sub(since));
-                    timeouts.push((job.id, t.index, t.attempt, worker.clone(), reason));
                 }
             }
         }
-        for (id, index, attempt, worker, reason) in timeouts {
+        for ((id, index, attempt, worker), reason) in timeouts {
             if let Some(job) = table.get_mut(&id) {
                 warn!(job = %id.short(), task = index, node = %worker.short(), "task {reason}; taken back");
                 self.failed(job, view, index, attempt, &worker, reason, true);
@@ -1266,12 +1308,52 @@ impl Coordinator {
                 && job.release(index, attempt, &worker, self.term).is_ok()
             {
                 info!(job = %id.short(), task = index, node = %worker.short(),
-                      "task requeued: its worker lost it");
-                self.assigned_at.remove(&(id, index));
+                      "task requeued, or left to its other runner: its node lost it");
+                if !job
+                    .task(index)
+                    .is_some_and(|t| t.state == TaskState::Running)
+                {
+                    self.assigned_at.remove(&(id, index));
+                }
                 self.changed = true;
             }
         }
+        self.sync_backups(table);
         self.skip_uncheckable(table, view);
+    }
+
+    /// What became of `node`'s run of task `t` of `job`, handed to it at `since`: lost (the
+    /// node vanished, or its heartbeats, well after the assignment, do not name the task), run
+    /// past its timeout, or neither (`None`). A node still live is neither while the task's
+    /// report is being taken in.
+    fn fate(
+        &self,
+        job: &Job,
+        t: &Task,
+        node: &NodeId,
+        since: Millis,
+        view: &View<'_>,
+    ) -> Option<Fate> {
+        let now = view.now;
+        let reporting = self.verifying.contains(&(job.id, t.index, t.attempt));
+        let lost = view.seat(node).is_none_or(|seat| {
+            now.saturating_sub(since) > LOST_ASSIGNMENT_AFTER_MS
+                && seat.last_seen >= since + HEARD_AFTER_MS
+                && !seat.holds(job.id, t.index, t.attempt)
+                && !self.assigning.contains(node)
+                && !reporting
+        });
+        if lost {
+            Some(Fate::Lost)
+        } else if now.saturating_sub(since) > self.task_timeout(job, t) && !reporting {
+            Some(Fate::TimedOut(self.timed_out(
+                job,
+                t,
+                now.saturating_sub(since),
+            )))
+        } else {
+            None
+        }
     }
 
     /// Hands queued tasks, oldest job first, to idle workers that can render them; then, while
@@ -1283,9 +1365,10 @@ impl Coordinator {
         let mut holding: BTreeMap<&NodeId, Vec<(JobId, u32, u32)>> = BTreeMap::new();
         for job in table.iter() {
             for t in job.all_tasks() {
-                if t.state == TaskState::Running
-                    && let Some(w) = &t.worker
-                {
+                if t.state != TaskState::Running {
+                    continue;
+                }
+                for w in t.worker.iter().chain(&t.backup) {
                     holding
                         .entry(w)
                         .or_default()
@@ -1367,7 +1450,6 @@ impl Coordinator {
             }
         }
         for (k, (node, a)) in assignments.into_iter().enumerate() {
-            self.changed = true;
             self.assigned_at.insert((a.job, a.task), now);
             self.started.insert((a.job, a.task, a.attempt), now);
             if k >= first_ahead {
@@ -1375,19 +1457,53 @@ impl Coordinator {
             }
             info!(job = %a.job.short(), task = a.task, frames = %a.frames, node = %node.short(),
                   attempt = a.attempt, "task assigned");
-            self.assigning.insert(node.clone());
-            let (job, task, attempt) = (a.job, a.task, a.attempt);
-            let ticket = out.send(node.clone(), Request::Assign(a));
-            self.pending.insert(
-                ticket,
-                Pending::Assign {
-                    node,
-                    job,
-                    task,
-                    attempt,
-                },
-            );
+            self.send_assignment(node, a, out);
         }
+        // Workers still idle: nothing is left to hand out to them. Each may back up the task
+        // expected to end last, when it would end it sooner.
+        let ahead_or_reported =
+            |key: &(JobId, u32, u32)| self.ahead.contains(key) || self.verifying.contains(key);
+        let backups = back_ups(
+            table,
+            view,
+            &idle,
+            &self.pace,
+            &self.started,
+            ahead_or_reported,
+        );
+        for (seat, id, index) in backups {
+            let Some(job) = table.get_mut(&id) else {
+                continue;
+            };
+            let Ok(attempt) = job.back_up(index, seat.clone(), self.term) else {
+                continue;
+            };
+            let Some(task) = job.task(index) else {
+                continue;
+            };
+            let a = assignment(self.term, job, task, attempt);
+            info!(job = %id.short(), task = index, frames = %a.frames, node = %seat.short(),
+                  attempt, "backup task assigned");
+            self.backups.insert((id, index), (seat.clone(), now));
+            self.send_assignment(seat, a, out);
+        }
+    }
+
+    /// Sends `a` to `node`, and waits for its answer.
+    fn send_assignment(&mut self, node: NodeId, a: Assignment, out: &mut Outbox) {
+        self.changed = true;
+        self.assigning.insert(node.clone());
+        let (job, task, attempt) = (a.job, a.task, a.attempt);
+        let ticket = out.send(node.clone(), Request::Assign(a));
+        self.pending.insert(
+            ticket,
+            Pending::Assign {
+                node,
+                job,
+                task,
+                attempt,
+            },
+        );
     }
 
     /// Takes back (to the queue) tasks handed out ahead to busy workers and not started yet,
@@ -1499,19 +1615,7 @@ impl Coordinator {
                 i += 1;
                 continue;
             };
-            assignments.push((
-                seat.id.clone(),
-                Assignment {
-                    term: self.term,
-                    job: job.id,
-                    task: index,
-                    attempt,
-                    frames: task.frames,
-                    tile: task.tile,
-                    spec: job.spec.clone(),
-                    origin: job.origin.clone(),
-                },
-            ));
+            assignments.push((seat.id.clone(), assignment(self.term, job, task, attempt)));
             seats.remove(i);
         }
     }
@@ -1594,6 +1698,98 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// The assignment of `task` of `job` under `attempt`, by the coordinator of `term`, as the
+/// record now reads.
+fn assignment(term: Term, job: &Job, task: &Task, attempt: u32) -> Assignment {
+    Assignment {
+        term,
+        job: job.id,
+        task: task.index,
+        attempt,
+        version: job.version,
+        frames: task.frames,
+        tile: task.tile,
+        spec: job.spec.clone(),
+        origin: job.origin.clone(),
+    }
+}
+
+/// What became of a run of a task ([`Coordinator::fate`]).
+enum Fate {
+    /// Its node vanished, or no longer names it.
+    Lost,
+    /// It ran past its timeout; why, in words.
+    TimedOut(String),
+}
+
+/// Backup tasks at the end of jobs (MapReduce's): for each of the `idle` workers, in order,
+/// the task expected to end last among those it could end sooner than their own worker
+/// would, by measured paces. Only tasks (not checks) of jobs with nothing left to hand out,
+/// started (not held ahead), not being reported, without a backup yet; one backup per task.
+/// An overdue task is expected to end after its frames not reported yet, at its worker's
+/// pace, from now. Returns `(worker, job, task)`.
+fn back_ups(
+    table: &JobTable,
+    view: &View<'_>,
+    idle: &[&Seat<'_>],
+    pace: &BTreeMap<JobId, BTreeMap<NodeId, Millis>>,
+    started: &BTreeMap<(JobId, u32, u32), Millis>,
+    skip: impl Fn(&(JobId, u32, u32)) -> bool,
+) -> Vec<(NodeId, JobId, u32)> {
+    let now = view.now;
+    let mut chosen: Vec<(NodeId, JobId, u32)> = Vec::new();
+    for seat in idle {
+        let mut best: Option<(Millis, JobId, u32)> = None;
+        for job in table.iter() {
+            let tail = !job.state.is_terminal()
+                && job.uncut() == 0
+                && job.tasks.iter().all(|t| t.state != TaskState::Queued);
+            if !tail || !seat.can_render(&job.spec) || job.blocklisted(seat.id) {
+                continue;
+            }
+            let Some(paces) = pace.get(&job.id) else {
+                continue;
+            };
+            let Some(&mine) = paces.get(seat.id) else {
+                continue;
+            };
+            for t in &job.tasks {
+                let key = (job.id, t.index, t.attempt);
+                let Some(worker) = &t.worker else { continue };
+                if t.state != TaskState::Running
+                    || t.backup.is_some()
+                    || worker == seat.id
+                    || skip(&key)
+                    || chosen.iter().any(|(_, j, i)| *j == job.id && *i == t.index)
+                {
+                    continue;
+                }
+                let (Some(&theirs), Some(&at)) = (paces.get(worker), started.get(&key)) else {
+                    continue;
+                };
+                let frames = u64::from(t.frames.len().max(1));
+                let mut end = at.saturating_add(frames.saturating_mul(theirs));
+                if end <= now {
+                    let done = view
+                        .seat(worker)
+                        .and_then(|s| s.current.as_ref())
+                        .filter(|c| c.job == job.id && c.task == t.index)
+                        .map_or(0, |c| u64::from(c.frames_done));
+                    end = now.saturating_add(frames.saturating_sub(done).max(1) * theirs);
+                }
+                let sooner = now.saturating_add(frames.saturating_mul(mine)) < end;
+                if sooner && best.is_none_or(|(b, _, _)| end > b) {
+                    best = Some((end, job.id, t.index));
+                }
+            }
+        }
+        if let Some((_, id, index)) = best {
+            chosen.push((seat.id.clone(), id, index));
+        }
+    }
+    chosen
 }
 
 /// Fails `job` with `message` when every live node that could render it is blocklisted:
@@ -2819,21 +3015,21 @@ mod tests {
         sent.into_iter().map(|(n, t, f, _)| (n, t, f)).collect()
     }
 
-    /// Reports task `task` of `id` done by `w` at `v.now` (frames `frames`), and its frames
-    /// fetched.
+    /// Reports task `task` of `id`, attempt `attempt`, done by `w` at `v.now` (frames
+    /// `frames`), and its frames fetched.
     fn report_done(
         c: &mut Coordinator,
         table: &mut JobTable,
         v: &View<'_>,
         out: &mut Outbox,
         w: &NodeId,
-        (id, task): (JobId, u32),
+        (id, task, attempt): (JobId, u32, u32),
     ) {
         let frames = table.get(&id).unwrap().task(task).unwrap().frames;
         let report = Report {
             job: id,
             task,
-            attempt: 1,
+            attempt,
             outcome: Outcome::Done(
                 frames
                     .iter()
@@ -2888,11 +3084,11 @@ mod tests {
         // a renders a frame in 1 s, b in 4 s; each starts its task ahead as it reports, and
         // its clocks start then: a's frame 3, started at 1 s, takes it 1 s.
         let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0));
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
         let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2));
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
         let v = busy_view(4_000, &a, &b, [None, Some((id, 3, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1));
+        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
         // a gets its share by pace (0.8) of the 96 frames left, halved: 39; b, rendering,
         // gets its share (0.2) of the 57 left after, halved, ahead: 6.
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
@@ -2910,81 +3106,166 @@ mod tests {
         assert_eq!(table.get(&id).unwrap().uncut(), 30);
     }
 
+    /// Issue 13's tail: `a` renders a frame in 4 s, `b` in 1 s, and a job of 8 frames is cut
+    /// as it goes (job id `[7; 16]`).
+    struct Tail {
+        c: Coordinator,
+        table: JobTable,
+        out: Outbox,
+        id: JobId,
+        a: NodeId,
+        b: NodeId,
+    }
+
+    impl Tail {
+        fn new() -> Self {
+            let (mut c, mut table, out) = fixture_without_checks();
+            let (a, b) = (n("a"), n("b"));
+            let mut s = spec(FrameRange::new(1, 8).unwrap());
+            s.chunk = None;
+            let id = JobId([7; 16]);
+            let v = busy_view(0, &a, &b, [None, None]);
+            assert_eq!(submit(&mut c, &mut table, &v, s), id);
+            Self {
+                c,
+                table,
+                out,
+                id,
+                a,
+                b,
+            }
+        }
+
+        /// At `now`, with `a` and `b` rendering `current` (task, attempt), `reports` (node,
+        /// task, attempt) come in and the coordinator ticks; returns what it handed out, as
+        /// (node, task).
+        fn step(
+            &mut self,
+            now: Millis,
+            current: [Option<(u32, u32)>; 2],
+            reports: &[(&NodeId, u32, u32)],
+        ) -> Vec<(String, u32)> {
+            let current = current.map(|t| t.map(|(t, attempt)| (self.id, t, attempt)));
+            let v = busy_view(now, &self.a, &self.b, current);
+            for (w, task, attempt) in reports {
+                report_done(
+                    &mut self.c,
+                    &mut self.table,
+                    &v,
+                    &mut self.out,
+                    w,
+                    (self.id, *task, *attempt),
+                );
+            }
+            hand_out_and_accept(&mut self.c, &mut self.table, &v, &mut self.out)
+                .into_iter()
+                .map(|(n, t, _)| (n.to_string(), t))
+                .collect()
+        }
+
+        /// Runs the job until `b`, idle at 5 s, takes the last frame `a` held ahead (task 7,
+        /// attempt 2); `a` renders task 2 (frame 3) since 4 s.
+        fn run_to_the_last_frame(&mut self) {
+            let (a, b) = (self.a.clone(), self.b.clone());
+            let (sa, sb) = (a.to_string(), b.to_string());
+            assert_eq!(
+                self.step(0, [None, None], &[]),
+                [(sa.clone(), 0), (sb.clone(), 1)]
+            );
+            assert_eq!(
+                self.step(100, [Some((0, 1)), Some((1, 1))], &[]),
+                [(sa.clone(), 2), (sb.clone(), 3)]
+            );
+            // b reports frame after frame, and takes one more ahead each time.
+            for (now, (current, done)) in [(3, 1), (4, 3), (5, 4)].into_iter().enumerate() {
+                let now = 1_000 * (now as u64 + 1);
+                assert_eq!(
+                    self.step(now, [Some((0, 1)), Some((current, 1))], &[(&b, done, 1)]),
+                    [(sb.clone(), current + 1)]
+                );
+            }
+            // a reports its first frame (4 s) and starts its task ahead; it takes the last
+            // frame ahead.
+            assert_eq!(
+                self.step(
+                    4_000,
+                    [Some((2, 1)), Some((6, 1))],
+                    &[(&a, 0, 1), (&b, 5, 1)]
+                ),
+                [(sa.clone(), 7)]
+            );
+            assert_eq!(self.table.get(&self.id).unwrap().uncut(), 0);
+            // b ends its last task and is idle: a would end frame 8 at 12 s, b at 6 s. It goes
+            // to b.
+            assert_eq!(
+                self.step(5_000, [Some((2, 1)), None], &[(&b, 6, 1)]),
+                [(sb, 7)]
+            );
+            let task = self.table.get(&self.id).unwrap().task(7).unwrap();
+            assert_eq!((task.attempt, task.worker.as_ref()), (2, Some(&b)));
+        }
+    }
+
     /// Issue 13: a task held ahead by a busy slow worker, not started, goes back to the queue
     /// for an idle worker that would end it sooner, once nothing else is left.
     #[test]
     fn a_task_held_ahead_by_a_slow_busy_worker_goes_to_an_idle_faster_one() {
-        let (mut c, mut table, mut out) = fixture_without_checks();
-        let (a, b) = (n("a"), n("b"));
-        let mut s = spec(FrameRange::new(1, 8).unwrap());
-        s.chunk = None;
-        // a renders a frame in 4 s, b in 1 s. Both start, and each gets one frame ahead.
-        let id = JobId([7; 16]);
-        let v = busy_view(0, &a, &b, [None, None]);
-        assert_eq!(submit(&mut c, &mut table, &v, s), id);
-        let mut step = |table: &mut JobTable,
-                        now: Millis,
-                        current: [Option<u32>; 2],
-                        reports: &[(&NodeId, u32)]| {
-            let current = current.map(|t| t.map(|t| (id, t, 1)));
-            let v = busy_view(now, &a, &b, current);
-            for (w, task) in reports {
-                report_done(&mut c, table, &v, &mut out, w, (id, *task));
-            }
-            hand_out_and_accept(&mut c, table, &v, &mut out)
+        Tail::new().run_to_the_last_frame();
+    }
+
+    /// Issue 13: once nothing is left to hand out, an idle worker backs up the running task
+    /// expected to end last when it would end it sooner (MapReduce's backup tasks): the same
+    /// attempt, on a second node. The first report counts; the other is refused.
+    #[test]
+    fn an_idle_faster_worker_backs_up_the_last_task_and_the_first_report_counts() {
+        let mut tail = Tail::new();
+        tail.run_to_the_last_frame();
+        let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
+        // b ends frame 8 at 6 s and is idle; a's frame 3 (since 4 s) should end at 8 s, and b
+        // would end it at 7 s: b backs it up.
+        assert_eq!(
+            tail.step(6_000, [Some((2, 1)), None], &[(&b, 7, 2)]),
+            [(b.to_string(), 2)]
+        );
+        let task = tail.table.get(&id).unwrap().task(2).unwrap();
+        assert_eq!(
+            (task.attempt, task.worker.as_ref(), task.backup.as_ref()),
+            (1, Some(&a), Some(&b))
+        );
+        // Nothing more to back up, or hand out: each task has one backup at most.
+        assert_eq!(tail.step(6_100, [Some((2, 1)), Some((2, 1))], &[]), []);
+        // b reports first: its render counts, and the job is done.
+        assert_eq!(tail.step(7_000, [Some((2, 1)), None], &[(&b, 2, 1)]), []);
+        let job = tail.table.get(&id).unwrap();
+        let task = job.task(2).unwrap();
+        assert_eq!(
+            (task.state, task.worker.as_ref(), task.backup.as_ref()),
+            (TaskState::Done, Some(&b), None)
+        );
+        assert_eq!(job.state, JobState::Done);
+        // a's report, later, is refused: the task is not its any more.
+        let v = busy_view(8_000, &a, &b, [None, None]);
+        let late = Report {
+            job: id,
+            task: 2,
+            attempt: 1,
+            outcome: Outcome::Done(vec![Output {
+                frame: 3,
+                blob: BlobHash::of(b"late"),
+                size: 4,
+            }]),
         };
-        let frames = |given: Vec<(NodeId, u32, String)>| -> Vec<(String, u32)> {
-            given
-                .into_iter()
-                .map(|(n, t, _)| (n.to_string(), t))
-                .collect()
-        };
-        let (sa, sb) = (a.to_string(), b.to_string());
-        assert_eq!(
-            frames(step(&mut table, 0, [None, None], &[])),
-            [(sa.clone(), 0), (sb.clone(), 1)]
+        tail.c.report(
+            &mut tail.table,
+            &v,
+            a.clone(),
+            late,
+            Some(ReplyTo::Outside(9)),
+            &mut tail.out,
         );
-        assert_eq!(
-            frames(step(&mut table, 100, [Some(0), Some(1)], &[])),
-            [(sa.clone(), 2), (sb.clone(), 3)]
-        );
-        // b reports frame after frame, and takes one more ahead each time.
-        assert_eq!(
-            frames(step(&mut table, 1_000, [Some(0), Some(3)], &[(&b, 1)])),
-            [(sb.clone(), 4)]
-        );
-        assert_eq!(
-            frames(step(&mut table, 2_000, [Some(0), Some(4)], &[(&b, 3)])),
-            [(sb.clone(), 5)]
-        );
-        assert_eq!(
-            frames(step(&mut table, 3_000, [Some(0), Some(5)], &[(&b, 4)])),
-            [(sb.clone(), 6)]
-        );
-        // a reports its first frame (4 s) and starts its task ahead; it takes the last frame
-        // ahead.
-        assert_eq!(
-            frames(step(
-                &mut table,
-                4_000,
-                [Some(2), Some(6)],
-                &[(&a, 0), (&b, 5)]
-            )),
-            [(sa.clone(), 7)]
-        );
-        assert_eq!(table.get(&id).unwrap().uncut(), 0);
-        // b ends its last task and is idle: a would end frame 8 at 12 s, b at 6 s. It goes to b.
-        assert_eq!(
-            frames(step(&mut table, 5_000, [Some(2), None], &[(&b, 6)])),
-            [(sb.clone(), 7)]
-        );
-        let job = table.get(&id).unwrap();
-        assert_eq!(
-            (
-                job.task(7).unwrap().attempt,
-                job.task(7).unwrap().worker.as_ref()
-            ),
-            (2, Some(&b))
+        assert!(
+            matches!(&replies(&mut tail.out)[..], [(9, Response::Rejected(_))]),
+            "a's late report must be refused"
         );
     }
 }

@@ -974,6 +974,7 @@ mod tests {
             job: JobId([4; 16]),
             task: 0,
             attempt: 1,
+            version: Default::default(),
             frames: FrameRange::single(1),
             tile: None,
             spec: spec(),
@@ -1344,6 +1345,7 @@ mod tests {
         assert!(said, "{actions:?}");
         let again = Assignment {
             attempt: 2,
+            version: Default::default(),
             ..assignment(3)
         };
         b.request(n("a"), Request::Assign(again), ReplyTo::Outside(2), 500);

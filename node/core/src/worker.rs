@@ -348,7 +348,7 @@ impl Worker {
     pub fn stop_revoked(&mut self, me: &NodeId, table: &JobTable, out: &mut Outbox) {
         if let Some((a, _)) = &self.next
             && let Some(job) = table.get(&a.job)
-            && (job.state.is_terminal() || job.revoked(a.task, a.attempt, me))
+            && (job.state.is_terminal() || job.revoked(a.task, a.attempt, me, a.version))
         {
             info!(job = %a.job.short(), task = a.task, attempt = a.attempt,
                   "the task held next was taken back or its job ended; dropped");
@@ -366,7 +366,7 @@ impl Worker {
         }
         if job.state.is_terminal() {
             info!(job = %a.job.short(), "job ended; stopping its task");
-        } else if job.revoked(a.task, a.attempt, me) {
+        } else if job.revoked(a.task, a.attempt, me, a.version) {
             info!(job = %a.job.short(), task = a.task, attempt = a.attempt,
                   "the coordinator took the task back; stopping it");
         } else {
@@ -441,6 +441,7 @@ mod tests {
             job: JobId([3; 16]),
             task,
             attempt,
+            version: Default::default(),
             frames: FrameRange::single(task + 1),
             tile: None,
             spec: JobSpec {

@@ -40,6 +40,9 @@ struct Totals {
     leave_lingering: usize,
     /// Nodes killed while holding a task to render next.
     killed_holding_ahead: usize,
+    /// Tasks with a backup that their backup rendered, and that their worker did.
+    backups_won: usize,
+    originals_won: usize,
 }
 
 impl Totals {
@@ -54,6 +57,8 @@ impl Totals {
             leave_observers: self.leave_observers + other.leave_observers,
             leave_lingering: self.leave_lingering + other.leave_lingering,
             killed_holding_ahead: self.killed_holding_ahead + other.killed_holding_ahead,
+            backups_won: self.backups_won + other.backups_won,
+            originals_won: self.originals_won + other.originals_won,
         }
     }
 }
@@ -85,6 +90,8 @@ fn run_all(config: Config) -> Totals {
                                     leave_observers: sim.leave_observers,
                                     leave_lingering: sim.leave_lingering,
                                     killed_holding_ahead: sim.killed_holding_ahead,
+                                    backups_won: sim.backups_won,
+                                    originals_won: sim.originals_won,
                                 }
                             })
                             .fold(Totals::default(), Totals::add)
@@ -311,6 +318,28 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
         worst <= 1.15,
         "the worst run took {worst:.3} times the ideal"
     );
+}
+
+/// Issue 13: at the end of a job, idle nodes back up the tasks expected to end last when they
+/// would end them sooner (MapReduce's backup tasks). Over many runs, some backups render their
+/// task first and some originals do; either way the first result counts, the other is
+/// refused, and every invariant holds (no frame counts twice or from another assignment).
+#[test]
+fn ten_nodes_from_1x_to_4x_back_up_the_last_tasks_and_count_the_first_result() {
+    let totals = run_all(Config {
+        duration: SPEED_SUBMIT_MS + 1,
+        jobs: 1,
+        frames: 40,
+        frame_ms: (250, 1_000),
+        prepare_ms: 1_000,
+        ..Config::calm(10)
+    });
+    if seeds().len() >= 50 {
+        assert!(
+            totals.backups_won > 0 && totals.originals_won > 0,
+            "{totals:?}"
+        );
+    }
 }
 
 /// Issue 13: a node that hears nobody and has no contact claims once its probes are over

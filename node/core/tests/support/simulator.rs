@@ -214,6 +214,8 @@ pub struct Node {
     woke_at: Option<Millis>,
     /// Renders started, per job.
     renders: BTreeMap<JobId, usize>,
+    /// Renders failed, per job (a broken node's).
+    failed: BTreeMap<JobId, usize>,
     /// When it is (or was) ready to render each job: its `.blend` fetched and its Blender
     /// started ([`Config::prepare_ms`] after it first had to). Lost with the process.
     ready: BTreeMap<JobId, Millis>,
@@ -363,6 +365,11 @@ pub struct Sim {
     pub first_lead: Option<Millis>,
     /// Nodes killed while holding a task to render next (one task ahead).
     pub killed_holding_ahead: usize,
+    /// Tasks seen running with a backup, by (job, task, attempt): their worker and backup.
+    backed: BTreeMap<(JobId, u32, u32), (NodeId, NodeId)>,
+    /// Of those, the ones whose backup rendered them, and whose worker did.
+    pub backups_won: usize,
+    pub originals_won: usize,
 
     /// Tasks handed out again (attempt 2 or more) seen.
     pub requeued: usize,
@@ -413,6 +420,7 @@ impl Sim {
                     frozen_until: 0,
                     woke_at: None,
                     renders: BTreeMap::new(),
+                    failed: BTreeMap::new(),
                     ready: BTreeMap::new(),
                 }
             })
@@ -469,6 +477,9 @@ impl Sim {
             changes: 0,
             first_lead: None,
             killed_holding_ahead: 0,
+            backed: BTreeMap::new(),
+            backups_won: 0,
+            originals_won: 0,
             requeued: 0,
             hung: 0,
             done_seen: BTreeSet::new(),
@@ -701,7 +712,10 @@ impl Sim {
                         *count += 1;
                         *count
                     };
-                    if self.nodes[i].broken && started > limits::BLOCKLIST_AFTER {
+                    // A render cancelled before it failed (its job ended, or it was a backup
+                    // whose task its worker rendered first) does not count.
+                    let failed = self.nodes[i].failed.get(&assignment.job).copied();
+                    if failed.is_some_and(|n| n >= limits::BLOCKLIST_AFTER) {
                         self.fail(format!(
                             "broken node {} was given a task of job {} after failing {} of its tasks",
                             self.nodes[i].id,
@@ -1227,6 +1241,7 @@ impl Sim {
                 }
                 node.render = None;
                 if node.broken {
+                    *node.failed.entry(assignment.job).or_default() += 1;
                     let failed = Outcome::Failed(format!(
                         "{FAKE_RENDERER}: this node's renders always fail"
                     ));
@@ -1583,6 +1598,7 @@ impl Sim {
                     job: job.id,
                     task: task.index,
                     attempt: task.attempt.saturating_add(1),
+                    version: Default::default(),
                     frames: task.frames,
                     tile: task.tile,
                     spec: job.spec.clone(),
@@ -1882,6 +1898,7 @@ impl Sim {
     /// Checks every job record of node `i` that changed since it was last checked.
     fn check_records(&mut self, i: usize) {
         let mut changed = Vec::new();
+        let mut backed = Vec::new();
         let node = &self.nodes[i];
         for job in node.core.table().iter() {
             let seen = node.seen_versions.get(&job.id).copied();
@@ -1918,6 +1935,16 @@ impl Sim {
                     node.id, job.id
                 ));
             }
+            for task in &job.tasks {
+                let key = (job.id, task.index, task.attempt);
+                match (&task.worker, task.state) {
+                    (Some(w), TaskState::Running) if task.backup.is_some() => {
+                        backed.push((key, w.clone(), task.backup.clone()));
+                    }
+                    (Some(w), TaskState::Done) => backed.push((key, w.clone(), None)),
+                    _ => {}
+                }
+            }
             for task in job.tasks.iter().filter(|t| t.state == TaskState::Done) {
                 for output in &task.outputs {
                     let expected = task
@@ -1937,6 +1964,19 @@ impl Sim {
         }
         for (id, version) in changed {
             self.nodes[i].seen_versions.insert(id, version);
+        }
+        // A backup and its task's worker: which rendered the task, once it is done.
+        for (key, worker, backup) in backed {
+            match backup {
+                Some(backup) => {
+                    self.backed.entry(key).or_insert((worker, backup));
+                }
+                None => match self.backed.remove(&key) {
+                    Some((_, b)) if worker == b => self.backups_won += 1,
+                    Some((w, _)) if worker == w => self.originals_won += 1,
+                    _ => {}
+                },
+            }
         }
     }
 }
