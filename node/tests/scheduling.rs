@@ -293,9 +293,12 @@ async fn work_is_spread_over_every_node_and_every_frame_counts_once() {
         .iter()
         .map(|r| r.rendered.load(Ordering::SeqCst))
         .sum();
-    assert_eq!(
-        rendered, 24,
-        "no frame was rendered twice in a healthy mesh"
+    // A frame is rendered twice only by a backup copy at the job's end (nodes of one speed
+    // rarely get one: a copy must save a quarter of the time left).
+    assert!(
+        (24..=24 + job.backups).contains(&rendered),
+        "no frame was rendered twice but by a backup copy: {rendered} renders, {} backups",
+        job.backups
     );
     // The finished frames are fetchable from any node.
     let out = job.outputs()[0].clone();

@@ -831,6 +831,10 @@ pub struct Job {
     /// they rendered for it is rendered again.
     #[serde(default)]
     pub suspects: Vec<NodeId>,
+    /// Backup copies handed out at the job's end (see [`Job::back_up`]): each may have
+    /// rendered its frames a second time, the price of ending the job sooner.
+    #[serde(default)]
+    pub backups: u32,
 }
 
 impl Job {
@@ -866,6 +870,7 @@ impl Job {
             removed_ms: None,
             checks: Vec::new(),
             suspects: Vec::new(),
+            backups: 0,
         }
     }
 
@@ -1063,7 +1068,10 @@ impl Job {
         }
         let mut redo = BTreeSet::new();
         for task in &mut self.tasks {
-            if task.worker.as_ref() == Some(&node) && task.state != TaskState::Failed {
+            if task.state == TaskState::Running && task.runs_on(&node) {
+                // Its backup, if it has one, goes on alone; a suspect's backup is dropped.
+                task.drop_runner(&node);
+            } else if task.worker.as_ref() == Some(&node) && task.state != TaskState::Failed {
                 if task.state == TaskState::Done {
                     redo.insert(task.frames.start);
                 }
@@ -1690,6 +1698,7 @@ impl Job {
         }
         task.backup = Some(node);
         let attempt = task.attempt;
+        self.backups = self.backups.saturating_add(1);
         self.touch(term);
         Ok(attempt)
     }
@@ -2137,8 +2146,9 @@ mod tests {
     }
 
     /// Issue 13: a backup runs the same attempt on a second node; the first report renders
-    /// the task and ends the other's run; a backup that fails, or a worker that fails while
-    /// its backup runs, leaves the task running on the other node.
+    /// the task and ends the other's run; a backup that fails, vanishes or turns suspect, or
+    /// a worker that does so while its backup runs, leaves the task running on the other
+    /// node.
     #[test]
     fn a_backup_runs_the_same_attempt_and_the_first_report_counts() {
         let out = |frame| {
@@ -2194,6 +2204,19 @@ mod tests {
         assert!(gone.revoked(0, a, &node("w2"), backed));
         assert_eq!(gone.requeue_node(&node("w1"), Term(1)), 1);
         assert_eq!(gone.tasks[0].state, TaskState::Queued);
+        // The backup's node turns suspect: its copy is dropped, its report refused, and the
+        // worker carries on; a suspect worker leaves the task to its backup.
+        for (suspect, other) in [("w2", "w1"), ("w1", "w2")] {
+            let mut distrusted = j.clone();
+            distrusted.distrust(node(suspect), Term(1));
+            let task = &distrusted.tasks[0];
+            assert_eq!(task.state, TaskState::Running, "{suspect}");
+            assert_eq!(task.worker, Some(node(other)), "{suspect}");
+            assert_eq!(task.backup, None, "{suspect}");
+            let report = distrusted.complete(0, a, &node(suspect), out(1), Term(1));
+            assert!(report.is_err(), "{suspect}");
+            distrusted.validate().unwrap();
+        }
         // A record whose task is done has no backup; one that says otherwise is refused.
         let mut forged = second.clone();
         forged.tasks[0].backup = Some(node("w2"));

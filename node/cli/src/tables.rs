@@ -281,6 +281,16 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
     if let Some(m) = &job.message {
         out.push_str(&format!("message:  {m}\n"));
     }
+    if job.backups > 0 {
+        out.push_str(&format!(
+            "backups:  {} at the job's end (a second node rendered a task's frames too, \
+             to end it sooner)\n",
+            match job.backups {
+                1 => "1 copy".to_owned(),
+                n => format!("{n} copies"),
+            }
+        ));
+    }
     let rows: Vec<Vec<String>> = job
         .tasks
         .iter()
@@ -294,7 +304,11 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
                 frames,
                 task_state(t.state).to_owned(),
                 t.attempt.to_string(),
-                t.worker.as_ref().map_or("-".to_owned(), node),
+                match (&t.worker, &t.backup) {
+                    (Some(w), Some(b)) => format!("{} (backup {})", node(w), node(b)),
+                    (Some(w), None) => node(w),
+                    (None, _) => "-".to_owned(),
+                },
             ]
         })
         .collect();
@@ -647,6 +661,14 @@ mod tests {
             text.contains("task 0 (frames 1-2) failed on lab-1: no camera"),
             "{text}"
         );
+        assert!(!text.contains("backups:"), "{text}");
+        j.back_up(1, w1.clone(), Term(1)).expect("back up");
+        let text = job_details(&j, &names, 0);
+        assert!(
+            text.contains("   1  3-4     running        1  12D3KooWworker2 (backup lab-1)"),
+            "{text}"
+        );
+        assert!(text.contains("backups:  1 copy at the job's end"), "{text}");
     }
 
     #[test]

@@ -1724,12 +1724,18 @@ enum Fate {
     TimedOut(String),
 }
 
+/// The most a backup copy may take of the time its task's worker has left, as a fraction
+/// (see [`back_ups`]).
+const BACKUP_GAIN: (u64, u64) = (3, 4);
+
 /// Backup tasks at the end of jobs (MapReduce's): for each of the `idle` workers, in order,
 /// the task expected to end last among those it could end sooner than their own worker
 /// would, by measured paces. Only tasks (not checks) of jobs with nothing left to hand out,
 /// started (not held ahead), not being reported, without a backup yet; one backup per task.
 /// An overdue task is expected to end after its frames not reported yet, at its worker's
-/// pace, from now. Returns `(worker, job, task)`.
+/// pace, from now. A copy is worth its power only when it would take at most
+/// [`BACKUP_GAIN`] of the time left to the task's worker: nodes of one speed, whose paces
+/// differ by noise, never back each other up. Returns `(worker, job, task)`.
 fn back_ups(
     table: &JobTable,
     view: &View<'_>,
@@ -1779,7 +1785,10 @@ fn back_ups(
                         .map_or(0, |c| u64::from(c.frames_done));
                     end = now.saturating_add(frames.saturating_sub(done).max(1) * theirs);
                 }
-                let sooner = now.saturating_add(frames.saturating_mul(mine)) < end;
+                let (num, den) = BACKUP_GAIN;
+                let copy = frames.saturating_mul(mine);
+                let left = end.saturating_sub(now);
+                let sooner = copy.saturating_mul(den) <= left.saturating_mul(num);
                 if sooner && best.is_none_or(|(b, _, _)| end > b) {
                     best = Some((end, job.id, t.index));
                 }
@@ -3232,6 +3241,7 @@ mod tests {
             (task.attempt, task.worker.as_ref(), task.backup.as_ref()),
             (1, Some(&a), Some(&b))
         );
+        assert_eq!(tail.table.get(&id).unwrap().backups, 1);
         // Nothing more to back up, or hand out: each task has one backup at most.
         assert_eq!(tail.step(6_100, [Some((2, 1)), Some((2, 1))], &[]), []);
         // b reports first: its render counts, and the job is done.
@@ -3267,5 +3277,27 @@ mod tests {
             matches!(&replies(&mut tail.out)[..], [(9, Response::Rejected(_))]),
             "a's late report must be refused"
         );
+    }
+
+    /// A copy is worth its power only when it saves much: with a's frame 3 overdue (1 s
+    /// left at a's pace of 1 s), an idle b of pace 0.9 s (noise between nodes of one speed)
+    /// does not back it up; of pace 0.5 s, it does.
+    #[test]
+    fn no_backup_when_the_copy_would_end_the_task_only_a_little_sooner() {
+        let mut tail = Tail::new();
+        tail.run_to_the_last_frame();
+        let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
+        let v = busy_view(5_000, &a, &b, [Some((id, 2, 1)), None]);
+        let idle = [v.seat(&b).unwrap()];
+        let started = BTreeMap::from([((id, 2, 1), 4_000)]);
+        let copies = |b_pace: Millis| {
+            let paces = BTreeMap::from([(
+                id,
+                BTreeMap::from([(a.clone(), 1_000), (b.clone(), b_pace)]),
+            )]);
+            back_ups(&tail.table, &v, &idle, &paces, &started, |_| false)
+        };
+        assert_eq!(copies(900), []);
+        assert_eq!(copies(500), [(b.clone(), id, 2)]);
     }
 }
