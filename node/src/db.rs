@@ -27,7 +27,7 @@ const TERM: &str = "term";
 const FORMAT: &str = "format";
 /// 2: job records keep their measured frame times (`Job::frame_ms`). 3: checks and suspects.
 /// 4: checks numbered from `FIRST_CHECK`, tasks cut as a job goes. 5: backup tasks
-/// (`Task::backup`).
+/// (`Task::backup`, `Job::backups`).
 const FORMAT_VERSION: u64 = 5;
 
 /// What went wrong with the database.

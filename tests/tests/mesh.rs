@@ -58,6 +58,10 @@ fn fixture() -> Result<Fixture> {
     Fixture::new(FRAMES, SAMPLES, PERCENT, &[])
 }
 
+/// Three nodes render every frame pixel-identical to `blender -b` and share the work; any
+/// node serves the frames, also of a job submitted with `--detach`; and `render` with no node
+/// at its `--api` renders the same frames alone on an embedded node (sharing the fixture: its
+/// reference frames cost a Blender run).
 #[test]
 fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_serves_them()
 -> Result<()> {
@@ -180,6 +184,37 @@ fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_se
             &fx.reference_frame(f),
         )
         .with_context(|| format!("detached frame {f}"))?;
+    }
+
+    // With no node at its --api, `render` starts an embedded one (alone: no mDNS, no
+    // bootstrap; it reads the file while the node starts), renders, stops it and says so.
+    let alone = fx.root.join("alone");
+    let data = fx.root.join("embedded-data");
+    let nobody = format!("127.0.0.1:{}", rendermesh_tests::free_port());
+    let got = rendermesh_tests::run_bounded(
+        rendermesh_tests::rendermesh()
+            .args(["render", &fx.blend.display().to_string(), "--frames", "1-3"])
+            .args(["--samples", &SAMPLES.to_string()])
+            .args(["--resolution-percent", &PERCENT.to_string()])
+            .args(["--api", &nobody, "--no-mdns", "--data-dir"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&alone),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
+    let err = String::from_utf8_lossy(&got.stderr);
+    assert!(got.status.success(), "{err}");
+    assert!(err.contains("started an embedded node"), "{err}");
+    assert!(
+        data.join("store").is_dir(),
+        "the embedded node kept no data: {err}"
+    );
+    for f in 1..=3 {
+        assert_same_pixels(
+            &alone.join(format!("scene_{f:04}.png")),
+            &fx.reference_frame(f),
+        )
+        .with_context(|| format!("embedded frame {f}"))?;
     }
     Ok(())
 }

@@ -113,16 +113,28 @@ pub async fn submit_and_follow(args: Submission) -> Result<ExitCode> {
     if args.detach {
         return detached(&args).await;
     }
-    let (client, embedded) = connect_or_embed(&args.node).await?;
     let bar = frames_bar(args.frames.map_or(1, |f| f.len()));
-    let submitted = OnceLock::new();
-    let outcome = tokio::select! {
-        r = render_on(&client, &args, &bar, &submitted) => r.map(|()| ExitCode::SUCCESS),
+    // Blender reads the file while the node starts: each takes about a second.
+    let (connected, inspected) = tokio::select! {
+        both = async { tokio::join!(connect_or_embed(&args.node), inspect(&args, &bar)) } => both,
         () = rendermesh_node::shutdown_signal() => {
             bar.abandon();
-            interrupted(&client, submitted.get().copied()).await;
-            Ok(ExitCode::from(INTERRUPTED))
+            interrupted(None, None).await;
+            return Ok(ExitCode::from(INTERRUPTED));
         }
+    };
+    let (client, embedded) = connected?;
+    let submitted = OnceLock::new();
+    let outcome = match inspected {
+        Err(e) => Err(e),
+        Ok(report) => tokio::select! {
+            r = render_on(&client, &args, report, &bar, &submitted) => r.map(|()| ExitCode::SUCCESS),
+            () = rendermesh_node::shutdown_signal() => {
+                bar.abandon();
+                interrupted(Some(&client), submitted.get().copied()).await;
+                Ok(ExitCode::from(INTERRUPTED))
+            }
+        },
     };
     if outcome.is_err() {
         bar.abandon();
@@ -159,7 +171,8 @@ async fn detached(args: &Submission) -> Result<ExitCode> {
         );
     }
     let bar = ProgressBar::hidden();
-    let spec = upload_job(&client, args, &bar).await?;
+    let report = inspect(args, &bar).await?;
+    let spec = upload_job(&client, args, report, &bar).await?;
     let id = client
         .submit(&spec)
         .await
@@ -242,8 +255,8 @@ pub(crate) async fn download(args: DownloadArgs) -> Result<ExitCode> {
 }
 
 /// After ctrl-c: cancels the job if it was submitted, and says so.
-async fn interrupted(client: &Client, job: Option<JobId>) {
-    let Some(id) = job else {
+async fn interrupted(client: Option<&Client>, job: Option<JobId>) {
+    let (Some(client), Some(id)) = (client, job) else {
         eprintln!("interrupted before the job was submitted");
         return;
     };
@@ -452,18 +465,27 @@ pub(crate) fn output_name(blend: &Path, frame: u32, format: OutputFormat) -> Str
 /// Uploads at once, while a job's files go to its node.
 const UPLOADS_IN_FLIGHT: usize = 4;
 
-/// Asks this machine's Blender which files `args.file` uses; refuses the job, naming every
-/// missing file, unless `--allow-missing`; uploads the `.blend` and every file it uses to the
-/// node (each its own blob, `bar` counting them); returns the job to submit.
-async fn upload_job(client: &Client, args: &Submission, bar: &ProgressBar) -> Result<JobSpec> {
+/// Asks this machine's Blender what `args.file` is and which files it uses.
+async fn inspect(args: &Submission, bar: &ProgressBar) -> Result<Inspection> {
     bar.set_message(format!(
         "asking Blender which files {} uses",
         args.file.display()
     ));
-    let report = Blender::new(&args.node.blender, None)
+    Blender::new(&args.node.blender, None)
         .inspect(&args.file)
         .await
-        .with_context(|| format!("cannot read {} with Blender", args.file.display()))?;
+        .with_context(|| format!("cannot read {} with Blender", args.file.display()))
+}
+
+/// With what Blender said about `args.file` (`report`): refuses the job, naming every missing
+/// file, unless `--allow-missing`; uploads the `.blend` and every file it uses to the node
+/// (each its own blob, `bar` counting them); returns the job to submit.
+async fn upload_job(
+    client: &Client,
+    args: &Submission,
+    report: Inspection,
+    bar: &ProgressBar,
+) -> Result<JobSpec> {
     let resolved = resolve(args, &report)?;
     for note in &resolved.notes {
         bar.suspend(|| eprintln!("note: {note}"));
@@ -805,11 +827,12 @@ fn job_spec(args: &Submission, resolved: &Resolved, blend: BlobHash, blend_size:
 async fn render_on(
     client: &Client,
     args: &Submission,
+    report: Inspection,
     bar: &ProgressBar,
     submitted: &OnceLock<JobId>,
 ) -> Result<()> {
     let started = Instant::now();
-    let spec = upload_job(client, args, bar).await?;
+    let spec = upload_job(client, args, report, bar).await?;
     bar.set_message("submitting (waiting for a coordinator)");
     let id = client
         .submit(&spec)
