@@ -195,20 +195,15 @@ pub(crate) struct Parts {
     pub saved: Saved,
 }
 
-/// Starts the mesh actor (and the engine probe) on `tasks`, stopping on `shutdown`; returns
-/// the handle on it.
+/// Starts the mesh actor (and the blob store's scrub) on `tasks`, stopping on `shutdown`;
+/// returns the handle on it.
 pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: CancellationToken) -> Handle {
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (internal_tx, internal_rx) = mpsc::channel(256);
-    // Cycles runs wherever Blender does; what else runs headless is probed in the background
-    // (about a second), so that starting a node waits for nothing.
+    // Cycles runs wherever Blender does; what else runs headless is probed once the node is
+    // idle (the core asks: `Action::ProbeEngines`), so that neither starting a node nor its
+    // first render waits for it.
     let engines = if parts.blender.is_some() {
-        let probe = parts.renderer.clone();
-        let tx = internal_tx.clone();
-        tasks.spawn(async move {
-            let engines = probe.engines().await;
-            let _ = tx.send(Internal::Engines(engines)).await;
-        });
         vec![Engine::Cycles]
     } else {
         Vec::new()
@@ -230,8 +225,9 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         .instrument(info_span!("scrub")),
     );
     let me = parts.me;
-    let mut core =
-        Core::new(me.clone(), parts.profile, parts.blender, engines, 0).with_policy(parts.policy);
+    let mut core = Core::new(me.clone(), parts.profile, parts.blender, engines, 0)
+        .with_policy(parts.policy)
+        .probing_engines();
     core.restore(parts.saved);
     let actor = Mesh {
         core,
@@ -699,6 +695,17 @@ impl Mesh {
                     let ctx = self.ctx.clone();
                     self.tasks
                         .spawn(worker::prepare(ctx, job, *spec, origin).instrument(span));
+                }
+                Action::ProbeEngines => {
+                    let probe = self.ctx.renderer.clone();
+                    let tx = self.internal.clone();
+                    self.tasks.spawn(
+                        async move {
+                            let engines = probe.engines().await;
+                            let _ = tx.send(Internal::Engines(engines)).await;
+                        }
+                        .instrument(info_span!("engines")),
+                    );
                 }
                 Action::Collect(blobs) => {
                     let store = self.store.clone();

@@ -52,7 +52,7 @@ pub trait Renderer: Send + Sync + 'static {
         Confinement::Unsandboxed
     }
 
-    /// The engines it renders with on this machine (asked once, at start).
+    /// The engines it renders with on this machine (asked once, when the node is first idle).
     async fn engines(&self) -> Vec<Engine> {
         vec![Engine::Cycles]
     }

@@ -186,6 +186,10 @@ pub enum Action {
     },
     /// Delete these blobs from the store: removed jobs used them, and no kept job does.
     Collect(Vec<BlobHash>),
+    /// Ask this node's Blender which engines it renders with headless; the answer goes to
+    /// [`Core::set_engines`]. Asked once, when the node has been idle a while
+    /// ([`worker::PROBE_IDLE_MS`]), so that the probe never competes with a render.
+    ProbeEngines,
 }
 
 /// Where the parts of the core put their actions, and where tickets come from. A request to

@@ -150,6 +150,13 @@ impl Core {
         self
     }
 
+    /// The engines it was given are only those it surely renders with: the others are to be
+    /// probed ([`Action::ProbeEngines`]) once the node is idle.
+    pub fn probing_engines(mut self) -> Self {
+        self.worker.probe_engines();
+        self
+    }
+
     /// Takes back what this node kept on disk ([`Saved`]), before any event: its job records
     /// (each one checked) and the highest term it had seen, or the highest term its records
     /// were written in if that is higher. A node that coordinates again after a restart so
@@ -643,6 +650,7 @@ impl Core {
             .stop_revoked(&self.me, &self.table, &mut self.out);
         self.worker
             .prepare_next(&self.me, &self.table, &mut self.out);
+        self.worker.probe_when_idle(now, &mut self.out);
         let forgotten = self
             .table
             .forget_tombstones(wall_ms, self.policy.keep_tombstones_ms);

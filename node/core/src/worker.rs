@@ -12,7 +12,7 @@ use rendermesh_protocol::{
 use tracing::{debug, info};
 
 use super::table::JobTable;
-use super::{Action, Outbox, Ticket};
+use super::{Action, Millis, Outbox, Ticket};
 
 /// The task this node is rendering.
 #[derive(Debug)]
@@ -76,7 +76,27 @@ pub struct Worker {
     leaving: bool,
     /// The jobs it asked to prepare in this run ([`Worker::prepare_next`]).
     prepared: BTreeSet<JobId>,
+    /// Where the probe of its engines stands ([`Worker::probe_when_idle`]).
+    probe: Probe,
+    /// Since when it renders nothing and holds nothing to render.
+    idle_since: Option<Millis>,
 }
+
+/// Where the probe of a worker's engines stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// Its engines are what it was given: nothing to ask.
+    Given,
+    /// To be asked once it has been idle for [`PROBE_IDLE_MS`].
+    Wanted,
+    /// Asked; the answer comes to [`Worker::set_engines`].
+    Asked,
+}
+
+/// How long a worker must have had nothing to render before its engines are probed: the
+/// probe is a Blender run of its own (an 8x8 Workbench render, about a second), and a node
+/// that starts with work waiting renders first.
+pub const PROBE_IDLE_MS: Millis = 2_000;
 
 impl Worker {
     /// A worker that renders with `blender` (`None`: it does not render) and `engines`.
@@ -90,6 +110,36 @@ impl Worker {
             low_disk: None,
             leaving: false,
             prepared: BTreeSet::new(),
+            probe: Probe::Given,
+            idle_since: None,
+        }
+    }
+
+    /// Its engines beyond those it was given are to be probed ([`Action::ProbeEngines`]), once
+    /// it has been idle for [`PROBE_IDLE_MS`] ([`Worker::probe_when_idle`]). A worker that
+    /// does not render has nothing to probe.
+    pub fn probe_engines(&mut self) {
+        if self.blender.is_some() {
+            self.probe = Probe::Wanted;
+        }
+    }
+
+    /// At `now`: asks for the engines probe when it is wanted and this worker has rendered
+    /// nothing, and held nothing to render, for [`PROBE_IDLE_MS`]. Asked once.
+    pub fn probe_when_idle(&mut self, now: Millis, out: &mut Outbox) {
+        let idle = self.running.is_none() && self.next.is_none();
+        self.idle_since = match (idle, self.idle_since) {
+            (false, _) => None,
+            (true, None) => Some(now),
+            (true, since) => since,
+        };
+        if self.probe == Probe::Wanted
+            && self
+                .idle_since
+                .is_some_and(|since| now.saturating_sub(since) >= PROBE_IDLE_MS)
+        {
+            self.probe = Probe::Asked;
+            out.push(Action::ProbeEngines);
         }
     }
 
@@ -122,6 +172,7 @@ impl Worker {
     /// The engines probe answered.
     pub fn set_engines(&mut self, engines: Vec<Engine>) {
         self.engines = engines;
+        self.probe = Probe::Given;
     }
 
     /// This node is low on disk (`Some(bytes free)`), or not.
@@ -609,6 +660,50 @@ mod tests {
         job.assign(0, n("x"), Term(1)).unwrap();
         table.insert(job);
         assert_eq!(cancels_of_two_checks(&mut w, &table, &mut out), 1);
+    }
+
+    /// Issue 13: the engines probe (a Blender run of its own) waits until the worker has had
+    /// nothing to render for [`PROBE_IDLE_MS`], is asked once, never while a render runs, and
+    /// not at all when the engines given are all there is or when the node does not render.
+    #[test]
+    fn the_engines_probe_waits_for_an_idle_worker_and_is_asked_once() {
+        let mut out = Outbox::new(n("w"));
+        let mut probes = |w: &mut Worker, now: Millis| {
+            w.probe_when_idle(now, &mut out);
+            let actions = out.take_actions();
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::ProbeEngines))
+                .count()
+        };
+        let mut given = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        let mut relay = Worker::new(None, Vec::new());
+        relay.probe_engines();
+        for w in [&mut given, &mut relay] {
+            assert_eq!(probes(w, 0) + probes(w, 60_000), 0);
+        }
+
+        let mut w = Worker::new(Some(BLENDER.into()), vec![Engine::Cycles]);
+        w.probe_engines();
+        assert_eq!(probes(&mut w, 0), 0);
+        // Work comes at 1.5 s, before the probe: it renders until 9 s, then holds nothing.
+        let (first, second) = (assignment(0, 1), assignment(1, 1));
+        let mut sink = Outbox::new(n("w"));
+        w.assign(first.clone(), n("c"), &mut sink);
+        assert_eq!(probes(&mut w, 1_500), 0);
+        w.assign(second.clone(), n("c"), &mut sink);
+        assert_eq!(probes(&mut w, 4_000), 0, "rendering");
+        w.rendered(&first, None);
+        w.start_next(&mut sink);
+        assert_eq!(probes(&mut w, 6_000), 0, "rendering the task held ahead");
+        w.rendered(&second, None);
+        assert_eq!(probes(&mut w, 9_000), 0, "just idle");
+        assert_eq!(probes(&mut w, 10_999), 0);
+        assert_eq!(probes(&mut w, 11_000), 1, "idle for 2 s");
+        assert_eq!(probes(&mut w, 20_000), 0, "asked once");
+        w.set_engines(vec![Engine::Cycles, Engine::Eevee]);
+        assert_eq!(probes(&mut w, 40_000), 0);
+        assert_eq!(w.engines(), [Engine::Cycles, Engine::Eevee]);
     }
 
     /// Issue 13: a worker holds one task ahead. It names it in its heartbeat, starts it the

@@ -355,4 +355,7 @@ fn a_node_alone_claims_at_once_and_renders_its_job() {
     let sim = Sim::new(config, 1).run();
     let first = sim.first_lead.expect("it leads");
     assert!(first <= 700, "it claimed at {first} ms");
+    // Idle until the job comes, it had its engines probed then, once (never while rendering:
+    // every run checks that).
+    assert_eq!(sim.probes, 1);
 }

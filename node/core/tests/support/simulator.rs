@@ -21,7 +21,9 @@
 //!   exactly one coordinator, and every other node of the set follows it in its term;
 //! - once settled, no coordinator is low on disk while a node with room is live;
 //! - every job record counts a task's result once, and only the result of the task's current
-//!   assignment (the worker and attempt the record names).
+//!   assignment (the worker and attempt the record names);
+//! - a node's engines are probed (`Action::ProbeEngines`) at most once a run, and never while
+//!   it renders.
 //!
 //! - every job record carries the spec its client submitted (no forged record is stored);
 //! - no node takes an order from the rogue insider, when there is one: it sends, as a node
@@ -174,6 +176,9 @@ impl Config {
 /// When the speed scenarios' clients submit: the mesh has elected and settled.
 pub const SPEED_SUBMIT_MS: Millis = 5_000;
 
+/// How long an engines probe takes (a Blender run of its own).
+const PROBE_MS: Millis = 1_000;
+
 /// A node that left politely is no longer listed by the peers that heard it within this long
 /// (the peer timeout is 2.5 s).
 pub const LEFT_WITHIN_MS: Millis = 1_000;
@@ -216,6 +221,8 @@ pub struct Node {
     renders: BTreeMap<JobId, usize>,
     /// Renders failed, per job (a broken node's).
     failed: BTreeMap<JobId, usize>,
+    /// Its engines were probed in this run.
+    probed: bool,
     /// When it is (or was) ready to render each job: its `.blend` fetched and its Blender
     /// started ([`Config::prepare_ms`] after it first had to). Lost with the process.
     ready: BTreeMap<JobId, Millis>,
@@ -302,6 +309,8 @@ enum Event {
         run: u32,
         assignment: Box<Assignment>,
     },
+    /// Its engines probe answered.
+    Probed { to: usize, run: u32 },
 }
 
 impl Event {
@@ -315,7 +324,8 @@ impl Event {
             | Event::Stitched { to, .. }
             | Event::Rendered { to, .. }
             | Event::Compared { to, .. }
-            | Event::Cancelled { to, .. } => *to,
+            | Event::Cancelled { to, .. }
+            | Event::Probed { to, .. } => *to,
         }
     }
 }
@@ -369,6 +379,8 @@ pub struct Sim {
     backed: BTreeMap<(JobId, u32, u32), (NodeId, NodeId)>,
     /// Of those, the ones whose backup rendered them, and whose worker did.
     pub backups_won: usize,
+    /// Engines probes asked (once per node run, only while idle).
+    pub probes: usize,
     pub originals_won: usize,
 
     /// Tasks handed out again (attempt 2 or more) seen.
@@ -421,6 +433,7 @@ impl Sim {
                     woke_at: None,
                     renders: BTreeMap::new(),
                     failed: BTreeMap::new(),
+                    probed: false,
                     ready: BTreeMap::new(),
                 }
             })
@@ -479,6 +492,7 @@ impl Sim {
             killed_holding_ahead: 0,
             backed: BTreeMap::new(),
             backups_won: 0,
+            probes: 0,
             originals_won: 0,
             requeued: 0,
             hung: 0,
@@ -760,6 +774,24 @@ impl Sim {
                     let ready = self.now + self.config.prepare_ms;
                     self.nodes[i].ready.entry(job).or_insert(ready);
                 }
+                Action::ProbeEngines => {
+                    // A probe is a Blender run of its own: it never competes with a render.
+                    let node = &self.nodes[i];
+                    if let Some(a) = &node.render {
+                        self.fail(format!(
+                            "{} probes its engines while rendering {a:?}",
+                            node.id
+                        ));
+                    }
+                    if node.probed {
+                        self.fail(format!("{} probes its engines twice in a run", node.id));
+                    }
+                    let node = &mut self.nodes[i];
+                    node.probed = true;
+                    self.probes += 1;
+                    let (at, run) = (self.now + PROBE_MS, node.run);
+                    self.at(at, Event::Probed { to: i, run });
+                }
                 Action::CancelRender => {
                     if let Some(a) = self.nodes[i].render.take() {
                         let at = self.now + 1;
@@ -877,6 +909,7 @@ impl Sim {
         node.run += 1;
         node.render = None;
         node.ready.clear();
+        node.probed = false;
         node.frozen_until = 0;
         if trace() {
             eprintln!("{:>6} {} killed", self.now, node.id);
@@ -1315,6 +1348,12 @@ impl Sim {
             } => {
                 if self.nodes[to].alive && self.nodes[to].run == run {
                     self.nodes[to].core.rendered(&assignment, None, now);
+                    self.perform(to);
+                }
+            }
+            Event::Probed { to, run } => {
+                if self.nodes[to].alive && self.nodes[to].run == run {
+                    self.nodes[to].core.set_engines(vec![Engine::Cycles]);
                     self.perform(to);
                 }
             }
@@ -2030,6 +2069,7 @@ fn new_core(id: &NodeId, blender: &str, now: Millis, policy: Policy) -> Core {
         now,
     )
     .with_policy(policy)
+    .probing_engines()
 }
 
 /// A job as a user might submit it: a few frames in chunks, or one or two frames in tiles;
