@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod mesh;
 pub mod net;
 pub mod node;
+pub mod probe_cache;
 pub mod render;
 pub mod secret;
 pub mod stitch;

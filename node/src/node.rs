@@ -17,6 +17,7 @@ use crate::db::Database;
 use crate::fetch::Fetcher;
 use crate::mesh::{self, Handle, Parts};
 use crate::net::{self, NetConfig};
+use crate::probe_cache::ProbeCache;
 use crate::render::{Blender, Sandbox};
 use crate::store::BlobStore;
 use crate::worker::{BlenderRenderer, Renderer};
@@ -48,9 +49,13 @@ impl Node {
         } else {
             Sandbox::Off
         };
-        let renderer = Arc::new(BlenderRenderer::new(
-            Blender::new(config.blender.clone(), config.threads).with_sandbox(sandbox),
-        ));
+        let machine = crate::secret::machine_dir(&config.data_dir);
+        let renderer = Arc::new(
+            BlenderRenderer::new(
+                Blender::new(config.blender.clone(), config.threads).with_sandbox(sandbox),
+            )
+            .with_probe_cache(ProbeCache::new(machine)),
+        );
         Self::start_with_renderer(config, renderer).await
     }
 

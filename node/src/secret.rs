@@ -51,17 +51,21 @@ pub const TOKEN_PREFIX: &str = "rm1";
 /// The most addresses a join token carries.
 pub const MAX_TOKEN_ADDRS: usize = 4;
 
-/// The machine's key file, shared by every node on the machine: `$RENDERMESH_HOME/mesh.key`,
-/// else `$XDG_CONFIG_HOME/rendermesh/mesh.key`, else `~/.config/rendermesh/mesh.key`, else
-/// `mesh.key` in `fallback` (a node's data directory) when there is no home.
-pub fn machine_key_path(fallback: &Path) -> PathBuf {
+/// The machine's directory, shared by every node on the machine (its key, and what its
+/// Blender renders with): `$RENDERMESH_HOME`, else `$XDG_CONFIG_HOME/rendermesh`, else
+/// `~/.config/rendermesh`, else `fallback` (a node's data directory) when there is no home.
+pub fn machine_dir(fallback: &Path) -> PathBuf {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let dir = var("RENDERMESH_HOME")
+    var("RENDERMESH_HOME")
         .map(PathBuf::from)
         .or_else(|| var("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("rendermesh")))
         .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config").join("rendermesh")))
-        .unwrap_or_else(|| fallback.to_owned());
-    dir.join("mesh.key")
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// The machine's key file: `mesh.key` in [`machine_dir`].
+pub fn machine_key_path(fallback: &Path) -> PathBuf {
+    machine_dir(fallback).join("mesh.key")
 }
 
 /// Where the key a node runs with came from ([`choose`]).

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::fetch::Fetcher;
+use crate::probe_cache::ProbeCache;
 use crate::render::{BlendFile, Blender, Progress, RenderError, Sandbox, Session};
 use crate::store::BlobStore;
 
@@ -95,6 +96,8 @@ pub struct BlenderRenderer {
     session: Arc<Mutex<Option<Open>>>,
     /// Whether the task that closes idle sessions runs.
     reaping: Arc<AtomicBool>,
+    /// Where the engines probe's answer is remembered, if anywhere.
+    probe_cache: Option<ProbeCache>,
 }
 
 /// An open session and what it was opened for.
@@ -122,7 +125,15 @@ impl BlenderRenderer {
             sessions: true,
             session: Arc::new(Mutex::new(None)),
             reaping: Arc::new(AtomicBool::new(false)),
+            probe_cache: None,
         }
+    }
+
+    /// Remembers the engines probe's answer in `cache`, and asks it first: a node restarted,
+    /// or another node on the machine, knows its engines without starting Blender.
+    pub fn with_probe_cache(mut self, cache: ProbeCache) -> Self {
+        self.probe_cache = Some(cache);
+        self
     }
 
     /// Renders with `blender`, one Blender process per task (`blender -b ... -a`).
@@ -246,7 +257,25 @@ impl Renderer for BlenderRenderer {
     }
 
     async fn engines(&self) -> Vec<Engine> {
-        self.blender.engines().await
+        let Some(cache) = &self.probe_cache else {
+            return self.blender.engines().await;
+        };
+        let exe = self.blender.exe();
+        let sandboxed = *self.blender.sandbox() != Sandbox::Off;
+        if let Some(engines) = cache.get(exe, sandboxed, SystemTime::now()) {
+            info!(
+                ?engines,
+                "engines known from an earlier probe on this machine"
+            );
+            return engines;
+        }
+        let engines = self.blender.engines().await;
+        // A Blender that did not answer is asked again next time.
+        if !engines.is_empty() {
+            cache.put(exe, sandboxed, &engines, SystemTime::now());
+            info!(?engines, "engines probed, and remembered on this machine");
+        }
+        engines
     }
 
     /// Starts the job's Blender session (the file loaded), as its first whole-frame task

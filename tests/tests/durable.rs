@@ -111,6 +111,23 @@ fn download_and_compare(
 fn a_whole_mesh_killed_at_once_carries_on_its_jobs_from_disk() -> Result<()> {
     let fx = Fixture::new(FRAMES, SAMPLES, PERCENT, &[])?;
     let mut nodes = cluster(&fx.root.join("mesh"), 3)?;
+    // Idle, each node asks Blender which engines it renders with (or finds the answer of an
+    // earlier node on this machine).
+    wait_for(
+        "every node to know its engines",
+        Duration::from_secs(30),
+        || {
+            nodes
+                .iter()
+                .all(|n| {
+                    let log = n.log_text();
+                    log.contains("engines probed, and remembered on this machine")
+                        || log.contains("engines known from an earlier probe on this machine")
+                })
+                .then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
 
     // A job finished before the power cut.
     let before = submit(&nodes[1], &fx, 1, 3)?;
@@ -150,6 +167,22 @@ fn a_whole_mesh_killed_at_once_carries_on_its_jobs_from_disk() -> Result<()> {
     assert_eq!(done["state"], "Done");
     download_and_compare(&nodes[2], &fx, &cut, FRAMES.0, FRAMES.1)?;
     download_and_compare(&nodes[0], &fx, &before, 1, 3)?;
+    // Idle again, each restarted node knows its engines without starting Blender to ask:
+    // the machine remembers them.
+    wait_for(
+        "the restarted nodes to know their engines",
+        Duration::from_secs(30),
+        || {
+            nodes
+                .iter()
+                .all(|n| {
+                    n.log_text()
+                        .contains("engines known from an earlier probe on this machine")
+                })
+                .then_some(())
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
     Ok(())
 }
 
