@@ -1023,8 +1023,80 @@ pub struct Fixture {
     pub root: PathBuf,
     /// The example scene.
     pub blend: PathBuf,
-    /// The reference frames, `ref_NNNNN.png`.
+    /// The reference frames, `ref_NNNNN.png` (read only: shared with other tests when the
+    /// suite shares its fixtures).
     pub reference: PathBuf,
+}
+
+/// The directory `scripts/test` gives every test binary of one run of the suite
+/// (`RENDERMESH_TEST_CACHE`), where [`Fixture`]s share the example scene and the reference
+/// frames `blender -b` rendered: each is made once per run, by whichever test needs it first.
+/// None when unset: each fixture then makes its own.
+fn suite_cache() -> Option<PathBuf> {
+    std::env::var_os("RENDERMESH_TEST_CACHE")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Holds `dir/NAME.lock` (an exclusive file lock) while `fill` runs: test binaries running at
+/// once fill a shared entry one at a time, and each finds what the others made.
+fn with_cache_lock<T>(dir: &Path, name: &str, fill: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{name}.lock"));
+    let lock = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    fill()
+}
+
+/// The example scene, made once per run of the suite under `cache`.
+fn shared_example_scene(cache: &Path) -> Result<PathBuf> {
+    let blend = cache.join("example.blend");
+    with_cache_lock(cache, "example", || {
+        if !blend.is_file() {
+            let made = cache.join("example.partial.blend");
+            example_scene(&made)?;
+            std::fs::rename(&made, &blend)?;
+        }
+        Ok(blend.clone())
+    })
+}
+
+/// The directory under `cache` holding `blend`'s frames `frames` as `blender -b` renders them
+/// at these settings (see [`blender_direct`]): the frames no test of this run rendered yet
+/// are rendered now, in one run of Blender.
+fn shared_reference(
+    cache: &Path,
+    blend: &Path,
+    frames: (u32, u32),
+    samples: u32,
+    percent: u32,
+    settings: &[&str],
+) -> Result<PathBuf> {
+    let name = format!("reference-{samples}-{percent}{}", settings.concat());
+    let dir = cache.join(&name);
+    with_cache_lock(cache, &name, || {
+        let frame = |f: u32| dir.join(format!("ref_{f:05}.png"));
+        let missing: Vec<u32> = (frames.0..=frames.1)
+            .filter(|&f| !frame(f).is_file())
+            .collect();
+        if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
+            let fresh = cache.join(format!("{name}.partial"));
+            if fresh.exists() {
+                std::fs::remove_dir_all(&fresh)?;
+            }
+            blender_direct(blend, &fresh, (first, last), samples, percent, settings)?;
+            std::fs::create_dir_all(&dir)?;
+            for f in missing {
+                let made = fresh.join(format!("ref_{f:05}.png"));
+                std::fs::rename(&made, frame(f))
+                    .with_context(|| format!("blender -b did not write {}", made.display()))?;
+            }
+            std::fs::remove_dir_all(&fresh)?;
+        }
+        Ok(dir.clone())
+    })
 }
 
 impl Fixture {
@@ -1045,9 +1117,20 @@ impl Fixture {
         let dir = tempfile::tempdir_in(parent)?;
         let root = dir.path().to_path_buf();
         let blend = root.join("scene.blend");
-        example_scene(&blend)?;
-        let reference = root.join("reference");
-        blender_direct(&blend, &reference, frames, samples, percent, settings)?;
+        let reference = match suite_cache() {
+            Some(cache) => {
+                let example = shared_example_scene(&cache)?;
+                std::fs::copy(&example, &blend)
+                    .with_context(|| format!("cannot copy {}", example.display()))?;
+                shared_reference(&cache, &example, frames, samples, percent, settings)?
+            }
+            None => {
+                example_scene(&blend)?;
+                let reference = root.join("reference");
+                blender_direct(&blend, &reference, frames, samples, percent, settings)?;
+                reference
+            }
+        };
         Ok(Self {
             _dir: dir,
             root,

@@ -35,6 +35,10 @@ pub struct ChartArgs {
     /// Cycles samples per pixel [default: the builder's, 64].
     #[arg(long, value_name = "N")]
     pub samples: Option<u32>,
+    /// Render at this percentage of the file's `image-size`, 1 to 100 (a quick draft)
+    /// [default: 100].
+    #[arg(long, value_name = "P")]
+    pub resolution_percent: Option<u32>,
     /// Cut the image into tiles rendered on different nodes: `CxR`, `auto` or `none`
     /// [default: `auto`].
     #[arg(long, value_name = "CxR|auto|none")]
@@ -120,7 +124,7 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
         file: blend.clone(),
         frames: Some(FrameRange::single(1)),
         samples: args.samples,
-        resolution_percent: None,
+        resolution_percent: args.resolution_percent,
         format: Some(format),
         // The builder makes a Cycles scene; say so rather than read it back.
         engine: Some(Engine::Cycles),
