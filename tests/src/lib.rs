@@ -527,9 +527,14 @@ pub fn kill_all(nodes: &mut [MeshNode]) {
 /// Starts `n` nodes: the first alone, the others bootstrapping to it. Waits until every node
 /// sees all `n` and they agree on one coordinator.
 pub fn cluster(root: &Path, n: usize) -> Result<Vec<MeshNode>> {
-    let mut nodes = vec![MeshNode::start(root, "node-1", None)?];
+    cluster_with(root, n, &["--threads", "1"])
+}
+
+/// [`cluster`], each node started with `extra` arguments.
+pub fn cluster_with(root: &Path, n: usize, extra: &[&str]) -> Result<Vec<MeshNode>> {
+    let mut nodes = vec![MeshNode::start_with(root, "node-1", None, extra)?];
     for i in 2..=n {
-        let node = MeshNode::start(root, &format!("node-{i}"), Some(&nodes[0]))?;
+        let node = MeshNode::start_with(root, &format!("node-{i}"), Some(&nodes[0]), extra)?;
         nodes.push(node);
     }
     wait_for(

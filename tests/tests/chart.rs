@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use anyhow::{Context, Result, bail};
-use rendermesh_tests::{MeshNode, assert_same_pixels, cluster, pixels, workspace};
+use rendermesh_tests::{MeshNode, assert_same_pixels, cluster_with, pixels, workspace};
 
 const SAMPLES: &str = "4";
 /// The examples render at this share of their size (a sixteenth of the pixels), except the
@@ -80,7 +80,13 @@ fn image_type(file: &Path) -> Result<String> {
 #[test]
 fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let nodes = cluster(&dir.path().join("mesh"), 2)?;
+    // No check renders (`--no-verify`): each chart here is one task, which a check would
+    // render twice; checks have their own tests (durable.rs, the simulator).
+    let nodes = cluster_with(
+        &dir.path().join("mesh"),
+        2,
+        &["--threads", "1", "--no-verify"],
+    )?;
     let mut rendered = 0;
     for (i, file) in examples()?.into_iter().enumerate() {
         let stem = file.file_stem().and_then(|s| s.to_str()).context("name")?;

@@ -140,6 +140,16 @@ pub struct Config {
     pub frames: u32,
     /// Checks per worker per job ([`Policy::checks`]; the product's default is 1).
     pub checks: usize,
+    /// Count the messages and bytes each node receives ([`Sim::traffic`]): the traffic bench.
+    pub traffic: bool,
+}
+
+/// What one node received: heartbeats, requests and answers, each counted once per delivery
+/// at its size on the wire (`codec::encode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub messages: u64,
+    pub bytes: u64,
 }
 
 impl Config {
@@ -169,6 +179,7 @@ impl Config {
             prepare_ms: 0,
             frames: 0,
             checks: 1,
+            traffic: false,
         }
     }
 }
@@ -182,6 +193,11 @@ const PROBE_MS: Millis = 1_000;
 /// A node that left politely is no longer listed by the peers that heard it within this long
 /// (the peer timeout is 2.5 s).
 pub const LEFT_WITHIN_MS: Millis = 1_000;
+
+/// The size of `message` on the wire.
+fn wire_size<T: serde::Serialize>(message: &T) -> usize {
+    rendermesh_protocol::codec::encode(message, usize::MAX).map_or(0, |bytes| bytes.len())
+}
 
 /// One simulated node.
 pub struct Node {
@@ -399,6 +415,8 @@ pub struct Sim {
     pub refused: usize,
     /// Blobs damaged on some node's disk so far.
     damaged: BTreeSet<BlobHash>,
+    /// What each node received, when [`Config::traffic`] counts it (else all zero).
+    pub traffic: Vec<Traffic>,
 }
 
 impl Sim {
@@ -505,6 +523,16 @@ impl Sim {
             }),
             refused: 0,
             damaged: BTreeSet::new(),
+            traffic: vec![Traffic::default(); config.nodes],
+        }
+    }
+
+    /// Counts one message of `bytes` (its encoding, when counted) delivered to node `to`.
+    fn received(&mut self, to: usize, bytes: impl FnOnce() -> usize) {
+        if self.config.traffic {
+            let t = &mut self.traffic[to];
+            t.messages += 1;
+            t.bytes += bytes() as u64;
         }
     }
 
@@ -534,6 +562,11 @@ impl Sim {
 
     /// Sends `hb` from `from` to every live node on its side, each copy with its own fate.
     fn broadcast(&mut self, from: usize, hb: Heartbeat) {
+        let size = if self.config.traffic {
+            wire_size(&hb)
+        } else {
+            0
+        };
         let hb = Arc::new(hb);
         for to in 0..self.nodes.len() {
             if to == from || self.side[to] != self.side[from] {
@@ -554,6 +587,7 @@ impl Sim {
                 1
             };
             for _ in 0..copies {
+                self.received(to, || size);
                 let at = self.now + self.delay();
                 self.at(
                     at,
@@ -632,6 +666,7 @@ impl Sim {
                             responder: j,
                         },
                     );
+                    self.received(j, || wire_size(&request));
                     let at = self.now + self.delay();
                     self.at(
                         at,
@@ -817,6 +852,10 @@ impl Sim {
             }) => {
                 // An answer that cannot arrive is a failed request, some time later.
                 let (at, answer) = if self.reachable(from, node) {
+                    self.received(node, || match &answer {
+                        Ok(response) => wire_size(response),
+                        Err(message) => message.len(),
+                    });
                     (self.now + self.delay(), answer)
                 } else {
                     let at = self.now + self.rng.random_range(200..1_000);
@@ -1713,7 +1752,9 @@ impl Sim {
     }
 
     /// Every client's job is accepted and done on the agreed coordinator.
-    fn finished(&self) -> bool {
+    /// Whether the mesh agrees on a coordinator, no node has a repair left, and every client's
+    /// job is done.
+    pub fn finished(&self) -> bool {
         let Some(leader) = self.agreed() else {
             return false;
         };
