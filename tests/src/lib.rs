@@ -1033,6 +1033,11 @@ pub struct Fixture {
     pub reference: PathBuf,
 }
 
+/// The file [`blender_direct`] writes `frame` to in `dir`.
+fn reference_file(dir: &Path, frame: u32) -> PathBuf {
+    dir.join(format!("ref_{frame:05}.png"))
+}
+
 /// The directory `scripts/test` gives every test binary of one run of the suite
 /// (`RENDERMESH_TEST_CACHE`), where [`Fixture`]s share the example scene and the reference
 /// frames `blender -b` rendered: each is made once per run, by whichever test needs it first.
@@ -1082,9 +1087,8 @@ fn shared_reference(
     let name = format!("reference-{samples}-{percent}{}", settings.concat());
     let dir = cache.join(&name);
     with_cache_lock(cache, &name, || {
-        let frame = |f: u32| dir.join(format!("ref_{f:05}.png"));
         let missing: Vec<u32> = (frames.0..=frames.1)
-            .filter(|&f| !frame(f).is_file())
+            .filter(|&f| !reference_file(&dir, f).is_file())
             .collect();
         if let (Some(&first), Some(&last)) = (missing.first(), missing.last()) {
             let fresh = cache.join(format!("{name}.partial"));
@@ -1094,8 +1098,8 @@ fn shared_reference(
             blender_direct(blend, &fresh, (first, last), samples, percent, settings)?;
             std::fs::create_dir_all(&dir)?;
             for f in missing {
-                let made = fresh.join(format!("ref_{f:05}.png"));
-                std::fs::rename(&made, frame(f))
+                let made = reference_file(&fresh, f);
+                std::fs::rename(&made, reference_file(&dir, f))
                     .with_context(|| format!("blender -b did not write {}", made.display()))?;
             }
             std::fs::remove_dir_all(&fresh)?;
@@ -1146,7 +1150,7 @@ impl Fixture {
 
     /// The reference file of `frame`.
     pub fn reference_frame(&self, frame: u32) -> PathBuf {
-        self.reference.join(format!("ref_{frame:05}.png"))
+        reference_file(&self.reference, frame)
     }
 }
 
