@@ -1664,6 +1664,8 @@ impl Sim {
                     disk_free: None,
                     low_disk: false,
                     leaving: false,
+                    table: Default::default(),
+                    members: None,
                 };
                 self.nodes[i].core.heard(rogue.clone(), Arc::new(hb), now);
                 self.perform(i);
