@@ -429,7 +429,7 @@ impl Mesh {
                 confinement: m.hb.confinement,
                 current: m.hb.current.clone(),
                 is_self: false,
-                last_seen_ms: now.saturating_sub(m.last_seen),
+                last_seen_ms: now.saturating_sub(self.core.membership().seen(m)),
                 disk_free: m.hb.disk_free,
                 low_disk: m.hb.low_disk,
                 suspect_in: self.suspect_in(&id),

@@ -45,8 +45,11 @@ pub const ALONE_AFTER_MS: Millis = 500;
 pub struct Member {
     /// Its newest heartbeat.
     pub hb: Arc<Heartbeat>,
-    /// When that heartbeat was heard.
+    /// When it was last heard itself (or a record named it; see [`Membership::seen`]).
     pub last_seen: Millis,
+    /// The coordinator's record this node holds names it: it counts as heard whenever that
+    /// coordinator is.
+    pub listed: bool,
 }
 
 /// What an election changed.
@@ -99,7 +102,8 @@ pub struct Membership {
     /// While it follows: the coordinator whose record it holds, that record's version, and
     /// the members it names (alive on the coordinator's word while the coordinator is heard).
     record: Option<(NodeId, Version)>,
-    listed: BTreeSet<NodeId>,
+    /// When the coordinator whose record this node holds was last heard.
+    vouched_at: Millis,
 }
 
 /// Whether a member's heartbeat changed in what the membership record is for: who it is, how
@@ -138,7 +142,7 @@ impl Membership {
             contacts: 0,
             record_seq: 0,
             record: None,
-            listed: BTreeSet::new(),
+            vouched_at: 0,
         }
     }
 
@@ -205,6 +209,7 @@ impl Membership {
             return (joined, gone);
         }
         let mut listed = BTreeSet::new();
+        self.vouched_at = self.vouched_at.max(now);
         for member in members.into_iter().take(limits::MAX_MEMBERS) {
             let id = member.id;
             if id == self.me
@@ -223,6 +228,7 @@ impl Membership {
                         m.hb = Arc::new(hb);
                     }
                     m.last_seen = m.last_seen.max(now);
+                    m.listed = true;
                 }
                 None => {
                     joined.push((id.clone(), hb.addrs.clone()));
@@ -231,35 +237,62 @@ impl Membership {
                         Member {
                             hb: Arc::new(hb),
                             last_seen: now,
+                            listed: true,
                         },
                     );
                 }
             }
             listed.insert(id);
         }
+        // The members the record held before named and this one does not: gone, when the
+        // same coordinator dropped them; else heard no more on anyone's word.
         let same_coordinator = self.record.as_ref().is_some_and(|(who, _)| who == from);
-        if same_coordinator {
-            for id in self.listed.difference(&listed) {
-                if self.members.remove(id).is_some() {
-                    gone.push(id.clone());
-                }
+        let vouched_at = self.vouched_at;
+        let dropped: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(id, m)| m.listed && !listed.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dropped {
+            if same_coordinator {
+                self.members.remove(&id);
+                gone.push(id);
+            } else if let Some(m) = self.members.get_mut(&id) {
+                m.last_seen = m.last_seen.max(vouched_at);
+                m.listed = false;
             }
         }
-        self.listed = listed;
         self.record = Some((from.clone(), version));
         (joined, gone)
+    }
+
+    /// When `m` was last heard, itself or, while the coordinator's record this node holds
+    /// names it, on the coordinator's word.
+    pub fn seen(&self, m: &Member) -> Millis {
+        if m.listed {
+            m.last_seen.max(self.vouched_at)
+        } else {
+            m.last_seen
+        }
+    }
+
+    /// Every member counts as heard when it last was, on its own or on the coordinator's
+    /// word, and no longer on the coordinator's word from now on.
+    fn unlist_all(&mut self) {
+        let vouched_at = self.vouched_at;
+        for m in self.members.values_mut().filter(|m| m.listed) {
+            m.last_seen = m.last_seen.max(vouched_at);
+            m.listed = false;
+        }
+        self.record = None;
     }
 
     /// The coordinator `from` was heard at `now`: every member of its record this node holds
     /// counts as heard now too.
     pub fn vouch(&mut self, from: &NodeId, now: Millis) {
-        if self.record.as_ref().is_none_or(|(who, _)| who != from) {
-            return;
-        }
-        for id in &self.listed {
-            if let Some(m) = self.members.get_mut(id) {
-                m.last_seen = m.last_seen.max(now);
-            }
+        if self.record.as_ref().is_some_and(|(who, _)| who == from) {
+            self.vouched_at = self.vouched_at.max(now);
         }
     }
 
@@ -301,7 +334,6 @@ impl Membership {
         }
         self.departed
             .insert(from.clone(), now + limits::PEER_TIMEOUT_MS);
-        self.listed.remove(from);
         let was = self.members.remove(from).is_some();
         if was {
             self.record_seq += 1;
@@ -340,7 +372,14 @@ impl Membership {
             }
             None => {
                 self.record_seq += 1;
-                self.members.insert(from, Member { hb, last_seen: now });
+                self.members.insert(
+                    from,
+                    Member {
+                        hb,
+                        last_seen: now,
+                        listed: false,
+                    },
+                );
                 true
             }
         }
@@ -358,22 +397,20 @@ impl Membership {
                 .get(&who)
                 .is_none_or(|m| now.saturating_sub(m.last_seen) > limits::PEER_TIMEOUT_MS)
         {
-            for id in std::mem::take(&mut self.listed) {
-                if let Some(m) = self.members.get_mut(&id) {
-                    m.last_seen = m.last_seen.max(now);
-                }
+            for m in self.members.values_mut().filter(|m| m.listed) {
+                m.last_seen = m.last_seen.max(now);
+                m.listed = false;
             }
             self.record = None;
         }
         let gone: Vec<NodeId> = self
             .members
             .iter()
-            .filter(|(_, m)| now.saturating_sub(m.last_seen) > limits::PEER_TIMEOUT_MS)
+            .filter(|(_, m)| now.saturating_sub(self.seen(m)) > limits::PEER_TIMEOUT_MS)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
             self.members.remove(id);
-            self.listed.remove(id);
         }
         if !gone.is_empty() {
             self.record_seq += 1;
@@ -399,30 +436,35 @@ impl Membership {
     /// node low on disk may not coordinate while another may (a coordinator holds a copy of
     /// every frame and stitches tiles): a coordinator that runs low steps down.
     pub fn elect(&mut self, now: Millis) -> Option<Change> {
-        let mut candidates: Vec<(&NodeId, bool)> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.hb.role == Role::Worker)
-            .map(|(id, m)| (id, m.hb.low_disk))
-            .collect();
-        if self.role == Role::Worker && !self.in_grace(now) && !self.leaving {
-            candidates.push((&self.me, self.low_disk));
+        // One pass over the members, allocating only for claims (few): every tick runs this.
+        let me_candidate = self.role == Role::Worker && !self.in_grace(now) && !self.leaving;
+        let roomy = (me_candidate && !self.low_disk)
+            || self
+                .members
+                .values()
+                .any(|m| m.hb.role == Role::Worker && !m.hb.low_disk);
+        let may = |role: Role, low: bool| role == Role::Worker && (!roomy || !low);
+        // The smallest eligible member (the map is in id order), and every eligible claimant:
+        // the election's outcome over them is its outcome over every eligible node.
+        let mut eligible: Vec<&NodeId> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
+        let mut smallest = false;
+        for (id, m) in &self.members {
+            let ok = may(m.hb.role, m.hb.low_disk);
+            if ok && (!smallest || m.hb.claims) {
+                eligible.push(id);
+                smallest = true;
+            }
+            if m.hb.claims {
+                claims.push(Claim {
+                    node: id.clone(),
+                    term: m.hb.term,
+                });
+            }
         }
-        let roomy = candidates.iter().any(|(_, low)| !low);
-        let eligible: Vec<&NodeId> = candidates
-            .into_iter()
-            .filter(|(_, low)| !roomy || !low)
-            .map(|(id, _)| id)
-            .collect();
-        let mut claims: Vec<Claim> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.hb.claims)
-            .map(|(id, m)| Claim {
-                node: id.clone(),
-                term: m.hb.term,
-            })
-            .collect();
+        if me_candidate && may(self.role, self.low_disk) {
+            eligible.push(&self.me);
+        }
         if let Some(term) = self.leading {
             claims.push(Claim {
                 node: self.me.clone(),
@@ -432,9 +474,14 @@ impl Membership {
         let was_leading = self.leading.is_some();
         // A new claim goes above the highest claim this node heard, or above the term most
         // nodes say they have seen if that is higher: a node back from the dead may have missed
-        // a claim everyone else heard, and must not claim that term a second time.
-        let floor = self.max_term.max(self.quorum_term());
-        let decision = elect(&self.me, &eligible, &claims, floor);
+        // a claim everyone else heard, and must not claim that term a second time. (Only a
+        // new claim uses the floor: it is worked out only then.)
+        let mut decision = elect(&self.me, &eligible, &claims, self.max_term);
+        let new_claim = Term(self.max_term.0.saturating_add(1));
+        if decision == Decision::Lead(new_claim) && self.leading != Some(new_claim) {
+            let floor = self.max_term.max(self.quorum_term());
+            decision = elect(&self.me, &eligible, &claims, floor);
+        }
         match decision {
             // A coordinator that learns of a higher term than its own (a claim from a node
             // that has just stopped claiming, say) claims a term above it, so that its term
@@ -449,8 +496,7 @@ impl Membership {
             Decision::Lead(term) => {
                 self.leading = Some(term);
                 self.following = None;
-                self.record = None;
-                self.listed.clear();
+                self.unlist_all();
                 self.record_seq += 1;
                 self.max_term = self.max_term.max(term);
                 Some(Change::Lead(term))

@@ -101,6 +101,8 @@ pub struct Core {
     /// A coordinator leaving: it writes nothing more, and waits until then at most for its
     /// peers to hold its latest records.
     handover_until: Option<Millis>,
+    /// The membership record's version the last heartbeat named.
+    published_members: Option<rendermesh_protocol::Version>,
     /// Heartbeats sent to a coordinator and not answered yet, and to whom.
     alive: BTreeMap<Ticket, NodeId>,
     /// The pull of the coordinator's membership record under way.
@@ -150,6 +152,7 @@ impl Core {
             disk_free: None,
             leaving: false,
             handover_until: None,
+            published_members: None,
             alive: BTreeMap::new(),
             members_pull: None,
             surveyed: BTreeSet::new(),
@@ -733,6 +736,13 @@ impl Core {
             .send_reports(coordinator.as_ref(), &mut self.out);
         self.settle();
 
+        // A coordinator whose membership changed says so soon: its followers pull the record
+        // when its heartbeat names the new version, so a node that died leaves their `peers`
+        // about when it leaves the coordinator's.
+        let members = self.membership.record_version();
+        if members.is_some() && members != self.published_members {
+            self.urgent = true;
+        }
         let due = match self.last_heartbeat {
             None => true,
             Some(t) => {
@@ -745,6 +755,7 @@ impl Core {
             self.urgent = false;
             self.last_heartbeat = Some(now);
             let hb = self.heartbeat();
+            self.published_members = hb.members;
             match self.membership.following() {
                 // A follower tells its coordinator alone (a few unanswered at most: a
                 // coordinator that answers none has its silence taken for what it is).
@@ -2015,5 +2026,37 @@ mod tests {
         to_c.extend(alive_to(&b.take_actions()));
         assert_eq!(b.coordinator(), Some(n("c")));
         assert!(to_c.contains(&n("c")), "{to_c:?}");
+    }
+
+    /// Issue 13: a coordinator whose membership changes (a node fell silent) publishes its
+    /// heartbeat, naming the record's new version, at the same tick, not up to a second
+    /// later: its followers drop the node about when it does.
+    #[test]
+    fn a_coordinator_names_a_new_membership_at_once() {
+        let mut a = core("a");
+        let start = ELECTION_GRACE_MS + 100;
+        a.tick(start, 0, 0.0);
+        assert_eq!(a.leading(), Some(Term(1)));
+        let w = (*heartbeat("w", 1, false)).clone();
+        a.request(n("w"), Request::Alive(w), ReplyTo::Outside(1), start + 10);
+        let mut now = start + 10;
+        let mut published = Vec::new();
+        while now < start + 10 + limits::PEER_TIMEOUT_MS + 200 {
+            now += 100;
+            a.tick(now, 0, 0.0);
+            for action in a.take_actions() {
+                if let Action::Publish(hb) = action {
+                    published.push((now, hb.members));
+                }
+            }
+        }
+        assert!(!a.membership().is_member(&n("w")), "w fell silent");
+        let gone_at = start + 10 + limits::PEER_TIMEOUT_MS + 100;
+        let last = published.last().expect("heartbeats");
+        assert_eq!(
+            last.0, gone_at,
+            "published at the tick w was dropped: {published:?}"
+        );
+        assert_eq!(last.1, a.membership().record_version());
     }
 }
