@@ -49,15 +49,6 @@ fn main() {
     }
 }
 
-/// Whether every node holds the same job table as the coordinator (by digest).
-fn tables_agree(sim: &Sim) -> bool {
-    let Some(c) = sim.nodes.iter().find(|n| n.core.leading().is_some()) else {
-        return false;
-    };
-    let digest = c.core.table().digest();
-    sim.nodes.iter().all(|n| n.core.table().digest() == digest)
-}
-
 /// Settles a mesh of `nodes` with `jobs` one-frame jobs done, then counts what each node
 /// receives over [`COUNTED_MS`]: per second, the mean over the nodes and the coordinator's.
 fn measure(nodes: usize, jobs: usize) -> ((f64, f64), (f64, f64)) {
@@ -75,7 +66,7 @@ fn measure(nodes: usize, jobs: usize) -> ((f64, f64), (f64, f64)) {
     }
     // The last records reach every node (a minute at most), and then a few seconds more.
     let deadline = sim.now + 60_000;
-    while sim.now < deadline && !tables_agree(&sim) {
+    while sim.now < deadline && !sim.tables_agree() {
         sim.step();
     }
     let settled = sim.now + 3_000;

@@ -406,7 +406,10 @@ impl Core {
                     .pull(&from, &hb.jobs, Some(term), true, &mut self.out);
                 // Once per peer in its term, when their tables differ: the whole list, for
                 // the jobs its predecessor accepted that it never heard of.
-                if hb.table != self.table.digest() && self.surveyed.insert(from.clone()) {
+                if !self.surveyed.contains(&from)
+                    && hb.table != self.table.digest()
+                    && self.surveyed.insert(from.clone())
+                {
                     self.table.list(&from, Some(term), true, &mut self.out);
                 }
             }

@@ -517,13 +517,24 @@ mod tests {
         (pulls, lists)
     }
 
+    /// A follower of node "coordinator" hearing it advertise `advertised` and `digest` at `now`.
+    fn follow(
+        mine: &mut JobTable,
+        advertised: &[JobDigest],
+        digest: TableDigest,
+        now: super::super::Millis,
+        out: &mut Outbox,
+    ) {
+        let coordinator = NodeId::from_bytes(*b"coordinator").expect("a node id");
+        mine.catch_up(&coordinator, advertised, digest, None, false, now, out);
+    }
+
     /// Issue 13: a heartbeat names only the records changed most recently; a node whose
     /// table still differs from its coordinator's by digest pulls the whole list of versions
     /// and then every record it names, until the tables agree; a list that names nothing
     /// to pull is not asked for again for a while.
     #[test]
     fn a_table_that_differs_pulls_the_list_and_every_record_it_names() {
-        let coordinator = NodeId::from_bytes(*b"coordinator").expect("a node id");
         let mut theirs = JobTable::default();
         let records: Vec<Job> = (0..20).map(|i| record(i, 3)).collect();
         for r in &records {
@@ -539,7 +550,7 @@ mod tests {
         let mut mine = JobTable::default();
         let mut out = Outbox::new(NodeId::from_bytes(*b"me").expect("a node id"));
         // Nothing advertised, but the digests differ: the whole list is asked for.
-        mine.catch_up(&coordinator, &[], theirs.digest(), None, false, 0, &mut out);
+        follow(&mut mine, &[], theirs.digest(), 0, &mut out);
         let (pulls, lists) = asked(&mut out);
         assert!(pulls.is_empty());
         assert_eq!(lists.len(), 1);
@@ -562,63 +573,29 @@ mod tests {
         }
         assert!(rounds >= 20 / MAX_PULLS);
         assert_eq!(mine.digest(), theirs.digest(), "the tables agree");
-        mine.catch_up(
-            &coordinator,
-            &[],
-            theirs.digest(),
-            None,
-            false,
-            30,
-            &mut out,
-        );
+        follow(&mut mine, &[], theirs.digest(), 30, &mut out);
         assert_eq!(asked(&mut out), (Vec::new(), Vec::new()));
         // A record held here in a newer version than the coordinator's: the list names
         // nothing to pull, and is not asked for again within LIST_AGAIN_MS.
         mine.offer(record(0, 9));
-        mine.catch_up(
-            &coordinator,
-            &[],
-            theirs.digest(),
-            None,
-            false,
-            40,
-            &mut out,
-        );
+        follow(&mut mine, &[], theirs.digest(), 40, &mut out);
         let (_, lists) = asked(&mut out);
         assert_eq!(lists.len(), 1);
         assert!(mine.pulled(lists[0], &list, 50, &mut out));
         assert_eq!(asked(&mut out), (Vec::new(), Vec::new()));
-        mine.catch_up(
-            &coordinator,
-            &[],
-            theirs.digest(),
-            None,
-            false,
-            60,
-            &mut out,
-        );
+        follow(&mut mine, &[], theirs.digest(), 60, &mut out);
         assert_eq!(asked(&mut out), (Vec::new(), Vec::new()));
-        mine.catch_up(
-            &coordinator,
+        follow(
+            &mut mine,
             &[],
             theirs.digest(),
-            None,
-            false,
             50 + LIST_AGAIN_MS,
             &mut out,
         );
         assert_eq!(asked(&mut out).1.len(), 1, "asked again");
         // What a heartbeat advertises newer is pulled at once.
         let newer = record(5, 7);
-        mine.catch_up(
-            &coordinator,
-            &[digest(&newer)],
-            theirs.digest(),
-            None,
-            false,
-            70,
-            &mut out,
-        );
+        follow(&mut mine, &[digest(&newer)], theirs.digest(), 70, &mut out);
         let (pulls, _) = asked(&mut out);
         assert_eq!(
             pulls.iter().map(|p| p.0).collect::<Vec<_>>(),

@@ -384,14 +384,11 @@ fn a_settled_mesh_costs_each_follower_a_few_messages_a_second_at_any_size() {
         }
         let deadline = sim.now + 60_000;
         let agree = |sim: &Sim| {
-            let c = sim.nodes.iter().find(|n| n.core.leading().is_some());
-            c.is_some_and(|c| {
-                let digest = c.core.table().digest();
-                sim.nodes.iter().all(|n| {
-                    n.core.table().digest() == digest
-                        && n.core.membership().members().count() == nodes - 1
-                })
-            })
+            sim.tables_agree()
+                && sim
+                    .nodes
+                    .iter()
+                    .all(|n| n.core.membership().members().count() == nodes - 1)
         };
         while sim.now < deadline && !agree(&sim) {
             sim.step();

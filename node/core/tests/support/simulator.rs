@@ -1753,6 +1753,15 @@ impl Sim {
         all.then_some(leader)
     }
 
+    /// Whether a node coordinates and every node holds the same job table as it (by digest).
+    pub fn tables_agree(&self) -> bool {
+        let Some(c) = self.nodes.iter().find(|n| n.core.leading().is_some()) else {
+            return false;
+        };
+        let digest = c.core.table().digest();
+        self.nodes.iter().all(|n| n.core.table().digest() == digest)
+    }
+
     /// Every client's job is accepted and done on the agreed coordinator.
     /// Whether the mesh agrees on a coordinator, no node has a repair left, and every client's
     /// job is done.
