@@ -248,6 +248,7 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         next_reply: 0,
         render: None,
         ticks: 0,
+        load: 0.0,
         left: None,
         tasks: JoinSet::new(),
     };
@@ -318,6 +319,8 @@ struct Mesh {
     render: Option<CancellationToken>,
     /// Ticks since the addresses were last asked for.
     ticks: u64,
+    /// The CPU load, read about every second (for the heartbeat).
+    load: f32,
     /// Answers [`Command::Leave`] once its heartbeat is handed to the network.
     left: Option<oneshot::Sender<bool>>,
     /// Spawned work: renders, transfers, requests.
@@ -370,10 +373,15 @@ impl Mesh {
         jobs.iter().map(ToString::to_string).collect()
     }
 
+    /// The one-minute load average over the cores (the cores counted once: the count reads
+    /// several files).
     fn load() -> f32 {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1) as f64;
+        static CORES: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+        let cores = *CORES.get_or_init(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1) as f64
+        });
         let one = sysinfo::System::load_average()
             .map(|l| l.one)
             .unwrap_or(0.0);
@@ -421,7 +429,7 @@ impl Mesh {
                 confinement: m.hb.confinement,
                 current: m.hb.current.clone(),
                 is_self: false,
-                last_seen_ms: now.saturating_sub(m.last_seen),
+                last_seen_ms: now.saturating_sub(self.core.membership().seen(m)),
                 disk_free: m.hb.disk_free,
                 low_disk: m.hb.low_disk,
                 suspect_in: self.suspect_in(&id),
@@ -564,7 +572,10 @@ impl Mesh {
         self.ticks += 1;
         let now = self.now();
         self.core.set_contacts(self.net.contacts());
-        self.core.tick(now, now_ms(), Self::load());
+        if self.ticks % 10 == 1 {
+            self.load = Self::load();
+        }
+        self.core.tick(now, now_ms(), self.load);
     }
 
     // ---- outputs -------------------------------------------------------------------------

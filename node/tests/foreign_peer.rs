@@ -225,6 +225,8 @@ fn heartbeat(seq: u64) -> Vec<u8> {
         disk_free: None,
         low_disk: false,
         leaving: false,
+        table: Default::default(),
+        members: None,
     };
     codec::encode(&Gossip::Heartbeat(hb), limits::MAX_GOSSIP).expect("encodes")
 }

@@ -200,7 +200,40 @@ mod tests {
             let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
             assert_eq!(decode::<Response>(&bytes, limits::MAX_MESSAGE).unwrap(), r);
         }
-        let hb = Gossip::Heartbeat(Heartbeat {
+        let hb = heartbeat();
+        let members = Response::Members {
+            version: crate::Version {
+                term: Term(2),
+                seq: 7,
+            },
+            members: vec![crate::Member {
+                id: node("w"),
+                heartbeat: hb.clone(),
+            }],
+        };
+        let digests = Response::Digests(vec![crate::JobDigest {
+            id: JobId([3; 16]),
+            version: Default::default(),
+        }]);
+        for r in [members, digests] {
+            let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
+            assert_eq!(decode::<Response>(&bytes, limits::MAX_MESSAGE).unwrap(), r);
+        }
+        for r in [
+            Request::Alive(hb.clone()),
+            Request::Members,
+            Request::Digests,
+        ] {
+            let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
+            assert_eq!(decode::<Request>(&bytes, limits::MAX_MESSAGE).unwrap(), r);
+        }
+        let hb = Gossip::Heartbeat(hb);
+        let bytes = encode(&hb, limits::MAX_GOSSIP).unwrap();
+        assert_eq!(decode::<Gossip>(&bytes, limits::MAX_GOSSIP).unwrap(), hb);
+    }
+
+    fn heartbeat() -> Heartbeat {
+        Heartbeat {
             seq: 9,
             name: "lab-1".into(),
             role: Role::Worker,
@@ -220,9 +253,56 @@ mod tests {
             disk_free: Some(5 << 30),
             low_disk: true,
             leaving: true,
-        });
-        let bytes = encode(&hb, limits::MAX_GOSSIP).unwrap();
-        assert_eq!(decode::<Gossip>(&bytes, limits::MAX_GOSSIP).unwrap(), hb);
+            table: crate::TableDigest::of([(&JobId([1; 16]), Default::default())]),
+            members: Some(Default::default()),
+        }
+    }
+
+    /// A heartbeat the coordinator serves to every node in its membership record is bounded
+    /// field by field, so that one node cannot make everyone's record large.
+    #[test]
+    fn a_heartbeat_out_of_bounds_is_named() {
+        assert!(heartbeat().validate().is_ok());
+        let mut long = heartbeat();
+        long.name = "x".repeat(limits::MAX_NAME_LEN + 1);
+        let mut addrs = heartbeat();
+        addrs.addrs = vec!["/ip4/127.0.0.1".into(); limits::MAX_ADDRS + 1];
+        let mut jobs = heartbeat();
+        jobs.jobs = vec![
+            crate::JobDigest {
+                id: JobId([1; 16]),
+                version: Default::default()
+            };
+            limits::MAX_DIGESTS + 1
+        ];
+        let mut load = heartbeat();
+        load.load = f32::NAN;
+        for (hb, what) in [
+            (long, "name"),
+            (addrs, "addresses"),
+            (jobs, "job digests"),
+            (load, "load"),
+        ] {
+            let err = hb.validate().unwrap_err().to_string();
+            assert!(err.contains(what), "{err}");
+        }
+    }
+
+    /// Two tables digest alike exactly when they hold the same versions of the same jobs.
+    #[test]
+    fn table_digests_differ_with_any_version() {
+        let v = |term, seq| crate::Version {
+            term: Term(term),
+            seq,
+        };
+        let (a, b) = (JobId([1; 16]), JobId([2; 16]));
+        let one = crate::TableDigest::of([(&a, v(1, 1)), (&b, v(1, 2))]);
+        assert_eq!(one, crate::TableDigest::of([(&a, v(1, 1)), (&b, v(1, 2))]));
+        assert_eq!(one.count, 2);
+        assert_ne!(one, crate::TableDigest::of([(&a, v(1, 1)), (&b, v(1, 3))]));
+        assert_ne!(one, crate::TableDigest::of([(&a, v(1, 1)), (&b, v(2, 2))]));
+        assert_ne!(one, crate::TableDigest::of([(&a, v(1, 1))]));
+        assert_ne!(crate::TableDigest::of([]), crate::TableDigest::default());
     }
 
     #[test]

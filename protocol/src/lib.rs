@@ -3,14 +3,17 @@
 //!
 //! # Message flow
 //!
-//! - Every node publishes a [`Heartbeat`] each second on gossipsub. Heartbeats carry membership
-//!   (who is alive, with what), the election (who claims which [`Term`]) and the versions of
-//!   the job records each node holds.
+//! - The coordinator publishes its [`Heartbeat`] each second on gossipsub: its claim (the
+//!   election's [`Term`]), the version of its membership record and a digest of its job table.
+//!   Every other node sends its own heartbeat to the coordinator ([`Request::Alive`]), and
+//!   pulls the membership record ([`Request::Members`]) when its version changes. While no
+//!   coordinator is heard, every node publishes its heartbeat, and the election runs over them.
 //! - A user submits to their own node, which sends [`Request::Submit`] to the coordinator.
 //! - The coordinator splits the job ([`plan_chunks`]) and sends [`Request::Assign`] to idle
 //!   workers; they fetch the `.blend` by [`BlobHash`] ([`Request::BlobInfo`],
 //!   [`Request::BlobChunk`]), render, and answer with [`Request::Report`].
-//! - Nodes whose copy of a job is older than a peer's (seen in its heartbeat) pull it with
+//! - Nodes whose copy of a job is older than the coordinator's (seen in its heartbeat, or in
+//!   the list of versions [`Request::Digests`] when the table digests differ) pull it with
 //!   [`Request::GetJob`]: the job table lives on every node, not in the coordinator's memory.
 
 pub mod codec;
@@ -30,19 +33,19 @@ pub use job::{
     plan_chunks,
 };
 pub use message::{
-    Assignment, Confinement, Gossip, Heartbeat, JobDigest, Outcome, Report, Request, Response,
-    Role, TaskRef,
+    Assignment, Confinement, Gossip, Heartbeat, JobDigest, Member, Outcome, Report, Request,
+    Response, Role, TableDigest, TaskRef,
 };
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/3";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/4";
 /// The Kademlia protocol name: rendermesh's own DHT, never mixed with IPFS's.
 pub const KAD_PROTOCOL: &str = "/rendermesh/kad/1";
 /// The identify protocol version: peers announcing anything else are not rendermesh nodes.
-pub const IDENTIFY_VERSION: &str = "rendermesh/3";
+pub const IDENTIFY_VERSION: &str = "rendermesh/4";
 /// The gossipsub topic for heartbeats.
-pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/3";
+pub const HEARTBEAT_TOPIC: &str = "rendermesh/heartbeat/4";
 
 /// `text` as it may be printed: every control character (escape sequences above all) replaced
 /// by `?`, and at most [`limits::MAX_PRINTED_NAME`] characters. Names come from peers.
@@ -102,8 +105,19 @@ pub mod limits {
     /// Most checks in one job record, tie-breaks included (a job checks at most this many of
     /// its workers).
     pub const MAX_CHECKS: usize = 256;
-    /// Most job digests in a heartbeat.
-    pub const MAX_DIGESTS: usize = 64;
+    /// Most job digests in a heartbeat (the rest of the table goes by its digest).
+    pub const MAX_DIGESTS: usize = 16;
+    /// Most nodes in a membership record.
+    pub const MAX_MEMBERS: usize = 4096;
+    /// Most job digests in an answer to `Digests` (a node holds at most this many records
+    /// that others pull).
+    pub const MAX_TABLE: usize = 65_536;
+    /// Most render engines a heartbeat names.
+    pub const MAX_ENGINES: usize = 8;
+    /// Most addresses a heartbeat names.
+    pub const MAX_ADDRS: usize = 16;
+    /// Longest address a heartbeat names, in bytes.
+    pub const MAX_ADDR_LEN: usize = 256;
     /// The tasks a heartbeat names besides its current one that count (`Heartbeat::held`).
     pub const MAX_HELD: usize = 4;
     /// Heartbeat period.
@@ -174,6 +188,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A heartbeat from a peer breaks a bound.
+    #[error("bad heartbeat: {0}")]
+    BadHeartbeat(String),
     /// A job record from a peer is not one a coordinator writes.
     #[error("bad record of job {job}: {reason}")]
     BadRecord {

@@ -49,8 +49,40 @@ pub struct JobDigest {
     pub version: Version,
 }
 
-/// Published every second by every node; a node unheard for
-/// [`crate::limits::PEER_TIMEOUT_MS`] is gone.
+/// What a node's job table holds, in 36 bytes: how many records, and a hash of every record's
+/// id and version in id order ([`TableDigest::of`]). Two nodes with the same digest hold the
+/// same versions of the same jobs; a node whose digest differs from its coordinator's pulls the
+/// whole list of versions ([`Request::Digests`]) to find out which.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TableDigest {
+    /// Records held.
+    pub count: u32,
+    /// blake3 of every `(id, version)`, in id order.
+    pub hash: [u8; 32],
+}
+
+impl TableDigest {
+    /// The digest of a table holding these versions, in id order.
+    pub fn of<'a>(versions: impl IntoIterator<Item = (&'a JobId, Version)>) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        let mut count = 0u32;
+        for (id, version) in versions {
+            count = count.saturating_add(1);
+            hasher.update(&id.0);
+            hasher.update(&version.term.0.to_le_bytes());
+            hasher.update(&version.seq.to_le_bytes());
+        }
+        Self {
+            count,
+            hash: *hasher.finalize().as_bytes(),
+        }
+    }
+}
+
+/// What a node says of itself every second. The coordinator publishes its own on gossipsub,
+/// for every node to hear; every other node sends its own to the coordinator
+/// ([`Request::Alive`]), and publishes it only while it follows no coordinator (while the mesh
+/// elects one). A node unheard for [`crate::limits::PEER_TIMEOUT_MS`] is gone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Raised by every heartbeat of this node's run (detects reordering and restarts).
@@ -86,9 +118,16 @@ pub struct Heartbeat {
     pub coordinator: Option<NodeId>,
     /// True when it coordinates in `term`.
     pub claims: bool,
-    /// The jobs it holds and their versions (newest first, at most
-    /// [`crate::limits::MAX_DIGESTS`]).
+    /// The jobs it wrote or took most recently and their versions (highest version first, at
+    /// most [`crate::limits::MAX_DIGESTS`]).
     pub jobs: Vec<JobDigest>,
+    /// Its whole job table, as a digest: a node that holds a different table pulls the list.
+    #[serde(default)]
+    pub table: TableDigest,
+    /// From the coordinator: the version of the membership record it publishes
+    /// ([`Request::Members`]); a node holding another version pulls it. `None` from others.
+    #[serde(default)]
+    pub members: Option<Version>,
     /// Multiaddrs it listens on, with `/p2p/<id>`, for `peers` and joining.
     pub addrs: Vec<String>,
     /// Bytes free on the disk holding its store, when it can tell.
@@ -102,6 +141,69 @@ pub struct Heartbeat {
     /// waiting for its silence.
     #[serde(default)]
     pub leaving: bool,
+}
+
+impl Heartbeat {
+    /// Checks every length a peer chose against its bound, so that a heartbeat one node sent
+    /// the coordinator can be served to every node in its membership record.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        use crate::limits;
+        let bad = |what: String| Err(crate::Error::BadHeartbeat(what));
+        if self.name.len() > limits::MAX_NAME_LEN {
+            return bad(format!(
+                "a name of {} bytes (at most {})",
+                self.name.len(),
+                limits::MAX_NAME_LEN
+            ));
+        }
+        if self
+            .blender
+            .as_ref()
+            .is_some_and(|b| b.len() > limits::MAX_NAME_LEN)
+        {
+            return bad("a Blender version longer than a name".into());
+        }
+        if self.engines.len() > limits::MAX_ENGINES {
+            return bad(format!("{} engines", self.engines.len()));
+        }
+        if self.held.len() > limits::MAX_HELD {
+            return bad(format!(
+                "{} tasks held (at most {})",
+                self.held.len(),
+                limits::MAX_HELD
+            ));
+        }
+        if self.jobs.len() > limits::MAX_DIGESTS {
+            return bad(format!(
+                "{} job digests (at most {})",
+                self.jobs.len(),
+                limits::MAX_DIGESTS
+            ));
+        }
+        if self.addrs.len() > limits::MAX_ADDRS
+            || self.addrs.iter().any(|a| a.len() > limits::MAX_ADDR_LEN)
+        {
+            return bad(format!(
+                "{} addresses (at most {}, each at most {} bytes)",
+                self.addrs.len(),
+                limits::MAX_ADDRS,
+                limits::MAX_ADDR_LEN
+            ));
+        }
+        if !self.load.is_finite() {
+            return bad("a load that is not a number".into());
+        }
+        Ok(())
+    }
+}
+
+/// One member of the mesh as the coordinator's membership record names it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node.
+    pub id: NodeId,
+    /// Its latest heartbeat the coordinator heard.
+    pub heartbeat: Heartbeat,
 }
 
 /// How a node's Blender is confined (issue 11), shown by `peers`.
@@ -211,6 +313,13 @@ pub enum Request {
     /// Asks the coordinator to remove a job for everyone (cancelling it first if it runs):
     /// its record becomes a tombstone, and its blobs may be collected.
     Remove(JobId),
+    /// Any node to the coordinator, every second: this node is alive, and this is its state
+    /// (what it renders and holds, its disk, its newest job versions). Answered `Accepted`.
+    Alive(Heartbeat),
+    /// Asks the coordinator for its membership record ([`Response::Members`]).
+    Members,
+    /// Asks a node for the version of every job record it holds ([`Response::Digests`]).
+    Digests,
 }
 
 /// The answer to a [`Request`].
@@ -239,4 +348,15 @@ pub enum Response {
     NotCoordinator(Option<NodeId>),
     /// Answer to `GetJob`.
     Job(Box<Job>),
+    /// Answer to `Members`: the coordinator's membership record (never the coordinator
+    /// itself, which every node hears), at most [`crate::limits::MAX_MEMBERS`] nodes.
+    Members {
+        /// Its version: raised by every change of a member that counts (one joined or left,
+        /// its role, its term, its disk, its addresses), in the coordinator's term.
+        version: Version,
+        /// The live nodes, in id order.
+        members: Vec<Member>,
+    },
+    /// Answer to `Digests`: the version of every job record held, in id order.
+    Digests(Vec<JobDigest>),
 }

@@ -160,6 +160,8 @@ async fn rogue(
                     disk_free: None,
                     low_disk: false,
                     leaving: false,
+                    table: Default::default(),
+                    members: None,
                 };
                 if net.publish(&Gossip::Heartbeat(hb)).await.is_ok() {
                     tally.heartbeats += 1;

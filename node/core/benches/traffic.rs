@@ -64,7 +64,11 @@ fn measure(nodes: usize, jobs: usize) -> ((f64, f64), (f64, f64)) {
     while sim.now < SPEED_SUBMIT_MS || !sim.finished() {
         sim.step();
     }
-    // The last records reach every node.
+    // The last records reach every node (a minute at most), and then a few seconds more.
+    let deadline = sim.now + 60_000;
+    while sim.now < deadline && !sim.tables_agree() {
+        sim.step();
+    }
     let settled = sim.now + 3_000;
     while sim.now < settled {
         sim.step();

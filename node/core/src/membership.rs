@@ -11,11 +11,23 @@
 //! Only a claim raises the highest term seen: a heartbeat that claims nothing, whatever term
 //! it names, changes neither whom this node follows nor which assignments it takes (a buggy
 //! or hostile peer cannot stall the mesh with a big number).
+//!
+//! Heartbeats reach a node two ways, so that what each node handles per second does not grow
+//! with the mesh. The coordinator's own is gossiped to everyone; every other node sends its
+//! own to the coordinator only, and gossips it only while it follows nobody
+//! ([`Membership::publishes`]: while the mesh elects). The coordinator keeps the membership as
+//! a record whose version ([`Membership::record_version`]) it raises when a member that counts
+//! changes ([`counts`]); its followers pull the record ([`Membership::apply_record`]) when its
+//! heartbeat names another version. A member the record names is alive on the coordinator's
+//! word for as long as the coordinator is heard ([`Membership::vouch`]); when the coordinator
+//! falls silent, each such member has [`limits::PEER_TIMEOUT_MS`] from then to be heard
+//! itself, as everyone publishes again, so that the election runs over the live nodes as
+//! before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use rendermesh_protocol::{Claim, Decision, Heartbeat, NodeId, Role, Term, elect, limits};
+use rendermesh_protocol::{Claim, Decision, Heartbeat, NodeId, Role, Term, Version, elect, limits};
 
 use super::Millis;
 
@@ -33,8 +45,11 @@ pub const ALONE_AFTER_MS: Millis = 500;
 pub struct Member {
     /// Its newest heartbeat.
     pub hb: Arc<Heartbeat>,
-    /// When that heartbeat was heard.
+    /// When it was last heard itself (or a record named it; see [`Membership::seen`]).
     pub last_seen: Millis,
+    /// The coordinator's record this node holds names it: it counts as heard whenever that
+    /// coordinator is.
+    pub listed: bool,
 }
 
 /// What an election changed.
@@ -81,6 +96,33 @@ pub struct Membership {
     /// Other machines this node is in touch with, heard or not: open connections and dials of
     /// bootstrap nodes under way ([`Membership::set_contacts`]).
     contacts: usize,
+    /// While it coordinates: the version of its membership record, raised with every change
+    /// that counts.
+    record_seq: u64,
+    /// While it follows: the coordinator whose record it holds, that record's version, and
+    /// the members it names (alive on the coordinator's word while the coordinator is heard).
+    record: Option<(NodeId, Version)>,
+    /// When the coordinator whose record this node holds was last heard.
+    vouched_at: Millis,
+}
+
+/// Whether a member's heartbeat changed in what the membership record is for: who it is, how
+/// to reach it, what it renders with, whether it may coordinate and what term it has seen.
+/// What changes every second (load, tasks, free bytes) does not count: the coordinator alone
+/// uses it, from the member's own heartbeats.
+pub fn counts(old: &Heartbeat, new: &Heartbeat) -> bool {
+    old.name != new.name
+        || old.role != new.role
+        || old.term != new.term
+        || old.claims != new.claims
+        || old.low_disk != new.low_disk
+        || old.leaving != new.leaving
+        || old.addrs != new.addrs
+        || old.blender != new.blender
+        || old.engines != new.engines
+        || old.confinement != new.confinement
+        || old.cores != new.cores
+        || old.memory != new.memory
 }
 
 impl Membership {
@@ -98,6 +140,159 @@ impl Membership {
             leaving: false,
             departed: BTreeMap::new(),
             contacts: 0,
+            record_seq: 0,
+            record: None,
+            vouched_at: 0,
+        }
+    }
+
+    /// Whether this node gossips its heartbeat for all to hear: while it coordinates, and
+    /// while it follows nobody (the mesh is electing, or it has just started). Otherwise it
+    /// sends its heartbeat to the coordinator alone.
+    pub fn publishes(&self) -> bool {
+        self.leading.is_some() || self.following.is_none()
+    }
+
+    /// While this node coordinates: the version of its membership record.
+    pub fn record_version(&self) -> Option<Version> {
+        self.leading.map(|term| Version {
+            term,
+            seq: self.record_seq,
+        })
+    }
+
+    /// While this node coordinates: its membership record, the live peers in id order, at
+    /// most [`limits::MAX_MEMBERS`] (each heartbeat without its job digests and held tasks,
+    /// which only the coordinator uses).
+    pub fn record(&self) -> Vec<rendermesh_protocol::Member> {
+        self.members
+            .iter()
+            .take(limits::MAX_MEMBERS)
+            .map(|(id, m)| {
+                let mut heartbeat = (*m.hb).clone();
+                heartbeat.jobs = Vec::new();
+                heartbeat.held = Vec::new();
+                rendermesh_protocol::Member {
+                    id: id.clone(),
+                    heartbeat,
+                }
+            })
+            .collect()
+    }
+
+    /// The version of the coordinator's record this node holds, and whose it is.
+    pub fn held_record(&self) -> Option<&(NodeId, Version)> {
+        self.record.as_ref()
+    }
+
+    /// The membership record of `from`, in `version`, pulled at `now`: taken when `from` is
+    /// the coordinator this node follows and the version is newer than the one it holds of
+    /// it. Its members count as heard now; a member of the record this node held before that
+    /// the new one drops is gone (the coordinator saw it leave or fall silent). A member this
+    /// node heard itself more recently than the coordinator keeps its own heartbeat. Returns
+    /// the members that joined, with their addresses, and those that are gone.
+    pub fn apply_record(
+        &mut self,
+        from: &NodeId,
+        version: Version,
+        members: Vec<rendermesh_protocol::Member>,
+        now: Millis,
+    ) -> (Vec<(NodeId, Vec<String>)>, Vec<NodeId>) {
+        let mut joined = Vec::new();
+        let mut gone = Vec::new();
+        if self.following.as_ref().is_none_or(|c| c.node != *from)
+            || self
+                .record
+                .as_ref()
+                .is_some_and(|(who, v)| who == from && *v >= version)
+        {
+            return (joined, gone);
+        }
+        let mut listed = BTreeSet::new();
+        self.vouched_at = self.vouched_at.max(now);
+        for member in members.into_iter().take(limits::MAX_MEMBERS) {
+            let id = member.id;
+            if id == self.me
+                || id == *from
+                || self.departed.get(&id).is_some_and(|until| now < *until)
+            {
+                continue;
+            }
+            let hb = member.heartbeat;
+            if hb.claims && hb.role == Role::Worker {
+                self.max_term = self.max_term.max(hb.term);
+            }
+            match self.members.get_mut(&id) {
+                Some(m) => {
+                    if hb.name != m.hb.name || hb.seq > m.hb.seq {
+                        m.hb = Arc::new(hb);
+                    }
+                    m.last_seen = m.last_seen.max(now);
+                    m.listed = true;
+                }
+                None => {
+                    joined.push((id.clone(), hb.addrs.clone()));
+                    self.members.insert(
+                        id.clone(),
+                        Member {
+                            hb: Arc::new(hb),
+                            last_seen: now,
+                            listed: true,
+                        },
+                    );
+                }
+            }
+            listed.insert(id);
+        }
+        // The members the record held before named and this one does not: gone, when the
+        // same coordinator dropped them; else heard no more on anyone's word.
+        let same_coordinator = self.record.as_ref().is_some_and(|(who, _)| who == from);
+        let vouched_at = self.vouched_at;
+        let dropped: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|(id, m)| m.listed && !listed.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dropped {
+            if same_coordinator {
+                self.members.remove(&id);
+                gone.push(id);
+            } else if let Some(m) = self.members.get_mut(&id) {
+                m.last_seen = m.last_seen.max(vouched_at);
+                m.listed = false;
+            }
+        }
+        self.record = Some((from.clone(), version));
+        (joined, gone)
+    }
+
+    /// When `m` was last heard, itself or, while the coordinator's record this node holds
+    /// names it, on the coordinator's word.
+    pub fn seen(&self, m: &Member) -> Millis {
+        if m.listed {
+            m.last_seen.max(self.vouched_at)
+        } else {
+            m.last_seen
+        }
+    }
+
+    /// Every member counts as heard when it last was, on its own or on the coordinator's
+    /// word, and no longer on the coordinator's word from now on.
+    fn unlist_all(&mut self) {
+        let vouched_at = self.vouched_at;
+        for m in self.members.values_mut().filter(|m| m.listed) {
+            m.last_seen = m.last_seen.max(vouched_at);
+            m.listed = false;
+        }
+        self.record = None;
+    }
+
+    /// The coordinator `from` was heard at `now`: every member of its record this node holds
+    /// counts as heard now too.
+    pub fn vouch(&mut self, from: &NodeId, now: Millis) {
+        if self.record.as_ref().is_some_and(|(who, _)| who == from) {
+            self.vouched_at = self.vouched_at.max(now);
         }
     }
 
@@ -139,7 +334,11 @@ impl Membership {
         }
         self.departed
             .insert(from.clone(), now + limits::PEER_TIMEOUT_MS);
-        self.members.remove(from).is_some()
+        let was = self.members.remove(from).is_some();
+        if was {
+            self.record_seq += 1;
+        }
+        was
     }
 
     /// This node.
@@ -164,12 +363,23 @@ impl Membership {
         match self.members.get_mut(&from) {
             Some(m) if hb.seq < m.hb.seq && hb.name == m.hb.name => false,
             Some(m) => {
+                if counts(&m.hb, &hb) {
+                    self.record_seq += 1;
+                }
                 m.hb = hb;
                 m.last_seen = now;
                 false
             }
             None => {
-                self.members.insert(from, Member { hb, last_seen: now });
+                self.record_seq += 1;
+                self.members.insert(
+                    from,
+                    Member {
+                        hb,
+                        last_seen: now,
+                        listed: false,
+                    },
+                );
                 true
             }
         }
@@ -178,14 +388,32 @@ impl Membership {
     /// Removes the peers unheard for longer than [`limits::PEER_TIMEOUT_MS`] at `now`; returns
     /// them, in id order.
     pub fn expire(&mut self, now: Millis) -> Vec<NodeId> {
+        // The coordinator whose record this node holds fell silent: the members it vouched
+        // for have a timeout from now to be heard themselves (everyone publishes again).
+        let vouching = self.record.as_ref().map(|(who, _)| who.clone());
+        if let Some(who) = vouching
+            && self
+                .members
+                .get(&who)
+                .is_none_or(|m| now.saturating_sub(m.last_seen) > limits::PEER_TIMEOUT_MS)
+        {
+            for m in self.members.values_mut().filter(|m| m.listed) {
+                m.last_seen = m.last_seen.max(now);
+                m.listed = false;
+            }
+            self.record = None;
+        }
         let gone: Vec<NodeId> = self
             .members
             .iter()
-            .filter(|(_, m)| now.saturating_sub(m.last_seen) > limits::PEER_TIMEOUT_MS)
+            .filter(|(_, m)| now.saturating_sub(self.seen(m)) > limits::PEER_TIMEOUT_MS)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
             self.members.remove(id);
+        }
+        if !gone.is_empty() {
+            self.record_seq += 1;
         }
         self.departed.retain(|_, until| now < *until);
         gone
@@ -208,30 +436,35 @@ impl Membership {
     /// node low on disk may not coordinate while another may (a coordinator holds a copy of
     /// every frame and stitches tiles): a coordinator that runs low steps down.
     pub fn elect(&mut self, now: Millis) -> Option<Change> {
-        let mut candidates: Vec<(&NodeId, bool)> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.hb.role == Role::Worker)
-            .map(|(id, m)| (id, m.hb.low_disk))
-            .collect();
-        if self.role == Role::Worker && !self.in_grace(now) && !self.leaving {
-            candidates.push((&self.me, self.low_disk));
+        // One pass over the members, allocating only for claims (few): every tick runs this.
+        let me_candidate = self.role == Role::Worker && !self.in_grace(now) && !self.leaving;
+        let roomy = (me_candidate && !self.low_disk)
+            || self
+                .members
+                .values()
+                .any(|m| m.hb.role == Role::Worker && !m.hb.low_disk);
+        let may = |role: Role, low: bool| role == Role::Worker && (!roomy || !low);
+        // The smallest eligible member (the map is in id order), and every eligible claimant:
+        // the election's outcome over them is its outcome over every eligible node.
+        let mut eligible: Vec<&NodeId> = Vec::new();
+        let mut claims: Vec<Claim> = Vec::new();
+        let mut smallest = false;
+        for (id, m) in &self.members {
+            let ok = may(m.hb.role, m.hb.low_disk);
+            if ok && (!smallest || m.hb.claims) {
+                eligible.push(id);
+                smallest = true;
+            }
+            if m.hb.claims {
+                claims.push(Claim {
+                    node: id.clone(),
+                    term: m.hb.term,
+                });
+            }
         }
-        let roomy = candidates.iter().any(|(_, low)| !low);
-        let eligible: Vec<&NodeId> = candidates
-            .into_iter()
-            .filter(|(_, low)| !roomy || !low)
-            .map(|(id, _)| id)
-            .collect();
-        let mut claims: Vec<Claim> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.hb.claims)
-            .map(|(id, m)| Claim {
-                node: id.clone(),
-                term: m.hb.term,
-            })
-            .collect();
+        if me_candidate && may(self.role, self.low_disk) {
+            eligible.push(&self.me);
+        }
         if let Some(term) = self.leading {
             claims.push(Claim {
                 node: self.me.clone(),
@@ -241,9 +474,14 @@ impl Membership {
         let was_leading = self.leading.is_some();
         // A new claim goes above the highest claim this node heard, or above the term most
         // nodes say they have seen if that is higher: a node back from the dead may have missed
-        // a claim everyone else heard, and must not claim that term a second time.
-        let floor = self.max_term.max(self.quorum_term());
-        let decision = elect(&self.me, &eligible, &claims, floor);
+        // a claim everyone else heard, and must not claim that term a second time. (Only a
+        // new claim uses the floor: it is worked out only then.)
+        let mut decision = elect(&self.me, &eligible, &claims, self.max_term);
+        let new_claim = Term(self.max_term.0.saturating_add(1));
+        if decision == Decision::Lead(new_claim) && self.leading != Some(new_claim) {
+            let floor = self.max_term.max(self.quorum_term());
+            decision = elect(&self.me, &eligible, &claims, floor);
+        }
         match decision {
             // A coordinator that learns of a higher term than its own (a claim from a node
             // that has just stopped claiming, say) claims a term above it, so that its term
@@ -258,6 +496,8 @@ impl Membership {
             Decision::Lead(term) => {
                 self.leading = Some(term);
                 self.following = None;
+                self.unlist_all();
+                self.record_seq += 1;
                 self.max_term = self.max_term.max(term);
                 Some(Change::Lead(term))
             }
@@ -387,6 +627,8 @@ mod tests {
             disk_free: None,
             low_disk: false,
             leaving: false,
+            table: Default::default(),
+            members: None,
         })
     }
 
@@ -607,6 +849,150 @@ mod tests {
                 stepped_down: false
             })
         );
+    }
+
+    /// Issue 13: only the coordinator, and nodes following nobody (the mesh is electing),
+    /// gossip their heartbeats; a follower sends its own to the coordinator alone.
+    #[test]
+    fn a_follower_gossips_nothing_and_the_coordinator_and_the_leaderless_do() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        let mut b = Membership::new(n(2), Role::Worker, 0);
+        assert!(a.publishes() && b.publishes(), "nobody followed yet");
+        a.heard(n(2), hb(2, 1, 0, false), 10);
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        assert!(a.publishes());
+        b.heard(n(1), hb(1, 2, 1, true), LATER);
+        assert!(matches!(b.elect(LATER), Some(Change::Follow { .. })));
+        assert!(!b.publishes());
+        // Its coordinator silent, b follows nobody and gossips again.
+        let silent = LATER + limits::PEER_TIMEOUT_MS + 1;
+        b.expire(silent);
+        b.elect(silent);
+        assert!(b.publishes());
+    }
+
+    /// Issue 13: the coordinator's membership record changes version when a member joins,
+    /// leaves, falls silent or changes in what the record is for, and not with its load.
+    #[test]
+    fn the_record_version_rises_with_what_counts_and_not_with_load() {
+        let mut a = Membership::new(n(1), Role::Worker, 0);
+        assert_eq!(a.record_version(), None, "it does not coordinate");
+        assert_eq!(a.elect(LATER), Some(Change::Lead(Term(1))));
+        let v0 = a.record_version().expect("it coordinates");
+        a.heard(n(2), hb(2, 1, 1, false), LATER);
+        let v1 = a.record_version().expect("a version");
+        assert!(v1 > v0, "a member joined");
+        let mut busy = hb(2, 2, 1, false);
+        Arc::make_mut(&mut busy).load = 0.9;
+        a.heard(n(2), busy, LATER + 1_000);
+        assert_eq!(a.record_version(), Some(v1), "load does not count");
+        let mut low = hb(2, 3, 1, false);
+        Arc::make_mut(&mut low).low_disk = true;
+        a.heard(n(2), low, LATER + 2_000);
+        let v2 = a.record_version().expect("a version");
+        assert!(v2 > v1, "its disk counts");
+        a.heard(n(3), hb(3, 1, 1, false), LATER + 2_000);
+        let v3 = a.record_version().expect("a version");
+        a.left(&n(3), LATER + 2_100);
+        let v4 = a.record_version().expect("a version");
+        assert!(v4 > v3, "a member left");
+        assert_eq!(
+            a.expire(LATER + 2_000 + limits::PEER_TIMEOUT_MS + 1),
+            vec![n(2)]
+        );
+        assert!(
+            a.record_version().expect("a version") > v4,
+            "a member fell silent"
+        );
+        assert!(a.record().is_empty());
+    }
+
+    /// The record of node 1 (coordinating in term 1) naming `members`, in version `seq`.
+    fn record_of(members: &[u32], seq: u64) -> (Version, Vec<rendermesh_protocol::Member>) {
+        let version = Version { term: Term(1), seq };
+        let members = members
+            .iter()
+            .map(|&i| rendermesh_protocol::Member {
+                id: n(i),
+                heartbeat: (*hb(i, 1, 1, false)).clone(),
+            })
+            .collect();
+        (version, members)
+    }
+
+    /// Issue 13: a follower learns the mesh from its coordinator's record, only from the
+    /// coordinator it follows and only in a newer version; the members live on the
+    /// coordinator's word while it is heard, and one the next record drops is gone.
+    #[test]
+    fn a_follower_takes_the_members_from_its_coordinators_record() {
+        let mut b = Membership::new(n(2), Role::Worker, 0);
+        let (v, members) = record_of(&[2, 3, 4], 3);
+        assert_eq!(
+            b.apply_record(&n(1), v, members.clone(), 10),
+            (Vec::new(), Vec::new()),
+            "not the coordinator it follows"
+        );
+        b.heard(n(1), hb(1, 1, 1, true), 10);
+        assert!(matches!(b.elect(LATER), Some(Change::Follow { .. })));
+        let (joined, gone) = b.apply_record(&n(1), v, members.clone(), LATER);
+        let joined: Vec<NodeId> = joined.into_iter().map(|(id, _)| id).collect();
+        assert_eq!(joined, vec![n(3), n(4)], "never itself");
+        assert!(gone.is_empty());
+        // An older or the same version changes nothing.
+        let (old, fewer) = record_of(&[3], 2);
+        assert_eq!(
+            b.apply_record(&n(1), old, fewer, LATER),
+            (Vec::new(), Vec::new())
+        );
+        assert!(b.is_member(&n(4)));
+        // Long after, the members live on while the coordinator is heard.
+        let mut now = LATER;
+        for seq in 2..10 {
+            now += 1_000;
+            b.heard(n(1), hb(1, seq, 1, true), now);
+            b.vouch(&n(1), now);
+            assert!(b.expire(now).is_empty(), "at {now}");
+        }
+        assert!(b.is_member(&n(3)) && b.is_member(&n(4)));
+        // The next record drops node 4.
+        let (v, members) = record_of(&[3], 4);
+        let (joined, gone) = b.apply_record(&n(1), v, members, now);
+        assert!(joined.is_empty());
+        assert_eq!(gone, vec![n(4)]);
+        assert!(!b.is_member(&n(4)));
+        // A node that said it was leaving is not brought back by a record made before.
+        b.left(&n(3), now);
+        let (v, members) = record_of(&[3], 5);
+        b.apply_record(&n(1), v, members, now + 10);
+        assert!(!b.is_member(&n(3)));
+    }
+
+    /// Issue 13: when the coordinator falls silent, the members it vouched for have a whole
+    /// timeout from then to be heard themselves, so that the election runs over the live ones:
+    /// a dead member stalls it no longer than it did before.
+    #[test]
+    fn when_the_coordinator_falls_silent_its_members_have_a_timeout_to_be_heard() {
+        let mut c = Membership::new(n(3), Role::Worker, 0);
+        c.heard(n(1), hb(1, 1, 1, true), LATER);
+        assert!(matches!(c.elect(LATER), Some(Change::Follow { .. })));
+        let (v, members) = record_of(&[2, 3, 4], 1);
+        c.apply_record(&n(1), v, members, LATER);
+        let silent = LATER + limits::PEER_TIMEOUT_MS + 1;
+        assert_eq!(c.expire(silent), vec![n(1)], "only the coordinator");
+        assert_eq!(
+            c.elect(silent),
+            Some(Change::Nobody {
+                stepped_down: false
+            }),
+            "node 2 is the smallest: c waits for its claim"
+        );
+        // Node 4 is heard; node 2 is not (it died with the coordinator): it times out, and
+        // c, now the smallest, claims above the term it saw.
+        c.heard(n(4), hb(4, 2, 1, false), silent + 500);
+        let later = silent + limits::PEER_TIMEOUT_MS + 1;
+        assert_eq!(c.expire(later), vec![n(2)]);
+        assert_eq!(c.elect(later), Some(Change::Lead(Term(2))));
+        assert!(c.is_member(&n(4)));
     }
 
     #[test]

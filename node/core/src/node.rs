@@ -3,7 +3,7 @@
 //! heartbeat. Requests this node sends itself (a coordinator assigning a task to itself, a
 //! worker reporting to itself) are answered inside, before the actions are handed out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rendermesh_protocol::{
@@ -20,6 +20,8 @@ use super::{Action, Millis, Outbox, Persist, ReplyTo, Saved, StitchFailure, Tick
 
 /// Shortest gap between two heartbeats (a job change sends one early).
 pub const MIN_HEARTBEAT_GAP_MS: Millis = 200;
+/// Heartbeats a follower sends its coordinator without an answer before it stops sending.
+pub const MAX_ALIVE_IN_FLIGHT: usize = 3;
 /// How long a node waits before it tries again to fetch a blob it found damaged.
 pub const REPAIR_RETRY_MS: Millis = 5_000;
 /// Fetches of a damaged blob that no job this node knows of uses, before it is let go (this
@@ -99,6 +101,15 @@ pub struct Core {
     /// A coordinator leaving: it writes nothing more, and waits until then at most for its
     /// peers to hold its latest records.
     handover_until: Option<Millis>,
+    /// The membership record's version the last heartbeat named.
+    published_members: Option<rendermesh_protocol::Version>,
+    /// Heartbeats sent to a coordinator and not answered yet, and to whom.
+    alive: BTreeMap<Ticket, NodeId>,
+    /// The pull of the coordinator's membership record under way.
+    members_pull: Option<(Ticket, NodeId)>,
+    /// While it coordinates: the peers whose whole list of versions it has asked for in its
+    /// term (once each, when their table differs: the jobs its predecessor accepted).
+    surveyed: BTreeSet<NodeId>,
 }
 
 impl Core {
@@ -141,6 +152,10 @@ impl Core {
             disk_free: None,
             leaving: false,
             handover_until: None,
+            published_members: None,
+            alive: BTreeMap::new(),
+            members_pull: None,
+            surveyed: BTreeSet::new(),
         }
     }
 
@@ -245,6 +260,8 @@ impl Core {
             coordinator: self.coordinator(),
             claims: self.coordinator.is_some(),
             jobs: self.table.digests(),
+            table: self.table.digest(),
+            members: self.membership.record_version(),
             addrs: self.addrs.clone(),
             disk_free: self.disk_free,
             low_disk: self.worker.is_low_disk(),
@@ -328,16 +345,18 @@ impl Core {
         self.settle();
     }
 
-    /// Whether every live peer's heartbeat advertises this node's latest version of each job
-    /// it advertises itself.
+    /// Whether every live peer's heartbeat says it holds this node's whole table, or
+    /// advertises this node's latest version of each job it advertises itself.
     fn peers_hold_my_records(&self) -> bool {
         let mine = self.table.digests();
+        let table = self.table.digest();
         self.membership.members().all(|(_, m)| {
-            mine.iter().all(|d| {
-                m.hb.jobs
-                    .iter()
-                    .any(|theirs| theirs.id == d.id && theirs.version >= d.version)
-            })
+            m.hb.table == table
+                || mine.iter().all(|d| {
+                    m.hb.jobs
+                        .iter()
+                        .any(|theirs| theirs.id == d.id && theirs.version >= d.version)
+                })
         })
     }
 
@@ -361,6 +380,12 @@ impl Core {
     /// second's progress is redone, and no peer can rewrite a job.
     pub fn heard(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
         self.advance(now);
+        self.hear(from, hb, now);
+        self.settle();
+    }
+
+    /// A heartbeat, gossiped or sent to this node as coordinator ([`Request::Alive`]).
+    fn hear(&mut self, from: NodeId, hb: Arc<Heartbeat>, now: Millis) {
         if from == self.me {
             return;
         }
@@ -371,16 +396,33 @@ impl Core {
                     c.node_gone(&mut self.table, &from);
                 }
             }
-            self.settle();
             return;
         }
+        let mut follows = false;
         match (&self.coordinator, self.membership.current()) {
             (Some(c), _) => {
+                let term = c.term();
                 self.table
-                    .pull(&from, &hb.jobs, Some(c.term()), true, &mut self.out);
+                    .pull(&from, &hb.jobs, Some(term), true, &mut self.out);
+                // Once per peer in its term, when their tables differ: the whole list, for
+                // the jobs its predecessor accepted that it never heard of.
+                if !self.surveyed.contains(&from)
+                    && hb.table != self.table.digest()
+                    && self.surveyed.insert(from.clone())
+                {
+                    self.table.list(&from, Some(term), true, &mut self.out);
+                }
             }
             (None, Some(claim)) if claim.node == from => {
-                self.table.pull(&from, &hb.jobs, None, false, &mut self.out);
+                follows = true;
+                self.table
+                    .catch_up(&from, &hb.jobs, hb.table, None, false, now, &mut self.out);
+                let held = self.membership.held_record();
+                let stale = held.is_none_or(|(who, v)| *who != from || Some(*v) != hb.members);
+                if stale && hb.members.is_some() && self.members_pull.is_none() {
+                    let ticket = self.out.send(from.clone(), Request::Members);
+                    self.members_pull = Some((ticket, from.clone()));
+                }
             }
             _ => {}
         }
@@ -391,9 +433,40 @@ impl Core {
         }
         if self.membership.heard(from.clone(), hb, now) {
             info!(peer = %from.short(), name = %rendermesh_protocol::printable(&name), "peer joined");
-            self.out.push(Action::Dial { peer: from, addrs });
+            self.out.push(Action::Dial {
+                peer: from.clone(),
+                addrs,
+            });
         }
-        self.settle();
+        if follows {
+            self.membership.vouch(&from, now);
+        }
+    }
+
+    /// The coordinator's membership record arrived.
+    fn record_arrived(&mut self, from: &NodeId, answer: Result<Response, String>) {
+        let Ok(Response::Members { version, members }) = answer else {
+            return;
+        };
+        if members.len() > limits::MAX_MEMBERS {
+            warn!(peer = %from.short(), members = members.len(), "a membership record too large: not kept");
+            return;
+        }
+        let mut valid = Vec::with_capacity(members.len());
+        for m in members {
+            match m.heartbeat.validate() {
+                Ok(()) => valid.push(m),
+                Err(e) => warn!(peer = %m.id.short(), "a member's heartbeat not kept: {e}"),
+            }
+        }
+        let (joined, gone) = self.membership.apply_record(from, version, valid, self.now);
+        for (peer, addrs) in joined {
+            info!(peer = %peer.short(), "peer joined (named by the coordinator)");
+            self.out.push(Action::Dial { peer, addrs });
+        }
+        for peer in gone {
+            info!(peer = %peer.short(), "peer gone (the coordinator no longer names it)");
+        }
     }
 
     /// A request from `from` (this node itself for its own users' requests); the answer goes
@@ -586,6 +659,7 @@ impl Core {
                 if let Some(old) = self.coordinator.take() {
                     old.retire(None, &mut self.out);
                 }
+                self.surveyed.clear();
                 self.coordinator = Some(Coordinator::new(
                     self.me.clone(),
                     term,
@@ -659,11 +733,19 @@ impl Core {
         }
         self.collect();
         self.repair();
+        self.table.drain_all(&mut self.out);
         let coordinator = self.coordinator();
         self.worker
             .send_reports(coordinator.as_ref(), &mut self.out);
         self.settle();
 
+        // A coordinator whose membership changed says so soon: its followers pull the record
+        // when its heartbeat names the new version, so a node that died leaves their `peers`
+        // about when it leaves the coordinator's.
+        let members = self.membership.record_version();
+        if members.is_some() && members != self.published_members {
+            self.urgent = true;
+        }
         let due = match self.last_heartbeat {
             None => true,
             Some(t) => {
@@ -676,7 +758,22 @@ impl Core {
             self.urgent = false;
             self.last_heartbeat = Some(now);
             let hb = self.heartbeat();
-            self.out.push(Action::Publish(hb));
+            self.published_members = hb.members;
+            match self.membership.following() {
+                // A follower tells its coordinator alone (a few unanswered at most: a
+                // coordinator that answers none has its silence taken for what it is).
+                Some(claim) if !self.membership.publishes() => {
+                    // Only those to this coordinator count: a new coordinator hears this node
+                    // at once, whatever its frozen predecessor left unanswered.
+                    let to = claim.node.clone();
+                    let unanswered = self.alive.values().filter(|c| **c == to).count();
+                    if unanswered < MAX_ALIVE_IN_FLIGHT {
+                        let ticket = self.out.send(to.clone(), Request::Alive(hb));
+                        self.alive.insert(ticket, to);
+                    }
+                }
+                _ => self.out.push(Action::Publish(hb)),
+            }
         }
     }
 
@@ -787,6 +884,25 @@ impl Core {
                     return;
                 }
             }
+            Request::Alive(hb) => {
+                if self.coordinator.is_none() {
+                    self.not_coordinator()
+                } else if let Err(e) = hb.validate() {
+                    Response::Rejected(e.to_string())
+                } else {
+                    let now = self.now;
+                    self.hear(from, Arc::new(hb), now);
+                    Response::Accepted
+                }
+            }
+            Request::Members => match self.membership.record_version() {
+                Some(version) if self.coordinator.is_some() => Response::Members {
+                    version,
+                    members: self.membership.record(),
+                },
+                _ => self.not_coordinator(),
+            },
+            Request::Digests => Response::Digests(self.table.versions()),
             Request::GetJob(id) => match self.table.get(&id) {
                 Some(job) => Response::Job(Box::new(job.clone())),
                 None => Response::NotFound,
@@ -819,7 +935,14 @@ impl Core {
     }
 
     fn handle_answer(&mut self, ticket: Ticket, answer: Result<Response, String>) {
-        if self.table.pulled(ticket, &answer) || self.worker.answered(ticket, &answer) {
+        if self.alive.remove(&ticket).is_some()
+            || self.table.pulled(ticket, &answer, self.now, &mut self.out)
+            || self.worker.answered(ticket, &answer)
+        {
+            return;
+        }
+        if let Some((_, from)) = self.members_pull.take_if(|(t, _)| *t == ticket) {
+            self.record_arrived(&from, answer);
             return;
         }
         if let Some(reply) = self.forwarded.remove(&ticket) {
@@ -1735,5 +1858,208 @@ mod tests {
             "{actions:?}"
         );
         assert!(b.worker().is_rendering());
+    }
+
+    /// Issue 13: a follower sends its heartbeat to its coordinator alone and gossips nothing;
+    /// it pulls the coordinator's membership record when the coordinator names a version it
+    /// does not hold, and dials the members it names.
+    #[test]
+    fn a_follower_tells_its_coordinator_alone_and_pulls_its_record() {
+        let mut b = core("b");
+        let mut hb = heartbeat("a", 1, true);
+        let version = rendermesh_protocol::Version {
+            term: Term(1),
+            seq: 4,
+        };
+        Arc::make_mut(&mut hb).members = Some(version);
+        b.heard(n("a"), hb.clone(), 100);
+        b.tick(200, 0, 0.0);
+        b.take_actions();
+        assert_eq!(b.coordinator(), Some(n("a")));
+        // The next heartbeat of the coordinator names a record b lacks: b pulls it.
+        b.heard(n("a"), hb.clone(), 300);
+        let actions = b.take_actions();
+        let members_pull = actions.iter().find_map(|a| match a {
+            Action::Send {
+                to,
+                request: Request::Members,
+                ticket,
+            } if *to == n("a") => Some(*ticket),
+            _ => None,
+        });
+        let ticket = members_pull.expect("the record pulled");
+        let c = rendermesh_protocol::Member {
+            id: n("c"),
+            heartbeat: (*heartbeat("c", 1, false)).clone(),
+        };
+        let mut bad = c.clone();
+        bad.id = n("d");
+        bad.heartbeat.name = "d".repeat(limits::MAX_NAME_LEN + 1);
+        let record = Response::Members {
+            version,
+            members: vec![c, bad],
+        };
+        b.answered(ticket, Ok(record), 350);
+        let actions = b.take_actions();
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Dial { peer, .. } if *peer == n("c"))),
+            "{actions:?}"
+        );
+        assert!(b.membership().is_member(&n("c")));
+        assert!(
+            !b.membership().is_member(&n("d")),
+            "a heartbeat out of bounds"
+        );
+        // Its heartbeat goes to the coordinator, and is not gossiped.
+        b.heard(n("a"), hb, 1_100);
+        b.tick(1_300, 0, 0.0);
+        let actions = b.take_actions();
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Send {
+                to,
+                request: Request::Alive(hb),
+                ..
+            } if *to == n("a") && hb.name == "b")),
+            "{actions:?}"
+        );
+        assert!(!actions.iter().any(|a| matches!(a, Action::Publish(_))));
+        assert!(
+            !actions.iter().any(|a| matches!(
+                a,
+                Action::Send {
+                    request: Request::Members,
+                    ..
+                }
+            )),
+            "the record held is current"
+        );
+    }
+
+    /// Issue 13: the coordinator takes heartbeats by request, refuses one out of bounds,
+    /// serves its membership record, and a node that does not coordinate sends the asker to
+    /// the one it follows.
+    #[test]
+    fn a_coordinator_takes_heartbeats_by_request_and_serves_its_record() {
+        let mut a = core("a");
+        let start = ELECTION_GRACE_MS + 100;
+        a.tick(start, 0, 0.0);
+        assert_eq!(a.leading(), Some(Term(1)));
+        a.take_actions();
+        let w = (*heartbeat("w", 1, false)).clone();
+        a.request(
+            n("w"),
+            Request::Alive(w.clone()),
+            ReplyTo::Outside(1),
+            start,
+        );
+        let mut long = w.clone();
+        long.addrs = vec!["/ip4/10.0.0.1".into(); limits::MAX_ADDRS + 1];
+        a.request(n("x"), Request::Alive(long), ReplyTo::Outside(2), start);
+        a.request(n("w"), Request::Members, ReplyTo::Outside(3), start);
+        let actions = a.take_actions();
+        let answer = |to: u64| {
+            actions.iter().find_map(|a| match a {
+                Action::Reply { to: t, response } if *t == to => Some(response.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(answer(1), Some(Response::Accepted));
+        assert!(matches!(answer(2), Some(Response::Rejected(m)) if m.contains("addresses")));
+        let Some(Response::Members { version, members }) = answer(3) else {
+            panic!("no record: {actions:?}");
+        };
+        assert_eq!(Some(version), a.membership().record_version());
+        let ids: Vec<NodeId> = members.into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![n("w")]);
+        // A follower asked for the record names its coordinator.
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 1, true), 100);
+        b.tick(200, 0, 0.0);
+        b.take_actions();
+        b.request(n("c"), Request::Members, ReplyTo::Outside(4), 300);
+        b.request(n("c"), Request::Alive(w), ReplyTo::Outside(5), 300);
+        let actions = b.take_actions();
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert!(actions.iter().all(|a| matches!(
+            a,
+            Action::Reply { response: Response::NotCoordinator(Some(c)), .. } if *c == n("a")
+        )));
+    }
+
+    /// Issue 13: a follower stops sending heartbeats to a coordinator that answers none
+    /// (frozen), and sends the next one to its successor at once, whatever its predecessor
+    /// left unanswered.
+    #[test]
+    fn heartbeats_unanswered_by_a_frozen_coordinator_do_not_silence_a_follower_to_the_next() {
+        let mut b = core("b");
+        let alive_to = |actions: &[Action]| -> Vec<NodeId> {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Send {
+                        to,
+                        request: Request::Alive(_),
+                        ..
+                    } => Some(to.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut sent = Vec::new();
+        let mut now = 100;
+        for seq in 1..=6 {
+            b.heard(n("a"), heartbeat("a", 1, true), now);
+            b.tick(now + 10, 0, 0.0);
+            sent.extend(alive_to(&b.take_actions()));
+            now += limits::HEARTBEAT_MS;
+            assert!(seq < 6 || b.coordinator() == Some(n("a")));
+        }
+        assert_eq!(
+            sent,
+            vec![n("a"); MAX_ALIVE_IN_FLIGHT],
+            "a few unanswered at most"
+        );
+        // Node c claims a higher term: b follows it and tells it at once.
+        b.heard(n("c"), heartbeat("c", 2, true), now);
+        b.tick(now + 10, 0, 0.0);
+        let mut to_c = alive_to(&b.take_actions());
+        b.tick(now + 10 + limits::HEARTBEAT_MS, 0, 0.0);
+        to_c.extend(alive_to(&b.take_actions()));
+        assert_eq!(b.coordinator(), Some(n("c")));
+        assert!(to_c.contains(&n("c")), "{to_c:?}");
+    }
+
+    /// Issue 13: a coordinator whose membership changes (a node fell silent) publishes its
+    /// heartbeat, naming the record's new version, at the same tick, not up to a second
+    /// later: its followers drop the node about when it does.
+    #[test]
+    fn a_coordinator_names_a_new_membership_at_once() {
+        let mut a = core("a");
+        let start = ELECTION_GRACE_MS + 100;
+        a.tick(start, 0, 0.0);
+        assert_eq!(a.leading(), Some(Term(1)));
+        let w = (*heartbeat("w", 1, false)).clone();
+        a.request(n("w"), Request::Alive(w), ReplyTo::Outside(1), start + 10);
+        let mut now = start + 10;
+        let mut published = Vec::new();
+        while now < start + 10 + limits::PEER_TIMEOUT_MS + 200 {
+            now += 100;
+            a.tick(now, 0, 0.0);
+            for action in a.take_actions() {
+                if let Action::Publish(hb) = action {
+                    published.push((now, hb.members));
+                }
+            }
+        }
+        assert!(!a.membership().is_member(&n("w")), "w fell silent");
+        let gone_at = start + 10 + limits::PEER_TIMEOUT_MS + 100;
+        let last = published.last().expect("heartbeats");
+        assert_eq!(
+            last.0, gone_at,
+            "published at the tick w was dropped: {published:?}"
+        );
+        assert_eq!(last.1, a.membership().record_version());
     }
 }

@@ -1,7 +1,9 @@
 //! The replicated job table: every node holds a copy of every job record. Only the coordinator
-//! writes records (each write raises the record's [`Version`]); peers advertise
-//! `(id, version)` digests in their heartbeats, and a node pulls every record a peer holds in
-//! a newer version than its own.
+//! writes records (each write raises the record's [`Version`]). A heartbeat advertises the
+//! `(id, version)` of the records its node changed most recently, and a digest of its whole
+//! table ([`TableDigest`]); a node pulls every record a peer advertises in a newer version than
+//! its own, and when the digests still differ, the peer's whole list of versions
+//! ([`Request::Digests`]), from which it goes on pulling until it holds what the list names.
 //!
 //! Whom a node pulls from is the core's rule ([`super::Core::heard`]): a follower pulls only
 //! from the coordinator it follows, and a coordinator pulls from its peers only jobs it holds
@@ -11,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
-    BlobHash, Job, JobDigest, JobId, NodeId, Response, Term, Version, limits,
+    BlobHash, Job, JobDigest, JobId, NodeId, Response, TableDigest, Term, Version, limits,
 };
 use tracing::{debug, warn};
 
@@ -21,13 +23,29 @@ use rendermesh_protocol::Request;
 /// Job records pulled at once.
 pub const MAX_PULLS: usize = 8;
 
+/// A list of versions that named nothing to pull is not asked for again from the same peer
+/// for this long (two tables may differ for good: a record this node holds in a newer version
+/// than its new coordinator, which will supersede it at its next write).
+pub const LIST_AGAIN_MS: super::Millis = 30_000;
+
+/// A peer's list of versions this node goes on pulling from.
+#[derive(Debug)]
+struct Backlog {
+    /// Records newer than this node's copies, still to pull.
+    digests: Vec<JobDigest>,
+    /// Only records written before this term.
+    below: Option<Term>,
+    /// Only jobs this node holds no record of.
+    only_new: bool,
+}
+
 /// One node's copy of every job record, and the pulls under way.
 #[derive(Debug, Default)]
 pub struct JobTable {
     jobs: BTreeMap<JobId, Job>,
     /// Pulls under way: the ticket of each `GetJob`, the job it asks for, and the term the
     /// answer's version must stay below, if any.
-    pulling: BTreeMap<Ticket, (JobId, Option<Term>)>,
+    pulling: BTreeMap<Ticket, (JobId, Option<Term>, NodeId)>,
     /// The version of each record as it was last handed out to be written to disk.
     saved: BTreeMap<JobId, Version>,
     /// Tombstones forgotten in this run: never pulled back from a peer that still holds one.
@@ -37,6 +55,20 @@ pub struct JobTable {
     /// A record may have changed since [`JobTable::unsaved`] last looked: set by every way
     /// to write one, so that the look (after every event) costs nothing when none did.
     touched: bool,
+    /// When each record last changed here, on a counter of this node's own.
+    stamps: BTreeMap<JobId, u64>,
+    /// The same, by stamp: the records changed most recently last.
+    by_stamp: BTreeMap<u64, JobId>,
+    /// The last stamp given.
+    stamp: u64,
+    /// The digest of the whole table, until a record changes.
+    digest: std::cell::OnceCell<TableDigest>,
+    /// Lists of versions asked for: the peer, and what to pull from its list.
+    listing: BTreeMap<Ticket, (NodeId, Option<Term>, bool)>,
+    /// Per peer, when its list may be asked for again.
+    listed: BTreeMap<NodeId, super::Millis>,
+    /// Per peer, the records its list names that are still to pull.
+    backlog: BTreeMap<NodeId, Backlog>,
 }
 
 impl JobTable {
@@ -47,7 +79,7 @@ impl JobTable {
 
     /// One job, to write (the coordinator only).
     pub fn get_mut(&mut self, id: &JobId) -> Option<&mut Job> {
-        self.touched = true;
+        self.touch();
         self.jobs.get_mut(id)
     }
 
@@ -58,7 +90,7 @@ impl JobTable {
 
     /// Adds a record this node wrote (the coordinator accepting a job).
     pub fn insert(&mut self, job: Job) {
-        self.touched = true;
+        self.touch();
         self.jobs.insert(job.id, job);
     }
 
@@ -75,7 +107,49 @@ impl JobTable {
             self.jobs.insert(job.id, job);
             kept += 1;
         }
+        // Restored records count as changed in the order they were created.
+        let mut ids: Vec<(u64, JobId)> = self.jobs.values().map(|j| (j.created_ms, j.id)).collect();
+        ids.sort();
+        for (_, id) in ids {
+            self.stamp_changed(id);
+        }
+        self.digest = Default::default();
         kept
+    }
+
+    /// A record may change: the digest is made again when next asked for.
+    fn touch(&mut self) {
+        self.touched = true;
+        self.digest = Default::default();
+    }
+
+    /// Record `id` changed just now.
+    fn stamp_changed(&mut self, id: JobId) {
+        self.stamp += 1;
+        if let Some(old) = self.stamps.insert(id, self.stamp) {
+            self.by_stamp.remove(&old);
+        }
+        self.by_stamp.insert(self.stamp, id);
+    }
+
+    /// The digest of the whole table: how many records, and a hash of every id and version.
+    pub fn digest(&self) -> TableDigest {
+        *self
+            .digest
+            .get_or_init(|| TableDigest::of(self.jobs.iter().map(|(id, j)| (id, j.version))))
+    }
+
+    /// The version of every record, in id order (the answer to `Digests`), at most
+    /// [`limits::MAX_TABLE`].
+    pub fn versions(&self) -> Vec<JobDigest> {
+        self.jobs
+            .values()
+            .take(limits::MAX_TABLE)
+            .map(|j| JobDigest {
+                id: j.id,
+                version: j.version,
+            })
+            .collect()
     }
 
     /// Every record whose version changed since it was last handed out to be written, now
@@ -92,6 +166,9 @@ impl JobTable {
                 out.push(job.clone());
             }
         }
+        for job in &out {
+            self.stamp_changed(job.id);
+        }
         out
     }
 
@@ -107,9 +184,15 @@ impl JobTable {
             })
             .map(|j| j.id)
             .collect();
+        if !old.is_empty() {
+            self.digest = Default::default();
+        }
         for id in &old {
             self.jobs.remove(id);
             self.saved.remove(id);
+            if let Some(stamp) = self.stamps.remove(id) {
+                self.by_stamp.remove(&stamp);
+            }
             self.forgotten.insert(*id);
             self.unsaved_forgotten.push(*id);
         }
@@ -166,7 +249,7 @@ impl JobTable {
 
     /// Every record, to write (the coordinator only), in id order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Job> {
-        self.touched = true;
+        self.touch();
         self.jobs.values_mut()
     }
 
@@ -177,10 +260,13 @@ impl JobTable {
         jobs
     }
 
-    /// What this node's heartbeat advertises: the newest records' ids and versions.
+    /// What this node's heartbeat advertises: the ids and versions of the records that
+    /// changed here most recently, the latest first, at most [`limits::MAX_DIGESTS`].
     pub fn digests(&self) -> Vec<JobDigest> {
-        self.newest_first()
-            .into_iter()
+        self.by_stamp
+            .values()
+            .rev()
+            .filter_map(|id| self.jobs.get(id))
             .take(limits::MAX_DIGESTS)
             .map(|j| JobDigest {
                 id: j.id,
@@ -202,7 +288,7 @@ impl JobTable {
             .is_none_or(|mine| job.version > mine.version);
         if newer {
             debug!(job = %job.id.short(), version = ?job.version, "job record updated");
-            self.touched = true;
+            self.touch();
             self.jobs.insert(job.id, job);
         }
         newer
@@ -232,19 +318,109 @@ impl JobTable {
                 && !self.forgotten.contains(&d.id)
                 && !(only_new && self.contains(&d.id))
                 && below.is_none_or(|t| d.version.term < t)
-                && !self.pulling.values().any(|(id, _)| *id == d.id)
+                && !self.pulling.values().any(|(id, ..)| *id == d.id)
             {
                 let ticket = out.send(peer.clone(), Request::GetJob(d.id));
-                self.pulling.insert(ticket, (d.id, below));
+                self.pulling.insert(ticket, (d.id, below, peer.clone()));
             }
         }
     }
 
-    /// The answer to a pull. Returns false when `ticket` is not a pull.
-    pub fn pulled(&mut self, ticket: Ticket, answer: &Result<Response, String>) -> bool {
-        let Some((id, below)) = self.pulling.remove(&ticket) else {
+    /// Pulls from `peer` what its heartbeat advertises (as [`JobTable::pull`]), then, when
+    /// `its` table digest still differs from this node's and nothing is being pulled, asks
+    /// for its whole list of versions at `now` (unless a list of it named nothing to pull
+    /// within [`LIST_AGAIN_MS`]) and goes on pulling from it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn catch_up(
+        &mut self,
+        peer: &NodeId,
+        advertised: &[JobDigest],
+        its: TableDigest,
+        below: Option<Term>,
+        only_new: bool,
+        now: super::Millis,
+        out: &mut Outbox,
+    ) {
+        self.pull(peer, advertised, below, only_new, out);
+        self.drain(peer, out);
+        if its == self.digest()
+            || !self.pulling.is_empty()
+            || self.backlog.contains_key(peer)
+            || self.listing.values().any(|(p, ..)| p == peer)
+            || self.listed.get(peer).is_some_and(|at| now < *at)
+        {
+            return;
+        }
+        self.list(peer, below, only_new, out);
+    }
+
+    /// Asks `peer` for its whole list of versions, to pull from it (as [`JobTable::pull`]).
+    pub fn list(&mut self, peer: &NodeId, below: Option<Term>, only_new: bool, out: &mut Outbox) {
+        debug!(peer = %peer.short(), "job tables differ: asking for the whole list of versions");
+        let ticket = out.send(peer.clone(), Request::Digests);
+        self.listing.insert(ticket, (peer.clone(), below, only_new));
+    }
+
+    /// Pulls from `peer`'s list what is still newer here, [`MAX_PULLS`] at a time.
+    fn drain(&mut self, peer: &NodeId, out: &mut Outbox) {
+        let Some(mut backlog) = self.backlog.remove(peer) else {
+            return;
+        };
+        backlog.digests.retain(|d| {
+            self.is_newer(&d.id, d.version)
+                && !self.forgotten.contains(&d.id)
+                && !(backlog.only_new && self.contains(&d.id))
+                && backlog.below.is_none_or(|t| d.version.term < t)
+        });
+        let digests = std::mem::take(&mut backlog.digests);
+        self.pull(peer, &digests, backlog.below, backlog.only_new, out);
+        backlog.digests = digests;
+        if !backlog.digests.is_empty() {
+            self.backlog.insert(peer.clone(), backlog);
+        }
+    }
+
+    /// Goes on pulling from every list of versions not exhausted yet.
+    pub fn drain_all(&mut self, out: &mut Outbox) {
+        let peers: Vec<NodeId> = self.backlog.keys().cloned().collect();
+        for peer in peers {
+            self.drain(&peer, out);
+        }
+    }
+
+    /// The answer to a pull or to a list of versions at `now`. Returns false when `ticket`
+    /// is neither.
+    pub fn pulled(
+        &mut self,
+        ticket: Ticket,
+        answer: &Result<Response, String>,
+        now: super::Millis,
+        out: &mut Outbox,
+    ) -> bool {
+        if let Some((peer, below, only_new)) = self.listing.remove(&ticket) {
+            if let Ok(Response::Digests(list)) = answer {
+                let digests: Vec<JobDigest> =
+                    list.iter().take(limits::MAX_TABLE).cloned().collect();
+                self.backlog.insert(
+                    peer.clone(),
+                    Backlog {
+                        digests,
+                        below,
+                        only_new,
+                    },
+                );
+                self.drain(&peer, out);
+                if !self.backlog.contains_key(&peer) {
+                    // Nothing to pull: the tables differ for good, for now.
+                    self.listed.insert(peer, now + LIST_AGAIN_MS);
+                }
+            }
+            return true;
+        }
+        let Some((id, below, peer)) = self.pulling.remove(&ticket) else {
             return false;
         };
+        let mut kept = false;
         if let Ok(Response::Job(job)) = answer
             && job.id == id
         {
@@ -253,9 +429,15 @@ impl JobTable {
                 warn!(job = %id.short(), version = ?job.version,
                       "a peer's job record claims this coordinator's term: not kept");
             } else {
-                self.offer((**job).clone());
+                kept = self.offer((**job).clone());
             }
         }
+        // A record its list named that the peer did not give is not asked for again from
+        // that list; the next pulls go out at once.
+        if !kept && let Some(backlog) = self.backlog.get_mut(&peer) {
+            backlog.digests.retain(|d| d.id != id);
+        }
+        self.drain(&peer, out);
         true
     }
 }
@@ -297,5 +479,127 @@ mod tests {
         assert!(!table.offer(forged));
         let kept = table.get(&JobId([5; 16])).expect("the first record");
         assert_eq!(kept.version.seq, 1);
+    }
+
+    /// Record `id` (a byte) in version `seq` of term 1.
+    fn record(id: u8, seq: u64) -> Job {
+        let mut job = job(FrameRange::new(1, 4).expect("a range"), seq);
+        job.id = JobId([id; 16]);
+        job
+    }
+
+    fn digest(job: &Job) -> JobDigest {
+        JobDigest {
+            id: job.id,
+            version: job.version,
+        }
+    }
+
+    /// The `GetJob` and `Digests` requests `out` holds.
+    fn asked(out: &mut Outbox) -> (Vec<(JobId, Ticket)>, Vec<Ticket>) {
+        let mut pulls = Vec::new();
+        let mut lists = Vec::new();
+        for action in out.take_actions() {
+            match action {
+                super::super::Action::Send {
+                    request: Request::GetJob(id),
+                    ticket,
+                    ..
+                } => pulls.push((id, ticket)),
+                super::super::Action::Send {
+                    request: Request::Digests,
+                    ticket,
+                    ..
+                } => lists.push(ticket),
+                _ => {}
+            }
+        }
+        (pulls, lists)
+    }
+
+    /// A follower of node "coordinator" hearing it advertise `advertised` and `digest` at `now`.
+    fn follow(
+        mine: &mut JobTable,
+        advertised: &[JobDigest],
+        digest: TableDigest,
+        now: super::super::Millis,
+        out: &mut Outbox,
+    ) {
+        let coordinator = NodeId::from_bytes(*b"coordinator").expect("a node id");
+        mine.catch_up(&coordinator, advertised, digest, None, false, now, out);
+    }
+
+    /// Issue 13: a heartbeat names only the records changed most recently; a node whose
+    /// table still differs from its coordinator's by digest pulls the whole list of versions
+    /// and then every record it names, until the tables agree; a list that names nothing
+    /// to pull is not asked for again for a while.
+    #[test]
+    fn a_table_that_differs_pulls_the_list_and_every_record_it_names() {
+        let mut theirs = JobTable::default();
+        let records: Vec<Job> = (0..20).map(|i| record(i, 3)).collect();
+        for r in &records {
+            theirs.insert(r.clone());
+            theirs.unsaved();
+        }
+        assert_eq!(theirs.digests().len(), limits::MAX_DIGESTS);
+        assert_eq!(
+            theirs.digests()[0].id,
+            JobId([19; 16]),
+            "the latest change first"
+        );
+        let mut mine = JobTable::default();
+        let mut out = Outbox::new(NodeId::from_bytes(*b"me").expect("a node id"));
+        // Nothing advertised, but the digests differ: the whole list is asked for.
+        follow(&mut mine, &[], theirs.digest(), 0, &mut out);
+        let (pulls, lists) = asked(&mut out);
+        assert!(pulls.is_empty());
+        assert_eq!(lists.len(), 1);
+        let list = Ok(Response::Digests(theirs.versions()));
+        assert!(mine.pulled(lists[0], &list, 10, &mut out));
+        // Then every record, a few at a time, each answer sending the next pull.
+        let mut rounds = 0;
+        loop {
+            let (pulls, lists) = asked(&mut out);
+            assert!(lists.is_empty());
+            if pulls.is_empty() {
+                break;
+            }
+            assert!(pulls.len() <= MAX_PULLS);
+            for (id, ticket) in pulls {
+                let job = theirs.get(&id).expect("listed").clone();
+                assert!(mine.pulled(ticket, &Ok(Response::Job(Box::new(job))), 20, &mut out));
+            }
+            rounds += 1;
+        }
+        assert!(rounds >= 20 / MAX_PULLS);
+        assert_eq!(mine.digest(), theirs.digest(), "the tables agree");
+        follow(&mut mine, &[], theirs.digest(), 30, &mut out);
+        assert_eq!(asked(&mut out), (Vec::new(), Vec::new()));
+        // A record held here in a newer version than the coordinator's: the list names
+        // nothing to pull, and is not asked for again within LIST_AGAIN_MS.
+        mine.offer(record(0, 9));
+        follow(&mut mine, &[], theirs.digest(), 40, &mut out);
+        let (_, lists) = asked(&mut out);
+        assert_eq!(lists.len(), 1);
+        assert!(mine.pulled(lists[0], &list, 50, &mut out));
+        assert_eq!(asked(&mut out), (Vec::new(), Vec::new()));
+        follow(&mut mine, &[], theirs.digest(), 60, &mut out);
+        assert_eq!(asked(&mut out), (Vec::new(), Vec::new()));
+        follow(
+            &mut mine,
+            &[],
+            theirs.digest(),
+            50 + LIST_AGAIN_MS,
+            &mut out,
+        );
+        assert_eq!(asked(&mut out).1.len(), 1, "asked again");
+        // What a heartbeat advertises newer is pulled at once.
+        let newer = record(5, 7);
+        follow(&mut mine, &[digest(&newer)], theirs.digest(), 70, &mut out);
+        let (pulls, _) = asked(&mut out);
+        assert_eq!(
+            pulls.iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![newer.id]
+        );
     }
 }

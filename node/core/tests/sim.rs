@@ -359,3 +359,72 @@ fn a_node_alone_claims_at_once_and_renders_its_job() {
     // every run checks that).
     assert_eq!(sim.probes, 1);
 }
+
+/// Issue 13: what a node handles per second does not grow with the mesh. Only the coordinator
+/// gossips its heartbeat; every other node sends its own to the coordinator and learns the mesh
+/// from the coordinator's membership record, and the job table by digest. Settled meshes of 10
+/// and 100 nodes with jobs done: every node knows every other and holds the coordinator's
+/// table, and over 10 virtual seconds each follower receives a few messages a second at either
+/// size (it received one heartbeat per peer per second before), the coordinator one per node.
+#[test]
+fn a_settled_mesh_costs_each_follower_a_few_messages_a_second_at_any_size() {
+    let mut per_follower = Vec::new();
+    for nodes in [10, 100] {
+        let config = Config {
+            duration: u64::MAX / 2,
+            jobs: 40,
+            frames: 1,
+            checks: 0,
+            traffic: true,
+            ..Config::calm(nodes)
+        };
+        let mut sim = Sim::new(config, 1);
+        while sim.now < SPEED_SUBMIT_MS || !sim.finished() {
+            sim.step();
+        }
+        let deadline = sim.now + 60_000;
+        let agree = |sim: &Sim| {
+            sim.tables_agree()
+                && sim
+                    .nodes
+                    .iter()
+                    .all(|n| n.core.membership().members().count() == nodes - 1)
+        };
+        while sim.now < deadline && !agree(&sim) {
+            sim.step();
+        }
+        assert!(
+            agree(&sim),
+            "{nodes} nodes never agreed on the table and the members"
+        );
+        let before = sim.traffic.clone();
+        let start = sim.now;
+        while sim.now < start + 10_000 {
+            sim.step();
+        }
+        let coordinator = (0..nodes)
+            .find(|&i| sim.nodes[i].core.leading().is_some())
+            .expect("a coordinator");
+        let received = |i: usize| (sim.traffic[i].messages - before[i].messages) as f64 / 10.0;
+        let followers: Vec<f64> = (0..nodes)
+            .filter(|&i| i != coordinator)
+            .map(received)
+            .collect();
+        let worst = followers.iter().copied().fold(0.0, f64::max);
+        let mean = followers.iter().sum::<f64>() / followers.len() as f64;
+        assert!(
+            worst <= 5.0,
+            "{nodes} nodes: a follower received {worst} messages a second"
+        );
+        assert!(
+            received(coordinator) <= 2.0 * nodes as f64,
+            "{nodes} nodes: the coordinator received {} a second",
+            received(coordinator)
+        );
+        per_follower.push(mean);
+    }
+    assert!(
+        per_follower[1] <= 2.0 * per_follower[0],
+        "per follower: {per_follower:?} messages a second at 10 and 100 nodes"
+    );
+}

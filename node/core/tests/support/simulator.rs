@@ -1664,6 +1664,8 @@ impl Sim {
                     disk_free: None,
                     low_disk: false,
                     leaving: false,
+                    table: Default::default(),
+                    members: None,
                 };
                 self.nodes[i].core.heard(rogue.clone(), Arc::new(hb), now);
                 self.perform(i);
@@ -1749,6 +1751,15 @@ impl Sim {
                     .is_some_and(|c| c.node == self.nodes[leader].id && Some(c.term) == term)
         });
         all.then_some(leader)
+    }
+
+    /// Whether a node coordinates and every node holds the same job table as it (by digest).
+    pub fn tables_agree(&self) -> bool {
+        let Some(c) = self.nodes.iter().find(|n| n.core.leading().is_some()) else {
+            return false;
+        };
+        let digest = c.core.table().digest();
+        self.nodes.iter().all(|n| n.core.table().digest() == digest)
     }
 
     /// Every client's job is accepted and done on the agreed coordinator.
