@@ -99,9 +99,10 @@ pub struct Membership {
     /// While it coordinates: the version of its membership record, raised with every change
     /// that counts.
     record_seq: u64,
-    /// While it follows: the coordinator whose record it holds, that record's version, and
-    /// the members it names (alive on the coordinator's word while the coordinator is heard).
-    record: Option<(NodeId, Version)>,
+    /// While it follows: the coordinator whose record it holds, and that record's version
+    /// (`None` until the first one arrives); the members it names are alive on the
+    /// coordinator's word while the coordinator is heard.
+    record: Option<(NodeId, Option<Version>)>,
     /// When the coordinator whose record this node holds was last heard.
     vouched_at: Millis,
 }
@@ -180,8 +181,9 @@ impl Membership {
             .collect()
     }
 
-    /// The version of the coordinator's record this node holds, and whose it is.
-    pub fn held_record(&self) -> Option<&(NodeId, Version)> {
+    /// Whose record this node holds, and its version (`None`: it follows that coordinator
+    /// and has not had its record yet).
+    pub fn held_record(&self) -> Option<&(NodeId, Option<Version>)> {
         self.record.as_ref()
     }
 
@@ -204,7 +206,7 @@ impl Membership {
             || self
                 .record
                 .as_ref()
-                .is_some_and(|(who, v)| who == from && *v >= version)
+                .is_some_and(|(who, v)| who == from && *v >= Some(version))
         {
             return (joined, gone);
         }
@@ -245,8 +247,12 @@ impl Membership {
             listed.insert(id);
         }
         // The members the record held before named and this one does not: gone, when the
-        // same coordinator dropped them; else heard no more on anyone's word.
-        let same_coordinator = self.record.as_ref().is_some_and(|(who, _)| who == from);
+        // same coordinator dropped them; else (another coordinator's, or the members this
+        // node knew when it began following) heard no more on anyone's word.
+        let same_coordinator = self
+            .record
+            .as_ref()
+            .is_some_and(|(who, v)| who == from && v.is_some());
         let vouched_at = self.vouched_at;
         let dropped: Vec<NodeId> = self
             .members
@@ -263,7 +269,7 @@ impl Membership {
                 m.listed = false;
             }
         }
-        self.record = Some((from.clone(), version));
+        self.record = Some((from.clone(), Some(version)));
         (joined, gone)
     }
 
@@ -286,6 +292,22 @@ impl Membership {
             m.listed = false;
         }
         self.record = None;
+    }
+
+    /// This node begins following `coordinator`: every member it knows counts as named by its
+    /// record until the record arrives. They stopped gossiping when they began following it
+    /// too, and would otherwise time out here before the record names them; should the
+    /// coordinator die first, each has a whole timeout from its silence to be heard (the
+    /// election must not run without the smallest live id).
+    fn vouch_until_recorded(&mut self, coordinator: &NodeId) {
+        self.unlist_all();
+        for (_, m) in self.members.iter_mut().filter(|(id, _)| *id != coordinator) {
+            m.listed = true;
+        }
+        self.record = Some((coordinator.clone(), None));
+        if let Some(c) = self.members.get(coordinator) {
+            self.vouched_at = self.vouched_at.max(c.last_seen);
+        }
     }
 
     /// The coordinator `from` was heard at `now`: every member of its record this node holds
@@ -506,6 +528,9 @@ impl Membership {
                 self.max_term = self.max_term.max(claim.term);
                 if self.following.as_ref() == Some(&claim) && !was_leading {
                     return None;
+                }
+                if self.following.as_ref().is_none_or(|c| c.node != claim.node) {
+                    self.vouch_until_recorded(&claim.node);
                 }
                 self.following = Some(claim.clone());
                 Some(Change::Follow {
@@ -841,8 +866,9 @@ mod tests {
         assert_eq!(boot.elect(LATER), None, "nobody eligible");
         boot.heard(n(4), hb(4, 1, 1, true), LATER);
         assert!(matches!(boot.elect(LATER), Some(Change::Follow { .. })));
-        // Its claimant gone, the view has nobody.
-        assert_eq!(boot.expire(LATER + limits::PEER_TIMEOUT_MS + 1).len(), 2);
+        // Its claimant gone, the view has nobody (node 9, known when it began following,
+        // has a timeout from the coordinator's silence to be heard).
+        assert_eq!(boot.expire(LATER + limits::PEER_TIMEOUT_MS + 1), vec![n(4)]);
         assert_eq!(
             boot.elect(LATER + limits::PEER_TIMEOUT_MS + 1),
             Some(Change::Nobody {
@@ -993,6 +1019,46 @@ mod tests {
         assert_eq!(c.expire(later), vec![n(2)]);
         assert_eq!(c.elect(later), Some(Change::Lead(Term(2))));
         assert!(c.is_member(&n(4)));
+    }
+
+    /// Issue 13: the peers a node knew when it began following stopped gossiping then, as they
+    /// began following too. Until the coordinator's record arrives they live on its word: a
+    /// coordinator that dies first leaves them a whole timeout from its silence, so the
+    /// smallest of them still takes over (a fresh-clone CI run saw the next smallest claim).
+    #[test]
+    fn the_peers_known_on_following_live_on_the_coordinators_word_until_its_record() {
+        let mut c = Membership::new(n(3), Role::Worker, 0);
+        c.heard(n(2), hb(2, 1, 0, false), LATER - 900);
+        c.heard(n(1), hb(1, 2, 1, true), LATER);
+        assert!(matches!(c.elect(LATER), Some(Change::Follow { .. })));
+        assert_eq!(c.held_record(), Some(&(n(1), None)), "a record to pull");
+        // Node 2 went quiet (it follows node 1 too); node 1 is heard, then dies.
+        c.heard(n(1), hb(1, 3, 1, true), LATER + 1_000);
+        c.vouch(&n(1), LATER + 1_000);
+        let silent = LATER + 1_000 + limits::PEER_TIMEOUT_MS + 1;
+        assert_eq!(c.expire(silent), vec![n(1)], "only the coordinator");
+        assert_eq!(
+            c.elect(silent),
+            Some(Change::Nobody {
+                stepped_down: false
+            }),
+            "node 2, the smallest, claims: c waits"
+        );
+        c.heard(n(2), hb(2, 2, 2, true), silent + 500);
+        assert!(matches!(
+            c.elect(silent + 500),
+            Some(Change::Follow { claim, .. }) if claim.node == n(2)
+        ));
+        // The record names its members; the first one drops none that the node knew.
+        let mut d = Membership::new(n(4), Role::Worker, 0);
+        d.heard(n(3), hb(3, 1, 0, false), LATER);
+        d.heard(n(1), hb(1, 2, 1, true), LATER);
+        d.elect(LATER);
+        let (v, members) = record_of(&[2, 4], 1);
+        let (joined, gone) = d.apply_record(&n(1), v, members, LATER + 100);
+        assert_eq!((joined.len(), gone), (1, Vec::new()), "node 2 joined");
+        assert_eq!(d.held_record(), Some(&(n(1), Some(v))));
+        assert!(d.is_member(&n(3)), "on its own word for a timeout more");
     }
 
     #[test]

@@ -418,8 +418,14 @@ impl Core {
                 self.table
                     .catch_up(&from, &hb.jobs, hb.table, None, false, now, &mut self.out);
                 let held = self.membership.held_record();
-                let stale = held.is_none_or(|(who, v)| *who != from || Some(*v) != hb.members);
-                if stale && hb.members.is_some() && self.members_pull.is_none() {
+                let stale = held.is_none_or(|(who, v)| *who != from || *v != hb.members);
+                // One pull at a time, but one to a coordinator since replaced (frozen, say)
+                // does not hold up its successor's.
+                let pulling = self
+                    .members_pull
+                    .as_ref()
+                    .is_some_and(|(_, to)| *to == from);
+                if stale && hb.members.is_some() && !pulling {
                     let ticket = self.out.send(from.clone(), Request::Members);
                     self.members_pull = Some((ticket, from.clone()));
                 }
@@ -1935,6 +1941,47 @@ mod tests {
             )),
             "the record held is current"
         );
+    }
+
+    /// Issue 13: a record pull left unanswered by a coordinator that fell silent (frozen, its
+    /// connection still open) does not stop the node pulling its successor's record.
+    #[test]
+    fn an_unanswered_record_pull_does_not_hold_up_the_next_coordinators() {
+        let mut b = core("b");
+        let version = |term| rendermesh_protocol::Version {
+            term: Term(term),
+            seq: 1,
+        };
+        let pulls = |b: &mut Core| -> Vec<NodeId> {
+            b.take_actions()
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Send {
+                        to,
+                        request: Request::Members,
+                        ..
+                    } => Some(to),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut a = heartbeat("a", 1, true);
+        Arc::make_mut(&mut a).members = Some(version(1));
+        b.heard(n("a"), a.clone(), 100);
+        b.tick(200, 0, 0.0);
+        b.heard(n("a"), a, 300);
+        assert_eq!(pulls(&mut b), vec![n("a")]);
+        // a falls silent without answering; c claims the next term.
+        let silent = 300 + limits::PEER_TIMEOUT_MS + 1;
+        b.tick(silent, 0, 0.0);
+        let mut c = heartbeat("c", 2, true);
+        Arc::make_mut(&mut c).members = Some(version(2));
+        b.heard(n("c"), c.clone(), silent + 10);
+        b.tick(silent + 20, 0, 0.0);
+        assert_eq!(b.coordinator(), Some(n("c")));
+        b.take_actions();
+        b.heard(n("c"), c, silent + 1_000);
+        assert_eq!(pulls(&mut b), vec![n("c")]);
     }
 
     /// Issue 13: the coordinator takes heartbeats by request, refuses one out of bounds,
