@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::fetch::Fetcher;
-use crate::probe_cache::ProbeCache;
+use crate::probe_cache::{ProbeCache, Question};
 use crate::render::{BlendFile, Blender, Progress, RenderError, Sandbox, Session};
 use crate::store::BlobStore;
 
@@ -129,8 +129,9 @@ impl BlenderRenderer {
         }
     }
 
-    /// Remembers the engines probe's answer in `cache`, and asks it first: a node restarted,
-    /// or another node on the machine, knows its engines without starting Blender.
+    /// Remembers Blender's version and the engines probe's answer in `cache`, and asks it
+    /// first: a node restarted, or another node on the machine, knows them without starting
+    /// Blender.
     pub fn with_probe_cache(mut self, cache: ProbeCache) -> Self {
         self.probe_cache = Some(cache);
         self
@@ -227,8 +228,36 @@ impl BlenderRenderer {
 #[async_trait]
 impl Renderer for BlenderRenderer {
     async fn version(&self) -> Option<String> {
+        let exe = self.blender.exe();
+        let bwrap = match self.blender.sandbox() {
+            Sandbox::Off => None,
+            Sandbox::Bubblewrap(bwrap) => Some(bwrap.as_path()),
+        };
+        let known = || {
+            self.probe_cache
+                .as_ref()
+                .and_then(|c| c.version(exe, bwrap, SystemTime::now()))
+        };
+        if let Some(v) = known() {
+            info!(version = %v, "Blender's version known from an earlier run on this machine");
+            return Some(v);
+        }
+        // Nodes started together on this machine ask once: the others wait for its answer.
+        let _turn = match &self.probe_cache {
+            Some(cache) => cache.turn(Question::Version, exe, bwrap).await,
+            None => None,
+        };
+        if let Some(v) = known() {
+            info!(version = %v, "Blender's version known from an earlier run on this machine");
+            return Some(v);
+        }
         let error = match self.blender.version().await {
-            Ok(v) => return Some(v),
+            Ok(v) => {
+                if let Some(cache) = &self.probe_cache {
+                    cache.put_version(exe, bwrap, &v, SystemTime::now());
+                }
+                return Some(v);
+            }
             Err(e) => e,
         };
         if *self.blender.sandbox() != Sandbox::Off
@@ -261,8 +290,21 @@ impl Renderer for BlenderRenderer {
             return self.blender.engines().await;
         };
         let exe = self.blender.exe();
-        let sandboxed = *self.blender.sandbox() != Sandbox::Off;
-        if let Some(engines) = cache.get(exe, sandboxed, SystemTime::now()) {
+        let bwrap = match self.blender.sandbox() {
+            Sandbox::Off => None,
+            Sandbox::Bubblewrap(bwrap) => Some(bwrap.as_path()),
+        };
+        let known = || cache.get(exe, bwrap, SystemTime::now());
+        if let Some(engines) = known() {
+            info!(
+                ?engines,
+                "engines known from an earlier probe on this machine"
+            );
+            return engines;
+        }
+        // Nodes started together on this machine probe once: the others wait for its answer.
+        let _turn = cache.turn(Question::Engines, exe, bwrap).await;
+        if let Some(engines) = known() {
             info!(
                 ?engines,
                 "engines known from an earlier probe on this machine"
@@ -272,7 +314,7 @@ impl Renderer for BlenderRenderer {
         let engines = self.blender.engines().await;
         // A Blender that did not answer is asked again next time.
         if !engines.is_empty() {
-            cache.put(exe, sandboxed, &engines, SystemTime::now());
+            cache.put(exe, bwrap, &engines, SystemTime::now());
             info!(?engines, "engines probed, and remembered on this machine");
         }
         engines

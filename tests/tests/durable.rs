@@ -167,8 +167,8 @@ fn a_whole_mesh_killed_at_once_carries_on_its_jobs_from_disk() -> Result<()> {
     assert_eq!(done["state"], "Done");
     download_and_compare(&nodes[2], &fx, &cut, FRAMES.0, FRAMES.1)?;
     download_and_compare(&nodes[0], &fx, &before, 1, 3)?;
-    // Idle again, each restarted node knows its engines without starting Blender to ask:
-    // the machine remembers them.
+    // Idle again, each restarted node knows its Blender's version and engines without
+    // starting Blender to ask: the machine remembers them.
     wait_for(
         "the restarted nodes to know their engines",
         Duration::from_secs(30),
@@ -176,8 +176,9 @@ fn a_whole_mesh_killed_at_once_carries_on_its_jobs_from_disk() -> Result<()> {
             nodes
                 .iter()
                 .all(|n| {
-                    n.log_text()
-                        .contains("engines known from an earlier probe on this machine")
+                    let log = n.log_text();
+                    log.contains("engines known from an earlier probe on this machine")
+                        && log.contains("version known from an earlier run on this machine")
                 })
                 .then_some(())
         },
