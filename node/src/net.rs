@@ -58,8 +58,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_LAN_REDIALS: u32 = 6;
 /// How often bootstrap and LAN peers we are not connected to are dialled again.
 const REDIAL_EVERY: Duration = Duration::from_secs(5);
-/// How often Kademlia looks for more peers.
+/// How often Kademlia looks for more peers while this node is in touch with no rendermesh
+/// node but bootstrap nodes (it is joining, or cut off).
 const KAD_BOOTSTRAP_EVERY: Duration = Duration::from_secs(30);
+/// How often once it is in touch with one: the coordinator's membership record names every
+/// member and its addresses, so the lookups only find what the record missed (two groups that
+/// joined through different bootstrap nodes, say). Each lookup asks up to 20 peers, and every
+/// node answering every other's cost an idle 40-node mesh half of each node's CPU at 30 s
+/// (`scripts/idle-cpu`, docs/BENCHMARKS.md).
+const KAD_BOOTSTRAP_SETTLED: Duration = Duration::from_secs(300);
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -582,6 +589,7 @@ struct NetActor {
 impl NetActor {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut kad_tick = tokio::time::interval(KAD_BOOTSTRAP_EVERY);
+        let mut last_lookup = tokio::time::Instant::now();
         let mut redial = tokio::time::interval(REDIAL_EVERY);
         loop {
             tokio::select! {
@@ -604,6 +612,10 @@ impl NetActor {
                     self.count_contacts();
                 }
                 _ = kad_tick.tick() => {
+                    if self.in_touch() && last_lookup.elapsed() < KAD_BOOTSTRAP_SETTLED {
+                        continue;
+                    }
+                    last_lookup = tokio::time::Instant::now();
                     // Fails harmlessly (NoKnownPeers) while the routing table is empty.
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
@@ -611,6 +623,14 @@ impl NetActor {
             }
         }
         debug!("network actor stopped");
+    }
+
+    /// Whether this node is connected to a rendermesh node that is not one of its bootstrap
+    /// nodes: it has found the mesh.
+    fn in_touch(&self) -> bool {
+        self.rendermesh_peers
+            .iter()
+            .any(|p| self.bootstrap.iter().all(|(b, _)| b != p) && self.swarm.is_connected(p))
     }
 
     /// Counts the machines this node is in touch with ([`NetHandle::contacts`]).
