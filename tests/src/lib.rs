@@ -153,11 +153,23 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     })
 }
 
-/// A free TCP port on loopback (bound, then released for the child to take).
+/// A free TCP port on loopback (bound, then released for the child to take), below the
+/// kernel's ephemeral range (32768 and up on Linux): a port the kernel handed out would be
+/// handed out again to the next outgoing connection of any process (the nodes' dials, the
+/// tests' API polls), which could hold it when the child binds it, or when a restarted node
+/// binds it again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..1_000)
+        .map(|_| rng.random_range(20_000..32_000))
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .or_else(|| {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .ok()
+        })
         .unwrap_or(0)
 }
 
