@@ -250,6 +250,14 @@ impl Sandbox {
     pub fn bubblewrap() -> Self {
         Self::Bubblewrap(PathBuf::from("bwrap"))
     }
+
+    /// The sandbox's executable; `None` when unconfined.
+    pub fn exe(&self) -> Option<&Path> {
+        match self {
+            Self::Off => None,
+            Self::Bubblewrap(bwrap) => Some(bwrap),
+        }
+    }
 }
 
 /// What a sandboxed Blender sees besides the read-only system: directories it may read, and the

@@ -229,25 +229,22 @@ impl BlenderRenderer {
 impl Renderer for BlenderRenderer {
     async fn version(&self) -> Option<String> {
         let exe = self.blender.exe();
-        let bwrap = match self.blender.sandbox() {
-            Sandbox::Off => None,
-            Sandbox::Bubblewrap(bwrap) => Some(bwrap.as_path()),
-        };
+        let bwrap = self.blender.sandbox().exe();
         let known = || {
             self.probe_cache
                 .as_ref()
                 .and_then(|c| c.version(exe, bwrap, SystemTime::now()))
         };
-        if let Some(v) = known() {
-            info!(version = %v, "Blender's version known from an earlier run on this machine");
-            return Some(v);
-        }
         // Nodes started together on this machine ask once: the others wait for its answer.
-        let _turn = match &self.probe_cache {
-            Some(cache) => cache.turn(Question::Version, exe, bwrap).await,
-            None => None,
-        };
-        if let Some(v) = known() {
+        let mut _turn = None;
+        let mut version = known();
+        if version.is_none()
+            && let Some(cache) = &self.probe_cache
+        {
+            _turn = cache.turn(Question::Version, exe, bwrap).await;
+            version = known();
+        }
+        if let Some(v) = version {
             info!(version = %v, "Blender's version known from an earlier run on this machine");
             return Some(v);
         }
@@ -290,21 +287,16 @@ impl Renderer for BlenderRenderer {
             return self.blender.engines().await;
         };
         let exe = self.blender.exe();
-        let bwrap = match self.blender.sandbox() {
-            Sandbox::Off => None,
-            Sandbox::Bubblewrap(bwrap) => Some(bwrap.as_path()),
-        };
+        let bwrap = self.blender.sandbox().exe();
         let known = || cache.get(exe, bwrap, SystemTime::now());
-        if let Some(engines) = known() {
-            info!(
-                ?engines,
-                "engines known from an earlier probe on this machine"
-            );
-            return engines;
-        }
         // Nodes started together on this machine probe once: the others wait for its answer.
-        let _turn = cache.turn(Question::Engines, exe, bwrap).await;
-        if let Some(engines) = known() {
+        let mut _turn = None;
+        let mut engines = known();
+        if engines.is_none() {
+            _turn = cache.turn(Question::Engines, exe, bwrap).await;
+            engines = known();
+        }
+        if let Some(engines) = engines {
             info!(
                 ?engines,
                 "engines known from an earlier probe on this machine"
