@@ -295,9 +295,21 @@ async fn work_is_spread_over_every_node_and_every_frame_counts_once() {
         .sum();
     // A frame is rendered twice only by a backup copy at the job's end (nodes of one speed
     // rarely get one: a copy must save a quarter of the time left).
+    // Should it fail: each renderer's count, and each task's attempt and worker, tell a task
+    // handed out again from one rendered twice on one node.
+    let per_renderer: Vec<u32> = renderers
+        .iter()
+        .map(|r| r.rendered.load(Ordering::SeqCst))
+        .collect();
+    let attempts: Vec<(u32, u32, Option<String>)> = job
+        .tasks
+        .iter()
+        .map(|t| (t.index, t.attempt, t.worker.as_ref().map(|w| w.short())))
+        .collect();
     assert!(
         (24..=24 + job.backups).contains(&rendered),
-        "no frame was rendered twice but by a backup copy: {rendered} renders, {} backups",
+        "no frame was rendered twice but by a backup copy: {rendered} renders \
+         ({per_renderer:?} per node), {} backups; tasks (index, attempt, worker): {attempts:?}",
         job.backups
     );
     // The finished frames are fetchable from any node.
