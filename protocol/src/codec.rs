@@ -223,6 +223,11 @@ mod tests {
             Request::Alive(hb.clone()),
             Request::Members,
             Request::Digests,
+            Request::GiveBack {
+                job: JobId([3; 16]),
+                task: 4,
+                attempt: 2,
+            },
         ] {
             let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
             assert_eq!(decode::<Request>(&bytes, limits::MAX_MESSAGE).unwrap(), r);

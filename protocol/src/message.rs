@@ -320,6 +320,17 @@ pub enum Request {
     Members,
     /// Asks a node for the version of every job record it holds ([`Response::Digests`]).
     Digests,
+    /// Coordinator to worker: give back this task, held to render next, unless it has started
+    /// (an idle node would end it sooner). `Accepted`: the worker dropped it and will not start
+    /// it; anything else: it stays with the worker.
+    GiveBack {
+        /// The job.
+        job: JobId,
+        /// The task's index.
+        task: u32,
+        /// The attempt the worker holds.
+        attempt: u32,
+    },
 }
 
 /// The answer to a [`Request`].

@@ -123,10 +123,20 @@ fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_se
         );
     }
 
-    // Each node started Blender once for the job, however many tasks it rendered.
+    // Each node started Blender once for the job, however many tasks it rendered; only a
+    // render stopped mid-frame (a backup whose task its worker ended first) kills Blender, and
+    // its next task starts another.
     for node in &nodes {
-        let starts = node.log_text().matches("Blender session started").count();
-        assert!(starts <= 1, "{} started Blender {starts} times", node.name);
+        let log = node.log_text();
+        let starts = log.matches("Blender session started").count();
+        let stopped = log
+            .matches("the coordinator took the task back; stopping it")
+            .count();
+        assert!(
+            starts <= 1 + stopped,
+            "{} started Blender {starts} times, with {stopped} renders stopped",
+            node.name
+        );
     }
 
     // Any node serves a finished job's frames: `download` through another node.

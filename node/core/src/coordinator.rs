@@ -189,6 +189,13 @@ enum Pending {
     Copy { job: JobId, blob: BlobHash },
     /// A check's render being compared with the render it checks.
     Compare { job: JobId, check: u32 },
+    /// A task held ahead asked back from its holder, `node`, for an idle node.
+    GiveBack {
+        node: NodeId,
+        job: JobId,
+        task: u32,
+        attempt: u32,
+    },
 }
 
 /// The coordinator of one term.
@@ -213,6 +220,9 @@ pub struct Coordinator {
     /// coordinator knows: their clocks start when the worker reports the task before them, or
     /// names them as its current one.
     ahead: BTreeSet<(JobId, u32, u32)>,
+    /// Of those, the ones asked back from their holder ([`Request::GiveBack`]), until it
+    /// answers: only its word says whether it started them.
+    giving_back: BTreeSet<(JobId, u32, u32)>,
     /// Backup tasks under way ([`Task::backup`]): the node running each and when it was
     /// handed it (its clocks, apart from the task's worker's).
     backups: BTreeMap<(JobId, u32), (NodeId, Millis)>,
@@ -266,6 +276,7 @@ impl Coordinator {
             measured: BTreeMap::new(),
             pace: BTreeMap::new(),
             ahead: BTreeSet::new(),
+            giving_back: BTreeSet::new(),
             backups: BTreeMap::new(),
             cooldown: BTreeMap::new(),
             verifying: BTreeSet::new(),
@@ -807,6 +818,15 @@ impl Coordinator {
                         self.changed = true;
                     }
                 }
+                true
+            }
+            Some(Pending::GiveBack {
+                node,
+                job,
+                task,
+                attempt,
+            }) => {
+                self.given_back(table, &node, (job, task, attempt), &answer);
                 true
             }
             Some(Pending::Held {
@@ -1426,13 +1446,10 @@ impl Coordinator {
             }
         }
         // Workers still idle: nothing is queued for them. A task handed out ahead to a busy
-        // worker, and not started, goes to one of them instead when it would end sooner there.
-        if !idle.is_empty() && self.take_back_ahead(table, view, &idle) {
-            for (_, id) in &order {
-                if let Some(job) = table.get_mut(id) {
-                    self.hand_out(job, &mut idle, view, &mut assignments);
-                }
-            }
+        // worker, and not started, goes to one of them instead when it would end sooner there:
+        // its holder is asked to give it back (it may have started it since its last word).
+        if !idle.is_empty() {
+            self.ask_back_ahead(table, view, &idle, out);
         }
         let first_ahead = assignments.len();
         for (_, id) in &order {
@@ -1460,7 +1477,11 @@ impl Coordinator {
             self.send_assignment(node, a, out);
         }
         // Workers still idle: nothing is left to hand out to them. Each may back up the task
-        // expected to end last, when it would end it sooner.
+        // expected to end last, when it would end it sooner; but not while tasks are being
+        // given back for them (a task given back is better done once than backed up).
+        if !self.giving_back.is_empty() {
+            return;
+        }
         let ahead_or_reported =
             |key: &(JobId, u32, u32)| self.ahead.contains(key) || self.verifying.contains(key);
         let backups = back_ups(
@@ -1506,21 +1527,26 @@ impl Coordinator {
         );
     }
 
-    /// Takes back (to the queue) tasks handed out ahead to busy workers and not started yet,
-    /// when one of the `idle` workers would end them sooner (by measured paces: the holder
-    /// first ends its current task). Returns whether it took any back.
-    fn take_back_ahead(
+    /// Asks back tasks handed out ahead to busy workers and not started yet, as far as this
+    /// coordinator knows, when one of the `idle` workers would end them sooner (by measured
+    /// paces: the holder first ends its current task). A task given back goes to the queue
+    /// ([`Coordinator::given_back`]); at most one is asked back per idle worker.
+    fn ask_back_ahead(
         &mut self,
-        table: &mut JobTable,
+        table: &JobTable,
         view: &View<'_>,
         idle: &[&Seat<'_>],
-    ) -> bool {
+        out: &mut Outbox,
+    ) {
         let now = view.now;
-        let mut taken = 0;
+        let mut asked = self.giving_back.len();
         let ahead: Vec<(JobId, u32, u32)> = self.ahead.iter().copied().collect();
         for (id, index, attempt) in ahead {
-            if taken >= idle.len() {
+            if asked >= idle.len() {
                 break;
+            }
+            if self.giving_back.contains(&(id, index, attempt)) {
+                continue;
             }
             let Some(job) = table.get(&id) else { continue };
             let Some(task) = job.task(index) else {
@@ -1566,19 +1592,59 @@ impl Coordinator {
             if !sooner {
                 continue;
             }
-            if let Some(job) = table.get_mut(&id)
-                && job.release(index, attempt, &holder, self.term).is_ok()
-            {
-                info!(job = %id.short(), task = index, node = %holder.short(),
-                      "task held ahead taken back for an idle node");
-                self.ahead.remove(&(id, index, attempt));
-                self.started.remove(&(id, index, attempt));
-                self.assigned_at.remove(&(id, index));
-                self.changed = true;
-                taken += 1;
-            }
+            debug!(job = %id.short(), task = index, node = %holder.short(),
+                   "asking back a task held ahead for an idle node");
+            let ticket = out.send(
+                holder.clone(),
+                Request::GiveBack {
+                    job: id,
+                    task: index,
+                    attempt,
+                },
+            );
+            self.pending.insert(
+                ticket,
+                Pending::GiveBack {
+                    node: holder,
+                    job: id,
+                    task: index,
+                    attempt,
+                },
+            );
+            self.giving_back.insert((id, index, attempt));
+            asked += 1;
         }
-        taken > 0
+    }
+
+    /// `node` answered a [`Request::GiveBack`] of task `task` of `job` in `attempt`: given back
+    /// (`Accepted`), the task goes back to the queue, for the idle node that would end it
+    /// sooner; otherwise it has started (or its holder could not be asked), and it stays.
+    fn given_back(
+        &mut self,
+        table: &mut JobTable,
+        node: &NodeId,
+        (job, task, attempt): (JobId, u32, u32),
+        answer: &Result<Response, String>,
+    ) {
+        let key = (job, task, attempt);
+        self.giving_back.remove(&key);
+        if !matches!(answer, Ok(Response::Accepted)) {
+            debug!(job = %job.short(), task, node = %node.short(),
+                   "the task held ahead stays with its holder: {answer:?}");
+            self.ahead.remove(&key);
+            return;
+        }
+        if let Some(j) = table.get_mut(&job)
+            && j.release(task, attempt, node, self.term).is_ok()
+        {
+            info!(job = %job.short(), task, node = %node.short(),
+                  "task held ahead given back for an idle node; requeued");
+            self.ahead.remove(&key);
+            self.started.remove(&key);
+            self.assigned_at.remove(&(job, task));
+            self.sync_backups(table);
+            self.changed = true;
+        }
     }
 
     /// Gives each of `seats` that can render `job` its next task (a queued one, or one cut
@@ -3006,6 +3072,26 @@ mod tests {
         out: &mut Outbox,
     ) -> Vec<(NodeId, u32, String)> {
         c.tick(table, v, out);
+        // A holder asked to give back a task it holds ahead gives it back (it has not started
+        // it): the next tick hands it out.
+        let asked: Vec<Ticket> = out
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    request: Request::GiveBack { .. },
+                    ticket,
+                    ..
+                } => Some(*ticket),
+                _ => None,
+            })
+            .collect();
+        if !asked.is_empty() {
+            for ticket in asked {
+                assert!(c.answered(table, ticket, Ok(Response::Accepted), v.now, out));
+            }
+            c.tick(table, v, out);
+        }
         let sent: Vec<(NodeId, u32, String, Ticket)> = out
             .actions
             .drain(..)
@@ -3175,6 +3261,21 @@ mod tests {
         /// Runs the job until `b`, idle at 5 s, takes the last frame `a` held ahead (task 7,
         /// attempt 2); `a` renders task 2 (frame 3) since 4 s.
         fn run_to_the_last_frame(&mut self) {
+            self.run_until_a_holds_the_last_frame();
+            let b = self.b.clone();
+            // b ends its last task and is idle: a would end frame 8 at 12 s, b at 6 s. It goes
+            // to b.
+            assert_eq!(
+                self.step(5_000, [Some((2, 1)), None], &[(&b, 6, 1)]),
+                [(b.to_string(), 7)]
+            );
+            let task = self.table.get(&self.id).unwrap().task(7).unwrap();
+            assert_eq!((task.attempt, task.worker.as_ref()), (2, Some(&b)));
+        }
+
+        /// Runs the job until `a`, rendering task 2 (frame 3) since 4 s, holds the last frame
+        /// ahead (task 7, attempt 1), and `b` renders task 6.
+        fn run_until_a_holds_the_last_frame(&mut self) {
             let (a, b) = (self.a.clone(), self.b.clone());
             let (sa, sb) = (a.to_string(), b.to_string());
             assert_eq!(
@@ -3204,14 +3305,86 @@ mod tests {
                 [(sa.clone(), 7)]
             );
             assert_eq!(self.table.get(&self.id).unwrap().uncut(), 0);
-            // b ends its last task and is idle: a would end frame 8 at 12 s, b at 6 s. It goes
-            // to b.
+        }
+    }
+
+    /// The tasks asked back ([`Request::GiveBack`]) in `out`, as (holder, task, ticket).
+    fn give_backs(out: &mut Outbox) -> Vec<(NodeId, u32, Ticket)> {
+        out.actions
+            .drain(..)
+            .filter_map(|a| match a {
+                Action::Send {
+                    to,
+                    request: Request::GiveBack { task, .. },
+                    ticket,
+                } => Some((to, task, ticket)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Issue 13: a task held ahead is asked back, never just taken: its holder may have
+    /// started it since its last heartbeat (its report of the task before is on its way).
+    /// Until it answers, the task stays its own; refused, it stays, and is not asked again.
+    #[test]
+    fn a_task_held_ahead_stays_with_a_holder_that_has_started_it() {
+        let mut tail = Tail::new();
+        tail.run_until_a_holds_the_last_frame();
+        let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
+        // b ends its last task and is idle; a's last word: rendering task 2, holding task 7.
+        let v = busy_view(5_000, &a, &b, [Some((id, 2, 1)), None]);
+        report_done(
+            &mut tail.c,
+            &mut tail.table,
+            &v,
+            &mut tail.out,
+            &b,
+            (id, 6, 1),
+        );
+        tail.out.actions.clear();
+        tail.c.tick(&mut tail.table, &v, &mut tail.out);
+        let sends: Vec<String> = tail
+            .out
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { request, .. } => Some(format!("{request:?}")),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            sends.iter().all(|s| s.starts_with("GiveBack")),
+            "nothing is assigned (or backed up) while a task is asked back: {sends:?}"
+        );
+        let asked = give_backs(&mut tail.out);
+        let [(holder, 7, ticket)] = &asked[..] else {
+            panic!("{asked:?}");
+        };
+        assert_eq!(holder, &a);
+        let held_by_a = |table: &JobTable| {
+            let task = table.get(&id).unwrap().task(7).unwrap();
+            (task.state, task.attempt, task.worker.clone())
+        };
+        assert_eq!(
+            held_by_a(&tail.table),
+            (TaskState::Running, 1, Some(a.clone()))
+        );
+        // a has started it: it stays a's, and is not asked back again.
+        let started = Ok(Response::Rejected(
+            "task 7 is not held here unstarted".into(),
+        ));
+        assert!(
+            tail.c
+                .answered(&mut tail.table, *ticket, started, 5_050, &mut tail.out)
+        );
+        for now in [5_100, 5_200] {
+            let v = busy_view(now, &a, &b, [Some((id, 2, 1)), None]);
+            tail.c.tick(&mut tail.table, &v, &mut tail.out);
+            assert_eq!(give_backs(&mut tail.out), []);
             assert_eq!(
-                self.step(5_000, [Some((2, 1)), None], &[(&b, 6, 1)]),
-                [(sb, 7)]
+                held_by_a(&tail.table),
+                (TaskState::Running, 1, Some(a.clone()))
             );
-            let task = self.table.get(&self.id).unwrap().task(7).unwrap();
-            assert_eq!((task.attempt, task.worker.as_ref()), (2, Some(&b)));
         }
     }
 

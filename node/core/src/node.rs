@@ -872,6 +872,13 @@ impl Core {
                     }
                 }
             }
+            Request::GiveBack { job, task, attempt } => {
+                if self.membership.current().is_none_or(|c| c.node != from) {
+                    Response::Rejected(format!("{from} is not the coordinator this node follows"))
+                } else {
+                    self.worker.give_back(job, task, attempt)
+                }
+            }
             Request::Replicate { job, blobs } => {
                 let frames = self.table.get(&job).map(|j| j.spec.frames.len());
                 if self.membership.current().is_none_or(|c| c.node != from) {
@@ -1452,6 +1459,75 @@ mod tests {
         let mut hb = heartbeat(name, term, false);
         Arc::make_mut(&mut hb).leaving = true;
         hb
+    }
+
+    /// Issue 13: the task held next is given back when the coordinator asks (an idle node
+    /// would end it sooner), and then never started; the running one never is, and nobody but
+    /// the coordinator may ask.
+    #[test]
+    fn the_task_held_next_is_given_back_only_to_the_coordinator_and_only_unstarted() {
+        let mut b = core("b");
+        b.heard(n("a"), heartbeat("a", 3, true), 100);
+        b.tick(200, 0, 0.0);
+        let running = assignment(3);
+        let next = Assignment {
+            task: 1,
+            frames: FrameRange::single(2),
+            ..assignment(3)
+        };
+        for (key, a) in [(1, &running), (2, &next)] {
+            b.request(
+                n("a"),
+                Request::Assign(a.clone()),
+                ReplyTo::Outside(key),
+                300,
+            );
+        }
+        b.take_actions();
+        let give_back = |a: &Assignment| Request::GiveBack {
+            job: a.job,
+            task: a.task,
+            attempt: a.attempt,
+        };
+        let answer = |b: &mut Core, from: &str, request: Request, key: u64| {
+            b.request(n(from), request, ReplyTo::Outside(key), 400);
+            b.take_actions()
+        };
+        let rogue = answer(&mut b, "z", give_back(&next), 3);
+        assert!(
+            matches!(&rogue[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("not the coordinator")),
+            "{rogue:?}"
+        );
+        let started = answer(&mut b, "a", give_back(&running), 4);
+        assert!(
+            matches!(&started[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("not held here unstarted")),
+            "{started:?}"
+        );
+        assert!(b.worker().is_rendering(), "the running task goes on");
+        let given = answer(&mut b, "a", give_back(&next), 5);
+        assert!(
+            matches!(
+                &given[..],
+                [Action::Reply {
+                    to: 5,
+                    response: Response::Accepted
+                }]
+            ),
+            "{given:?}"
+        );
+        // The running task ends: the task given back is not started.
+        let output = Output {
+            frame: 1,
+            blob: BlobHash::of(b"frame 1"),
+            size: 7,
+        };
+        b.rendered(&running, Some(Outcome::Done(vec![output])), 500);
+        let after = b.take_actions();
+        assert!(
+            !after.iter().any(|a| matches!(a, Action::Render { .. })),
+            "{after:?}"
+        );
+        assert!(!b.worker().is_rendering());
     }
 
     /// Issue 12: a node stopped politely (SIGTERM, ctrl-c) was seen as dead: its task waited

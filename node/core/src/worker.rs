@@ -286,6 +286,21 @@ impl Worker {
         });
     }
 
+    /// The coordinator asks back `task` of `job` (`attempt`), held to render next: an idle
+    /// node would end it sooner. Given back unless it has started (or is not held here).
+    pub fn give_back(&mut self, job: JobId, task: u32, attempt: u32) -> Response {
+        match &self.next {
+            Some((a, _)) if a.job == job && a.task == task && a.attempt == attempt => {
+                info!(job = %job.short(), task, attempt, "the task held next is given back for an idle node");
+                self.next = None;
+                Response::Accepted
+            }
+            _ => Response::Rejected(format!(
+                "task {task} of job {job} (attempt {attempt}) is not held here unstarted"
+            )),
+        }
+    }
+
     /// Starts the task held next, once nothing renders (and the node is not leaving).
     /// A node low on disk gives the task held next back instead (its coordinator requeues
     /// it).

@@ -29,8 +29,8 @@
 //! - no node takes an order from the rogue insider, when there is one: it sends, as a node
 //!   with the key that does not coordinate, heartbeats naming higher terms (up to u64::MAX)
 //!   without claiming, job records with higher versions (outputs rewritten, the `.blend`
-//!   swapped, frames 0..u32::MAX), `Assign`, `Cancel`, `Replicate` and reports of tasks it was
-//!   never given, and it takes assignments and never renders them.
+//!   swapped, frames 0..u32::MAX), `Assign`, `Cancel`, `Replicate`, `GiveBack` and reports of
+//!   tasks it was never given, and it takes assignments and never renders them.
 //!
 //! At the end, once the network has healed and settled: every job a client was told was
 //! accepted is done on the coordinator (no job is lost, whichever coordinator died), and
@@ -391,6 +391,10 @@ pub struct Sim {
     pub first_lead: Option<Millis>,
     /// Nodes killed while holding a task to render next (one task ahead).
     pub killed_holding_ahead: usize,
+    /// Renders stopped while their task still ran, by the record their node held: the record
+    /// had moved on from an assignment its worker had started (a task held ahead taken back
+    /// after it started, or a task timed out or requeued), work thrown away.
+    pub stopped_running: usize,
     /// Tasks seen running with a backup, by (job, task, attempt): their worker and backup.
     backed: BTreeMap<(JobId, u32, u32), (NodeId, NodeId)>,
     /// Of those, the ones whose backup rendered them, and whose worker did.
@@ -508,6 +512,7 @@ impl Sim {
             changes: 0,
             first_lead: None,
             killed_holding_ahead: 0,
+            stopped_running: 0,
             backed: BTreeMap::new(),
             backups_won: 0,
             probes: 0,
@@ -829,6 +834,13 @@ impl Sim {
                 }
                 Action::CancelRender => {
                     if let Some(a) = self.nodes[i].render.take() {
+                        let running = self.nodes[i].core.table().get(&a.job).is_some_and(|j| {
+                            !j.state.is_terminal()
+                                && j.task(a.task).is_some_and(|t| t.state != TaskState::Done)
+                        });
+                        if running {
+                            self.stopped_running += 1;
+                        }
                         let at = self.now + 1;
                         self.at(
                             at,
@@ -1625,7 +1637,7 @@ impl Sim {
         let jobs: Vec<_> = self.nodes[i].core.table().iter().cloned().collect();
         let job = (!jobs.is_empty()).then(|| jobs[self.rng.random_range(0..jobs.len())].clone());
         let claim = self.nodes[i].core.membership().current();
-        let request = match (self.rng.random_range(0..6), job) {
+        let request = match (self.rng.random_range(0..7), job) {
             (0 | 1, _) => {
                 // A heartbeat naming a higher term, or u64::MAX, claiming nothing, and
                 // advertising every record node i holds in a higher version.
@@ -1690,6 +1702,14 @@ impl Sim {
                 job: job.id,
                 blobs: vec![BlobHash::of(b"the rogue's frame")],
             },
+            (5, Some(job)) if !job.tasks.is_empty() => {
+                let task = &job.tasks[self.rng.random_range(0..job.tasks.len())];
+                Request::GiveBack {
+                    job: job.id,
+                    task: task.index,
+                    attempt: task.attempt,
+                }
+            }
             (_, Some(job)) if !job.tasks.is_empty() => {
                 let task = &job.tasks[self.rng.random_range(0..job.tasks.len())];
                 let outputs = task
@@ -1715,6 +1735,7 @@ impl Sim {
             Request::Assign(_) => "Assign",
             Request::Cancel(_) => "Cancel",
             Request::Replicate { .. } => "Replicate",
+            Request::GiveBack { .. } => "GiveBack",
             _ => "Report",
         };
         self.next_key += 1;
