@@ -3,8 +3,9 @@
 //! A fetch asks a peer for the blob's size and chunk chaining values ([`Request::BlobInfo`];
 //! skipped for a blob of one chunk whose size is known, which its hash checks whole),
 //! checks those against the hash (the store refuses values that do not merge to it), then
-//! pulls the chunks ([`Request::BlobChunk`]) a few at a time, verifying each before it is
-//! written. Peers named as hints are tried first, then every connected rendermesh peer. A blob
+//! pulls the chunks, verifying each before it is written: on one blob stream
+//! ([`crate::blob_stream`]) when there are several, else (or from a peer without blob streams)
+//! by requests ([`Request::BlobChunk`]) a few at a time. Peers named as hints are tried first, then every connected rendermesh peer. A blob
 //! already in the store, and whole ([`BlobStore::ensure`]), is never fetched again (a damaged
 //! copy is), and concurrent fetches of one blob on one node
 //! wait for each other rather than transfer it twice.
@@ -20,6 +21,7 @@ use rendermesh_protocol::{BlobHash, NodeId, Request, Response, limits};
 use tracing::{Instrument, debug, info_span};
 
 use crate::Error;
+use crate::blob_stream::{self, RangeError};
 use crate::net::NetHandle;
 use crate::store::{BlobInfo, BlobStore};
 
@@ -168,8 +170,8 @@ impl Fetcher {
         }
     }
 
-    /// Pulls every chunk of `hash` from `peer` into the store (dropped half-way, the partial
-    /// file goes).
+    /// Pulls every chunk of `hash` from `peer` into the store, on one blob stream, or chunk by
+    /// chunk from a peer that does not serve them (dropped half-way, the partial file goes).
     async fn fetch_chunks(
         &self,
         peer: PeerId,
@@ -181,6 +183,18 @@ impl Fetcher {
             .incoming(hash, &info)
             .map_err(|e| e.to_string())?;
         let count = incoming.chunk_count();
+        // A blob of one chunk (a frame) costs one request either way; a stream would add the
+        // negotiation of its protocol.
+        if count > 1 {
+            let mut streams = self.net.streams();
+            match blob_stream::fetch_range(&mut streams, peer, &mut incoming, 0, count).await {
+                Ok(()) => return incoming.finish().await.map_err(|e| e.to_string()),
+                Err(RangeError::Unsupported) => {
+                    debug!(%peer, "no blob streams there: fetching chunk by chunk");
+                }
+                Err(RangeError::Failed(reason)) => return Err(reason),
+            }
+        }
         let net = self.net.clone();
         let mut chunks = futures::stream::iter(0..count)
             .map(|index| {

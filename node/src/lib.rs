@@ -9,6 +9,8 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_transfer;
+pub mod blob_stream;
 pub mod client;
 pub mod compare;
 pub mod config;

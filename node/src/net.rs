@@ -44,6 +44,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::blob_stream::{self, Identified};
 use crate::secret::MeshSecret;
 use crate::store::BlobStore;
 
@@ -130,12 +131,22 @@ enum NetCommand {
 }
 
 /// A cloneable handle on the network actor.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NetHandle {
     tx: mpsc::Sender<NetCommand>,
     local: PeerId,
     /// Kept current by the actor: see [`NetHandle::contacts`].
     contacts: Arc<AtomicUsize>,
+    /// Opens streams to peers (blobs in bulk).
+    streams: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for NetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetHandle")
+            .field("local", &self.local)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for NetCommand {
@@ -197,6 +208,11 @@ impl NetHandle {
     /// connected whose dials have not failed. Zero: the node is alone.
     pub fn contacts(&self) -> usize {
         self.contacts.load(Ordering::Relaxed)
+    }
+
+    /// Opens streams to peers, for [`crate::blob_stream`] (and the transfer bench).
+    pub fn streams(&self) -> libp2p_stream::Control {
+        self.streams.clone()
     }
 
     /// The rendermesh peers connected now.
@@ -354,6 +370,7 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossipsub: gossipsub::Behaviour,
     rpc: request_response::Behaviour<RpcCodec>,
+    stream: libp2p_stream::Behaviour,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -450,6 +467,7 @@ fn behaviour(key: &Keypair, mdns_on: bool) -> Result<Behaviour, BoxError> {
         kad,
         gossipsub,
         rpc,
+        stream: libp2p_stream::Behaviour::new(),
     })
 }
 
@@ -517,6 +535,19 @@ pub fn start(
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(256);
     let (event_tx, event_rx) = mpsc::channel(1024);
+    let serving = Arc::new(Semaphore::new(MAX_CONCURRENT_SERVES));
+    let identified = Identified::default();
+    let mut streams = swarm.behaviour().stream.new_control();
+    let incoming = streams
+        .accept(blob_stream::protocol())
+        .map_err(|e| NetError::Setup(e.to_string()))?;
+    tokio::spawn(blob_stream::serve(
+        incoming,
+        store.clone(),
+        identified.clone(),
+        serving.clone(),
+        shutdown.clone(),
+    ));
     // Dials of the bootstrap nodes are under way from the start.
     let contacts = Arc::new(AtomicUsize::new(bootstrap.len()));
     let actor = NetActor {
@@ -528,8 +559,9 @@ pub fn start(
         store,
         pending: HashMap::new(),
         replies: FuturesUnordered::new(),
-        serving: Arc::new(Semaphore::new(MAX_CONCURRENT_SERVES)),
+        serving,
         rendermesh_peers: HashSet::new(),
+        identified,
         listen_addrs: Vec::new(),
         bootstrap,
         unreachable: HashSet::new(),
@@ -541,6 +573,7 @@ pub fn start(
         tx: cmd_tx,
         local,
         contacts,
+        streams,
     };
     Ok((handle, event_rx, task))
 }
@@ -571,6 +604,8 @@ struct NetActor {
     serving: Arc<Semaphore>,
     /// Peers whose identify announced rendermesh's protocol version.
     rendermesh_peers: HashSet<PeerId>,
+    /// The same, for the blob streams' server.
+    identified: Identified,
     /// Our own listen addresses (without `/p2p`).
     listen_addrs: Vec<Multiaddr>,
     /// Bootstrap peers, redialled when disconnected.
@@ -755,6 +790,7 @@ impl NetActor {
             } => {
                 debug!(peer = %peer_id, "disconnected");
                 self.rendermesh_peers.remove(&peer_id);
+                self.identified.set(peer_id, false);
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -808,12 +844,14 @@ impl NetActor {
                 if info.protocol_version != IDENTIFY_VERSION {
                     debug!(peer = %peer_id, version = %info.protocol_version, "not a rendermesh node; disconnecting");
                     self.rendermesh_peers.remove(&peer_id);
+                    self.identified.set(peer_id, false);
                     self.lan_peers.remove(&peer_id);
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
                 if self.rendermesh_peers.insert(peer_id) {
                     debug!(peer = %peer_id, "rendermesh peer identified");
+                    self.identified.set(peer_id, true);
                 }
                 for addr in info.listen_addrs {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);

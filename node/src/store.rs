@@ -122,14 +122,6 @@ pub enum StoreError {
         /// How many chunks are missing.
         missing: u64,
     },
-    /// The assembled file does not hash to the blob's name.
-    #[error("blob {hash} assembled to a file hashing to {got}")]
-    HashMismatch {
-        /// The blob (short hash).
-        hash: String,
-        /// What it hashed to (short).
-        got: String,
-    },
 }
 
 /// Size and chunk chaining values of a blob: what a receiver needs to verify each chunk.
@@ -254,29 +246,30 @@ pub fn verify_chaining_values(hash: &BlobHash, size: u64, cvs: &[[u8; 32]]) -> b
     if size <= limits::BLOB_CHUNK {
         return cvs.is_empty();
     }
-    if cvs.len() as u64 != chunk_count(size) {
-        return false;
-    }
+    cvs.len() as u64 == chunk_count(size) && root_of(size, cvs) == *hash
+}
+
+/// The hash of a blob of `size` bytes, over one chunk, from its chunks' chaining values (one
+/// per chunk).
+fn root_of(size: u64, cvs: &[[u8; 32]]) -> BlobHash {
     let left = left_subtree_len(size);
     let l = merge(cvs, 0, left);
     let r = merge(cvs, (left / limits::BLOB_CHUNK) as usize, size - left);
-    merge_subtrees_root(&l, &r, Mode::Hash).as_bytes() == &hash.0
+    BlobHash(*merge_subtrees_root(&l, &r, Mode::Hash).as_bytes())
 }
 
-fn hash_file(path: &Path) -> Result<(BlobHash, u64), StoreError> {
-    let mut file = std::fs::File::open(path).map_err(io_err("cannot open", path))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io_err("cannot read", path))?;
-        if n == 0 {
-            break;
+/// Reads into `buf` until it is full or the input ends; returns how many bytes it read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
     }
-    Ok((BlobHash(*hasher.finalize().as_bytes()), size))
+    Ok(n)
 }
 
 impl BlobStore {
@@ -411,7 +404,13 @@ impl BlobStore {
 
     /// Stores `bytes`; returns their hash. A blob already present is left as it is.
     pub async fn put_bytes(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
-        let hash = BlobHash::of(bytes);
+        let size = bytes.len() as u64;
+        let (hash, cvs) = if size <= limits::BLOB_CHUNK {
+            (BlobHash::of(bytes), Vec::new())
+        } else {
+            let cvs = chaining_values(bytes);
+            (root_of(size, &cvs), cvs)
+        };
         if self.has(&hash) {
             self.touch(&hash);
             return Ok(hash);
@@ -424,7 +423,9 @@ impl BlobStore {
         if landed.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
-        landed.map(|_| hash)
+        landed?;
+        self.remember_info(hash, BlobInfo { size, chunks: cvs });
+        Ok(hash)
     }
 
     /// A fresh file in [`BlobStore::tmp_dir`] whose blake3 hash the caller computed while
@@ -435,6 +436,17 @@ impl BlobStore {
         self.land_async(file.to_path_buf(), hash, false)
             .await
             .map(|_| ())
+    }
+
+    /// Keeps the chunk values of `hash`, just computed while it was written or checked, for
+    /// [`BlobStore::info`].
+    fn remember_info(&self, hash: BlobHash, info: BlobInfo) {
+        if let Ok(mut cache) = self.inner.infos.lock() {
+            if cache.len() >= INFO_CACHE {
+                cache.clear();
+            }
+            cache.insert(hash, info);
+        }
     }
 
     /// Drops the cached chunk values of `hash` (its file was replaced or removed).
@@ -459,26 +471,42 @@ impl BlobStore {
             let copy = || -> Result<(BlobHash, u64), StoreError> {
                 let mut input = std::fs::File::open(&src).map_err(io_err("cannot open", &src))?;
                 let mut out = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
-                let mut hasher = blake3::Hasher::new();
-                let mut buf = vec![0u8; 1 << 16];
+                // Chunk by chunk: the chunks' chaining values merge to the hash, and are what
+                // a peer fetching the blob asks for first (`info`), so they are kept.
+                let mut buf = vec![0u8; limits::BLOB_CHUNK as usize];
+                let mut cvs = Vec::new();
+                let mut first = None;
                 let mut size = 0u64;
                 loop {
-                    let n = input.read(&mut buf).map_err(io_err("cannot read", &src))?;
-                    if n == 0 {
+                    let n = read_full(&mut input, &mut buf).map_err(io_err("cannot read", &src))?;
+                    if n == 0 && size > 0 {
                         break;
                     }
-                    hasher.update(&buf[..n]);
                     out.write_all(&buf[..n])
                         .map_err(io_err("cannot write", &tmp))?;
+                    if size == 0 {
+                        first = Some(BlobHash::of(&buf[..n]));
+                    }
+                    if n > 0 {
+                        cvs.push(chunk_cv(size / limits::BLOB_CHUNK, &buf[..n]));
+                    }
                     size += n as u64;
+                    if n < buf.len() {
+                        break;
+                    }
                 }
-                let hash = BlobHash(*hasher.finalize().as_bytes());
+                let (hash, cvs) = if size <= limits::BLOB_CHUNK {
+                    (first.unwrap_or_else(|| BlobHash::of(&[])), Vec::new())
+                } else {
+                    (root_of(size, &cvs), cvs)
+                };
                 if store.has(&hash) {
                     store.touch(&hash);
                     return Ok((hash, size));
                 }
                 out.sync_all().map_err(io_err("cannot flush", &tmp))?;
                 store.land(&tmp, &hash, true)?;
+                store.remember_info(hash, BlobInfo { size, chunks: cvs });
                 Ok((hash, size))
             };
             let result = copy();
@@ -615,12 +643,7 @@ impl BlobStore {
         })
         .await
         .map_err(join_err)??;
-        if let Ok(mut cache) = self.inner.infos.lock() {
-            if cache.len() >= INFO_CACHE {
-                cache.clear();
-            }
-            cache.insert(*hash, info.clone());
-        }
+        self.remember_info(*hash, info.clone());
         Ok(Some(info))
     }
 
@@ -662,6 +685,52 @@ impl BlobStore {
         c.bytes_served
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(Some(data))
+    }
+
+    /// Opens blob `hash` to serve chunks `first..first + count`: the file, positioned at chunk
+    /// `first`, and how many bytes the range holds. `None`: the blob is not held here. A range
+    /// that is empty or reaches past the blob's end is refused ([`StoreError::BadChunkIndex`]).
+    pub async fn open_range(
+        &self,
+        hash: &BlobHash,
+        first: u64,
+        count: u64,
+    ) -> Result<Option<(std::fs::File, u64)>, StoreError> {
+        if !self.ensure(hash).await? {
+            return Ok(None);
+        }
+        let path = self.path(hash);
+        let short = hash.short();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut file = std::fs::File::open(&path).map_err(io_err("cannot open", &path))?;
+            let size = file.metadata().map_err(io_err("cannot read", &path))?.len();
+            let chunks = chunk_count(size);
+            let end = first
+                .checked_add(count)
+                .filter(|&end| count > 0 && end <= chunks);
+            let Some(end) = end else {
+                return Err(StoreError::BadChunkIndex {
+                    hash: short,
+                    index: first.saturating_add(count).saturating_sub(1).max(first),
+                    count: chunks,
+                });
+            };
+            let start = first * limits::BLOB_CHUNK;
+            let len = size.min(end * limits::BLOB_CHUNK) - start;
+            file.seek(SeekFrom::Start(start))
+                .map_err(io_err("cannot read", &path))?;
+            Ok((file, len))
+        })
+        .await
+        .map_err(join_err)??;
+        Ok(Some(opened))
+    }
+
+    /// Counts `chunks` chunks of `bytes` bytes in all as served to a peer.
+    pub fn count_served(&self, chunks: u64, bytes: u64) {
+        let c = &self.inner.counters;
+        c.chunks_served.fetch_add(chunks, Ordering::Relaxed);
+        c.bytes_served.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// Starts receiving blob `hash` described by `info`: refuses an oversized blob or a chunk
@@ -741,6 +810,11 @@ impl Incoming {
         chunk_count(self.info.size)
     }
 
+    /// The blob being received.
+    pub fn hash(&self) -> BlobHash {
+        self.hash
+    }
+
     /// The length of chunk `index`.
     pub fn chunk_len(&self, index: u64) -> u64 {
         let start = index * limits::BLOB_CHUNK;
@@ -818,10 +892,15 @@ impl Incoming {
         Ok(())
     }
 
-    /// Checks every chunk arrived and the whole file hashes to the blob's name, then moves it
-    /// into the store (replacing an identical copy if one landed meanwhile) and counts it in
-    /// [`Stats::blobs_received`], [`Stats::bytes_received`] and [`Stats::received`]. Returns
-    /// the blob's path. On error the partial file is discarded.
+    /// Checks every chunk arrived, then moves the file into the store (replacing an identical
+    /// copy if one landed meanwhile) and counts it in [`Stats::blobs_received`],
+    /// [`Stats::bytes_received`] and [`Stats::received`]. Returns the blob's path. On error the
+    /// partial file is discarded.
+    ///
+    /// The file is not hashed again: each of its chunks was verified against its chaining value
+    /// as it was written, and the chaining values merge to the blob's hash (checked when this
+    /// `Incoming` was made), so it hashes to the blob's name. The chaining values are kept, so
+    /// this node serves the blob at once.
     pub async fn finish(mut self) -> Result<PathBuf, StoreError> {
         let missing = self.have.iter().filter(|h| !**h).count() as u64;
         if missing > 0 {
@@ -832,25 +911,20 @@ impl Incoming {
         }
         let file = self.file.take();
         let tmp = self.tmp.clone();
-        let (got, _) = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             if let Some(file) = file {
                 let file = file.lock().unwrap_or_else(PoisonError::into_inner);
                 file.sync_all().map_err(io_err("cannot flush", &tmp))?;
             }
-            hash_file(&tmp)
+            Ok::<(), StoreError>(())
         })
         .await
         .map_err(join_err)??;
-        if got != self.hash {
-            return Err(StoreError::HashMismatch {
-                hash: self.hash.short(),
-                got: got.short(),
-            });
-        }
         let dest = self
             .store
             .land_async(self.tmp.clone(), self.hash, true)
             .await?;
+        self.store.remember_info(self.hash, self.info.clone());
         let c = &self.store.inner.counters;
         c.blobs_received.fetch_add(1, Ordering::Relaxed);
         c.bytes_received
@@ -913,6 +987,60 @@ mod tests {
     use super::*;
 
     const C: usize = limits::BLOB_CHUNK as usize;
+
+    /// Whatever its size, a blob put from bytes or from a file is named by the blake3 hash of
+    /// its bytes (computed chunk by chunk, then merged), and its chunk values are kept for the
+    /// first peer that asks, equal to those computed from the file.
+    #[tokio::test]
+    async fn a_blob_put_is_named_by_its_blake3_hash_and_its_chunk_values_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0, 1, C - 1, C, C + 1, 2 * C, 3 * C + 17] {
+            let blob = data(len);
+            let want = BlobHash(*blake3::hash(&blob).as_bytes());
+            let by_bytes = BlobStore::open(&dir.path().join(format!("b{len}"))).unwrap();
+            assert_eq!(by_bytes.put_bytes(&blob).await.unwrap(), want, "len {len}");
+            let src = dir.path().join(format!("src{len}"));
+            std::fs::write(&src, &blob).unwrap();
+            let by_file = BlobStore::open(&dir.path().join(format!("f{len}"))).unwrap();
+            assert_eq!(
+                by_file.put_file(&src).await.unwrap(),
+                (want, len as u64),
+                "len {len}"
+            );
+            for store in [&by_bytes, &by_file] {
+                let kept = store.inner.infos.lock().unwrap().get(&want).cloned();
+                let kept = kept.expect("chunk values kept");
+                assert_eq!(kept.size, len as u64);
+                assert_eq!(kept.chunks, chaining_values(&blob), "len {len}");
+            }
+        }
+    }
+
+    /// A range is served from the first chunk's start, as many bytes as its chunks hold (the
+    /// last one short); an empty range, one past the end, or one whose end overflows is refused.
+    #[tokio::test]
+    async fn a_range_opens_at_its_first_chunk_and_stays_inside_the_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let blob = data(3 * C + 17);
+        let hash = store.put_bytes(&blob).await.unwrap();
+        let (mut file, len) = store.open_range(&hash, 1, 3).await.unwrap().unwrap();
+        assert_eq!(len, (2 * C + 17) as u64);
+        let mut served = Vec::new();
+        file.read_to_end(&mut served).unwrap();
+        assert_eq!(served, &blob[C..]);
+        let (_, len) = store.open_range(&hash, 0, 1).await.unwrap().unwrap();
+        assert_eq!(len, C as u64);
+        for (first, count) in [(0, 0), (3, 2), (4, 1), (1, u64::MAX)] {
+            let refused = store.open_range(&hash, first, count).await;
+            assert!(
+                matches!(refused, Err(StoreError::BadChunkIndex { count: 4, .. })),
+                "{first}+{count}: {refused:?}"
+            );
+        }
+        let unknown = BlobHash::of(b"not here");
+        assert!(store.open_range(&unknown, 0, 1).await.unwrap().is_none());
+    }
 
     fn data(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()

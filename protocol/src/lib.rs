@@ -33,13 +33,16 @@ pub use job::{
     plan_chunks,
 };
 pub use message::{
-    Assignment, Confinement, Gossip, Heartbeat, JobDigest, Member, Outcome, Report, Request,
-    Response, Role, TableDigest, TaskRef,
+    Assignment, BlobRange, BlobRangeAnswer, Confinement, Gossip, Heartbeat, JobDigest, Member,
+    Outcome, Report, Request, Response, Role, TableDigest, TaskRef,
 };
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
 pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/4";
+/// The stream protocol carrying blob chunks in bulk ([`BlobRange`], [`BlobRangeAnswer`], then
+/// the chunks raw).
+pub const BLOB_PROTOCOL: &str = "/rendermesh/blob/1";
 /// The Kademlia protocol name: rendermesh's own DHT, never mixed with IPFS's.
 pub const KAD_PROTOCOL: &str = "/rendermesh/kad/1";
 /// The identify protocol version: peers announcing anything else are not rendermesh nodes.
@@ -65,6 +68,8 @@ pub mod limits {
     pub const MAX_MESSAGE: usize = 4 << 20;
     /// Largest gossip message.
     pub const MAX_GOSSIP: usize = 64 << 10;
+    /// Largest [`crate::BlobRange`] or [`crate::BlobRangeAnswer`] on the wire.
+    pub const MAX_BLOB_STREAM_HEADER: usize = 1 << 10;
     /// Blob chunk size: 1 MiB, a power of two times blake3's 1 KiB chunk, so each is a subtree.
     pub const BLOB_CHUNK: u64 = 1 << 20;
     /// Largest blob a node accepts (64 GiB).

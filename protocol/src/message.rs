@@ -333,6 +333,35 @@ pub enum Request {
     },
 }
 
+/// What a fetcher asks for on a blob stream ([`crate::BLOB_PROTOCOL`]): chunks `first` to
+/// `first + count - 1` of a blob, sent back raw and in order after a [`BlobRangeAnswer`], so a
+/// range costs one round trip and no framing or copy per chunk. At most
+/// [`crate::limits::MAX_BLOB_STREAM_HEADER`] bytes on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRange {
+    /// The blob.
+    pub hash: BlobHash,
+    /// The first chunk.
+    pub first: u64,
+    /// How many chunks.
+    pub count: u64,
+}
+
+/// The answer that opens a blob stream, before any chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BlobRangeAnswer {
+    /// The chunks follow, raw, in order: `len` bytes in all (every chunk
+    /// [`crate::limits::BLOB_CHUNK`] bytes but the blob's last).
+    Sending {
+        /// The bytes that follow.
+        len: u64,
+    },
+    /// The blob is not held here.
+    NotFound,
+    /// Refused, with the reason (a range outside the blob, too many streams at once).
+    Refused(String),
+}
+
 /// The answer to a [`Request`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {

@@ -492,6 +492,11 @@ pub struct BenchArgs {
     /// The Blender executable.
     #[arg(long, default_value = "blender")]
     pub blender: PathBuf,
+    /// Measure blob transfer instead of rendering: MIB mebibytes moved on loopback by a plain
+    /// TCP copy, by a bare stream on the mesh's transport (under a mesh key), and by a blob
+    /// fetch between two nodes, in one run.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub transfer: Option<u64>,
 }
 
 impl From<RenderArgs> for Submission {

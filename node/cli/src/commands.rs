@@ -197,6 +197,36 @@ async fn example_scene(args: ExampleSceneArgs) -> Result<ExitCode> {
 
 async fn bench(args: BenchArgs) -> Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("rendermesh-bench-{}", std::process::id()));
+    if let Some(mib) = args.transfer {
+        let result = rendermesh_node::bench_transfer::run(mib, &dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let r = result?;
+        let rate = |d| r.mib_per_s(d);
+        println!("{mib} MiB on loopback, each way in one run");
+        println!(
+            "(a) plain TCP copy               : {:>7.3} s {:>8.1} MiB/s",
+            r.tcp.as_secs_f64(),
+            rate(r.tcp)
+        );
+        for (name, t) in [("keyed", r.keyed), ("open ", r.open)] {
+            println!(
+                "(b) bare stream, {name} mesh     : {:>7.3} s {:>8.1} MiB/s",
+                t.stream.as_secs_f64(),
+                rate(t.stream)
+            );
+            println!(
+                "(c) blob fetch, {name} mesh      : {:>7.3} s {:>8.1} MiB/s (verified, on disk)",
+                t.fetch.as_secs_f64(),
+                rate(t.fetch)
+            );
+            println!(
+                "    (c)/(b) {:.2}, (b)/(a) {:.2}",
+                rate(t.fetch) / rate(t.stream),
+                rate(t.stream) / rate(r.tcp)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = rendermesh_node::bench::run(rendermesh_node::bench::BenchConfig {
         blend: args.blend,
         frames: args.frames,
