@@ -8,7 +8,9 @@
 //!   ([`Fetcher`]: the blob's chunk values, then its chunks, each verified and written to disk,
 //!   then the whole file checked).
 //!
-//! (b) and (c) run twice: under a mesh key (every mesh but an `--open` one) and without.
+//! (b) and (c) run twice: under a mesh key (every mesh but an `--open` one) and without. (d),
+//! the same bytes written to a file in the scratch directory and flushed, is the disk's part
+//! of (c): here both ends, the disk's writes and the hashing share one machine's cores.
 //! (c) against (b) is what the blob protocol costs over its transport; (b) against (a) what the
 //! transport costs over TCP.
 
@@ -38,6 +40,8 @@ pub struct TransferResult {
     pub bytes: u64,
     /// (a) plain TCP.
     pub tcp: Duration,
+    /// (d) written to a file and flushed.
+    pub disk: Duration,
     /// (b) and (c) under a mesh key.
     pub keyed: MeshTimes,
     /// (b) and (c) in an open mesh.
@@ -73,6 +77,7 @@ pub async fn run(mib: u64, work_dir: &Path) -> Result<TransferResult, Error> {
         .finalize_xof()
         .fill(&mut data);
     let tcp = tcp_copy(&data).await?;
+    let disk = write_and_flush(&data, work_dir).await?;
     let mut times = Vec::new();
     for keyed in [true, false] {
         let shutdown = CancellationToken::new();
@@ -84,6 +89,7 @@ pub async fn run(mib: u64, work_dir: &Path) -> Result<TransferResult, Error> {
     Ok(TransferResult {
         bytes,
         tcp,
+        disk,
         keyed: times[0],
         open: times[1],
     })
@@ -123,6 +129,23 @@ async fn tcp_copy(data: &[u8]) -> Result<Duration, Error> {
         .map_err(io)?;
     let took = start.elapsed();
     check_len(got as u64, len as u64)?;
+    Ok(took)
+}
+
+/// (d): `data` written to a file under `dir` and flushed to the disk.
+async fn write_and_flush(data: &[u8], dir: &Path) -> Result<Duration, Error> {
+    let io = |e: std::io::Error| Error::Network(format!("disk write: {e}"));
+    tokio::fs::create_dir_all(dir).await.map_err(io)?;
+    let path = dir.join("disk-bench");
+    let start = Instant::now();
+    let mut file = tokio::fs::File::create(&path).await.map_err(io)?;
+    for piece in data.chunks(PIECE) {
+        file.write_all(piece).await.map_err(io)?;
+    }
+    file.sync_all().await.map_err(io)?;
+    let took = start.elapsed();
+    drop(file);
+    tokio::fs::remove_file(&path).await.map_err(io)?;
     Ok(took)
 }
 

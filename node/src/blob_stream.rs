@@ -8,7 +8,7 @@
 //! identified rendermesh peers only, a bounded number at once.
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, Read as _};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -16,7 +16,6 @@ use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use libp2p_stream::{Control, IncomingStreams, OpenStreamError};
 use rendermesh_protocol::{BLOB_PROTOCOL, BlobRange, BlobRangeAnswer, codec, limits};
-use tokio::io::AsyncReadExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +30,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams being served, or waiting for a slot, at once; more are dropped unanswered.
 const MAX_STREAMS: usize = 64;
+/// Chunks a fetch reads ahead of the one it writes (16 MiB).
+const CHUNKS_AHEAD: usize = 16;
 
 /// The peers identified as rendermesh nodes, kept by the network actor.
 #[derive(Clone, Debug, Default)]
@@ -136,19 +137,31 @@ async fn serve_one(
         }
     };
     send_header(&mut stream, &BlobRangeAnswer::Sending { len }).await?;
-    let mut file = tokio::fs::File::from_std(file);
-    let mut buf = vec![0u8; limits::BLOB_CHUNK as usize];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(limits::BLOB_CHUNK) as usize;
-        file.read_exact(&mut buf[..n]).await?;
+    // The next chunk is read from disk while the last one crosses.
+    let (tx, mut chunks) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(limits::BLOB_CHUNK);
+            let mut chunk = vec![0u8; n as usize];
+            let read = file.read_exact(&mut chunk).map(|()| chunk);
+            let failed = read.is_err();
+            // The receiver is gone once the stream failed.
+            if tx.blocking_send(read).is_err() || failed {
+                return;
+            }
+            left -= n;
+        }
+    });
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
         within(CHUNK_TIMEOUT, async {
-            stream.write_all(&buf[..n]).await?;
+            stream.write_all(&chunk).await?;
             stream.flush().await
         })
         .await?;
-        store.count_served(1, n as u64);
-        left -= n as u64;
+        store.count_served(1, chunk.len() as u64);
     }
     stream.close().await
 }
@@ -198,34 +211,36 @@ pub async fn fetch_range(
             )));
         }
     }
-    // Two buffers: one crosses the network while the other is verified and written.
-    let mut arriving = Vec::with_capacity(limits::BLOB_CHUNK as usize);
-    let mut arrived: Option<(u64, Vec<u8>)> = None;
-    for index in first..=end {
-        let len = incoming.chunk_len(index) as usize;
-        let read = async {
-            if index == end {
-                return Ok(None);
+    // Chunks cross the network while those before them are verified and written (the disk
+    // flushing now and then): up to `CHUNKS_AHEAD` wait between the two, and their buffers
+    // come back for the next ones.
+    let (arrived, mut to_write) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(CHUNKS_AHEAD);
+    let (spares, mut spare) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNKS_AHEAD + 1);
+    let lens: Vec<usize> = (first..end)
+        .map(|i| incoming.chunk_len(i) as usize)
+        .collect();
+    let read = async move {
+        for (index, len) in (first..end).zip(lens) {
+            let mut buf = spare.try_recv().unwrap_or_default();
+            buf.resize(len, 0);
+            within(CHUNK_TIMEOUT, stream.read_exact(&mut buf)).await?;
+            if arrived.send((index, buf)).await.is_err() {
+                // The writer stopped: its error says why.
+                break;
             }
-            arriving.resize(len, 0);
-            within(CHUNK_TIMEOUT, stream.read_exact(&mut arriving)).await?;
-            Ok(Some(index))
-        };
-        let write = async {
-            match &arrived {
-                Some((i, data)) => incoming.write_chunk(*i, data).await,
-                None => Ok(()),
-            }
-        };
-        let (read, written) = tokio::join!(read, write);
-        written.map_err(|e| RangeError::Failed(e.to_string()))?;
-        let read = read.map_err(failed)?;
-        let spare = arrived.take().map(|(_, data)| data).unwrap_or_default();
-        if let Some(i) = read {
-            arrived = Some((i, std::mem::replace(&mut arriving, spare)));
         }
-    }
-    Ok(())
+        Ok::<(), io::Error>(())
+    };
+    let write = async {
+        while let Some((index, data)) = to_write.recv().await {
+            let buf = incoming.write_owned_chunk(index, data).await?;
+            let _ = spares.try_send(buf);
+        }
+        Ok::<(), crate::store::StoreError>(())
+    };
+    let (read, written) = tokio::join!(read, write);
+    written.map_err(|e| RangeError::Failed(e.to_string()))?;
+    read.map_err(failed)
 }
 
 /// Reads one length-prefixed header of at most [`limits::MAX_BLOB_STREAM_HEADER`] bytes.

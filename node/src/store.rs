@@ -36,6 +36,9 @@ use serde::{Deserialize, Serialize};
 
 /// Chunk CV lists cached in memory.
 const INFO_CACHE: usize = 1024;
+/// A blob being received is flushed to disk every this many chunks, so that the disk writes
+/// while the network still brings the rest.
+const SYNC_EVERY: u64 = 16;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -829,6 +832,16 @@ impl Incoming {
     /// Cancel-safe: if the future is dropped, the chunk is not marked as written and can simply
     /// be written again.
     pub async fn write_chunk(&mut self, index: u64, data: &[u8]) -> Result<(), StoreError> {
+        self.write_owned_chunk(index, data.to_vec()).await.map(drop)
+    }
+
+    /// [`Incoming::write_chunk`] of a chunk the caller hands over (no copy is made); returns
+    /// the buffer, for the next chunk.
+    pub async fn write_owned_chunk(
+        &mut self,
+        index: u64,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
         let count = self.chunk_count();
         if index >= count {
             return Err(StoreError::BadChunkIndex {
@@ -860,22 +873,25 @@ impl Incoming {
         };
         let root = self.hash;
         let tmp = self.tmp.clone();
-        let data = data.to_vec();
         // Hashing a MiB and writing it are blocking work.
-        let verified = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+        let (verified, data) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let ok = match cv {
                 None => BlobHash::of(&data) == root,
                 Some(cv) => chunk_cv(index, &data) == cv,
             };
             if ok {
                 // A panic while holding the lock cannot leave the file in a state that matters:
-                // every write seeks first, and `finish` hashes the whole file.
+                // every write seeks first, and a chunk counts only once its write returned.
                 let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
                 file.seek(SeekFrom::Start(index * limits::BLOB_CHUNK))
                     .and_then(|_| file.write_all(&data))
                     .map_err(io_err("cannot write", &tmp))?;
+                // The disk takes the file as it comes, not all at once in `finish`.
+                if index % SYNC_EVERY == SYNC_EVERY - 1 {
+                    file.sync_data().map_err(io_err("cannot flush", &tmp))?;
+                }
             }
-            Ok(ok)
+            Ok((ok, data))
         })
         .await
         .map_err(join_err)??;
@@ -889,7 +905,7 @@ impl Incoming {
         }
         self.have[index as usize] = true;
         counters.chunks_received.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(data)
     }
 
     /// Checks every chunk arrived, then moves the file into the store (replacing an identical

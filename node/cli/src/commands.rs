@@ -204,18 +204,23 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         let rate = |d| r.mib_per_s(d);
         println!("{mib} MiB on loopback, each way in one run");
         println!(
-            "(a) plain TCP copy               : {:>7.3} s {:>8.1} MiB/s",
+            "(a) plain TCP copy              : {:>7.3} s {:>8.1} MiB/s",
             r.tcp.as_secs_f64(),
             rate(r.tcp)
         );
+        println!(
+            "(d) written to disk and flushed : {:>7.3} s {:>8.1} MiB/s",
+            r.disk.as_secs_f64(),
+            rate(r.disk)
+        );
         for (name, t) in [("keyed", r.keyed), ("open ", r.open)] {
             println!(
-                "(b) bare stream, {name} mesh     : {:>7.3} s {:>8.1} MiB/s",
+                "(b) bare stream, {name} mesh    : {:>7.3} s {:>8.1} MiB/s",
                 t.stream.as_secs_f64(),
                 rate(t.stream)
             );
             println!(
-                "(c) blob fetch, {name} mesh      : {:>7.3} s {:>8.1} MiB/s (verified, on disk)",
+                "(c) blob fetch, {name} mesh     : {:>7.3} s {:>8.1} MiB/s (verified, on disk)",
                 t.fetch.as_secs_f64(),
                 rate(t.fetch)
             );
