@@ -132,6 +132,89 @@ async fn tcp_copy(data: &[u8]) -> Result<Duration, Error> {
     Ok(took)
 }
 
+/// `fetchers` nodes fetching one blob from its origin at once.
+#[derive(Clone, Debug)]
+pub struct SwarmResult {
+    /// The blob's size.
+    pub bytes: u64,
+    /// How many nodes fetched it.
+    pub fetchers: usize,
+    /// From the fetches' start until the last one ended.
+    pub took: Duration,
+    /// What the origin uploaded, in bytes.
+    pub origin_served: u64,
+}
+
+impl SwarmResult {
+    /// What the origin uploaded, in copies of the blob.
+    pub fn origin_copies(&self) -> f64 {
+        self.origin_served as f64 / self.bytes.max(1) as f64
+    }
+}
+
+/// A keyed mesh of one origin holding a blob of `mib` MiB and `fetchers` nodes that all fetch
+/// it at once, with scratch files under `work_dir`: how long until every one holds it, and what
+/// the origin uploaded.
+pub async fn swarm(mib: u64, fetchers: usize, work_dir: &Path) -> Result<SwarmResult, Error> {
+    let bytes = mib
+        .checked_mul(1 << 20)
+        .filter(|&b| b > 0 && b <= rendermesh_protocol::limits::MAX_BLOB)
+        .ok_or_else(|| Error::Rejected(format!("cannot move {mib} MiB")))?;
+    let mut data = vec![0u8; bytes as usize];
+    blake3::Hasher::new()
+        .update(b"rendermesh swarm bench")
+        .finalize_xof()
+        .fill(&mut data);
+    let shutdown = CancellationToken::new();
+    let result = swarm_on(&data, fetchers, &work_dir.join("swarm"), &shutdown).await;
+    shutdown.cancel();
+    let (took, origin_served) = result?;
+    Ok(SwarmResult {
+        bytes,
+        fetchers,
+        took,
+        origin_served,
+    })
+}
+
+async fn swarm_on(
+    data: &[u8],
+    fetchers: usize,
+    dir: &Path,
+    shutdown: &CancellationToken,
+) -> Result<(Duration, u64), Error> {
+    let secret = Some(MeshSecret::generate());
+    let (origin, origin_store) = actor("origin", dir, secret, Vec::new(), shutdown)?;
+    let addr = listening(&origin).await?;
+    let mut nodes = Vec::new();
+    for i in 0..fetchers {
+        nodes.push(actor(
+            &format!("fetcher-{i}"),
+            dir,
+            secret,
+            vec![addr.clone()],
+            shutdown,
+        )?);
+    }
+    for (node, _) in &nodes {
+        wait_connected(node, origin.local_peer_id()).await?;
+        wait_connected(&origin, node.local_peer_id()).await?;
+    }
+    let hash = origin_store.put_bytes(data).await?;
+    let hint = net::node_id(&origin.local_peer_id())
+        .ok_or_else(|| Error::Network("a bad peer id".into()))?;
+    let start = Instant::now();
+    let fetches = nodes.iter().map(|(node, store)| {
+        let fetcher = Fetcher::new(node.clone(), store.clone());
+        let hints = vec![hint.clone()];
+        async move { fetcher.fetch(hash, hints).await }
+    });
+    for fetched in futures::future::join_all(fetches).await {
+        fetched?;
+    }
+    Ok((start.elapsed(), origin_store.stats().bytes_served))
+}
+
 /// (d): `data` written to a file under `dir` and flushed to the disk.
 async fn write_and_flush(data: &[u8], dir: &Path) -> Result<Duration, Error> {
     let io = |e: std::io::Error| Error::Network(format!("disk write: {e}"));

@@ -68,6 +68,9 @@ pub enum RangeError {
     /// The peer does not speak [`BLOB_PROTOCOL`] (an older node): ask it chunk by chunk.
     #[error("it does not serve blob streams")]
     Unsupported,
+    /// The peer does not hold the blob.
+    #[error("does not have it")]
+    Lacks,
     /// Anything else: the peer lacks the blob, refused, stalled, or sent a chunk that failed
     /// verification.
     #[error("{0}")]
@@ -203,7 +206,7 @@ pub async fn fetch_range(
                 "it would send {len} bytes for chunks that hold {expected}"
             )));
         }
-        BlobRangeAnswer::NotFound => return Err(RangeError::Failed("does not have it".into())),
+        BlobRangeAnswer::NotFound => return Err(RangeError::Lacks),
         BlobRangeAnswer::Refused(reason) => {
             return Err(RangeError::Failed(format!(
                 "refused: {}",

@@ -34,6 +34,17 @@ const MIN_FETCH_RATE: u64 = 1 << 20;
 /// The time every fetch from one holder may take, besides [`MIN_FETCH_RATE`].
 const FETCH_FLOOR: Duration = Duration::from_secs(30);
 
+/// How long a fetch waits before asking again the holders whose transfers broke off.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// Why a fetch from one holder failed.
+enum Failure {
+    /// It does not have the blob: not worth asking again.
+    Lacks,
+    /// Anything else (a broken transfer, a timeout, a bad chunk).
+    Other(String),
+}
+
 /// How long a fetch of a blob of `size` bytes from one holder may take in all:
 /// [`FETCH_FLOOR`] plus the size at [`MIN_FETCH_RATE`] (from 30 s for a frame to about 18 h
 /// for the largest blob allowed).
@@ -127,14 +138,31 @@ impl Fetcher {
         }
         peers.retain(|p| *p != local);
         let mut last = String::from("no peer is connected");
-        for peer in peers {
-            match self.fetch_from(peer, hash, size).await {
-                Ok(path) => return Ok(path),
-                Err(reason) => {
-                    debug!(%peer, "fetch failed: {reason}");
-                    last = format!("{peer}: {reason}");
+        // A holder whose transfer broke off (its connection reset under load, say) is asked
+        // once more, after the others; one that lacks the blob is not.
+        for round in 0..2 {
+            if round > 0 {
+                if peers.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
+            let mut again = Vec::new();
+            for peer in std::mem::take(&mut peers) {
+                match self.fetch_from(peer, hash, size).await {
+                    Ok(path) => return Ok(path),
+                    Err(Failure::Lacks) => {
+                        debug!(%peer, "fetch failed: does not have it");
+                        last = format!("{peer}: does not have it");
+                    }
+                    Err(Failure::Other(reason)) => {
+                        debug!(%peer, round, "fetch failed: {reason}");
+                        last = format!("{peer}: {reason}");
+                        again.push(peer);
+                    }
                 }
             }
+            peers = again;
         }
         Err(Error::BlobUnavailable { hash, reason: last })
     }
@@ -144,7 +172,7 @@ impl Fetcher {
         peer: PeerId,
         hash: BlobHash,
         size: Option<u64>,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, Failure> {
         let info = match size {
             Some(size) if size <= limits::BLOB_CHUNK => BlobInfo {
                 size,
@@ -152,21 +180,21 @@ impl Fetcher {
             },
             _ => match self.net.request(peer, Request::BlobInfo(hash)).await {
                 Ok(Response::BlobInfo { size, chunks }) => BlobInfo { size, chunks },
-                Ok(Response::NotFound) => return Err("does not have it".into()),
-                Ok(other) => return Err(format!("unexpected answer {other:?}")),
-                Err(e) => return Err(e.to_string()),
+                Ok(Response::NotFound) => return Err(Failure::Lacks),
+                Ok(other) => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
+                Err(e) => return Err(Failure::Other(e.to_string())),
             },
         };
         self.store
             .check_room(info.size)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::Other(e.to_string()))?;
         let deadline = fetch_deadline(info.size);
         match tokio::time::timeout(deadline, self.fetch_chunks(peer, hash, info)).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
+            Err(_) => Err(Failure::Other(format!(
                 "took longer than {} s, the most a fetch of this size may take",
                 deadline.as_secs()
-            )),
+            ))),
         }
     }
 
@@ -177,22 +205,28 @@ impl Fetcher {
         peer: PeerId,
         hash: BlobHash,
         info: BlobInfo,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, Failure> {
         let mut incoming = self
             .store
             .incoming(hash, &info)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::Other(e.to_string()))?;
         let count = incoming.chunk_count();
         // A blob of one chunk (a frame) costs one request either way; a stream would add the
         // negotiation of its protocol.
         if count > 1 {
             let mut streams = self.net.streams();
             match blob_stream::fetch_range(&mut streams, peer, &mut incoming, 0, count).await {
-                Ok(()) => return incoming.finish().await.map_err(|e| e.to_string()),
+                Ok(()) => {
+                    return incoming
+                        .finish()
+                        .await
+                        .map_err(|e| Failure::Other(e.to_string()));
+                }
                 Err(RangeError::Unsupported) => {
                     debug!(%peer, "no blob streams there: fetching chunk by chunk");
                 }
-                Err(RangeError::Failed(reason)) => return Err(reason),
+                Err(RangeError::Lacks) => return Err(Failure::Lacks),
+                Err(RangeError::Failed(reason)) => return Err(Failure::Other(reason)),
             }
         }
         let net = self.net.clone();
@@ -210,13 +244,18 @@ impl Fetcher {
                 Ok(Response::BlobChunk(data)) => incoming
                     .write_chunk(index, &data)
                     .await
-                    .map_err(|e| e.to_string())?,
-                Ok(Response::NotFound) => return Err(format!("lost chunk {index}")),
-                Ok(other) => return Err(format!("unexpected answer {other:?}")),
-                Err(e) => return Err(e.to_string()),
+                    .map_err(|e| Failure::Other(e.to_string()))?,
+                Ok(Response::NotFound) => {
+                    return Err(Failure::Other(format!("lost chunk {index}")));
+                }
+                Ok(other) => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
+                Err(e) => return Err(Failure::Other(e.to_string())),
             }
         }
-        incoming.finish().await.map_err(|e| e.to_string())
+        incoming
+            .finish()
+            .await
+            .map_err(|e| Failure::Other(e.to_string()))
     }
 }
 

@@ -785,6 +785,14 @@ impl NetActor {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                num_established,
+                cause,
+                ..
+            } if num_established > 0 => {
+                debug!(peer = %peer_id, ?cause, left = num_established, "one connection closed");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
                 num_established: 0,
                 ..
             } => {

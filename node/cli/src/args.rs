@@ -497,6 +497,11 @@ pub struct BenchArgs {
     /// fetch between two nodes, in one run.
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub transfer: Option<u64>,
+    /// With `--transfer`: also have N nodes fetch the same bytes from one origin at once, and
+    /// report what the origin uploaded.
+    #[arg(long, value_name = "N", requires = "transfer",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub fetchers: Option<u64>,
 }
 
 impl From<RenderArgs> for Submission {

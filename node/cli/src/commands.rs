@@ -230,6 +230,17 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
                 rate(t.stream) / rate(r.tcp)
             );
         }
+        if let Some(n) = args.fetchers {
+            let swarm = rendermesh_node::bench_transfer::swarm(mib, n as usize, &dir).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            let s = swarm?;
+            println!(
+                "(e) {n} nodes fetch it at once  : {:>7.3} s {:>8.1} MiB/s in all; the origin uploaded {:.2} times the file",
+                s.took.as_secs_f64(),
+                r.mib_per_s(s.took) * n as f64,
+                s.origin_copies()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let result = rendermesh_node::bench::run(rendermesh_node::bench::BenchConfig {

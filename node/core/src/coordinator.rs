@@ -1268,6 +1268,9 @@ impl Coordinator {
         self.pace
             .retain(|id, _| table.get(id).is_some_and(|j| !j.state.is_terminal()));
         self.ahead.retain(|key| self.started.contains_key(key));
+        // A give-back whose task moved on (its holder gone, say) holds up no backup while its
+        // answer (or its request's timeout) is on its way.
+        self.giving_back.retain(|key| self.ahead.contains(key));
         for job in table.iter() {
             if job.state.is_terminal() {
                 continue;
@@ -3321,6 +3324,40 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Issue 13: a give-back in flight holds up backups (an idle node waits for the task it
+    /// may get), but not once its task has moved on: here the holder reports the task before it
+    /// (so it has started the one asked back) while its answer is still on its way, and the
+    /// idle node backs that task up at once.
+    #[test]
+    fn a_give_back_whose_task_started_holds_up_no_backup() {
+        let mut tail = Tail::new();
+        tail.run_until_a_holds_the_last_frame();
+        let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
+        let v = busy_view(5_000, &a, &b, [Some((id, 2, 1)), None]);
+        report_done(
+            &mut tail.c,
+            &mut tail.table,
+            &v,
+            &mut tail.out,
+            &b,
+            (id, 6, 1),
+        );
+        tail.out.actions.clear();
+        tail.c.tick(&mut tail.table, &v, &mut tail.out);
+        assert_eq!(give_backs(&mut tail.out).len(), 1, "task 7 asked back");
+        // a ends task 2 and reports it: it runs task 7 now. Its answer has not come.
+        assert_eq!(
+            tail.step(5_100, [Some((7, 1)), None], &[(&a, 2, 1)]),
+            [(b.to_string(), 7)],
+            "b backs task 7 up"
+        );
+        let task = tail.table.get(&id).unwrap().task(7).unwrap();
+        assert_eq!(
+            (task.worker.as_ref(), task.backup.as_ref()),
+            (Some(&a), Some(&b))
+        );
     }
 
     /// Issue 13: a task held ahead is asked back, never just taken: its holder may have
