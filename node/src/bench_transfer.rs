@@ -66,16 +66,8 @@ impl TransferResult {
 
 /// Moves `mib` MiB each way (see the module docs), with scratch files under `work_dir`.
 pub async fn run(mib: u64, work_dir: &Path) -> Result<TransferResult, Error> {
-    let bytes = mib
-        .checked_mul(1 << 20)
-        .filter(|&b| b > 0 && b <= rendermesh_protocol::limits::MAX_BLOB)
-        .ok_or_else(|| Error::Rejected(format!("cannot move {mib} MiB")))?;
-    // Bytes that do not compress or repeat: a counter through blake3's output stream.
-    let mut data = vec![0u8; bytes as usize];
-    blake3::Hasher::new()
-        .update(b"rendermesh transfer bench")
-        .finalize_xof()
-        .fill(&mut data);
+    let data = bench_bytes(mib, b"rendermesh transfer bench")?;
+    let bytes = data.len() as u64;
     let tcp = tcp_copy(&data).await?;
     let disk = write_and_flush(&data, work_dir).await?;
     let mut times = Vec::new();
@@ -93,6 +85,20 @@ pub async fn run(mib: u64, work_dir: &Path) -> Result<TransferResult, Error> {
         keyed: times[0],
         open: times[1],
     })
+}
+
+/// `mib` MiB that do not compress or repeat: blake3's output stream for `seed`.
+fn bench_bytes(mib: u64, seed: &[u8]) -> Result<Vec<u8>, Error> {
+    let bytes = mib
+        .checked_mul(1 << 20)
+        .filter(|&b| b > 0 && b <= rendermesh_protocol::limits::MAX_BLOB)
+        .ok_or_else(|| Error::Rejected(format!("cannot move {mib} MiB")))?;
+    let mut data = vec![0u8; bytes as usize];
+    blake3::Hasher::new()
+        .update(seed)
+        .finalize_xof()
+        .fill(&mut data);
+    Ok(data)
 }
 
 /// (a): `data` through a loopback TCP connection, until the reader has it all.
@@ -156,15 +162,8 @@ impl SwarmResult {
 /// it at once, with scratch files under `work_dir`: how long until every one holds it, and what
 /// the origin uploaded.
 pub async fn swarm(mib: u64, fetchers: usize, work_dir: &Path) -> Result<SwarmResult, Error> {
-    let bytes = mib
-        .checked_mul(1 << 20)
-        .filter(|&b| b > 0 && b <= rendermesh_protocol::limits::MAX_BLOB)
-        .ok_or_else(|| Error::Rejected(format!("cannot move {mib} MiB")))?;
-    let mut data = vec![0u8; bytes as usize];
-    blake3::Hasher::new()
-        .update(b"rendermesh swarm bench")
-        .finalize_xof()
-        .fill(&mut data);
+    let data = bench_bytes(mib, b"rendermesh swarm bench")?;
+    let bytes = data.len() as u64;
     let shutdown = CancellationToken::new();
     let result = swarm_on(&data, fetchers, &work_dir.join("swarm"), &shutdown).await;
     shutdown.cancel();

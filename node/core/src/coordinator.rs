@@ -3276,6 +3276,23 @@ mod tests {
             assert_eq!((task.attempt, task.worker.as_ref()), (2, Some(&b)));
         }
 
+        /// At 5 s, `b` reports its last task and is idle; `a`'s last word: rendering task 2,
+        /// holding task 7. The coordinator ticks; `out` holds only what that tick sent.
+        fn b_idle_at_5_s(&mut self) {
+            let v = busy_view(5_000, &self.a, &self.b, [Some((self.id, 2, 1)), None]);
+            let b = self.b.clone();
+            report_done(
+                &mut self.c,
+                &mut self.table,
+                &v,
+                &mut self.out,
+                &b,
+                (self.id, 6, 1),
+            );
+            self.out.actions.clear();
+            self.c.tick(&mut self.table, &v, &mut self.out);
+        }
+
         /// Runs the job until `a`, rendering task 2 (frame 3) since 4 s, holds the last frame
         /// ahead (task 7, attempt 1), and `b` renders task 6.
         fn run_until_a_holds_the_last_frame(&mut self) {
@@ -3335,17 +3352,7 @@ mod tests {
         let mut tail = Tail::new();
         tail.run_until_a_holds_the_last_frame();
         let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
-        let v = busy_view(5_000, &a, &b, [Some((id, 2, 1)), None]);
-        report_done(
-            &mut tail.c,
-            &mut tail.table,
-            &v,
-            &mut tail.out,
-            &b,
-            (id, 6, 1),
-        );
-        tail.out.actions.clear();
-        tail.c.tick(&mut tail.table, &v, &mut tail.out);
+        tail.b_idle_at_5_s();
         assert_eq!(give_backs(&mut tail.out).len(), 1, "task 7 asked back");
         // a ends task 2 and reports it: it runs task 7 now. Its answer has not come.
         assert_eq!(
@@ -3368,18 +3375,7 @@ mod tests {
         let mut tail = Tail::new();
         tail.run_until_a_holds_the_last_frame();
         let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
-        // b ends its last task and is idle; a's last word: rendering task 2, holding task 7.
-        let v = busy_view(5_000, &a, &b, [Some((id, 2, 1)), None]);
-        report_done(
-            &mut tail.c,
-            &mut tail.table,
-            &v,
-            &mut tail.out,
-            &b,
-            (id, 6, 1),
-        );
-        tail.out.actions.clear();
-        tail.c.tick(&mut tail.table, &v, &mut tail.out);
+        tail.b_idle_at_5_s();
         let sends: Vec<String> = tail
             .out
             .actions
