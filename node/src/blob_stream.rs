@@ -30,6 +30,8 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Streams being served, or waiting for a slot, at once; more are dropped unanswered.
 const MAX_STREAMS: usize = 64;
+/// Times a fetch opens its stream when the holder drops it before answering.
+const OPEN_ATTEMPTS: u32 = 5;
 /// Chunks a fetch reads ahead of the one it writes (16 MiB).
 const CHUNKS_AHEAD: usize = 16;
 
@@ -89,10 +91,10 @@ pub async fn serve(
 ) {
     let mut streams = JoinSet::new();
     loop {
+        // New streams first: libp2p-stream keeps one waiting, and drops any other that comes.
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(_) = streams.join_next(), if !streams.is_empty() => {}
             next = incoming.next() => {
                 let Some((peer, stream)) = next else { break };
                 if streams.len() >= MAX_STREAMS {
@@ -110,6 +112,7 @@ pub async fn serve(
                     .instrument(debug_span!("blob stream", %peer)),
                 );
             }
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
         }
     }
 }
@@ -185,20 +188,34 @@ pub async fn fetch_range(
         .filter(|&end| end <= incoming.chunk_count())
         .ok_or_else(|| RangeError::Failed(format!("chunks {first}+{count} are not in the blob")))?;
     let expected: u64 = (first..end).map(|i| incoming.chunk_len(i)).sum();
-    let mut stream = match control.open_stream(peer, protocol()).await {
-        Ok(stream) => stream,
-        Err(OpenStreamError::UnsupportedProtocol(_)) => return Err(RangeError::Unsupported),
-        Err(e) => return Err(RangeError::Failed(e.to_string())),
-    };
     let range = BlobRange {
         hash: incoming.hash(),
         first,
         count,
     };
-    send_header(&mut stream, &range).await.map_err(failed)?;
-    let answer: BlobRangeAnswer = within(HEADER_TIMEOUT, read_header(&mut stream))
-        .await
-        .map_err(failed)?;
+    // libp2p-stream hands the holder one new stream at a time and drops any that arrive while
+    // one waits to be taken ("connection is closed" here, before any answer): open it again.
+    let mut attempt = 1;
+    let (mut stream, answer) = loop {
+        let mut stream = match control.open_stream(peer, protocol()).await {
+            Ok(stream) => stream,
+            Err(OpenStreamError::UnsupportedProtocol(_)) => return Err(RangeError::Unsupported),
+            Err(e) => return Err(RangeError::Failed(e.to_string())),
+        };
+        let asked = async {
+            send_header(&mut stream, &range).await?;
+            within(HEADER_TIMEOUT, read_header::<BlobRangeAnswer>(&mut stream)).await
+        };
+        match asked.await {
+            Ok(answer) => break (stream, answer),
+            Err(e) if attempt < OPEN_ATTEMPTS && e.kind() != io::ErrorKind::TimedOut => {
+                debug!(%peer, attempt, "blob stream dropped before its answer ({e}): again");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(failed(e)),
+        }
+    };
     match answer {
         BlobRangeAnswer::Sending { len } if len == expected => {}
         BlobRangeAnswer::Sending { len } => {
