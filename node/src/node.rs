@@ -26,8 +26,9 @@ use crate::{Config, Error};
 /// How long a node stopping waits for its mesh actor to say it is leaving (a coordinator
 /// hands its term over first, for up to `core::node::HANDOVER_MS`).
 const LEAVE_WAIT: Duration = Duration::from_secs(5);
-/// How long the swarm runs on after the leaving heartbeat is handed to it, to send it.
-const LEAVE_LINGER: Duration = Duration::from_millis(250);
+/// How long the swarm runs on after the leaving heartbeat is handed to it, to send it (250 ms
+/// was not always enough on a machine busy with Blender: the peers then waited out the timeout).
+const LEAVE_LINGER: Duration = Duration::from_millis(500);
 
 /// A running node. Dropping it does not stop it: call [`Node::shutdown`].
 pub struct Node {
