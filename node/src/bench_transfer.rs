@@ -185,19 +185,28 @@ async fn swarm_on(
     let secret = Some(MeshSecret::generate());
     let (origin, origin_store) = actor("origin", dir, secret, Vec::new(), shutdown)?;
     let addr = listening(&origin).await?;
-    let mut nodes = Vec::new();
+    // Each dials the origin and those before it, as nodes that found each other would.
+    let (mut nodes, mut addrs) = (Vec::new(), vec![addr]);
     for i in 0..fetchers {
-        nodes.push(actor(
+        let node = actor(
             &format!("fetcher-{i}"),
             dir,
             secret,
-            vec![addr.clone()],
+            addrs.clone(),
             shutdown,
-        )?);
+        )?;
+        addrs.push(listening(&node.0).await?);
+        nodes.push(node);
     }
+    // As in a settled mesh: every node in touch with every other.
     for (node, _) in &nodes {
         wait_connected(node, origin.local_peer_id()).await?;
         wait_connected(&origin, node.local_peer_id()).await?;
+        for (other, _) in &nodes {
+            if other.local_peer_id() != node.local_peer_id() {
+                wait_connected(node, other.local_peer_id()).await?;
+            }
+        }
     }
     let hash = origin_store.put_bytes(data).await?;
     let hint = net::node_id(&origin.local_peer_id())

@@ -178,7 +178,7 @@ async fn serve_one(
 pub async fn fetch_range(
     control: &mut Control,
     peer: PeerId,
-    incoming: &mut Incoming,
+    incoming: &Incoming,
     first: u64,
     count: u64,
 ) -> Result<(), RangeError> {

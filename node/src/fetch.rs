@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::PeerId;
@@ -23,7 +23,8 @@ use tracing::{Instrument, debug, info_span};
 use crate::Error;
 use crate::blob_stream::{self, RangeError};
 use crate::net::NetHandle;
-use crate::store::{BlobInfo, BlobStore};
+use crate::store::{BlobInfo, BlobStore, Incoming, chunk_count};
+use crate::swarm::{Said, Source, Swarm};
 
 /// Chunk requests in flight per fetch.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -36,6 +37,12 @@ const FETCH_FLOOR: Duration = Duration::from_secs(30);
 
 /// How long a fetch waits before asking again the holders whose transfers broke off.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How often a fetch in pieces asks its sources again what they hold.
+const ASK_AGAIN: Duration = Duration::from_millis(250);
+/// How long a source may take to say what it holds before it is asked again next time.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Peers a fetch takes pieces from, at most: the origin, then other connected nodes.
+const MAX_SOURCES: usize = 16;
 
 /// Why a fetch from one holder failed.
 enum Failure {
@@ -129,108 +136,248 @@ impl Fetcher {
         size: Option<u64>,
         hints: Vec<NodeId>,
     ) -> Result<PathBuf, Error> {
-        let local = self.net.local_peer_id();
-        let mut peers: Vec<PeerId> = hints.iter().filter_map(crate::net::peer_id).collect();
-        for p in self.net.connected().await.map_err(|_| Error::Shutdown)? {
-            if !peers.contains(&p) {
-                peers.push(p);
-            }
+        let sources = self.sources(&hints).await?;
+        let unavailable = |reason: String| Error::BlobUnavailable { hash, reason };
+        if sources.is_empty() {
+            return Err(unavailable("no peer is connected".into()));
         }
-        peers.retain(|p| *p != local);
-        let mut last = String::from("no peer is connected");
-        // A holder whose transfer broke off (its connection reset under load, say) is asked
-        // once more, after the others; one that lacks the blob is not.
-        for round in 0..2 {
-            if round > 0 {
-                if peers.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(RETRY_AFTER).await;
-            }
-            let mut again = Vec::new();
-            for peer in std::mem::take(&mut peers) {
-                match self.fetch_from(peer, hash, size).await {
-                    Ok(path) => return Ok(path),
-                    Err(Failure::Lacks) => {
-                        debug!(%peer, "fetch failed: does not have it");
-                        last = format!("{peer}: does not have it");
-                    }
-                    Err(Failure::Other(reason)) => {
-                        debug!(%peer, round, "fetch failed: {reason}");
-                        last = format!("{peer}: {reason}");
-                        again.push(peer);
-                    }
-                }
-            }
-            peers = again;
-        }
-        Err(Error::BlobUnavailable { hash, reason: last })
-    }
-
-    async fn fetch_from(
-        &self,
-        peer: PeerId,
-        hash: BlobHash,
-        size: Option<u64>,
-    ) -> Result<PathBuf, Failure> {
         let info = match size {
             Some(size) if size <= limits::BLOB_CHUNK => BlobInfo {
                 size,
                 chunks: Vec::new(),
             },
-            _ => match self.net.request(peer, Request::BlobInfo(hash)).await {
-                Ok(Response::BlobInfo { size, chunks }) => BlobInfo { size, chunks },
-                Ok(Response::NotFound) => return Err(Failure::Lacks),
-                Ok(other) => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
-                Err(e) => return Err(Failure::Other(e.to_string())),
-            },
+            _ => self.ask_info(hash, &sources).await.map_err(unavailable)?,
         };
-        self.store
-            .check_room(info.size)
-            .map_err(|e| Failure::Other(e.to_string()))?;
+        self.store.check_room(info.size)?;
         let deadline = fetch_deadline(info.size);
-        match tokio::time::timeout(deadline, self.fetch_chunks(peer, hash, info)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::Other(format!(
+        let fetched = async {
+            if chunk_count(info.size) > 1 {
+                self.fetch_swarm(hash, &info, sources).await
+            } else {
+                self.fetch_one_chunk(hash, &info, &sources).await
+            }
+        };
+        match tokio::time::timeout(deadline, fetched).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable(format!(
                 "took longer than {} s, the most a fetch of this size may take",
                 deadline.as_secs()
             ))),
         }
     }
 
-    /// Pulls every chunk of `hash` from `peer` into the store, on one blob stream, or chunk by
-    /// chunk from a peer that does not serve them (dropped half-way, the partial file goes).
-    async fn fetch_chunks(
-        &self,
-        peer: PeerId,
-        hash: BlobHash,
-        info: BlobInfo,
-    ) -> Result<PathBuf, Failure> {
-        let mut incoming = self
-            .store
-            .incoming(hash, &info)
-            .map_err(|e| Failure::Other(e.to_string()))?;
-        let count = incoming.chunk_count();
-        // A blob of one chunk (a frame) costs one request either way; a stream would add the
-        // negotiation of its protocol.
-        if count > 1 {
-            let mut streams = self.net.streams();
-            match blob_stream::fetch_range(&mut streams, peer, &mut incoming, 0, count).await {
-                Ok(()) => {
-                    return incoming
-                        .finish()
-                        .await
-                        .map_err(|e| Failure::Other(e.to_string()));
-                }
-                Err(RangeError::Unsupported) => {
-                    debug!(%peer, "no blob streams there: fetching chunk by chunk");
-                }
-                Err(RangeError::Lacks) => return Err(Failure::Lacks),
-                Err(RangeError::Failed(reason)) => return Err(Failure::Other(reason)),
+    /// Who may hold a blob: the peers `hints` names (its origin), then the other connected
+    /// rendermesh peers, at most [`MAX_SOURCES`] in all, never this node.
+    async fn sources(&self, hints: &[NodeId]) -> Result<Vec<(PeerId, bool)>, Error> {
+        let local = self.net.local_peer_id();
+        let mut sources: Vec<(PeerId, bool)> = Vec::new();
+        let origins = hints
+            .iter()
+            .filter_map(crate::net::peer_id)
+            .map(|p| (p, true));
+        let others = self.net.connected().await.map_err(|_| Error::Shutdown)?;
+        for (peer, origin) in origins.chain(others.into_iter().map(|p| (p, false))) {
+            if peer != local && !sources.iter().any(|(p, _)| *p == peer) {
+                sources.push((peer, origin));
             }
         }
+        sources.truncate(MAX_SOURCES);
+        Ok(sources)
+    }
+
+    /// A blob's size and chunk values, from the first source that says (the origin first).
+    async fn ask_info(
+        &self,
+        hash: BlobHash,
+        sources: &[(PeerId, bool)],
+    ) -> Result<BlobInfo, String> {
+        first_to_answer(sources, |peer| async move {
+            match self.net.request(peer, Request::BlobInfo(hash)).await {
+                Ok(Response::BlobInfo { size, chunks }) => Ok(BlobInfo { size, chunks }),
+                Ok(Response::NotFound) => Err(Failure::Lacks),
+                Ok(other) => Err(Failure::Other(format!("unexpected answer {other:?}"))),
+                Err(e) => Err(Failure::Other(e.to_string())),
+            }
+        })
+        .await
+    }
+
+    /// A blob of one chunk, checked whole against its hash: one request to the first source
+    /// that has it.
+    async fn fetch_one_chunk(
+        &self,
+        hash: BlobHash,
+        info: &BlobInfo,
+        sources: &[(PeerId, bool)],
+    ) -> Result<PathBuf, String> {
+        let incoming = self.store.incoming(hash, info).map_err(|e| e.to_string())?;
+        first_to_answer(sources, |peer| {
+            self.fetch_by_requests(peer, &incoming, 0..1)
+        })
+        .await?;
+        incoming.finish().await.map_err(|e| e.to_string())
+    }
+
+    /// A blob of several chunks, in pieces from every source that holds them, the origin last
+    /// ([`Swarm`]): several pieces in flight, each on a blob stream of its own, written into
+    /// one file as they verify; what has arrived is served to other nodes meanwhile.
+    async fn fetch_swarm(
+        &self,
+        hash: BlobHash,
+        info: &BlobInfo,
+        sources: Vec<(PeerId, bool)>,
+    ) -> Result<PathBuf, String> {
+        let incoming = self.store.incoming(hash, info).map_err(|e| e.to_string())?;
+        let local = self.net.local_peer_id();
+        let seed = {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&local.to_bytes());
+            hasher.update(&hash.0);
+            u64::from_le_bytes(
+                hasher.finalize().as_bytes()[..8]
+                    .try_into()
+                    .expect("8 bytes"),
+            )
+        };
+        let mut swarm = Swarm::new(local, incoming.chunk_count(), sources, seed);
+        let mut pieces = futures::stream::FuturesUnordered::new();
+        let mut asking = Some(Box::pin(self.ask_held(hash, swarm.sources())));
+        let mut next_ask = tokio::time::Instant::now() + ASK_AGAIN;
+        let mut last = String::from("no peer holds it");
+        // Answers heard since the fetch stood still with a piece nowhere.
+        let mut heard_while_stuck = 0;
+        // Nothing is asked before the sources have said what they hold, and which of them fetch
+        // the blob too (else every node would take its first runs from the origin).
+        let mut heard = false;
+        while !swarm.done() {
+            let now = Instant::now();
+            while let Some(ask) = heard.then(|| swarm.pick(now)).flatten() {
+                let range = swarm.chunks_of(ask.pieces.clone());
+                let peer = swarm.sources()[ask.source].peer;
+                incoming.expect(range.start, range.end - range.start, true);
+                let incoming = &incoming;
+                pieces.push(
+                    async move { (ask, peer, self.fetch_piece(peer, incoming, range).await) },
+                );
+            }
+            if heard_while_stuck >= 2 && pieces.is_empty() {
+                return Err(last);
+            }
+            tokio::select! {
+                Some((ask, peer, result)) = pieces.next() => match result {
+                    Ok(()) => swarm.arrived(&ask),
+                    Err(failure) => {
+                        let range = swarm.chunks_of(ask.pieces.clone());
+                        incoming.expect(range.start, range.end - range.start, false);
+                        let lacked = matches!(failure, Failure::Lacks);
+                        last = match failure {
+                            Failure::Lacks => format!("{peer}: does not have it"),
+                            Failure::Other(reason) => format!("{peer}: {reason}"),
+                        };
+                        debug!(?ask, "pieces failed: {last}");
+                        let held = |chunks: std::ops::Range<u64>| chunks.into_iter().all(|i| incoming.holds(i));
+                        swarm.failed(&ask, lacked, Instant::now(), held);
+                    }
+                },
+                answers = async { asking.as_mut().expect("asking").await }, if asking.is_some() => {
+                    asking = None;
+                    heard = true;
+                    let now = Instant::now();
+                    for (source, holding) in answers {
+                        swarm.heard(source, holding, now);
+                    }
+                    heard_while_stuck = if swarm.stuck() { heard_while_stuck + 1 } else { 0 };
+                }
+                _ = tokio::time::sleep_until(next_ask), if asking.is_none() => {
+                    asking = Some(Box::pin(self.ask_held(hash, swarm.sources())));
+                    next_ask = tokio::time::Instant::now() + ASK_AGAIN;
+                }
+            }
+        }
+        drop(pieces);
+        incoming.finish().await.map_err(|e| e.to_string())
+    }
+
+    /// What each of `sources` holds of `hash`, by index: `None` for one that has none of it
+    /// (or cannot say).
+    fn ask_held(
+        &self,
+        hash: BlobHash,
+        sources: &[Source],
+    ) -> impl Future<Output = Vec<(usize, Option<Said>)>> + use<> {
         let net = self.net.clone();
-        let mut chunks = futures::stream::iter(0..count)
+        let peers: Vec<(usize, PeerId, bool)> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.peer, s.origin))
+            .collect();
+        async move {
+            let asks = peers.into_iter().map(|(i, peer, origin)| {
+                let net = net.clone();
+                async move {
+                    let answer = tokio::time::timeout(
+                        ASK_TIMEOUT,
+                        net.request(peer, Request::BlobHave(hash)),
+                    )
+                    .await;
+                    match answer {
+                        Ok(Ok(Response::BlobHave {
+                            chunks,
+                            held,
+                            coming,
+                        })) => {
+                            let held = rendermesh_protocol::read_chunk_bits(chunks, &held);
+                            let coming = rendermesh_protocol::read_chunk_bits(chunks, &coming);
+                            Some((i, held.zip(coming)))
+                        }
+                        Ok(Ok(Response::NotFound)) => Some((i, None)),
+                        // An origin that cannot say (an older node) is taken to hold it all;
+                        // any other source, to hold nothing. One that did not answer in time
+                        // is asked again next time.
+                        Ok(Ok(_)) | Ok(Err(_)) => (!origin).then_some((i, None)),
+                        Err(_) => None,
+                    }
+                }
+            });
+            futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+                .collect()
+        }
+    }
+
+    /// Chunks `range` of `incoming`'s blob from `peer`: on one blob stream, or chunk by chunk
+    /// from a peer that does not serve them.
+    async fn fetch_piece(
+        &self,
+        peer: PeerId,
+        incoming: &Incoming,
+        range: std::ops::Range<u64>,
+    ) -> Result<(), Failure> {
+        let mut streams = self.net.streams();
+        let count = range.end - range.start;
+        match blob_stream::fetch_range(&mut streams, peer, incoming, range.start, count).await {
+            Ok(()) => Ok(()),
+            Err(RangeError::Unsupported) => {
+                debug!(%peer, "no blob streams there: fetching chunk by chunk");
+                self.fetch_by_requests(peer, incoming, range).await
+            }
+            Err(RangeError::Lacks) => Err(Failure::Lacks),
+            Err(RangeError::Failed(reason)) => Err(Failure::Other(reason)),
+        }
+    }
+
+    /// Chunks `range` of `incoming`'s blob from `peer`, a request each, a few in flight.
+    async fn fetch_by_requests(
+        &self,
+        peer: PeerId,
+        incoming: &Incoming,
+        range: std::ops::Range<u64>,
+    ) -> Result<(), Failure> {
+        let hash = incoming.hash();
+        let net = self.net.clone();
+        let mut chunks = futures::stream::iter(range)
             .map(|index| {
                 let net = net.clone();
                 async move {
@@ -245,18 +392,44 @@ impl Fetcher {
                     .write_chunk(index, &data)
                     .await
                     .map_err(|e| Failure::Other(e.to_string()))?,
-                Ok(Response::NotFound) => {
-                    return Err(Failure::Other(format!("lost chunk {index}")));
-                }
+                Ok(Response::NotFound) => return Err(Failure::Lacks),
                 Ok(other) => return Err(Failure::Other(format!("unexpected answer {other:?}"))),
                 Err(e) => return Err(Failure::Other(e.to_string())),
             }
         }
-        incoming
-            .finish()
-            .await
-            .map_err(|e| Failure::Other(e.to_string()))
+        Ok(())
     }
+}
+
+/// The first answer to `ask` from `sources`, in order; a source whose answer broke off (its
+/// connection reset under load, say), not one that lacks the blob, is asked once more after the
+/// others and [`RETRY_AFTER`]. The error names the last source's failure.
+async fn first_to_answer<T, F, Fut>(sources: &[(PeerId, bool)], ask: F) -> Result<T, String>
+where
+    F: Fn(PeerId) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut last = String::from("no peer is connected");
+    let mut peers: Vec<PeerId> = sources.iter().map(|(p, _)| *p).collect();
+    for round in 0..2 {
+        if round > 0 && !peers.is_empty() {
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+        let mut again = Vec::new();
+        for peer in std::mem::take(&mut peers) {
+            match ask(peer).await {
+                Ok(answer) => return Ok(answer),
+                Err(Failure::Lacks) => last = format!("{peer}: does not have it"),
+                Err(Failure::Other(reason)) => {
+                    debug!(%peer, round, "asked in vain: {reason}");
+                    last = format!("{peer}: {reason}");
+                    again.push(peer);
+                }
+            }
+        }
+        peers = again;
+    }
+    Err(last)
 }
 
 #[cfg(test)]

@@ -988,6 +988,21 @@ impl NetActor {
                     (channel, Some(response))
                 }));
             }
+            Request::BlobHave(hash) => {
+                let store = self.store.clone();
+                self.replies.push(Box::pin(async move {
+                    let response = match store.held(&hash).await {
+                        Ok(Some(holding)) => Response::BlobHave {
+                            chunks: holding.held.len() as u64,
+                            held: rendermesh_protocol::chunk_bits(&holding.held),
+                            coming: rendermesh_protocol::chunk_bits(&holding.coming),
+                        },
+                        Ok(None) => Response::NotFound,
+                        Err(e) => Response::Rejected(e.to_string()),
+                    };
+                    (channel, Some(response))
+                }));
+            }
             Request::BlobChunk { hash, index } => {
                 let store = self.store.clone();
                 let permits = self.serving.clone();

@@ -10,8 +10,15 @@
 //! (`left_subtree_len` decides every split, exactly as blake3 does) and refuses them unless the
 //! root equals the hash asked for. Each arriving chunk is then checked against its CV before it is
 //! written ([`Incoming::write_chunk`]). A blob of one chunk or less has no CV list; its single
-//! chunk is checked against the root hash. [`Incoming::finish`] hashes the whole file once more
-//! before renaming it into place.
+//! chunk is checked against the root hash. [`Incoming::finish`] renames the file into place
+//! without hashing it again: its chunks were each checked, and their CVs merge to its name.
+//!
+//! # Serving a blob still arriving
+//!
+//! The chunks of a blob still arriving are served as they are verified: each [`Incoming`] is
+//! registered with its store as a partial blob (one per blob), and [`BlobStore::open_range`],
+//! [`BlobStore::info`] and [`BlobStore::held`] answer from it, so that nodes fetching one blob at
+//! once take chunks from each other (a swarm) and not all from its origin.
 //!
 //! # Power cuts
 //!
@@ -136,6 +143,15 @@ pub struct BlobInfo {
     pub chunks: Vec<[u8; 32]>,
 }
 
+/// The chunks of a blob a node holds, and those on their way to it ([`BlobStore::held`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holding {
+    /// One flag per chunk: verified and written.
+    pub held: Vec<bool>,
+    /// One flag per chunk: asked of a peer and not arrived yet.
+    pub coming: Vec<bool>,
+}
+
 /// Store counters (shown by `GET /api/v1/node`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
@@ -171,6 +187,8 @@ struct Inner {
     tmp: PathBuf,
     counters: Counters,
     infos: Mutex<HashMap<BlobHash, BlobInfo>>,
+    /// Blobs still arriving, whose verified chunks are served meanwhile.
+    partials: Mutex<HashMap<BlobHash, Arc<Partial>>>,
     /// Blobs checked against their names since the store was opened.
     verified: Mutex<HashSet<BlobHash>>,
     next_tmp: AtomicU64,
@@ -291,6 +309,7 @@ impl BlobStore {
                 tmp,
                 counters: Counters::default(),
                 infos: Mutex::new(HashMap::new()),
+                partials: Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
                 next_tmp: AtomicU64::new(0),
                 reserve: AtomicU64::new(0),
@@ -622,7 +641,7 @@ impl BlobStore {
             return Ok(Some(info.clone()));
         }
         if !self.ensure(hash).await? {
-            return Ok(None);
+            return Ok(self.partial(hash).map(|p| p.info.clone()));
         }
         let path = self.path(hash);
         let info = tokio::task::spawn_blocking(move || -> Result<BlobInfo, StoreError> {
@@ -691,8 +710,9 @@ impl BlobStore {
     }
 
     /// Opens blob `hash` to serve chunks `first..first + count`: the file, positioned at chunk
-    /// `first`, and how many bytes the range holds. `None`: the blob is not held here. A range
-    /// that is empty or reaches past the blob's end is refused ([`StoreError::BadChunkIndex`]).
+    /// `first`, and how many bytes the range holds. `None`: the blob is not held here, or, while
+    /// it is still arriving, not every chunk of the range is. A range that is empty or reaches
+    /// past the blob's end is refused ([`StoreError::BadChunkIndex`]).
     pub async fn open_range(
         &self,
         hash: &BlobHash,
@@ -700,33 +720,75 @@ impl BlobStore {
         count: u64,
     ) -> Result<Option<(std::fs::File, u64)>, StoreError> {
         if !self.ensure(hash).await? {
-            return Ok(None);
-        }
-        let path = self.path(hash);
-        let short = hash.short();
-        let opened = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut file = std::fs::File::open(&path).map_err(io_err("cannot open", &path))?;
-            let size = file.metadata().map_err(io_err("cannot read", &path))?.len();
-            let chunks = chunk_count(size);
-            let end = first
-                .checked_add(count)
-                .filter(|&end| count > 0 && end <= chunks);
-            let Some(end) = end else {
-                return Err(StoreError::BadChunkIndex {
-                    hash: short,
-                    index: first.saturating_add(count).saturating_sub(1).max(first),
-                    count: chunks,
-                });
+            let Some(partial) = self.partial(hash) else {
+                return Ok(None);
             };
-            let start = first * limits::BLOB_CHUNK;
-            let len = size.min(end * limits::BLOB_CHUNK) - start;
-            file.seek(SeekFrom::Start(start))
-                .map_err(io_err("cannot read", &path))?;
-            Ok((file, len))
-        })
-        .await
-        .map_err(join_err)??;
+            // A range outside the blob goes on, to be refused as such.
+            let missing = {
+                let chunks = partial
+                    .chunks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let (held, end) = (&chunks.held, first.saturating_add(count));
+                end <= held.len() as u64 && held[first as usize..end as usize].contains(&false)
+            };
+            if missing {
+                return Ok(None);
+            }
+            let (path, short) = (partial.tmp.clone(), hash.short());
+            let opened = tokio::task::spawn_blocking(move || open_at(&path, short, first, count))
+                .await
+                .map_err(join_err)?;
+            match opened {
+                // Landed meanwhile: renamed into the store.
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    if !self.has(hash) {
+                        return Ok(None);
+                    }
+                }
+                opened => return opened.map(Some),
+            }
+        }
+        let (path, short) = (self.path(hash), hash.short());
+        let opened = tokio::task::spawn_blocking(move || open_at(&path, short, first, count))
+            .await
+            .map_err(join_err)??;
         Ok(Some(opened))
+    }
+
+    /// Which chunks of blob `hash` are here and verified, and which are on their way: all held
+    /// for a whole blob; for one still arriving, those verified so far and those asked of a
+    /// peer; `None` when the blob is neither held nor arriving.
+    pub async fn held(&self, hash: &BlobHash) -> Result<Option<Holding>, StoreError> {
+        if self.ensure(hash).await? {
+            let path = self.path(hash);
+            let size = std::fs::metadata(&path)
+                .map_err(io_err("cannot read", &path))?
+                .len();
+            let count = chunk_count(size) as usize;
+            return Ok(Some(Holding {
+                held: vec![true; count],
+                coming: vec![false; count],
+            }));
+        }
+        Ok(self.partial(hash).map(|p| {
+            p.chunks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }))
+    }
+
+    /// The partial blob `hash`, if it is arriving.
+    fn partial(&self, hash: &BlobHash) -> Option<Arc<Partial>> {
+        self.inner
+            .partials
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(hash)
+            .cloned()
     }
 
     /// Counts `chunks` chunks of `bytes` bytes in all as served to a peer.
@@ -753,13 +815,30 @@ impl BlobStore {
         let file = std::fs::File::create(&tmp).map_err(io_err("cannot create", &tmp))?;
         file.set_len(info.size)
             .map_err(io_err("cannot size", &tmp))?;
+        let partial = Arc::new(Partial {
+            tmp,
+            info: info.clone(),
+            chunks: Mutex::new(Holding {
+                held: vec![false; chunk_count(info.size) as usize],
+                coming: vec![false; chunk_count(info.size) as usize],
+            }),
+        });
+        // The first of two receptions of one blob at once is the one served.
+        let shared = {
+            let mut partials = self
+                .inner
+                .partials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let entry = partials.entry(hash).or_insert_with(|| partial.clone());
+            Arc::ptr_eq(entry, &partial)
+        };
         Ok(Incoming {
             store: self.clone(),
             hash,
-            info: info.clone(),
-            tmp,
+            partial,
+            shared,
             file: Some(Arc::new(Mutex::new(file))),
-            have: vec![false; chunk_count(info.size) as usize],
         })
     }
 
@@ -779,30 +858,31 @@ impl BlobStore {
 }
 
 /// A blob being received, chunk by verified chunk, into its own file under `tmp/` (so two
-/// downloads of the same blob never collide). Dropping it discards the partial file.
+/// downloads of the same blob never collide), from one peer or several at once. Its verified
+/// chunks are served meanwhile (the first reception of a blob only). Dropping it discards the
+/// partial file.
 pub struct Incoming {
     /// The store it lands in (and whose counters it bumps).
     store: BlobStore,
     /// The blob's name: the root of its hash tree.
     hash: BlobHash,
-    /// Size and chunk CVs, already checked to merge to `hash`.
-    info: BlobInfo,
-    /// The partial file.
-    tmp: PathBuf,
+    /// The partial file, its size and chunk CVs (already checked to merge to `hash`), and the
+    /// chunks verified and written.
+    partial: Arc<Partial>,
+    /// Whether `partial` is the one the store serves.
+    shared: bool,
     /// The open partial file, shared with the blocking task writing a chunk; `None` once
     /// `finish` has closed it.
     file: Option<Arc<Mutex<std::fs::File>>>,
-    /// Which chunks have been verified and written.
-    have: Vec<bool>,
 }
 
 impl std::fmt::Debug for Incoming {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Incoming")
             .field("hash", &self.hash)
-            .field("size", &self.info.size)
-            .field("chunks", &self.have.len())
-            .field("have", &self.have.iter().filter(|h| **h).count())
+            .field("size", &self.partial.info.size)
+            .field("chunks", &self.chunk_count())
+            .field("missing", &self.missing())
             .finish()
     }
 }
@@ -810,7 +890,40 @@ impl std::fmt::Debug for Incoming {
 impl Incoming {
     /// How many chunks the blob has (1 for an empty blob, whose one chunk is empty).
     pub fn chunk_count(&self) -> u64 {
-        chunk_count(self.info.size)
+        chunk_count(self.partial.info.size)
+    }
+
+    /// How many chunks have not been verified and written yet.
+    pub fn missing(&self) -> u64 {
+        let chunks = self.chunks();
+        chunks.held.iter().filter(|h| !**h).count() as u64
+    }
+
+    /// Whether chunk `index` has been verified and written.
+    pub fn holds(&self, index: u64) -> bool {
+        self.chunks().held.get(index as usize).is_some_and(|h| *h)
+    }
+
+    /// Marks chunks `first..first + count` as asked of a peer and on their way (`true`), or no
+    /// longer (`false`), for peers asking what this node holds ([`BlobStore::held`]).
+    pub fn expect(&self, first: u64, count: u64, coming: bool) {
+        let mut chunks = self.chunks();
+        let end = first.saturating_add(count).min(chunks.coming.len() as u64);
+        for flag in chunks
+            .coming
+            .iter_mut()
+            .take(end as usize)
+            .skip(first as usize)
+        {
+            *flag = coming;
+        }
+    }
+
+    fn chunks(&self) -> std::sync::MutexGuard<'_, Holding> {
+        self.partial
+            .chunks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The blob being received.
@@ -821,7 +934,11 @@ impl Incoming {
     /// The length of chunk `index`.
     pub fn chunk_len(&self, index: u64) -> u64 {
         let start = index * limits::BLOB_CHUNK;
-        self.info.size.saturating_sub(start).min(limits::BLOB_CHUNK)
+        self.partial
+            .info
+            .size
+            .saturating_sub(start)
+            .min(limits::BLOB_CHUNK)
     }
 
     /// Verifies chunk `index` against its CV (or, for a blob of one chunk, against the blob's
@@ -831,14 +948,14 @@ impl Incoming {
     ///
     /// Cancel-safe: if the future is dropped, the chunk is not marked as written and can simply
     /// be written again.
-    pub async fn write_chunk(&mut self, index: u64, data: &[u8]) -> Result<(), StoreError> {
+    pub async fn write_chunk(&self, index: u64, data: &[u8]) -> Result<(), StoreError> {
         self.write_owned_chunk(index, data.to_vec()).await.map(drop)
     }
 
     /// [`Incoming::write_chunk`] of a chunk the caller hands over (no copy is made); returns
     /// the buffer, for the next chunk.
     pub async fn write_owned_chunk(
-        &mut self,
+        &self,
         index: u64,
         data: Vec<u8>,
     ) -> Result<Vec<u8>, StoreError> {
@@ -866,13 +983,14 @@ impl Incoming {
             });
         };
         // `None`: a blob of one chunk, checked against the root hash itself.
-        let cv = if self.info.chunks.is_empty() {
+        let chunks = &self.partial.info.chunks;
+        let cv = if chunks.is_empty() {
             None
         } else {
-            self.info.chunks.get(index as usize).copied()
+            chunks.get(index as usize).copied()
         };
         let root = self.hash;
-        let tmp = self.tmp.clone();
+        let tmp = self.partial.tmp.clone();
         // Hashing a MiB and writing it are blocking work.
         let (verified, data) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let ok = match cv {
@@ -903,7 +1021,11 @@ impl Incoming {
                 index,
             });
         }
-        self.have[index as usize] = true;
+        {
+            let mut chunks = self.chunks();
+            chunks.held[index as usize] = true;
+            chunks.coming[index as usize] = false;
+        }
         counters.chunks_received.fetch_add(1, Ordering::Relaxed);
         Ok(data)
     }
@@ -918,7 +1040,7 @@ impl Incoming {
     /// `Incoming` was made), so it hashes to the blob's name. The chaining values are kept, so
     /// this node serves the blob at once.
     pub async fn finish(mut self) -> Result<PathBuf, StoreError> {
-        let missing = self.have.iter().filter(|h| !**h).count() as u64;
+        let missing = self.missing();
         if missing > 0 {
             return Err(StoreError::Incomplete {
                 hash: self.hash.short(),
@@ -926,7 +1048,7 @@ impl Incoming {
             });
         }
         let file = self.file.take();
-        let tmp = self.tmp.clone();
+        let tmp = self.partial.tmp.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(file) = file {
                 let file = file.lock().unwrap_or_else(PoisonError::into_inner);
@@ -938,18 +1060,57 @@ impl Incoming {
         .map_err(join_err)??;
         let dest = self
             .store
-            .land_async(self.tmp.clone(), self.hash, true)
+            .land_async(self.partial.tmp.clone(), self.hash, true)
             .await?;
-        self.store.remember_info(self.hash, self.info.clone());
+        self.store
+            .remember_info(self.hash, self.partial.info.clone());
         let c = &self.store.inner.counters;
         c.blobs_received.fetch_add(1, Ordering::Relaxed);
         c.bytes_received
-            .fetch_add(self.info.size, Ordering::Relaxed);
+            .fetch_add(self.partial.info.size, Ordering::Relaxed);
         if let Ok(mut m) = c.received.lock() {
             *m.entry(self.hash.to_string()).or_default() += 1;
         }
         Ok(dest)
     }
+}
+
+/// Opens the file at `path` (a blob's, `short` its name) positioned at chunk `first`, and the
+/// bytes chunks `first..first + count` hold; an empty range, or one past the end, is refused.
+fn open_at(
+    path: &Path,
+    short: String,
+    first: u64,
+    count: u64,
+) -> Result<(std::fs::File, u64), StoreError> {
+    let mut file = std::fs::File::open(path).map_err(io_err("cannot open", path))?;
+    let size = file.metadata().map_err(io_err("cannot read", path))?.len();
+    let chunks = chunk_count(size);
+    let end = first
+        .checked_add(count)
+        .filter(|&end| count > 0 && end <= chunks);
+    let Some(end) = end else {
+        return Err(StoreError::BadChunkIndex {
+            hash: short,
+            index: first.saturating_add(count).saturating_sub(1).max(first),
+            count: chunks,
+        });
+    };
+    let start = first * limits::BLOB_CHUNK;
+    let len = size.min(end * limits::BLOB_CHUNK) - start;
+    file.seek(SeekFrom::Start(start))
+        .map_err(io_err("cannot read", path))?;
+    Ok((file, len))
+}
+
+/// A blob being received, as the store serves it meanwhile: its partial file, its chunk
+/// values (checked against its name), the chunks verified and written so far, and those on
+/// their way.
+#[derive(Debug)]
+struct Partial {
+    tmp: PathBuf,
+    info: BlobInfo,
+    chunks: Mutex<Holding>,
 }
 
 /// Bytes free for an unprivileged writer on the file system holding `path`, if they can be
@@ -991,9 +1152,26 @@ fn collect_paths(
 }
 
 impl Drop for Incoming {
+    /// Stops serving the partial blob (landed, or given up), then removes its file if it is
+    /// still there: a peer reading from it keeps its open file to the end.
     fn drop(&mut self) {
-        if self.tmp.exists() {
-            let _ = std::fs::remove_file(&self.tmp);
+        if self.shared {
+            let mut partials = self
+                .store
+                .inner
+                .partials
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if partials
+                .get(&self.hash)
+                .is_some_and(|p| Arc::ptr_eq(p, &self.partial))
+            {
+                partials.remove(&self.hash);
+            }
+        }
+        let tmp = &self.partial.tmp;
+        if tmp.exists() {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }
@@ -1119,7 +1297,7 @@ mod tests {
             size: d.len() as u64 + 1,
             chunks: chaining_values(&d),
         };
-        let mut incoming = s.incoming(hash, &info).expect("shape matches");
+        let incoming = s.incoming(hash, &info).expect("shape matches");
         incoming
             .write_chunk(0, &d[..C])
             .await
@@ -1131,9 +1309,68 @@ mod tests {
         assert!(matches!(err, StoreError::ChunkMismatch { .. }), "{err}");
     }
 
+    /// Reads `len` bytes from what `open_range` opened.
+    fn read_opened(opened: Option<(std::fs::File, u64)>) -> Vec<u8> {
+        let (mut file, len) = opened.expect("the range is served");
+        let mut bytes = vec![0; len as usize];
+        file.read_exact(&mut bytes).expect("read");
+        bytes
+    }
+
+    #[tokio::test]
+    async fn a_blob_still_arriving_serves_the_chunks_verified_so_far() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = BlobStore::open(&dir.path().join("a")).expect("open");
+        let b = BlobStore::open(&dir.path().join("b")).expect("open");
+        let d = data(2 * C + 5);
+        let hash = a.put_bytes(&d).await.expect("put");
+        let info = a.info(&hash).await.expect("info").expect("held");
+        assert_eq!(b.held(&hash).await.expect("held"), None);
+        assert_eq!(b.info(&hash).await.expect("info"), None);
+
+        let incoming = b.incoming(hash, &info).expect("incoming");
+        incoming.expect(1, 2, true);
+        incoming
+            .write_chunk(1, &d[C..2 * C])
+            .await
+            .expect("chunk 1");
+        let holding = b.held(&hash).await.expect("held").expect("arriving");
+        assert_eq!(holding.held, vec![false, true, false]);
+        assert_eq!(holding.coming, vec![false, false, true], "chunk 1 came");
+        // Its chunk values, for others to verify what they take from it.
+        assert_eq!(b.info(&hash).await.expect("info"), Some(info.clone()));
+        // A range of held chunks is served; one with a chunk missing is not; one outside the
+        // blob is refused.
+        let opened = b.open_range(&hash, 1, 1).await.expect("open");
+        assert_eq!(read_opened(opened), &d[C..2 * C]);
+        assert!(b.open_range(&hash, 0, 2).await.expect("open").is_none());
+        assert!(b.open_range(&hash, 1, 2).await.expect("open").is_none());
+        let err = b.open_range(&hash, 2, 2).await.unwrap_err();
+        assert!(matches!(err, StoreError::BadChunkIndex { .. }), "{err}");
+
+        // A range opened before the blob lands reads whole after it landed.
+        incoming.write_chunk(0, &d[..C]).await.expect("chunk 0");
+        incoming.write_chunk(2, &d[2 * C..]).await.expect("chunk 2");
+        let opened = b.open_range(&hash, 0, 3).await.expect("open");
+        incoming.finish().await.expect("landed");
+        assert_eq!(read_opened(opened), d);
+        let holding = b.held(&hash).await.expect("held").expect("whole");
+        assert_eq!(holding.held, vec![true; 3]);
+        assert_eq!(holding.coming, vec![false; 3]);
+
+        // A reception given up is served no more.
+        let c = BlobStore::open(&dir.path().join("c")).expect("open");
+        let incoming = c.incoming(hash, &info).expect("incoming");
+        incoming.write_chunk(0, &d[..C]).await.expect("chunk 0");
+        assert!(c.open_range(&hash, 0, 1).await.expect("open").is_some());
+        drop(incoming);
+        assert_eq!(c.held(&hash).await.expect("held"), None);
+        assert!(c.open_range(&hash, 0, 1).await.expect("open").is_none());
+    }
+
     async fn transfer(a: &BlobStore, b: &BlobStore, hash: BlobHash) -> Result<PathBuf, StoreError> {
         let info = a.info(&hash).await?.expect("present");
-        let mut incoming = b.incoming(hash, &info)?;
+        let incoming = b.incoming(hash, &info)?;
         for i in 0..incoming.chunk_count() {
             let chunk = a.read_chunk(&hash, i).await?.expect("present");
             incoming.write_chunk(i, &chunk).await?;
@@ -1192,7 +1429,7 @@ mod tests {
             let d = data(len);
             let hash = a.put_bytes(&d).await.expect("put");
             let info = a.info(&hash).await.expect("info").expect("present");
-            let mut incoming = b.incoming(hash, &info).expect("incoming");
+            let incoming = b.incoming(hash, &info).expect("incoming");
             let mut chunk = a
                 .read_chunk(&hash, 0)
                 .await
@@ -1271,8 +1508,8 @@ mod tests {
         let d = data(2 * C + 9);
         let hash = a.put_bytes(&d).await.expect("put");
         let info = a.info(&hash).await.expect("info").expect("present");
-        let mut first = b.incoming(hash, &info).expect("incoming");
-        let mut second = b.incoming(hash, &info).expect("incoming");
+        let first = b.incoming(hash, &info).expect("incoming");
+        let second = b.incoming(hash, &info).expect("incoming");
         for i in 0..first.chunk_count() {
             let chunk = a
                 .read_chunk(&hash, i)
@@ -1304,7 +1541,7 @@ mod tests {
         let hash = a.put_bytes(&d).await.expect("put");
         let info = a.info(&hash).await.expect("info").expect("present");
         assert_eq!(info.chunks.len(), 2);
-        let mut incoming = b.incoming(hash, &info).expect("incoming");
+        let incoming = b.incoming(hash, &info).expect("incoming");
         assert_eq!(
             (incoming.chunk_len(0), incoming.chunk_len(1)),
             (C as u64, 10)

@@ -194,6 +194,13 @@ mod tests {
                 chunks: vec![[1; 32], [2; 32], [3; 32]],
             },
             Response::NotCoordinator(Some(node("c"))),
+            Response::BlobHave {
+                chunks: 10,
+                held: crate::chunk_bits(&[
+                    true, false, true, true, false, false, false, false, true, true,
+                ]),
+                coming: crate::chunk_bits(&[false; 10]),
+            },
             Response::Rejected("stale term".into()),
         ];
         for r in responses {
@@ -223,6 +230,7 @@ mod tests {
             Request::Alive(hb.clone()),
             Request::Members,
             Request::Digests,
+            Request::BlobHave(BlobHash::of(b"x")),
             Request::GiveBack {
                 job: JobId([3; 16]),
                 task: 4,

@@ -34,7 +34,7 @@ pub use job::{
 };
 pub use message::{
     Assignment, BlobRange, BlobRangeAnswer, Confinement, Gossip, Heartbeat, JobDigest, Member,
-    Outcome, Report, Request, Response, Role, TableDigest, TaskRef,
+    Outcome, Report, Request, Response, Role, TableDigest, TaskRef, chunk_bits, read_chunk_bits,
 };
 pub use render::{Engine, PixelRect, Tile};
 

@@ -331,6 +331,9 @@ pub enum Request {
         /// The attempt the worker holds.
         attempt: u32,
     },
+    /// Asks which chunks of a blob a node holds, whole or still arriving ([`Response::BlobHave`]),
+    /// so a fetcher takes each range from a peer that has it, and the blob's origin last.
+    BlobHave(BlobHash),
 }
 
 /// What a fetcher asks for on a blob stream ([`crate::BLOB_PROTOCOL`]): chunks `first` to
@@ -360,6 +363,32 @@ pub enum BlobRangeAnswer {
     NotFound,
     /// Refused, with the reason (a range outside the blob, too many streams at once).
     Refused(String),
+}
+
+/// The bits of [`Response::BlobHave`] for `held` (one per chunk, in order).
+pub fn chunk_bits(held: &[bool]) -> Vec<u8> {
+    let mut bits = vec![0u8; held.len().div_ceil(8)];
+    for (i, _) in held.iter().enumerate().filter(|(_, h)| **h) {
+        bits[i / 8] |= 1 << (i % 8);
+    }
+    bits
+}
+
+/// Reads the bits of [`Response::BlobHave`] for a blob of `chunks` chunks: one flag per chunk,
+/// or `None` when `held` is not `chunks.div_ceil(8)` bytes long, or `chunks` is more than a
+/// blob may have.
+pub fn read_chunk_bits(chunks: u64, held: &[u8]) -> Option<Vec<bool>> {
+    let most = crate::limits::MAX_BLOB
+        .div_ceil(crate::limits::BLOB_CHUNK)
+        .max(1);
+    if chunks > most || held.len() as u64 != chunks.div_ceil(8) {
+        return None;
+    }
+    Some(
+        (0..chunks as usize)
+            .map(|i| held[i / 8] & (1 << (i % 8)) != 0)
+            .collect(),
+    )
 }
 
 /// The answer to a [`Request`].
@@ -399,4 +428,41 @@ pub enum Response {
     },
     /// Answer to `Digests`: the version of every job record held, in id order.
     Digests(Vec<JobDigest>),
+    /// Answer to `BlobHave`, for a blob of `chunks` chunks: one bit per chunk (chunk `i` is bit
+    /// `i % 8` of byte `i / 8`, [`chunk_bits`]) set for each chunk held and verified, and one set
+    /// for each chunk asked of a peer and on its way. `NotFound` when the blob is neither held
+    /// nor arriving.
+    BlobHave {
+        /// How many chunks the blob has.
+        chunks: u64,
+        /// The chunks held, `chunks.div_ceil(8)` bytes.
+        held: Vec<u8>,
+        /// The chunks on their way, `chunks.div_ceil(8)` bytes.
+        coming: Vec<u8>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_bits_read_back_and_a_wrong_length_is_refused() {
+        let held = [
+            true, false, false, true, true, false, true, false, false, true,
+        ];
+        let bits = chunk_bits(&held);
+        assert_eq!(bits, vec![0b0101_1001, 0b10]);
+        assert_eq!(read_chunk_bits(10, &bits).as_deref(), Some(&held[..]));
+        assert_eq!(read_chunk_bits(0, &[]).as_deref(), Some(&[][..]));
+        // One byte short, one byte over, and more chunks than the largest blob has.
+        assert_eq!(read_chunk_bits(10, &bits[..1]), None);
+        assert_eq!(read_chunk_bits(8, &bits), None);
+        let most = crate::limits::MAX_BLOB / crate::limits::BLOB_CHUNK;
+        assert!(read_chunk_bits(most, &vec![0; most.div_ceil(8) as usize]).is_some());
+        assert_eq!(
+            read_chunk_bits(most + 8, &vec![0; (most + 8).div_ceil(8) as usize]),
+            None
+        );
+    }
 }

@@ -920,7 +920,7 @@ impl Core {
                 Some(job) => Response::Job(Box::new(job.clone())),
                 None => Response::NotFound,
             },
-            Request::BlobInfo(_) | Request::BlobChunk { .. } => {
+            Request::BlobInfo(_) | Request::BlobChunk { .. } | Request::BlobHave(_) => {
                 Response::Rejected("blob requests are served by the network layer".into())
             }
         };
