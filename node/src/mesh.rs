@@ -36,6 +36,9 @@ const TICK: Duration = Duration::from_millis(100);
 const COLLECT_GRACE: Duration = Duration::from_secs(600);
 /// How long a submit or cancel keeps looking for a coordinator.
 const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
+/// How long a leaving node waits for the coordinator it follows to answer its leaving
+/// heartbeat, in core milliseconds.
+const TOLD_WAIT: Millis = 1_500;
 
 /// What the handle asks of the actor; each carries its reply channel.
 #[derive(Debug)]
@@ -48,8 +51,9 @@ pub(crate) enum Command {
     Blender(oneshot::Sender<Option<String>>),
     /// A request handled by this node as if it came from itself.
     Local(Box<Request>, oneshot::Sender<Response>),
-    /// Leave the mesh; answered, with whether any peer was live, once the heartbeat saying so
-    /// is handed to the network (a coordinator first hands its term over).
+    /// Leave the mesh; answered once the heartbeat saying so is handed to the network (a
+    /// coordinator first hands its term over) and the coordinator followed has answered it:
+    /// with whether the gossip is still worth a wait ([`Handle::leave`]).
     Leave(oneshot::Sender<bool>),
 }
 
@@ -149,7 +153,9 @@ impl Handle {
     }
 
     /// Leaves the mesh ([`Core::leave`]); returns, once the heartbeat saying so is handed to the
-    /// network, whether any peer was live to hear it.
+    /// network and the coordinator this node followed has answered it (or not within 1.5 s),
+    /// whether the swarm should run on a little to gossip it: some peer was live and the
+    /// coordinator did not answer.
     pub async fn leave(&self) -> Result<bool, Error> {
         self.ask(Command::Leave).await
     }
@@ -321,8 +327,9 @@ struct Mesh {
     ticks: u64,
     /// The CPU load, read about every second (for the heartbeat).
     load: f32,
-    /// Answers [`Command::Leave`] once its heartbeat is handed to the network.
-    left: Option<oneshot::Sender<bool>>,
+    /// Answers [`Command::Leave`] once its heartbeat is handed to the network and the
+    /// coordinator has answered it (or [`TOLD_WAIT`] has passed): when the leave began.
+    left: Option<(oneshot::Sender<bool>, Millis)>,
     /// Spawned work: renders, transfers, requests.
     tasks: JoinSet<()>,
 }
@@ -349,10 +356,16 @@ impl Mesh {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.perform().await;
+            let now = self.now();
+            let told = self.core.has_told();
             if self.core.has_left()
-                && let Some(tx) = self.left.take()
+                && let Some((tx, _)) = self
+                    .left
+                    .take_if(|(_, since)| told || now >= *since + TOLD_WAIT)
             {
-                let _ = tx.send(self.core.membership().members().next().is_some());
+                // Only the gossip is left to send: worth waiting for if anyone may hear it
+                // and the coordinator did not answer.
+                let _ = tx.send(!told && self.core.membership().members().next().is_some());
             }
         }
         if let Some(r) = &self.render {
@@ -486,7 +499,7 @@ impl Mesh {
             Command::Leave(tx) => {
                 let now = self.now();
                 self.core.leave(now);
-                self.left = Some(tx);
+                self.left = Some((tx, now));
             }
         }
     }

@@ -26,8 +26,9 @@ use crate::{Config, Error};
 /// How long a node stopping waits for its mesh actor to say it is leaving (a coordinator
 /// hands its term over first, for up to `core::node::HANDOVER_MS`).
 const LEAVE_WAIT: Duration = Duration::from_secs(5);
-/// How long the swarm runs on after the leaving heartbeat is handed to it, to send it (250 ms
-/// was not always enough on a machine busy with Blender: the peers then waited out the timeout).
+/// How long the swarm runs on to gossip the leaving heartbeat when no coordinator answered it
+/// (a leaving coordinator, or one whose coordinator was silent): 250 ms was not always enough
+/// on a machine busy with Blender, and the peers then waited out the timeout.
 const LEAVE_LINGER: Duration = Duration::from_millis(500);
 
 /// A running node. Dropping it does not stop it: call [`Node::shutdown`].
@@ -215,7 +216,9 @@ impl Node {
         let left = tokio::time::timeout(LEAVE_WAIT, self.handle.leave()).await;
         if let Ok(Ok(true)) = left {
             // The swarm writes the heartbeat to its connections as it runs on; a heartbeat
-            // lost anyway is caught by the peers' own timeout.
+            // lost anyway is caught by the peers' own timeout. (A follower whose coordinator
+            // answered has nothing to wait for: the coordinator requeues its task and its
+            // membership record tells the rest.)
             tokio::time::sleep(LEAVE_LINGER).await;
         }
         self.shutdown.cancel();

@@ -56,6 +56,7 @@ fn table(only: Option<usize>, checks: usize) {
                     frame_ms: (250, 1_000),
                     prepare_ms: 1_000,
                     checks,
+                    light: nodes >= 1_000,
                     ..Config::calm(nodes)
                 };
                 let sim = Sim::new(config, seed).run();

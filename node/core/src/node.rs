@@ -105,6 +105,9 @@ pub struct Core {
     published_members: Option<rendermesh_protocol::Version>,
     /// Heartbeats sent to a coordinator and not answered yet, and to whom.
     alive: BTreeMap<Ticket, NodeId>,
+    /// The leaving heartbeat sent to the coordinator this node followed, until it answers
+    /// ([`Core::has_told`]).
+    told: Option<Ticket>,
     /// The pull of the coordinator's membership record under way.
     members_pull: Option<(Ticket, NodeId)>,
     /// While it coordinates: the peers whose whole list of versions it has asked for in its
@@ -154,6 +157,7 @@ impl Core {
             handover_until: None,
             published_members: None,
             alive: BTreeMap::new(),
+            told: None,
             members_pull: None,
             surveyed: BTreeSet::new(),
         }
@@ -330,8 +334,23 @@ impl Core {
         self.leaving
     }
 
-    /// Stops coordinating and sends the heartbeat that says this node is leaving.
+    /// Whether this node has left and the coordinator it followed has answered its leaving
+    /// heartbeat (or it followed none, or coordinated itself): nothing is left to wait for but
+    /// the gossip.
+    pub fn has_told(&self) -> bool {
+        self.leaving && self.told.is_none()
+    }
+
+    /// Stops coordinating and sends the heartbeat that says this node is leaving: gossiped to
+    /// every peer, and sent to the coordinator this node follows, whose answer
+    /// [`Core::has_told`] waits for (the coordinator is who must hear it: it requeues this
+    /// node's task, and its membership record tells the rest).
     fn say_leaving(&mut self, now: Millis) {
+        let coordinator = self
+            .membership
+            .following()
+            .map(|c| c.node.clone())
+            .filter(|c| *c != self.me);
         self.leaving = true;
         self.handover_until = None;
         self.membership.leave();
@@ -341,6 +360,9 @@ impl Core {
         self.seq += 1;
         self.last_heartbeat = Some(now);
         let hb = self.heartbeat();
+        if let Some(to) = coordinator {
+            self.told = Some(self.out.send(to, Request::Alive(hb.clone())));
+        }
         self.out.push(Action::Publish(hb));
         self.settle();
     }
@@ -948,6 +970,9 @@ impl Core {
     }
 
     fn handle_answer(&mut self, ticket: Ticket, answer: Result<Response, String>) {
+        if self.told.take_if(|t| *t == ticket).is_some() {
+            return;
+        }
         if self.alive.remove(&ticket).is_some()
             || self.table.pulled(ticket, &answer, self.now, &mut self.out)
             || self.worker.answered(ticket, &answer)
@@ -1556,6 +1581,20 @@ mod tests {
             matches!(a, Action::Publish(hb) if hb.leaving && !hb.claims && hb.current.is_none())
         });
         assert!(said, "{actions:?}");
+        // And to the coordinator it follows, which must hear it (it requeues the task): the
+        // node has told it only once it answers.
+        let told = actions.iter().find_map(|a| match a {
+            Action::Send {
+                to,
+                request: Request::Alive(hb),
+                ticket,
+            } if *to == n("a") && hb.leaving => Some(*ticket),
+            _ => None,
+        });
+        let told = told.expect("the leaving heartbeat goes to the coordinator");
+        assert!(b.has_left() && !b.has_told());
+        b.answered(told, Ok(Response::Accepted), 450);
+        assert!(b.has_told());
         let again = Assignment {
             attempt: 2,
             version: Default::default(),
@@ -1644,6 +1683,8 @@ mod tests {
                 }
             }
             assert!(c.has_left(), "caught up: {caught_up}");
+            // It followed nobody but itself: nothing to wait for but the gossip.
+            assert!(c.has_told());
             assert!(said(&c.take_actions()));
             assert_eq!(c.leading(), None);
         }

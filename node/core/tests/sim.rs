@@ -38,6 +38,8 @@ struct Totals {
     /// Peers that looked, 1 s after a polite leave, and those still listing the leaver.
     leave_observers: usize,
     leave_lingering: usize,
+    /// Polite leaves that waited for their coordinator's answer, and got it.
+    leaves_told: usize,
     /// Nodes killed while holding a task to render next.
     killed_holding_ahead: usize,
     /// Renders stopped while their task still ran (work thrown away).
@@ -58,6 +60,7 @@ impl Totals {
             differed: self.differed + other.differed,
             leave_observers: self.leave_observers + other.leave_observers,
             leave_lingering: self.leave_lingering + other.leave_lingering,
+            leaves_told: self.leaves_told + other.leaves_told,
             killed_holding_ahead: self.killed_holding_ahead + other.killed_holding_ahead,
             stopped_running: self.stopped_running + other.stopped_running,
             backups_won: self.backups_won + other.backups_won,
@@ -92,6 +95,7 @@ fn run_all(config: Config) -> Totals {
                                     differed: sim.differed,
                                     leave_observers: sim.leave_observers,
                                     leave_lingering: sim.leave_lingering,
+                                    leaves_told: sim.leaves_told,
                                     killed_holding_ahead: sim.killed_holding_ahead,
                                     stopped_running: sim.stopped_running,
                                     backups_won: sim.backups_won,
@@ -289,6 +293,8 @@ fn ten_nodes_that_leave_politely_are_dropped_at_once_and_lose_no_job() {
     });
     exercised(totals);
     assert!(totals.leave_observers > 0, "nobody left: {totals:?}");
+    // A follower leaving tells its coordinator directly, and waits for its answer.
+    assert!(totals.leaves_told > 0, "no leave was answered: {totals:?}");
     assert!(
         totals.leave_lingering * 5 <= totals.leave_observers,
         "peers kept a node that left: {totals:?}"
