@@ -1,7 +1,7 @@
 //! The job and task model shared by every node: what a job asks for, how it is split into
 //! tasks, and the only legal state changes. Pure data and rules; the coordinator applies them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -1112,6 +1112,26 @@ impl Job {
             term: term.max(self.version.term),
             seq: self.version.seq.saturating_add(1),
         };
+    }
+
+    /// Every node [`Job::blocklisted`] names, in one pass over the tasks (for a question
+    /// asked of every node at once).
+    pub fn blocklist(&self) -> BTreeSet<&NodeId> {
+        let mut failed: BTreeMap<&NodeId, usize> = BTreeMap::new();
+        for t in self.all_tasks() {
+            let mut nodes: Vec<&NodeId> = t.failures.iter().map(|f| &f.node).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            for node in nodes {
+                *failed.entry(node).or_default() += 1;
+            }
+        }
+        failed
+            .into_iter()
+            .filter(|(_, n)| *n >= limits::BLOCKLIST_AFTER)
+            .map(|(node, _)| node)
+            .chain(self.suspects.iter())
+            .collect()
     }
 
     /// Whether `node` has failed [`limits::BLOCKLIST_AFTER`] tasks of this job, so that it gets
@@ -2279,11 +2299,18 @@ mod tests {
         let broken = node("broken");
         for index in 0..3 {
             assert!(!j.blocklisted(&broken));
+            assert!(j.blocklist().is_empty());
             let attempt = j.assign(index, broken.clone(), Term(1)).unwrap();
             j.fail(index, attempt, &broken, "segfault".into(), 3, Term(1))
                 .unwrap();
         }
         assert!(j.blocklisted(&broken));
+        // The whole list, in one pass, says the same; a suspect is on it too.
+        assert_eq!(j.blocklist(), BTreeSet::from([&broken]));
+        let liar = node("liar");
+        j.suspects.push(liar.clone());
+        assert_eq!(j.blocklist(), BTreeSet::from([&broken, &liar]));
+        assert!(j.blocklisted(&liar));
         assert_eq!(
             j.next_task_for(&broken),
             None,

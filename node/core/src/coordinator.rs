@@ -1708,10 +1708,11 @@ impl Coordinator {
         };
         // Frames per second, summed over the workers that may take the job.
         let rate = |ms: Millis| 1_000.0 / ms.max(1) as f64;
+        let blocked = job.blocklist();
         let total: f64 = view
             .workers
             .iter()
-            .filter(|s| s.can_render(&job.spec) && !s.low_disk && !job.blocklisted(s.id))
+            .filter(|s| s.can_render(&job.spec) && !s.low_disk && !blocked.contains(s.id))
             .map(|s| rate(paces.get(s.id).copied().unwrap_or(median)))
             .sum();
         let share = rate(mine) / total.max(rate(mine));
@@ -1883,10 +1884,10 @@ fn abort_if_nobody_left(
         .iter()
         .filter(|s| s.can_render(&job.spec))
         .peekable();
-    if !job.state.is_terminal()
-        && matching.peek().is_some()
-        && matching.all(|s| job.blocklisted(s.id))
-    {
+    if !job.state.is_terminal() && matching.peek().is_some() && {
+        let blocked = job.blocklist();
+        matching.all(|s| blocked.contains(s.id))
+    } {
         job.abort(message(), term);
     }
     if job.state == JobState::Failed {
