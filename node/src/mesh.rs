@@ -364,8 +364,10 @@ impl Mesh {
                     .take_if(|(_, since)| told || now >= *since + TOLD_WAIT)
             {
                 // Only the gossip is left to send: worth waiting for if anyone may hear it
-                // and the coordinator did not answer.
-                let _ = tx.send(!told && self.core.membership().members().next().is_some());
+                // and no coordinator accepted the leaving heartbeat (this node coordinated, or
+                // its coordinator did not answer).
+                let heard = self.core.was_heard_leaving();
+                let _ = tx.send(!heard && self.core.membership().members().next().is_some());
             }
         }
         if let Some(r) = &self.render {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rendermesh_tests::{
     Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, dump_logs, frames_done, newest_job,
-    wait_render,
+    wait_for, wait_render,
 };
 use serde_json::Value;
 
@@ -139,7 +139,19 @@ fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_se
         );
     }
 
-    // Any node serves a finished job's frames: `download` through another node.
+    // Any node serves a finished job's frames: `download` through another node, once its copy
+    // of the job says it is finished (`--no-wait` saves the frames that copy counts: a copy a
+    // version behind once missed a frame).
+    wait_for(
+        "node-3 to hold the job done",
+        Duration::from_secs(10),
+        || {
+            nodes[2]
+                .get(&format!("/api/v1/jobs/{id}"))
+                .filter(|j| j["state"] == "Done")
+        },
+    )
+    .with_context(|| dump_logs(&nodes))?;
     let again = fx.root.join("again");
     let got = nodes[2].cli(&[
         "download",

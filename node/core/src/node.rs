@@ -108,6 +108,8 @@ pub struct Core {
     /// The leaving heartbeat sent to the coordinator this node followed, until it answers
     /// ([`Core::has_told`]).
     told: Option<Ticket>,
+    /// Whether that coordinator accepted it ([`Core::was_heard_leaving`]).
+    heard_leaving: bool,
     /// The pull of the coordinator's membership record under way.
     members_pull: Option<(Ticket, NodeId)>,
     /// While it coordinates: the peers whose whole list of versions it has asked for in its
@@ -158,6 +160,7 @@ impl Core {
             published_members: None,
             alive: BTreeMap::new(),
             told: None,
+            heard_leaving: false,
             members_pull: None,
             surveyed: BTreeSet::new(),
         }
@@ -335,10 +338,16 @@ impl Core {
     }
 
     /// Whether this node has left and the coordinator it followed has answered its leaving
-    /// heartbeat (or it followed none, or coordinated itself): nothing is left to wait for but
-    /// the gossip.
+    /// heartbeat (or it followed none, or coordinated itself): no answer is left to wait for.
     pub fn has_told(&self) -> bool {
         self.leaving && self.told.is_none()
+    }
+
+    /// Whether the coordinator this node followed accepted its leaving heartbeat: it requeues
+    /// this node's task, and its membership record tells the rest. Otherwise (this node
+    /// coordinated, followed nobody, or was not answered) only the gossip tells the mesh.
+    pub fn was_heard_leaving(&self) -> bool {
+        self.heard_leaving
     }
 
     /// Stops coordinating and sends the heartbeat that says this node is leaving: gossiped to
@@ -971,6 +980,7 @@ impl Core {
 
     fn handle_answer(&mut self, ticket: Ticket, answer: Result<Response, String>) {
         if self.told.take_if(|t| *t == ticket).is_some() {
+            self.heard_leaving = matches!(answer, Ok(Response::Accepted));
             return;
         }
         if self.alive.remove(&ticket).is_some()
@@ -1594,7 +1604,7 @@ mod tests {
         let told = told.expect("the leaving heartbeat goes to the coordinator");
         assert!(b.has_left() && !b.has_told());
         b.answered(told, Ok(Response::Accepted), 450);
-        assert!(b.has_told());
+        assert!(b.has_told() && b.was_heard_leaving());
         let again = Assignment {
             attempt: 2,
             version: Default::default(),
@@ -1683,8 +1693,8 @@ mod tests {
                 }
             }
             assert!(c.has_left(), "caught up: {caught_up}");
-            // It followed nobody but itself: nothing to wait for but the gossip.
-            assert!(c.has_told());
+            // It followed nobody but itself: no answer to wait for, and only the gossip says it.
+            assert!(c.has_told() && !c.was_heard_leaving());
             assert!(said(&c.take_actions()));
             assert_eq!(c.leading(), None);
         }

@@ -1007,7 +1007,7 @@ impl Sim {
                 continue;
             }
             // As the process does: it waits for its coordinator's answer, a while at most.
-            let told = node.core.has_told();
+            let (told, heard) = (node.core.has_told(), node.core.was_heard_leaving());
             if !told {
                 self.waited_to_tell.insert((i, run));
                 if self.now < since + HANDOVER_MS + TOLD_WAIT_MS {
@@ -1015,7 +1015,7 @@ impl Sim {
                     continue;
                 }
             }
-            if self.waited_to_tell.remove(&(i, run)) && told {
+            if self.waited_to_tell.remove(&(i, run)) && heard {
                 self.leaves_told += 1;
             }
             self.leaves_due.push((i, self.now + LEFT_WITHIN_MS));
