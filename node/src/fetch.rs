@@ -229,16 +229,7 @@ impl Fetcher {
     ) -> Result<PathBuf, String> {
         let incoming = self.store.incoming(hash, info).map_err(|e| e.to_string())?;
         let local = self.net.local_peer_id();
-        let seed = {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(&local.to_bytes());
-            hasher.update(&hash.0);
-            u64::from_le_bytes(
-                hasher.finalize().as_bytes()[..8]
-                    .try_into()
-                    .expect("8 bytes"),
-            )
-        };
+        let seed = crate::swarm::hash_u64(&[&local.to_bytes(), &hash.0]);
         let mut swarm = Swarm::new(local, incoming.chunk_count(), sources, seed);
         let mut pieces = futures::stream::FuturesUnordered::new();
         let mut asking = Some(Box::pin(self.ask_held(hash, swarm.sources())));

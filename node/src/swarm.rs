@@ -99,6 +99,19 @@ enum Piece {
     Held,
 }
 
+/// The first 8 bytes of the blake3 hash of `parts`, in order, as a number: a node's seed for
+/// its order of pieces, and a rendezvous score.
+pub fn hash_u64(parts: &[&[u8]]) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let bytes: [u8; 8] = hasher.finalize().as_bytes()[..8]
+        .try_into()
+        .expect("8 bytes");
+    u64::from_le_bytes(bytes)
+}
+
 /// What a source says of a blob: the chunks it holds and the chunks on their way to it, one
 /// flag per chunk each.
 pub type Said = (Vec<bool>, Vec<bool>);
@@ -196,16 +209,7 @@ impl Swarm {
             .map(|s| s.peer.to_bytes())
             .collect();
         let me = self.me.to_bytes();
-        let score = |node: &[u8], piece: usize| {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(node);
-            hasher.update(&(piece as u64).to_le_bytes());
-            u64::from_le_bytes(
-                hasher.finalize().as_bytes()[..8]
-                    .try_into()
-                    .expect("8 bytes"),
-            )
-        };
+        let score = |node: &[u8], piece: usize| hash_u64(&[node, &(piece as u64).to_le_bytes()]);
         for (piece, mine) in self.mine.iter_mut().enumerate() {
             let own = score(&me, piece);
             *mine = fetchers.iter().all(|other| score(other, piece) < own);
