@@ -7,7 +7,7 @@
 //! each job (fetch the `.blend`, start Blender): the makespan of one job submitted once the mesh
 //! has settled, the ideal (the frames divided by the sum of the nodes' paces, plus one
 //! start-up) and their ratio, over a few seeds; and the wall-clock time the simulation took.
-//! `SPEED_NODES=100` runs one size only.
+//! `SPEED_NODES=100` runs one size only, `SPEED_NODES=2,10,100` those sizes.
 
 #[path = "../tests/support/simulator.rs"]
 mod simulator;
@@ -17,9 +17,9 @@ use std::time::Instant;
 use simulator::{Config, SPEED_SUBMIT_MS, Sim};
 
 fn main() {
-    let only: Option<usize> = std::env::var("SPEED_NODES")
+    let only: Option<Vec<usize>> = std::env::var("SPEED_NODES")
         .ok()
-        .and_then(|s| s.parse().ok());
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect());
     for checks in [0, 1] {
         println!(
             "\nchecks per worker per job: {checks}{}",
@@ -29,12 +29,12 @@ fn main() {
                 " (the default)"
             }
         );
-        table(only, checks);
+        table(only.as_deref(), checks);
     }
 }
 
 /// One line per mesh size.
-fn table(only: Option<usize>, checks: usize) {
+fn table(only: Option<&[usize]>, checks: usize) {
     println!("nodes | frames | makespan / ideal (per seed)            | worst | wall");
     for (nodes, frames, seeds) in [
         (2, 24, 5),
@@ -43,7 +43,7 @@ fn table(only: Option<usize>, checks: usize) {
         (100, 2_000, 3),
         (1_000, 20_000, 1),
     ] {
-        if only.is_some_and(|n| n != nodes) {
+        if only.is_some_and(|sizes| !sizes.contains(&nodes)) {
             continue;
         }
         let wall = Instant::now();

@@ -214,8 +214,11 @@ pub struct Coordinator {
     /// The time per frame each report measured, until its task counts.
     measured: BTreeMap<(JobId, u32, u32), Millis>,
     /// Each node's last measured time per frame in each job: what its next task's size
-    /// comes from ([`Coordinator::chunk_for`]).
+    /// comes from ([`Coordinator::task_size`]).
     pace: BTreeMap<JobId, BTreeMap<NodeId, Millis>>,
+    /// The nodes whose pace in a job comes from their first task alone, which includes their
+    /// preparation: their next measure replaces it.
+    first_paced: BTreeSet<(JobId, NodeId)>,
     /// Assignments handed to a worker busy with another task, not started yet as far as this
     /// coordinator knows: their clocks start when the worker reports the task before them, or
     /// names them as its current one.
@@ -275,6 +278,7 @@ impl Coordinator {
             started: BTreeMap::new(),
             measured: BTreeMap::new(),
             pace: BTreeMap::new(),
+            first_paced: BTreeSet::new(),
             ahead: BTreeSet::new(),
             giving_back: BTreeSet::new(),
             backups: BTreeMap::new(),
@@ -528,9 +532,18 @@ impl Coordinator {
                     let ms = view.now.saturating_sub(*at) / frames;
                     self.measured.insert(key, ms);
                     // The mean of the last two measures: one slow frame does not halve a node's
-                    // next task.
+                    // next task. The first (its Blender started, its files fetched) is replaced
+                    // by the second.
                     let paces = self.pace.entry(report.job).or_default();
-                    let pace = paces.get(&from).map_or(ms, |last| (last + ms) / 2);
+                    let first = self.first_paced.remove(&(report.job, from.clone()));
+                    let pace = match paces.get(&from) {
+                        Some(last) if !first => (last + ms) / 2,
+                        Some(_) => ms,
+                        None => {
+                            self.first_paced.insert((report.job, from.clone()));
+                            ms
+                        }
+                    };
                     paces.insert(from.clone(), pace.max(1));
                 }
                 if !self.verifying.insert(key) {
@@ -1267,6 +1280,8 @@ impl Coordinator {
             .retain(|key, _| self.started.contains_key(key));
         self.pace
             .retain(|id, _| table.get(id).is_some_and(|j| !j.state.is_terminal()));
+        self.first_paced
+            .retain(|(id, _)| self.pace.contains_key(id));
         self.ahead.retain(|key| self.started.contains_key(key));
         // A give-back whose task moved on (its holder gone, say) holds up no backup while its
         // answer (or its request's timeout) is on its way.
@@ -1400,6 +1415,7 @@ impl Coordinator {
             }
         }
         self.cooldown.retain(|_, until| *until > now);
+        let mut free_at = self.free_at(table, &holding, now);
         let free = |s: &&Seat<'_>| {
             !self.assigning.contains(s.id) && !self.cooldown.contains_key(s.id) && !s.low_disk
         };
@@ -1418,17 +1434,24 @@ impl Coordinator {
             .filter(free)
             .filter(|s| !holding.contains_key(s.id) && s.current.as_ref().is_none_or(settled))
             .collect();
-        // A worker rendering its one task, by the records and its own word, holds nothing
-        // next yet.
+        // A worker holding its one task, rendering it by its own word or idle by a word older
+        // than the task (it starts it on receipt), holds nothing next yet.
         let mut ahead: Vec<&Seat<'_>> =
             view.workers
                 .iter()
                 .filter(free)
                 .filter(|s| match holding.get(s.id).map(Vec::as_slice) {
                     Some([(job, task, attempt)]) => {
-                        s.current.as_ref().is_some_and(|c| {
+                        let rendering = s.current.as_ref().is_some_and(|c| {
                             c.job == *job && c.task == *task && c.attempt == *attempt
-                        }) && s.held.iter().all(|h| h.frames_done > 0)
+                        });
+                        let taking = !rendering
+                            && s.current.as_ref().is_none_or(settled)
+                            && self
+                                .assigned_at
+                                .get(&(*job, *task))
+                                .is_some_and(|at| s.last_seen <= *at);
+                        (rendering || taking) && s.held.iter().all(|h| h.frames_done > 0)
                     }
                     _ => false,
                 })
@@ -1445,7 +1468,7 @@ impl Coordinator {
         let mut assignments = Vec::new();
         for (_, id) in &order {
             if let Some(job) = table.get_mut(id) {
-                self.hand_out(job, &mut idle, view, &mut assignments);
+                self.hand_out(job, &mut idle, view, &mut free_at, &mut assignments);
             }
         }
         // Workers still idle: nothing is queued for them. A task handed out ahead to a busy
@@ -1466,7 +1489,7 @@ impl Coordinator {
                 .sum();
             let left = u64::from(job.uncut()) + u64::from(queued);
             if left > 0 {
-                self.hand_out(job, &mut ahead, view, &mut assignments);
+                self.hand_out(job, &mut ahead, view, &mut free_at, &mut assignments);
             }
         }
         for (k, (node, a)) in assignments.into_iter().enumerate() {
@@ -1650,15 +1673,144 @@ impl Coordinator {
         }
     }
 
+    /// When each worker holding tasks should be free to start another, by its measured pace
+    /// in each task's job: once the tasks it renders end (from when each was handed out or
+    /// started) and the tasks it holds next are rendered after them. A task whose worker's pace
+    /// is unknown (its first, which measures it) counts for nothing; a worker left alone after
+    /// refusing is free when its cooldown ends.
+    fn free_at(
+        &self,
+        table: &JobTable,
+        holding: &BTreeMap<&NodeId, Vec<(JobId, u32, u32)>>,
+        now: Millis,
+    ) -> BTreeMap<NodeId, Millis> {
+        let mut free: BTreeMap<NodeId, Millis> = self
+            .cooldown
+            .iter()
+            .map(|(id, until)| (id.clone(), (*until).max(now)))
+            .collect();
+        for (node, tasks) in holding {
+            let (mut ends, mut then) = (now, 0);
+            for &(job, index, attempt) in tasks {
+                let key = (job, index, attempt);
+                let Some(pace) = self.pace.get(&job).and_then(|p| p.get(*node)) else {
+                    continue;
+                };
+                let Some(task) = table.get(&job).and_then(|j| j.task(index)) else {
+                    continue;
+                };
+                let work = u64::from(task.frames.len()) * pace;
+                if self.ahead.contains(&key) {
+                    then += work;
+                    continue;
+                }
+                let since = match self.backups.get(&(job, index)) {
+                    Some((backup, at)) if backup == *node => Some(*at),
+                    _ => self.started.get(&key).copied(),
+                };
+                ends = ends.max(since.unwrap_or(now) + work);
+            }
+            let at = free.entry((*node).clone()).or_insert(now);
+            *at = (*at).max(ends + then);
+        }
+        free
+    }
+
+    /// The frames of `job` not rendered nor handed out yet (queued, or not cut yet) shared
+    /// among the live workers that may render it, in whole frames, so that each, starting when
+    /// it is free (`free_at`; now when absent) at its measured pace in the job (the median of
+    /// the job's paces when unmeasured), ends its share at about the same time: the earliest
+    /// time by which they can end them all. A worker that would end even one frame after that
+    /// time gets none. `None` while no pace in the job is measured.
+    fn shares(
+        &self,
+        job: &Job,
+        view: &View<'_>,
+        free_at: &BTreeMap<NodeId, Millis>,
+    ) -> Option<BTreeMap<NodeId, u64>> {
+        let all = self.pace.get(&job.id)?;
+        // A pace from a node's first task alone includes its preparation. When the time by
+        // which the job can end is reckoned, the median of the others' paces stands for it
+        // (once there are others: they are the faster nodes, so that time comes early); its own
+        // share is then reckoned at its own, slower, pace (one frame at least when it would
+        // end one by then at the others' pace). Both err towards smaller tasks.
+        let first = |id: &NodeId| self.first_paced.contains(&(job.id, id.clone()));
+        let mut sorted: Vec<Millis> = all
+            .iter()
+            .filter(|(id, _)| !first(id))
+            .map(|(_, pace)| *pace)
+            .collect();
+        if sorted.is_empty() {
+            sorted = all.values().copied().collect();
+        }
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied()?;
+        let queued: u64 = job
+            .all_tasks()
+            .filter(|t| t.state == TaskState::Queued)
+            .map(|t| u64::from(t.frames.len()))
+            .sum();
+        let left = u64::from(job.uncut()) + queued;
+        let blocked = job.blocklist();
+        // Each member: when it is free, its pace towards the end time, its pace for its share.
+        let members: Vec<(&NodeId, Millis, Millis, Millis)> = view
+            .workers
+            .iter()
+            .filter(|s| s.can_render(&job.spec) && !s.low_disk && !blocked.contains(s.id))
+            .map(|s| {
+                let start = free_at.get(s.id).copied().unwrap_or(view.now).max(view.now);
+                let own = all.get(s.id).copied().unwrap_or(median).max(1);
+                let pace = if first(s.id) { median.max(1) } else { own };
+                (s.id, start, pace, own)
+            })
+            .collect();
+        let ended_by = |t: Millis| -> u64 {
+            members
+                .iter()
+                .map(|(_, start, pace, _)| t.saturating_sub(*start) / pace)
+                .sum()
+        };
+        // The earliest time by which the members end `left` frames: at most when the best of
+        // them would end them all alone.
+        let mut low = view.now;
+        let mut high = members
+            .iter()
+            .map(|(_, start, pace, _)| start.saturating_add(left.saturating_mul(*pace)))
+            .min()?;
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if ended_by(mid) >= left {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        Some(
+            members
+                .iter()
+                .map(|(id, start, pace, own)| {
+                    // At its own pace it may end nothing by then, yet it would one frame at
+                    // least at the others': it gets one (so the frames left always go to
+                    // somebody).
+                    let free = low.saturating_sub(*start);
+                    ((*id).clone(), (free / own).max((free / pace).min(1)))
+                })
+                .collect(),
+        )
+    }
+
     /// Gives each of `seats` that can render `job` its next task (a queued one, or one cut
-    /// for it), and takes it out of `seats`.
+    /// for it: [`Coordinator::task_size`]), and takes it out of `seats`; each seat's
+    /// `free_at` moves on by the task's work.
     fn hand_out(
         &self,
         job: &mut Job,
         seats: &mut Vec<&Seat<'_>>,
         view: &View<'_>,
+        free_at: &mut BTreeMap<NodeId, Millis>,
         assignments: &mut Vec<(NodeId, Assignment)>,
     ) {
+        let mut shares = None;
         let mut i = 0;
         while i < seats.len() {
             let seat = seats[i];
@@ -1667,7 +1819,8 @@ impl Coordinator {
                 continue;
             }
             let next = job.next_task_for(seat.id).or_else(|| {
-                let size = self.chunk_for(job, seat.id, view);
+                let shares = shares.get_or_insert_with(|| self.shares(job, view, free_at));
+                let size = self.task_size(job, seat.id, shares.as_ref())?;
                 (!job.blocklisted(seat.id))
                     .then(|| job.carve(size, self.term))
                     .flatten()
@@ -1684,6 +1837,11 @@ impl Coordinator {
                 i += 1;
                 continue;
             };
+            if let Some(pace) = self.pace.get(&job.id).and_then(|p| p.get(seat.id)) {
+                let at = free_at.entry(seat.id.clone()).or_insert(view.now);
+                *at = (*at).max(view.now) + u64::from(task.frames.len()) * pace;
+                shares = None;
+            }
             assignments.push((seat.id.clone(), assignment(self.term, job, task, attempt)));
             seats.remove(i);
         }
@@ -1691,34 +1849,25 @@ impl Coordinator {
 
     /// How many frames the next task cut from `job` for `node` takes (guided self-scheduling,
     /// by measured pace): a single frame while the node's pace in the job is unknown (it
-    /// measures it); otherwise the node's share of the frames left, by pace among the live
-    /// workers that may render the job (those not measured yet counted at the median pace),
-    /// divided by [`GUIDED_DIVISOR`], and at most [`TARGET_TASK_MS`] of work at its pace.
-    pub fn chunk_for(&self, job: &Job, node: &NodeId, view: &View<'_>) -> u32 {
-        let Some(paces) = self.pace.get(&job.id) else {
-            return 1;
+    /// measures it); otherwise its share of the frames left ([`Coordinator::shares`]) divided
+    /// by [`GUIDED_DIVISOR`], and at most [`TARGET_TASK_MS`] of work at its pace. `None` when
+    /// its share is nothing: the others end the job sooner without it.
+    fn task_size(
+        &self,
+        job: &Job,
+        node: &NodeId,
+        shares: Option<&BTreeMap<NodeId, u64>>,
+    ) -> Option<u32> {
+        let Some(&mine) = self.pace.get(&job.id).and_then(|p| p.get(node)) else {
+            return Some(1);
         };
-        let Some(&mine) = paces.get(node) else {
-            return 1;
-        };
-        let median = {
-            let mut sorted: Vec<Millis> = paces.values().copied().collect();
-            sorted.sort_unstable();
-            sorted.get(sorted.len() / 2).copied().unwrap_or(mine)
-        };
-        // Frames per second, summed over the workers that may take the job.
-        let rate = |ms: Millis| 1_000.0 / ms.max(1) as f64;
-        let blocked = job.blocklist();
-        let total: f64 = view
-            .workers
-            .iter()
-            .filter(|s| s.can_render(&job.spec) && !s.low_disk && !blocked.contains(s.id))
-            .map(|s| rate(paces.get(s.id).copied().unwrap_or(median)))
-            .sum();
-        let share = rate(mine) / total.max(rate(mine));
-        let guided = (f64::from(job.uncut()) * share / GUIDED_DIVISOR as f64).ceil() as u64;
+        let share = shares.and_then(|s| s.get(node)).copied().unwrap_or(1);
+        if share == 0 {
+            return None;
+        }
+        let guided = share.div_ceil(GUIDED_DIVISOR);
         let target = TARGET_TASK_MS / mine.max(1);
-        guided.min(target).clamp(1, u64::from(u32::MAX)) as u32
+        Some(guided.min(target).clamp(1, u64::from(u32::MAX)) as u32)
     }
 
     /// Stitches every tiled frame whose tiles are all rendered and copies it to a second node.
@@ -3181,28 +3330,96 @@ mod tests {
         // Holding two, neither gets a third.
         assert_eq!(hand_out_and_accept(&mut c, &mut table, &v, &mut out), []);
         // a renders a frame in 1 s, b in 4 s; each starts its task ahead as it reports, and
-        // its clocks start then: a's frame 3, started at 1 s, takes it 1 s.
+        // its clocks start then: a's frame 3, started at 1 s, takes it 1 s, and that second
+        // measure replaces the first.
         let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
         report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
         let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
         report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
         let v = busy_view(4_000, &a, &b, [None, Some((id, 3, 1))]);
         report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
-        // a gets its share by pace (0.8) of the 96 frames left, halved: 39; b, rendering,
-        // gets its share (0.2) of the 57 left after, halved, ahead: 6.
+        // The 96 frames left are shared so that both end together. b's only measure is its
+        // first task's (4 s), which may include its preparation: towards that end it counts
+        // at the others' pace (1 s), which brings the end early (54 s: a free now, b at 8 s
+        // once its frame 4 is rendered); its own share is reckoned at its own 4 s. a's share
+        // is 50 frames, halved: 25; then b's, ahead, 11 (from 8 s to 54 s at 4 s), halved: 6.
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
         assert_eq!(
             next,
             [
-                (a.clone(), 4, "5-43".into()),
-                (b.clone(), 5, "44-49".into())
+                (a.clone(), 4, "5-29".into()),
+                (b.clone(), 5, "30-35".into())
             ]
         );
-        // Tasks shrink as the job goes: a's next, ahead, is 21 of the 51 left.
+        // Tasks shrink as the job goes: of the 65 left, a (free at 29 s) and b (free at 32 s,
+        // at 1 s a frame towards the end) end them together at 63 s; a's share is 34, halved,
+        // ahead: 17.
         let v = busy_view(5_000, &a, &b, [Some((id, 4, 1)), Some((id, 3, 1))]);
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
-        assert_eq!(next, [(a.clone(), 6, "50-70".into())]);
-        assert_eq!(table.get(&id).unwrap().uncut(), 30);
+        assert_eq!(next, [(a.clone(), 6, "36-52".into())]);
+        assert_eq!(table.get(&id).unwrap().uncut(), 48);
+    }
+
+    /// Issue 13: a worker idle by its last word when it was handed a task starts it on
+    /// receipt, so it is handed the next one to hold at once, without waiting for a heartbeat
+    /// to say it renders the first; one heard since, and idle by that word, gets nothing more.
+    #[test]
+    fn a_worker_handed_a_task_since_its_last_word_holds_the_next_at_once() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let a = n("a");
+        let mut s = spec(FrameRange::new(1, 10).unwrap());
+        s.chunk = None;
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        submit(&mut c, &mut table, &v, s);
+        let first = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(first, [(a.clone(), 0, "1".into())]);
+        let v = view(100, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(next, [(a.clone(), 1, "2".into())]);
+        // Holding two, it gets no third.
+        assert_eq!(hand_out_and_accept(&mut c, &mut table, &v, &mut out), []);
+
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let mut s = spec(FrameRange::new(1, 10).unwrap());
+        s.chunk = None;
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        submit(&mut c, &mut table, &v, s);
+        hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        let v = view(100, vec![seat(&a, BLENDER, 50)], vec![&a]);
+        assert_eq!(hand_out_and_accept(&mut c, &mut table, &v, &mut out), []);
+    }
+
+    /// Issue 13: a node's first task in a job includes its preparation (fetching files,
+    /// starting Blender), so its second measure replaces the first; later ones are averaged
+    /// with the one before.
+    #[test]
+    fn a_nodes_first_measure_in_a_job_is_replaced_by_its_second() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let (a, b) = (n("a"), n("b"));
+        let mut s = spec(FrameRange::new(1, 100).unwrap());
+        s.chunk = None;
+        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        hand_out_and_accept(
+            &mut c,
+            &mut table,
+            &busy_view(0, &a, &b, [None, None]),
+            &mut out,
+        );
+        let v = busy_view(100, &a, &b, [Some((id, 0, 1)), Some((id, 1, 1))]);
+        hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        // a's first frame took 3 s, its preparation included; its second 1 s, its third 2 s.
+        let v = busy_view(3_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
+        assert_eq!(c.pace[&id][&a], 3_000);
+        let v = busy_view(4_000, &a, &b, [None, Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
+        assert_eq!(c.pace[&id][&a], 1_000);
+        let third = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        let (_, task, _) = third.iter().find(|(w, ..)| *w == a).unwrap().clone();
+        let frames = u64::from(table.get(&id).unwrap().task(task).unwrap().frames.len());
+        let v = busy_view(4_000 + frames * 2_000, &a, &b, [None, Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, task, 1));
+        assert_eq!(c.pace[&id][&a], 1_500);
     }
 
     /// Issue 13's tail: `a` renders a frame in 4 s, `b` in 1 s, and a job of 8 frames is cut
@@ -3214,6 +3431,8 @@ mod tests {
         id: JobId,
         a: NodeId,
         b: NodeId,
+        /// `b` says it is low on disk (it takes no new task, nor a share of the job).
+        b_low_disk: bool,
     }
 
     impl Tail {
@@ -3232,6 +3451,7 @@ mod tests {
                 id,
                 a,
                 b,
+                b_low_disk: false,
             }
         }
 
@@ -3245,7 +3465,8 @@ mod tests {
             reports: &[(&NodeId, u32, u32)],
         ) -> Vec<(String, u32)> {
             let current = current.map(|t| t.map(|(t, attempt)| (self.id, t, attempt)));
-            let v = busy_view(now, &self.a, &self.b, current);
+            let mut v = busy_view(now, &self.a, &self.b, current);
+            v.workers[1].low_disk = self.b_low_disk;
             for (w, task, attempt) in reports {
                 report_done(
                     &mut self.c,
@@ -3294,11 +3515,12 @@ mod tests {
             self.c.tick(&mut self.table, &v, &mut self.out);
         }
 
-        /// Runs the job until `a`, rendering task 2 (frame 3) since 4 s, holds the last frame
-        /// ahead (task 7, attempt 1), and `b` renders task 6.
-        fn run_until_a_holds_the_last_frame(&mut self) {
-            let (a, b) = (self.a.clone(), self.b.clone());
-            let (sa, sb) = (a.to_string(), b.to_string());
+        /// Runs the job to 3 s: `a` renders task 0 (frame 1) and holds task 2 (frame 3); `b`
+        /// has rendered frames 2, 4 and 5 and renders task 5 (frame 6), holding task 6 (frame
+        /// 7). Frame 8 is left.
+        fn run_to_3_s(&mut self) {
+            let (sa, sb) = (self.a.to_string(), self.b.to_string());
+            let b = self.b.clone();
             assert_eq!(
                 self.step(0, [None, None], &[]),
                 [(sa.clone(), 0), (sb.clone(), 1)]
@@ -3315,8 +3537,18 @@ mod tests {
                     [(sb.clone(), current + 1)]
                 );
             }
-            // a reports its first frame (4 s) and starts its task ahead; it takes the last
-            // frame ahead.
+        }
+
+        /// Runs the job until `a`, rendering task 2 (frame 3) since 4 s, holds the last frame
+        /// ahead (task 7, attempt 1), and `b` renders task 6.
+        fn run_until_a_holds_the_last_frame(&mut self) {
+            self.run_to_3_s();
+            let (a, b) = (self.a.clone(), self.b.clone());
+            let sa = a.to_string();
+            // a reports its first frame (4 s) and starts its task ahead; b, low on disk for a
+            // moment, takes nothing, so a takes the last frame ahead (b would have: it ends it
+            // sooner).
+            self.b_low_disk = true;
             assert_eq!(
                 self.step(
                     4_000,
@@ -3325,6 +3557,7 @@ mod tests {
                 ),
                 [(sa.clone(), 7)]
             );
+            self.b_low_disk = false;
             assert_eq!(self.table.get(&self.id).unwrap().uncut(), 0);
         }
     }
@@ -3344,6 +3577,31 @@ mod tests {
             .collect()
     }
 
+    /// Issue 13: the frames left go to the workers that would end them first, not to whoever
+    /// asks. At 4 s `a` (4 s a frame, rendering frame 3 since 4 s: free at 8 s) and `b` (1 s a
+    /// frame, rendering frame 7: free at 5 s) may each hold a task next; the last frame goes to
+    /// `b`, ahead (it ends it at 6 s), and `a` gets nothing (it would end it at 12 s).
+    #[test]
+    fn the_last_frame_goes_ahead_to_the_worker_that_ends_it_first() {
+        let mut tail = Tail::new();
+        tail.run_to_3_s();
+        let (a, b) = (tail.a.clone(), tail.b.clone());
+        assert_eq!(
+            tail.step(
+                4_000,
+                [Some((2, 1)), Some((6, 1))],
+                &[(&a, 0, 1), (&b, 5, 1)]
+            ),
+            [(b.to_string(), 7)]
+        );
+        assert_eq!(
+            tail.step(5_000, [Some((2, 1)), Some((7, 1))], &[(&b, 6, 1)]),
+            []
+        );
+        // a, idle later, gets nothing either: nothing is left, and b holds the frame.
+        assert_eq!(tail.step(8_000, [None, Some((7, 1))], &[(&a, 2, 1)]), []);
+    }
+
     /// Issue 13: a give-back in flight holds up backups (an idle node waits for the task it
     /// may get), but not once its task has moved on: here the holder reports the task before it
     /// (so it has started the one asked back) while its answer is still on its way, and the
@@ -3355,9 +3613,10 @@ mod tests {
         let (a, b, id) = (tail.a.clone(), tail.b.clone(), tail.id);
         tail.b_idle_at_5_s();
         assert_eq!(give_backs(&mut tail.out).len(), 1, "task 7 asked back");
-        // a ends task 2 and reports it: it runs task 7 now. Its answer has not come.
+        // a ends task 2 (at its 4 s a frame) and reports it: it runs task 7 now. Its answer
+        // has not come.
         assert_eq!(
-            tail.step(5_100, [Some((7, 1)), None], &[(&a, 2, 1)]),
+            tail.step(8_000, [Some((7, 1)), None], &[(&a, 2, 1)]),
             [(b.to_string(), 7)],
             "b backs task 7 up"
         );

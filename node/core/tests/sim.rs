@@ -302,12 +302,14 @@ fn ten_nodes_that_leave_politely_are_dropped_at_once_and_lose_no_job() {
 }
 
 /// Issue 13: speed. Ten nodes whose paces range from 1x to 4x (250 to 1,000 ms a frame), each
-/// paying 1 s to prepare the job, render 200 frames: tasks are cut as the job goes (sized by
-/// each node's measured pace, shrinking towards the end), each worker holds one task ahead,
-/// and a task held ahead goes to an idle node that would end it sooner. The job ends within
-/// 15 % of the ideal (the frames over the sum of the paces, plus one start-up), with checks
-/// off (they render more frames than the job has); `cargo bench --bench speed` reports the
-/// figures for 2 to 1,000 nodes.
+/// paying 1 s to prepare the job, render 200 frames: tasks are cut as the job goes (the frames
+/// left shared so that every node, from when it is free, ends its share together, at its
+/// measured pace; tasks shrinking towards the end), each worker holds one task ahead (from the
+/// moment it is handed one while idle), and a task held ahead goes to an idle node that would
+/// end it sooner. The job ends within 10 % of the ideal (the frames over the sum of the paces,
+/// plus one start-up) over 20 seeds, with checks off (they render more frames than the job
+/// has); `cargo bench --bench speed` reports the figures for 2 to 1,000 nodes. (Before the
+/// shares by end time and the eager task ahead, the worst of these runs took 1.124.)
 #[test]
 fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
     let mut worst: f64 = 0.0;
@@ -330,15 +332,16 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
     // A task held ahead is taken back only while its holder has not started it.
     assert_eq!(stopped, 0, "renders stopped while their task still ran");
     assert!(
-        worst <= 1.15,
+        worst <= 1.10,
         "the worst run took {worst:.3} times the ideal"
     );
 }
 
 /// Issue 13: at the end of a job, idle nodes back up the tasks expected to end last when they
-/// would end them sooner (MapReduce's backup tasks). Over many runs, some backups render their
-/// task first and some originals do; either way the first result counts, the other is
-/// refused, and every invariant holds (no frame counts twice or from another assignment).
+/// would end them sooner (MapReduce's backup tasks); one node straggles (it slows down four
+/// times once its pace is measured). Over many runs, some backups render their task first and
+/// some originals do; either way the first result counts, the other is refused, and every
+/// invariant holds (no frame counts twice or from another assignment).
 #[test]
 fn ten_nodes_from_1x_to_4x_back_up_the_last_tasks_and_count_the_first_result() {
     let totals = run_all(Config {
@@ -347,6 +350,7 @@ fn ten_nodes_from_1x_to_4x_back_up_the_last_tasks_and_count_the_first_result() {
         frames: 40,
         frame_ms: (250, 1_000),
         prepare_ms: 1_000,
+        straggler: true,
         ..Config::calm(10)
     });
     if seeds().len() >= 50 {

@@ -115,6 +115,10 @@ pub struct Config {
     /// One node's first render of each job hangs (a frozen driver) until it is cancelled, while
     /// its heartbeats go on naming the task.
     pub hangs: bool,
+    /// One node slows down four times from its third render of each job on (a straggler: a
+    /// machine someone started using, or one running hot): its measured pace turns out wrong
+    /// at the end of the job, which backup tasks are for.
+    pub straggler: bool,
     /// Nodes freeze (SIGSTOP, a suspended machine) for a few seconds and wake: meanwhile
     /// nothing reaches them, and they do nothing.
     pub freezes: bool,
@@ -174,6 +178,7 @@ impl Config {
             blackouts: false,
             damage: false,
             hangs: false,
+            straggler: false,
             freezes: false,
             retention: false,
             low_disk: false,
@@ -235,6 +240,8 @@ pub struct Node {
     broken: bool,
     /// Its first render of each job hangs.
     hangs: bool,
+    /// It renders four times slower from its third render of each job on.
+    straggles: bool,
     /// Every render it makes has wrong pixels.
     liar: bool,
     /// Frozen until then: everything due to it waits until it wakes.
@@ -463,6 +470,7 @@ impl Sim {
                     seen_versions: BTreeMap::new(),
                     broken: config.broken && i == 1,
                     hangs: config.hangs && i == 2,
+                    straggles: config.straggler && i == 4,
                     liar: config.liar && i == 3,
                     frozen_until: 0,
                     woke_at: None,
@@ -797,6 +805,11 @@ impl Sim {
                         continue;
                     }
                     let frames = Millis::from(assignment.frames.len());
+                    let slower = if self.nodes[i].straggles && started > 2 {
+                        4
+                    } else {
+                        1
+                    };
                     let prepare = self.config.prepare_ms;
                     let now = self.now;
                     let ready = *self.nodes[i]
@@ -804,7 +817,7 @@ impl Sim {
                         .entry(assignment.job)
                         .or_insert(now + prepare);
                     let at = ready.max(now)
-                        + frames * self.nodes[i].speed
+                        + frames * self.nodes[i].speed * slower
                         + self.rng.random_range(0..50);
                     if std::env::var_os("SIM_RENDERS").is_some() {
                         eprintln!(
