@@ -312,25 +312,18 @@ impl Renderer for BlenderRenderer {
         engines
     }
 
-    /// Starts the job's Blender session (the file loaded), as its first whole-frame task
-    /// would: that task then finds it open. Tiled jobs are left to their first task (their
-    /// settings depend on the tile).
+    /// Starts the job's Blender session (the file loaded), as its first task would: that task
+    /// then finds it open. A tiled job's session is the one its tiles share (each tile is
+    /// asked of it in turn).
     async fn prepare(&self, blend: BlendFile<'_>, job: JobId, spec: &JobSpec) {
-        if !self.sessions || spec.tiles.is_some() {
+        if !self.sessions {
             return;
         }
+        let tiled = spec.tiles.is_some();
         let key = SessionKey {
             job,
-            format: spec.format,
-            settings: RenderSettings {
-                samples: spec.samples,
-                resolution_percent: spec.resolution_percent,
-                tile: None,
-                exact: false,
-                allow_missing: !spec.missing.is_empty(),
-                engine: spec.engine,
-                keep_file_format: spec.keep_file_format,
-            },
+            format: task_format(spec, tiled),
+            settings: task_settings(spec, tiled),
         };
         let Some(outputs) = blend.outputs else {
             return;
@@ -367,14 +360,9 @@ impl Renderer for BlenderRenderer {
         cancel: CancellationToken,
     ) -> Result<Vec<(u32, PathBuf)>, RenderFailure> {
         let settings = RenderSettings {
-            samples: a.spec.samples,
-            resolution_percent: a.spec.resolution_percent,
+            // A session is asked each tile in turn.
             tile: if self.sessions { None } else { a.tile },
-            exact: a.tile.is_some(),
-            allow_missing: !a.spec.missing.is_empty(),
-            engine: a.spec.engine,
-            // Tiles are written lossless and encoded in the job's format once stitched.
-            keep_file_format: a.spec.keep_file_format && a.tile.is_none(),
+            ..task_settings(&a.spec, a.tile.is_some())
         };
         let (tx, mut rx) = mpsc::channel(64);
         let forward = async {
@@ -407,9 +395,31 @@ impl Renderer for BlenderRenderer {
 /// The format Blender writes for an assignment: the job's, except that tiles are written
 /// lossless (EXR for an EXR job, PNG otherwise) and encoded in the job's format once stitched.
 pub fn tile_format(a: &Assignment) -> OutputFormat {
-    match (a.tile, a.spec.format) {
-        (None, format) | (Some(_), format @ OutputFormat::Exr) => format,
-        (Some(_), _) => OutputFormat::Png,
+    task_format(&a.spec, a.tile.is_some())
+}
+
+/// The format a task of `spec` writes: the job's, but a tile's is lossless PNG unless the job
+/// writes EXR (a tiled frame is encoded in the job's format once stitched).
+fn task_format(spec: &JobSpec, tiled: bool) -> OutputFormat {
+    match spec.format {
+        OutputFormat::Exr => OutputFormat::Exr,
+        format if !tiled => format,
+        _ => OutputFormat::Png,
+    }
+}
+
+/// The settings a task of `spec` renders with, whole frames or a tile (`tiled`; the tile
+/// itself is left out: a session is asked each one in turn).
+fn task_settings(spec: &JobSpec, tiled: bool) -> RenderSettings {
+    RenderSettings {
+        samples: spec.samples,
+        resolution_percent: spec.resolution_percent,
+        tile: None,
+        exact: tiled,
+        allow_missing: !spec.missing.is_empty(),
+        engine: spec.engine,
+        // Tiles are written lossless and encoded in the job's format once stitched.
+        keep_file_format: spec.keep_file_format && !tiled,
     }
 }
 
