@@ -22,9 +22,10 @@ use tracing::{Instrument, debug, info_span};
 
 use crate::Error;
 use crate::blob_stream::{self, RangeError};
-use crate::net::NetHandle;
+use crate::core::Millis;
+use crate::core::swarm::{self, Said, Source, Swarm, hash_u64};
+use crate::net::{self, NetHandle};
 use crate::store::{BlobInfo, BlobStore, Incoming, chunk_count};
-use crate::swarm::{Said, Source, Swarm};
 
 /// Chunk requests in flight per fetch.
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -38,9 +39,9 @@ const FETCH_FLOOR: Duration = Duration::from_secs(30);
 /// How long a fetch waits before asking again the holders whose transfers broke off.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// How often a fetch in pieces asks its sources again what they hold.
-const ASK_AGAIN: Duration = Duration::from_millis(250);
+const ASK_AGAIN: Duration = Duration::from_millis(swarm::ASK_AGAIN);
 /// How long a source may take to say what it holds before it is asked again next time.
-const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+const ASK_TIMEOUT: Duration = Duration::from_millis(swarm::ASK_TIMEOUT);
 /// Peers a fetch takes pieces from, at most: the origin, then other connected nodes.
 const MAX_SOURCES: usize = 16;
 
@@ -229,8 +230,16 @@ impl Fetcher {
     ) -> Result<PathBuf, String> {
         let incoming = self.store.incoming(hash, info).map_err(|e| e.to_string())?;
         let local = self.net.local_peer_id();
-        let seed = crate::swarm::hash_u64(&[&local.to_bytes(), &hash.0]);
-        let mut swarm = Swarm::new(local, incoming.chunk_count(), sources, seed);
+        let seed = hash_u64(&[&local.to_bytes(), &hash.0]);
+        let me = net::node_id(&local).ok_or("this node's peer id is not a node id")?;
+        let sources = sources
+            .into_iter()
+            .filter_map(|(peer, origin)| Some((net::node_id(&peer)?, origin)))
+            .collect();
+        let mut swarm = Swarm::new(me, incoming.chunk_count(), sources, seed);
+        // The swarm's clock: milliseconds since the fetch began.
+        let began = Instant::now();
+        let now = || began.elapsed().as_millis() as Millis;
         let mut pieces = futures::stream::FuturesUnordered::new();
         let mut asking = Some(Box::pin(self.ask_held(hash, swarm.sources())));
         let mut next_ask = tokio::time::Instant::now() + ASK_AGAIN;
@@ -241,10 +250,12 @@ impl Fetcher {
         // the blob too (else every node would take its first runs from the origin).
         let mut heard = false;
         while !swarm.done() {
-            let now = Instant::now();
-            while let Some(ask) = heard.then(|| swarm.pick(now)).flatten() {
+            while let Some(ask) = heard.then(|| swarm.pick(now())).flatten() {
                 let range = swarm.chunks_of(ask.pieces.clone());
-                let peer = swarm.sources()[ask.source].peer;
+                let Some(peer) = net::peer_id(&swarm.sources()[ask.source].peer) else {
+                    swarm.failed(&ask, true, now(), |_| false);
+                    continue;
+                };
                 incoming.expect(range.start, range.end - range.start, true);
                 let incoming = &incoming;
                 pieces.push(
@@ -267,15 +278,15 @@ impl Fetcher {
                         };
                         debug!(?ask, "pieces failed: {last}");
                         let held = |chunks: std::ops::Range<u64>| chunks.into_iter().all(|i| incoming.holds(i));
-                        swarm.failed(&ask, lacked, Instant::now(), held);
+                        swarm.failed(&ask, lacked, now(), held);
                     }
                 },
                 answers = async { asking.as_mut().expect("asking").await }, if asking.is_some() => {
                     asking = None;
                     heard = true;
-                    let now = Instant::now();
+                    let at = now();
                     for (source, holding) in answers {
-                        swarm.heard(source, holding, now);
+                        swarm.heard(source, holding, at);
                     }
                     heard_while_stuck = if swarm.stuck() { heard_while_stuck + 1 } else { 0 };
                 }
@@ -300,7 +311,7 @@ impl Fetcher {
         let peers: Vec<(usize, PeerId, bool)> = sources
             .iter()
             .enumerate()
-            .map(|(i, s)| (i, s.peer, s.origin))
+            .filter_map(|(i, s)| Some((i, net::peer_id(&s.peer)?, s.origin)))
             .collect();
         async move {
             let asks = peers.into_iter().map(|(i, peer, origin)| {

@@ -25,7 +25,6 @@ pub mod render;
 pub mod secret;
 pub mod stitch;
 pub mod store;
-pub mod swarm;
 pub mod worker;
 
 pub use config::Config;

@@ -10,11 +10,14 @@
 //! - [`coordinator`]: the coordinator's rules, in a type that exists only while this node
 //!   coordinates;
 //! - [`worker`]: the task this node renders and the reports it owes;
-//! - [`node`]: one node's core, which routes every event to the part it concerns.
+//! - [`node`]: one node's core, which routes every event to the part it concerns;
+//! - [`swarm`]: one blob fetched in pieces from several sources (which piece to ask of whom),
+//!   driven by the node's fetch, apart from [`Core`].
 
 pub mod coordinator;
 pub mod membership;
 pub mod node;
+pub mod swarm;
 pub mod table;
 pub mod worker;
 

@@ -16,11 +16,12 @@
 //!
 //! So nodes fetching one blob at once each take distinct pieces from the origin and the rest
 //! from each other, and the origin uploads about one copy instead of one per node. Pure
-//! bookkeeping: no I/O, the time passed in.
+//! bookkeeping: no I/O, the time passed in (the node's `fetch` drives it over the network; the
+//! simulator's swarm scenarios, `node/core/tests/swarm.rs`, over simulated links).
 
-use std::time::{Duration, Instant};
+use rendermesh_protocol::NodeId;
 
-use libp2p::PeerId;
+use crate::Millis;
 
 /// Chunks in a piece: the unit of a blob shared out among the nodes fetching it (4 MiB).
 pub const PIECE_CHUNKS: u64 = 4;
@@ -37,15 +38,20 @@ pub const SOURCE_FAILURES: u32 = 2;
 /// How long a piece said to be on its way to another source is left to it, rather than asked of
 /// the origin, after that source last showed progress: a frozen peer's claim holds nobody back
 /// for longer, and a slow one that makes progress keeps its claims.
-pub const PATIENCE: Duration = Duration::from_secs(3);
+pub const PATIENCE: Millis = 3_000;
 /// How long a source that failed a piece is left alone (its connection reset under load, say).
-pub const REST: Duration = Duration::from_millis(500);
+pub const REST: Millis = 500;
+/// How often a fetch in pieces asks its sources again what they hold.
+pub const ASK_AGAIN: Millis = 250;
+/// How long a source may take to say what it holds before it counts as saying nothing this
+/// time (it is asked again next time).
+pub const ASK_TIMEOUT: Millis = 1_000;
 
 /// A peer a fetch may take pieces from.
 #[derive(Clone, Debug)]
 pub struct Source {
     /// The peer.
-    pub peer: PeerId,
+    pub peer: NodeId,
     /// Named by the job as holding the blob (its origin): asked last.
     pub origin: bool,
     /// The chunks it holds, as it last said; `None` before it said (an origin is then taken to
@@ -61,9 +67,9 @@ pub struct Source {
     fetching: bool,
     /// When it was first heard, or last said it holds more than before: what it says is on its
     /// way there is believed for [`PATIENCE`] after.
-    progress_at: Option<Instant>,
+    progress_at: Option<Millis>,
     /// Not asked before then: it just failed a piece.
-    rest_until: Option<Instant>,
+    rest_until: Option<Millis>,
 }
 
 impl Source {
@@ -134,7 +140,7 @@ pub struct Swarm {
     order: Vec<usize>,
     sources: Vec<Source>,
     /// This node, as the rendezvous hashing knows it.
-    me: PeerId,
+    me: NodeId,
     /// Per piece: whether it is this node's to take from the origin (its share, among the
     /// nodes fetching the blob).
     mine: Vec<bool>,
@@ -143,7 +149,7 @@ pub struct Swarm {
 impl Swarm {
     /// A fetch by `me` of a blob of `chunks` chunks from `sources` (`(peer, origin)`), its
     /// pieces taken in an order starting at piece `seed % pieces` (each node its own seed).
-    pub fn new(me: PeerId, chunks: u64, sources: Vec<(PeerId, bool)>, seed: u64) -> Self {
+    pub fn new(me: NodeId, chunks: u64, sources: Vec<(NodeId, bool)>, seed: u64) -> Self {
         let count = chunks.div_ceil(PIECE_CHUNKS).max(1) as usize;
         let start = (seed % count as u64) as usize;
         Self {
@@ -175,7 +181,7 @@ impl Swarm {
     }
 
     /// Source `source` said what it holds (`None`: neither held nor arriving there) at `now`.
-    pub fn heard(&mut self, source: usize, holding: Option<Said>, now: Instant) {
+    pub fn heard(&mut self, source: usize, holding: Option<Said>, now: Millis) {
         let Some(s) = self.sources.get_mut(source) else {
             return;
         };
@@ -206,9 +212,9 @@ impl Swarm {
             .sources
             .iter()
             .filter(|s| s.fetching)
-            .map(|s| s.peer.to_bytes())
+            .map(|s| s.peer.as_bytes().to_vec())
             .collect();
-        let me = self.me.to_bytes();
+        let me = self.me.as_bytes().to_vec();
         let score = |node: &[u8], piece: usize| hash_u64(&[node, &(piece as u64).to_le_bytes()]);
         for (piece, mine) in self.mine.iter_mut().enumerate() {
             let own = score(&me, piece);
@@ -239,7 +245,7 @@ impl Swarm {
 
     /// Whether piece `piece` may be asked of the origin: no other source holds it, and none
     /// has said it is on its way there within [`PATIENCE`].
-    fn for_origin(&self, piece: usize, now: Instant) -> bool {
+    fn for_origin(&self, piece: usize, now: Millis) -> bool {
         let range = self.range(piece);
         let elsewhere = self
             .sources
@@ -257,7 +263,7 @@ impl Swarm {
     /// documentation); marks them asked. A piece is extended into a run of the missing pieces
     /// after it that the same source holds (and, from the origin, that are this node's share
     /// and nobody else's), up to [`RUN_PIECES`].
-    pub fn pick(&mut self, now: Instant) -> Option<Ask> {
+    pub fn pick(&mut self, now: Millis) -> Option<Ask> {
         if self.in_flight() >= ASKS_IN_FLIGHT {
             return None;
         }
@@ -336,7 +342,7 @@ impl Swarm {
         &mut self,
         ask: &Ask,
         lacked: bool,
-        now: Instant,
+        now: Millis,
         arrived: impl Fn(std::ops::Range<u64>) -> bool,
     ) {
         for piece in ask.pieces.clone() {
@@ -390,8 +396,13 @@ mod tests {
 
     const P: u64 = PIECE_CHUNKS;
 
-    fn peers(n: usize) -> Vec<PeerId> {
-        (0..n).map(|_| PeerId::random()).collect()
+    /// Node ids 1 to 255 (0 is this node).
+    fn node(i: u8) -> NodeId {
+        NodeId::from_bytes(vec![i]).expect("a node id")
+    }
+
+    fn peers(n: usize) -> Vec<NodeId> {
+        (1..=n).map(|i| node(i as u8)).collect()
     }
 
     fn all(chunks: u64, held: bool) -> Vec<bool> {
@@ -405,11 +416,11 @@ mod tests {
     }
 
     /// A fetch of `chunks` chunks from origin `p[0]` (source 0) and peer `p[1]` (source 1).
-    fn with_origin_and_peer(p: &[PeerId], chunks: u64) -> Swarm {
+    fn with_origin_and_peer(p: &[NodeId], chunks: u64) -> Swarm {
         Swarm::new(
-            PeerId::random(),
+            node(0),
             chunks,
-            vec![(p[0], true), (p[1], false)],
+            vec![(p[0].clone(), true), (p[1].clone(), false)],
             0,
         )
     }
@@ -423,8 +434,8 @@ mod tests {
         let p = peers(1);
         // 40 pieces, the last one short; this node's order starts at piece 30.
         let chunks = 40 * P - 1;
-        let mut swarm = Swarm::new(PeerId::random(), chunks, vec![(p[0], true)], 30);
-        let now = Instant::now();
+        let mut swarm = Swarm::new(node(0), chunks, vec![(p[0].clone(), true)], 30);
+        let now = 1_000;
         // A run to the blob's end, then one of the most pieces at once, then no more from
         // one source.
         assert_eq!(swarm.pick(now), ask(30..40, 0));
@@ -449,9 +460,13 @@ mod tests {
     fn a_piece_another_peer_holds_is_never_asked_of_the_origin() {
         let p = peers(3);
         let chunks = 8 * P;
-        let sources = vec![(p[0], true), (p[1], false), (p[2], false)];
-        let mut swarm = Swarm::new(PeerId::random(), chunks, sources, 0);
-        let now = Instant::now();
+        let sources = vec![
+            (p[0].clone(), true),
+            (p[1].clone(), false),
+            (p[2].clone(), false),
+        ];
+        let mut swarm = Swarm::new(node(0), chunks, sources, 0);
+        let now = 1_000;
         swarm.heard(0, Some((all(chunks, true), all(chunks, false))), now);
         // Peer 1 holds piece 3, peer 2 holds pieces 0 and 3.
         swarm.heard(1, holding(chunks, &[3]), now);
@@ -473,7 +488,7 @@ mod tests {
     fn a_piece_on_its_way_to_a_peer_is_left_to_it_for_a_while() {
         let p = peers(2);
         let chunks = 2 * P;
-        let t0 = Instant::now();
+        let t0 = 1_000;
         let coming: Vec<bool> = (0..chunks).map(|i| i < P).collect();
         let mut swarm = with_origin_and_peer(&p, chunks);
         swarm.heard(1, Some((all(chunks, false), coming.clone())), t0);
@@ -514,15 +529,20 @@ mod tests {
 
     #[test]
     fn nodes_fetching_at_once_share_out_what_they_take_from_the_origin() {
-        let [origin, a, b, c] = [0; 4].map(|_| PeerId::random());
-        let now = Instant::now();
+        let [origin, a, b, c] = [1, 2, 3, 4].map(node);
+        let now = 1_000;
         let chunks = 24 * P;
         let arriving = || Some((all(chunks, false), all(chunks, false)));
         // Each of three nodes fetching a blob of 24 pieces hears the other two are fetching it.
-        let mut swarms: Vec<Swarm> = [(a, [b, c]), (b, [a, c]), (c, [a, b])]
+        let mut swarms: Vec<Swarm> = [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])]
             .into_iter()
-            .map(|(me, others)| {
-                let sources = vec![(origin, true), (others[0], false), (others[1], false)];
+            .map(|(me, [one, two])| {
+                let sources = vec![
+                    (origin.clone(), true),
+                    (one.clone(), false),
+                    (two.clone(), false),
+                ];
+                let me = me.clone();
                 let mut swarm = Swarm::new(me, chunks, sources, 0);
                 swarm.heard(1, arriving(), now);
                 swarm.heard(2, arriving(), now);
@@ -559,12 +579,12 @@ mod tests {
         let firsts: Vec<usize> = (0..4)
             .map(|seed| {
                 let mut swarm = Swarm::new(
-                    PeerId::random(),
+                    node(0),
                     32 * P,
-                    vec![(p[0], true)],
+                    vec![(p[0].clone(), true)],
                     seed * 1_000_003,
                 );
-                swarm.pick(Instant::now()).map(|a| a.pieces.start).unwrap()
+                swarm.pick(1_000).map(|a| a.pieces.start).unwrap()
             })
             .collect();
         let mut distinct = firsts.clone();
@@ -578,7 +598,7 @@ mod tests {
         let p = peers(2);
         let chunks = 2 * P;
         let mut swarm = with_origin_and_peer(&p, chunks);
-        let now = Instant::now();
+        let now = 1_000;
         let none = |_: std::ops::Range<u64>| false;
         swarm.heard(1, Some((all(chunks, true), all(chunks, false))), now);
         assert_eq!(swarm.pick(now), ask(0..2, 1));
@@ -625,7 +645,7 @@ mod tests {
         let p = peers(2);
         let chunks = 2 * P;
         let mut swarm = with_origin_and_peer(&p, chunks);
-        let now = Instant::now();
+        let now = 1_000;
         let none = |_: std::ops::Range<u64>| false;
         for _ in 0..SOURCE_FAILURES {
             swarm.heard(1, Some((all(chunks, true), all(chunks, false))), now);
@@ -645,7 +665,7 @@ mod tests {
         let p = peers(2);
         let chunks = 2 * P;
         let mut swarm = with_origin_and_peer(&p, chunks);
-        let now = Instant::now();
+        let now = 1_000;
         assert!(!swarm.stuck(), "the origin is taken to hold it all");
         swarm.heard(0, None, now);
         swarm.heard(1, holding(chunks, &[0]), now);
@@ -654,7 +674,7 @@ mod tests {
         swarm.heard(1, Some(((0..chunks).map(|i| i < P).collect(), coming)), now);
         assert!(!swarm.stuck(), "piece 1 is on its way to peer 1");
         // A source that was never heard and is not the origin holds nothing.
-        let mut swarm = Swarm::new(PeerId::random(), chunks, vec![(p[1], false)], 0);
+        let mut swarm = Swarm::new(node(0), chunks, vec![(p[1].clone(), false)], 0);
         assert!(swarm.stuck());
         assert_eq!(swarm.pick(now), None);
     }
