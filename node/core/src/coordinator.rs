@@ -619,20 +619,27 @@ impl Coordinator {
         done: (JobId, u32, u32),
         now: Millis,
     ) {
-        for (key, at) in self.started.iter_mut() {
-            let (job, index, attempt) = *key;
-            if *key == done {
-                continue;
-            }
-            let held = table
-                .get(&job)
-                .and_then(|j| j.task(index))
-                .is_some_and(|t| {
-                    t.state == TaskState::Running
-                        && t.attempt == attempt
-                        && t.worker.as_ref() == Some(from)
-                });
-            if held && self.ahead.remove(key) {
+        // Only tasks held ahead restart (a pass over those, not over every running task).
+        let restarted: Vec<(JobId, u32, u32)> = self
+            .ahead
+            .iter()
+            .filter(|key| **key != done)
+            .filter(|(job, index, attempt)| {
+                table
+                    .get(job)
+                    .and_then(|j| j.task(*index))
+                    .is_some_and(|t| {
+                        t.state == TaskState::Running
+                            && t.attempt == *attempt
+                            && t.worker.as_ref() == Some(from)
+                    })
+            })
+            .copied()
+            .collect();
+        for key in restarted {
+            let (job, index, _) = key;
+            self.ahead.remove(&key);
+            if let Some(at) = self.started.get_mut(&key) {
                 *at = now;
                 self.assigned_at.insert((job, index), now);
             }
