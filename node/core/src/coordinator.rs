@@ -1600,22 +1600,30 @@ impl Coordinator {
                 continue;
             };
             let frames = u64::from(task.frames.len());
-            let Some(&slow) = paces.get(&holder) else {
+            // A holder not measured yet in a job counts at the job's median pace.
+            let pace_in = |job: &JobId| {
+                let paces = self.pace.get(job)?;
+                paces.get(&holder).copied().or_else(|| median(paces))
+            };
+            let Some(mut slow) = pace_in(&id) else {
                 continue;
             };
-            // When the holder's current task should end, by its pace in that task's job.
-            let busy_until = self
-                .started
-                .iter()
-                .filter(|(key, _)| !self.ahead.contains(key))
-                .filter_map(|((j, i, _), at)| {
-                    let t = table.get(j)?.task(*i)?;
-                    let pace = self.pace.get(j)?.get(&holder)?;
-                    (t.worker.as_ref() == Some(&holder) && t.state == TaskState::Running)
-                        .then(|| at + u64::from(t.frames.len()) * pace)
-                })
-                .max()
-                .unwrap_or(now);
+            // When the holder's current task should end, by its pace in that task's job; a
+            // task that has run longer says the holder renders at least that slowly.
+            let mut busy_until = now;
+            for ((j, i, _), at) in self.started.iter().filter(|(k, _)| !self.ahead.contains(k)) {
+                let Some(t) = table.get(j).and_then(|job| job.task(*i)) else {
+                    continue;
+                };
+                if t.worker.as_ref() != Some(&holder) || t.state != TaskState::Running {
+                    continue;
+                }
+                let its = u64::from(t.frames.len()).max(1);
+                if let Some(pace) = pace_in(j) {
+                    busy_until = busy_until.max(at + its * pace);
+                }
+                slow = slow.max(now.saturating_sub(*at) / its);
+            }
             let there = busy_until.max(now) + frames * slow;
             let sooner = idle.iter().any(|s| {
                 s.can_render(&job.spec)
@@ -1928,6 +1936,13 @@ impl Coordinator {
 
 /// The assignment of `task` of `job` under `attempt`, by the coordinator of `term`, as the
 /// record now reads.
+/// The median of `paces` (the higher of the two middle ones); `None` when there are none.
+fn median(paces: &BTreeMap<NodeId, Millis>) -> Option<Millis> {
+    let mut sorted: Vec<Millis> = paces.values().copied().collect();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
+}
+
 fn assignment(term: Term, job: &Job, task: &Task, attempt: u32) -> Assignment {
     Assignment {
         term,
@@ -3607,6 +3622,43 @@ mod tests {
         );
         // a, idle later, gets nothing either: nothing is left, and b holds the frame.
         assert_eq!(tail.step(8_000, [None, Some((7, 1))], &[(&a, 2, 1)]), []);
+    }
+
+    /// Issue 13: a task held ahead by a worker whose pace is not measured yet (its first task
+    /// has not ended) is asked back for an idle measured one too: the holder counts at the
+    /// job's median pace, and at least as slow as its current task has been so far. Here `b`
+    /// has rendered its first frame for 2 s and holds the last frame ahead; `a` (1 s a frame)
+    /// is idle, would end it at 3 s, `b` at 4 s at the earliest: it goes to `a`.
+    #[test]
+    fn a_task_held_ahead_by_an_unmeasured_slow_worker_goes_to_an_idle_measured_one() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let (a, b) = (n("a"), n("b"));
+        let mut s = spec(FrameRange::new(1, 4).unwrap());
+        s.chunk = None;
+        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        let v = busy_view(0, &a, &b, [None, None]);
+        let first = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(
+            first,
+            [(a.clone(), 0, "1".into()), (b.clone(), 1, "2".into())]
+        );
+        let v = busy_view(100, &a, &b, [Some((id, 0, 1)), Some((id, 1, 1))]);
+        let ahead = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(
+            ahead,
+            [(a.clone(), 2, "3".into()), (b.clone(), 3, "4".into())]
+        );
+        let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
+        let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
+        out.actions.clear();
+        c.tick(&mut table, &v, &mut out);
+        let asked: Vec<(NodeId, u32)> = give_backs(&mut out)
+            .into_iter()
+            .map(|(holder, task, _)| (holder, task))
+            .collect();
+        assert_eq!(asked, [(b.clone(), 3)]);
     }
 
     /// Issue 13: a give-back in flight holds up backups (an idle node waits for the task it
