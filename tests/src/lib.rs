@@ -405,6 +405,22 @@ impl MeshNode {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Fails unless the node started Blender once at most for the one job it rendered, however
+    /// many tasks: one session serves them all; only a render stopped mid-task (a backup whose
+    /// task its worker ended first) kills it, and the next task starts another.
+    pub fn assert_one_blender_start(&self) {
+        let log = self.log_text();
+        let starts = log.matches("Blender session started").count();
+        let stopped = log
+            .matches("the coordinator took the task back; stopping it")
+            .count();
+        assert!(
+            starts <= 1 + stopped,
+            "{} started Blender {starts} times for one job, with {stopped} renders stopped",
+            self.name
+        );
+    }
+
     /// What the node printed on its standard output so far.
     pub fn stdout_text(&self) -> String {
         std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
