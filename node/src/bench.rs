@@ -41,6 +41,9 @@ pub struct BenchConfig {
     /// Start a Blender per mesh task (`blender -b ... -a`, as before sessions) instead of one
     /// session per job.
     pub per_task: bool,
+    /// Every node keeps a spare Blender ([`BlenderRenderer::with_spare`]), started with the
+    /// node, before the job is submitted.
+    pub spare: bool,
     /// Nodes in the mesh (at least 1).
     pub nodes: usize,
     /// One thread and one core per Blender (see the module docs).
@@ -215,6 +218,8 @@ async fn start_nodes(
     for (i, blender) in blenders.iter().enumerate() {
         let renderer = if cfg.per_task {
             BlenderRenderer::one_process_per_task(blender.clone())
+        } else if cfg.spare {
+            BlenderRenderer::new(blender.clone()).with_spare()
         } else {
             BlenderRenderer::new(blender.clone())
         };

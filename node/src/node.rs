@@ -52,12 +52,14 @@ impl Node {
             Sandbox::Off
         };
         let machine = crate::secret::machine_dir(&config.data_dir);
-        let renderer = Arc::new(
-            BlenderRenderer::new(
-                Blender::new(config.blender.clone(), config.threads).with_sandbox(sandbox),
-            )
-            .with_probe_cache(ProbeCache::new(machine)),
-        );
+        let mut renderer = BlenderRenderer::new(
+            Blender::new(config.blender.clone(), config.threads).with_sandbox(sandbox),
+        )
+        .with_probe_cache(ProbeCache::new(machine));
+        if config.spare_blender {
+            renderer = renderer.with_spare();
+        }
+        let renderer = Arc::new(renderer);
         Self::start_with_renderer(config, renderer).await
     }
 
@@ -113,6 +115,9 @@ impl Node {
             Role::Worker => renderer.version().await,
             Role::Bootstrap => None,
         };
+        if blender_version.is_some() {
+            renderer.keep_spare(&work_dir.join("jobs"));
+        }
         let memory = match sysinfo::System::new() {
             Ok(mut sys) => {
                 sys.refresh_memory();

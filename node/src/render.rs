@@ -90,6 +90,9 @@ const PYTHON_EXIT_CODE: &str = "2";
 const SESSION_READY: &str = "rendermesh: ready";
 /// What the settings script prints once a session saved a requested frame (then the frame).
 const SESSION_DONE: &str = "rendermesh: done ";
+/// What a spare prints, before it exits, when it cannot set a job's output format as `-F`
+/// would (see settings.py `set_output_format`).
+const SPARE_DECLINED: &str = "rendermesh: spare declined";
 
 /// What can go wrong running Blender.
 #[derive(Debug, thiserror::Error)]
@@ -629,30 +632,48 @@ impl Blender {
     ) -> Result<Session, RenderError> {
         let cmd = self.session_command(blend, outputs, format, settings)?;
         let mut run = Running::spawn(self.program(), cmd)?;
-        let stdin = run.child.stdin.take().ok_or_else(|| {
-            io_error(
-                "writing to Blender",
-                &self.exe,
-                io::Error::other("stdin not piped"),
-            )
-        })?;
-        loop {
-            let line = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(run.cancel().await),
-                line = run.next_line() => line,
-            };
-            match line {
-                Some((_, line)) if line == SESSION_READY => break,
-                Some(_) => {}
-                None => {
-                    let status = run.wait().await?;
-                    return Err(run.failed(format!("Blender could not start rendering ({status})")));
-                }
-            }
-        }
+        let stdin = run.take_stdin()?;
+        run.until_ready(cancel).await?;
         debug!("Blender session ready");
         Ok(Session { run, stdin, format })
+    }
+
+    /// The command of a [`Spare`]: `blender -b --factory-startup -Y [-t N] --python-exit-code 2
+    /// -P settings.py -- --spare`, with no file, confined (when sandboxed) to `root` read-only
+    /// and `outputs` writable, as a session of a job laid out there would be.
+    pub fn spare_command(&self, root: &Path, outputs: &Path) -> Result<Command, RenderError> {
+        let settings_py = self.scripts.settings()?;
+        let mounts = Mounts {
+            read: vec![absolute(root)?],
+            write: vec![absolute(outputs)?],
+        };
+        let (mut cmd, _) = self.command(mounts)?;
+        cmd.args(["-b", "--factory-startup", "-Y"]);
+        if let Some(threads) = self.threads {
+            cmd.arg("-t").arg(threads.to_string());
+        }
+        cmd.args(["--python-exit-code", PYTHON_EXIT_CODE, "-P"])
+            .arg(settings_py)
+            .args(["--", "--spare"]);
+        piped(&mut cmd);
+        cmd.stdin(Stdio::piped());
+        Ok(cmd)
+    }
+
+    /// Starts a [`Spare`] for a job to be laid out under `root` (its `.blend` and files) with
+    /// its outputs under `outputs`: both directories must exist, and stay (their contents may
+    /// change). Returns at once; Blender starts up in the background.
+    pub fn start_spare(&self, root: &Path, outputs: &Path) -> Result<Spare, RenderError> {
+        let cmd = self.spare_command(root, outputs)?;
+        let mut run = Running::spawn(self.program(), cmd)?;
+        let stdin = run.take_stdin()?;
+        debug!(root = %root.display(), "spare Blender started");
+        Ok(Spare {
+            run,
+            stdin,
+            root: absolute(root)?,
+            outputs: absolute(outputs)?,
+        })
     }
 
     /// Builds the example scene ([`EXAMPLE_SCENE_PY`]) and saves it at `out`.
@@ -923,17 +944,7 @@ impl Session {
                     t.col, t.row, t.cols, t.rows, want.frame
                 ),
             };
-            let sent = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(self.run.cancel().await),
-                sent = async {
-                    self.stdin.write_all(request.as_bytes()).await?;
-                    self.stdin.flush().await
-                } => sent,
-            };
-            if let Err(e) = sent {
-                debug!(error = %e, "Blender stopped reading requests");
-            }
+            self.run.send(&mut self.stdin, &request, &cancel).await?;
             let done = format!("{SESSION_DONE}{}", want.frame);
             let finished = self
                 .run
@@ -955,6 +966,91 @@ impl Session {
             }
         }
         Ok(expected)
+    }
+}
+
+/// A sandboxed Blender started ahead with no file ([`Blender::start_spare`]), waiting for one
+/// job: [`Spare::open`] turns it into that job's [`Session`] in milliseconds where starting
+/// one takes a second or more (measured: `open_mainfile` in 8-9 ms against 1.3-3.4 s for a
+/// Blender started with the file). Its sandbox is bound to the directories it was started
+/// for, so it serves only a job laid out there. The file's own Python stays off: `-Y` holds
+/// for every file a Blender started with it opens. Dropping it kills Blender.
+pub struct Spare {
+    run: Running,
+    stdin: ChildStdin,
+    root: PathBuf,
+    outputs: PathBuf,
+}
+
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spare")
+            .field("pid", &self.run.child.id())
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spare {
+    /// The directory the job's files must be laid out under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether `blend` is laid out where this spare can open it: under its root, with its
+    /// outputs in its output directory.
+    pub fn serves(&self, blend: &BlendFile<'_>) -> Result<bool, RenderError> {
+        let root = blend.root.map(absolute).transpose()?;
+        let outputs = blend.outputs.map(absolute).transpose()?;
+        Ok(root.as_ref() == Some(&self.root) && outputs.as_ref() == Some(&self.outputs))
+    }
+
+    /// What [`Blender::start_session`] would have returned for the same arguments, from this
+    /// Blender: it opens `blend` and applies `settings` and `format` as the session's command
+    /// line would have, and returns once ready; a file it cannot load, or a scene without a
+    /// camera, fails with Blender's (or the script's) words. `Ok(None)` when it cannot serve
+    /// them: `blend` is not laid out under its root and outputs, a path is not UTF-8, or the
+    /// job's format would change the file's colour depth or mode where `-F` does not (the
+    /// writers then write other pixels): start a session instead.
+    pub async fn open(
+        mut self,
+        blend: BlendFile<'_>,
+        format: OutputFormat,
+        settings: &RenderSettings,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Session>, RenderError> {
+        if !self.serves(&blend)? {
+            return Ok(None);
+        }
+        let path = absolute(blend.path)?;
+        let mut args = RenderSettings {
+            tile: None,
+            ..*settings
+        }
+        .script_args();
+        let (Some(path), Some(root)) = (path.to_str(), self.root.to_str()) else {
+            return Ok(None);
+        };
+        args.extend(["--root".to_owned(), root.to_owned(), "--serve".to_owned()]);
+        let request = serde_json::json!({
+            "blend": path,
+            "format": forced_format(format, settings),
+            "args": args,
+        });
+        let line = format!("{request}\n");
+        self.run.send(&mut self.stdin, &line, cancel).await?;
+        match self.run.until_ready(cancel).await {
+            Err(RenderError::Failed { .. }) if self.run.log.said(SPARE_DECLINED) => {
+                return Ok(None);
+            }
+            ready => ready?,
+        }
+        debug!("spare Blender ready for its job");
+        Ok(Some(Session {
+            run: self.run,
+            stdin: self.stdin,
+            format,
+        }))
     }
 }
 
@@ -1204,6 +1300,61 @@ impl Running {
         RenderError::Cancelled
     }
 
+    /// Blender's stdin (piped by the command), to write requests to.
+    fn take_stdin(&mut self) -> Result<ChildStdin, RenderError> {
+        self.child.stdin.take().ok_or_else(|| {
+            io_error(
+                "writing to Blender",
+                &self.exe,
+                io::Error::other("stdin not piped"),
+            )
+        })
+    }
+
+    /// Writes `line` to `stdin`. Blender no longer reading is not an error here: what it said
+    /// before it stopped is read next. Cancelling `cancel` kills Blender.
+    async fn send(
+        &mut self,
+        stdin: &mut ChildStdin,
+        line: &str,
+        cancel: &CancellationToken,
+    ) -> Result<(), RenderError> {
+        let sent = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Err(self.cancel().await),
+            sent = async {
+                stdin.write_all(line.as_bytes()).await?;
+                stdin.flush().await
+            } => sent,
+        };
+        if let Err(e) = sent {
+            debug!(error = %e, "Blender stopped reading requests");
+        }
+        Ok(())
+    }
+
+    /// Reads Blender's output until the settings script says it is ready for requests; a
+    /// Blender that exits first fails with its words. Cancelling `cancel` kills Blender.
+    async fn until_ready(&mut self, cancel: &CancellationToken) -> Result<(), RenderError> {
+        loop {
+            let line = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Err(self.cancel().await),
+                line = self.next_line() => line,
+            };
+            match line {
+                Some((_, line)) if line == SESSION_READY => return Ok(()),
+                Some(_) => {}
+                None => {
+                    let status = self.wait().await?;
+                    return Err(
+                        self.failed(format!("Blender could not start rendering ({status})"))
+                    );
+                }
+            }
+        }
+    }
+
     /// [`RenderError::Failed`]: `summary` and Blender's own words.
     fn failed(&self, summary: String) -> RenderError {
         RenderError::Failed {
@@ -1283,6 +1434,11 @@ struct OutputLog {
 }
 
 impl OutputLog {
+    /// Whether a line kept in the tail starts with `prefix`.
+    fn said(&self, prefix: &str) -> bool {
+        self.tail.iter().any(|l| l.starts_with(prefix))
+    }
+
     fn push(&mut self, line: &str) {
         if line.starts_with("Fra:") {
             return;
@@ -1386,10 +1542,15 @@ fn frame_list(frames: &[u32]) -> String {
 /// `-F FMT -x 1`, or only `-x 1` to keep the file's own format and its options (the job
 /// checked at submit that the file's format is `format`).
 fn output_format(cmd: &mut Command, format: OutputFormat, settings: &RenderSettings) {
-    if !settings.keep_file_format || settings.tile.is_some() {
-        cmd.args(["-F", format.blender_name()]);
+    if let Some(name) = forced_format(format, settings) {
+        cmd.args(["-F", name]);
     }
     cmd.args(["-x", "1"]);
+}
+
+/// The format `-F` forces for a render with `settings`, or `None` to keep the file's own.
+fn forced_format(format: OutputFormat, settings: &RenderSettings) -> Option<&'static str> {
+    (!settings.keep_file_format || settings.tile.is_some()).then(|| format.blender_name())
 }
 
 /// Pipes stdout and stderr, closes stdin, and kills the child when the handle is dropped.
@@ -2148,6 +2309,25 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         result.unwrap();
         assert!(!module_marker.exists(), "the text block ran");
         assert!(!driver_marker.exists(), "the driver ran");
+        // Nor when a spare Blender (started with `-Y` and no file) opens it later.
+        let out = dir.path().join("spare-out");
+        std::fs::create_dir_all(&out).unwrap();
+        let spare = b.start_spare(dir.path(), &out).unwrap();
+        let file = BlendFile {
+            path: &blend,
+            root: Some(dir.path()),
+            outputs: Some(&out),
+        };
+        let cancel = CancellationToken::new();
+        let session = spare.open(file, OutputFormat::Png, &TINY, &cancel).await;
+        let mut session = session.unwrap().expect("the spare serves it");
+        let (tx, _rx) = mpsc::channel(8);
+        session
+            .render(&out.join("t"), range(1, 1), None, tx, cancel)
+            .await
+            .unwrap();
+        assert!(!module_marker.exists(), "the text block ran in a spare");
+        assert!(!driver_marker.exists(), "the driver ran in a spare");
 
         // The control: the same file loaded with `-y` (--enable-autoexec) runs both, so the
         // absence above is -Y's doing. (Checked by hand too: rendering it with `-y` instead of
@@ -2217,6 +2397,95 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         image::open(path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             .to_rgba8()
+    }
+
+    /// A spare started before its job exists opens the job once it is laid out in its
+    /// directory, and renders the pixels a Blender started with the file does, tiles included;
+    /// a job laid out elsewhere, or whose format `-F` would set differently, it declines.
+    #[tokio::test]
+    async fn a_spare_serves_the_job_laid_out_in_its_directory_with_a_sessions_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, out) = (dir.path().join("root"), dir.path().join("out"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let b = blender().with_sandbox(Sandbox::bubblewrap());
+        let spare = b.start_spare(&root, &out).unwrap();
+        // The job comes after the spare started.
+        let blend = root.join("home/u/example.blend");
+        std::fs::create_dir_all(blend.parent().unwrap()).unwrap();
+        b.make_example_scene(&blend).await.unwrap();
+        let file = BlendFile {
+            path: &blend,
+            root: Some(&root),
+            outputs: Some(&out),
+        };
+        let exact = RenderSettings {
+            exact: true,
+            ..TINY
+        };
+        let tile = Tile {
+            col: 1,
+            row: 0,
+            cols: 2,
+            rows: 2,
+        };
+        // Laid out elsewhere: not its job.
+        let (other_root, other_out) = (dir.path().join("other"), dir.path().join("other-out"));
+        let elsewhere = BlendFile {
+            root: Some(&other_root),
+            ..file
+        };
+        assert!(!spare.serves(&elsewhere).unwrap());
+        let elsewhere = BlendFile {
+            outputs: Some(&other_out),
+            ..file
+        };
+        assert!(!spare.serves(&elsewhere).unwrap());
+        let cancel = CancellationToken::new();
+        let spared = spare.open(file, OutputFormat::Png, &exact, &cancel).await;
+        let mut spared = spared
+            .unwrap()
+            .expect("the spare serves a job laid out in it");
+        let started = b.start_session(file, &out, OutputFormat::Png, &exact, &cancel);
+        let mut started = started.await.unwrap();
+        for (task, frames, tile) in [("a", range(1, 2), None), ("b", range(3, 3), Some(tile))] {
+            let (spare_dir, session_dir) = (
+                out.join(format!("spare-{task}")),
+                out.join(format!("session-{task}")),
+            );
+            let (tx, _rx) = mpsc::channel(8);
+            let ours = spared.render(&spare_dir, frames, tile, tx, cancel.clone());
+            let ours = ours.await.unwrap();
+            let (tx, _rx) = mpsc::channel(8);
+            let theirs = started.render(&session_dir, frames, tile, tx, cancel.clone());
+            let theirs = theirs.await.unwrap();
+            assert_eq!(ours.len(), frames.len() as usize);
+            for (ours, theirs) in ours.iter().zip(&theirs) {
+                let (a, b) = (decoded(&ours.path), decoded(&theirs.path));
+                assert_eq!(a.dimensions(), b.dimensions(), "frame {}", ours.frame);
+                assert!(a == b, "frame {}: pixels differ", ours.frame);
+            }
+        }
+
+        // JPEG would drop the example scene's alpha channel from its settings, where `-F JPEG`
+        // keeps it: the spare declines rather than write other pixels.
+        let spare = b.start_spare(&root, &out).unwrap();
+        let declined = spare.open(file, OutputFormat::Jpg, &exact, &cancel).await;
+        assert!(declined.unwrap().is_none());
+        // A spare whose file does not load fails with Blender's words.
+        let broken = root.join("broken.blend");
+        std::fs::write(&broken, b"not a blend").unwrap();
+        let spare = b.start_spare(&root, &out).unwrap();
+        let file = BlendFile {
+            path: &broken,
+            ..file
+        };
+        let message = spare.open(file, OutputFormat::Png, &exact, &cancel).await;
+        let message = message.unwrap_err().to_string();
+        assert!(
+            message.contains("cannot open") && message.contains("broken.blend"),
+            "{message}"
+        );
     }
 
     #[tokio::test]

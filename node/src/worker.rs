@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::fetch::Fetcher;
 use crate::probe_cache::{ProbeCache, Question};
-use crate::render::{BlendFile, Blender, Progress, RenderError, Sandbox, Session};
+use crate::render::{BlendFile, Blender, Progress, RenderError, Sandbox, Session, Spare};
 use crate::store::BlobStore;
 
 /// Why a render (or a task) produced no frames.
@@ -73,6 +73,23 @@ pub trait Renderer: Send + Sync + 'static {
     /// Gets ready to render job `job` (`spec`, laid out at `blend`) before its first task
     /// comes, so that the task does not wait for it. By default, nothing.
     async fn prepare(&self, _blend: BlendFile<'_>, _job: JobId, _spec: &JobSpec) {}
+
+    /// Keeps a renderer started ahead, with no job yet, in a directory of its own under
+    /// `jobs` (where the worker lays out each job's files), from now on whenever this node has
+    /// nothing open. By default, nothing.
+    fn keep_spare(&self, _jobs: &Path) {}
+
+    /// The directory of the renderer kept ahead, if there is one and it has no job or has
+    /// `job`: job `job` is to be laid out there (`root/` and `out/`, as in any job directory),
+    /// and it is now the spare's job. `None`: lay it out in a directory of its own.
+    fn claim_spare(&self, _job: JobId) -> Option<PathBuf> {
+        None
+    }
+
+    /// The directory of the renderer kept ahead, if any: not another job's to remove.
+    fn spare_dir(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// A Blender session closes after this long without a task (its job is over, or this node
@@ -98,6 +115,81 @@ pub struct BlenderRenderer {
     reaping: Arc<AtomicBool>,
     /// Where the engines probe's answer is remembered, if anywhere.
     probe_cache: Option<ProbeCache>,
+    /// Whether a spare Blender is kept ([`BlenderRenderer::with_spare`]).
+    spares: bool,
+    /// The spare Blender, and where to start the next one.
+    spare: Arc<std::sync::Mutex<SpareSlot>>,
+}
+
+/// The spare Blender a node keeps ahead of its next job ([`Spare`]), if any.
+#[derive(Debug, Default)]
+struct SpareSlot {
+    /// Where spares are made (`work/jobs`); `None` until [`Renderer::keep_spare`].
+    jobs: Option<PathBuf>,
+    /// Spares made so far: each has a directory of its own, `spare-N`.
+    made: u64,
+    held: Option<Held>,
+}
+
+/// A spare Blender and its directory.
+#[derive(Debug)]
+struct Held {
+    spare: Spare,
+    /// `jobs/spare-N`: `root/` and `out/` are bound in its sandbox.
+    dir: PathBuf,
+    /// The job laid out in `dir`, once one is, and since when.
+    job: Option<(JobId, Instant)>,
+}
+
+fn lock(slot: &std::sync::Mutex<SpareSlot>) -> std::sync::MutexGuard<'_, SpareSlot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts a spare Blender in `slot` if it has a place for one and holds none.
+fn start_spare(blender: &Blender, slot: &std::sync::Mutex<SpareSlot>) {
+    let mut slot = lock(slot);
+    let Some(jobs) = slot.jobs.clone() else {
+        return;
+    };
+    if slot.held.is_some() {
+        return;
+    }
+    slot.made += 1;
+    let dir = jobs.join(format!("spare-{}", slot.made));
+    let (root, out) = (dir.join("root"), dir.join("out"));
+    let made = std::fs::create_dir_all(&root).and_then(|()| std::fs::create_dir_all(&out));
+    if let Err(e) = made {
+        warn!("no spare Blender: cannot create {}: {e}", dir.display());
+        return;
+    }
+    match blender.start_spare(&root, &out) {
+        Ok(spare) => {
+            debug!(dir = %dir.display(), "spare Blender started");
+            slot.held = Some(Held {
+                spare,
+                dir,
+                job: None,
+            });
+        }
+        Err(e) => {
+            warn!("no spare Blender: {e}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// Stops the spare in `slot` if a job claimed it and never opened it within [`SESSION_IDLE`]
+/// (the job ended, or this node got none of it): the next job gets a new one.
+fn drop_stale_spare(slot: &std::sync::Mutex<SpareSlot>) {
+    let mut slot = lock(slot);
+    if slot
+        .held
+        .as_ref()
+        .is_some_and(|h| h.job.is_some_and(|(_, at)| at.elapsed() >= SESSION_IDLE))
+    {
+        slot.held = None;
+        debug!("a spare Blender claimed but never used was stopped");
+    }
 }
 
 /// An open session and what it was opened for.
@@ -126,7 +218,62 @@ impl BlenderRenderer {
             session: Arc::new(Mutex::new(None)),
             reaping: Arc::new(AtomicBool::new(false)),
             probe_cache: None,
+            spares: false,
+            spare: Arc::default(),
         }
+    }
+
+    /// Keeps a spare Blender ([`Spare`]) started ahead with no file whenever no session is
+    /// open, in its sandbox bound to a job directory of its own: the next job is laid out
+    /// there, and its session starts in milliseconds rather than a second or more. It costs a
+    /// Blender's memory (about 240 MB here) while the node waits.
+    pub fn with_spare(mut self) -> Self {
+        self.spares = true;
+        self
+    }
+
+    /// Whether this renderer keeps a spare Blender.
+    fn keeps_spares(&self) -> bool {
+        self.sessions && self.spares
+    }
+
+    /// The spare claimed for `job`, taken to open its session.
+    fn take_spare(&self, job: JobId) -> Option<Spare> {
+        let mut slot = lock(&self.spare);
+        match &slot.held {
+            Some(held) if held.job.is_some_and(|(j, _)| j == job) => {
+                slot.held.take().map(|h| h.spare)
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts `job`'s session on `blend`: in the spare laid out for it if there is one (and it
+    /// can serve it), else in a Blender started for it.
+    async fn open_session(
+        &self,
+        blend: BlendFile<'_>,
+        outputs: &Path,
+        key: SessionKey,
+        cancel: &CancellationToken,
+    ) -> Result<Session, RenderError> {
+        if let Some(spare) = self.take_spare(key.job) {
+            match spare.open(blend, key.format, &key.settings, cancel).await {
+                Ok(Some(session)) => {
+                    info!(job = %key.job, "Blender session started (the spare)");
+                    return Ok(session);
+                }
+                Ok(None) => info!(job = %key.job, "the spare Blender cannot serve this job"),
+                Err(RenderError::Cancelled) => return Err(RenderError::Cancelled),
+                Err(e) => warn!(job = %key.job, "the spare Blender failed: {e}"),
+            }
+        }
+        let session = self
+            .blender
+            .start_session(blend, outputs, key.format, &key.settings, cancel)
+            .await?;
+        info!(job = %key.job, "Blender session started");
+        Ok(session)
     }
 
     /// Remembers Blender's version and the engines probe's answer in `cache`, and asks it
@@ -166,17 +313,8 @@ impl BlenderRenderer {
         let open = match slot.take().filter(|open| open.key == key) {
             Some(open) => slot.insert(open),
             None => {
-                let session = self
-                    .blender
-                    .start_session(
-                        blend,
-                        blend.outputs.unwrap_or(out_dir),
-                        key.format,
-                        &key.settings,
-                        &cancel,
-                    )
-                    .await?;
-                info!(job = %a.job, "Blender session started");
+                let outputs = blend.outputs.unwrap_or(out_dir);
+                let session = self.open_session(blend, outputs, key, &cancel).await?;
                 self.reap_idle_sessions();
                 slot.insert(Open {
                     key,
@@ -196,17 +334,23 @@ impl BlenderRenderer {
         result
     }
 
-    /// Starts, once, the task that closes a session idle for [`SESSION_IDLE`].
+    /// Starts, once, the task that closes a session idle for [`SESSION_IDLE`], and then (when
+    /// spares are kept and no session is open) starts a spare Blender.
     fn reap_idle_sessions(&self) {
         if self.reaping.swap(true, Ordering::Relaxed) {
             return;
         }
         let session: Weak<Mutex<Option<Open>>> = Arc::downgrade(&self.session);
+        let spare: Weak<std::sync::Mutex<SpareSlot>> = Arc::downgrade(&self.spare);
+        // What starting a spare takes, and no strong handle on the renderer's own state: the
+        // task ends once the renderer is dropped.
+        let spares = self.keeps_spares().then(|| self.blender.clone());
+        let cannot_sandbox = self.cannot_sandbox.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SESSION_IDLE / 6);
             loop {
                 tick.tick().await;
-                let Some(session) = session.upgrade() else {
+                let (Some(session), Some(spare)) = (session.upgrade(), spare.upgrade()) else {
                     return;
                 };
                 // A locked slot is in use: not idle.
@@ -219,6 +363,13 @@ impl BlenderRenderer {
                 {
                     *slot = None;
                     debug!("idle Blender session closed");
+                }
+                if slot.is_none()
+                    && let Some(blender) = &spares
+                    && !cannot_sandbox.load(Ordering::Relaxed)
+                {
+                    drop_stale_spare(&spare);
+                    start_spare(blender, &spare);
                 }
             }
         });
@@ -282,6 +433,39 @@ impl Renderer for BlenderRenderer {
         }
     }
 
+    fn keep_spare(&self, jobs: &Path) {
+        if !self.keeps_spares() {
+            return;
+        }
+        lock(&self.spare).jobs = Some(jobs.to_owned());
+        if !self.cannot_sandbox.load(Ordering::Relaxed) {
+            start_spare(&self.blender, &self.spare);
+        }
+        self.reap_idle_sessions();
+    }
+
+    fn claim_spare(&self, job: JobId) -> Option<PathBuf> {
+        let mut slot = lock(&self.spare);
+        let held = slot.held.as_mut()?;
+        match held.job {
+            None => {
+                held.job = Some((job, Instant::now()));
+                Some(held.dir.clone())
+            }
+            Some((j, _)) if j == job => Some(held.dir.clone()),
+            // Laid out for another job that never opened it: that job's files go (the
+            // directory is another job's), and so does the spare.
+            Some(_) => {
+                slot.held = None;
+                None
+            }
+        }
+    }
+
+    fn spare_dir(&self) -> Option<PathBuf> {
+        lock(&self.spare).held.as_ref().map(|h| h.dir.clone())
+    }
+
     async fn engines(&self) -> Vec<Engine> {
         let Some(cache) = &self.probe_cache else {
             return self.blender.engines().await;
@@ -333,13 +517,9 @@ impl Renderer for BlenderRenderer {
             return;
         }
         let never = CancellationToken::new();
-        match self
-            .blender
-            .start_session(blend, outputs, key.format, &key.settings, &never)
-            .await
-        {
+        match self.open_session(blend, outputs, key, &never).await {
             Ok(session) => {
-                info!(job = %job, "Blender session started before the first task");
+                debug!(job = %job, "session ready before the first task");
                 self.reap_idle_sessions();
                 *slot = Some(Open {
                     key,
@@ -511,6 +691,10 @@ struct Staged {
 /// `root/scene.blend`). Done once per job on a node (the directory is marked once
 /// complete); the directories of other jobs are removed first, since a node works on one job
 /// at a time. Files are hard links to the store's blobs where the file system allows.
+///
+/// The first job a node stages while its renderer keeps a spare ([`Renderer::claim_spare`])
+/// is laid out in the spare's directory (`work/jobs/spare-N`, bound in the spare's sandbox),
+/// and `work/jobs/<job>` is a link to it.
 async fn stage(
     ctx: &WorkerContext,
     job: JobId,
@@ -519,7 +703,20 @@ async fn stage(
 ) -> Result<Staged, String> {
     let _one_at_a_time = ctx.staging.lock().await;
     let jobs = ctx.work_dir.join("jobs");
-    let dir = jobs.join(job.to_string());
+    let named = jobs.join(job.to_string());
+    let dir = match tokio::fs::read_link(&named).await {
+        Ok(spare) => spare,
+        Err(_) if tokio::fs::try_exists(&named).await.unwrap_or(false) => named.clone(),
+        Err(_) => match ctx.renderer.claim_spare(job) {
+            Some(spare) => {
+                tokio::fs::symlink(&spare, &named)
+                    .await
+                    .map_err(|e| format!("cannot write in {}: {e}", jobs.display()))?;
+                spare
+            }
+            None => named.clone(),
+        },
+    };
     let root = dir.join("root");
     let blend_path = spec.blend_path.as_deref().unwrap_or("/scene.blend");
     let staged = Staged {
@@ -533,7 +730,7 @@ async fn stage(
     {
         return Ok(staged);
     }
-    remove_other_jobs(&jobs, &dir).await;
+    remove_other_jobs(&jobs, &[&named, &dir], ctx.renderer.as_ref()).await;
 
     let blend = (
         spec.blend,
@@ -625,14 +822,16 @@ async fn lay_out(
     Ok(())
 }
 
-/// Removes every job directory under `jobs` but `keep`.
-async fn remove_other_jobs(jobs: &Path, keep: &Path) {
+/// Removes every job directory (or link to one) under `jobs` but those in `keep` and the
+/// renderer's spare's (asked for each, since one may start meanwhile).
+async fn remove_other_jobs(jobs: &Path, keep: &[&Path], renderer: &dyn Renderer) {
     let Ok(mut entries) = tokio::fs::read_dir(jobs).await else {
         return;
     };
     while let Ok(Some(entry)) = entries.next_entry().await {
         let path = entry.path();
-        if path != keep
+        if !keep.contains(&path.as_path())
+            && renderer.spare_dir().as_deref() != Some(path.as_path())
             && let Err(e) = tokio::fs::remove_dir_all(&path).await
         {
             debug!("job dir {} not removed: {e}", path.display());

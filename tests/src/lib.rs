@@ -307,6 +307,11 @@ impl MeshNode {
             .arg("--no-mdns")
             .args(["--name", name])
             .args(extra);
+        // A spare Blender per node costs every test a Blender start-up per node at once: only
+        // the tests that ask for one (`--spare-blender`) keep it.
+        if !extra.contains(&"--spare-blender") {
+            cmd.arg("--no-spare-blender");
+        }
         for (key, value) in env {
             cmd.env(key, value);
         }
@@ -403,6 +408,17 @@ impl MeshNode {
     /// The node's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails unless the node's session for its first job was the spare Blender it kept
+    /// (`--spare-blender`).
+    pub fn assert_session_from_spare(&self) {
+        let log = self.log_text();
+        assert!(
+            log.contains("Blender session started (the spare)"),
+            "{} rendered its first job without its spare Blender",
+            self.name
+        );
     }
 
     /// Fails unless the node started Blender once at most for the one job it rendered, however

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, dump_logs, frames_done, newest_job,
-    wait_for, wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, cluster_with, dump_logs, frames_done,
+    newest_job, wait_for, wait_render,
 };
 use serde_json::Value;
 
@@ -66,7 +66,12 @@ fn fixture() -> Result<Fixture> {
 fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_serves_them()
 -> Result<()> {
     let fx = fixture()?;
-    let nodes = cluster(&fx.root.join("mesh"), 3)?;
+    // Each node keeps a spare Blender, as nodes do unless told not to.
+    let nodes = cluster_with(
+        &fx.root.join("mesh"),
+        3,
+        &["--threads", "1", "--spare-blender"],
+    )?;
     // Every worker renders in its sandbox (issue 11), and the frames still equal `blender -b`.
     let peers = nodes[0].peers().context("peers")?;
     for p in peers["peers"].as_array().context("peers")? {
@@ -123,9 +128,11 @@ fn three_nodes_render_every_frame_pixel_identical_share_the_work_and_any_node_se
         );
     }
 
-    // Each node started Blender once for the job, however many tasks it rendered.
+    // Each node started Blender once for the job, however many tasks it rendered: the spare
+    // it kept.
     for node in &nodes {
         node.assert_one_blender_start();
+        node.assert_session_from_spare();
     }
 
     // Any node serves a finished job's frames: `download` through another node, once its copy

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, http_get, newest_job, wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, cluster_with, http_get, newest_job,
+    wait_render,
 };
 use serde_json::Value;
 
@@ -85,7 +86,12 @@ fn output(out: &Path) -> PathBuf {
 #[test]
 fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> {
     let fx = fixture()?;
-    let nodes = cluster(&fx.root.join("mesh"), 3)?;
+    // Each node keeps a spare Blender, as nodes do unless told not to.
+    let nodes = cluster_with(
+        &fx.root.join("mesh"),
+        3,
+        &["--threads", "1", "--spare-blender"],
+    )?;
     let out = fx.root.join("out");
     let log = fx.root.join("render.log");
     let mut child = start_render(&nodes[1], &fx.blend, &out, Some("4x4"), &log)?;
@@ -96,9 +102,11 @@ fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> 
     let workers = tile_workers(&job, (4, 4))?;
     assert!(workers.len() >= 2, "tiles rendered by {workers:?} only");
     // Each node started Blender once for the job's 16 tiles: one session, whether started by
-    // the job's preparation or by its first tile, is asked each tile in turn.
+    // the job's preparation or by its first tile, is asked each tile in turn; and that session
+    // was the spare it kept.
     for node in &nodes {
         node.assert_one_blender_start();
+        node.assert_session_from_spare();
     }
 
     // The progress page the node serves draws this job from the same API.

@@ -127,6 +127,14 @@ pub struct NodeArgs {
     /// cannot sandbox does not render.
     #[arg(long)]
     pub no_sandbox: bool,
+    /// Keep no spare Blender. By default a node keeps one started ahead, with no file, while it
+    /// waits (about 240 MB), so that the next job's first frame does not wait for Blender to
+    /// start.
+    #[arg(long, overrides_with = "spare_blender")]
+    pub no_spare_blender: bool,
+    /// Keep a spare Blender (the default; undoes an earlier `--no-spare-blender`).
+    #[arg(long, overrides_with = "no_spare_blender")]
+    pub spare_blender: bool,
     /// A name for `rendermesh peers` [default: the host name].
     #[arg(long)]
     pub name: Option<String>,
@@ -239,6 +247,7 @@ impl NodeArgs {
             blender: self.blender,
             secret,
             sandbox: !self.no_sandbox,
+            spare_blender: !self.no_spare_blender,
             policy: Policy {
                 min_task_timeout: self.min_task_timeout * 1000,
                 unmeasured_task_timeout: self.first_task_timeout * 1000,
@@ -330,6 +339,9 @@ pub struct NodeOrEmbedded {
     /// The embedded node runs Blender unconfined (see `rendermesh node --no-sandbox`).
     #[arg(long)]
     pub no_sandbox: bool,
+    /// The embedded node keeps no spare Blender (see `rendermesh node --no-spare-blender`).
+    #[arg(long)]
+    pub no_spare_blender: bool,
     /// The embedded node joins the mesh that has this secret instead of this machine's key
     /// (see `rendermesh node`).
     #[arg(long, value_name = "FILE", conflicts_with = "open")]
@@ -477,6 +489,9 @@ pub struct BenchArgs {
     /// The mesh starts a Blender per task, as before Blender sessions (one per job per node).
     #[arg(long)]
     pub per_task_blender: bool,
+    /// The mesh's nodes keep no spare Blender (see `rendermesh node --no-spare-blender`).
+    #[arg(long)]
+    pub no_spare_blender: bool,
     /// Nodes in the mesh (embedded, on loopback).
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
@@ -532,6 +547,7 @@ impl From<NodeOrEmbedded> for NodeChoice {
             blender: a.blender,
             no_mdns: a.no_mdns,
             no_sandbox: a.no_sandbox,
+            no_spare_blender: a.no_spare_blender,
             secret_file: a.secret_file,
             open: a.open,
             api_token: a.api_token,

@@ -251,6 +251,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         chunk: args.chunk,
         tiles: args.tiles,
         per_task: args.per_task_blender,
+        spare: !args.no_spare_blender,
         nodes: args.nodes,
         pin: args.pin,
         checks: args.verify as usize,
@@ -275,10 +276,10 @@ async fn bench(args: BenchArgs) -> Result<ExitCode> {
         format!("mesh of {}", plural(args.nodes.max(1), "node")),
         r.mesh.as_secs_f64(),
         plural(r.workers, "node"),
-        if args.per_task_blender {
-            "a Blender per task"
-        } else {
-            "one Blender session for the job"
+        match (args.per_task_blender, args.no_spare_blender) {
+            (true, _) => "a Blender per task",
+            (false, true) => "one Blender session for the job, no spare",
+            (false, false) => "one Blender session for the job, a spare kept",
         }
     );
     println!("ratio mesh/direct : {:>7.2}", r.ratio());

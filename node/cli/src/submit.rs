@@ -88,6 +88,8 @@ pub struct NodeChoice {
     pub no_mdns: bool,
     /// The embedded node runs Blender unconfined.
     pub no_sandbox: bool,
+    /// The embedded node keeps no spare Blender.
+    pub no_spare_blender: bool,
     /// The mesh secret's file.
     pub secret_file: Option<PathBuf>,
     /// An open mesh, without a key.
@@ -291,6 +293,7 @@ async fn connect_or_embed(args: &NodeChoice) -> Result<(Client, Option<Embedded>
                 api: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 mdns: !args.no_mdns,
                 sandbox: !args.no_sandbox,
+                spare_blender: !args.no_spare_blender,
                 blender: args.blender.clone(),
                 secret: mesh_secret(args.secret_file.as_deref(), args.open, None, &dir.path)?,
                 ..Config::default()

@@ -20,6 +20,9 @@ with ARGS (all optional):
                              before anything renders (see `reroot`), then print
                              `rendermesh: files: N external files re-rooted under ROOT`.
     --allow-missing          warn about missing external files instead of failing.
+    --spare                  Blender was started with no file: wait for one (see
+                             `open_requested`), then go on as if it had been opened with the
+                             ARGS the request gives.
 
 It forces Cycles on the CPU with denoising off (this Blender build has no OpenImageDenoise and
 fails otherwise), makes Blender write every frame afresh under its plain name, and refuses,
@@ -460,6 +463,7 @@ def external_files(scene):
 # ---- END SHARED ----
 
 import argparse
+import json
 import sys
 
 PREFIX = "rendermesh:"
@@ -479,8 +483,7 @@ def fail(message):
     sys.exit(2)
 
 
-def parse_args():
-    argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+def parse_args(argv):
     parser = argparse.ArgumentParser(prog="settings.py", add_help=False)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--resolution-percent", type=int)
@@ -490,6 +493,7 @@ def parse_args():
     parser.add_argument("--root")
     parser.add_argument("--allow-missing", action="store_true")
     parser.add_argument("--engine", default="CYCLES")
+    parser.add_argument("--spare", action="store_true")
     args, unknown = parser.parse_known_args(argv)
     if args.engine not in ENGINES:
         fail(f"settings.py: --engine must be one of {', '.join(ENGINES)}, not {args.engine}")
@@ -744,8 +748,72 @@ def has_camera(scene):
     return scene.camera is not None or any(m.camera for m in scene.timeline_markers)
 
 
+# The output formats a spare is asked for, as `-F` names them.
+FORMATS = ("PNG", "JPEG", "BMP", "OPEN_EXR")
+# What a spare prints, and its exit status, when it cannot set the format as `-F` would.
+DECLINED = f"{PREFIX} spare declined"
+DECLINED_STATUS = 3
+
+
+def set_output_format(scene, fmt):
+    """What `-F FMT -x 1` does to the open scene (None: keep the file's format, only `-x 1`).
+
+    `-F` sets the file type alone. Set from Python, the type also moves a colour depth or mode
+    the new type lacks to one it has (a 32-bit EXR scene asked for PNG becomes 16-bit), and the
+    writers do not write the same pixels from the two (measured: `-F PNG` on a 32-bit EXR scene
+    writes 8-bit pixels up to 0.19 brighter). So when Python would change either, the spare
+    declines: it prints `rendermesh: spare declined` and ends with status 3, and the worker
+    starts Blender with the file and `-F` instead.
+    """
+    settings = scene.render.image_settings
+    if fmt is not None and settings.file_format != fmt:
+        before = (settings.color_depth, settings.color_mode)
+        settings.file_format = fmt
+        if (settings.color_depth, settings.color_mode) != before:
+            print(f"{DECLINED}: {fmt} would change the file's colour depth or mode", flush=True)
+            sys.exit(DECLINED_STATUS)
+    scene.render.use_file_extension = True
+
+
+def open_requested():
+    """A spare Blender (`--spare`, started with no file): says `rendermesh: spare`, reads one
+    line of stdin, a JSON object {"blend": PATH, "format": FMT or null, "args": [ARG, ...]},
+    opens PATH as the command line would have (its own Python stays off: `-Y` holds for every
+    file this Blender opens), applies FMT as `-F FMT -x 1` would, and returns ARGS parsed.
+    Stdin closed first: exits 0, nothing was asked."""
+    print(f"{PREFIX} spare", flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(0)
+    try:
+        request = json.loads(line)
+        blend, fmt, argv = request["blend"], request["format"], request["args"]
+        if not isinstance(blend, str) or not isinstance(argv, list):
+            raise TypeError("blend must be a string and args a list")
+        if not all(isinstance(a, str) for a in argv):
+            raise TypeError("args must be strings")
+    except (ValueError, KeyError, TypeError) as e:
+        fail(f"spare: cannot read the request: {e}")
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"spare: format must be one of {', '.join(FORMATS)}, not {fmt}")
+    if not os.path.isfile(blend):
+        fail(f"spare: cannot open {blend}: no such file")
+    try:
+        bpy.ops.wm.open_mainfile(filepath=blend, load_ui=True, use_scripts=False)
+    except RuntimeError as e:
+        fail(f"cannot open {blend}: {e}".strip())
+    args = parse_args(argv)
+    if args.spare:
+        fail("spare: a request cannot ask for another spare")
+    set_output_format(bpy.context.scene, fmt)
+    return args
+
+
 def main():
-    args = parse_args()
+    argv = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+    args = parse_args(argv)
+    if args.spare:
+        args = open_requested()
     scene = bpy.context.scene
     root = None if args.root is None else Root(args.root)
     renamed = {}
