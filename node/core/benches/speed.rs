@@ -6,7 +6,9 @@
 //! whose paces are drawn from 1x to 4x (250 to 1,000 ms a frame) and that pay 1 s to prepare
 //! each job (fetch the `.blend`, start Blender): the makespan of one job submitted once the mesh
 //! has settled, the ideal (the frames divided by the sum of the nodes' paces, plus one
-//! start-up) and their ratio, over a few seeds; and the wall-clock time the simulation took.
+//! start-up) and their ratio, over a few seeds; the wall-clock time the coordinator's core spent
+//! per assignment (every event and tick it handled, over every task handed out; the seeds'
+//! mean); and the wall-clock time the simulation took.
 //! `SPEED_NODES=100` runs one size only, `SPEED_NODES=2,10,100` those sizes.
 
 #[path = "../tests/support/simulator.rs"]
@@ -35,7 +37,9 @@ fn main() {
 
 /// One line per mesh size.
 fn table(only: Option<&[usize]>, checks: usize) {
-    println!("nodes | frames | makespan / ideal (per seed)            | worst | wall");
+    println!(
+        "nodes | frames | makespan / ideal (per seed)            | worst | coordinator per assignment | wall"
+    );
     for (nodes, frames, seeds) in [
         (2, 24, 5),
         (2, 48, 5),
@@ -47,6 +51,7 @@ fn table(only: Option<&[usize]>, checks: usize) {
             continue;
         }
         let wall = Instant::now();
+        let mut per_assign = Vec::new();
         let ratios: Vec<f64> = (0..seeds)
             .map(|seed| {
                 let config = Config {
@@ -60,14 +65,16 @@ fn table(only: Option<&[usize]>, checks: usize) {
                     ..Config::calm(nodes)
                 };
                 let sim = Sim::new(config, seed).run();
+                per_assign.extend(sim.coordinator_us_per_assign());
                 let (makespan, ideal) = sim.makespan();
                 makespan as f64 / ideal as f64
             })
             .collect();
         let worst = ratios.iter().copied().fold(0.0, f64::max);
         let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        let per_assign = per_assign.iter().sum::<f64>() / per_assign.len().max(1) as f64;
         println!(
-            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {:.1} s",
+            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {per_assign:>19.0} µs | {:.1} s",
             shown.join(" "),
             wall.elapsed().as_secs_f64()
         );

@@ -231,8 +231,9 @@ pub struct Coordinator {
     backups: BTreeMap<(JobId, u32), (NodeId, Millis)>,
     /// Workers left alone until then, after refusing.
     cooldown: BTreeMap<NodeId, Millis>,
-    /// Reports whose outputs are being copied.
-    verifying: BTreeSet<(JobId, u32, u32)>,
+    /// Reports whose outputs are being copied, and the node that reported each (it has ended
+    /// that render: it is free for another task).
+    verifying: BTreeMap<(JobId, u32, u32), NodeId>,
     /// Tiled frames being stitched.
     stitching: BTreeSet<(JobId, u32)>,
     /// Tiled frames whose stitching failed for a passing reason, and when to retry.
@@ -283,7 +284,7 @@ impl Coordinator {
             giving_back: BTreeSet::new(),
             backups: BTreeMap::new(),
             cooldown: BTreeMap::new(),
-            verifying: BTreeSet::new(),
+            verifying: BTreeMap::new(),
             stitching: BTreeSet::new(),
             stitch_after: BTreeMap::new(),
             copying: BTreeSet::new(),
@@ -546,7 +547,7 @@ impl Coordinator {
                     };
                     paces.insert(from.clone(), pace.max(1));
                 }
-                if !self.verifying.insert(key) {
+                if self.verifying.insert(key, from.clone()).is_some() {
                     out.reply_to(
                         reply,
                         Response::Busy("its frames are being copied; retry".into()),
@@ -1380,7 +1381,7 @@ impl Coordinator {
         view: &View<'_>,
     ) -> Option<Fate> {
         let now = view.now;
-        let reporting = self.verifying.contains(&(job.id, t.index, t.attempt));
+        let reporting = self.verifying.contains_key(&(job.id, t.index, t.attempt));
         let lost = view.seat(node).is_none_or(|seat| {
             now.saturating_sub(since) > LOST_ASSIGNMENT_AFTER_MS
                 && seat.last_seen >= since + HEARD_AFTER_MS
@@ -1406,14 +1407,19 @@ impl Coordinator {
     /// its only task, so that it starts the next one the moment it ends.
     fn schedule(&mut self, table: &mut JobTable, view: &View<'_>, out: &mut Outbox) {
         let now = view.now;
-        // Tasks each worker holds, per the records.
+        // Tasks each worker holds, per the records; but not one it has reported done while its
+        // frames are being copied: it has ended that render, and is free for the next.
         let mut holding: BTreeMap<&NodeId, Vec<(JobId, u32, u32)>> = BTreeMap::new();
         for job in table.iter() {
             for t in job.all_tasks() {
                 if t.state != TaskState::Running {
                     continue;
                 }
+                let reporter = self.verifying.get(&(job.id, t.index, t.attempt));
                 for w in t.worker.iter().chain(&t.backup) {
+                    if reporter == Some(w) {
+                        continue;
+                    }
                     holding
                         .entry(w)
                         .or_default()
@@ -1427,19 +1433,24 @@ impl Coordinator {
             !self.assigning.contains(s.id) && !self.cooldown.contains_key(s.id) && !s.low_disk
         };
         // A worker still rendering (or reporting) a task, per its own word, is not idle; but a
-        // word about a task the records hold done (its heartbeat predates the report) says
-        // nothing.
+        // word about a task the records hold done (its heartbeat predates the report), or that
+        // it has reported done since, says nothing.
         let settled = |c: &TaskRef| {
             table
                 .get(&c.job)
                 .and_then(|j| j.task(c.task))
                 .is_some_and(|t| t.attempt > c.attempt || t.state == TaskState::Done)
         };
+        let ended = |s: &Seat<'_>, c: &TaskRef| {
+            settled(c) || self.verifying.get(&(c.job, c.task, c.attempt)) == Some(s.id)
+        };
         let mut idle: Vec<&Seat<'_>> = view
             .workers
             .iter()
             .filter(free)
-            .filter(|s| !holding.contains_key(s.id) && s.current.as_ref().is_none_or(settled))
+            .filter(|s| {
+                !holding.contains_key(s.id) && s.current.as_ref().is_none_or(|c| ended(s, c))
+            })
             .collect();
         // A worker holding its one task, rendering it by its own word or idle by a word older
         // than the task (it starts it on receipt), holds nothing next yet.
@@ -1453,7 +1464,7 @@ impl Coordinator {
                             c.job == *job && c.task == *task && c.attempt == *attempt
                         });
                         let taking = !rendering
-                            && s.current.as_ref().is_none_or(settled)
+                            && s.current.as_ref().is_none_or(|c| ended(s, c))
                             && self
                                 .assigned_at
                                 .get(&(*job, *task))
@@ -1516,7 +1527,7 @@ impl Coordinator {
             return;
         }
         let ahead_or_reported =
-            |key: &(JobId, u32, u32)| self.ahead.contains(key) || self.verifying.contains(key);
+            |key: &(JobId, u32, u32)| self.ahead.contains(key) || self.verifying.contains_key(key);
         let backups = back_ups(
             table,
             view,
@@ -3582,6 +3593,52 @@ mod tests {
             self.b_low_disk = false;
             assert_eq!(self.table.get(&self.id).unwrap().uncut(), 0);
         }
+    }
+
+    /// Issue 13: a worker that has reported its task done is free for the next while its
+    /// frames are still being copied, and while its last heartbeat still names that task: at
+    /// the tail, a task a slower node holds ahead is asked back for it at once (it waited for
+    /// the copy, which on a large frame takes seconds).
+    #[test]
+    fn a_worker_whose_report_is_being_copied_counts_as_idle() {
+        let mut tail = Tail::new();
+        tail.run_until_a_holds_the_last_frame();
+        let (a, id) = (tail.a.clone(), tail.id);
+        let v = busy_view(
+            5_000,
+            &tail.a,
+            &tail.b,
+            [Some((id, 2, 1)), Some((id, 6, 1))],
+        );
+        let report = Report {
+            job: id,
+            task: 6,
+            attempt: 1,
+            outcome: Outcome::Done(vec![Output {
+                frame: 7,
+                blob: BlobHash::of(b"6/7"),
+                size: 3,
+            }]),
+        };
+        tail.c.report(
+            &mut tail.table,
+            &v,
+            tail.b.clone(),
+            report,
+            None,
+            &mut tail.out,
+        );
+        assert_eq!(
+            tickets(&mut tail.out).len(),
+            1,
+            "b's frames are being copied"
+        );
+        tail.c.tick(&mut tail.table, &v, &mut tail.out);
+        let asked: Vec<(NodeId, u32)> = give_backs(&mut tail.out)
+            .into_iter()
+            .map(|(to, task, _)| (to, task))
+            .collect();
+        assert_eq!(asked, [(a, 7)], "a is asked to give task 7 back for b");
     }
 
     /// The tasks asked back ([`Request::GiveBack`]) in `out`, as (holder, task, ticket).

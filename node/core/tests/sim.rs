@@ -315,16 +315,7 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
     let mut worst: f64 = 0.0;
     let mut stopped = 0;
     for seed in 0..20 {
-        let config = Config {
-            duration: SPEED_SUBMIT_MS + 1,
-            jobs: 1,
-            frames: 200,
-            frame_ms: (250, 1_000),
-            prepare_ms: 1_000,
-            checks: 0,
-            ..Config::calm(10)
-        };
-        let sim = Sim::new(config, seed).run();
+        let sim = Sim::new(ten_speed_nodes(), seed).run();
         stopped += sim.stopped_running;
         let (makespan, ideal) = sim.makespan();
         worst = worst.max(makespan as f64 / ideal as f64);
@@ -333,6 +324,43 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
     assert_eq!(stopped, 0, "renders stopped while their task still ran");
     assert!(
         worst <= 1.10,
+        "the worst run took {worst:.3} times the ideal"
+    );
+}
+
+/// The speed scenarios' mesh: ten nodes of 250 to 1,000 ms a frame, each paying 1 s to
+/// prepare, one job of 200 frames, checks off.
+fn ten_speed_nodes() -> Config {
+    Config {
+        duration: SPEED_SUBMIT_MS + 1,
+        jobs: 1,
+        frames: 200,
+        frame_ms: (250, 1_000),
+        prepare_ms: 1_000,
+        checks: 0,
+        ..Config::calm(10)
+    }
+}
+
+/// Issue 13: the same ten nodes, where the coordinator takes 1 to 2 s to copy each task's
+/// frames (large frames): a worker that has reported its task is free for the next while the
+/// copy runs, so the job still ends within 30 % of the ideal over 20 seeds. (When a worker
+/// counted as busy until its frames were copied, the worst run took 1.641 and the mean 1.456;
+/// now 1.237 and 1.196.)
+#[test]
+fn ten_nodes_whose_frames_take_seconds_to_copy_keep_rendering_meanwhile() {
+    let mut worst: f64 = 0.0;
+    for seed in 0..20 {
+        let config = Config {
+            copy_ms: (1_000, 2_000),
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let (makespan, ideal) = sim.makespan();
+        worst = worst.max(makespan as f64 / ideal as f64);
+    }
+    assert!(
+        worst <= 1.30,
         "the worst run took {worst:.3} times the ideal"
     );
 }

@@ -139,6 +139,9 @@ pub struct Config {
     /// What a node pays once per job before its first frame: fetching the `.blend` and
     /// starting Blender.
     pub prepare_ms: Millis,
+    /// How long the coordinator takes to copy a task's frames from its worker (at random
+    /// within the range): large frames take seconds.
+    pub copy_ms: (Millis, Millis),
     /// When not 0, every client submits one job of this many whole frames, for any Blender, at
     /// [`SPEED_SUBMIT_MS`] (the mesh has settled by then): the speed scenarios.
     pub frames: u32,
@@ -186,6 +189,7 @@ impl Config {
             leaves: false,
             frame_ms: (50, 400),
             prepare_ms: 0,
+            copy_ms: (5, 100),
             frames: 0,
             checks: 1,
             traffic: false,
@@ -224,6 +228,9 @@ pub struct Node {
     run: u32,
     /// Milliseconds the fake renderer takes per frame on this node.
     speed: Millis,
+    /// Wall-clock time spent in its core (events, ticks), for benchmarks: not the simulator's
+    /// own work on what the core asked for.
+    pub busy: std::time::Duration,
     blender: &'static str,
     /// Its blob store (it survives restarts, as a disk does).
     blobs: BTreeSet<BlobHash>,
@@ -425,6 +432,10 @@ pub struct Sim {
 
     /// Tasks handed out again (attempt 2 or more) seen.
     pub requeued: usize,
+    /// Assignments delivered to workers, every attempt and backup included.
+    pub assigns: usize,
+    /// Wall-clock time spent carrying out what cores asked for (`perform`).
+    carried: std::time::Duration,
     /// Renders that hung.
     pub hung: usize,
     /// Jobs some node has held done (not removed).
@@ -459,6 +470,7 @@ impl Sim {
                     alive: true,
                     run: 0,
                     speed: rng.random_range(config.frame_ms.0..config.frame_ms.1),
+                    busy: std::time::Duration::ZERO,
                     blender,
                     blobs: BTreeSet::new(),
                     disk_term: Term(0),
@@ -541,6 +553,8 @@ impl Sim {
             probes: 0,
             originals_won: 0,
             requeued: 0,
+            assigns: 0,
+            carried: std::time::Duration::ZERO,
             hung: 0,
             done_seen: BTreeSet::new(),
             done_at: BTreeMap::new(),
@@ -629,8 +643,15 @@ impl Sim {
         }
     }
 
-    /// Carries out what node `i`'s core asked for.
+    /// Carries out what node `i`'s core asked for. Its time is the simulator's, not the
+    /// core's: it goes to `carried`, which `step` takes off the time of the event that led here.
     fn perform(&mut self, i: usize) {
+        let started = std::time::Instant::now();
+        self.carry_out(i);
+        self.carried += started.elapsed();
+    }
+
+    fn carry_out(&mut self, i: usize) {
         let actions = self.nodes[i].core.take_actions();
         let run = self.nodes[i].run;
         let mut on_disk = false;
@@ -708,7 +729,8 @@ impl Sim {
                 }
                 Action::Reply { to, response } => self.answer(i, to, Ok(response)),
                 Action::Fetch { blobs, ticket, .. } => {
-                    let at = self.now + self.rng.random_range(5..100);
+                    let (low, high) = self.config.copy_ms;
+                    let at = self.now + self.rng.random_range(low..high);
                     self.at(
                         at,
                         Event::Fetched {
@@ -1303,10 +1325,11 @@ impl Sim {
                     self.answer(to, key, Err("connection closed".into()));
                     return;
                 }
-                if let Request::Assign(a) = &*request
-                    && a.attempt > 1
-                {
-                    self.requeued += 1;
+                if let Request::Assign(a) = &*request {
+                    self.assigns += 1;
+                    if a.attempt > 1 {
+                        self.requeued += 1;
+                    }
                 }
                 let sender = self.nodes[from].id.clone();
                 self.nodes[to]
@@ -1557,7 +1580,11 @@ impl Sim {
                 self.at(at, event);
                 continue;
             }
+            let (target, carried) = (event.target(), self.carried);
+            let started = std::time::Instant::now();
             self.handle(event);
+            let spent = started.elapsed().saturating_sub(self.carried - carried);
+            self.nodes[target].busy += spent;
         }
         self.clients();
         self.rogue_acts();
@@ -1590,7 +1617,9 @@ impl Sim {
             let node = &mut self.nodes[i];
             node.core.set_contacts(contacts);
             let before = (node.core.leading(), node.core.coordinator());
+            let started = std::time::Instant::now();
             node.core.tick(now, now, 0.0);
+            node.busy += started.elapsed();
             let after = (node.core.leading(), node.core.coordinator());
             if before != after {
                 self.check_woken(i, after.0);
@@ -1866,6 +1895,14 @@ impl Sim {
         let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
         let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
         (last.saturating_sub(first), ideal)
+    }
+
+    /// The wall-clock time the agreed coordinator's core spent per assignment delivered (every
+    /// event and tick it handled, over every `Assign` delivered to a worker), in microseconds.
+    pub fn coordinator_us_per_assign(&self) -> Option<f64> {
+        let leader = self.agreed()?;
+        let busy = self.nodes[leader].busy.as_secs_f64() * 1e6;
+        (self.assigns > 0).then(|| busy / self.assigns as f64)
     }
 
     /// The accepted jobs removed (or forgotten) on the agreed coordinator, once done.
