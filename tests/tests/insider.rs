@@ -288,13 +288,20 @@ fn a_rogue_insider_is_obeyed_by_nobody_and_the_job_still_matches_blender() -> Re
     let ids: Vec<&str> = members.iter().map(|n| n.id.as_str()).collect();
     let mut specs = Vec::new();
     for node in &members {
-        let jobs = node.get("/api/v1/jobs").context("jobs")?;
-        let job = jobs
-            .as_array()
-            .and_then(|j| j.first())
-            .context("no job")?
-            .clone();
-        assert_eq!(job["state"], "Done", "{}", node.name);
+        // A follower's copy may be a version behind the coordinator's for a moment (it pulls
+        // the record once a heartbeat advertises the new version): wait for it to say done.
+        let job = wait_for(
+            &format!("{}'s copy of the job to say it is done", node.name),
+            Duration::from_secs(10),
+            || {
+                let jobs = node.get("/api/v1/jobs")?;
+                jobs.as_array()
+                    .and_then(|j| j.first())
+                    .filter(|j| j["state"] == "Done")
+                    .cloned()
+            },
+        )
+        .with_context(|| dump_logs(&members))?;
         assert_eq!(job["spec"]["frames"]["start"], 1);
         assert_eq!(job["spec"]["frames"]["end"], 4);
         for task in job["tasks"].as_array().context("tasks")? {
