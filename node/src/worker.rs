@@ -164,7 +164,6 @@ fn start_spare(blender: &Blender, slot: &std::sync::Mutex<SpareSlot>) {
     }
     match blender.start_spare(&root, &out) {
         Ok(spare) => {
-            debug!(dir = %dir.display(), "spare Blender started");
             slot.held = Some(Held {
                 spare,
                 dir,

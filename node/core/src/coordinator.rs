@@ -3298,16 +3298,10 @@ mod tests {
 
     /// Reports task `task` of `id`, attempt `attempt`, done by `w` at `v.now` (frames
     /// `frames`), and its frames fetched.
-    fn report_done(
-        c: &mut Coordinator,
-        table: &mut JobTable,
-        v: &View<'_>,
-        out: &mut Outbox,
-        w: &NodeId,
-        (id, task, attempt): (JobId, u32, u32),
-    ) {
+    /// A report that task `task` (attempt `attempt`) of job `id` is done, with a blob per frame.
+    fn done_report(table: &JobTable, (id, task, attempt): (JobId, u32, u32)) -> Report {
         let frames = table.get(&id).unwrap().task(task).unwrap().frames;
-        let report = Report {
+        Report {
             job: id,
             task,
             attempt,
@@ -3321,7 +3315,18 @@ mod tests {
                     })
                     .collect(),
             ),
-        };
+        }
+    }
+
+    fn report_done(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        v: &View<'_>,
+        out: &mut Outbox,
+        w: &NodeId,
+        key: (JobId, u32, u32),
+    ) {
+        let report = done_report(table, key);
         c.report(table, v, w.clone(), report, None, out);
         let [fetch] = tickets(out)[..] else {
             panic!("one fetch expected");
@@ -3610,16 +3615,7 @@ mod tests {
             &tail.b,
             [Some((id, 2, 1)), Some((id, 6, 1))],
         );
-        let report = Report {
-            job: id,
-            task: 6,
-            attempt: 1,
-            outcome: Outcome::Done(vec![Output {
-                frame: 7,
-                blob: BlobHash::of(b"6/7"),
-                size: 3,
-            }]),
-        };
+        let report = done_report(&tail.table, (id, 6, 1));
         tail.c.report(
             &mut tail.table,
             &v,
