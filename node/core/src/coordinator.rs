@@ -3298,6 +3298,19 @@ mod tests {
 
     /// Reports task `task` of `id`, attempt `attempt`, done by `w` at `v.now` (frames
     /// `frames`), and its frames fetched.
+    /// Workers `a` and `b`, idle, and a job of frames 1 to `frames` with no chunk size (cut as
+    /// it goes) submitted at 0.
+    fn cut_as_it_goes_on_a_and_b(
+        frames: u32,
+    ) -> (Coordinator, JobTable, Outbox, NodeId, NodeId, JobId) {
+        let (mut c, mut table, out) = fixture_without_checks();
+        let (a, b) = (n("a"), n("b"));
+        let mut s = spec(FrameRange::new(1, frames).unwrap());
+        s.chunk = None;
+        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        (c, table, out, a, b, id)
+    }
+
     /// A report that task `task` (attempt `attempt`) of job `id` is done, with a blob per frame.
     fn done_report(table: &JobTable, (id, task, attempt): (JobId, u32, u32)) -> Report {
         let frames = table.get(&id).unwrap().task(task).unwrap().frames;
@@ -3342,11 +3355,7 @@ mod tests {
     /// when the task before it is reported.
     #[test]
     fn a_job_is_cut_as_it_goes_by_each_workers_pace_and_each_worker_holds_one_task_ahead() {
-        let (mut c, mut table, mut out) = fixture_without_checks();
-        let (a, b) = (n("a"), n("b"));
-        let mut s = spec(FrameRange::new(1, 100).unwrap());
-        s.chunk = None;
-        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        let (mut c, mut table, mut out, a, b, id) = cut_as_it_goes_on_a_and_b(100);
         let first = hand_out_and_accept(
             &mut c,
             &mut table,
@@ -3432,11 +3441,7 @@ mod tests {
     /// with the one before.
     #[test]
     fn a_nodes_first_measure_in_a_job_is_replaced_by_its_second() {
-        let (mut c, mut table, mut out) = fixture_without_checks();
-        let (a, b) = (n("a"), n("b"));
-        let mut s = spec(FrameRange::new(1, 100).unwrap());
-        s.chunk = None;
-        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        let (mut c, mut table, mut out, a, b, id) = cut_as_it_goes_on_a_and_b(100);
         hand_out_and_accept(
             &mut c,
             &mut table,
@@ -3684,11 +3689,7 @@ mod tests {
     /// is idle, would end it at 3 s, `b` at 4 s at the earliest: it goes to `a`.
     #[test]
     fn a_task_held_ahead_by_an_unmeasured_slow_worker_goes_to_an_idle_measured_one() {
-        let (mut c, mut table, mut out) = fixture_without_checks();
-        let (a, b) = (n("a"), n("b"));
-        let mut s = spec(FrameRange::new(1, 4).unwrap());
-        s.chunk = None;
-        let id = submit(&mut c, &mut table, &busy_view(0, &a, &b, [None, None]), s);
+        let (mut c, mut table, mut out, a, b, id) = cut_as_it_goes_on_a_and_b(4);
         let v = busy_view(0, &a, &b, [None, None]);
         let first = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
         assert_eq!(
