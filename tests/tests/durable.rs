@@ -282,6 +282,21 @@ fn running_on(job: &Value, id: &str) -> Option<usize> {
         .position(|t| t["state"] == "Running" && t["worker"] == id)
 }
 
+/// Whether `node` is rendering task `index` of `job` with nothing written yet: the task's work
+/// directory (`work/jobs/<job>/out/<task>-<attempt>/out`, removed once the render ends) is
+/// there and empty.
+fn rendering(node: &MeshNode, job: &str, index: u64) -> bool {
+    let outputs = node.data_dir.join("work/jobs").join(job).join("out");
+    let prefix = format!("{index}-");
+    let Ok(entries) = std::fs::read_dir(&outputs) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        entry.file_name().to_string_lossy().starts_with(&prefix)
+            && std::fs::read_dir(entry.path().join("out")).is_ok_and(|mut d| d.next().is_none())
+    })
+}
+
 /// Issue 12: a hung Blender held its task for good (its node's heartbeat still named it), and
 /// a frozen machine's result, once it woke, could have counted. Here one node's Blender is
 /// SIGSTOPped mid-job: its task is taken back once it runs past its timeout (5x the job's
@@ -318,6 +333,9 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
     let first = submit_as(&nodes[via], fx, 1, LAST, SLOW)?;
     let hangs_id = nodes[hangs].id.clone();
     let hangs_pid = nodes[hangs].pid().context("node runs")?;
+    // The record says `Running` until the frame is copied, so a Blender may have finished
+    // the task it names: it is stopped only while the task's work directory is still empty,
+    // as seen once it is stopped (and woken to try again otherwise).
     let (stopped, hung_task) = wait_for(
         "a frame done and a Blender rendering on the node to hang",
         Duration::from_secs(120),
@@ -325,11 +343,22 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
             let job = job(&nodes[via], &first)?;
             let blender = descendants(hangs_pid);
             let task = running_on(&job, &hangs_id)?;
-            (frames_done(&job) >= 1 && !blender.is_empty()).then_some((blender, task))
+            if frames_done(&job) < 1 || blender.is_empty() {
+                return None;
+            }
+            let index = job["tasks"][task]["index"].as_u64()?;
+            if !rendering(&nodes[hangs], &first, index) {
+                return None;
+            }
+            signal(&blender, "STOP").ok()?;
+            if rendering(&nodes[hangs], &first, index) {
+                return Some((blender, task));
+            }
+            signal(&blender, "CONT").ok()?;
+            None
         },
     )
     .with_context(|| dump_logs(&nodes))?;
-    signal(&stopped, "STOP")?;
     let done = wait_done(&nodes, via, &first, Duration::from_secs(300))?;
     let timed_out = done["tasks"].as_array().into_iter().flatten().any(|t| {
         t["failures"].as_array().is_some_and(|fs| {
