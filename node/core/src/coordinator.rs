@@ -1452,28 +1452,35 @@ impl Coordinator {
                 !holding.contains_key(s.id) && s.current.as_ref().is_none_or(|c| ended(s, c))
             })
             .collect();
-        // A worker holding its one task, rendering it by its own word or idle by a word older
-        // than the task (it starts it on receipt), holds nothing next yet.
-        let mut ahead: Vec<&Seat<'_>> =
-            view.workers
-                .iter()
-                .filter(free)
-                .filter(|s| match holding.get(s.id).map(Vec::as_slice) {
-                    Some([(job, task, attempt)]) => {
-                        let rendering = s.current.as_ref().is_some_and(|c| {
-                            c.job == *job && c.task == *task && c.attempt == *attempt
-                        });
-                        let taking = !rendering
-                            && s.current.as_ref().is_none_or(|c| ended(s, c))
-                            && self
-                                .assigned_at
-                                .get(&(*job, *task))
-                                .is_some_and(|at| s.last_seen <= *at);
-                        (rendering || taking) && s.held.iter().all(|h| h.frames_done > 0)
-                    }
-                    _ => false,
-                })
-                .collect();
+        // A worker holding its one task holds nothing next yet when it renders it by its own
+        // word; or when the task it named has ended since, by a word older than the task (it
+        // starts a task on receipt when idle, and the one it holds next the moment the other
+        // ends: a task held ahead is reckoned handed out when the one before it is reported).
+        // A task its word named as held next, unstarted, has then started (a fast worker ends
+        // a task between two of its words, and would otherwise be handed no next one).
+        let mut ahead: Vec<&Seat<'_>> = view
+            .workers
+            .iter()
+            .filter(free)
+            .filter(|s| match holding.get(s.id).map(Vec::as_slice) {
+                Some([(job, task, attempt)]) => {
+                    let it =
+                        |c: &TaskRef| c.job == *job && c.task == *task && c.attempt == *attempt;
+                    let rendering = s.current.as_ref().is_some_and(it);
+                    let taking = !rendering
+                        && s.current.as_ref().is_none_or(|c| ended(s, c))
+                        && self
+                            .assigned_at
+                            .get(&(*job, *task))
+                            .is_some_and(|at| s.last_seen <= *at);
+                    (rendering || taking)
+                        && s.held
+                            .iter()
+                            .all(|h| h.frames_done > 0 || (taking && it(h)))
+                }
+                _ => false,
+            })
+            .collect();
         if idle.is_empty() && ahead.is_empty() {
             return;
         }
@@ -3405,6 +3412,53 @@ mod tests {
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
         assert_eq!(next, [(a.clone(), 6, "36-52".into())]);
         assert_eq!(table.get(&id).unwrap().uncut(), 48);
+    }
+
+    /// Issue 13: a worker starts the task it holds next the moment its current one ends. One
+    /// whose last word named task 0 as current and task 1 as held next, unstarted, holds two
+    /// tasks until task 0 is reported; then task 1 alone, and it is handed the next task ahead
+    /// at once, not after its next word (a fast worker ends single frames between two of its
+    /// words, and the last frames of a job trickled out a round trip each).
+    #[test]
+    fn a_worker_whose_current_task_is_reported_has_started_the_one_it_named_next() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let a = n("a");
+        let task = |id: JobId, task: u32| TaskRef {
+            job: id,
+            task,
+            attempt: 1,
+            frames: FrameRange::single(task + 1),
+            tile: None,
+            frames_done: 0,
+        };
+        let mut s = spec(FrameRange::new(1, 10).unwrap());
+        s.chunk = None;
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let id = submit(&mut c, &mut table, &v, s);
+        assert_eq!(
+            hand_out_and_accept(&mut c, &mut table, &v, &mut out),
+            [(a.clone(), 0, "1".into())]
+        );
+        let rendering_0 = |held: Vec<TaskRef>, now: Millis| {
+            let seat = Seat {
+                current: Some(task(id, 0)),
+                held,
+                ..seat(&a, BLENDER, 150)
+            };
+            view(now, vec![seat], vec![&a])
+        };
+        assert_eq!(
+            hand_out_and_accept(&mut c, &mut table, &rendering_0(Vec::new(), 100), &mut out),
+            [(a.clone(), 1, "2".into())]
+        );
+        // Its last word, at 150: rendering task 0, task 1 held next.
+        let v = rendering_0(vec![task(id, 1)], 900);
+        assert_eq!(hand_out_and_accept(&mut c, &mut table, &v, &mut out), []);
+        let v = rendering_0(vec![task(id, 1)], 1_000);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert_eq!((&next[0].0, next[0].1), (&a, 2));
     }
 
     /// Issue 13: a worker idle by its last word when it was handed a task starts it on

@@ -328,6 +328,43 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
     );
 }
 
+/// Issue 13: thirty nodes of 250 to 1,000 ms a frame render 600 frames, in tasks of one to a
+/// few frames, often shorter than the second between two of a worker's heartbeats. A worker
+/// starts the task it holds next the moment its current one ends; once that one is reported,
+/// the coordinator hands it another ahead at once, not after a heartbeat says it renders the
+/// next (a word naming that task as held next, unstarted, is out of date by then). Over 20
+/// seeds, at most 2 % of the renders start 50 ms or more after the worker's previous one ended
+/// (when such a worker waited for its next heartbeat: 294 of 3,785, 7.8 %; now 43 of 3,719),
+/// and the job ends within 9 % of the ideal (worst 1.076 before, 1.068 now).
+#[test]
+fn thirty_nodes_keep_a_task_ahead_between_their_heartbeats() {
+    let (mut ratios, mut waits) = (Vec::new(), Vec::new());
+    for seed in 0..20 {
+        let config = Config {
+            frames: 600,
+            ..Config {
+                nodes: 30,
+                ..ten_speed_nodes()
+            }
+        };
+        let sim = Sim::new(config, seed).run();
+        let (makespan, ideal) = sim.makespan();
+        ratios.push(makespan as f64 / ideal as f64);
+        waits.extend(sim.between_tasks);
+    }
+    let waited = waits.iter().filter(|w| **w >= 50).count();
+    assert!(
+        waited * 50 <= waits.len(),
+        "{waited} of {} renders started 50 ms or more after the one before",
+        waits.len()
+    );
+    let worst = ratios.iter().copied().fold(0.0, f64::max);
+    assert!(
+        worst <= 1.09,
+        "the worst run took {worst:.3} times the ideal: {ratios:.3?}"
+    );
+}
+
 /// The speed scenarios' mesh: ten nodes of 250 to 1,000 ms a frame, each paying 1 s to
 /// prepare, one job of 200 frames, checks off.
 fn ten_speed_nodes() -> Config {

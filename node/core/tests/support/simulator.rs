@@ -240,6 +240,8 @@ pub struct Node {
     disk_repairs: Vec<BlobHash>,
     /// The render under way.
     render: Option<Assignment>,
+    /// The job and the time of its last render ended (rendered, not stopped).
+    rendered: Option<(JobId, Millis)>,
     next_tick: Millis,
     /// The highest term its core has reported in this run.
     seen_term: Term,
@@ -422,6 +424,9 @@ pub struct Sim {
     /// had moved on from an assignment its worker had started (a task held ahead taken back
     /// after it started, or a task timed out or requeued), work thrown away.
     pub stopped_running: usize,
+    /// Waits of a worker between the end of a render and the start of its next in the same
+    /// job (its Blender ready), in milliseconds: the speed scenarios' idle time between tasks.
+    pub between_tasks: Vec<Millis>,
     /// Tasks seen running with a backup, by (job, task, attempt): their worker and backup.
     backed: BTreeMap<(JobId, u32, u32), (NodeId, NodeId)>,
     /// Of those, the ones whose backup rendered them, and whose worker did.
@@ -490,6 +495,7 @@ impl Sim {
                     failed: BTreeMap::new(),
                     probed: false,
                     ready: BTreeMap::new(),
+                    rendered: None,
                 }
             })
             .collect();
@@ -548,6 +554,7 @@ impl Sim {
             first_lead: None,
             killed_holding_ahead: 0,
             stopped_running: 0,
+            between_tasks: Vec::new(),
             backed: BTreeMap::new(),
             backups_won: 0,
             probes: 0,
@@ -841,6 +848,12 @@ impl Sim {
                     let at = ready.max(now)
                         + frames * self.nodes[i].speed * slower
                         + self.rng.random_range(0..50);
+                    if let Some((job, ended)) = self.nodes[i].rendered
+                        && job == assignment.job
+                        && ready <= ended
+                    {
+                        self.between_tasks.push(now - ended);
+                    }
                     if std::env::var_os("SIM_RENDERS").is_some() {
                         eprintln!(
                             "{now:>6} render {} task {} frames {} on {} ({} ms/frame) until {at}",
@@ -1009,6 +1022,7 @@ impl Sim {
         node.alive = false;
         node.run += 1;
         node.render = None;
+        node.rendered = None;
         node.ready.clear();
         node.probed = false;
         node.frozen_until = 0;
@@ -1387,6 +1401,7 @@ impl Sim {
                     return;
                 }
                 node.render = None;
+                node.rendered = Some((assignment.job, now));
                 if node.broken {
                     *node.failed.entry(assignment.job).or_default() += 1;
                     let failed = Outcome::Failed(format!(
@@ -1563,6 +1578,26 @@ impl Sim {
         }
     }
 
+    /// Notes, to the step (10 ms), when each client's job is first done on a live node: the
+    /// speed scenarios' makespans (otherwise noted once per tick, up to 100 ms late).
+    fn note_done(&mut self) {
+        for c in &self.clients {
+            if self.done_at.contains_key(&c.id) {
+                continue;
+            }
+            let done = self.nodes.iter().any(|n| {
+                n.alive
+                    && n.core
+                        .table()
+                        .get(&c.id)
+                        .is_some_and(|j| j.state == JobState::Done)
+            });
+            if done {
+                self.done_at.insert(c.id, self.now);
+            }
+        }
+    }
+
     /// Advances 10 ms: disturbances due, events due, clients, ticks, then the invariants.
     pub fn step(&mut self) {
         self.disturb();
@@ -1588,6 +1623,9 @@ impl Sim {
         }
         self.clients();
         self.rogue_acts();
+        if self.config.frames > 0 {
+            self.note_done();
+        }
         for i in 0..self.nodes.len() {
             if !self.nodes[i].alive || self.nodes[i].next_tick > self.now {
                 continue;
