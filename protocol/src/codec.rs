@@ -174,6 +174,13 @@ mod tests {
                 origin: node("origin"),
             }),
             Request::GetJob(JobId([9; 16])),
+            Request::GetJobSince {
+                id: JobId([9; 16]),
+                since: crate::Version {
+                    term: Term(2),
+                    seq: 40,
+                },
+            },
         ];
         for r in requests {
             let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();
@@ -185,9 +192,14 @@ mod tests {
     fn responses_and_heartbeats_round_trip() {
         let mut tiled = spec();
         tiled.tiles = Some(Tiling::Grid(TileGrid { cols: 2, rows: 3 }));
+        // Changes that hold every task of the largest record fit in a message too.
+        let largest = largest_job(spec());
+        let every_task = crate::JobChanges::between(&largest.without_tasks(), &largest).unwrap();
+        assert_eq!(every_task.tasks.len(), largest.tasks.len());
         let responses = vec![
             Response::Job(Box::new(largest_job(spec()))),
             Response::Job(Box::new(largest_job(tiled))),
+            Response::JobChanges(Box::new(every_task)),
             Response::BlobChunk(vec![1, 2, 3]),
             Response::BlobInfo {
                 size: 3 << 20,

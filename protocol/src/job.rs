@@ -1804,6 +1804,128 @@ impl Job {
     }
 }
 
+/// What changed in a job record since a version its puller holds
+/// ([`crate::Request::GetJobSince`]): the record without its tasks, and the tasks that differ
+/// from that version's (changed in place, or cut since), in index order. A running job's record
+/// holds up to thousands of tasks and changes many times a second, so a follower pulls this
+/// instead of the whole record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobChanges {
+    /// The version the changes start from: the puller's copy must be at it.
+    pub since: Version,
+    /// The record, with no tasks.
+    pub head: Job,
+    /// How many tasks the record holds.
+    pub task_count: u32,
+    /// The tasks that differ from version `since`, in index order.
+    pub tasks: Vec<Task>,
+}
+
+impl JobChanges {
+    /// What changed from `old` to `new`: `None` when they are not two versions of one record
+    /// (another job, or tasks that went away).
+    pub fn between(old: &Job, new: &Job) -> Option<Self> {
+        if old.id != new.id || old.tasks.len() > new.tasks.len() {
+            return None;
+        }
+        let tasks = new
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| old.tasks.get(*i) != Some(*t))
+            .map(|(_, t)| t.clone())
+            .collect();
+        Some(Self {
+            since: old.version,
+            head: new.without_tasks(),
+            task_count: u32::try_from(new.tasks.len()).ok()?,
+            tasks,
+        })
+    }
+
+    /// The record these changes make of `base`, the puller's copy. Refused when `base` is not
+    /// at version `since`, or the changes do not describe a record of `task_count` tasks (a
+    /// head with tasks, fewer tasks than `base` holds, more than a record may hold, a task
+    /// out of order or leaving a gap). The record made is not validated here
+    /// ([`Job::validate`] is the receiver's next step, as for a whole record).
+    pub fn apply(&self, base: &Job) -> Result<Job, Error> {
+        let bad = |reason: String| Error::BadRecord {
+            job: self.head.id,
+            reason,
+        };
+        if base.id != self.head.id {
+            return Err(bad(format!("changes applied to job {}", base.id)));
+        }
+        if base.version != self.since {
+            return Err(bad(format!(
+                "changes since {:?} applied to version {:?}",
+                self.since, base.version
+            )));
+        }
+        if !self.head.tasks.is_empty() {
+            return Err(bad("the changes' head holds tasks".into()));
+        }
+        let count = self.task_count as usize;
+        let most = limits::MAX_JOB_FRAMES.max(limits::MAX_TILED_TASKS) as usize;
+        if count < base.tasks.len() || count > most || self.tasks.len() > count {
+            return Err(bad(format!(
+                "{} tasks, {} changed, from {}",
+                count,
+                self.tasks.len(),
+                base.tasks.len()
+            )));
+        }
+        let mut tasks = base.tasks.clone();
+        let mut last = None;
+        for t in &self.tasks {
+            let i = t.index as usize;
+            if last.is_some_and(|l| i <= l) {
+                return Err(bad(format!("changed task {i} out of order")));
+            }
+            last = Some(i);
+            match i.cmp(&tasks.len()) {
+                std::cmp::Ordering::Less => tasks[i] = t.clone(),
+                std::cmp::Ordering::Equal => tasks.push(t.clone()),
+                std::cmp::Ordering::Greater => {
+                    return Err(bad(format!("changed task {i} leaves a gap")));
+                }
+            }
+        }
+        if tasks.len() != count {
+            return Err(bad(format!("{} tasks made, {count} said", tasks.len())));
+        }
+        let mut job = self.head.clone();
+        job.tasks = tasks;
+        Ok(job)
+    }
+}
+
+impl Job {
+    /// This record with no tasks (the rest is small: checks, stitched frames and frame times
+    /// are bounded).
+    pub fn without_tasks(&self) -> Job {
+        Job {
+            id: self.id,
+            spec: self.spec.clone(),
+            origin: self.origin.clone(),
+            state: self.state,
+            message: self.message.clone(),
+            tasks: Vec::new(),
+            grid: self.grid,
+            stitched: self.stitched.clone(),
+            version: self.version,
+            created_ms: self.created_ms,
+            held_once: self.held_once.clone(),
+            frame_ms: self.frame_ms.clone(),
+            ended_ms: self.ended_ms,
+            removed_ms: self.removed_ms,
+            checks: self.checks.clone(),
+            suspects: self.suspects.clone(),
+            backups: self.backups,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1840,6 +1962,64 @@ mod tests {
             Term(1),
             0,
         )
+    }
+
+    /// Issue 13: a follower pulled a running job's whole record, thousands of tasks, at every
+    /// version. What changed between two versions (tasks changed in place and tasks cut since)
+    /// makes the newer from the older, and nothing else: not another version, nor changes that
+    /// leave a gap, go out of order or shrink the record.
+    #[test]
+    fn changes_between_two_versions_make_the_newer_from_the_older_and_nothing_else() {
+        let spec = spec(range(1, 100));
+        let mut old = new_job(&spec);
+        for size in [1, 2, 3] {
+            old.carve(size, Term(1));
+        }
+        let mut new = old.clone();
+        let attempt = new.assign(1, node("w"), Term(1)).unwrap();
+        let outputs = [2, 3]
+            .map(|frame| Output {
+                frame,
+                blob: BlobHash::of(&[frame as u8]),
+                size: 1,
+            })
+            .to_vec();
+        new.complete(1, attempt, &node("w"), outputs, Term(1))
+            .unwrap();
+        new.carve(4, Term(2));
+        new.carve(5, Term(2));
+        let changes = JobChanges::between(&old, &new).expect("two versions of one record");
+        let changed: Vec<u32> = changes.tasks.iter().map(|t| t.index).collect();
+        assert_eq!(changed, [1, 3, 4], "task 1 done, tasks 3 and 4 cut");
+        assert!(changes.head.tasks.is_empty());
+        assert_eq!(changes.apply(&old).expect("applies"), new);
+        // Nothing changed: no task, the same record.
+        let none = JobChanges::between(&new, &new).unwrap();
+        assert!(none.tasks.is_empty());
+        assert_eq!(none.apply(&new).unwrap(), new);
+
+        // Only to the version they start from.
+        let err = changes.apply(&new).unwrap_err().to_string();
+        assert!(err.contains("changes since"), "{err}");
+        let refused = |edit: &dyn Fn(&mut JobChanges)| {
+            let mut bad = changes.clone();
+            edit(&mut bad);
+            bad.apply(&old).unwrap_err().to_string()
+        };
+        assert!(refused(&|c| c.tasks.swap(0, 1)).contains("out of order"));
+        assert!(
+            refused(&|c| {
+                c.tasks.remove(1);
+            })
+            .contains("leaves a gap")
+        );
+        assert!(refused(&|c| c.task_count = 2).contains("2 tasks"));
+        assert!(refused(&|c| c.task_count = 20_001).contains("20001 tasks"));
+        assert!(refused(&|c| c.task_count = 6).contains("5 tasks made, 6 said"));
+        assert!(refused(&|c| c.head.tasks = old.tasks.clone()).contains("head holds tasks"));
+        assert!(refused(&|c| c.head.id = JobId([1; 16])).contains("applied to job"));
+        // Tasks that went away are no change of one record.
+        assert_eq!(JobChanges::between(&new, &old), None);
     }
 
     /// Issue 13: with no chunk size given, a job's frames are cut into tasks as it goes, each

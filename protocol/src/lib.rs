@@ -28,7 +28,7 @@ pub use election::{Claim, Decision, elect};
 pub use files::Dependency;
 pub use id::{BlobHash, JobId, NodeId, Term};
 pub use job::{
-    Check, FIRST_CHECK, Failure, FrameRange, Job, JobSpec, JobState, Judgement, Output,
+    Check, FIRST_CHECK, Failure, FrameRange, Job, JobChanges, JobSpec, JobState, Judgement, Output,
     OutputFormat, Plan, Stale, Task, TaskState, TileGrid, Tiling, Verdict, Version, plan,
     plan_chunks,
 };
@@ -39,7 +39,7 @@ pub use message::{
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/4";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/5";
 /// The stream protocol carrying blob chunks in bulk ([`BlobRange`], [`BlobRangeAnswer`], then
 /// the chunks raw).
 pub const BLOB_PROTOCOL: &str = "/rendermesh/blob/1";

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::render::{Engine, Tile};
 
 use crate::id::{BlobHash, JobId, NodeId, Term};
-use crate::job::{FrameRange, Job, JobSpec, Output, Version};
+use crate::job::{FrameRange, Job, JobChanges, JobSpec, Output, Version};
 
 /// What a node does in the mesh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +334,15 @@ pub enum Request {
     /// Asks which chunks of a blob a node holds, whole or still arriving ([`Response::BlobHave`]),
     /// so a fetcher takes each range from a peer that has it, and the blob's origin last.
     BlobHave(BlobHash),
+    /// Asks any node for what changed in its copy of a job since version `since`, the asker's
+    /// ([`Response::JobChanges`]); answered with the whole record ([`Response::Job`]) when the
+    /// node cannot tell.
+    GetJobSince {
+        /// The job.
+        id: JobId,
+        /// The version the asker holds.
+        since: Version,
+    },
 }
 
 /// What a fetcher asks for on a blob stream ([`crate::BLOB_PROTOCOL`]): chunks `first` to
@@ -440,6 +449,8 @@ pub enum Response {
         /// The chunks on their way, `chunks.div_ceil(8)` bytes.
         coming: Vec<u8>,
     },
+    /// Answer to `GetJobSince`: what changed since the asker's version.
+    JobChanges(Box<JobChanges>),
 }
 
 #[cfg(test)]

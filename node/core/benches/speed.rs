@@ -8,7 +8,9 @@
 //! has settled, the ideal (the frames divided by the sum of the nodes' paces, plus one
 //! start-up) and their ratio, over a few seeds; the wall-clock time the coordinator's core spent
 //! per assignment (every event and tick it handled, over every task handed out; the seeds'
-//! mean); and the wall-clock time the simulation took.
+//! mean); what each node received a second over the run, the mean over the nodes (heartbeats,
+//! requests and answers at their size on the wire; not counted at 1,000 nodes, where encoding
+//! every message would double the run); and the wall-clock time the simulation took.
 //! `SPEED_NODES=100` runs one size only, `SPEED_NODES=2,10,100` those sizes.
 
 #[path = "../tests/support/simulator.rs"]
@@ -38,7 +40,7 @@ fn main() {
 /// One line per mesh size.
 fn table(only: Option<&[usize]>, checks: usize) {
     println!(
-        "nodes | frames | makespan / ideal (per seed)            | worst | coordinator per assignment | wall"
+        "nodes | frames | makespan / ideal (per seed)            | worst | coordinator per assignment | received per node | wall"
     );
     for (nodes, frames, seeds) in [
         (2, 24, 5),
@@ -52,6 +54,7 @@ fn table(only: Option<&[usize]>, checks: usize) {
         }
         let wall = Instant::now();
         let mut per_assign = Vec::new();
+        let mut received = Vec::new();
         let ratios: Vec<f64> = (0..seeds)
             .map(|seed| {
                 let config = Config {
@@ -62,10 +65,16 @@ fn table(only: Option<&[usize]>, checks: usize) {
                     prepare_ms: 1_000,
                     checks,
                     light: nodes >= 1_000,
+                    traffic: nodes < 1_000,
                     ..Config::calm(nodes)
                 };
                 let sim = Sim::new(config, seed).run();
                 per_assign.extend(sim.coordinator_us_per_assign());
+                let bytes: u64 = sim.traffic.iter().map(|t| t.bytes).sum();
+                if bytes > 0 {
+                    let secs = sim.now as f64 / 1_000.0;
+                    received.push(bytes as f64 / sim.traffic.len() as f64 / secs);
+                }
                 let (makespan, ideal) = sim.makespan();
                 makespan as f64 / ideal as f64
             })
@@ -73,8 +82,14 @@ fn table(only: Option<&[usize]>, checks: usize) {
         let worst = ratios.iter().copied().fold(0.0, f64::max);
         let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
         let per_assign = per_assign.iter().sum::<f64>() / per_assign.len().max(1) as f64;
+        let received = if received.is_empty() {
+            "-".to_string()
+        } else {
+            let mean = received.iter().sum::<f64>() / received.len() as f64;
+            format!("{:.1} kB/s", mean / 1_000.0)
+        };
         println!(
-            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {per_assign:>19.0} µs | {:.1} s",
+            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {per_assign:>19.0} µs | {received:>17} | {:.1} s",
             shown.join(" "),
             wall.elapsed().as_secs_f64()
         );

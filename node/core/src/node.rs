@@ -947,10 +947,8 @@ impl Core {
                 _ => self.not_coordinator(),
             },
             Request::Digests => Response::Digests(self.table.versions()),
-            Request::GetJob(id) => match self.table.get(&id) {
-                Some(job) => Response::Job(Box::new(job.clone())),
-                None => Response::NotFound,
-            },
+            Request::GetJob(id) => self.table.answer_pull(id, None),
+            Request::GetJobSince { id, since } => self.table.answer_pull(id, Some(since)),
             Request::BlobInfo(_) | Request::BlobChunk { .. } | Request::BlobHave(_) => {
                 Response::Rejected("blob requests are served by the network layer".into())
             }

@@ -13,7 +13,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
-    BlobHash, Job, JobDigest, JobId, NodeId, Response, TableDigest, Term, Version, limits,
+    BlobHash, Job, JobChanges, JobDigest, JobId, NodeId, Response, TableDigest, Term, Version,
+    limits,
 };
 use tracing::{debug, warn};
 
@@ -23,10 +24,75 @@ use rendermesh_protocol::Request;
 /// Job records pulled at once.
 pub const MAX_PULLS: usize = 8;
 
+/// Versions of a running job's record remembered as served, to tell a puller what changed
+/// since the one it holds ([`JobTable::answer_pull`]).
+pub const SERVED_VERSIONS: usize = 64;
+
+/// Running jobs whose served versions are kept (the least recently served go first).
+pub const SERVED_JOBS: usize = 4;
+
 /// A list of versions that named nothing to pull is not asked for again from the same peer
 /// for this long (two tables may differ for good: a record this node holds in a newer version
 /// than its new coordinator, which will supersede it at its next write).
 pub const LIST_AGAIN_MS: super::Millis = 30_000;
+
+/// What a node remembers of the versions of a running job's record it served: enough to tell
+/// which tasks changed since any of them, for the cost of one copy of the tasks.
+#[derive(Debug, Default)]
+struct Served {
+    /// When it was last served, on the table's own counter.
+    last: u64,
+    /// The tasks as they were in the last version served.
+    tasks: Vec<rendermesh_protocol::Task>,
+    /// Per task, the number of the version served in which it last changed (or appeared).
+    changed: Vec<u32>,
+    /// The versions served, oldest first, with their numbers (at most [`SERVED_VERSIONS`]).
+    versions: Vec<(Version, u32)>,
+}
+
+impl Served {
+    /// Notes `job` as served now (its version numbered after the last one).
+    fn note(&mut self, job: &Job) {
+        if self.versions.last().is_some_and(|(v, _)| *v == job.version) {
+            return;
+        }
+        if job.tasks.len() < self.tasks.len() {
+            // Not a later version of what was served: start over.
+            *self = Served::default();
+        }
+        let number = self.versions.last().map_or(0, |(_, n)| n + 1);
+        for (i, task) in job.tasks.iter().enumerate() {
+            match self.tasks.get(i) {
+                Some(old) if old == task => {}
+                Some(_) => self.changed[i] = number,
+                None => self.changed.push(number),
+            }
+        }
+        self.tasks.clone_from(&job.tasks);
+        self.versions.push((job.version, number));
+        if self.versions.len() > SERVED_VERSIONS {
+            self.versions.remove(0);
+        }
+    }
+
+    /// What changed in `job` (the version last noted) since version `since`, if it was served.
+    fn since(&self, job: &Job, since: Version) -> Option<JobChanges> {
+        let (_, number) = self.versions.iter().find(|(v, _)| *v == since)?;
+        let tasks = job
+            .tasks
+            .iter()
+            .zip(&self.changed)
+            .filter(|(_, at)| *at > number)
+            .map(|(t, _)| t.clone())
+            .collect();
+        Some(JobChanges {
+            since,
+            head: job.without_tasks(),
+            task_count: u32::try_from(job.tasks.len()).ok()?,
+            tasks,
+        })
+    }
+}
 
 /// A peer's list of versions this node goes on pulling from.
 #[derive(Debug)]
@@ -69,6 +135,10 @@ pub struct JobTable {
     listed: BTreeMap<NodeId, super::Millis>,
     /// Per peer, the records its list names that are still to pull.
     backlog: BTreeMap<NodeId, Backlog>,
+    /// The versions of running jobs' records served to pullers.
+    served: BTreeMap<JobId, Served>,
+    /// Counts pulls answered.
+    answered: u64,
 }
 
 impl JobTable {
@@ -275,6 +345,39 @@ impl JobTable {
             .collect()
     }
 
+    /// The answer to a pull of job `id` by a peer that holds version `since` of it (`None`: no
+    /// copy): what changed since, when this node served that version of the running job
+    /// recently (one of the last [`SERVED_VERSIONS`] it served); the whole record otherwise.
+    /// Each version of a running job served is remembered, so that the puller's next pull,
+    /// from it, takes only what changed.
+    pub fn answer_pull(&mut self, id: JobId, since: Option<Version>) -> Response {
+        let Some(job) = self.jobs.get(&id) else {
+            return Response::NotFound;
+        };
+        self.answered += 1;
+        if job.state.is_terminal() {
+            self.served.remove(&id);
+            return Response::Job(Box::new(job.clone()));
+        }
+        let served = self.served.entry(id).or_default();
+        served.last = self.answered;
+        served.note(job);
+        let changes = since.and_then(|since| served.since(job, since));
+        if self.served.len() > SERVED_JOBS
+            && let Some(oldest) = self
+                .served
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(id, _)| *id)
+        {
+            self.served.remove(&oldest);
+        }
+        match changes {
+            Some(changes) => Response::JobChanges(Box::new(changes)),
+            None => Response::Job(Box::new(job.clone())),
+        }
+    }
+
     /// A record from a peer: kept when it is valid ([`Job::validate`]) and newer than this
     /// node's copy. Returns whether it was kept.
     pub fn offer(&mut self, job: Job) -> bool {
@@ -320,7 +423,14 @@ impl JobTable {
                 && below.is_none_or(|t| d.version.term < t)
                 && !self.pulling.values().any(|(id, ..)| *id == d.id)
             {
-                let ticket = out.send(peer.clone(), Request::GetJob(d.id));
+                let request = match self.jobs.get(&d.id) {
+                    Some(mine) => Request::GetJobSince {
+                        id: d.id,
+                        since: mine.version,
+                    },
+                    None => Request::GetJob(d.id),
+                };
+                let ticket = out.send(peer.clone(), request);
                 self.pulling.insert(ticket, (d.id, below, peer.clone()));
             }
         }
@@ -421,7 +531,21 @@ impl JobTable {
             return false;
         };
         let mut kept = false;
-        if let Ok(Response::Job(job)) = answer
+        let whole = match answer {
+            Ok(Response::Job(job)) => Some(job.as_ref().clone()),
+            Ok(Response::JobChanges(changes)) => {
+                match self.jobs.get(&id).map(|mine| changes.apply(mine)) {
+                    Some(Ok(job)) => Some(job),
+                    Some(Err(e)) => {
+                        debug!(job = %id.short(), "a peer's changes to a job record were not applied: {e}");
+                        None
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(job) = whole
             && job.id == id
         {
             if below.is_some_and(|t| job.version.term >= t) {
@@ -429,7 +553,7 @@ impl JobTable {
                 warn!(job = %id.short(), version = ?job.version,
                       "a peer's job record claims this coordinator's term: not kept");
             } else {
-                kept = self.offer((**job).clone());
+                kept = self.offer(job);
             }
         }
         // A record its list named that the peer did not give is not asked for again from
@@ -495,14 +619,14 @@ mod tests {
         }
     }
 
-    /// The `GetJob` and `Digests` requests `out` holds.
+    /// The `GetJob` (or `GetJobSince`) and `Digests` requests `out` holds.
     fn asked(out: &mut Outbox) -> (Vec<(JobId, Ticket)>, Vec<Ticket>) {
         let mut pulls = Vec::new();
         let mut lists = Vec::new();
         for action in out.take_actions() {
             match action {
                 super::super::Action::Send {
-                    request: Request::GetJob(id),
+                    request: Request::GetJob(id) | Request::GetJobSince { id, .. },
                     ticket,
                     ..
                 } => pulls.push((id, ticket)),
@@ -600,6 +724,106 @@ mod tests {
         assert_eq!(
             pulls.iter().map(|p| p.0).collect::<Vec<_>>(),
             vec![newer.id]
+        );
+    }
+
+    /// Issue 13: a follower pulled a running job's whole record (thousands of tasks) at every
+    /// version it heard of. Now it asks for what changed since the version it holds: a node
+    /// that served that version answers with the changed tasks alone, and the follower's copy
+    /// becomes the coordinator's; a node that did not (or a job that ended) answers with the
+    /// whole record. Changes that do not apply to the follower's copy are not kept.
+    #[test]
+    fn a_follower_pulls_what_changed_since_the_version_it_holds() {
+        let mut theirs = JobTable::default();
+        let mut job = job(FrameRange::new(1, 400).expect("a range"), 1);
+        job.spec.chunk = None;
+        job.tasks = Vec::new();
+        for _ in 0..300 {
+            job.carve(1, Term(1));
+        }
+        theirs.insert(job.clone());
+        let id = job.id;
+        let mut mine = JobTable::default();
+        let mut out = Outbox::new(NodeId::from_bytes(*b"me").expect("a node id"));
+        // The first pull, of a job not held here: the whole record.
+        follow(&mut mine, &[digest(&job)], theirs.digest(), 0, &mut out);
+        let pulls = out.take_actions();
+        let [
+            super::super::Action::Send {
+                request: Request::GetJob(pulled),
+                ticket,
+                ..
+            },
+        ] = &pulls[..]
+        else {
+            panic!("one GetJob expected: {pulls:?}");
+        };
+        assert_eq!(*pulled, id);
+        let answer = theirs.answer_pull(id, None);
+        assert!(matches!(answer, Response::Job(_)));
+        assert!(mine.pulled(*ticket, &Ok(answer), 10, &mut out));
+        assert_eq!(mine.get(&id), Some(&job));
+
+        // Two tasks change and one more is cut: the next pull takes those three.
+        let current = theirs.get_mut(&id).expect("held");
+        current
+            .assign(7, NodeId::from_bytes(*b"w").expect("a node id"), Term(1))
+            .unwrap();
+        current
+            .assign(8, NodeId::from_bytes(*b"w").expect("a node id"), Term(1))
+            .unwrap();
+        current.carve(1, Term(1));
+        let newer = current.clone();
+        follow(&mut mine, &[digest(&newer)], theirs.digest(), 20, &mut out);
+        let pulls = out.take_actions();
+        let [
+            super::super::Action::Send {
+                request: Request::GetJobSince { id: pulled, since },
+                ticket,
+                ..
+            },
+        ] = &pulls[..]
+        else {
+            panic!("one GetJobSince expected: {pulls:?}");
+        };
+        assert_eq!((*pulled, *since), (id, job.version));
+        let answer = theirs.answer_pull(id, Some(*since));
+        let Response::JobChanges(changes) = &answer else {
+            panic!("changes expected: {answer:?}");
+        };
+        let changed: Vec<u32> = changes.tasks.iter().map(|t| t.index).collect();
+        assert_eq!(changed, [7, 8, 300]);
+        assert!(mine.pulled(*ticket, &Ok(answer.clone()), 30, &mut out));
+        assert_eq!(mine.get(&id), Some(&newer));
+        // Asked again from the same version, the same changes.
+        assert_eq!(theirs.answer_pull(id, Some(job.version)), answer);
+
+        // A node that never served the version asked about answers the whole record.
+        let mut other = JobTable::default();
+        other.insert(newer.clone());
+        assert!(matches!(
+            other.answer_pull(id, Some(job.version)),
+            Response::Job(_)
+        ));
+        // Changes from a version other than the one held here are not kept.
+        let current = theirs.get_mut(&id).expect("held");
+        current.carve(1, Term(1));
+        let stale = theirs.answer_pull(id, Some(job.version));
+        assert!(matches!(stale, Response::JobChanges(_)));
+        let bump = [JobDigest {
+            id,
+            version: theirs.get(&id).unwrap().version,
+        }];
+        follow(&mut mine, &bump, theirs.digest(), 40, &mut out);
+        let (pulls, _) = asked(&mut out);
+        let [(_, ticket)] = pulls[..] else {
+            panic!("one pull expected");
+        };
+        assert!(mine.pulled(ticket, &Ok(stale), 50, &mut out));
+        assert_eq!(
+            mine.get(&id),
+            Some(&newer),
+            "not applied to another version"
         );
     }
 }
