@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, Judgement, NodeId, Outcome,
-    Output, Report, Request, Response, Task, TaskRef, TaskState, Term, limits, plan,
+    Output, Report, Request, Response, Task, TaskRef, TaskState, Term, Tiling, limits, plan,
 };
 use tracing::{debug, info, warn};
 
@@ -160,6 +160,20 @@ impl View<'_> {
     }
 }
 
+/// How many nodes of the slowest one's speed the workers of `paces` amount to (each worker's
+/// pace relative to the others', per mille; `None`: not measured yet, counted at 1,000, a
+/// median node): the slowest counts as one, one twice as fast as two; rounded (nodes of about
+/// the same speed count as one each). At least the number of workers, at most four per worker.
+pub fn speed_weighted(paces: &[Option<u64>]) -> usize {
+    let paces: Vec<u64> = paces.iter().map(|p| p.unwrap_or(1_000).max(1)).collect();
+    let Some(&slowest) = paces.iter().max() else {
+        return 0;
+    };
+    let per_mille: u64 = paces.iter().map(|p| slowest * 1_000 / p).sum();
+    let weighted = usize::try_from((per_mille + 500) / 1_000).unwrap_or(usize::MAX);
+    weighted.clamp(paces.len(), paces.len().saturating_mul(4))
+}
+
 /// Work the coordinator waits on.
 #[derive(Debug)]
 enum Pending {
@@ -219,6 +233,9 @@ pub struct Coordinator {
     /// The nodes whose pace in a job comes from their first task alone, which includes their
     /// preparation: their next measure replaces it.
     first_paced: BTreeSet<(JobId, NodeId)>,
+    /// Each node's pace in the last job it was measured in (not by its first task alone),
+    /// per mille of that job's median pace: what sizes a `--tiles auto` grid by speed.
+    relative_pace: BTreeMap<NodeId, u64>,
     /// Assignments handed to a worker busy with another task, not started yet as far as this
     /// coordinator knows: their clocks start when the worker reports the task before them, or
     /// names them as its current one.
@@ -280,6 +297,7 @@ impl Coordinator {
             measured: BTreeMap::new(),
             pace: BTreeMap::new(),
             first_paced: BTreeSet::new(),
+            relative_pace: BTreeMap::new(),
             ahead: BTreeSet::new(),
             giving_back: BTreeSet::new(),
             backups: BTreeMap::new(),
@@ -367,7 +385,22 @@ impl Coordinator {
             return Response::Rejected(e.to_string());
         }
         let workers = view.matching(&spec);
-        let plan = plan(&spec, workers);
+        // A grid sized to the live nodes is sized to their speeds: a node twice as fast as
+        // the slowest counts twice (so it takes more tiles, and the slowest is not left with
+        // a large one at the end).
+        let weighted = match spec.tiles {
+            Some(Tiling::Auto) => {
+                let paces: Vec<Option<u64>> = view
+                    .workers
+                    .iter()
+                    .filter(|s| s.can_render(&spec))
+                    .map(|s| self.relative_pace.get(s.id).copied())
+                    .collect();
+                speed_weighted(&paces)
+            }
+            _ => workers,
+        };
+        let plan = plan(&spec, weighted);
         let job = Job::new(id, spec, from.clone(), plan, self.term, view.wall_ms);
         info!(job = %id.short(), name = %job.spec.name, frames = %job.spec.frames,
               tasks = job.tasks.len(), tiles = ?job.grid.map(|g| g.to_string()), workers,
@@ -546,6 +579,11 @@ impl Coordinator {
                         }
                     };
                     paces.insert(from.clone(), pace.max(1));
+                    // Tiles differ in cost (sky, or a detailed corner): only whole frames
+                    // compare nodes.
+                    if task.tile.is_none() {
+                        self.note_relative_paces(report.job);
+                    }
                 }
                 if self.verifying.insert(key, from.clone()).is_some() {
                     out.reply_to(
@@ -644,6 +682,26 @@ impl Coordinator {
                 *at = now;
                 self.assigned_at.insert((job, index), now);
             }
+        }
+    }
+
+    /// Notes the pace of each node measured in `job` (not by its first task alone) relative
+    /// to the median of theirs.
+    fn note_relative_paces(&mut self, job: JobId) {
+        let Some(paces) = self.pace.get(&job) else {
+            return;
+        };
+        let measured: Vec<(&NodeId, Millis)> = paces
+            .iter()
+            .filter(|(id, _)| !self.first_paced.contains(&(job, (*id).clone())))
+            .map(|(id, pace)| (id, *pace))
+            .collect();
+        let Some(median) = median_of(measured.iter().map(|(_, pace)| *pace).collect()) else {
+            return;
+        };
+        for (id, pace) in measured {
+            self.relative_pace
+                .insert(id.clone(), pace.max(1) * 1_000 / median.max(1));
         }
     }
 
@@ -1090,6 +1148,7 @@ impl Coordinator {
         }
         self.sync_backups(table);
         self.assigning.remove(node);
+        self.relative_pace.remove(node);
     }
 
     /// The coordinator's periodic work: requeue lost tasks, hand out queued ones, stitch
@@ -1955,10 +2014,14 @@ impl Coordinator {
 /// The assignment of `task` of `job` under `attempt`, by the coordinator of `term`, as the
 /// record now reads.
 /// The median of `paces` (the higher of the two middle ones); `None` when there are none.
+/// The median of `values` (the upper one of an even count).
+fn median_of(mut values: Vec<Millis>) -> Option<Millis> {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied()
+}
+
 fn median(paces: &BTreeMap<NodeId, Millis>) -> Option<Millis> {
-    let mut sorted: Vec<Millis> = paces.values().copied().collect();
-    sorted.sort_unstable();
-    sorted.get(sorted.len() / 2).copied()
+    median_of(paces.values().copied().collect())
 }
 
 fn assignment(term: Term, job: &Job, task: &Task, attempt: u32) -> Assignment {
@@ -3412,6 +3475,69 @@ mod tests {
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
         assert_eq!(next, [(a.clone(), 6, "36-52".into())]);
         assert_eq!(table.get(&id).unwrap().uncut(), 48);
+    }
+
+    /// Issue 13: how many nodes of the slowest one's speed a set of measured paces amounts
+    /// to (what sizes a `--tiles auto` grid): one per node at the same speed, one more for
+    /// each node as fast again as the slowest; unmeasured nodes count as median ones.
+    #[test]
+    fn workers_are_weighed_by_their_speed_against_the_slowest() {
+        assert_eq!(speed_weighted(&[None, None]), 2);
+        assert_eq!(speed_weighted(&[Some(1_000), Some(1_000), Some(1_000)]), 3);
+        assert_eq!(
+            speed_weighted(&[Some(250), Some(1_000)]),
+            5,
+            "one 4x as fast"
+        );
+        assert_eq!(speed_weighted(&[Some(500), None]), 3, "unmeasured: 1,000");
+        assert_eq!(speed_weighted(&[Some(600), Some(1_000), Some(1_000)]), 4);
+        assert_eq!(
+            speed_weighted(&[Some(900), Some(1_000), Some(1_100)]),
+            3,
+            "about the same speed"
+        );
+        assert_eq!(
+            speed_weighted(&[Some(1), Some(100_000)]),
+            8,
+            "at most 4 per node"
+        );
+        assert_eq!(speed_weighted(&[Some(0)]), 1);
+        assert_eq!(speed_weighted(&[]), 0);
+    }
+
+    /// Issue 13: `--tiles auto` sized the grid from the number of live nodes alone (two
+    /// tiles each), so a slow node's tile could end long after a fast node had rendered the
+    /// rest. It now weighs each node by its speed relative to the others, measured in the
+    /// last job each rendered (not by its first task alone): after a job in which `a` renders a
+    /// frame in 1 s and `b` in 4 s, one frame in tiles auto is cut for five nodes of `b`'s
+    /// speed (a 4x3 grid), not two (2x2, what a coordinator with no measure still cuts).
+    #[test]
+    fn tiles_auto_weighs_each_node_by_its_measured_speed() {
+        let (mut c, mut table, mut out, a, b, id) = cut_as_it_goes_on_a_and_b(100);
+        let idle = busy_view(0, &a, &b, [None, None]);
+        hand_out_and_accept(&mut c, &mut table, &idle, &mut out);
+        let rendering = busy_view(100, &a, &b, [Some((id, 0, 1)), Some((id, 1, 1))]);
+        hand_out_and_accept(&mut c, &mut table, &rendering, &mut out);
+        // a: frame 1 by 1 s, frame 3 by 2 s; b: frame 2 by 4 s, frame 4 by 8 s.
+        let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
+        let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
+        let v = busy_view(4_000, &a, &b, [None, Some((id, 3, 1))]);
+        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
+        let v = busy_view(8_000, &a, &b, [None, None]);
+        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 3, 1));
+        let mut s = spec(FrameRange::single(1));
+        s.tiles = Some(Tiling::Auto);
+        let tiled = JobId([8; 16]);
+        let answer = ask(&mut c, &mut table, &v, tiled, s.clone(), &a);
+        assert!(matches!(answer, Response::Job(_)), "{answer:?}");
+        assert_eq!(table.get(&tiled).unwrap().grid, TileGrid::new(4, 3).ok());
+
+        let (mut c, mut table, _) = fixture_without_checks();
+        let answer = ask(&mut c, &mut table, &idle, tiled, s, &a);
+        assert!(matches!(answer, Response::Job(_)), "{answer:?}");
+        assert_eq!(table.get(&tiled).unwrap().grid, TileGrid::new(2, 2).ok());
     }
 
     /// Issue 13: a worker starts the task it holds next the moment its current one ends. One

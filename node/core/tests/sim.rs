@@ -401,6 +401,34 @@ fn thirty_nodes_pull_what_changed_in_a_running_job_not_the_whole_record() {
     );
 }
 
+/// Issue 13: tiles by speed. Ten nodes of 250 to 1,000 ms a frame render a 200-frame job
+/// (which measures their paces), then one frame forty times as long in tiles sized to the live
+/// nodes (`--tiles auto`). The grid weighs each node by its measured speed (30 to 42 tiles
+/// here), so the fast nodes take more tiles and the slowest a small one: the frame ends within
+/// 35 % of the ideal (its work over the sum of the paces, plus one start-up) over 10 seeds,
+/// worst 1.332, mean 1.287. (Two tiles per node whatever its speed, 20 tiles: worst 1.408, mean
+/// 1.329.) What is left is the tiles' fixed costs (the fake renderer adds 0-50 ms to each) and
+/// a slow node's last tile; more tiles would cost a real Blender more per tile.
+#[test]
+fn ten_nodes_from_1x_to_4x_render_one_frame_in_tiles_sized_by_speed() {
+    let mut ratios = Vec::new();
+    for seed in 0..10 {
+        let config = Config {
+            tiled_after: 20_000,
+            tiled_weight: 40,
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let (makespan, ideal, tiles) = sim.tiled_makespan().expect("the tiled job ended");
+        ratios.push((makespan as f64 / ideal as f64, tiles));
+    }
+    let worst = ratios.iter().map(|r| r.0).fold(0.0, f64::max);
+    assert!(
+        worst <= 1.35,
+        "the worst run took {worst:.3} times the ideal: {ratios:.3?}"
+    );
+}
+
 /// The speed scenarios' mesh: ten nodes of 250 to 1,000 ms a frame, each paying 1 s to
 /// prepare, one job of 200 frames, checks off.
 fn ten_speed_nodes() -> Config {

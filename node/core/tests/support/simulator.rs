@@ -145,6 +145,13 @@ pub struct Config {
     /// When not 0, every client submits one job of this many whole frames, for any Blender, at
     /// [`SPEED_SUBMIT_MS`] (the mesh has settled by then): the speed scenarios.
     pub frames: u32,
+    /// With `frames`: when not 0, one more client submits one frame in tiles sized to the
+    /// live nodes (`--tiles auto`) this long after [`SPEED_SUBMIT_MS`] (the first job's paces
+    /// measured by then), a frame [`Config::tiled_weight`] times as long as the others; the
+    /// fake renderer takes a tile's share of that frame's time ([`Sim::tiled_makespan`]).
+    pub tiled_after: Millis,
+    /// How many ordinary frames' time the tiled frame takes.
+    pub tiled_weight: Millis,
     /// Checks per worker per job ([`Policy::checks`]; the product's default is 1).
     pub checks: usize,
     /// Count the messages and bytes each node receives ([`Sim::traffic`]): the traffic bench.
@@ -191,6 +198,8 @@ impl Config {
             prepare_ms: 0,
             copy_ms: (5, 100),
             frames: 0,
+            tiled_after: 0,
+            tiled_weight: 1,
             checks: 1,
             traffic: false,
             light: false,
@@ -504,7 +513,7 @@ impl Sim {
             .enumerate()
             .map(|(i, n)| (n.id.clone(), i))
             .collect();
-        let clients = (0..config.jobs)
+        let mut clients: Vec<Client> = (0..config.jobs)
             .map(|_| {
                 let (at, spec) = if config.frames > 0 {
                     let frames = FrameRange::new(1, config.frames).expect("a valid range");
@@ -523,6 +532,22 @@ impl Sim {
                 }
             })
             .collect();
+        if config.frames > 0 && config.tiled_after > 0 {
+            let mut spec = JobSpec::new(
+                "tiled.blend",
+                BlobHash::of(b"tiled.blend"),
+                9,
+                FrameRange::single(1),
+            );
+            spec.tiles = Some(Tiling::Auto);
+            clients.push(Client {
+                id: JobId(rng.random()),
+                spec,
+                next_try: SPEED_SUBMIT_MS + config.tiled_after,
+                waiting: None,
+                accepted: false,
+            });
+        }
         let first = rng.random_range(4_000..8_000);
         Self {
             config,
@@ -845,9 +870,12 @@ impl Sim {
                         .ready
                         .entry(assignment.job)
                         .or_insert(now + prepare);
-                    let at = ready.max(now)
-                        + frames * self.nodes[i].speed * slower
-                        + self.rng.random_range(0..50);
+                    let mut work = frames * self.nodes[i].speed * slower;
+                    if let Some(tile) = assignment.tile.filter(|_| self.config.tiled_after > 0) {
+                        let tiles = Millis::from(tile.cols * tile.rows).max(1);
+                        work = (work * self.config.tiled_weight).div_ceil(tiles);
+                    }
+                    let at = ready.max(now) + work + self.rng.random_range(0..50);
                     if let Some((job, ended)) = self.nodes[i].rendered
                         && job == assignment.job
                         && ready <= ended
@@ -1921,6 +1949,7 @@ impl Sim {
         let last = self
             .clients
             .iter()
+            .filter(|c| c.spec.tiles.is_none())
             // A run ends as soon as every job is done, maybe before the tick that notes it.
             .map(|c| self.done_at.get(&c.id).copied().unwrap_or(self.now))
             .max()
@@ -1928,11 +1957,27 @@ impl Sim {
         let frames: f64 = self
             .clients
             .iter()
+            .filter(|c| c.spec.tiles.is_none())
             .map(|c| f64::from(c.spec.frames.len()))
             .sum();
         let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
         let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
         (last.saturating_sub(first), ideal)
+    }
+
+    /// The tiled job's makespan (from its submission to done) and its ideal (its frame's work
+    /// over the sum of the nodes' paces, plus one start-up), when the run had one
+    /// ([`Config::tiled_after`]), and the number of tiles it was cut into.
+    pub fn tiled_makespan(&self) -> Option<(Millis, Millis, usize)> {
+        let client = self.clients.iter().find(|c| c.spec.tiles.is_some())?;
+        let done = self.done_at.get(&client.id)?;
+        let submitted = SPEED_SUBMIT_MS + self.config.tiled_after;
+        let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
+        let ideal =
+            (self.config.tiled_weight as f64 / pace).ceil() as Millis + self.config.prepare_ms;
+        let leader = self.agreed()?;
+        let tiles = self.nodes[leader].core.table().get(&client.id)?.tasks.len();
+        Some((done.saturating_sub(submitted), ideal, tiles))
     }
 
     /// The wall-clock time the agreed coordinator's core spent per assignment delivered (every
