@@ -3418,6 +3418,25 @@ mod tests {
         out.actions.clear();
     }
 
+    /// `a` and `b` of [`cut_as_it_goes_on_a_and_b`], each holding its first task and one
+    /// ahead, report: `a` frame 1 at 1 s and frame 3 at 2 s (started as it reported frame 1),
+    /// `b` frame 2 at 4 s. Returns the view at 4 s (`b` rendering frame 4).
+    fn a_at_1_s_and_b_at_4_s_report<'a>(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        out: &mut Outbox,
+        (a, b): (&'a NodeId, &'a NodeId),
+        id: JobId,
+    ) -> View<'a> {
+        let v = busy_view(1_000, a, b, [Some((id, 2, 1)), Some((id, 1, 1))]);
+        report_done(c, table, &v, out, a, (id, 0, 1));
+        let v = busy_view(2_000, a, b, [None, Some((id, 1, 1))]);
+        report_done(c, table, &v, out, a, (id, 2, 1));
+        let v = busy_view(4_000, a, b, [None, Some((id, 3, 1))]);
+        report_done(c, table, &v, out, b, (id, 1, 1));
+        v
+    }
+
     /// Issue 13: a job with no chunk size is cut as it goes. Each worker's first task is one
     /// frame (it measures the worker's pace), and a worker rendering its only task gets one
     /// more ahead; once paces are known, each worker's next task is its share of the frames
@@ -3449,12 +3468,7 @@ mod tests {
         // a renders a frame in 1 s, b in 4 s; each starts its task ahead as it reports, and
         // its clocks start then: a's frame 3, started at 1 s, takes it 1 s, and that second
         // measure replaces the first.
-        let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
-        let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
-        let v = busy_view(4_000, &a, &b, [None, Some((id, 3, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
+        let v = a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
         // The 96 frames left are shared so that both end together. b's only measure is its
         // first task's (4 s), which may include its preparation: towards that end it counts
         // at the others' pace (1 s), which brings the end early (54 s: a free now, b at 8 s
@@ -3519,12 +3533,7 @@ mod tests {
         let rendering = busy_view(100, &a, &b, [Some((id, 0, 1)), Some((id, 1, 1))]);
         hand_out_and_accept(&mut c, &mut table, &rendering, &mut out);
         // a: frame 1 by 1 s, frame 3 by 2 s; b: frame 2 by 4 s, frame 4 by 8 s.
-        let v = busy_view(1_000, &a, &b, [Some((id, 2, 1)), Some((id, 1, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 0, 1));
-        let v = busy_view(2_000, &a, &b, [None, Some((id, 1, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &a, (id, 2, 1));
-        let v = busy_view(4_000, &a, &b, [None, Some((id, 3, 1))]);
-        report_done(&mut c, &mut table, &v, &mut out, &b, (id, 1, 1));
+        let v = a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
         let v = busy_view(8_000, &a, &b, [None, None]);
         report_done(&mut c, &mut table, &v, &mut out, &b, (id, 3, 1));
         let mut s = spec(FrameRange::single(1));
