@@ -3533,7 +3533,7 @@ mod tests {
         let rendering = busy_view(100, &a, &b, [Some((id, 0, 1)), Some((id, 1, 1))]);
         hand_out_and_accept(&mut c, &mut table, &rendering, &mut out);
         // a: frame 1 by 1 s, frame 3 by 2 s; b: frame 2 by 4 s, frame 4 by 8 s.
-        let v = a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
+        a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
         let v = busy_view(8_000, &a, &b, [None, None]);
         report_done(&mut c, &mut table, &v, &mut out, &b, (id, 3, 1));
         let mut s = spec(FrameRange::single(1));
