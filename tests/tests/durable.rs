@@ -336,7 +336,7 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
     // The record says `Running` until the frame is copied, so a Blender may have finished
     // the task it names: it is stopped only while the task's work directory is still empty,
     // as seen once it is stopped (and woken to try again otherwise).
-    let (stopped, hung_task) = wait_for(
+    let (stopped, hung_task, hung_attempt) = wait_for(
         "a frame done and a Blender rendering on the node to hang",
         Duration::from_secs(120),
         || {
@@ -347,12 +347,13 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
                 return None;
             }
             let index = job["tasks"][task]["index"].as_u64()?;
+            let attempt = job["tasks"][task]["attempt"].as_u64()?;
             if !rendering(&nodes[hangs], &first, index) {
                 return None;
             }
             signal(&blender, "STOP").ok()?;
             if rendering(&nodes[hangs], &first, index) {
-                return Some((blender, task));
+                return Some((blender, task, attempt));
             }
             signal(&blender, "CONT").ok()?;
             None
@@ -370,11 +371,16 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
             })
         })
     });
-    // The hung task was rendered elsewhere: taken back after its timeout, or its backup copy
-    // reported first (the job's last task, an idle node).
+    // The hung render never counted: the task was taken back after its timeout and rendered
+    // again in a later attempt (by any node: the hung one too, once its Blender was killed),
+    // or its backup copy on another node reported first (the job's last task, an idle node).
     let task = &done["tasks"][hung_task];
     assert_eq!(task["state"], "Done", "{done}");
-    assert_ne!(task["worker"], hangs_id.as_str(), "{done}");
+    let again = task["attempt"].as_u64().is_some_and(|a| a > hung_attempt);
+    assert!(
+        again || task["worker"] != hangs_id.as_str(),
+        "the hung render (attempt {hung_attempt}) counted: {done}"
+    );
     let backed_up = done["backups"].as_u64().is_some_and(|n| n > 0);
     assert!(
         timed_out || backed_up,
