@@ -422,10 +422,19 @@ fn a_hung_blender_and_a_frozen_node_lose_their_tasks_and_nothing_late_counts() -
             if !last.contains("mesh: rendering") {
                 return None;
             }
+            // Frozen while that render runs: its work directory still empty once frozen (a
+            // render that ended meanwhile may have reported; woken, try again).
+            let task: u64 = last
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("task=")?.parse().ok())?;
             let mut frozen = vec![freezes_pid];
             frozen.extend(descendants(freezes_pid));
             signal(&frozen, "STOP").ok()?;
-            Some(nodes[freezes].log_text())
+            if rendering(&nodes[freezes], &second, task) {
+                return Some(nodes[freezes].log_text());
+            }
+            signal(&frozen, "CONT").ok()?;
+            None
         },
     )
     .with_context(|| dump_logs(&nodes))?;
