@@ -848,6 +848,7 @@ impl Core {
                 );
                 if let Some(c) = &mut self.coordinator {
                     c.submit(&mut self.table, &view, id, spec, from, reply, &mut self.out);
+                    c.hand_out_now(&mut self.table, &view, &mut self.out);
                 }
                 return;
             }
@@ -1169,16 +1170,26 @@ mod tests {
         Arc::new(hb)
     }
 
-    #[test]
-    fn a_node_alone_renders_a_job_by_assigning_and_reporting_to_itself() {
+    /// Node "a" alone, leading in term 1 since `start` (returned), asked by its own user to
+    /// render job 1 at `start + 10`.
+    fn alone_with_a_job() -> (Core, Millis) {
         let mut c = core("a");
         let start = ELECTION_GRACE_MS + 100;
         c.tick(start, 0, 0.0);
         assert_eq!(c.leading(), Some(Term(1)));
         c.take_actions();
-        let id = JobId([1; 16]);
-        let submit = Request::Submit { id, spec: spec() };
+        let submit = Request::Submit {
+            id: JobId([1; 16]),
+            spec: spec(),
+        };
         c.request(n("a"), submit, ReplyTo::Outside(1), start + 10);
+        (c, start)
+    }
+
+    #[test]
+    fn a_node_alone_renders_a_job_by_assigning_and_reporting_to_itself() {
+        let (mut c, start) = alone_with_a_job();
+        let id = JobId([1; 16]);
         c.tick(start + 100, 0, 0.0);
         let actions = c.take_actions();
         // Accepted (alone, one copy of the record is all there can be), assigned to itself
@@ -1211,6 +1222,24 @@ mod tests {
         // Nobody else holds the frame yet: the record says so until a peer takes a copy.
         assert_eq!(job.held_once, vec![(BlobHash::of(b"frame 1"), n("a"))]);
         assert_eq!(c.worker().current(), None, "the report was taken");
+    }
+
+    /// Issue 13: a job submitted on the coordinator waited for its next tick (up to 100 ms)
+    /// before any task went out; it is handed out as it is accepted.
+    #[test]
+    fn a_job_submitted_on_the_coordinator_is_handed_out_before_the_next_tick() {
+        let (mut c, _) = alone_with_a_job();
+        let actions = c.take_actions();
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Render { .. })),
+            "{actions:?}"
+        );
+        // Written to disk before it renders.
+        let render = actions
+            .iter()
+            .position(|a| matches!(a, Action::Render { .. }));
+        let persist = actions.iter().position(|a| matches!(a, Action::Persist(_)));
+        assert!(persist.is_some() && persist < render, "{actions:?}");
     }
 
     /// Issue 12: every write reaches the disk before anything is done about it, and only what

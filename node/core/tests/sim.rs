@@ -403,12 +403,14 @@ fn thirty_nodes_pull_what_changed_in_a_running_job_not_the_whole_record() {
 
 /// Issue 13: tiles by speed. Ten nodes of 250 to 1,000 ms a frame render a 200-frame job
 /// (which measures their paces), then one frame forty times as long in tiles sized to the live
-/// nodes (`--tiles auto`). The grid weighs each node by its measured speed (30 to 42 tiles
-/// here), so the fast nodes take more tiles and the slowest a small one: the frame ends within
-/// 35 % of the ideal (its work over the sum of the paces, plus one start-up) over 10 seeds,
-/// worst 1.332, mean 1.287. (Two tiles per node whatever its speed, 20 tiles: worst 1.408, mean
-/// 1.329.) What is left is the tiles' fixed costs (the fake renderer adds 0-50 ms to each) and
-/// a slow node's last tile; more tiles would cost a real Blender more per tile.
+/// nodes (`--tiles auto`). The grid weighs each node by its measured speed (30 to 36 tiles
+/// here), so the fast nodes take more tiles; and the tail rule holds for tiles as for frames (a
+/// slow node gets none of the last tiles when the others would end them all sooner). Over 10
+/// seeds the frame ends within 1.27 of the ideal (its work over the sum of the paces, plus one
+/// start-up) on average, and 1.35 at worst: mean 1.240, worst 1.331. (Two tiles per node
+/// whatever its speed: mean 1.308, worst 1.368; sized by speed but without the tail rule for
+/// tiles: mean 1.291, worst 1.371.) What is left is the tiles' fixed costs (the fake renderer
+/// adds 0-50 ms to each) and the last tiles; more tiles would cost a real Blender more per tile.
 #[test]
 fn ten_nodes_from_1x_to_4x_render_one_frame_in_tiles_sized_by_speed() {
     let mut ratios = Vec::new();
@@ -423,9 +425,29 @@ fn ten_nodes_from_1x_to_4x_render_one_frame_in_tiles_sized_by_speed() {
         ratios.push((makespan as f64 / ideal as f64, tiles));
     }
     let worst = ratios.iter().map(|r| r.0).fold(0.0, f64::max);
+    let mean = ratios.iter().map(|r| r.0).sum::<f64>() / ratios.len() as f64;
     assert!(
-        worst <= 1.35,
-        "the worst run took {worst:.3} times the ideal: {ratios:.3?}"
+        mean <= 1.27 && worst <= 1.35,
+        "the runs took {mean:.3} times the ideal on average, {worst:.3} at worst: {ratios:.3?}"
+    );
+}
+
+/// Issue 13: a job submitted to the coordinator waited for its next tick (up to 100 ms) before
+/// its first tasks went out. Now they go out as it is accepted: over 20 seeds, the first render
+/// starts within 60 ms of the submission (worst 50 ms, mean 35; when the first tasks waited
+/// for a tick: worst 130, mean 78). The simulator delivers each message in up to 50 ms.
+#[test]
+fn a_submitted_job_starts_rendering_without_waiting_for_a_tick() {
+    let mut delays = Vec::new();
+    for seed in 0..20 {
+        let sim = Sim::new(ten_speed_nodes(), seed).run();
+        let first = sim.first_render.values().min().copied().expect("a render");
+        delays.push(first - SPEED_SUBMIT_MS);
+    }
+    let worst = delays.iter().max().copied().unwrap_or(0);
+    assert!(
+        worst <= 60,
+        "a first render started {worst} ms after submission: {delays:?}"
     );
 }
 

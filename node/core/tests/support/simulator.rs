@@ -436,6 +436,8 @@ pub struct Sim {
     /// Waits of a worker between the end of a render and the start of its next in the same
     /// job (its Blender ready), in milliseconds: the speed scenarios' idle time between tasks.
     pub between_tasks: Vec<Millis>,
+    /// When each job's first render started.
+    pub first_render: BTreeMap<JobId, Millis>,
     /// Tasks seen running with a backup, by (job, task, attempt): their worker and backup.
     backed: BTreeMap<(JobId, u32, u32), (NodeId, NodeId)>,
     /// Of those, the ones whose backup rendered them, and whose worker did.
@@ -580,6 +582,7 @@ impl Sim {
             killed_holding_ahead: 0,
             stopped_running: 0,
             between_tasks: Vec::new(),
+            first_render: BTreeMap::new(),
             backed: BTreeMap::new(),
             backups_won: 0,
             probes: 0,
@@ -876,6 +879,7 @@ impl Sim {
                         work = (work * self.config.tiled_weight).div_ceil(tiles);
                     }
                     let at = ready.max(now) + work + self.rng.random_range(0..50);
+                    self.first_render.entry(assignment.job).or_insert(now);
                     if let Some((job, ended)) = self.nodes[i].rendered
                         && job == assignment.job
                         && ready <= ended
