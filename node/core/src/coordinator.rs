@@ -1916,14 +1916,7 @@ impl Coordinator {
                 i += 1;
                 continue;
             }
-            // A queued task (a tile, a planned chunk, one requeued) goes to a worker whose
-            // share of what is left is something: not to a slow one that would end it after
-            // the others had ended everything.
-            let queued = job.next_task_for(seat.id).filter(|_| {
-                let shares = shares.get_or_insert_with(|| self.shares(job, view, free_at));
-                self.task_size(job, seat.id, shares.as_ref()).is_some()
-            });
-            let next = queued.or_else(|| {
+            let next = job.next_task_for(seat.id).or_else(|| {
                 let shares = shares.get_or_insert_with(|| self.shares(job, view, free_at));
                 let size = self.task_size(job, seat.id, shares.as_ref())?;
                 (!job.blocklisted(seat.id))
@@ -3502,29 +3495,6 @@ mod tests {
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
         assert_eq!(next, [(a.clone(), 6, "36-52".into())]);
         assert_eq!(table.get(&id).unwrap().uncut(), 48);
-    }
-
-    /// Issue 13: the tail rule (a slow worker gets none of the last frames when the others
-    /// would end them all sooner) held for frames cut as the job goes, not for queued tasks: a
-    /// job planned in chunks, a tiled frame's tiles, a task requeued. Six single-frame tasks;
-    /// `a` renders a frame in 1 s, `b` in 4 s. At 4 s, with tasks 4 and 5 left, `a` idle ends
-    /// both by 6 s; `b`, busy until 8 s, gets neither to hold next.
-    #[test]
-    fn a_queued_task_goes_to_no_worker_that_would_end_it_after_the_others_end_everything() {
-        let (mut c, mut table, mut out) = fixture_without_checks();
-        let (a, b) = (n("a"), n("b"));
-        let mut s = spec(FrameRange::new(1, 6).unwrap());
-        s.chunk = Some(1);
-        let idle = busy_view(0, &a, &b, [None, None]);
-        let id = submit(&mut c, &mut table, &idle, s);
-        assert_eq!(table.get(&id).unwrap().tasks.len(), 6, "planned");
-        hand_out_and_accept(&mut c, &mut table, &idle, &mut out);
-        let rendering = busy_view(100, &a, &b, [Some((id, 0, 1)), Some((id, 1, 1))]);
-        hand_out_and_accept(&mut c, &mut table, &rendering, &mut out);
-        let v = a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
-        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
-        let to: Vec<(&NodeId, u32)> = next.iter().map(|(w, t, _)| (w, *t)).collect();
-        assert_eq!(to, [(&a, 4)], "{next:?}");
     }
 
     /// Issue 13: how many nodes of the slowest one's speed a set of measured paces amounts
