@@ -360,8 +360,8 @@ impl JobTable {
             return Response::Job(Box::new(job.clone()));
         }
         let served = self.served.entry(id).or_default();
-        served.last = self.answered;
         served.note(job);
+        served.last = self.answered;
         let changes = since.and_then(|since| served.since(job, since));
         if self.served.len() > SERVED_JOBS
             && let Some(oldest) = self
