@@ -1147,6 +1147,24 @@ impl Job {
                 >= limits::BLOCKLIST_AFTER
     }
 
+    /// Whether task `index` is queued and open to `node`: not one it failed (a timeout aside),
+    /// and, for a check, one it [may check](Check::may_check). Whether `node` is
+    /// [blocklisted](Job::blocklisted) is not asked.
+    pub fn open_to(&self, index: u32, node: &NodeId) -> bool {
+        let Some(task) = self.task(index) else {
+            return false;
+        };
+        let check = index
+            .checked_sub(FIRST_CHECK)
+            .and_then(|c| self.checks.get(c as usize));
+        task.state == TaskState::Queued
+            && !task
+                .failures
+                .iter()
+                .any(|f| &f.node == node && !f.timed_out)
+            && check.is_none_or(|c| c.may_check(node))
+    }
+
     /// The first queued task that `node` has not already failed (a timeout aside), if any,
     /// unless `node` is [blocklisted](Job::blocklisted) for this job. Checks come first (a
     /// node rendering wrong pixels is caught before it renders much), each only for a node

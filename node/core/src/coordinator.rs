@@ -1916,7 +1916,16 @@ impl Coordinator {
                 i += 1;
                 continue;
             }
-            let next = job.next_task_for(seat.id).or_else(|| {
+            // A queued task (a tile, a planned chunk, one requeued, a check) goes to a worker
+            // whose share of what is left is something: not to a slow one that would end it
+            // after the others had ended everything. Unless no worker with a share may take
+            // it (a check, never for the node it checks; a task failed on the fast ones).
+            let queued = job.next_task_for(seat.id).filter(|index| {
+                let shares = shares.get_or_insert_with(|| self.shares(job, view, free_at));
+                self.task_size(job, seat.id, shares.as_ref()).is_some()
+                    || !another_takes(job, *index, seat.id, view, shares.as_ref())
+            });
+            let next = queued.or_else(|| {
                 let shares = shares.get_or_insert_with(|| self.shares(job, view, free_at));
                 let size = self.task_size(job, seat.id, shares.as_ref())?;
                 (!job.blocklisted(seat.id))
@@ -2024,6 +2033,24 @@ impl Coordinator {
 fn median_of(mut values: Vec<Millis>) -> Option<Millis> {
     values.sort_unstable();
     values.get(values.len() / 2).copied()
+}
+
+/// Whether a worker of `view` other than `me`, with a share of what is left of `job`
+/// ([`Coordinator::shares`]: only workers that may render the job, not low on disk nor
+/// blocklisted, have one), may take its queued task `index`.
+fn another_takes(
+    job: &Job,
+    index: u32,
+    me: &NodeId,
+    view: &View<'_>,
+    shares: Option<&BTreeMap<NodeId, u64>>,
+) -> bool {
+    let Some(shares) = shares else {
+        return false;
+    };
+    view.workers
+        .iter()
+        .any(|s| s.id != me && shares.get(s.id).is_some_and(|n| *n > 0) && job.open_to(index, s.id))
 }
 
 fn median(paces: &BTreeMap<NodeId, Millis>) -> Option<Millis> {
@@ -3387,6 +3414,32 @@ mod tests {
         (c, table, out, a, b, id)
     }
 
+    /// Who was handed which task, in the order of their ids.
+    fn handed(next: &[(NodeId, u32, String)]) -> Vec<(&NodeId, u32)> {
+        let mut to: Vec<(&NodeId, u32)> = next.iter().map(|(w, t, _)| (w, *t)).collect();
+        to.sort();
+        to
+    }
+
+    /// Issue 13: a job of six single-frame tasks planned (chunk 1) on `a` and `b`, each handed
+    /// its first task at 0 and one ahead at 100 ms, as it renders the first.
+    fn six_planned_tasks_on_a_and_b(
+        c: &mut Coordinator,
+        table: &mut JobTable,
+        out: &mut Outbox,
+        (a, b): (&NodeId, &NodeId),
+    ) -> JobId {
+        let mut s = spec(FrameRange::new(1, 6).unwrap());
+        s.chunk = Some(1);
+        let idle = busy_view(0, a, b, [None, None]);
+        let id = submit(c, table, &idle, s);
+        assert_eq!(table.get(&id).unwrap().tasks.len(), 6, "planned");
+        hand_out_and_accept(c, table, &idle, out);
+        let rendering = busy_view(100, a, b, [Some((id, 0, 1)), Some((id, 1, 1))]);
+        hand_out_and_accept(c, table, &rendering, out);
+        id
+    }
+
     /// A report that task `task` (attempt `attempt`) of job `id` is done, with a blob per frame.
     fn done_report(table: &JobTable, (id, task, attempt): (JobId, u32, u32)) -> Report {
         let frames = table.get(&id).unwrap().task(task).unwrap().frames;
@@ -3495,6 +3548,64 @@ mod tests {
         let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
         assert_eq!(next, [(a.clone(), 6, "36-52".into())]);
         assert_eq!(table.get(&id).unwrap().uncut(), 48);
+    }
+
+    /// Issue 13: the tail rule (a slow worker gets none of the last frames when the others
+    /// would end them all sooner) holds for queued tasks too: a job planned in chunks, a tiled
+    /// frame's tiles, a task requeued. Six single-frame tasks; `a` renders a frame in 1 s, `b`
+    /// in 4 s. At 4 s, with tasks 4 and 5 left, `a` idle ends both by 6 s; `b`, busy until
+    /// 8 s, gets neither to hold next. But the rule once stalled a job: a queued task no worker
+    /// with a share may take goes to a slow one all the same. `a` fails task 4 at 4.5 s: then
+    /// `a` takes task 5, and `b` holds task 4 next.
+    #[test]
+    fn a_queued_task_goes_to_a_slow_worker_only_when_no_worker_with_a_share_may_take_it() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let (a, b) = (n("a"), n("b"));
+        let id = six_planned_tasks_on_a_and_b(&mut c, &mut table, &mut out, (&a, &b));
+        let v = a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        assert_eq!(handed(&next), [(&a, 4)], "{next:?}");
+        let v = busy_view(4_500, &a, &b, [None, Some((id, 3, 1))]);
+        let failed = Report {
+            job: id,
+            task: 4,
+            attempt: 1,
+            outcome: Outcome::Failed("out of memory".into()),
+        };
+        c.report(&mut table, &v, a.clone(), failed, None, &mut out);
+        out.actions.clear();
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        let to = handed(&next);
+        assert_eq!(to, [(&a, 5), (&b, 4)], "{next:?}");
+    }
+
+    /// Issue 13: the tail rule once stalled a job: the last check of a job went to nobody,
+    /// since the only worker with a share was the one it checks. With checks on, `a` and `b`
+    /// as above: at 4 s `a` takes the check of `b`'s first task, and `b`, with no share,
+    /// holds the check of `a`'s next all the same.
+    #[test]
+    fn a_check_only_a_slow_worker_may_render_goes_to_it() {
+        let (mut c, mut table, mut out) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let id = six_planned_tasks_on_a_and_b(&mut c, &mut table, &mut out, (&a, &b));
+        let v = a_at_1_s_and_b_at_4_s_report(&mut c, &mut table, &mut out, (&a, &b), id);
+        let checks: Vec<(NodeId, u32)> = table
+            .get(&id)
+            .unwrap()
+            .checks
+            .iter()
+            .map(|k| (k.checked.clone(), k.task.index))
+            .collect();
+        let next = hand_out_and_accept(&mut c, &mut table, &v, &mut out);
+        let to = handed(&next);
+        let of = |w: &NodeId| {
+            checks
+                .iter()
+                .find(|(c, _)| c == w)
+                .map(|(_, t)| *t)
+                .unwrap()
+        };
+        assert_eq!(to, [(&a, of(&b)), (&b, of(&a))], "{next:?} {checks:?}");
     }
 
     /// Issue 13: how many nodes of the slowest one's speed a set of measured paces amounts

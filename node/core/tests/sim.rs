@@ -404,13 +404,13 @@ fn thirty_nodes_pull_what_changed_in_a_running_job_not_the_whole_record() {
 /// Issue 13: tiles by speed. Ten nodes of 250 to 1,000 ms a frame render a 200-frame job
 /// (which measures their paces), then one frame forty times as long in tiles sized to the live
 /// nodes (`--tiles auto`). The grid weighs each node by its measured speed (30 to 36 tiles
-/// here), so the fast nodes take more tiles: over 10 seeds the frame ends within 1.30 of the
-/// ideal (its work over the sum of the paces, plus one start-up) on average, 1.40 at worst
-/// (two tiles per node whatever its speed: mean 1.306, which fails). The gain is small here:
-/// what is left is the tiles' fixed costs (the fake renderer adds 0-50 ms to each) and slow
-/// nodes' last tiles, which the tail rule for frames cut as the job goes does not cover (tiles
-/// are planned; a rule that kept them from slow nodes was tried and stalled a job whose last
-/// check could only go to a node with no share).
+/// here), so the fast nodes take more tiles; and the tail rule holds for tiles as for frames (a
+/// slow node gets none of the last tiles when the others would end them all sooner). Over 10
+/// seeds the frame ends within 1.27 of the ideal (its work over the sum of the paces, plus one
+/// start-up) on average, and 1.35 at worst: mean 1.240, worst 1.331. (Two tiles per node
+/// whatever its speed: mean 1.306, worst 1.368; sized by speed but without the tail rule for
+/// tiles: mean 1.291, worst 1.371.) What is left is the tiles' fixed costs (the fake renderer
+/// adds 0-50 ms to each) and the last tiles; more tiles would cost a real Blender more per tile.
 #[test]
 fn ten_nodes_from_1x_to_4x_render_one_frame_in_tiles_sized_by_speed() {
     let mut ratios = Vec::new();
@@ -427,9 +427,32 @@ fn ten_nodes_from_1x_to_4x_render_one_frame_in_tiles_sized_by_speed() {
     let worst = ratios.iter().map(|r| r.0).fold(0.0, f64::max);
     let mean = ratios.iter().map(|r| r.0).sum::<f64>() / ratios.len() as f64;
     assert!(
-        mean <= 1.30 && worst <= 1.40,
+        mean <= 1.27 && worst <= 1.35,
         "the runs took {mean:.3} times the ideal on average, {worst:.3} at worst: {ratios:.3?}"
     );
+}
+
+/// Issue 13: a queued task (a tile, a planned chunk, one requeued, a check) goes to no worker
+/// whose share of what is left is nothing, unless no worker with a share may take it. Without
+/// that "unless", a 3-node job stalled in CI: its last check could go only to a node with no
+/// share (a check is never rendered by the node it checks). Three nodes of 1x to 4x, checks
+/// on, render 24 frames and then one frame six times as long in tiles; over 20 seeds every job
+/// and every check ends (the simulator fails a run that leaves one unfinished).
+#[test]
+fn three_nodes_with_checks_end_every_tile_and_check_of_their_jobs() {
+    for seed in 0..20 {
+        let config = Config {
+            nodes: 3,
+            frames: 24,
+            checks: 1,
+            tiled_after: 4_000,
+            tiled_weight: 6,
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let (_, _, tiles) = sim.tiled_makespan().expect("the tiled job ended");
+        assert!(tiles >= 3, "seed {seed}: {tiles} tiles for 3 nodes");
+    }
 }
 
 /// Issue 13: a job submitted to the coordinator waited for its next tick (up to 100 ms) before
