@@ -4,7 +4,7 @@
 //! Transport: TCP (Noise, Yamux; wrapped in `pnet` when the mesh has a key). No QUIC: pnet
 //! cannot wrap it, so a keyed mesh never used it, and one transport is one path to secure and
 //! measure. Behaviours: connection limits, identify (only peers
-//! announcing [`IDENTIFY_VERSION`] count; others are disconnected), ping, mDNS (optional),
+//! announcing [`IDENTIFY_VERSION`] count; others are disconnected), mDNS (optional),
 //! Kademlia under rendermesh's own protocol name (server mode), gossipsub for heartbeats and
 //! request-response ([`RPC_PROTOCOL`]) with a length-prefixed bincode codec for everything else.
 //!
@@ -34,7 +34,7 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, gossipsub, identify, kad, mdns,
-    noise, ping, tcp, yamux,
+    noise, tcp, yamux,
 };
 use rendermesh_protocol::{
     Gossip, HEARTBEAT_TOPIC, IDENTIFY_VERSION, KAD_PROTOCOL, NodeId, RPC_PROTOCOL, Request,
@@ -365,7 +365,6 @@ impl request_response::Codec for RpcCodec {
 struct Behaviour {
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
-    ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     gossipsub: gossipsub::Behaviour,
@@ -447,6 +446,13 @@ fn behaviour(key: &Keypair, mdns_on: bool) -> Result<Behaviour, BoxError> {
         .mesh_n_low(2)
         .mesh_n_high(12)
         .mesh_outbound_min(1)
+        // No lazy gossip (IHAVE to peers outside the mesh at every gossipsub heartbeat): only
+        // the coordinator publishes, once a second, and it sends to every peer it is connected
+        // to (flood publishing); a lost heartbeat is replaced by the next one. Lazy gossip (and
+        // libp2p's ping, which nothing here listened to) cost each idle node of 40 about as
+        // much again as the rest of its work, and grew with the mesh (scripts/idle-cpu).
+        .gossip_lazy(0)
+        .gossip_factor(0.0)
         .build()?;
     let gossipsub = gossipsub::Behaviour::new(
         gossipsub::MessageAuthenticity::Signed(key.clone()),
@@ -462,7 +468,6 @@ fn behaviour(key: &Keypair, mdns_on: bool) -> Result<Behaviour, BoxError> {
     Ok(Behaviour {
         limits,
         identify,
-        ping: ping::Behaviour::new(ping::Config::new()),
         mdns: Toggle::from(mdns),
         kad,
         gossipsub,

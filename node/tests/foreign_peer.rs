@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, gossipsub, identify, noise, ping, request_response, tcp, yamux};
+use libp2p::{Multiaddr, gossipsub, identify, noise, request_response, tcp, yamux};
 use rendermesh_node::worker::{RenderFailure, Renderer};
 use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{
@@ -41,7 +41,6 @@ impl Renderer for NoRenderer {
 #[derive(NetworkBehaviour)]
 struct Foreign {
     identify: identify::Behaviour,
-    ping: ping::Behaviour,
 }
 
 /// A rendermesh node on loopback, and its TCP address.
@@ -96,7 +95,6 @@ async fn a_foreign_libp2p_peer_is_disconnected_and_never_listed() {
                 "/ipfs/0.1.0".into(),
                 key.public(),
             )),
-            ping: ping::Behaviour::new(ping::Config::new()),
         })
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -199,7 +197,6 @@ async fn a_peer_that_never_identifies_gets_no_blob_and_no_job_record() {
 
 #[derive(NetworkBehaviour)]
 struct Silent {
-    ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
 }
 
@@ -243,7 +240,6 @@ async fn a_peer_that_never_identifies_is_never_listed_however_it_gossips() {
         )
         .expect("tcp")
         .with_behaviour(|key| Silent {
-            ping: ping::Behaviour::new(ping::Config::new()),
             gossipsub: gossipsub::Behaviour::new(
                 gossipsub::MessageAuthenticity::Signed(key.clone()),
                 gossipsub::ConfigBuilder::default()
