@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, NodeId};
+use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, NodeId, Steer};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
@@ -269,6 +269,19 @@ impl Client {
         self.send(self.http.post(self.url(&format!("/jobs/{id}/cancel"))))
             .await
             .map(drop)
+    }
+
+    /// `POST /jobs/{id}/pause`, `POST /jobs/{id}/resume` or `PUT /jobs/{id}/priority`.
+    pub async fn steer(&self, id: JobId, steer: Steer) -> Result<(), ClientError> {
+        let request = match steer {
+            Steer::Pause => self.http.post(self.url(&format!("/jobs/{id}/pause"))),
+            Steer::Resume => self.http.post(self.url(&format!("/jobs/{id}/resume"))),
+            Steer::Priority(priority) => self
+                .http
+                .put(self.url(&format!("/jobs/{id}/priority")))
+                .json(&serde_json::json!({ "priority": priority })),
+        };
+        self.send(request).await.map(drop)
     }
 
     /// `DELETE /jobs/{id}`: removes the job for everyone.

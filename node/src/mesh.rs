@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use libp2p::PeerId;
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, Gossip, Job, JobId, JobSpec, NodeId, Outcome, Output,
-    OutputFormat, Request, Response, Tile,
+    OutputFormat, Request, Response, Steer, Tile,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -158,6 +158,11 @@ impl Handle {
     /// coordinator did not answer.
     pub async fn leave(&self) -> Result<bool, Error> {
         self.ask(Command::Leave).await
+    }
+
+    /// Pauses, resumes or reprioritises a job (only on the node it was submitted on).
+    pub async fn steer(&self, id: JobId, steer: Steer) -> Result<(), Error> {
+        self.to_coordinator(Request::Steer { job: id, steer }).await
     }
 
     /// Removes a job for everyone (cancelled first if it runs).

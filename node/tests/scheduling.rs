@@ -15,7 +15,7 @@ use rendermesh_node::worker::{RenderFailure, Renderer};
 use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{
     Assignment, BlobHash, Dependency, Engine, FrameRange, JobId, JobSpec, JobState, OutputFormat,
-    TaskState, TileGrid, Tiling,
+    Steer, TaskState, TileGrid, Tiling,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -644,6 +644,61 @@ async fn a_thousand_small_files_are_staged_and_each_crosses_once() {
         assert_eq!(stats.received.get(&hash), Some(&1), "{hash}");
     }
 
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Issue 14: steering on a mesh. A paused job gets no new tasks while another job is rendered
+/// from start to end; a job raised to priority 90 is rendered before an older one resumed at
+/// the default priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_job_waits_and_a_raised_one_goes_first() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(100), None))
+        .collect();
+    let m = mesh(renderers).await;
+    let h = m.nodes[0].handle();
+    let frames = || FrameRange::new(1, 12).expect("range");
+    let paused = submit(&m.nodes[0], frames(), Some(1)).await;
+    h.steer(paused, Steer::Pause).await.expect("paused");
+    // What the coordinator had handed out before the pause: at most a task and one ahead per
+    // node.
+    let other = submit(&m.nodes[0], frames(), Some(1)).await;
+    assert_eq!(finished(&m.nodes[0], other).await.state, JobState::Done);
+    let job = h.job(paused).await.expect("asked").expect("held");
+    assert!(job.paused, "the record says paused");
+    let started = job
+        .tasks
+        .iter()
+        .filter(|t| t.state != TaskState::Queued)
+        .count();
+    assert!(
+        started <= 4,
+        "{started} tasks of the paused job were handed out while another job ran"
+    );
+    let urgent = submit(&m.nodes[0], frames(), Some(1)).await;
+    h.steer(urgent, Steer::Priority(90)).await.expect("raised");
+    h.steer(paused, Steer::Resume).await.expect("resumed");
+    let (first, _) = poll("both jobs to end", Duration::from_secs(60), || async {
+        let a = h.job(paused).await.ok()??;
+        let b = h.job(urgent).await.ok()??;
+        let ended = |j: &rendermesh_protocol::Job| j.state == JobState::Done;
+        match (ended(&a), ended(&b)) {
+            (true, true) => None,
+            (false, true) => Some(("urgent", a)),
+            (true, false) => Some(("resumed", b)),
+            (false, false) => None,
+        }
+    })
+    .await;
+    assert_eq!(first, "urgent", "the job of priority 90 ended first");
+    assert_eq!(finished(&m.nodes[0], paused).await.state, JobState::Done);
+    let refused = m.nodes[1].handle().steer(paused, Steer::Pause).await;
+    assert!(
+        refused.is_err(),
+        "only the submitting node steers: {refused:?}"
+    );
     for n in m.nodes {
         n.shutdown().await;
     }

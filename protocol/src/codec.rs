@@ -181,6 +181,14 @@ mod tests {
                     seq: 40,
                 },
             },
+            Request::Steer {
+                job: JobId([9; 16]),
+                steer: crate::Steer::Priority(80),
+            },
+            Request::Steer {
+                job: JobId([9; 16]),
+                steer: crate::Steer::Pause,
+            },
         ];
         for r in requests {
             let bytes = encode(&r, limits::MAX_MESSAGE).unwrap();

@@ -835,6 +835,45 @@ pub struct Job {
     /// rendered its frames a second time, the price of ending the job sooner.
     #[serde(default)]
     pub backups: u32,
+    /// How urgent it is against the other jobs, from 0 to [`limits::MAX_PRIORITY`]: the
+    /// coordinator hands out the tasks of the job of highest priority first (the oldest first
+    /// among equals). New jobs get [`DEFAULT_PRIORITY`]; its submitter may change it while it
+    /// runs ([`Steer::Priority`]).
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// Paused by its submitter ([`Steer::Pause`]): it gets no new assignments; the tasks
+    /// already handed out go on to their end.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The priority of a new job: the middle of the range, so that a job can be put before or
+/// after the others (Flamenco's default is 50 of 100 too).
+pub const DEFAULT_PRIORITY: u8 = 50;
+
+fn default_priority() -> u8 {
+    DEFAULT_PRIORITY
+}
+
+/// What a job's submitter may change while it runs ([`Job::steer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Steer {
+    /// No new assignments; tasks already handed out go on.
+    Pause,
+    /// Assignments again.
+    Resume,
+    /// A new priority, from 0 to [`limits::MAX_PRIORITY`].
+    Priority(u8),
+}
+
+impl std::fmt::Display for Steer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pause => f.write_str("pause"),
+            Self::Resume => f.write_str("resume"),
+            Self::Priority(p) => write!(f, "priority {p}"),
+        }
+    }
 }
 
 impl Job {
@@ -871,6 +910,8 @@ impl Job {
             checks: Vec::new(),
             suspects: Vec::new(),
             backups: 0,
+            priority: DEFAULT_PRIORITY,
+            paused: false,
         }
     }
 
@@ -1313,6 +1354,13 @@ impl Job {
         }
         if !self.message.as_deref().is_none_or(text_ok) {
             return Err(bad("its message is too long".into()));
+        }
+        if self.priority > limits::MAX_PRIORITY {
+            return Err(bad(format!(
+                "priority {} (at most {})",
+                self.priority,
+                limits::MAX_PRIORITY
+            )));
         }
         for (i, t) in self.tasks.iter().enumerate() {
             if t.index as usize != i {
@@ -1760,6 +1808,35 @@ impl Job {
     }
 
     /// Cancels the job; running tasks are abandoned.
+    /// Pauses or resumes it, or sets its priority, as its submitter asks: `Ok(true)` when that
+    /// changed it, `Ok(false)` when it was so already. A job that has ended, or a priority out
+    /// of range, is refused with the reason.
+    pub fn steer(&mut self, steer: Steer, term: Term) -> Result<bool, String> {
+        if self.state.is_terminal() || self.is_removed() {
+            return Err(format!(
+                "job {} has ended: nothing left to {steer}",
+                self.id
+            ));
+        }
+        let changed = match steer {
+            Steer::Pause | Steer::Resume => {
+                let paused = steer == Steer::Pause;
+                std::mem::replace(&mut self.paused, paused) != paused
+            }
+            Steer::Priority(p) if p > limits::MAX_PRIORITY => {
+                return Err(format!(
+                    "priority {p} is out of range: 0 (lowest) to {} (highest)",
+                    limits::MAX_PRIORITY
+                ));
+            }
+            Steer::Priority(p) => std::mem::replace(&mut self.priority, p) != p,
+        };
+        if changed {
+            self.touch(term);
+        }
+        Ok(changed)
+    }
+
     pub fn cancel(&mut self, term: Term, by: &NodeId) -> bool {
         if self.state.is_terminal() {
             return false;
@@ -1942,6 +2019,8 @@ impl Job {
             checks: self.checks.clone(),
             suspects: self.suspects.clone(),
             backups: self.backups,
+            priority: self.priority,
+            paused: self.paused,
         }
     }
 }
@@ -2926,6 +3005,7 @@ mod tests {
             "65 frame times",
         );
         refused(&|j| j.tasks[0].index = 3, "says it is task 3");
+        refused(&|j| j.priority = 101, "priority 101 (at most 100)");
         refused(
             &|j| {
                 j.tasks[0].tile = Some(Tile {

@@ -28,9 +28,9 @@ pub use election::{Claim, Decision, elect};
 pub use files::Dependency;
 pub use id::{BlobHash, JobId, NodeId, Term};
 pub use job::{
-    Check, FIRST_CHECK, Failure, FrameRange, Job, JobChanges, JobSpec, JobState, Judgement, Output,
-    OutputFormat, Plan, Stale, Task, TaskState, TileGrid, Tiling, Verdict, Version, plan,
-    plan_chunks,
+    Check, DEFAULT_PRIORITY, FIRST_CHECK, Failure, FrameRange, Job, JobChanges, JobSpec, JobState,
+    Judgement, Output, OutputFormat, Plan, Stale, Steer, Task, TaskState, TileGrid, Tiling,
+    Verdict, Version, plan, plan_chunks,
 };
 pub use message::{
     Assignment, BlobRange, BlobRangeAnswer, Confinement, Gossip, Heartbeat, JobDigest, Member,
@@ -39,7 +39,7 @@ pub use message::{
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/5";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/6";
 /// The stream protocol carrying blob chunks in bulk ([`BlobRange`], [`BlobRangeAnswer`], then
 /// the chunks raw).
 pub const BLOB_PROTOCOL: &str = "/rendermesh/blob/1";
@@ -110,6 +110,8 @@ pub mod limits {
     /// Most checks in one job record, tie-breaks included (a job checks at most this many of
     /// its workers).
     pub const MAX_CHECKS: usize = 256;
+    /// The highest priority a job may have ([`crate::job::Steer::Priority`]; 0 is the lowest).
+    pub const MAX_PRIORITY: u8 = 100;
     /// Most job digests in a heartbeat (the rest of the table goes by its digest).
     pub const MAX_DIGESTS: usize = 16;
     /// Most nodes in a membership record.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::render::{Engine, Tile};
 
 use crate::id::{BlobHash, JobId, NodeId, Term};
-use crate::job::{FrameRange, Job, JobChanges, JobSpec, Output, Version};
+use crate::job::{FrameRange, Job, JobChanges, JobSpec, Output, Steer, Version};
 
 /// What a node does in the mesh.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +342,14 @@ pub enum Request {
         id: JobId,
         /// The version the asker holds.
         since: Version,
+    },
+    /// Asks the coordinator to pause, resume or reprioritise a job: only the node the job was
+    /// submitted on may, as for [`Request::Cancel`].
+    Steer {
+        /// The job.
+        job: JobId,
+        /// What to change.
+        steer: Steer,
     },
 }
 

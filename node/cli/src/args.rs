@@ -41,6 +41,12 @@ pub enum Command {
     Job(JobArgs),
     /// Cancel a job.
     Cancel(CancelArgs),
+    /// Pause a job: it gets no new tasks; the ones running finish.
+    Pause(CancelArgs),
+    /// Resume a paused job.
+    Resume(CancelArgs),
+    /// Set a job's priority (0 to 100; new jobs get 50): the highest goes first.
+    Priority(PriorityArgs),
     /// Save a job's frames (from any node of the mesh), following it to its end unless
     /// `--no-wait`; frames already saved are kept.
     Download(DownloadArgs),
@@ -429,11 +435,24 @@ pub struct JobArgs {
     pub json: bool,
 }
 
-/// `rendermesh cancel`.
+/// `rendermesh cancel`, `pause` and `resume`.
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The job id, or a unique prefix of it.
     pub id: String,
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+}
+
+/// `rendermesh priority`.
+#[derive(Debug, Args)]
+pub struct PriorityArgs {
+    /// The job id, or a unique prefix of it.
+    pub id: String,
+    /// 0 (lowest) to 100 (highest).
+    #[arg(value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub priority: u8,
     /// The node to ask.
     #[command(flatten)]
     pub api: ApiAddr,

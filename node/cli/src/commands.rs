@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use rendermesh_node::{JoinToken, MeshSecret, Multiaddr, Node, now_ms};
-use rendermesh_protocol::Confinement;
 use rendermesh_protocol::printable;
+use rendermesh_protocol::{Confinement, Steer};
 
 use crate::args::{
-    BenchArgs, CancelArgs, Cli, Command, ExampleSceneArgs, JobArgs, ListArgs, NodeArgs, PeersArgs,
-    SecretCommand,
+    ApiAddr, BenchArgs, CancelArgs, Cli, Command, ExampleSceneArgs, JobArgs, ListArgs, NodeArgs,
+    PeersArgs, SecretCommand,
 };
 use crate::submit::{INTERRUPTED, download, resolve_job, submit_and_follow};
 use crate::tables::{job_details, job_state, jobs_table, peers_table, plural};
@@ -27,6 +27,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Jobs(args) => jobs(args).await,
         Command::Job(args) => job(args).await,
         Command::Cancel(args) => cancel(args).await,
+        Command::Pause(args) => steer(args.id, args.api, Steer::Pause).await,
+        Command::Resume(args) => steer(args.id, args.api, Steer::Resume).await,
+        Command::Priority(args) => steer(args.id, args.api, Steer::Priority(args.priority)).await,
         Command::Download(args) => download(args).await,
         Command::Chart(args) => crate::chart::run(args).await,
         Command::ExampleScene(args) => example_scene(args).await,
@@ -179,6 +182,19 @@ async fn cancel(args: CancelArgs) -> Result<ExitCode> {
     }
     client.cancel(id).await?;
     println!("cancelled job {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pause`, `resume` and `priority`: only the node the job was submitted on may.
+async fn steer(id: String, api: ApiAddr, steer: Steer) -> Result<ExitCode> {
+    let client = api.client()?;
+    let id = resolve_job(&client, &id).await?;
+    client.steer(id, steer).await?;
+    match steer {
+        Steer::Pause => println!("paused job {id}: it gets no new tasks; the running ones finish"),
+        Steer::Resume => println!("resumed job {id}"),
+        Steer::Priority(p) => println!("job {id} now has priority {p}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -189,6 +189,14 @@ pub(crate) fn ago(now_ms: u64, then_ms: u64) -> String {
     }
 }
 
+/// A job's state as `jobs` and `job` show it: "paused" added while it is.
+fn job_state_of(job: &Job) -> String {
+    match job.paused && !job.state.is_terminal() {
+        true => format!("{}, paused", job_state(job.state)),
+        false => job_state(job.state).to_owned(),
+    }
+}
+
 /// `rendermesh jobs`' table.
 pub fn jobs_table(jobs: &[Job], now_ms: u64) -> String {
     let rows: Vec<Vec<String>> = jobs
@@ -197,7 +205,7 @@ pub fn jobs_table(jobs: &[Job], now_ms: u64) -> String {
             vec![
                 j.id.short(),
                 j.spec.name.clone(),
-                job_state(j.state).to_owned(),
+                job_state_of(j),
                 format!("{}/{}", j.frames_done(), j.spec.frames.len()),
                 ago(now_ms, j.created_ms),
             ]
@@ -216,10 +224,11 @@ pub fn job_details(job: &Job, names: &HashMap<String, String>, now_ms: u64) -> S
     };
     let mut out = format!("job {}  {}\n", job.id, spec.name);
     out.push_str(&format!(
-        "state:    {} ({}/{} frames)\n",
-        job_state(job.state),
+        "state:    {} ({}/{} frames), priority {}\n",
+        job_state_of(job),
         job.frames_done(),
-        spec.frames.len()
+        spec.frames.len(),
+        job.priority
     ));
     let setting = |v: Option<u32>, suffix: &str| {
         v.map_or("the file's".to_owned(), |v| format!("{v}{suffix}"))

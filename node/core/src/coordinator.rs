@@ -4,11 +4,12 @@
 //! stitching tiled frames. A [`Coordinator`] exists only while this node coordinates: it is
 //! built when the node takes over in a term and dropped when it steps down.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, Job, JobId, JobSpec, JobState, Judgement, NodeId, Outcome,
-    Output, Report, Request, Response, Task, TaskRef, TaskState, Term, Tiling, limits, plan,
+    Output, Report, Request, Response, Steer, Task, TaskRef, TaskState, Term, Tiling, limits, plan,
 };
 use tracing::{debug, info, warn};
 
@@ -447,6 +448,35 @@ impl Coordinator {
                 }
                 Response::Accepted
             }
+            None => Response::Rejected(format!("no job {id}")),
+        }
+    }
+
+    /// Pauses, resumes or reprioritises a job, asked by node `by`: only the node it was
+    /// submitted on may, as for [`Coordinator::cancel`]. A paused job gets no new assignments
+    /// ([`Coordinator::tick`]); the job of highest priority is handed out first.
+    pub fn steer(
+        &mut self,
+        table: &mut JobTable,
+        id: JobId,
+        steer: Steer,
+        by: &NodeId,
+    ) -> Response {
+        match table.get_mut(&id) {
+            Some(job) if job.origin != *by => Response::Rejected(format!(
+                "job {id} was submitted on node {}: only that node can {steer} it",
+                job.origin.short()
+            )),
+            Some(job) => match job.steer(steer, self.term) {
+                Ok(changed) => {
+                    if changed {
+                        info!(job = %id.short(), "job steered: {steer}");
+                        self.changed = true;
+                    }
+                    Response::Accepted
+                }
+                Err(why) => Response::Rejected(why),
+            },
             None => Response::Rejected(format!("no job {id}")),
         }
     }
@@ -1549,14 +1579,16 @@ impl Coordinator {
         if idle.is_empty() && ahead.is_empty() {
             return;
         }
-        let mut order: Vec<(u64, JobId)> = table
+        // The job of highest priority first, the oldest first among equals; a paused job gets
+        // nothing new.
+        let mut order: Vec<(Reverse<u8>, u64, JobId)> = table
             .iter()
-            .filter(|j| !j.state.is_terminal())
-            .map(|j| (j.created_ms, j.id))
+            .filter(|j| !j.state.is_terminal() && !j.paused)
+            .map(|j| (Reverse(j.priority), j.created_ms, j.id))
             .collect();
         order.sort();
         let mut assignments = Vec::new();
-        for (_, id) in &order {
+        for (_, _, id) in &order {
             if let Some(job) = table.get_mut(id) {
                 self.hand_out(job, &mut idle, view, &mut free_at, &mut assignments);
             }
@@ -1568,7 +1600,7 @@ impl Coordinator {
             self.ask_back_ahead(table, view, &idle, out);
         }
         let first_ahead = assignments.len();
-        for (_, id) in &order {
+        for (_, _, id) in &order {
             let Some(job) = table.get_mut(id) else {
                 continue;
             };
@@ -2105,6 +2137,7 @@ fn back_ups(
         let mut best: Option<(Millis, JobId, u32)> = None;
         for job in table.iter() {
             let tail = !job.state.is_terminal()
+                && !job.paused
                 && job.uncut() == 0
                 && job.tasks.iter().all(|t| t.state != TaskState::Queued);
             if !tail || !seat.can_render(&job.spec) || job.blocklisted(seat.id) {
@@ -2229,6 +2262,15 @@ mod tests {
             last_seen,
             low_disk: false,
         }
+    }
+
+    /// Workers `a` and `b`, idle, at 0.
+    fn both_at_0<'a>(a: &'a NodeId, b: &'a NodeId) -> View<'a> {
+        view(
+            0,
+            vec![seat(a, BLENDER, 0), seat(b, BLENDER, 0)],
+            vec![a, b],
+        )
     }
 
     /// The coordinator `c` in term 1 and its node's outbox, with an empty table.
@@ -2588,11 +2630,7 @@ mod tests {
     fn a_check_nobody_else_can_render_is_skipped_after_a_while() {
         let (mut c, mut table, mut out) = fixture();
         let (a, b) = (n("a"), n("b"));
-        let both = view(
-            0,
-            vec![seat(&a, BLENDER, 0), seat(&b, BLENDER, 0)],
-            vec![&a, &b],
-        );
+        let both = both_at_0(&a, &b);
         let id = submit(&mut c, &mut table, &both, spec(FrameRange::single(1)));
         run_on(&mut c, &mut table, &both, &mut out, &a, (id, 0, 1));
         assert_eq!(table.get(&id).unwrap().checks.len(), 1);
@@ -2618,6 +2656,123 @@ mod tests {
         run_on(&mut c, &mut table, &v, &mut out, &a, (other, 0, 1));
         let job = table.get(&other).unwrap();
         assert_eq!((job.state, job.checks.len()), (JobState::Done, 0));
+    }
+
+    /// The jobs of the assignments in the outbox, in order, and the outbox emptied.
+    fn assigned_jobs(out: &mut Outbox) -> Vec<JobId> {
+        out.actions
+            .drain(..)
+            .filter_map(|a| match a {
+                Action::Send {
+                    request: Request::Assign(a),
+                    ..
+                } => Some(a.job),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Issue 14: a job's submitter pauses, resumes and reprioritises it; nobody else may, a
+    /// priority out of range is refused, and so is steering a job that has ended.
+    #[test]
+    fn only_the_node_a_job_was_submitted_on_steers_it_while_it_runs() {
+        let (mut c, mut table, _) = fixture();
+        let (a, b) = (n("a"), n("b"));
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a, &b]);
+        let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        let refused = c.steer(&mut table, id, Steer::Pause, &b);
+        assert!(
+            matches!(&refused, Response::Rejected(m) if m.contains("only that node can pause")),
+            "{refused:?}"
+        );
+        assert!(!table.get(&id).unwrap().paused);
+        let version = table.get(&id).unwrap().version;
+        assert_eq!(
+            c.steer(&mut table, id, Steer::Pause, &a),
+            Response::Accepted
+        );
+        let job = table.get(&id).unwrap();
+        assert!(
+            job.paused && job.version > version,
+            "written as a new version"
+        );
+        assert_eq!(
+            c.steer(&mut table, id, Steer::Priority(90), &a),
+            Response::Accepted
+        );
+        assert_eq!(table.get(&id).unwrap().priority, 90);
+        let refused = c.steer(&mut table, id, Steer::Priority(101), &a);
+        assert!(
+            matches!(&refused, Response::Rejected(m) if m.contains("priority 101 is out of range")),
+            "{refused:?}"
+        );
+        assert_eq!(table.get(&id).unwrap().priority, 90);
+        assert_eq!(c.cancel(&mut table, id, &a), Response::Accepted);
+        let refused = c.steer(&mut table, id, Steer::Resume, &a);
+        assert!(
+            matches!(&refused, Response::Rejected(m) if m.contains("has ended")),
+            "{refused:?}"
+        );
+        let unknown = c.steer(&mut table, JobId([1; 16]), Steer::Resume, &a);
+        assert!(matches!(unknown, Response::Rejected(m) if m.contains("no job")));
+    }
+
+    /// Issue 14: a paused job gets no new assignments (the others go on); resumed, it does.
+    #[test]
+    fn a_paused_job_is_handed_out_only_once_resumed() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let (a, b) = (n("a"), n("b"));
+        let v = both_at_0(&a, &b);
+        let paused = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        assert_eq!(
+            c.steer(&mut table, paused, Steer::Pause, &a),
+            Response::Accepted
+        );
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assigned_jobs(&mut out), [], "paused");
+        let other = JobId([9; 16]);
+        ask(
+            &mut c,
+            &mut table,
+            &v,
+            other,
+            spec(FrameRange::single(1)),
+            &a,
+        );
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assigned_jobs(&mut out), [other], "the other job goes on");
+        assert_eq!(
+            c.steer(&mut table, paused, Steer::Resume, &a),
+            Response::Accepted
+        );
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assigned_jobs(&mut out), [paused], "resumed");
+    }
+
+    /// Issue 14: the tasks of the job of highest priority go out first; among equals, the
+    /// oldest job's. Two jobs submitted together, one idle worker.
+    #[test]
+    fn the_job_of_highest_priority_is_handed_out_first() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let a = n("a");
+        let v = view(0, vec![seat(&a, BLENDER, 0)], vec![&a]);
+        let first = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
+        let urgent = JobId([9; 16]);
+        ask(
+            &mut c,
+            &mut table,
+            &v,
+            urgent,
+            spec(FrameRange::single(1)),
+            &a,
+        );
+        assert_eq!(
+            c.steer(&mut table, urgent, Steer::Priority(80), &a),
+            Response::Accepted
+        );
+        c.tick(&mut table, &v, &mut out);
+        assert_eq!(assigned_jobs(&mut out), [urgent]);
+        assert_eq!(table.get(&first).unwrap().state, JobState::Queued);
     }
 
     /// Issue 11: any node could cancel any job.

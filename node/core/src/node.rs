@@ -823,7 +823,11 @@ impl Core {
     fn handle_request(&mut self, from: NodeId, request: Request, reply: ReplyTo) {
         let writes = matches!(
             request,
-            Request::Submit { .. } | Request::Cancel(_) | Request::Remove(_) | Request::Report(_)
+            Request::Submit { .. }
+                | Request::Cancel(_)
+                | Request::Remove(_)
+                | Request::Report(_)
+                | Request::Steer { .. }
         );
         if writes && self.coordinator.is_some() && self.handover_until.is_some() {
             let busy = Response::Busy("the coordinator is leaving; retry in a moment".into());
@@ -831,7 +835,10 @@ impl Core {
             return;
         }
         let answer = match request {
-            Request::Submit { .. } | Request::Cancel(_) | Request::Remove(_)
+            Request::Submit { .. }
+            | Request::Cancel(_)
+            | Request::Remove(_)
+            | Request::Steer { .. }
                 if self.coordinator.is_none() =>
             {
                 self.forward(from, request, reply);
@@ -858,6 +865,10 @@ impl Core {
             },
             Request::Remove(id) => match &mut self.coordinator {
                 Some(c) => c.remove(&mut self.table, id, &from, self.wall_ms),
+                None => return,
+            },
+            Request::Steer { job, steer } => match &mut self.coordinator {
+                Some(c) => c.steer(&mut self.table, job, steer, &from),
                 None => return,
             },
             Request::Report(report) => {

@@ -7,6 +7,7 @@
 #[path = "support/simulator.rs"]
 mod simulator;
 
+use rendermesh_protocol::Steer;
 use simulator::{Config, DEFAULT_SEEDS, SPEED_SUBMIT_MS, Sim};
 
 /// The seeds to run: `SIM_SEED` alone, or `SIM_SEEDS` (default [`DEFAULT_SEEDS`]) of them.
@@ -452,6 +453,36 @@ fn three_nodes_with_checks_end_every_tile_and_check_of_their_jobs() {
         let sim = Sim::new(config, seed).run();
         let (_, _, tiles) = sim.tiled_makespan().expect("the tiled job ended");
         assert!(tiles >= 3, "seed {seed}: {tiles} tiles for 3 nodes");
+    }
+}
+
+/// Issue 14: steering. Ten nodes of 1x to 4x render a 200-frame job; 3 s in, a 50-frame job is
+/// submitted and raised at once to priority 90: the coordinator hands out its tasks first, so
+/// it ends before the first job in each of 10 seeds (at the same priority it would wait for the
+/// first job's frames to be all handed out). It takes 2.6 to 3.1 times its ideal alone (its
+/// frames over the sum of the paces, plus one start-up): each node first ends the tasks of the
+/// first job it holds, the one it renders and the one it holds next. And the first job paused
+/// 2 s in for 3 s: the simulator fails any assignment of a paused job, and every job ends.
+#[test]
+fn ten_nodes_hand_out_a_raised_job_first_and_nothing_of_a_paused_one() {
+    for seed in 0..10 {
+        let config = Config {
+            urgent_after: 3_000,
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let (makespan, ideal, first) = sim.urgent().expect("the urgent job ended");
+        assert!(
+            first,
+            "seed {seed}: the urgent job ended after the first ({makespan} ms, ideal {ideal})"
+        );
+        let config = Config {
+            pause: (2_000, 3_000),
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let steers: Vec<Steer> = sim.steered.iter().map(|(_, s, _)| *s).collect();
+        assert_eq!(steers, [Steer::Pause, Steer::Resume], "seed {seed}");
     }
 }
 

@@ -40,6 +40,9 @@
 //! | POST | `/jobs` | `JobSpec` | 201 [`Submitted`] `{"id": "<hex>"}` once the coordinator accepted it |
 //! | GET | `/jobs/{id}` | | `Job`, or 404 while this node holds no copy |
 //! | POST | `/jobs/{id}/cancel` | | 200 `{}` |
+//! | POST | `/jobs/{id}/pause` | | 200 `{}`: no new assignments; running tasks finish (only on the node it was submitted on) |
+//! | POST | `/jobs/{id}/resume` | | 200 `{}` |
+//! | PUT | `/jobs/{id}/priority` | `{"priority": 0..=100}` | 200 `{}`: the highest priority is handed out first (new jobs: 50) |
 //! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
 //! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
@@ -68,7 +71,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
-use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, limits};
+use rendermesh_protocol::{BlobHash, Job, JobId, JobSpec, Steer, limits};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -158,6 +161,9 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
         .route("/jobs", get(jobs).post(submit))
         .route("/jobs/{id}", get(job).delete(remove))
         .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/pause", post(pause))
+        .route("/jobs/{id}/resume", post(resume))
+        .route("/jobs/{id}/priority", put(priority))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download));
@@ -486,6 +492,57 @@ async fn cancel(
         // The coordinator refuses jobs it does not know; so do we, if we hold no copy either.
         Err(Error::Rejected(reason)) if h.job(id).await?.is_none() => {
             debug!(job = %id.short(), %reason, "cancel refused");
+            Err(ApiError::not_found(format!("no job {id}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn pause(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    steer(h, &id, Steer::Pause).await
+}
+
+async fn resume(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    steer(h, &id, Steer::Resume).await
+}
+
+/// `PUT /jobs/{id}/priority`'s body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Priority {
+    priority: u8,
+}
+
+async fn priority(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Priority { priority } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"priority\": 0 to {}}}: {e}",
+            limits::MAX_PRIORITY
+        ))
+    })?;
+    steer(h, &id, Steer::Priority(priority)).await
+}
+
+/// Asks the coordinator to steer job `id`: 404 for a job neither it nor this node knows.
+async fn steer(h: Handle, id: &str, steer: Steer) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_job_id(id)?;
+    match h.steer(id, steer).await {
+        Ok(()) => {
+            debug!(job = %id.short(), "steered: {steer}");
+            Ok(Json(serde_json::json!({})))
+        }
+        Err(Error::Rejected(reason)) if h.job(id).await?.is_none() => {
+            debug!(job = %id.short(), %reason, "{steer} refused");
             Err(ApiError::not_found(format!("no job {id}")))
         }
         Err(e) => Err(e.into()),

@@ -56,7 +56,8 @@ use rendermesh_core::{
 };
 use rendermesh_protocol::{
     Assignment, BlobHash, Engine, FrameRange, Heartbeat, Job, JobId, JobSpec, JobState, NodeId,
-    Outcome, Output, Request, Response, Role, TaskState, Term, TileGrid, Tiling, Version, limits,
+    Outcome, Output, Request, Response, Role, Steer, TaskState, Term, TileGrid, Tiling, Version,
+    limits,
 };
 
 /// The actor's tick.
@@ -152,6 +153,13 @@ pub struct Config {
     pub tiled_after: Millis,
     /// How many ordinary frames' time the tiled frame takes.
     pub tiled_weight: Millis,
+    /// With `frames`: when not 0, one more client submits a job of a quarter as many frames
+    /// this long after [`SPEED_SUBMIT_MS`], and raises its priority to 90 (of 100) at once, on
+    /// the node it submitted it to ([`Sim::urgent`]).
+    pub urgent_after: Millis,
+    /// With `frames`: when not (0, 0), the first job's submitter pauses it this long after
+    /// [`SPEED_SUBMIT_MS`], and resumes it that long after.
+    pub pause: (Millis, Millis),
     /// Checks per worker per job ([`Policy::checks`]; the product's default is 1).
     pub checks: usize,
     /// Count the messages and bytes each node receives ([`Sim::traffic`]): the traffic bench.
@@ -200,6 +208,8 @@ impl Config {
             frames: 0,
             tiled_after: 0,
             tiled_weight: 1,
+            urgent_after: 0,
+            pause: (0, 0),
             checks: 1,
             traffic: false,
             light: false,
@@ -289,6 +299,12 @@ struct Client {
     waiting: Option<(usize, u32, Millis)>,
     /// A node said the job was accepted.
     accepted: bool,
+    /// The node that accepted it (its submitter, the one node that may steer it).
+    origin: Option<usize>,
+    /// What its submitter asks of it, and from when: each asked in turn until accepted.
+    steers: Vec<(Millis, Steer)>,
+    /// A steer asked and not answered yet.
+    steering: bool,
 }
 
 /// Who waits for the answer to a request.
@@ -302,6 +318,8 @@ enum Waiter {
     },
     /// Client `client` asked its node.
     Client { client: usize },
+    /// Client `client` asked its job's origin to steer it.
+    Steer { client: usize },
     /// The rogue sent it; it must be refused.
     Rogue { what: &'static str },
 }
@@ -458,6 +476,8 @@ pub struct Sim {
     done_seen: BTreeSet<JobId>,
     /// When each job was first seen done (to the tick).
     done_at: BTreeMap<JobId, Millis>,
+    /// Each steer a coordinator accepted: the job, what, and when.
+    pub steered: Vec<(JobId, Steer, Millis)>,
     /// Jobs some node has held removed: their frames may be collected.
     removed_seen: BTreeSet<JobId>,
     /// The rogue insider's id, and when it next acts.
@@ -531,9 +551,19 @@ impl Sim {
                     next_try: at,
                     waiting: None,
                     accepted: false,
+                    origin: None,
+                    steers: Vec::new(),
+                    steering: false,
                 }
             })
             .collect();
+        let (pause, resume) = config.pause;
+        if config.frames > 0 && pause > 0 {
+            clients[0].steers = vec![
+                (SPEED_SUBMIT_MS + pause, Steer::Pause),
+                (SPEED_SUBMIT_MS + pause + resume, Steer::Resume),
+            ];
+        }
         if config.frames > 0 && config.tiled_after > 0 {
             let mut spec = JobSpec::new(
                 "tiled.blend",
@@ -548,6 +578,23 @@ impl Sim {
                 next_try: SPEED_SUBMIT_MS + config.tiled_after,
                 waiting: None,
                 accepted: false,
+                origin: None,
+                steers: Vec::new(),
+                steering: false,
+            });
+        }
+        if config.frames > 0 && config.urgent_after > 0 {
+            let frames = FrameRange::new(1, (config.frames / 4).max(1)).expect("a valid range");
+            let at = SPEED_SUBMIT_MS + config.urgent_after;
+            clients.push(Client {
+                id: JobId(rng.random()),
+                spec: JobSpec::new("urgent.blend", BlobHash::of(b"urgent.blend"), 9, frames),
+                next_try: at,
+                waiting: None,
+                accepted: false,
+                origin: None,
+                steers: vec![(at, Steer::Priority(90))],
+                steering: false,
             });
         }
         let first = rng.random_range(4_000..8_000);
@@ -593,6 +640,7 @@ impl Sim {
             hung: 0,
             done_seen: BTreeSet::new(),
             done_at: BTreeMap::new(),
+            steered: Vec::new(),
             removed_seen: BTreeSet::new(),
             rogue: config.rogue.then(|| {
                 let id = NodeId::from_bytes(*b"rogue-insider").expect("a node id");
@@ -729,6 +777,15 @@ impl Sim {
                     request,
                     ticket,
                 } => {
+                    if let Request::Assign(a) = &request
+                        && let Some(job) = self.nodes[i].core.table().get(&a.job)
+                        && job.paused
+                    {
+                        self.fail(format!(
+                            "node {} assigned task {} of job {}, which is paused",
+                            self.nodes[i].id, a.task, a.job
+                        ));
+                    }
                     if self.rogue.as_ref().is_some_and(|(id, _)| *id == to) {
                         self.rogue_answers(i, run, ticket, request);
                         continue;
@@ -979,6 +1036,25 @@ impl Sim {
                 );
             }
             Some(Waiter::Client { client }) => self.client_answer(client, answer),
+            Some(Waiter::Steer { client }) => {
+                let c = &mut self.clients[client];
+                c.steering = false;
+                match answer {
+                    Ok(Response::Accepted) => {
+                        let (_, steer) = c.steers.remove(0);
+                        self.steered.push((c.id, steer, self.now));
+                    }
+                    Ok(Response::Busy(_) | Response::NotCoordinator(_)) | Err(_) => {
+                        if let Some(next) = c.steers.first_mut() {
+                            next.0 = self.now + 250;
+                        }
+                    }
+                    other => {
+                        let id = c.id;
+                        self.fail(format!("job {id}: unexpected answer to a steer: {other:?}"));
+                    }
+                }
+            }
             Some(Waiter::Rogue { what }) => match answer {
                 Ok(Response::Accepted) => self.fail(format!(
                     "node {} obeyed the rogue's {what}",
@@ -992,10 +1068,11 @@ impl Sim {
 
     fn client_answer(&mut self, c: usize, answer: Result<Response, String>) {
         let client = &mut self.clients[c];
-        client.waiting = None;
+        let asked = client.waiting.take().map(|(node, _, _)| node);
         match answer {
             Ok(Response::Job(job)) if job.id == client.id => {
                 client.accepted = true;
+                client.origin = asked;
                 if trace() {
                     eprintln!(
                         "{:>6} job {} accepted in term {}",
@@ -1573,6 +1650,7 @@ impl Sim {
         for c in 0..self.clients.len() {
             let client = &self.clients[c];
             if client.accepted {
+                self.steer(c);
                 continue;
             }
             if let Some((node, run, until)) = client.waiting {
@@ -1608,6 +1686,30 @@ impl Sim {
                 .request(me, request, ReplyTo::Outside(key), self.now);
             self.perform(i);
         }
+    }
+
+    /// Client `c`'s submitter asks the coordinator for its next steer, when due.
+    fn steer(&mut self, c: usize) {
+        let client = &self.clients[c];
+        let (Some(origin), Some(&(at, steer))) = (client.origin, client.steers.first()) else {
+            return;
+        };
+        if client.steering || at > self.now || !self.nodes[origin].alive {
+            return;
+        }
+        self.next_key += 1;
+        let key = self.next_key;
+        self.waiting.insert(key, Waiter::Steer { client: c });
+        self.clients[c].steering = true;
+        let job = self.clients[c].id;
+        let me = self.nodes[origin].id.clone();
+        self.nodes[origin].core.request(
+            me,
+            Request::Steer { job, steer },
+            ReplyTo::Outside(key),
+            self.now,
+        );
+        self.perform(origin);
     }
 
     /// Notes, to the step (10 ms), when each client's job is first done on a live node: the
@@ -1967,6 +2069,27 @@ impl Sim {
         let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
         let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
         (last.saturating_sub(first), ideal)
+    }
+
+    /// The urgent job's ([`Config::urgent_after`]) makespan (from its submission to done), its
+    /// ideal were it alone (its frames over the sum of the nodes' paces, plus one start-up),
+    /// and whether it ended before the first job.
+    pub fn urgent(&self) -> Option<(Millis, Millis, bool)> {
+        let client = self
+            .clients
+            .iter()
+            .find(|c| c.spec.name == "urgent.blend")?;
+        let done = *self.done_at.get(&client.id)?;
+        let first = self.done_at.get(&self.clients.first()?.id).copied();
+        let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
+        let frames = f64::from(client.spec.frames.len());
+        let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
+        let submitted = SPEED_SUBMIT_MS + self.config.urgent_after;
+        Some((
+            done.saturating_sub(submitted),
+            ideal,
+            first.is_none_or(|f| done < f),
+        ))
     }
 
     /// The tiled job's makespan (from its submission to done) and its ideal (its frame's work
