@@ -121,6 +121,9 @@ fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> 
         "/peers",
         "tiles per frame",
         "cancel",
+        "pause",
+        "resume",
+        "/priority",
         "download",
     ] {
         assert!(page.contains(needle), "the page lacks {needle:?}");

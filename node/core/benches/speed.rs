@@ -73,6 +73,8 @@ fn table(only: Option<&[usize]>, checks: usize, frame_ms: (u64, u64)) {
                     jobs: 1,
                     frames,
                     frame_ms,
+                    // Time enough for the slowest mesh to render every frame a few times over.
+                    finish_ms: u64::from(frames) * frame_ms.1 * 4 / nodes as u64,
                     prepare_ms: 1_000,
                     checks,
                     light: nodes >= 1_000,

@@ -153,6 +153,9 @@ pub struct Config {
     pub tiled_after: Millis,
     /// How many ordinary frames' time the tiled frame takes.
     pub tiled_weight: Millis,
+    /// How long every accepted job has to finish after the last disturbance, when longer than
+    /// the 120 s every scenario gets (jobs of long frames).
+    pub finish_ms: Millis,
     /// With `frames`: when not 0, one more client submits a job of a quarter as many frames
     /// this long after [`SPEED_SUBMIT_MS`], and raises its priority to 90 (of 100) at once, on
     /// the node it submitted it to ([`Sim::urgent`]).
@@ -208,6 +211,7 @@ impl Config {
             frames: 0,
             tiled_after: 0,
             tiled_weight: 1,
+            finish_ms: 0,
             urgent_after: 0,
             pause: (0, 0),
             checks: 1,
@@ -1419,7 +1423,7 @@ impl Sim {
         while self.now < self.config.duration {
             self.step();
         }
-        let deadline = self.now + FINISH_MS;
+        let deadline = self.now + FINISH_MS.max(self.config.finish_ms);
         while !self.finished() && self.now < deadline {
             self.step();
         }
