@@ -855,6 +855,15 @@ fn default_priority() -> u8 {
     DEFAULT_PRIORITY
 }
 
+/// Whether `task` is queued and not one `node` failed (a timeout aside).
+fn open_for(task: &Task, node: &NodeId) -> bool {
+    task.state == TaskState::Queued
+        && !task
+            .failures
+            .iter()
+            .any(|f| &f.node == node && !f.timed_out)
+}
+
 /// What a job's submitter may change while it runs ([`Job::steer`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Steer {
@@ -1198,12 +1207,7 @@ impl Job {
         let check = index
             .checked_sub(FIRST_CHECK)
             .and_then(|c| self.checks.get(c as usize));
-        task.state == TaskState::Queued
-            && !task
-                .failures
-                .iter()
-                .any(|f| &f.node == node && !f.timed_out)
-            && check.is_none_or(|c| c.may_check(node))
+        open_for(task, node) && check.is_none_or(|c| c.may_check(node))
     }
 
     /// The first queued task that `node` has not already failed (a timeout aside), if any,
@@ -1214,15 +1218,11 @@ impl Job {
         if self.state.is_terminal() || self.blocklisted(node) {
             return None;
         }
-        let open = |t: &Task| {
-            t.state == TaskState::Queued
-                && !t.failures.iter().any(|f| &f.node == node && !f.timed_out)
-        };
         self.checks
             .iter()
-            .find(|c| open(&c.task) && c.may_check(node))
+            .find(|c| open_for(&c.task, node) && c.may_check(node))
             .map(|c| &c.task)
-            .or_else(|| self.tasks.iter().find(|t| open(t)))
+            .or_else(|| self.tasks.iter().find(|t| open_for(t, node)))
             .map(|t| t.index)
     }
 
@@ -1807,7 +1807,6 @@ impl Job {
         n
     }
 
-    /// Cancels the job; running tasks are abandoned.
     /// Pauses or resumes it, or sets its priority, as its submitter asks: `Ok(true)` when that
     /// changed it, `Ok(false)` when it was so already. A job that has ended, or a priority out
     /// of range, is refused with the reason.
@@ -1837,6 +1836,7 @@ impl Job {
         Ok(changed)
     }
 
+    /// Cancels the job; running tasks are abandoned.
     pub fn cancel(&mut self, term: Term, by: &NodeId) -> bool {
         if self.state.is_terminal() {
             return false;
