@@ -271,7 +271,8 @@ impl Client {
             .map(drop)
     }
 
-    /// `POST /jobs/{id}/pause`, `POST /jobs/{id}/resume` or `PUT /jobs/{id}/priority`.
+    /// `POST /jobs/{id}/pause`, `POST /jobs/{id}/resume`, `PUT /jobs/{id}/priority` or
+    /// `POST /jobs/{id}/rerender`.
     pub async fn steer(&self, id: JobId, steer: Steer) -> Result<(), ClientError> {
         let request = match steer {
             Steer::Pause => self.http.post(self.url(&format!("/jobs/{id}/pause"))),
@@ -280,6 +281,10 @@ impl Client {
                 .http
                 .put(self.url(&format!("/jobs/{id}/priority")))
                 .json(&serde_json::json!({ "priority": priority })),
+            Steer::Rerender(frame) => self
+                .http
+                .post(self.url(&format!("/jobs/{id}/rerender")))
+                .json(&serde_json::json!({ "frame": frame })),
         };
         self.send(request).await.map(drop)
     }

@@ -559,7 +559,8 @@ pub enum JobState {
 }
 
 impl JobState {
-    /// True once the job will never change again.
+    /// True once the job has ended: it changes no more, unless its submitter asks for a frame
+    /// of a done job again ([`Job::rerender`]) or removes it.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Done | Self::Failed | Self::Cancelled)
     }
@@ -873,6 +874,9 @@ pub enum Steer {
     Resume,
     /// A new priority, from 0 to [`limits::MAX_PRIORITY`].
     Priority(u8),
+    /// Renders this frame again ([`Job::rerender`]): the task that rendered it (its chunk,
+    /// or every tile of it) goes back to the queue, and the job runs again if it had ended.
+    Rerender(u32),
 }
 
 impl std::fmt::Display for Steer {
@@ -881,6 +885,7 @@ impl std::fmt::Display for Steer {
             Self::Pause => f.write_str("pause"),
             Self::Resume => f.write_str("resume"),
             Self::Priority(p) => write!(f, "priority {p}"),
+            Self::Rerender(frame) => write!(f, "re-render frame {frame}"),
         }
     }
 }
@@ -1811,6 +1816,9 @@ impl Job {
     /// changed it, `Ok(false)` when it was so already. A job that has ended, or a priority out
     /// of range, is refused with the reason.
     pub fn steer(&mut self, steer: Steer, term: Term) -> Result<bool, String> {
+        if let Steer::Rerender(frame) = steer {
+            return self.rerender(frame, term).map(|()| true);
+        }
         if self.state.is_terminal() || self.is_removed() {
             return Err(format!(
                 "job {} has ended: nothing left to {steer}",
@@ -1829,11 +1837,75 @@ impl Job {
                 ));
             }
             Steer::Priority(p) => std::mem::replace(&mut self.priority, p) != p,
+            Steer::Rerender(_) => unreachable!("handled above"),
         };
         if changed {
             self.touch(term);
         }
         Ok(changed)
+    }
+
+    /// Renders `frame` again, as its submitter asks (a frame that came out wrong, or whose
+    /// file was lost): the task that rendered it goes back to the queue (a chunk: every frame
+    /// of it; a tiled frame: each of its tiles, and the stitched frame is dropped), its
+    /// renders' open checks are skipped, and a job that was done runs again until the new
+    /// render is in. Refused, with the reason, for a frame outside the job, a frame not
+    /// rendered yet (it will be), and a job that failed, was cancelled or removed.
+    pub fn rerender(&mut self, frame: u32, term: Term) -> Result<(), String> {
+        let ended = if self.is_removed() {
+            Some("was removed")
+        } else {
+            match self.state {
+                JobState::Failed => Some("failed"),
+                JobState::Cancelled => Some("was cancelled"),
+                _ => None,
+            }
+        };
+        if let Some(ended) = ended {
+            return Err(format!(
+                "job {} {ended}: submit it again to render its frames again",
+                self.id
+            ));
+        }
+        if !self.spec.frames.iter().any(|f| f == frame) {
+            return Err(format!(
+                "frame {frame} is not one of job {}'s frames ({})",
+                self.id, self.spec.frames
+            ));
+        }
+        let holds = |t: &Task| t.frames.iter().any(|f| f == frame);
+        let mut tasks = self.tasks.iter().filter(|t| holds(t)).peekable();
+        if tasks.peek().is_none() || !tasks.all(|t| t.state == TaskState::Done) {
+            return Err(format!(
+                "frame {frame} of job {} is not rendered yet: it will be",
+                self.id
+            ));
+        }
+        let mut redo = BTreeSet::new();
+        for task in self.tasks.iter_mut().filter(|t| holds(t)) {
+            redo.insert(task.index);
+            task.state = TaskState::Queued;
+            task.worker = None;
+            task.backup = None;
+            task.outputs.clear();
+        }
+        for check in &mut self.checks {
+            if check.verdict.is_none() && redo.contains(&check.of) {
+                check.verdict = Some(Verdict::Skipped);
+                if check.task.state != TaskState::Done {
+                    check.task.state = TaskState::Failed;
+                }
+                check.task.worker = None;
+                check.task.backup = None;
+            }
+        }
+        self.stitched.retain(|o| o.frame != frame);
+        let kept: BTreeSet<BlobHash> = self.all_blobs().collect();
+        self.held_once.retain(|(b, _)| kept.contains(b));
+        self.state = JobState::Running;
+        self.ended_ms = None;
+        self.touch(term);
+        Ok(())
     }
 
     /// Cancels the job; running tasks are abandoned.
@@ -2543,6 +2615,69 @@ mod tests {
         assert_eq!(j.state, JobState::Done);
         assert_eq!(j.outputs().len(), 3);
         assert_eq!(j.frames_done(), 3);
+    }
+
+    /// Renders every queued task of `j` on `w`, one blob per frame named by `tag`.
+    fn render_queued(j: &mut Job, w: &str, tag: &str) {
+        for i in 0..j.tasks.len() as u32 {
+            if j.tasks[i as usize].state != TaskState::Queued {
+                continue;
+            }
+            let a = j.assign(i, node(w), Term(1)).unwrap();
+            let out = j.tasks[i as usize]
+                .frames
+                .iter()
+                .map(|frame| Output {
+                    frame,
+                    blob: BlobHash::of(format!("{tag}{frame}").as_bytes()),
+                    size: 1,
+                })
+                .collect();
+            j.complete(i, a, &node(w), out, Term(1)).unwrap();
+        }
+    }
+
+    /// Issue 14: a frame rendered again puts the task that rendered it (its chunk) back in
+    /// the queue and the done job runs again until the new render is in; a frame outside the
+    /// job, one not rendered yet, and a job cancelled are refused with the reason.
+    #[test]
+    fn a_frame_rendered_again_requeues_its_task_and_the_job_runs_until_it_is_in() {
+        let mut j = job(range(1, 6), 2);
+        render_queued(&mut j, "w", "old");
+        assert!(j.note_ended(1_000, Term(1)));
+        let outside = j.rerender(7, Term(1)).unwrap_err();
+        assert!(outside.contains("frame 7 is not one of job"), "{outside}");
+        let before = j.version;
+        j.rerender(4, Term(1)).unwrap();
+        assert!(j.version > before);
+        assert_eq!((j.state, j.ended_ms), (JobState::Running, None));
+        j.validate().unwrap();
+        let again: Vec<&Task> = j
+            .tasks
+            .iter()
+            .filter(|t| t.state != TaskState::Done)
+            .collect();
+        let [task] = again[..] else {
+            panic!("one task queued again: {again:?}");
+        };
+        assert!(task.frames.iter().any(|f| f == 4), "{task:?}");
+        assert_eq!((task.state, task.outputs.len()), (TaskState::Queued, 0));
+        let chunk = task.frames.len() as usize;
+        assert_eq!(j.outputs().len(), 6 - chunk);
+        let not_yet = j.rerender(4, Term(1)).unwrap_err();
+        assert!(not_yet.contains("not rendered yet"), "{not_yet}");
+
+        render_queued(&mut j, "v", "new");
+        assert_eq!(j.state, JobState::Done);
+        let four = j.outputs().into_iter().find(|o| o.frame == 4).unwrap().blob;
+        assert_eq!(four, BlobHash::of(b"new4"));
+        let one = j.outputs().into_iter().find(|o| o.frame == 1).unwrap().blob;
+        assert_eq!(one, BlobHash::of(b"old1"), "the other chunks are kept");
+
+        let mut cancelled = job(range(1, 6), 2);
+        cancelled.cancel(Term(1), &node("o"));
+        let refused = cancelled.rerender(1, Term(1)).unwrap_err();
+        assert!(refused.contains("was cancelled"), "{refused}");
     }
 
     #[test]

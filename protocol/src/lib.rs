@@ -39,7 +39,7 @@ pub use message::{
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/6";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/7";
 /// The stream protocol carrying blob chunks in bulk ([`BlobRange`], [`BlobRangeAnswer`], then
 /// the chunks raw).
 pub const BLOB_PROTOCOL: &str = "/rendermesh/blob/1";

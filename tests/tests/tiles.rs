@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rendermesh_tests::{
-    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, cluster_with, http_get, newest_job,
-    wait_render,
+    Fixture, KillPlan, MeshNode, assert_same_pixels, cluster, cluster_with, dump_logs, http_get,
+    newest_job, wait_for, wait_render,
 };
 use serde_json::Value;
 
@@ -124,10 +124,43 @@ fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> 
         "pause",
         "resume",
         "/priority",
+        "rerender",
         "download",
     ] {
         assert!(page.contains(needle), "the page lacks {needle:?}");
     }
+
+    // The frame asked for again from the CLI: each of its 16 tiles is rendered again under a
+    // new attempt, the job is done again, and the frame stitched anew is `blender -b`'s.
+    let id = job["id"].as_str().context("no job id")?.to_owned();
+    let attempts = |job: &Value| -> Vec<u64> {
+        job["tasks"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(|t| t["attempt"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let before = attempts(&job);
+    let asked = nodes[1].cli(&["rerender", &id, &FRAME.to_string()])?;
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    wait_for("the frame rendered again", TIMEOUT, || {
+        let job = nodes[1].get(&format!("/api/v1/jobs/{id}"))?;
+        let after = attempts(&job);
+        let again = after.len() == before.len() && after.iter().zip(&before).all(|(a, b)| a > b);
+        (job["state"] == "Done" && again).then_some(())
+    })
+    .with_context(|| dump_logs(&nodes))?;
+    let redo = fx.root.join("redo");
+    let got = nodes[1].cli(&["download", &id, "--out", &redo.display().to_string()])?;
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_same_pixels(&output(&redo), &fx.reference_frame(FRAME))?;
 
     // Without --tiles, a one-frame job on three nodes is tiled automatically (3x2).
     let auto = fx.root.join("auto");

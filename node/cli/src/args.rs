@@ -47,6 +47,9 @@ pub enum Command {
     Resume(CancelArgs),
     /// Set a job's priority (0 to 100; new jobs get 50): the highest goes first.
     Priority(PriorityArgs),
+    /// Render one frame of a job again (the task that rendered it goes back to the queue; a
+    /// done job runs again until it is in).
+    Rerender(RerenderArgs),
     /// Save a job's frames (from any node of the mesh), following it to its end unless
     /// `--no-wait`; frames already saved are kept.
     Download(DownloadArgs),
@@ -453,6 +456,18 @@ pub struct PriorityArgs {
     /// 0 (lowest) to 100 (highest).
     #[arg(value_parser = clap::value_parser!(u8).range(0..=100))]
     pub priority: u8,
+    /// The node to ask.
+    #[command(flatten)]
+    pub api: ApiAddr,
+}
+
+/// `rendermesh rerender`.
+#[derive(Debug, Args)]
+pub struct RerenderArgs {
+    /// The job id, or a unique prefix of it.
+    pub id: String,
+    /// The frame to render again.
+    pub frame: u32,
     /// The node to ask.
     #[command(flatten)]
     pub api: ApiAddr,

@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pause(args) => steer(args.id, args.api, Steer::Pause).await,
         Command::Resume(args) => steer(args.id, args.api, Steer::Resume).await,
         Command::Priority(args) => steer(args.id, args.api, Steer::Priority(args.priority)).await,
+        Command::Rerender(args) => steer(args.id, args.api, Steer::Rerender(args.frame)).await,
         Command::Download(args) => download(args).await,
         Command::Chart(args) => crate::chart::run(args).await,
         Command::ExampleScene(args) => example_scene(args).await,
@@ -185,7 +186,7 @@ async fn cancel(args: CancelArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `pause`, `resume` and `priority`: only the node the job was submitted on may.
+/// `pause`, `resume`, `priority` and `rerender`: only the node the job was submitted on may.
 async fn steer(id: String, api: ApiAddr, steer: Steer) -> Result<ExitCode> {
     let client = api.client()?;
     let id = resolve_job(&client, &id).await?;
@@ -194,6 +195,10 @@ async fn steer(id: String, api: ApiAddr, steer: Steer) -> Result<ExitCode> {
         Steer::Pause => println!("paused job {id}: it gets no new tasks; the running ones finish"),
         Steer::Resume => println!("resumed job {id}"),
         Steer::Priority(p) => println!("job {id} now has priority {p}"),
+        Steer::Rerender(frame) => println!(
+            "frame {frame} of job {id} goes back to the queue (with the rest of its task); \
+             `rendermesh download {id}` saves it once rendered again"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -464,7 +464,7 @@ impl Coordinator {
     ) -> Response {
         match table.get_mut(&id) {
             Some(job) if job.origin != *by => Response::Rejected(format!(
-                "job {id} was submitted on node {}: only that node can {steer} it",
+                "job {id} was submitted on node {}: only that node can steer it ({steer})",
                 job.origin.short()
             )),
             Some(job) => match job.steer(steer, self.term) {
@@ -2682,7 +2682,7 @@ mod tests {
         let id = submit(&mut c, &mut table, &v, spec(FrameRange::single(1)));
         let refused = c.steer(&mut table, id, Steer::Pause, &b);
         assert!(
-            matches!(&refused, Response::Rejected(m) if m.contains("only that node can pause")),
+            matches!(&refused, Response::Rejected(m) if m.contains("only that node can steer it (pause)")),
             "{refused:?}"
         );
         assert!(!table.get(&id).unwrap().paused);
@@ -2715,6 +2715,39 @@ mod tests {
         );
         let unknown = c.steer(&mut table, JobId([1; 16]), Steer::Resume, &a);
         assert!(matches!(unknown, Response::Rejected(m) if m.contains("no job")));
+    }
+
+    /// Issue 14: the submitter of a done job has a frame of it rendered again: its task goes
+    /// back to the queue, is handed out under a new attempt, and its report ends the job
+    /// again. Nobody else may ask it.
+    #[test]
+    fn a_frame_of_a_done_job_is_rendered_again_on_its_submitters_word() {
+        let (mut c, mut table, mut out) = fixture_without_checks();
+        let (a, b) = (n("a"), n("b"));
+        let at = |now| view(now, vec![seat(&a, BLENDER, 0)], vec![&a, &b]);
+        let id = submit(&mut c, &mut table, &at(0), spec(FrameRange::single(1)));
+        let first = hand_out_and_accept(&mut c, &mut table, &at(0), &mut out);
+        assert_eq!(first, [(a.clone(), 0, "1".into())]);
+        report_done(&mut c, &mut table, &at(1_000), &mut out, &a, (id, 0, 1));
+        assert_eq!(table.get(&id).unwrap().state, JobState::Done);
+
+        let refused = c.steer(&mut table, id, Steer::Rerender(1), &b);
+        assert!(
+            matches!(&refused, Response::Rejected(m)
+                if m.contains("only that node can steer it (re-render frame 1)")),
+            "{refused:?}"
+        );
+        assert_eq!(table.get(&id).unwrap().state, JobState::Done);
+        assert_eq!(
+            c.steer(&mut table, id, Steer::Rerender(1), &a),
+            Response::Accepted
+        );
+        assert_eq!(table.get(&id).unwrap().state, JobState::Running);
+        let again = hand_out_and_accept(&mut c, &mut table, &at(1_000), &mut out);
+        assert_eq!(again, [(a.clone(), 0, "1".into())]);
+        assert_eq!(table.get(&id).unwrap().tasks[0].attempt, 2);
+        report_done(&mut c, &mut table, &at(2_000), &mut out, &a, (id, 0, 2));
+        assert_eq!(table.get(&id).unwrap().state, JobState::Done);
     }
 
     /// Issue 14: a paused job gets no new assignments (the others go on); resumed, it does.

@@ -7,7 +7,7 @@
 #[path = "support/simulator.rs"]
 mod simulator;
 
-use rendermesh_protocol::Steer;
+use rendermesh_protocol::{JobState, Steer};
 use simulator::{Config, DEFAULT_SEEDS, SPEED_SUBMIT_MS, Sim};
 
 /// The seeds to run: `SIM_SEED` alone, or `SIM_SEEDS` (default [`DEFAULT_SEEDS`]) of them.
@@ -483,6 +483,32 @@ fn ten_nodes_hand_out_a_raised_job_first_and_nothing_of_a_paused_one() {
         let sim = Sim::new(config, seed).run();
         let steers: Vec<Steer> = sim.steered.iter().map(|(_, s, _)| *s).collect();
         assert_eq!(steers, [Steer::Pause, Steer::Resume], "seed {seed}");
+    }
+}
+
+/// Issue 14: re-rendering a frame. Ten nodes of 1x to 4x render a 200-frame job (checks on);
+/// once it is done, its submitter asks for frame 100 again: the job runs again, and ends with
+/// frame 100 made by a second attempt of its task, every frame held twice and the simulator's
+/// invariants kept, in each of 10 seeds.
+#[test]
+fn ten_nodes_render_a_frame_of_a_done_job_again_when_its_submitter_asks() {
+    for seed in 0..10 {
+        let config = Config {
+            rerender: 100,
+            checks: 1,
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let steers: Vec<Steer> = sim.steered.iter().map(|(_, s, _)| *s).collect();
+        assert_eq!(steers, [Steer::Rerender(100)], "seed {seed}");
+        let (state, made) = sim.rerendered().expect("the job's record");
+        assert_eq!(state, JobState::Done, "seed {seed}");
+        assert_eq!(made.len(), 200, "seed {seed}");
+        let hundred = made.iter().find(|(frame, _)| *frame == 100);
+        assert!(
+            hundred.is_some_and(|(_, attempt)| *attempt >= 2),
+            "seed {seed}: frame 100 made by {hundred:?}"
+        );
     }
 }
 

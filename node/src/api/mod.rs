@@ -43,6 +43,7 @@
 //! | POST | `/jobs/{id}/pause` | | 200 `{}`: no new assignments; running tasks finish (only on the node it was submitted on) |
 //! | POST | `/jobs/{id}/resume` | | 200 `{}` |
 //! | PUT | `/jobs/{id}/priority` | `{"priority": 0..=100}` | 200 `{}`: the highest priority is handed out first (new jobs: 50) |
+//! | POST | `/jobs/{id}/rerender` | `{"frame": N}` | 200 `{}`: the task that rendered frame N goes back to the queue; a done job runs again (400 for a frame outside the job or not rendered yet, a job failed or cancelled) |
 //! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
 //! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
@@ -164,6 +165,7 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
         .route("/jobs/{id}/pause", post(pause))
         .route("/jobs/{id}/resume", post(resume))
         .route("/jobs/{id}/priority", put(priority))
+        .route("/jobs/{id}/rerender", post(rerender))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download));
@@ -524,13 +526,31 @@ async fn priority(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Priority { priority } = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be {{\"priority\": 0 to {}}}: {e}",
-            limits::MAX_PRIORITY
-        ))
-    })?;
+    let shape = format!("{{\"priority\": 0 to {}}}", limits::MAX_PRIORITY);
+    let Priority { priority } = json_body(&body, &shape)?;
     steer(h, &id, Steer::Priority(priority)).await
+}
+
+/// `POST /jobs/{id}/rerender`'s body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rerender {
+    frame: u32,
+}
+
+async fn rerender(
+    State(h): State<Handle>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Rerender { frame } = json_body(&body, "{\"frame\": <a frame of the job>}")?;
+    steer(h, &id, Steer::Rerender(frame)).await
+}
+
+/// Reads a JSON body, or answers 400 naming the `shape` it must have.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be {shape}: {e}")))
 }
 
 /// Asks the coordinator to steer job `id`: 404 for a job neither it nor this node knows.

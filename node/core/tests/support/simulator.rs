@@ -163,6 +163,10 @@ pub struct Config {
     /// With `frames`: when not (0, 0), the first job's submitter pauses it this long after
     /// [`SPEED_SUBMIT_MS`], and resumes it that long after.
     pub pause: (Millis, Millis),
+    /// With `frames`: when not 0, once the first job is done its submitter asks for this frame
+    /// again ([`Steer::Rerender`]), and the run goes on until the job is done again
+    /// ([`Sim::rerendered`]).
+    pub rerender: u32,
     /// Checks per worker per job ([`Policy::checks`]; the product's default is 1).
     pub checks: usize,
     /// Count the messages and bytes each node receives ([`Sim::traffic`]): the traffic bench.
@@ -214,6 +218,7 @@ impl Config {
             finish_ms: 0,
             urgent_after: 0,
             pause: (0, 0),
+            rerender: 0,
             checks: 1,
             traffic: false,
             light: false,
@@ -482,6 +487,8 @@ pub struct Sim {
     done_at: BTreeMap<JobId, Millis>,
     /// Each steer a coordinator accepted: the job, what, and when.
     pub steered: Vec<(JobId, Steer, Millis)>,
+    /// Whether the first job's frame [`Config::rerender`] was asked for again.
+    rerender_asked: bool,
     /// Jobs some node has held removed: their frames may be collected.
     removed_seen: BTreeSet<JobId>,
     /// The rogue insider's id, and when it next acts.
@@ -645,6 +652,7 @@ impl Sim {
             done_seen: BTreeSet::new(),
             done_at: BTreeMap::new(),
             steered: Vec::new(),
+            rerender_asked: false,
             removed_seen: BTreeSet::new(),
             rogue: config.rogue.then(|| {
                 let id = NodeId::from_bytes(*b"rogue-insider").expect("a node id");
@@ -1734,6 +1742,18 @@ impl Sim {
                 self.done_at.insert(c.id, self.now);
             }
         }
+        let first = self.clients.first().map(|c| c.id);
+        if self.config.rerender > 0
+            && let Some(first) = first
+            && self.done_at.contains_key(&first)
+            && !self.rerender_asked
+        {
+            self.rerender_asked = true;
+            let frame = self.config.rerender;
+            self.clients[0]
+                .steers
+                .push((self.now, Steer::Rerender(frame)));
+        }
     }
 
     /// Advances 10 ms: disturbances due, events due, clients, ticks, then the invariants.
@@ -2044,6 +2064,7 @@ impl Sim {
             && self.clients.iter().all(|c| {
                 let done = self.done_seen.contains(&c.id);
                 c.accepted
+                    && c.steers.is_empty()
                     && match table.get(&c.id) {
                         Some(j) => j.state == JobState::Done && (!j.is_removed() || done),
                         None => self.config.retention && done,
@@ -2073,6 +2094,22 @@ impl Sim {
         let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
         let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
         (last.saturating_sub(first), ideal)
+    }
+
+    /// With [`Config::rerender`]: the first job's state on the agreed coordinator, and, for each
+    /// of its outputs, the frame and the attempt of the task that made it.
+    pub fn rerendered(&self) -> Option<(JobState, Vec<(u32, u32)>)> {
+        let leader = self.agreed()?;
+        let job = self.nodes[leader]
+            .core
+            .table()
+            .get(&self.clients.first()?.id)?;
+        let made = job
+            .outputs()
+            .into_iter()
+            .map(|o| (o.frame, self.made_by.get(&o.blob).map_or(0, |m| m.3)))
+            .collect();
+        Some((job.state, made))
     }
 
     /// The urgent job's ([`Config::urgent_after`]) makespan (from its submission to done), its
