@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 use rendermesh_protocol::{
-    Assignment, BlobHash, Engine, Gossip, Job, JobId, JobSpec, NodeId, Outcome, Output,
-    OutputFormat, Request, Response, Steer, Tile,
+    Assignment, BlobHash, Engine, Gossip, Job, JobDigest, JobId, JobSpec, NodeId, Outcome, Output,
+    OutputFormat, Request, Response, Steer, TableDigest, Tile,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -47,6 +47,8 @@ pub(crate) enum Command {
     Peers(oneshot::Sender<PeersView>),
     Jobs(oneshot::Sender<Vec<Job>>),
     Job(JobId, oneshot::Sender<Option<Job>>),
+    /// The id and version of every record held, tombstones included.
+    Versions(oneshot::Sender<Vec<JobDigest>>),
     /// This node's Blender version.
     Blender(oneshot::Sender<Option<String>>),
     /// A request handled by this node as if it came from itself.
@@ -64,6 +66,8 @@ pub struct Handle {
     tx: mpsc::Sender<Command>,
     store: BlobStore,
     fetcher: Fetcher,
+    /// The digest of the node's job records, sent anew whenever one of them changes.
+    changes: watch::Receiver<TableDigest>,
 }
 
 impl Handle {
@@ -91,6 +95,18 @@ impl Handle {
     /// One job, if this node holds a copy.
     pub async fn job(&self, id: JobId) -> Result<Option<Job>, Error> {
         self.ask(|tx| Command::Job(id, tx)).await
+    }
+
+    /// The id and version of every job record this node holds, removed ones included, in id
+    /// order: what tells which jobs changed since they were last read.
+    pub async fn versions(&self) -> Result<Vec<JobDigest>, Error> {
+        self.ask(Command::Versions).await
+    }
+
+    /// Wakes whenever one of the node's job records changes (its `changed()` fails once the
+    /// node is gone): what the API's event stream waits on instead of polling.
+    pub fn changes(&self) -> watch::Receiver<TableDigest> {
+        self.changes.clone()
     }
 
     /// Sends `request` to whoever coordinates (through this node's core, which passes it on),
@@ -240,8 +256,10 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         .with_policy(parts.policy)
         .probing_engines();
     core.restore(parts.saved);
+    let (changes_tx, changes) = watch::channel(core.table().digest());
     let actor = Mesh {
         core,
+        changes: changes_tx,
         db: parts.db,
         secret: parts.secret,
         net: parts.net,
@@ -272,6 +290,7 @@ pub(crate) fn spawn(parts: Parts, tasks: &mut JoinSet<()>, shutdown: Cancellatio
         tx: cmd_tx,
         store: parts.store,
         fetcher: parts.fetcher,
+        changes,
     }
 }
 
@@ -313,6 +332,8 @@ enum Internal {
 struct Mesh {
     /// The mesh's rules ([`crate::core`]).
     core: Core,
+    /// Tells the handles when a job record changed ([`Handle::changes`]).
+    changes: watch::Sender<TableDigest>,
     /// Where the core's records are written before it acts on them.
     db: Database,
     /// The mesh secret's fingerprint, when there is one.
@@ -361,6 +382,12 @@ impl Mesh {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.perform().await;
+            let digest = self.core.table().digest();
+            self.changes.send_if_modified(|last| {
+                let changed = *last != digest;
+                *last = digest;
+                changed
+            });
             let now = self.now();
             let told = self.core.has_told();
             if self.core.has_left()
@@ -495,6 +522,9 @@ impl Mesh {
             Command::Job(id, tx) => {
                 let job = self.core.table().get(&id).filter(|j| !j.is_removed());
                 let _ = tx.send(job.cloned());
+            }
+            Command::Versions(tx) => {
+                let _ = tx.send(self.core.table().versions());
             }
             Command::Blender(tx) => {
                 let _ = tx.send(self.core.worker().blender().map(str::to_owned));

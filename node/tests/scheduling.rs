@@ -172,7 +172,8 @@ async fn mesh(renderers: Vec<Arc<FakeRenderer>>) -> Mesh {
         let config = Config {
             data_dir: dir.path().join(format!("n{i}")),
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
-            api: None,
+            // Each node serves its API on a port of its own (the event stream's test).
+            api: Some("127.0.0.1:0".parse().expect("addr")),
             bootstrap,
             mdns: false,
             name: format!("n{i}"),
@@ -644,6 +645,109 @@ async fn a_thousand_small_files_are_staged_and_each_crosses_once() {
         assert_eq!(stats.received.get(&hash), Some(&1), "{hash}");
     }
 
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
+/// One server-sent event: its name and its data.
+type Sse = (String, String);
+
+/// Reads server-sent events from a streamed answer.
+struct EventReader {
+    answer: reqwest::Response,
+    buffer: String,
+}
+
+impl EventReader {
+    /// The next event, or `None` once `deadline` passes or the stream ends.
+    async fn next(&mut self, deadline: Instant) -> Option<Sse> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut name, mut data) = (String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event:") {
+                        name = n.trim().to_owned();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                // A comment (keep-alive) has neither.
+                if !name.is_empty() {
+                    return Some((name, data));
+                }
+                continue;
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let chunk = tokio::time::timeout(left, self.answer.chunk()).await.ok()?;
+            self.buffer
+                .push_str(&String::from_utf8_lossy(&chunk.ok()??));
+        }
+    }
+}
+
+/// Issue 14: the page's live view is pushed, not polled. One `GET /api/v1/events` on a node is
+/// sent the peers, then the job again and again as its 30 one-frame tasks end (done the last
+/// time), and `gone` once it is removed; the client sends no other request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_pushes_a_job_as_it_runs_and_its_removal() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(100), None))
+        .collect();
+    let m = mesh(renderers).await;
+    let api = m.nodes[0].api_addr().expect("the node serves its API");
+    let answer = reqwest::get(format!("http://{api}/api/v1/events"))
+        .await
+        .expect("the event stream answers");
+    assert_eq!(
+        answer.headers()["content-type"].to_str().ok(),
+        Some("text/event-stream")
+    );
+    let mut events = EventReader {
+        answer,
+        buffer: String::new(),
+    };
+    let id = submit(&m.nodes[0], FrameRange::new(1, 30).expect("range"), Some(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut peers, mut versions) = (0, Vec::new());
+    let done = loop {
+        let Some((name, data)) = events.next(deadline).await else {
+            panic!("no more events: {peers} peers, job versions {versions:?}");
+        };
+        if name == "peers" {
+            let view: serde_json::Value = serde_json::from_str(&data).expect("peers json");
+            assert_eq!(view["peers"].as_array().map(Vec::len), Some(2), "{view}");
+            peers += 1;
+            continue;
+        }
+        assert_eq!(name, "job", "{data}");
+        let job: rendermesh_protocol::Job = serde_json::from_str(&data).expect("job json");
+        assert_eq!(job.id, id);
+        versions.push(job.version);
+        if job.state == JobState::Done {
+            break job;
+        }
+    };
+    assert!(peers >= 1, "no peers event");
+    assert!(
+        versions.len() >= 3,
+        "the job was pushed {} times",
+        versions.len()
+    );
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "every push a newer version: {versions:?}"
+    );
+    assert_eq!(done.frames_done(), 30);
+    m.nodes[0].handle().remove(id).await.expect("removed");
+    let gone = loop {
+        let (name, data) = events.next(deadline).await.expect("the removal is told");
+        if name == "gone" {
+            break data;
+        }
+    };
+    assert_eq!(gone, format!("\"{id}\""));
     for n in m.nodes {
         n.shutdown().await;
     }

@@ -118,13 +118,16 @@ fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> 
     for needle in [
         "/api/v1",
         "/jobs",
-        "/peers",
+        "/events",
+        "\"peers\"",
         "tiles per frame",
         "cancel",
         "pause",
         "resume",
-        "/priority",
-        "rerender",
+        "data-steer=\"priority\"",
+        "data-steer=\"rerender\"",
+        "/jobs/${d.job}/${d.steer}",
+        "EventSource",
         "download",
     ] {
         assert!(page.contains(needle), "the page lacks {needle:?}");

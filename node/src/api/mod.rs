@@ -14,9 +14,10 @@
 //!    127.0.0.1) arrives with its own name as `Host`, so it is refused.
 //! 2. **Token**, when [`Config::api_token`](crate::Config::api_token) is set (which
 //!    [`Node::start`](crate::Node::start) requires for an API that is not on loopback): every
-//!    request needs `Authorization: Bearer <token>`, else 401; `GET /` may carry it as
-//!    `?token=<token>` instead (a browser cannot add a header to the address it opens), and the
-//!    page then sends the header on its own requests. Tokens are compared by their blake3
+//!    request needs `Authorization: Bearer <token>`, else 401; `GET /` and `GET
+//!    /api/v1/events` may carry it as `?token=<token>` instead (a browser cannot add a header
+//!    to the address it opens, nor to an `EventSource`), and the page sends the header on its
+//!    other requests. Tokens are compared by their blake3
 //!    hashes, whose equality takes the same time whatever the bytes.
 //! 3. **Origin**: a POST, PUT, PATCH or DELETE with an `Origin` header other than the node's own
 //!    (`http://<Host>`) is 403: another site's page cannot cancel or submit. The CLI sends no
@@ -35,6 +36,7 @@
 //! | method | path | body | answer |
 //! |---|---|---|---|
 //! | GET | `/node` | | [`NodeInfo`]: id, name, addrs, term, coordinator, store counters |
+//! | GET | `/events` | | `text/event-stream`: `job`, `gone` and `peers` events as they change (see `events`) |
 //! | GET | `/peers` | | [`PeersView`]: every live node and who coordinates |
 //! | GET | `/jobs` | | `[Job]`, newest first |
 //! | POST | `/jobs` | `JobSpec` | 201 [`Submitted`] `{"id": "<hex>"}` once the coordinator accepted it |
@@ -81,6 +83,7 @@ use tracing::{Instrument, debug, debug_span};
 use crate::Error;
 use crate::mesh::Handle;
 use crate::net;
+mod events;
 pub mod types;
 
 pub use types::{ErrorBody, NodeInfo, PREFIX, PeerView, PeersView, Submitted, Uploaded};
@@ -158,6 +161,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub fn router(handle: Handle, guard: Guard) -> Router {
     let api = Router::new()
         .route("/node", get(node))
+        .route("/events", get(events::events))
         .route("/peers", get(peers))
         .route("/jobs", get(jobs).post(submit))
         .route("/jobs/{id}", get(job).delete(remove))
@@ -247,8 +251,13 @@ impl Guard {
         // 2. The token, if this API has one.
         if let Some(expected) = self.token {
             let presented = bearer(headers).map(str::to_owned).or_else(|| {
-                // The page only: a browser opening it cannot send a header.
-                (uri.path() == "/").then(|| query_token(uri)).flatten()
+                // The page and its event stream only: a browser opening the page, or an
+                // `EventSource`, cannot send a header.
+                let path = uri.path();
+                let open = path == "/" || path == format!("{PREFIX}/events");
+                (method == Method::GET && open)
+                    .then(|| query_token(uri))
+                    .flatten()
             });
             let matches = presented.is_some_and(|t| blake3::hash(t.as_bytes()) == expected);
             if !matches {
@@ -923,15 +932,30 @@ mod tests {
             status(locked.check(&Method::GET, &node, &headers(&[host, right]), None)),
             None
         );
-        // The query token opens the page, and nothing else.
-        let page = uri("/?token=0123456789abcdef");
-        assert_eq!(
-            status(locked.check(&Method::GET, &page, &headers(&[host]), None)),
-            None
-        );
+        // The query token opens the page and its event stream (GET), and nothing else.
+        for open in [
+            "/?token=0123456789abcdef",
+            "/api/v1/events?token=0123456789abcdef",
+        ] {
+            assert_eq!(
+                status(locked.check(&Method::GET, &uri(open), &headers(&[host]), None)),
+                None,
+                "{open}"
+            );
+        }
         let api = uri("/api/v1/node?token=0123456789abcdef");
         assert_eq!(
             status(locked.check(&Method::GET, &api, &headers(&[host]), None)),
+            Some(401)
+        );
+        let posted = uri("/api/v1/events?token=0123456789abcdef");
+        assert_eq!(
+            status(locked.check(&Method::POST, &posted, &headers(&[host]), None)),
+            Some(401)
+        );
+        let wrong_query = uri("/api/v1/events?token=0123456789abcdeX");
+        assert_eq!(
+            status(locked.check(&Method::GET, &wrong_query, &headers(&[host]), None)),
             Some(401)
         );
         // The Host check comes first, token or not.
