@@ -753,6 +753,64 @@ async fn the_event_stream_pushes_a_job_as_it_runs_and_its_removal() {
     }
 }
 
+/// Issue 14: `GET /jobs/{id}/frames.zip` streams every finished frame of a job in one zip,
+/// named as `rendermesh download` names them, each the frame's own bytes; an unknown job is
+/// 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_frames_download_as_one_zip() {
+    let renderers: Vec<_> = (0..2)
+        .map(|_| FakeRenderer::new("Fake 1.0", Duration::from_millis(20), None))
+        .collect();
+    let m = mesh(renderers).await;
+    let api = m.nodes[1].api_addr().expect("the node serves its API");
+    let id = submit(&m.nodes[0], FrameRange::new(1, 6).expect("range"), Some(1)).await;
+    let job = finished(&m.nodes[0], id).await;
+    assert_eq!(job.state, JobState::Done, "{:?}", job.message);
+    // Asked of the node the job was not submitted to: it fetches what it lacks.
+    let answer = reqwest::get(format!("http://{api}/api/v1/jobs/{id}/frames.zip"))
+        .await
+        .expect("the zip answers");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.headers()["content-type"].to_str().ok(),
+        Some("application/zip")
+    );
+    let bytes = answer.bytes().await.expect("the whole zip");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+    let names: Vec<String> = zip
+        .file_names()
+        .map(|n| n.expect("an entry's name").into_owned())
+        .collect();
+    let want: Vec<String> = (1..=6).map(|f| format!("fake_{f:04}.png")).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(sorted, want);
+    for output in job.outputs() {
+        let path = m.nodes[0]
+            .handle()
+            .fetch(output.blob, Vec::new())
+            .await
+            .expect("the frame");
+        let expected = std::fs::read(path).expect("read");
+        let mut entry = zip
+            .by_name(&format!("fake_{:04}.png", output.frame))
+            .expect("the frame's entry");
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut got).expect("read the entry");
+        assert_eq!(got, expected, "frame {}", output.frame);
+    }
+
+    let unknown = reqwest::get(format!(
+        "http://{api}/api/v1/jobs/000102030405060708090a0b0c0d0e0f/frames.zip"
+    ))
+    .await
+    .expect("answers");
+    assert_eq!(unknown.status(), 404);
+    for n in m.nodes {
+        n.shutdown().await;
+    }
+}
+
 /// Issue 14: steering on a mesh. A paused job gets no new tasks: a job submitted after it is
 /// rendered from start to end while the paused one still has tasks queued (unpaused, the older
 /// job's tasks would all go out first). Then, resumed, it still has seconds of work: a job

@@ -128,6 +128,7 @@ fn a_frame_in_4x4_tiles_over_three_nodes_equals_the_whole_frame() -> Result<()> 
         "data-steer=\"rerender\"",
         "/jobs/${d.job}/${d.steer}",
         "EventSource",
+        "/frames.zip",
         "download",
     ] {
         assert!(page.contains(needle), "the page lacks {needle:?}");

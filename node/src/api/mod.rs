@@ -48,6 +48,7 @@
 //! | POST | `/jobs/{id}/rerender` | `{"frame": N}` | 200 `{}`: the task that rendered frame N goes back to the queue; a done job runs again (400 for a frame outside the job or not rendered yet, a job failed or cancelled) |
 //! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
 //! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
+//! | GET | `/jobs/{id}/frames.zip` | | every finished frame, as `rendermesh download` names them, in one zip streamed as it is built (404 while none is finished) |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
 //!
 //! A job's `.blend` must be uploaded (`PUT /blobs`) to the node it is submitted to; the job
@@ -83,6 +84,7 @@ use tracing::{Instrument, debug, debug_span};
 use crate::Error;
 use crate::mesh::Handle;
 use crate::net;
+mod archive;
 mod events;
 pub mod types;
 
@@ -170,6 +172,7 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
         .route("/jobs/{id}/resume", post(resume))
         .route("/jobs/{id}/priority", put(priority))
         .route("/jobs/{id}/rerender", post(rerender))
+        .route("/jobs/{id}/frames.zip", get(archive::frames_zip))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download));
