@@ -5,6 +5,7 @@
 //! The binaries must be built first (`cargo build --workspace --bins`, which `scripts/test`
 //! does); set `RENDERMESH_BIN` to use another build.
 
+pub mod browser;
 pub mod chaos;
 
 use std::io::{Read, Write};
@@ -180,16 +181,23 @@ pub fn api_get(api: SocketAddr, path: &str) -> Option<Value> {
 
 /// A GET on a node's HTTP server; returns the headers and the body of a 200 answer.
 pub fn http_get(api: SocketAddr, path: &str) -> Option<(String, String)> {
+    let (head, body) = http_get_bytes(api, path)?;
+    Some((head, String::from_utf8(body).ok()?))
+}
+
+/// [`http_get`], the body as bytes.
+pub fn http_get_bytes(api: SocketAddr, path: &str) -> Option<(String, Vec<u8>)> {
     let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {api}\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8(answer[..end].to_vec()).ok()?;
     if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
         return None;
     }
-    Some((head.to_owned(), body.to_owned()))
+    Some((head, answer[end + 4..].to_vec()))
 }
 
 /// A request with no body (`method` such as `DELETE`) on a node's HTTP server; returns the
