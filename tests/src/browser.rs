@@ -149,6 +149,23 @@ impl Browser {
         }
     }
 
+    /// Types `text` into the field `css` matches, in place of what it held (a file input
+    /// takes a path: the file is then picked).
+    pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let field = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .with_context(|| format!("no `{css}` on the page"))?;
+        if field.attr("type").await?.as_deref() != Some("file") {
+            field.clear().await?;
+        }
+        field
+            .send_keys(text)
+            .await
+            .with_context(|| format!("cannot type into `{css}`"))
+    }
+
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         Ok(self.client.screenshot().await?)

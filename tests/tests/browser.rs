@@ -121,21 +121,56 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         })
         .await?;
 
-    let six = submit(via, fx, "1-6")?;
+    // The example .blend uploaded from the page's form, 6 frames asked.
+    let path = fx.blend.display().to_string();
+    browser.fill("#blend", &path).await?;
+    browser.fill("#frames", "1-6").await?;
+    browser.fill("#samples", &SAMPLES.to_string()).await?;
+    browser.fill("#percent", &PERCENT.to_string()).await?;
+    browser.fill("#chunk", "1").await?;
+    assert!(browser.click("#render").await?, "no render button");
+    let note = browser
+        .wait_text("the job submitted", "#upload-note", TIMEOUT, |t| {
+            t.starts_with("submitted job ") || t.starts_with("not submitted")
+        })
+        .await?;
+    let six = note
+        .strip_prefix("submitted job ")
+        .with_context(|| format!("the page says: {note}"))?
+        .trim()
+        .to_owned();
+    let bar = browser
+        .eval("return document.getElementById('upload-bar').style.width;")
+        .await?;
+    assert_eq!(bar, "100%", "the upload's progress bar");
     let card = format!("#job-{six}");
     browser
         .wait_text("the job done on the page", &card, TIMEOUT, |t| {
             t.contains(" done ") && t.contains("6/6 frames")
         })
         .await?;
-    // Pushed, not polled: the page asked for no list of jobs or peers.
-    let asked = browser
-        .eval(
-            "return performance.getEntriesByType('resource').map((e) => e.name)\
-             .filter((n) => /\\/api\\/v1\\/(jobs|peers)$/.test(n));",
-        )
+    // Each node's row: its state, and the frames it finished in the last minute (all 6 were).
+    let deadline = Instant::now() + CLICK;
+    loop {
+        let per_minute = browser
+            .eval(
+                "return [...document.querySelectorAll('#peers tbody tr')]\
+                 .map((r) => Number(r.children[7].innerText)).reduce((a, b) => a + b, 0);",
+            )
+            .await?;
+        if per_minute.as_u64() == Some(6) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            bail!("the nodes' frames per minute add up to {per_minute}, not 6");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser
+        .wait_text("both nodes shown idle", "#peers tbody", CLICK, |t| {
+            t.matches("idle, sandboxed").count() == 2
+        })
         .await?;
-    assert_eq!(asked, Value::Array(Vec::new()), "the page polled");
 
     // A long job, steered from its buttons while it runs.
     let long = submit(via, fx, "1-500")?;
@@ -184,6 +219,11 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
             |t| t.contains("priority 60"),
         )
         .await?;
+    browser
+        .wait_text("a node shown rendering", "#peers tbody", CLICK, |t| {
+            t.contains("rendering, sandboxed")
+        })
+        .await?;
     let elements = browser
         .eval("return document.getElementsByTagName('*').length;")
         .await?;
@@ -192,11 +232,32 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         elements < 2_000,
         "{elements} elements on a page with a 500-frame job"
     );
+    // Pushed, not polled: over all this, the page asked for the list of jobs or peers never;
+    // its one request to `/jobs` is the form's submission.
+    let asked = browser
+        .eval(
+            "return performance.getEntriesByType('resource').map((e) => e.name)\
+             .filter((n) => /\\/api\\/v1\\/(jobs|peers)$/.test(n)).length;",
+        )
+        .await?;
+    assert_eq!(asked, 1, "requests to /jobs or /peers: the page polled");
     std::fs::create_dir_all(screenshots(&fx.root))?;
     std::fs::write(
         screenshots(&fx.root).join("page-jobs.png"),
         browser.screenshot().await?,
     )?;
+    // A phone-sized window: the narrow layout drops the table's least useful columns, and
+    // nothing is wider than the window.
+    browser.client.set_window_size(390, 844).await?;
+    let wide = browser
+        .eval("return document.documentElement.scrollWidth > window.innerWidth;")
+        .await?;
+    assert_eq!(wide, false, "the page is wider than a phone's window");
+    std::fs::write(
+        screenshots(&fx.root).join("page-phone.png"),
+        browser.screenshot().await?,
+    )?;
+    browser.client.set_window_size(1280, 800).await?;
     click_until(
         &browser,
         via,
