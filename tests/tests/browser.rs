@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rendermesh_node::api::sheet;
 use rendermesh_tests::browser::Browser;
 use rendermesh_tests::{Fixture, MeshNode, assert_same_pixels, cluster, dump_logs, http_get_bytes};
 use serde_json::Value;
@@ -287,6 +288,33 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         std::io::copy(&mut entry, &mut std::fs::File::create(&path)?)?;
         assert_same_pixels(&path, &fx.reference_frame(frame))
             .with_context(|| format!("frame {frame}"))?;
+    }
+
+    // The contact sheet the page links to: the 6 frames of `blender -b`, scaled, in a 3x2 grid.
+    let (_, png) = http_get_bytes(via.api, &format!("/api/v1/jobs/{six}/contact.png"))
+        .context("no contact sheet")?;
+    let sheet = image::load_from_memory(&png)?.to_rgba8();
+    let reference =
+        |f: u32| -> Result<image::RgbaImage> { Ok(image::open(fx.reference_frame(f))?.to_rgba8()) };
+    let first = reference(1)?;
+    let size = sheet::thumb_size(first.width(), first.height());
+    assert_eq!(sheet::grid(6), (3, 2));
+    assert_eq!(
+        sheet.dimensions(),
+        (3 * size.0 + 4 * sheet::GAP, 2 * size.1 + 3 * sheet::GAP)
+    );
+    for frame in 1..=6u32 {
+        let (col, row) = ((frame - 1) % 3, (frame - 1) / 3);
+        let (x, y) = (
+            sheet::GAP + col * (size.0 + sheet::GAP),
+            sheet::GAP + row * (size.1 + sheet::GAP),
+        );
+        let cell = image::imageops::crop_imm(&sheet, x, y, size.0, size.1).to_image();
+        let want = sheet::thumbnail(&reference(frame)?, size);
+        assert!(
+            cell == want,
+            "frame {frame}'s cell differs from its thumbnail"
+        );
     }
     Ok(())
 }

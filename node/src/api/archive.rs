@@ -60,10 +60,10 @@ pub(super) async fn frames_zip(
 }
 
 /// A frame to put in the zip: its file name, its blob, and the peers likely to hold it.
-type Entry = (String, BlobHash, Vec<NodeId>);
+pub(super) type Entry = (String, BlobHash, Vec<NodeId>);
 
 /// The job's finished frames, in frame order, named as `rendermesh download` names them.
-fn entries(job: &Job) -> Vec<Entry> {
+pub(super) fn entries(job: &Job) -> Vec<Entry> {
     let stem = stem(&job.spec.name);
     let ext = job.spec.format.extension();
     job.outputs()
@@ -83,7 +83,7 @@ fn entries(job: &Job) -> Vec<Entry> {
 
 /// The stem of a job's name, kept to letters, digits, `-`, `_` and `.` (the name comes from
 /// the submitter: no path may sneak into the zip).
-fn stem(name: &str) -> String {
+pub(super) fn stem(name: &str) -> String {
     let stem = FilePath::new(name)
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -48,6 +48,7 @@
 //! | POST | `/jobs/{id}/rerender` | `{"frame": N}` | 200 `{}`: the task that rendered frame N goes back to the queue; a done job runs again (400 for a frame outside the job or not rendered yet, a job failed or cancelled) |
 //! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
 //! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
+//! | GET | `/jobs/{id}/contact.png` | | a contact sheet: the finished frames' thumbnails in one PNG (see [`sheet`]) |
 //! | GET | `/jobs/{id}/frames.zip` | | every finished frame, as `rendermesh download` names them, in one zip streamed as it is built (404 while none is finished) |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
 //!
@@ -86,6 +87,7 @@ use crate::mesh::Handle;
 use crate::net;
 mod archive;
 mod events;
+pub mod sheet;
 pub mod types;
 
 pub use types::{ErrorBody, NodeInfo, PREFIX, PeerView, PeersView, Submitted, Uploaded};
@@ -173,6 +175,7 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
         .route("/jobs/{id}/priority", put(priority))
         .route("/jobs/{id}/rerender", post(rerender))
         .route("/jobs/{id}/frames.zip", get(archive::frames_zip))
+        .route("/jobs/{id}/contact.png", get(sheet::contact_sheet))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download));
