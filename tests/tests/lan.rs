@@ -81,20 +81,26 @@ impl Lan {
             .collect()
     }
 
-    /// `rendermesh peers --json` run inside namespace `i`.
+    /// `rendermesh peers --json` run inside namespace `i`; `None` if it fails.
     fn peers(&self, i: usize) -> Option<Value> {
+        self.view(i).ok()
+    }
+
+    /// `rendermesh peers --json` run inside namespace `i`, or why it failed.
+    fn view(&self, i: usize) -> Result<Value> {
         let out = rendermesh_tests::run_bounded(
             self.net
                 .command(i, bin())
                 .args(["peers", "--json", "--api", "127.0.0.1:7411"])
                 .stdin(Stdio::null()),
             Duration::from_secs(10),
-        )
-        .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        )?;
+        anyhow::ensure!(
+            out.status.success(),
+            "rendermesh peers in namespace {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).context("rendermesh peers --json printed no JSON")
     }
 }
 
@@ -166,7 +172,13 @@ fn nodes_on_one_lan_find_each_other_by_mdns_and_agree_on_a_coordinator() -> Resu
     )
     .with_context(|| logs(dir.path(), 4))?;
     // ...so it lists only itself, and the mesh still lists its three.
-    let outsider = lan.peers(3).context("the outsider's peers")?;
+    // (One `peers` call may miss its 10 s bound on a loaded machine: ask again until 30 s
+    // have passed, and report the last failure with the nodes' logs.)
+    let mut last = None;
+    let outsider = wait_for("the outsider's peers", Duration::from_secs(30), || {
+        lan.view(3).map_err(|e| last = Some(e)).ok()
+    })
+    .with_context(|| format!("{last:?}\n{}", logs(dir.path(), 4)))?;
     assert_eq!(
         outsider["peers"].as_array().map(Vec::len),
         Some(1),

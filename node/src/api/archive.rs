@@ -25,16 +25,8 @@ pub(super) async fn frames_zip(
     State(h): State<Handle>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_job_id(&id)?;
-    let Some(job) = h.job(id).await? else {
-        return Err(ApiError::not_found(format!("no job {id}")));
-    };
-    let frames = entries(&job);
-    if frames.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "job {id} has no finished frame yet"
-        )));
-    }
+    let (job, frames) = finished(&h, &id).await?;
+    let id = job.id;
     let name = format!("{}-{}.zip", stem(&job.spec.name), &id.to_string()[..8]);
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
     let runtime = tokio::runtime::Handle::current();
@@ -57,6 +49,22 @@ pub(super) async fn frames_zip(
         Body::from_stream(tokio_stream_of(rx)),
     )
         .into_response())
+}
+
+/// Job `id` (hex) as this node holds it, with its finished frames; 404 for an unknown job or
+/// one with no finished frame yet.
+pub(super) async fn finished(h: &Handle, id: &str) -> Result<(Job, Vec<Entry>), ApiError> {
+    let id = parse_job_id(id)?;
+    let Some(job) = h.job(id).await? else {
+        return Err(ApiError::not_found(format!("no job {id}")));
+    };
+    let frames = entries(&job);
+    if frames.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "job {id} has no finished frame yet"
+        )));
+    }
+    Ok((job, frames))
 }
 
 /// A frame to put in the zip: its file name, its blob, and the peers likely to hold it.

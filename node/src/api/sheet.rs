@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use image::{ImageFormat, ImageReader, Rgba, RgbaImage, imageops};
 use tracing::debug;
 
-use super::archive::{Entry, entries, stem};
-use super::{ApiError, parse_job_id};
+use super::ApiError;
+use super::archive::{Entry, finished, stem};
 use crate::mesh::Handle;
 
 /// How wide each frame's thumbnail is, in pixels.
@@ -35,16 +35,9 @@ pub(super) async fn contact_sheet(
     State(h): State<Handle>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_job_id(&id)?;
-    let Some(job) = h.job(id).await? else {
-        return Err(ApiError::not_found(format!("no job {id}")));
-    };
-    let frames = spread(entries(&job), MAX_FRAMES);
-    if frames.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "job {id} has no finished frame yet"
-        )));
-    }
+    let (job, frames) = finished(&h, &id).await?;
+    let id = job.id;
+    let frames = spread(frames, MAX_FRAMES);
     let mut paths = Vec::with_capacity(frames.len());
     for (name, blob, hints) in frames {
         let path = h.fetch(blob, hints).await?;
@@ -54,15 +47,7 @@ pub(super) async fn contact_sheet(
     let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let mut images = Vec::with_capacity(paths.len());
         for (name, path) in &paths {
-            let mut reader = ImageReader::open(path)
-                .and_then(ImageReader::with_guessed_format)
-                .map_err(|e| format!("frame {name}: {e}"))?;
-            // A frame comes from a worker: its header's size is not trusted.
-            reader.limits(limits());
-            let image = reader
-                .decode()
-                .map_err(|e| format!("frame {name} does not decode: {e}"))?;
-            images.push(image.to_rgba8());
+            images.push(decode(path).map_err(|e| format!("frame {name}: {e}"))?);
         }
         let sheet = compose(&images);
         let mut png = Vec::new();
@@ -91,6 +76,19 @@ pub(super) async fn contact_sheet(
         Body::from(png),
     )
         .into_response())
+}
+
+/// Decodes a frame file, whatever its format, within [`limits`] (a frame comes from a worker:
+/// the size its header gives is not trusted).
+fn decode(path: &std::path::Path) -> Result<RgbaImage, String> {
+    let mut reader = ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .map_err(|e| e.to_string())?;
+    reader.limits(limits());
+    let image = reader
+        .decode()
+        .map_err(|e| format!("does not decode: {e}"))?;
+    Ok(image.to_rgba8())
 }
 
 /// What decoding one frame may take: the largest frame Blender renders at 100 % (its
@@ -173,6 +171,20 @@ fn compose(images: &[RgbaImage]) -> RgbaImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A frame wider than [`MAX_SIDE`] is refused before its pixels are decoded; one at the
+    /// bound decodes.
+    #[test]
+    fn a_frame_larger_than_the_bound_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wide = dir.path().join("wide.png");
+        RgbaImage::new(MAX_SIDE + 1, 1).save(&wide).expect("saved");
+        let refused = decode(&wide).unwrap_err();
+        assert!(refused.contains("does not decode"), "{refused}");
+        let fits = dir.path().join("fits.png");
+        RgbaImage::new(MAX_SIDE, 1).save(&fits).expect("saved");
+        assert_eq!(decode(&fits).expect("decodes").dimensions(), (MAX_SIDE, 1));
+    }
 
     #[test]
     fn a_grid_is_as_square_as_can_be_and_at_most_twelve_wide() {
