@@ -28,8 +28,8 @@ const FORMAT: &str = "format";
 /// 2: job records keep their measured frame times (`Job::frame_ms`). 3: checks and suspects.
 /// 4: checks numbered from `FIRST_CHECK`, tasks cut as a job goes. 5: backup tasks
 /// (`Task::backup`, `Job::backups`). 6: jobs paused, and their priorities (`Job::paused`,
-/// `Job::priority`).
-const FORMAT_VERSION: u64 = 6;
+/// `Job::priority`). 7: frames' thumbnails (`Output::thumb`).
+const FORMAT_VERSION: u64 = 7;
 
 /// What went wrong with the database.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ pub mod render;
 pub mod secret;
 pub mod stitch;
 pub mod store;
+pub mod thumb;
 pub mod worker;
 
 pub use config::Config;

@@ -845,19 +845,37 @@ async fn stitch_frame(
             .map_err(|e| retry(&format_args!("cannot read {tile}: {e}")))?;
         files.push((tile, bytes));
     }
-    let encoded = tokio::task::spawn_blocking(move || crate::stitch::stitch(&files, format))
-        .await
-        .map_err(|e| retry(&e))?
-        .map_err(|e| StitchFailure::Fatal(e.to_string()))?;
+    // The frame, and its thumbnail from the same pixels.
+    let (encoded, thumb) = tokio::task::spawn_blocking(move || {
+        let pixels = crate::stitch::stitch_pixels(&files)?;
+        let thumb = crate::thumb::png(&crate::thumb::thumbnail(&pixels, None));
+        Ok::<_, crate::stitch::StitchError>((crate::stitch::encode(pixels, format)?, thumb))
+    })
+    .await
+    .map_err(|e| retry(&e))?
+    .map_err(|e| StitchFailure::Fatal(e.to_string()))?;
     let size = encoded.len() as u64;
     let blob = store.put_bytes(&encoded).await.map_err(|e| retry(&e))?;
+    let thumb = match thumb {
+        Ok(png) => Some(store.put_bytes(&png).await.map_err(|e| retry(&e))?),
+        Err(e) => {
+            warn!("no thumbnail: {e}");
+            None
+        }
+    };
     if let Some(target) = target {
-        replicate(&net, target, job, vec![blob])
+        let blobs = std::iter::once(blob).chain(thumb).collect();
+        replicate(&net, target, job, blobs)
             .await
             .map_err(StitchFailure::Retry)?;
     }
     debug!(size, "frame stitched");
-    Ok(Output { frame, blob, size })
+    Ok(Output {
+        frame,
+        blob,
+        size,
+        thumb,
+    })
 }
 
 /// Fetches two renders of one frame and says whether they hold the same pixels: a render that

@@ -866,10 +866,32 @@ async fn render_into(
             .put_file(&path)
             .await
             .map_err(|e| format!("cannot store frame {frame}: {e}"))?;
-        outputs.push(Output { frame, blob, size });
+        let thumb = store_thumb(&ctx.store, path, a.tile).await;
+        outputs.push(Output {
+            frame,
+            blob,
+            size,
+            thumb,
+        });
     }
     info!(frames = %a.frames, "task rendered");
     Ok(outputs)
+}
+
+/// Makes the thumbnail of the frame (or tile) at `path` on a blocking thread and stores it;
+/// `None`, and a warning, when it cannot be made (the frame counts all the same).
+pub(crate) async fn store_thumb(
+    store: &BlobStore,
+    path: PathBuf,
+    tile: Option<rendermesh_protocol::Tile>,
+) -> Option<BlobHash> {
+    let made = tokio::task::spawn_blocking(move || crate::thumb::of_file(&path, tile)).await;
+    let result = match made {
+        Ok(Ok(png)) => store.put_bytes(&png).await.map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(e.to_string()),
+    };
+    result.inspect_err(|e| warn!("no thumbnail: {e}")).ok()
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ mod tests {
     }
 
     /// A finished job as large as the limits allow: every task done by a node with a real-length
-    /// peer id, every task and frame with an output.
+    /// peer id, every task and frame with an output and its thumbnail.
     fn largest_job(spec: JobSpec) -> Job {
         let plan = plan(&spec, 1);
         let mut job = Job::new(JobId([1; 16]), spec, node("o"), plan, Term(1), 5);
@@ -124,6 +124,7 @@ mod tests {
                     frame,
                     blob: BlobHash::of(&frame.to_le_bytes()),
                     size: u64::MAX,
+                    thumb: Some(BlobHash::of(b"thumbnail")),
                 })
                 .collect();
             job.complete(i, attempt, &worker, outputs, Term(1)).unwrap();
@@ -133,6 +134,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(b"stitched"),
                 size: u64::MAX,
+                thumb: Some(BlobHash::of(b"thumbnail")),
             };
             job.add_stitched(output, Term(1)).unwrap();
         }

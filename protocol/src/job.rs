@@ -588,6 +588,22 @@ pub struct Output {
     pub blob: BlobHash,
     /// The image file's size in bytes.
     pub size: u64,
+    /// A small PNG of it (at most [`limits::THUMB_WIDTH`] pixels wide; a tile's is the tile's
+    /// share of that width), made once by the node that stored the frame, for pages to show;
+    /// `None` when it could not be made (the frame still counts).
+    pub thumb: Option<BlobHash>,
+}
+
+impl Output {
+    /// The frame's blob, then its thumbnail's when it has one.
+    pub fn blobs(&self) -> impl Iterator<Item = BlobHash> + use<> {
+        std::iter::once(self.blob).chain(self.thumb)
+    }
+
+    /// Whether `blob` is the frame's or its thumbnail's.
+    pub fn holds(&self, blob: &BlobHash) -> bool {
+        self.blob == *blob || self.thumb.as_ref() == Some(blob)
+    }
 }
 
 /// A failed attempt, kept so the job's message can quote Blender's own words.
@@ -1429,10 +1445,13 @@ impl Job {
         {
             return Err(bad("its stitched frames are not the job's".into()));
         }
-        // Each task counts as many frames as it renders (a chunk holds several).
+        // Each task counts as many frames as it renders (a chunk holds several), each frame
+        // with its thumbnail.
         let outputs: usize = self.tasks.iter().map(|t| t.frames.len() as usize).sum();
-        if self.held_once.len() > outputs + self.stitched.len() {
-            return Err(bad("it lists more frames held once than it has".into()));
+        if self.held_once.len() > 2 * (outputs + self.stitched.len()) {
+            return Err(bad(
+                "it lists more frames and thumbnails held once than it has".into(),
+            ));
         }
         if self.removed_ms.is_some() && (!self.state.is_terminal() || self.ended_ms.is_none()) {
             return Err(bad("it is removed without having ended".into()));
@@ -1528,7 +1547,7 @@ impl Job {
     }
 
     /// Every blob the job uses while it is kept: its inputs, its rendered frames and tiles,
-    /// and its stitched frames. Nothing once it is removed.
+    /// and its stitched frames, with their thumbnails. Nothing once it is removed.
     pub fn blobs(&self) -> impl Iterator<Item = BlobHash> + '_ {
         let kept = !self.is_removed();
         self.all_blobs().filter(move |_| kept)
@@ -1541,7 +1560,7 @@ impl Job {
             .all_tasks()
             .flat_map(|t| t.outputs.iter())
             .chain(self.stitched.iter())
-            .map(|o| o.blob);
+            .flat_map(Output::blobs);
         inputs.chain(outputs)
     }
 
@@ -2153,6 +2172,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(&[frame as u8]),
                 size: 1,
+                thumb: None,
             })
             .to_vec();
         new.complete(1, attempt, &node("w"), outputs, Term(1))
@@ -2221,6 +2241,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(&[frame as u8]),
                 size: 1,
+                thumb: None,
             })
             .to_vec();
         j.complete(index, attempt, &node("w"), outputs, Term(1))
@@ -2364,6 +2385,7 @@ mod tests {
             frame: 1,
             blob: BlobHash::of(b"f"),
             size: 1,
+            thumb: None,
         }];
         assert!(j.complete(0, a, &node("w1"), out.clone(), Term(2)).is_err());
         j.complete(0, b, &node("w2"), out.clone(), Term(2)).unwrap();
@@ -2421,16 +2443,47 @@ mod tests {
                 frame,
                 blob: BlobHash::of(&[frame as u8]),
                 size: 1,
+                thumb: Some(BlobHash::of(&[frame as u8, b't'])),
             })
             .collect();
         j.complete(0, a, &node("w"), outputs.clone(), Term(1))
             .unwrap();
-        for o in &outputs {
-            j.note_held_once(o.blob, node("w"), Term(1));
+        // Each frame and its thumbnail.
+        for blob in outputs.iter().flat_map(Output::blobs) {
+            j.note_held_once(blob, node("w"), Term(1));
         }
+        assert_eq!(j.held_once.len(), 6);
         j.validate().unwrap();
         j.held_once.push((BlobHash::of(b"extra"), node("w")));
         assert!(j.validate().is_err());
+    }
+
+    /// A job keeps its frames' thumbnails as it keeps its frames: they are its blobs, and
+    /// an output holds both.
+    #[test]
+    fn a_jobs_blobs_are_its_inputs_its_frames_and_their_thumbnails() {
+        let mut j = job(range(1, 2), 1);
+        let a = j.assign(0, node("w"), Term(1)).unwrap();
+        let out = |frame: u32, thumb: Option<BlobHash>| Output {
+            frame,
+            blob: BlobHash::of(&[frame as u8]),
+            size: 1,
+            thumb,
+        };
+        let thumb = BlobHash::of(b"thumbnail of 1");
+        j.complete(0, a, &node("w"), vec![out(1, Some(thumb))], Term(1))
+            .unwrap();
+        let a = j.assign(1, node("w"), Term(1)).unwrap();
+        j.complete(1, a, &node("w"), vec![out(2, None)], Term(1))
+            .unwrap();
+        let blobs: Vec<BlobHash> = j.blobs().collect();
+        assert_eq!(
+            blobs,
+            [j.spec.blend, BlobHash::of(&[1]), thumb, BlobHash::of(&[2])]
+        );
+        let first = out(1, Some(thumb));
+        assert!(first.holds(&thumb) && first.holds(&first.blob));
+        assert!(!out(2, None).holds(&thumb));
     }
 
     #[test]
@@ -2511,6 +2564,7 @@ mod tests {
             frame: 1,
             blob: BlobHash::of(b"f"),
             size: 1,
+            thumb: None,
         }];
         j.complete(0, b, &node("w2"), out, Term(1)).unwrap();
         assert!(!j.revoked(0, b, &node("w2"), since));
@@ -2527,6 +2581,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(b"f"),
                 size: 1,
+                thumb: None,
             }]
         };
         let mut j = job(range(1, 2), 1);
@@ -2607,6 +2662,7 @@ mod tests {
                 frame: f,
                 blob: BlobHash::of(&f.to_le_bytes()),
                 size: 1,
+                thumb: None,
             }];
             j.complete(i, a, &node("w"), out, Term(1)).unwrap();
             assert!(j.version > last);
@@ -2631,6 +2687,7 @@ mod tests {
                     frame,
                     blob: BlobHash::of(format!("{tag}{frame}").as_bytes()),
                     size: 1,
+                    thumb: None,
                 })
                 .collect();
             j.complete(i, a, &node(w), out, Term(1)).unwrap();
@@ -2854,6 +2911,7 @@ mod tests {
             frame,
             blob: BlobHash::of(tag),
             size: 1,
+            thumb: None,
         };
         for i in 0..4 {
             let a = j.assign(i, node("w"), Term(1)).unwrap();
@@ -2903,6 +2961,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(format!("{tag} {frame}").as_bytes()),
                 size: 1,
+                thumb: None,
             })
             .collect();
         j.complete(index, a, &node(w), outputs, Term(1)).unwrap();
@@ -3020,6 +3079,7 @@ mod tests {
                     frame,
                     blob,
                     size: 1,
+                    thumb: None,
                 },
                 Term(1),
             )
@@ -3159,6 +3219,7 @@ mod tests {
                     frame: 99,
                     blob: BlobHash::of(b"x"),
                     size: 1,
+                    thumb: None,
                 }];
             },
             "frame 99",
@@ -3173,6 +3234,7 @@ mod tests {
                     frame: 1,
                     blob: BlobHash::of(b"x"),
                     size: 1,
+                    thumb: None,
                 }]
             },
             "stitched",
@@ -3187,6 +3249,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(&frame.to_le_bytes()),
                 size: 4,
+                thumb: None,
             })
             .collect();
         j.complete(0, a, &node("w"), outputs, Term(1)).unwrap();

@@ -39,7 +39,7 @@ pub use message::{
 pub use render::{Engine, PixelRect, Tile};
 
 /// The request-response protocol carrying [`Request`] and [`Response`].
-pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/7";
+pub const RPC_PROTOCOL: &str = "/rendermesh/rpc/8";
 /// The stream protocol carrying blob chunks in bulk ([`BlobRange`], [`BlobRangeAnswer`], then
 /// the chunks raw).
 pub const BLOB_PROTOCOL: &str = "/rendermesh/blob/1";
@@ -112,6 +112,8 @@ pub mod limits {
     pub const MAX_CHECKS: usize = 256;
     /// The highest priority a job may have ([`crate::job::Steer::Priority`]; 0 is the lowest).
     pub const MAX_PRIORITY: u8 = 100;
+    /// How wide a frame's thumbnail is, at most, in pixels ([`crate::job::Output::thumb`]).
+    pub const THUMB_WIDTH: u32 = 192;
     /// Most job digests in a heartbeat (the rest of the table goes by its digest).
     pub const MAX_DIGESTS: usize = 16;
     /// Most nodes in a membership record.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rendermesh_node::api::sheet;
+use rendermesh_node::thumb;
 use rendermesh_tests::browser::Browser;
 use rendermesh_tests::{Fixture, MeshNode, assert_same_pixels, cluster, dump_logs, http_get_bytes};
 use serde_json::Value;
@@ -24,12 +25,18 @@ const CLICK: Duration = Duration::from_secs(10);
 
 /// Submits `frames` of the fixture's scene through `node` and returns the job's id.
 fn submit(node: &MeshNode, fx: &Fixture, frames: &str) -> Result<String> {
+    submit_with(node, fx, frames, &[])
+}
+
+/// Submits `frames` of the fixture's scene through `node`, with `more` arguments, and returns
+/// the job's id.
+fn submit_with(node: &MeshNode, fx: &Fixture, frames: &str, more: &[&str]) -> Result<String> {
     let blend = fx.blend.display().to_string();
     let samples = SAMPLES.to_string();
     let percent = PERCENT.to_string();
     // Detached, the command writes nothing there; the frames are taken from the page.
     let unused = fx.root.join("detached").display().to_string();
-    let out = node.cli(&[
+    let mut args = vec![
         "render",
         &blend,
         "--frames",
@@ -38,12 +45,16 @@ fn submit(node: &MeshNode, fx: &Fixture, frames: &str) -> Result<String> {
         &samples,
         "--resolution-percent",
         &percent,
-        "--chunk",
-        "1",
         "--detach",
         "--out",
         &unused,
-    ])?;
+    ];
+    args.extend(if more.is_empty() {
+        &["--chunk", "1"][..]
+    } else {
+        more
+    });
+    let out = node.cli(&args)?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.lines()
         .find_map(|l| l.strip_prefix("submitted job "))
@@ -81,6 +92,166 @@ async fn click_until(
             bail!("clicking `{css}` did not change job {id} within {CLICK:?}");
         }
     }
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `timeout`.
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{what}: not within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Frame 1 in 4x4 tiles, paused once its first tile is in: the page shows the tiles done so
+/// far, each with its node's name, and the queued ones empty; resumed, the stitched frame's
+/// thumbnail is made from it, and shown.
+async fn tiled_frame(fx: &Fixture, via: &MeshNode, browser: &Browser) -> Result<()> {
+    let id = submit_with(via, fx, "1", &["--tiles", "4x4"])?;
+    let record = || via.get(&format!("/api/v1/jobs/{id}"));
+    let count = |job: &Value, state: &str| {
+        job["tasks"]
+            .as_array()
+            .map_or(0, |t| t.iter().filter(|t| t["state"] == state).count())
+    };
+    wait_until("a first tile done", TIMEOUT, || async {
+        Ok(record().is_some_and(|j| count(&j, "Done") > 0))
+    })
+    .await?;
+    let out = via.cli(&["pause", &id])?;
+    assert!(out.status.success(), "{out:?}");
+    // Paused: the tiles handed out finish, and no more are.
+    let mut paused = Value::Null;
+    wait_until("the paused job's running tiles to finish", TIMEOUT, || {
+        paused = record().unwrap_or_default();
+        let settled = count(&paused, "Running") == 0;
+        async move { Ok(settled) }
+    })
+    .await?;
+    let done = count(&paused, "Done");
+    assert!(
+        done > 0 && count(&paused, "Queued") > 0,
+        "{done} tiles done: {paused}"
+    );
+    let names: std::collections::BTreeMap<String, String> = via.peers().context("peers")?["peers"]
+        .as_array()
+        .context("peers")?
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or_default().to_owned(),
+                p["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let mosaic = format!("#job-{id} .mosaic[data-frame=\"1\"]");
+    let shown = wait_until("the paused frame's tiles shown", CLICK, || async {
+        let shown = browser
+            .eval(&format!(
+                "return [...document.querySelectorAll('{mosaic} img')]\
+                 .filter((i) => i.complete && i.naturalWidth > 0).length;"
+            ))
+            .await?;
+        Ok(shown.as_u64() == Some(done as u64))
+    })
+    .await;
+    if let Err(e) = shown {
+        let card = card_html(browser, &id).await;
+        return Err(e.context(format!("{done} tiles done: {paused}\nthe card: {card}")));
+    }
+    // Each tile's cell, in row order: its node's name when it was rendered, nothing queued.
+    let tags = browser
+        .eval(&format!(
+            "return [...document.querySelectorAll('{mosaic} > div')]\
+             .map((d) => d.querySelector('.tag') ? d.querySelector('.tag').textContent : '');"
+        ))
+        .await?;
+    let tags: Vec<String> = serde_json::from_value(tags)?;
+    assert_eq!(tags.len(), 16);
+    for task in paused["tasks"].as_array().context("tasks")? {
+        let (col, row) = (task["tile"]["col"].as_u64(), task["tile"]["row"].as_u64());
+        let cell = (row.context("row")? * 4 + col.context("col")?) as usize;
+        let want = match task["worker"].as_str() {
+            Some(w) if task["state"] == "Done" => {
+                names.get(w).cloned().context("a named worker")?
+            }
+            _ => String::new(),
+        };
+        assert_eq!(tags[cell], want, "cell {cell}: {task}");
+    }
+    browser
+        .eval(&format!(
+            "document.getElementById('job-{id}').scrollIntoView(); return true;"
+        ))
+        .await?;
+    std::fs::write(
+        screenshots(&fx.root).join("page-tiles.png"),
+        browser.screenshot().await?,
+    )?;
+    let out = via.cli(&["resume", &id])?;
+    assert!(out.status.success(), "{out:?}");
+    wait_until("the tiled frame stitched", TIMEOUT, || async {
+        Ok(record().is_some_and(|j| j["state"] == "Done"))
+    })
+    .await?;
+    let job = record().context("the job's record")?;
+    let frame = job["stitched"][0]["blob"].as_str().context("a frame")?;
+    let (_, bytes) = http_get_bytes(via.api, &format!("/api/v1/blobs/{frame}"))
+        .with_context(|| format!("GET frame {frame}"))?;
+    // (A tiled frame is rendered with the settings every tile takes, `--exact`: tests/tiles.rs
+    // compares it with `blender -b`. Here: its thumbnail is made from it.)
+    let stitched = image::load_from_memory(&bytes)?;
+    let hash = job["stitched"][0]["thumb"]
+        .as_str()
+        .context("a thumbnail")?;
+    let (_, png) = http_get_bytes(via.api, &format!("/api/v1/blobs/{hash}"))
+        .with_context(|| format!("GET thumbnail {hash}"))?;
+    let want = thumb::thumbnail(&stitched, None);
+    let shown = image::load_from_memory(&png)?.to_rgba8();
+    assert!(
+        shown == want,
+        "the stitched frame's thumbnail ({:?}) differs from the frame's ({:?})",
+        shown.dimensions(),
+        want.dimensions()
+    );
+    // The page shows it with the job's frames, and no mosaic once the frame is stitched.
+    let card = format!("#job-{id}");
+    let shown = wait_until("the stitched frame shown", CLICK, || async {
+        let shown = browser
+            .eval(&format!(
+                "return [...document.querySelectorAll('{card} .thumbs img')]\
+                 .filter((i) => i.complete && i.naturalWidth > 0).length * 10 + \
+                 document.querySelectorAll('{card} .mosaic').length;"
+            ))
+            .await?;
+        Ok(shown.as_u64() == Some(10))
+    })
+    .await;
+    if let Err(e) = shown {
+        let html = card_html(browser, &id).await;
+        return Err(e.context(format!("the job: {job}\nthe card: {html}")));
+    }
+    Ok(())
+}
+
+/// The page's card of job `id`, as HTML, for a failure's message.
+async fn card_html(browser: &Browser, id: &str) -> String {
+    browser
+        .eval(&format!(
+            "const c = document.getElementById('job-{id}'); return c ? c.outerHTML : 'no card';"
+        ))
+        .await
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Where the page's screenshots go: `RENDERMESH_SCREENSHOTS` (docs/screenshots when taken for
@@ -150,6 +321,39 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
             t.contains(" done ") && t.contains("6/6 frames")
         })
         .await?;
+    // The 6 frames shown as thumbnails, and the last one rendered beside the job.
+    wait_until(
+        "the 6 thumbnails and the preview shown",
+        TIMEOUT,
+        || async {
+            let shown = browser
+            .eval(&format!(
+                "return [...document.querySelectorAll('{card} .thumbs img, {card} img.preview')]\
+                 .filter((i) => i.complete && i.naturalWidth > 0).length;"
+            ))
+            .await?;
+            Ok(shown.as_u64() == Some(7))
+        },
+    )
+    .await?;
+    // Each is the thumbnail of `blender -b`'s frame, made once by the node that stored it.
+    let record = via
+        .get(&format!("/api/v1/jobs/{six}"))
+        .context("the job's record")?;
+    for output in record["tasks"]
+        .as_array()
+        .context("tasks")?
+        .iter()
+        .flat_map(|t| t["outputs"].as_array().cloned().unwrap_or_default())
+    {
+        let frame = output["frame"].as_u64().context("a frame")? as u32;
+        let hash = output["thumb"].as_str().context("a thumbnail")?;
+        let (_, png) = http_get_bytes(via.api, &format!("/api/v1/blobs/{hash}"))
+            .with_context(|| format!("GET thumbnail {hash}"))?;
+        let shown = image::load_from_memory(&png)?.to_rgba8();
+        let want = thumb::thumbnail(&image::open(fx.reference_frame(frame))?, None);
+        assert!(shown == want, "frame {frame}'s thumbnail differs");
+    }
     // Each node's row: its state, and the frames it finished in the last minute (all 6 were).
     let deadline = Instant::now() + CLICK;
     loop {
@@ -267,6 +471,10 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         |j| j["state"] == "Cancelled",
     )
     .await?;
+
+    // A tiled frame filling in: paused once a tile is in, it shows each tile done so far,
+    // tagged with its node, until it is resumed and stitched.
+    tiled_frame(fx, via, &browser).await?;
 
     // The zip the page links to holds the 6 frames `blender -b` renders.
     let href = browser

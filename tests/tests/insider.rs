@@ -200,7 +200,7 @@ async fn rogue(
                         outcome: Outcome::Done(
                             task.frames
                                 .iter()
-                                .map(|frame| Output { frame, blob: BlobHash::of(b"the rogue's frame"), size: 17 })
+                                .map(|frame| Output { frame, blob: BlobHash::of(b"the rogue's frame"), size: 17, thumb: None })
                                 .collect(),
                         ),
                     }),

@@ -635,6 +635,7 @@ mod tests {
                 frame,
                 blob: BlobHash::of(&[frame as u8]),
                 size: 1,
+                thumb: None,
             })
             .collect();
         j.complete(0, a, &node("w"), out, Term(1))

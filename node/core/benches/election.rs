@@ -137,6 +137,7 @@ fn hand_out(frames: u32) -> (u32, f64) {
                     frame: a.frames.start,
                     blob,
                     size: 4,
+                    thumb: None,
                 }]),
             };
             coordinator.report(&mut table, &view(now), to, report, None, &mut out);

@@ -622,7 +622,8 @@ impl Coordinator {
                     );
                     return;
                 }
-                let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
+                // The frames and their thumbnails.
+                let blobs: Vec<BlobHash> = outputs.iter().flat_map(Output::blobs).collect();
                 let checkable = view
                     .workers
                     .iter()
@@ -860,7 +861,7 @@ impl Coordinator {
         let Outcome::Done(outputs) = report.outcome else {
             return;
         };
-        let blobs: Vec<BlobHash> = outputs.iter().map(|o| o.blob).collect();
+        let blobs: Vec<BlobHash> = outputs.iter().flat_map(Output::blobs).collect();
         let key = (report.job, report.task, report.attempt);
         let is_check = job.check(report.task).is_some();
         // A sample of each worker's renders is rendered again elsewhere: queued with the write
@@ -1139,10 +1140,12 @@ impl Coordinator {
         }
         match result {
             Ok(output) => {
-                let blob = output.blob;
+                let blobs: Vec<BlobHash> = output.blobs().collect();
                 if job.add_stitched(output, self.term).is_ok() {
                     if lone {
-                        job.note_held_once(blob, self.me.clone(), self.term);
+                        for blob in blobs {
+                            job.note_held_once(blob, self.me.clone(), self.term);
+                        }
                     }
                     info!(job = %id.short(), frame, done = job.frames_done(),
                           of = job.spec.frames.len(), "frame stitched");
@@ -2374,6 +2377,9 @@ mod tests {
                 frame,
                 blob: BlobHash::of(format!("{task}/{attempt}").as_bytes()),
                 size: 3,
+                thumb: Some(BlobHash::of(
+                    format!("{task}/{attempt} thumbnail").as_bytes(),
+                )),
             }]),
         }
     }
@@ -2468,10 +2474,22 @@ mod tests {
             Some(ReplyTo::Outside(1)),
             &mut out,
         );
-        // Not done yet: the frames are copied here first.
+        // Not done yet: the frames are copied here first, with their thumbnails.
         assert_eq!(
             table.get(&id).map(|j| j.tasks[0].state),
             Some(TaskState::Running)
+        );
+        let Outcome::Done(outputs) = done(id, 0, 1, 1).outcome else {
+            unreachable!("a done report");
+        };
+        let both: Vec<BlobHash> = outputs[0].blobs().collect();
+        assert_eq!(both.len(), 2);
+        assert!(
+            out.actions
+                .iter()
+                .any(|a| matches!(a, Action::Fetch { blobs, .. } if *blobs == both)),
+            "{:?}",
+            out.actions
         );
         let [fetch] = tickets(&mut out)[..] else {
             panic!("one fetch expected");
@@ -3073,6 +3091,7 @@ mod tests {
             frame: 5,
             blob: BlobHash::of(b"frame 5"),
             size: 7,
+            thumb: None,
         };
         assert!(c.stitched(&mut table, ticket, Ok(frame.clone()), 20));
         let job = table.get(&id).unwrap();
@@ -3410,30 +3429,40 @@ mod tests {
         let assign = *assign;
         c.answered(&mut table, assign, Ok(Response::Accepted), 10, &mut out);
         let report = done(id, 0, 1, 1);
-        let blob = BlobHash::of(b"0/1");
+        // The frame and its thumbnail.
+        let (blob, thumb) = (BlobHash::of(b"0/1"), BlobHash::of(b"0/1 thumbnail"));
         c.report(&mut table, &alone, me.clone(), report, None, &mut out);
         let job = table.get(&id).unwrap();
         assert_eq!(
             (job.state, job.held_once.clone()),
-            (JobState::Done, vec![(blob, me.clone())])
+            (
+                JobState::Done,
+                vec![(blob, me.clone()), (thumb, me.clone())]
+            )
         );
 
         // A peer joins: it is asked to hold a copy, and once it does the record says so.
         let a = n("a");
         let together = view(1_000, vec![seat(&me, BLENDER, 1_000)], vec![&a]);
         c.tick(&mut table, &together, &mut out);
-        let copy = out.actions.iter().find_map(|x| match x {
-            Action::Send {
-                to,
-                request: Request::Replicate { blobs, .. },
-                ticket,
-            } => Some((to.clone(), blobs.clone(), *ticket)),
-            _ => None,
-        });
-        let Some((to, blobs, ticket)) = copy else {
-            panic!("no copy asked for: {:?}", out.actions);
+        let copies: Vec<_> = out
+            .actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Send {
+                    to,
+                    request: Request::Replicate { blobs, .. },
+                    ticket,
+                } => Some((to.clone(), blobs.clone(), *ticket)),
+                _ => None,
+            })
+            .collect();
+        let [(to, blobs, ticket), (to_too, thumbs, thumb_ticket)] = &copies[..] else {
+            panic!("two copies asked for: {:?}", out.actions);
         };
-        assert_eq!((to, blobs), (a.clone(), vec![blob]));
+        assert_eq!((to, blobs), (&a, &vec![blob]));
+        assert_eq!((to_too, thumbs), (&a, &vec![thumb]));
+        let (ticket, thumb_ticket) = (*ticket, *thumb_ticket);
         out.actions.clear();
         // Not asked twice while under way.
         c.tick(&mut table, &together, &mut out);
@@ -3443,6 +3472,14 @@ mod tests {
                 .all(|x| !matches!(x, Action::Send { .. }))
         );
         c.answered(&mut table, ticket, Ok(Response::Accepted), 1_100, &mut out);
+        assert_eq!(table.get(&id).unwrap().held_once, [(thumb, me.clone())]);
+        c.answered(
+            &mut table,
+            thumb_ticket,
+            Ok(Response::Accepted),
+            1_100,
+            &mut out,
+        );
         assert_eq!(table.get(&id).unwrap().held_once, []);
     }
 
@@ -3467,6 +3504,7 @@ mod tests {
             frame,
             blob: BlobHash::of(&frame.to_le_bytes()),
             size: 4,
+            thumb: None,
         };
         for (outputs, what) in [
             (vec![output(1)], "no output for frame 2"),
@@ -3642,6 +3680,7 @@ mod tests {
                         frame,
                         blob: BlobHash::of(format!("{task}/{frame}").as_bytes()),
                         size: 3,
+                        thumb: None,
                     })
                     .collect(),
             ),
@@ -4336,6 +4375,7 @@ mod tests {
                 frame: 3,
                 blob: BlobHash::of(b"late"),
                 size: 4,
+                thumb: None,
             }]),
         };
         tail.c.report(

@@ -929,9 +929,9 @@ impl Core {
                 } else if frames.is_none() {
                     // The record may be on its way: the coordinator asks again.
                     Response::Busy(format!("job {job} is not known here yet"))
-                } else if frames.is_some_and(|f| blobs.len() > f as usize) {
+                } else if frames.is_some_and(|f| blobs.len() > 2 * f as usize) {
                     Response::Rejected(format!(
-                        "{} blobs is more than job {job} has frames",
+                        "{} blobs is more than job {job} has frames and thumbnails",
                         blobs.len()
                     ))
                 } else {
@@ -1226,6 +1226,7 @@ mod tests {
             frame: 1,
             blob: BlobHash::of(b"frame 1"),
             size: 7,
+            thumb: None,
         };
         c.rendered(&assignment, Some(Outcome::Done(vec![output])), start + 500);
         let job = c.table().get(&id).expect("the job");
@@ -1362,6 +1363,7 @@ mod tests {
             frame: 1,
             blob: frame,
             size: 7,
+            thumb: None,
         };
         job.complete(0, attempt, &n("b"), vec![output], Term(2))
             .expect("done");
@@ -1593,6 +1595,7 @@ mod tests {
             frame: 1,
             blob: BlobHash::of(b"frame 1"),
             size: 7,
+            thumb: None,
         };
         b.rendered(&running, Some(Outcome::Done(vec![output])), 500);
         let after = b.take_actions();
@@ -1961,7 +1964,8 @@ mod tests {
         assert!(!c.table().contains(&other.id));
     }
 
-    /// Replicate is the coordinator's request, for a job this node knows, and bounded by it.
+    /// Replicate is the coordinator's request, for a job this node knows, and bounded by it:
+    /// at most a frame and its thumbnail per frame.
     #[test]
     fn a_copy_is_made_only_for_the_coordinator_and_a_known_job() {
         let mut b = core("b");
@@ -1987,14 +1991,15 @@ mod tests {
         );
         take_record(&mut b, "a", 3, &job, 400);
         assert!(matches!(&b.take_actions()[..], [Action::Persist(_)]));
-        let too_many = answer(&mut b, "a", replicate(vec![blob; 2]), 3);
+        let too_many = answer(&mut b, "a", replicate(vec![blob; 3]), 3);
         assert!(
             matches!(&too_many[..], [Action::Reply { response: Response::Rejected(m), .. }] if m.contains("frames")),
             "{too_many:?}"
         );
-        let taken = answer(&mut b, "a", replicate(vec![blob]), 4);
+        let thumb = BlobHash::of(b"thumbnail of frame 1");
+        let taken = answer(&mut b, "a", replicate(vec![blob, thumb]), 4);
         assert!(
-            matches!(&taken[..], [Action::Fetch { blobs, .. }] if blobs == &vec![blob]),
+            matches!(&taken[..], [Action::Fetch { blobs, .. }] if blobs == &vec![blob, thumb]),
             "{taken:?}"
         );
     }

@@ -296,10 +296,10 @@ impl JobTable {
         let mut holders = Vec::new();
         for job in self.jobs.values() {
             let input = job.spec.blend == *blob || job.spec.deps.iter().any(|d| d.blob == *blob);
-            let stitched = job.stitched.iter().any(|o| o.blob == *blob);
+            let stitched = job.stitched.iter().any(|o| o.holds(blob));
             let rendered = job
                 .all_tasks()
-                .filter(|t| t.outputs.iter().any(|o| o.blob == *blob))
+                .filter(|t| t.outputs.iter().any(|o| o.holds(blob)))
                 .filter_map(|t| t.worker.clone());
             let before = holders.len();
             holders.extend(rendered);

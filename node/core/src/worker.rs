@@ -593,6 +593,7 @@ mod tests {
             frame: 1,
             blob: BlobHash::of(b"frame"),
             size: 5,
+            thumb: None,
         };
         w.rendered(&a, Some(Outcome::Done(vec![output])));
         assert!(!w.is_rendering());
@@ -741,6 +742,7 @@ mod tests {
             frame: 1,
             blob: BlobHash::of(b"frame 1"),
             size: 7,
+            thumb: None,
         };
         w.rendered(&first, Some(Outcome::Done(vec![frame])));
         // The report of the first is owed; the second starts at once.

@@ -202,6 +202,7 @@ mod tests {
                     frame,
                     blob: BlobHash::of(&frame.to_le_bytes()),
                     size: 4,
+                    thumb: None,
                 })
                 .collect();
             job.complete(index, attempt, &worker, outputs, Term(1))

@@ -83,6 +83,12 @@ impl Feed {
                 }
             }
             self.started = true;
+            // Woken for the peers, a record may have changed all the same (both were ready,
+            // or it changed since): marking the digest seen without reading the records would
+            // lose that change until the next one.
+            if self.changes.has_changed().unwrap_or(false) {
+                records = true;
+            }
             self.changes.borrow_and_update();
             let now = Instant::now();
             self.next_batch = now + BATCH;

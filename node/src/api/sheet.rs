@@ -12,12 +12,13 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use image::{ImageFormat, ImageReader, Rgba, RgbaImage, imageops};
+use image::{ImageFormat, Rgba, RgbaImage, imageops};
 use tracing::debug;
 
 use super::ApiError;
 use super::archive::{Entry, finished, stem};
 use crate::mesh::Handle;
+use crate::thumb;
 
 /// How wide each frame's thumbnail is, in pixels.
 pub const THUMB_WIDTH: u32 = 192;
@@ -47,7 +48,8 @@ pub(super) async fn contact_sheet(
     let png = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let mut images = Vec::with_capacity(paths.len());
         for (name, path) in &paths {
-            images.push(decode(path).map_err(|e| format!("frame {name}: {e}"))?);
+            let image = thumb::decode(path).map_err(|e| format!("frame {name}: {e}"))?;
+            images.push(thumb::to_srgb8(&image));
         }
         let sheet = compose(&images);
         let mut png = Vec::new();
@@ -77,32 +79,6 @@ pub(super) async fn contact_sheet(
     )
         .into_response())
 }
-
-/// Decodes a frame file, whatever its format, within [`limits`] (a frame comes from a worker:
-/// the size its header gives is not trusted).
-fn decode(path: &std::path::Path) -> Result<RgbaImage, String> {
-    let mut reader = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .map_err(|e| e.to_string())?;
-    reader.limits(limits());
-    let image = reader
-        .decode()
-        .map_err(|e| format!("does not decode: {e}"))?;
-    Ok(image.to_rgba8())
-}
-
-/// What decoding one frame may take: the largest frame Blender renders at 100 % (its
-/// resolution is at most 65,536 a side, but a sheet of such frames is no use), and the
-/// decoder's own memory bound.
-fn limits() -> image::Limits {
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits
-}
-
-/// The widest and tallest frame a contact sheet decodes.
-pub const MAX_SIDE: u32 = 16_384;
 
 /// At most `most` of `frames`, evenly spread over them, the first and the last included.
 fn spread(frames: Vec<Entry>, most: usize) -> Vec<Entry> {
@@ -171,20 +147,6 @@ fn compose(images: &[RgbaImage]) -> RgbaImage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A frame wider than [`MAX_SIDE`] is refused before its pixels are decoded; one at the
-    /// bound decodes.
-    #[test]
-    fn a_frame_larger_than_the_bound_is_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let wide = dir.path().join("wide.png");
-        RgbaImage::new(MAX_SIDE + 1, 1).save(&wide).expect("saved");
-        let refused = decode(&wide).unwrap_err();
-        assert!(refused.contains("does not decode"), "{refused}");
-        let fits = dir.path().join("fits.png");
-        RgbaImage::new(MAX_SIDE, 1).save(&fits).expect("saved");
-        assert_eq!(decode(&fits).expect("decodes").dimensions(), (MAX_SIDE, 1));
-    }
 
     #[test]
     fn a_grid_is_as_square_as_can_be_and_at_most_twelve_wide() {

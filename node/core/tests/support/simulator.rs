@@ -1543,7 +1543,10 @@ impl Sim {
                         assignment.attempt
                     );
                     let blob = BlobHash::of(name.as_bytes());
+                    // Each frame comes with its thumbnail, held as the frame is.
+                    let thumb = BlobHash::of(format!("{name} thumbnail").as_bytes());
                     node.blobs.insert(blob);
+                    node.blobs.insert(thumb);
                     if node.liar {
                         self.wrong.insert(blob);
                     }
@@ -1561,6 +1564,7 @@ impl Sim {
                         frame,
                         blob,
                         size: name.len() as u64,
+                        thumb: Some(thumb),
                     });
                 }
                 let node = &mut self.nodes[to];
@@ -1639,21 +1643,23 @@ impl Sim {
         let wrong = tiles.iter().any(|t| self.wrong.contains(t));
         let name = format!("{FAKE_RENDERER}: job {job} frame {frame} stitched (wrong: {wrong})");
         let blob = BlobHash::of(name.as_bytes());
+        let thumb = BlobHash::of(format!("{name} thumbnail").as_bytes());
         if wrong {
             self.wrong.insert(blob);
         }
-        self.nodes[to].blobs.insert(blob);
+        self.nodes[to].blobs.extend([blob, thumb]);
         if let Some(target) = copy_to {
             let j = self.index[&target];
             if !self.reachable(to, j) {
                 return Err(StitchFailure::Retry(format!("{target} is out of reach")));
             }
-            self.nodes[j].blobs.insert(blob);
+            self.nodes[j].blobs.extend([blob, thumb]);
         }
         Ok(Output {
             frame,
             blob,
             size: name.len() as u64,
+            thumb: Some(thumb),
         })
     }
 
@@ -1984,6 +1990,7 @@ impl Sim {
                         frame,
                         blob: BlobHash::of(b"the rogue's frame"),
                         size: 17,
+                        thumb: None,
                     })
                     .collect();
                 Request::Report(rendermesh_protocol::Report {
@@ -2213,17 +2220,20 @@ impl Sim {
                         output.frame, job.id, self.nodes[3].id, job.suspects
                     ));
                 }
-                let holders = self
-                    .nodes
-                    .iter()
-                    .filter(|n| n.blobs.contains(&output.blob))
-                    .count();
-                // A mesh of one holds one copy (its record lists the frame as held once).
-                if holders < 2.min(self.nodes.len()) {
-                    self.fail(format!(
-                        "frame {} of job {} is held on {holders} node(s)",
-                        output.frame, job.id
-                    ));
+                // The frame and its thumbnail alike.
+                for blob in output.blobs() {
+                    let holders = self
+                        .nodes
+                        .iter()
+                        .filter(|n| n.blobs.contains(&blob))
+                        .count();
+                    // A mesh of one holds one copy (its record lists the frame as held once).
+                    if holders < 2.min(self.nodes.len()) {
+                        self.fail(format!(
+                            "frame {} of job {} (blob {blob}) is held on {holders} node(s)",
+                            output.frame, job.id
+                        ));
+                    }
                 }
             }
         }
