@@ -203,18 +203,46 @@ pub fn http_get_bytes(api: SocketAddr, path: &str) -> Option<(String, Vec<u8>)> 
 /// A request with no body (`method` such as `DELETE`) on a node's HTTP server; returns the
 /// status code.
 pub fn http_status(api: SocketAddr, method: &str, path: &str) -> Option<u16> {
+    let text = http_exchange(api, &format!("{method} {path}"), "", b"")?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A request with a body on a node's HTTP server; returns the status code and the body.
+pub fn http_send(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
+    let text = http_exchange(
+        api,
+        &format!("{method} {path}"),
+        &format!("Content-Type: {content_type}\r\n"),
+        body,
+    )?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (_, body) = text.split_once("\r\n\r\n")?;
+    Some((status, body.to_owned()))
+}
+
+/// Sends `line` (method and path) with `headers` (each ending in CRLF) and `body` over
+/// HTTP/1.0, and reads the whole answer (within 30 s).
+fn http_exchange(api: SocketAddr, line: &str, headers: &str, body: &[u8]) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&api, Duration::from_secs(1)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {api}\r\nContent-Length: 0\r\n\r\n"
+        "{line} HTTP/1.0\r\nHost: {api}\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
     )
     .ok()?;
+    stream.write_all(body).ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
+    Some(text)
 }
 
 /// One `rendermesh node` process.

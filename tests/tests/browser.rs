@@ -9,7 +9,9 @@ use anyhow::{Context, Result, bail};
 use rendermesh_node::api::sheet;
 use rendermesh_node::thumb;
 use rendermesh_tests::browser::Browser;
-use rendermesh_tests::{Fixture, MeshNode, assert_same_pixels, cluster, dump_logs, http_get_bytes};
+use rendermesh_tests::{
+    Fixture, MeshNode, assert_same_pixels, cluster, dump_logs, http_get_bytes, http_send,
+};
 use serde_json::Value;
 
 /// The shared fixture of `tests/tests/mesh.rs` (the same key: its reference frames are made
@@ -293,6 +295,41 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         })
         .await?;
 
+    // A page closed mid-upload left the first 100,000 bytes of the example .blend on the node
+    // (an upload it remembers by the file's name, size and time): picked again, the file goes
+    // on from there.
+    let bytes = std::fs::read(&fx.blend)?;
+    let (status, opened) = http_send(
+        via.api,
+        "POST",
+        "/api/v1/uploads",
+        "application/json",
+        format!("{{\"size\": {}}}", bytes.len()).as_bytes(),
+    )
+    .context("POST /uploads")?;
+    assert_eq!(status, 201, "{opened}");
+    let upload: Value = serde_json::from_str(&opened)?;
+    let upload = upload["id"].as_str().context("an upload id")?.to_owned();
+    let (status, sent) = http_send(
+        via.api,
+        "PUT",
+        &format!("/api/v1/uploads/{upload}?offset=0"),
+        "application/octet-stream",
+        &bytes[..100_000],
+    )
+    .context("PUT the first piece")?;
+    assert_eq!(status, 200, "{sent}");
+    let modified = std::fs::metadata(&fx.blend)?
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    browser
+        .eval(&format!(
+            "localStorage.setItem('rendermesh-upload:scene.blend:{}:{modified}', '{upload}'); return true;",
+            bytes.len()
+        ))
+        .await?;
+
     // The example .blend uploaded from the page's form, 6 frames asked.
     let path = fx.blend.display().to_string();
     browser.fill("#blend", &path).await?;
@@ -315,6 +352,30 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         .eval("return document.getElementById('upload-bar').style.width;")
         .await?;
     assert_eq!(bar, "100%", "the upload's progress bar");
+    // It went on from the 100,000 bytes the node held, and the job renders the whole file.
+    let offsets = browser
+        .eval(&format!(
+            "return performance.getEntriesByType('resource').map((e) => e.name)\
+             .filter((n) => n.includes('/uploads/{upload}?offset='))\
+             .map((n) => Number(n.split('offset=')[1]));"
+        ))
+        .await?;
+    assert_eq!(
+        offsets,
+        serde_json::json!([100_000]),
+        "the pieces the page sent"
+    );
+    let record = via
+        .get(&format!("/api/v1/jobs/{six}"))
+        .context("the job's record")?;
+    assert_eq!(
+        record["spec"]["blend"].as_str(),
+        Some(
+            rendermesh_protocol::BlobHash::of(&bytes)
+                .to_string()
+                .as_str()
+        )
+    );
     let card = format!("#job-{six}");
     browser
         .wait_text("the job done on the page", &card, TIMEOUT, |t| {

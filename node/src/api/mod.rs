@@ -51,6 +51,10 @@
 //! | GET | `/jobs/{id}/contact.png` | | a contact sheet: the finished frames' thumbnails in one PNG (see [`sheet`]) |
 //! | GET | `/jobs/{id}/frames.zip` | | every finished frame, as `rendermesh download` names them, in one zip streamed as it is built (404 while none is finished) |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
+//! | POST | `/uploads` | `{"size": N}` | 201 [`uploads::UploadState`] `{"id", "size", "received": 0}`: a resumable upload opened (see [`uploads`]) |
+//! | PUT | `/uploads/{id}?offset=R` | the next bytes | [`uploads::UploadState`]; with `"hash"` once every byte is in; 409 when `R` is not what the node holds |
+//! | GET | `/uploads/{id}` | | [`uploads::UploadState`]: what the node holds, to resume from |
+//! | DELETE | `/uploads/{id}` | | 200 `{}`: dropped |
 //!
 //! A job's `.blend` must be uploaded (`PUT /blobs`) to the node it is submitted to; the job
 //! spec names it by hash.
@@ -89,6 +93,7 @@ mod archive;
 mod events;
 pub mod sheet;
 pub mod types;
+pub mod uploads;
 
 pub use types::{ErrorBody, NodeInfo, PREFIX, PeerView, PeersView, Submitted, Uploaded};
 
@@ -178,7 +183,16 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
         .route("/jobs/{id}/contact.png", get(sheet::contact_sheet))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
-        .route("/blobs/{hash}", get(download));
+        .route("/blobs/{hash}", get(download))
+        .route("/uploads", post(uploads::open))
+        .route(
+            "/uploads/{id}",
+            get(uploads::state)
+                .put(uploads::append)
+                .delete(uploads::drop_upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .layer(axum::Extension(uploads::Uploads::default()));
     Router::new()
         .route("/", get(page))
         .nest(PREFIX, api)
