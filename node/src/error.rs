@@ -73,4 +73,8 @@ pub enum Error {
     /// Blender could not be run, or failed.
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+
+    /// A chart could not be built into a `.blend` (the cause quotes Blender).
+    #[error("cannot build the chart: {0}")]
+    ChartBuild(String),
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod bench;
 pub mod bench_transfer;
 pub mod blob_stream;
+pub mod chart;
 pub mod client;
 pub mod compare;
 pub mod config;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::types::NodeInfo;
+use crate::chart::ChartBuilder;
 use crate::core::Profile;
 use crate::db::Database;
 use crate::fetch::Fetcher;
@@ -170,8 +171,14 @@ impl Node {
             let guard = crate::api::Guard::new(api.unwrap_or(addr), config.api_token.as_deref());
             let h = handle.clone();
             let token = shutdown.child_token();
+            // Charts typed on the page are built here, with the Blender this node renders with.
+            let charts = ChartBuilder::new(
+                blender_version
+                    .is_some()
+                    .then(|| Blender::new(config.blender.clone(), config.threads)),
+            );
             tasks.spawn(async move {
-                if let Err(e) = crate::api::serve(listener, h, guard, token).await {
+                if let Err(e) = crate::api::serve(listener, h, guard, charts, token).await {
                     warn!("API stopped: {e}");
                 }
             });

@@ -2,35 +2,16 @@
 //! way goes on from the bytes the node holds, and lands in the store as the file's blob; what
 //! does not fit the upload, or the node, is refused by name.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rendermesh_node::api::uploads::{MAX_OPEN, UploadState};
-use rendermesh_node::{Config, Node, Role};
 use rendermesh_protocol::{BlobHash, limits};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A node on loopback (no mDNS, no secret, no Blender) serving its API.
-async fn start() -> (tempfile::TempDir, Node, SocketAddr) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(Config {
-        data_dir: dir.path().join("node"),
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
-        api: Some("127.0.0.1:0".parse().expect("addr")),
-        mdns: false,
-        name: "uploads".into(),
-        role: Role::Worker,
-        blender: dir.path().join("no-blender-here"),
-        sandbox: false,
-        ..Config::default()
-    })
-    .await
-    .expect("node starts");
-    let api = node.api_addr().expect("the node serves its API");
-    (dir, node, api)
-}
 
 /// Bytes that do not repeat.
 fn file(len: usize) -> Vec<u8> {
@@ -98,7 +79,7 @@ async fn cut_off(api: SocketAddr, id: &str, offset: u64, declared: usize, sent: 
 /// another offset is refused naming the right one; the finished upload is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_cut_off_resumes_where_it_stopped_and_lands_as_its_blob() {
-    let (_dir, node, api) = start().await;
+    let (_dir, node, api) = common::start("uploads").await;
     let http = reqwest::Client::new();
     let data = file(3 << 20);
     let opened = open(&http, api, data.len() as u64).await;
@@ -175,7 +156,7 @@ async fn an_upload_cut_off_resumes_where_it_stopped_and_lands_as_its_blob() {
 /// too many are each refused, saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_does_not_fit_an_upload_is_refused_by_name() {
-    let (_dir, node, api) = start().await;
+    let (_dir, node, api) = common::start("uploads").await;
     let http = reqwest::Client::new();
     let empty = open(&http, api, 0).await;
     assert_eq!(empty.status(), 400);

@@ -245,6 +245,121 @@ async fn tiled_frame(fx: &Fixture, via: &MeshNode, browser: &Browser) -> Result<
     Ok(())
 }
 
+/// A chart typed into the page's editor: its mistake is shown at its line and column with the
+/// parser's suggestion, and nothing can be submitted; fixed, it renders on the mesh and the
+/// page shows the chart, equal to what `rendermesh chart` makes of the same file.
+async fn chart_editor(fx: &Fixture, via: &MeshNode, browser: &Browser) -> Result<()> {
+    let good = "# Three shops, four quarters.\nCONFIG\nimage-size; 160; 90\nimage-type; png\n\
+                graph-type; histogram\ndefault-material; material(diffuse, 0.5)\n\
+                default-color; color(0.2, 0.45, 0.8)\nfloor-color; color(0.9, 0.9, 0.88)\nEND\n\
+                DATA\n12; 15; 9; 18\n7; 11; 14; 10\n5; 6; 8; 13\nEND\n";
+    let typo = good.replace("material(diffuse", "material(difuse");
+    browser
+        .eval("document.getElementById('chart-form').scrollIntoView(); return true;")
+        .await?;
+    browser.fill("#chart-text", &typo).await?;
+    let problems = browser
+        .wait_text("the mistake shown", "#chart-problems", CLICK, |t| {
+            !t.is_empty()
+        })
+        .await?;
+    assert_eq!(
+        problems,
+        "line 6, column 28: expected `diffuse`, `glossy` or `glass`, found \"difuse\" — did you \
+         mean `diffuse`?",
+        "the editor's problems"
+    );
+    // Underlined where it stands, and the render button off.
+    let state = browser
+        .eval(
+            "const m = [...document.querySelectorAll('#chart-marks mark')];\
+             return [m.map((e) => [e.dataset.line, e.textContent]),\
+                     document.getElementById('chart-render').disabled];",
+        )
+        .await?;
+    assert_eq!(state, serde_json::json!([[["6", "difuse"]], true]));
+    std::fs::write(
+        screenshots(&fx.root).join("page-chart.png"),
+        browser.screenshot().await?,
+    )?;
+    // Fixed: the check passes and the chart renders.
+    browser.fill("#chart-text", good).await?;
+    browser
+        .wait_text("the fixed chart passing", "#chart-note", CLICK, |t| {
+            t.starts_with("ok: histogram, 3 rows, 12 values, 160x90 png")
+        })
+        .await?;
+    browser.fill("#chart-name", "shops").await?;
+    browser.fill("#chart-samples", &SAMPLES.to_string()).await?;
+    browser.fill("#chart-tiles", "none").await?;
+    assert!(browser.click("#chart-render").await?, "no render button");
+    let note = browser
+        .wait_text("the chart submitted", "#chart-note", TIMEOUT, |t| {
+            t.starts_with("submitted job ")
+                || t.starts_with("rendered")
+                || t.contains("not submitted")
+        })
+        .await?;
+    let id = browser
+        .eval("return document.getElementById('chart-note').dataset.job || '';")
+        .await?;
+    let id = id
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .with_context(|| format!("the page says: {note}"))?
+        .to_owned();
+    wait_until("the chart shown", TIMEOUT, || async {
+        let shown = browser
+            .eval(
+                "const i = document.getElementById('chart-result');\
+                 return !i.hidden && i.complete && i.naturalWidth;",
+            )
+            .await?;
+        Ok(shown.as_u64() == Some(160))
+    })
+    .await?;
+    // The chart shown is the job's one frame, and equals the CLI's render of the same file.
+    let record = via
+        .get(&format!("/api/v1/jobs/{id}"))
+        .context("the chart's job")?;
+    assert_eq!(record["spec"]["name"], "shops.blend", "{record}");
+    let output = record["tasks"][0]["outputs"][0].clone();
+    let shown = browser
+        .eval("return document.getElementById('chart-result').dataset.blob;")
+        .await?;
+    assert_eq!(
+        shown, output["blob"],
+        "the chart shown is not the job's frame"
+    );
+    let hash = output["blob"].as_str().context("the chart's blob")?;
+    let (_, png) = http_get_bytes(via.api, &format!("/api/v1/blobs/{hash}"))
+        .context("GET the chart's frame")?;
+    let from_page = fx.root.join("shops-page.png");
+    std::fs::write(&from_page, png)?;
+    let file = fx.root.join("shops.chart");
+    std::fs::write(&file, good)?;
+    let from_cli = fx.root.join("shops-cli.png");
+    let (file_arg, out_arg) = (file.display().to_string(), from_cli.display().to_string());
+    let samples = SAMPLES.to_string();
+    let out = via.cli(&[
+        "chart",
+        &file_arg,
+        "--out",
+        &out_arg,
+        "--samples",
+        &samples,
+        "--tiles",
+        "none",
+    ])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rendermesh chart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_same_pixels(&from_page, &from_cli).context("the page's chart against the CLI's")?;
+    Ok(())
+}
+
 /// The page's card of job `id`, as HTML, for a failure's message.
 async fn card_html(browser: &Browser, id: &str) -> String {
     browser
@@ -536,6 +651,9 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
     // A tiled frame filling in: paused once a tile is in, it shows each tile done so far,
     // tagged with its node, until it is resumed and stitched.
     tiled_frame(fx, via, &browser).await?;
+
+    // A chart typed with a mistake, shown, fixed, rendered and shown.
+    chart_editor(fx, via, &browser).await?;
 
     // The zip the page links to holds the 6 frames `blender -b` renders.
     let href = browser

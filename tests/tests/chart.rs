@@ -244,3 +244,71 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok: cake"));
     Ok(())
 }
+
+#[test]
+fn chart_check_json_gives_every_problem_as_data_for_editors() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("typos.chart");
+    let text = "CONFIG\nimage-size; 64; 48\nimage-type; png\ngraph-type; histogram\n\
+                default-material; material(difuse, 0.5)\ndefault-color; color(1, 0, 0)\n\
+                floor-color; color(1, 1, 1)\nEND\nDATA\n4; 1O; 6\nEND\n";
+    std::fs::write(&file, text)?;
+    let check = |file: &std::path::Path| -> Result<(bool, serde_json::Value)> {
+        let out = rendermesh_tests::run_bounded(
+            rendermesh_tests::rendermesh().args(["chart", "check", "--json", path_str(file)]),
+            rendermesh_tests::COMMAND_TIMEOUT,
+        )?;
+        Ok((out.status.success(), serde_json::from_slice(&out.stdout)?))
+    };
+    let (success, json) = check(&file)?;
+    assert!(!success, "{json}");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "ok": false,
+            "summary": null,
+            "diagnostics": [
+                {
+                    "line": 5, "column": 28, "length": 6,
+                    "message": "expected `diffuse`, `glossy` or `glass`, found \"difuse\"",
+                    "suggestion": "did you mean `diffuse`?",
+                },
+                {
+                    "line": 10, "column": 4, "length": 2,
+                    "message": "expected a number, found \"1O\"",
+                    "suggestion": "did you mean 10?",
+                },
+            ],
+        })
+    );
+    // Each span is the text found, where it stands.
+    for d in json["diagnostics"].as_array().into_iter().flatten() {
+        let line = text
+            .lines()
+            .nth(d["line"].as_u64().unwrap_or(0) as usize - 1);
+        let at: String = line
+            .unwrap_or_default()
+            .chars()
+            .skip(d["column"].as_u64().unwrap_or(0) as usize - 1)
+            .take(d["length"].as_u64().unwrap_or(0) as usize)
+            .collect();
+        assert!(
+            d["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("{at:?}")),
+            "{d}"
+        );
+    }
+    let (success, json) = check(&workspace().join("examples/charts/cake.chart"))?;
+    assert!(success, "{json}");
+    assert_eq!(json["ok"], true);
+    assert!(
+        json["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("cake, ")),
+        "{json}"
+    );
+    assert_eq!(json["diagnostics"], serde_json::json!([]));
+    Ok(())
+}

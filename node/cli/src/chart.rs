@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use rendermesh_node::chart::{check, not_text, output_format, summary, too_long};
 use rendermesh_node::render::Blender;
 use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
-use rendermesh_scene::chart::{self, Chart, ImageType, Keyword};
+use rendermesh_scene::chart::{self, Chart};
 
 use crate::args::{NodeOrEmbedded, TilesArg};
 use crate::submit::{Submission, output_name, submit_and_follow};
@@ -65,12 +66,21 @@ pub enum ChartCommand {
     Check {
         /// The chart data file.
         file: PathBuf,
+        /// Print what was found as JSON on stdout, for editors: `{"ok", "summary",
+        /// "diagnostics": [{"line", "column", "length", "message", "suggestion"}]}` (the same
+        /// as the API's `POST /api/v1/charts/check`); the exit status is 1 when there are
+        /// problems.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs `rendermesh chart`.
 pub async fn run(args: ChartArgs) -> Result<ExitCode> {
-    if let Some(ChartCommand::Check { file }) = &args.command {
+    if let Some(ChartCommand::Check { file, json }) = &args.command {
+        if *json {
+            return check_json(file);
+        }
         let chart = load(file)?;
         println!("{}: ok: {}", file.display(), summary(&chart));
         return Ok(ExitCode::SUCCESS);
@@ -228,29 +238,27 @@ pub fn load(path: &Path) -> Result<Chart> {
     }
 }
 
-/// One line about a valid chart.
-fn summary(chart: &Chart) -> String {
-    let values: usize = chart.rows.iter().map(|r| r.cells.len()).sum();
-    let kind = chart.config.graph_type.name();
-    let size = chart.config.image_size;
-    format!(
-        "{kind}, {} row{}, {values} value{}, {}x{} {}",
-        chart.rows.len(),
-        if chart.rows.len() == 1 { "" } else { "s" },
-        if values == 1 { "" } else { "s" },
-        size.width,
-        size.height,
-        output_format(chart.config.image_type)
-    )
-}
-
-/// The job format for a chart's `image-type`.
-pub fn output_format(image_type: ImageType) -> OutputFormat {
-    match image_type {
-        ImageType::Png => OutputFormat::Png,
-        ImageType::Jpg => OutputFormat::Jpg,
-        ImageType::Bmp => OutputFormat::Bmp,
-    }
+/// `chart check --json`: what the parser found, as JSON on stdout; 1 when there are problems.
+fn check_json(file: &Path) -> Result<ExitCode> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {}", file.display()))?
+        .len();
+    let check = if size > chart::MAX_TEXT_BYTES as u64 {
+        too_long(size)
+    } else {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        match std::str::from_utf8(&bytes) {
+            Ok(text) => check(text).0,
+            Err(e) => not_text(&bytes, e.valid_up_to()),
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&check)?);
+    Ok(if check.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Refuses an `--out` whose extension names another image format than the chart's.
@@ -280,21 +288,8 @@ fn stem(file: &Path) -> String {
 
 /// Writes the scene XML to `xml` and builds it into `blend` with the builder script.
 async fn build_blend(blender: &Blender, xml_path: &Path, xml: &str, blend: &Path) -> Result<()> {
-    write_file(xml_path, xml.as_bytes())?;
-    let (xml_arg, blend_arg) = (utf8(xml_path)?, utf8(blend)?);
-    blender
-        .run_script(chart::BUILDER_PY, &[xml_arg, "--save", blend_arg])
-        .await
-        .context("Blender could not build the chart scene")?;
-    if !blend.is_file() {
-        bail!("Blender built the chart but saved no {}", blend.display());
-    }
+    rendermesh_node::chart::build_blend(blender, xml_path, xml, blend).await?;
     Ok(())
-}
-
-fn utf8(path: &Path) -> Result<&str> {
-    path.to_str()
-        .with_context(|| format!("{} is not valid UTF-8", path.display()))
 }
 
 fn create_parent(path: &Path) -> Result<()> {

@@ -22,10 +22,10 @@
 //! 3. **Origin**: a POST, PUT, PATCH or DELETE with an `Origin` header other than the node's own
 //!    (`http://<Host>`) is 403: another site's page cannot cancel or submit. The CLI sends no
 //!    `Origin` and passes.
-//! 4. **Body type**: a POST body must be JSON: `POST /jobs` needs `Content-Type:
-//!    application/json` (parameters allowed), and any other POST that declares a type must
-//!    declare that one, else 415. Forms and `text/plain`, which a page can send to any site
-//!    without asking, are thus refused. `PUT /blobs` takes raw bytes of any declared type (no
+//! 4. **Body type**: a POST body must be JSON: `POST /jobs`, `/charts` and `/charts/check`
+//!    need `Content-Type: application/json` (parameters allowed), and any other POST that
+//!    declares a type must declare that one, else 415. Forms and `text/plain`, which a page
+//!    can send to any site without asking, are thus refused. `PUT /blobs` takes raw bytes of any declared type (no
 //!    page can send a cross-site PUT without the browser asking first).
 //!
 //! # Routes
@@ -55,6 +55,8 @@
 //! | PUT | `/uploads/{id}?offset=R` | the next bytes | [`uploads::UploadState`]; with `"hash"` once every byte is in; 409 when `R` is not what the node holds |
 //! | GET | `/uploads/{id}` | | [`uploads::UploadState`]: what the node holds, to resume from |
 //! | DELETE | `/uploads/{id}` | | 200 `{}`: dropped |
+//! | POST | `/charts/check` | `{"text"}` | [`ChartCheck`](crate::chart::ChartCheck) `{"ok", "summary", "diagnostics": [{"line", "column", "length", "message", "suggestion"}]}` (see `charts`) |
+//! | POST | `/charts` | `{"text", "name"?, "samples"?, "resolution_percent"?, "tiles"?}` | 201 [`Submitted`]: the chart built into a `.blend` here and submitted as a one-frame job; 400 naming the first problem of a chart with any |
 //!
 //! A job's `.blend` must be uploaded (`PUT /blobs`) to the node it is submitted to; the job
 //! spec names it by hash.
@@ -87,9 +89,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, debug_span};
 
 use crate::Error;
+use crate::chart::ChartBuilder;
 use crate::mesh::Handle;
 use crate::net;
 mod archive;
+mod charts;
 mod events;
 pub mod sheet;
 pub mod types;
@@ -166,8 +170,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The API's routes over `handle`, every one behind `guard`.
-pub fn router(handle: Handle, guard: Guard) -> Router {
+/// The API's routes over `handle`, every one behind `guard`; `charts` builds the charts typed on
+/// the page.
+pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder) -> Router {
     let api = Router::new()
         .route("/node", get(node))
         .route("/events", get(events::events))
@@ -192,7 +197,16 @@ pub fn router(handle: Handle, guard: Guard) -> Router {
                 .delete(uploads::drop_upload)
                 .layer(DefaultBodyLimit::disable()),
         )
-        .layer(axum::Extension(uploads::Uploads::default()));
+        .route(
+            "/charts",
+            post(charts::render_chart).layer(DefaultBodyLimit::max(charts::MAX_BODY)),
+        )
+        .route(
+            "/charts/check",
+            post(charts::check_chart).layer(DefaultBodyLimit::max(charts::MAX_BODY)),
+        )
+        .layer(axum::Extension(uploads::Uploads::default()))
+        .layer(axum::Extension(charts));
     Router::new()
         .route("/", get(page))
         .nest(PREFIX, api)
@@ -210,12 +224,13 @@ pub async fn serve(
     listener: TcpListener,
     handle: Handle,
     guard: Guard,
+    charts: ChartBuilder,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         debug!(%addr, token = guard.token.is_some(), "API listening");
     }
-    let app = router(handle, guard).into_make_service_with_connect_info::<LocalAddr>();
+    let app = router(handle, guard, charts).into_make_service_with_connect_info::<LocalAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -303,7 +318,8 @@ impl Guard {
         }
         // 4. A POST body is JSON: no form or text a page can send anywhere unasked.
         if method == Method::POST {
-            let submit = uri.path() == format!("{PREFIX}/jobs");
+            let path = uri.path().strip_prefix(PREFIX).unwrap_or_default();
+            let submit = path == "/jobs" || path == "/charts" || path == "/charts/check";
             match headers.get(header::CONTENT_TYPE) {
                 Some(v) if is_json(v) => {}
                 None if !submit => {}
@@ -502,12 +518,17 @@ async fn submit(State(h): State<Handle>, body: axum::body::Bytes) -> Result<Resp
         e => e.into(),
     })?;
     debug!(job = %id.short(), "submitted");
-    Ok((
+    Ok(created(id))
+}
+
+/// 201 for a job the coordinator accepted: its id, and where its record is.
+fn created(id: JobId) -> Response {
+    (
         StatusCode::CREATED,
         [(header::LOCATION, format!("{PREFIX}/jobs/{id}"))],
         Json(Submitted { id }),
     )
-        .into_response())
+        .into_response()
 }
 
 async fn cancel(

@@ -15,6 +15,9 @@ pub struct Diagnostic {
     pub column: usize,
     /// The offending text as written (cut to 40 characters); empty when something is missing.
     pub found: String,
+    /// How many characters the offending text spans from `column` (uncut); 0 when something is
+    /// missing there.
+    pub length: usize,
     /// What the parser expected there, e.g. ``a number`` or ```;` ``.
     pub expected: String,
     /// A hint such as ``did you mean `diffuse`?`` or ``use `;` to separate values``.
@@ -29,7 +32,8 @@ impl Diagnostic {
         found: &str,
         suggestion: Option<String>,
     ) -> Self {
-        let found = if found.chars().count() > MAX_FOUND_CHARS {
+        let length = found.chars().count();
+        let found = if length > MAX_FOUND_CHARS {
             let mut cut: String = found.chars().take(MAX_FOUND_CHARS).collect();
             cut.push('…');
             cut
@@ -40,8 +44,20 @@ impl Diagnostic {
             line,
             column,
             found,
+            length,
             expected: expected.into(),
             suggestion,
+        }
+    }
+}
+
+impl Diagnostic {
+    /// What is wrong, without its place or suggestion: `expected a number, found "1O"`.
+    pub fn message(&self) -> String {
+        if self.found.is_empty() {
+            format!("expected {}", self.expected)
+        } else {
+            format!("expected {}, found {:?}", self.expected, self.found)
         }
     }
 }
@@ -51,12 +67,11 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "line {}, column {}: expected {}",
-            self.line, self.column, self.expected
+            "line {}, column {}: {}",
+            self.line,
+            self.column,
+            self.message()
         )?;
-        if !self.found.is_empty() {
-            write!(f, ", found {:?}", self.found)?;
-        }
         if let Some(suggestion) = &self.suggestion {
             write!(f, "; {suggestion}")?;
         }

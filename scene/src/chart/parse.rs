@@ -22,13 +22,16 @@ pub const MAX_DIAGNOSTICS: usize = 1000;
 /// Parses a chart file, reporting every problem at once.
 pub fn parse(text: &str) -> Result<Chart, Errors> {
     if text.len() > MAX_TEXT_BYTES {
-        return Err(Errors(vec![Diagnostic::new(
+        let mut too_long = Diagnostic::new(
             1,
             1,
             format!("at most {MAX_TEXT_BYTES} bytes of text (MAX_TEXT_BYTES)"),
             &format!("{} bytes", text.len()),
             None,
-        )]));
+        );
+        // What was found is a count, not text standing at line 1.
+        too_long.length = 0;
+        return Err(Errors(vec![too_long]));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::default();

@@ -283,6 +283,47 @@ fn vars_may_follow_data() {
 // ---- one test per diagnostic ----
 
 #[test]
+fn a_diagnostic_spans_exactly_the_text_it_found() {
+    let mut lines: Vec<&str> = BASE.to_vec();
+    lines[2] = "imgae-type; png";
+    lines[4] = "default-material; material(difuse, 0.5)";
+    lines[11] = "$shiny; material(glossy, bekmann, 0.1, 1.5)";
+    lines[14] = "$bleu$ 1 $";
+    let text = lines.join("\n");
+    let errors = parse(&text).unwrap_err();
+    let spans: Vec<(usize, usize, String)> = errors
+        .diagnostics()
+        .iter()
+        .filter(|d| d.length > 0)
+        .map(|d| {
+            let source: String = lines[d.line - 1]
+                .chars()
+                .skip(d.column - 1)
+                .take(d.length)
+                .collect();
+            assert_eq!(source, d.found, "{d}");
+            (d.line, d.column, source)
+        })
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            (3, 1, "imgae-type".to_owned()),
+            (5, 28, "difuse".to_owned()),
+            (12, 26, "bekmann".to_owned()),
+            (15, 1, "$bleu".to_owned()),
+        ]
+    );
+    // Something missing spans nothing: here the required `image-type`, reported at `CONFIG`.
+    let missing = &errors.diagnostics()[0];
+    assert_eq!((missing.line, missing.length), (1, 0), "{missing}");
+    assert_eq!(
+        missing.message(),
+        "expected the key `image-type` in this `CONFIG` section"
+    );
+}
+
+#[test]
 fn misspelt_material_kind_suggests_the_name() {
     only_error(
         &with_line(5, Some("default-material; material(difuse, 0.5)")),

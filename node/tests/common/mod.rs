@@ -1,0 +1,26 @@
+//! What the node's API tests share.
+
+use std::net::SocketAddr;
+
+use rendermesh_node::{Config, Node, Role};
+
+/// A node named `name` on loopback (no mDNS, no secret, no Blender) serving its API; the
+/// directory holds its data.
+pub async fn start(name: &str) -> (tempfile::TempDir, Node, SocketAddr) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(Config {
+        data_dir: dir.path().join("node"),
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")],
+        api: Some("127.0.0.1:0".parse().expect("addr")),
+        mdns: false,
+        name: name.into(),
+        role: Role::Worker,
+        blender: dir.path().join("no-blender-here"),
+        sandbox: false,
+        ..Config::default()
+    })
+    .await
+    .expect("node starts");
+    let api = node.api_addr().expect("the node serves its API");
+    (dir, node, api)
+}
