@@ -53,6 +53,9 @@ pub struct Config {
     pub role: Role,
     /// The Blender executable. Default: `blender` on the `PATH`.
     pub blender: PathBuf,
+    /// The ffmpeg executable that makes a job's preview video (the API's `preview.mp4`; none
+    /// when it does not run). Default: `ffmpeg` on the `PATH`.
+    pub ffmpeg: PathBuf,
     /// The mesh secret: only nodes with the same one can connect. Default: none.
     pub secret: Option<MeshSecret>,
     /// The API's bearer token: when set, every API request (the page included) must carry
@@ -88,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("threads", &self.threads)
             .field("role", &self.role)
             .field("blender", &self.blender)
+            .field("ffmpeg", &self.ffmpeg)
             .field("secret", &self.secret)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("sandbox", &self.sandbox)
@@ -110,6 +114,7 @@ impl Default for Config {
             threads: None,
             role: Role::Worker,
             blender: PathBuf::from("blender"),
+            ffmpeg: PathBuf::from("ffmpeg"),
             secret: None,
             api_token: None,
             sandbox: true,

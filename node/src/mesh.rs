@@ -508,6 +508,8 @@ impl Mesh {
                     coordinator: self.core.coordinator().map(|c| c.to_string()),
                     store: self.store.stats(),
                     secret: self.secret.clone(),
+                    // The API's to tell: it runs ffmpeg.
+                    ffmpeg: None,
                 });
             }
             Command::Peers(tx) => {

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::preview::Previews;
 use crate::api::types::NodeInfo;
 use crate::chart::ChartBuilder;
 use crate::core::Profile;
@@ -177,8 +178,10 @@ impl Node {
                     .is_some()
                     .then(|| Blender::new(config.blender.clone(), config.threads)),
             );
+            let previews = Previews::probe(&config.ffmpeg).await;
             tasks.spawn(async move {
-                if let Err(e) = crate::api::serve(listener, h, guard, charts, token).await {
+                if let Err(e) = crate::api::serve(listener, h, guard, charts, previews, token).await
+                {
                     warn!("API stopped: {e}");
                 }
             });

@@ -91,7 +91,22 @@ async fn click_until(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if Instant::now() >= deadline {
-            bail!("clicking `{css}` did not change job {id} within {CLICK:?}");
+            let script = format!(
+                "return [!!document.querySelector({}), document.getElementById('error').textContent];",
+                serde_json::to_string(css)?
+            );
+            let shown = browser.eval(&script);
+            bail!(
+                "clicking `{css}` did not change job {id} within {CLICK:?} (the button is there, \
+                 the page's notice: {}); the job: {}",
+                shown.await?,
+                node.get(&format!("/api/v1/jobs/{id}"))
+                    .map(|j| format!(
+                        "state {}, paused {}, priority {}",
+                        j["state"], j["paused"], j["priority"]
+                    ))
+                    .unwrap_or_default()
+            );
         }
     }
 }
@@ -254,8 +269,12 @@ async fn chart_editor(fx: &Fixture, via: &MeshNode, browser: &Browser) -> Result
                 default-color; color(0.2, 0.45, 0.8)\nfloor-color; color(0.9, 0.9, 0.88)\nEND\n\
                 DATA\n12; 15; 9; 18\n7; 11; 14; 10\n5; 6; 8; 13\nEND\n";
     let typo = good.replace("material(diffuse", "material(difuse");
+    assert!(
+        browser.click("#chart-panel > summary").await?,
+        "no chart panel"
+    );
     browser
-        .eval("document.getElementById('chart-form').scrollIntoView(); return true;")
+        .eval("document.getElementById('chart-panel').scrollIntoView(); return true;")
         .await?;
     browser.fill("#chart-text", &typo).await?;
     let problems = browser
@@ -357,6 +376,102 @@ async fn chart_editor(fx: &Fixture, via: &MeshNode, browser: &Browser) -> Result
         String::from_utf8_lossy(&out.stderr)
     );
     assert_same_pixels(&from_page, &from_cli).context("the page's chart against the CLI's")?;
+    Ok(())
+}
+
+/// The "preview video" link of the 6-frame job: the node makes an H.264 video of the frames
+/// with ffmpeg, and the page plays it. It holds 6 frames of the frames' size, the first close to
+/// `blender -b`'s (the video is lossy).
+async fn preview_video(fx: &Fixture, via: &MeshNode, browser: &Browser, six: &str) -> Result<()> {
+    let reference = image::open(fx.reference_frame(1))?.to_rgb8();
+    let (width, height) = reference.dimensions();
+    // The card may be redrawn between finding the link and clicking it: clicked again then.
+    let link = format!("a[data-preview=\"{six}\"]");
+    if let Err(e) = wait_until("the preview link clicked", CLICK, || async {
+        browser.click(&link).await
+    })
+    .await
+    {
+        bail!("{e}: {}", card_html(browser, six).await);
+    }
+    let state = format!(
+        "const v = document.querySelector('#job-{six} video.clip');\
+         return v ? [v.readyState, v.videoWidth, v.videoHeight, v.error && v.error.message] \
+         : document.getElementById('error').textContent;"
+    );
+    let playing = wait_until("the preview video playing on the page", TIMEOUT, || async {
+        let state = browser.eval(&state).await?;
+        Ok(state[0].as_u64().is_some_and(|r| r >= 1)
+            && state[1] == width & !1
+            && state[2] == height & !1)
+    })
+    .await;
+    if let Err(e) = playing {
+        bail!("{e}: the video reads {}", browser.eval(&state).await?);
+    }
+    let (_, mp4) = http_get_bytes(via.api, &format!("/api/v1/jobs/{six}/preview.mp4"))
+        .context("GET preview.mp4")?;
+    let video = fx.root.join("preview.mp4");
+    std::fs::write(&video, mp4)?;
+    let video_arg = video.display().to_string();
+    let probe = rendermesh_tests::run_bounded(
+        std::process::Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "json",
+            &video_arg,
+        ]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
+    let probe: Value = serde_json::from_slice(&probe.stdout)?;
+    let stream = &probe["streams"][0];
+    assert_eq!(stream["codec_name"], "h264", "{probe}");
+    assert_eq!(stream["nb_read_frames"], "6", "{probe}");
+    assert_eq!(
+        (stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some(u64::from(width & !1)), Some(u64::from(height & !1))),
+        "{probe}"
+    );
+    let first = fx.root.join("preview-first.png");
+    let first_arg = first.display().to_string();
+    let out = rendermesh_tests::run_bounded(
+        std::process::Command::new("ffmpeg").args([
+            "-v",
+            "error",
+            "-i",
+            &video_arg,
+            "-frames:v",
+            "1",
+            "-y",
+            &first_arg,
+        ]),
+        rendermesh_tests::COMMAND_TIMEOUT,
+    )?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = image::open(&first)?.to_rgb8();
+    let (mut sum, mut n) = (0u64, 0u64);
+    for (x, y, p) in shown.enumerate_pixels() {
+        let q = reference.get_pixel(x, y);
+        for c in 0..3 {
+            sum += u64::from(p[c].abs_diff(q[c]));
+            n += 1;
+        }
+    }
+    let mean = sum as f64 / n as f64;
+    assert!(
+        mean < 4.0,
+        "the preview's first frame is {mean:.2} levels from frame 1 on average"
+    );
     Ok(())
 }
 
@@ -530,6 +645,8 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         let want = thumb::thumbnail(&image::open(fx.reference_frame(frame))?, None);
         assert!(shown == want, "frame {frame}'s thumbnail differs");
     }
+    // A preview video of the 6 frames, made by ffmpeg on the node, played on the page.
+    preview_video(fx, via, &browser, &six).await?;
     // Each node's row: its state, and the frames it finished in the last minute (all 6 were).
     let deadline = Instant::now() + CLICK;
     loop {

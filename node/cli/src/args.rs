@@ -153,6 +153,10 @@ pub struct NodeArgs {
     /// The Blender executable.
     #[arg(long, value_name = "PATH", default_value = "blender")]
     pub blender: PathBuf,
+    /// The ffmpeg executable, for the page's preview videos (none when it does not run:
+    /// `apt-get install ffmpeg`).
+    #[arg(long, value_name = "PATH", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
     /// A file holding the mesh secret (a passphrase of 8+ characters, or a key written by
     /// `rendermesh secret new`), instead of this machine's key: only nodes with the same secret
     /// can connect [default: this machine's key, created on first use].
@@ -254,6 +258,7 @@ impl NodeArgs {
             threads: self.threads,
             role: Role::Worker,
             blender: self.blender,
+            ffmpeg: self.ffmpeg,
             secret,
             sandbox: !self.no_sandbox,
             spare_blender: !self.no_spare_blender,

@@ -49,6 +49,7 @@
 //! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
 //! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
 //! | GET | `/jobs/{id}/contact.png` | | a contact sheet: the finished frames' thumbnails in one PNG (see [`sheet`]) |
+//! | GET | `/jobs/{id}/preview.mp4?fps=N` | | a short H.264 video of the finished frames, made with ffmpeg (503 when this node has none; see [`preview`]) |
 //! | GET | `/jobs/{id}/frames.zip` | | every finished frame, as `rendermesh download` names them, in one zip streamed as it is built (404 while none is finished) |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
 //! | POST | `/uploads` | `{"size": N}` | 201 [`uploads::UploadState`] `{"id", "size", "received": 0}`: a resumable upload opened (see [`uploads`]) |
@@ -92,9 +93,11 @@ use crate::Error;
 use crate::chart::ChartBuilder;
 use crate::mesh::Handle;
 use crate::net;
+use preview::Previews;
 mod archive;
 mod charts;
 mod events;
+pub mod preview;
 pub mod sheet;
 pub mod types;
 pub mod uploads;
@@ -172,7 +175,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// The API's routes over `handle`, every one behind `guard`; `charts` builds the charts typed on
 /// the page.
-pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder) -> Router {
+pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder, previews: Previews) -> Router {
     let api = Router::new()
         .route("/node", get(node))
         .route("/events", get(events::events))
@@ -186,6 +189,7 @@ pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder) -> Router {
         .route("/jobs/{id}/rerender", post(rerender))
         .route("/jobs/{id}/frames.zip", get(archive::frames_zip))
         .route("/jobs/{id}/contact.png", get(sheet::contact_sheet))
+        .route("/jobs/{id}/preview.mp4", get(preview::preview))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download))
@@ -206,7 +210,8 @@ pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder) -> Router {
             post(charts::check_chart).layer(DefaultBodyLimit::max(charts::MAX_BODY)),
         )
         .layer(axum::Extension(uploads::Uploads::default()))
-        .layer(axum::Extension(charts));
+        .layer(axum::Extension(charts))
+        .layer(axum::Extension(previews));
     Router::new()
         .route("/", get(page))
         .nest(PREFIX, api)
@@ -225,12 +230,14 @@ pub async fn serve(
     handle: Handle,
     guard: Guard,
     charts: ChartBuilder,
+    previews: Previews,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         debug!(%addr, token = guard.token.is_some(), "API listening");
     }
-    let app = router(handle, guard, charts).into_make_service_with_connect_info::<LocalAddr>();
+    let app =
+        router(handle, guard, charts, previews).into_make_service_with_connect_info::<LocalAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -485,8 +492,13 @@ fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
         .map_err(|e: rendermesh_protocol::Error| ApiError::bad_request(e.to_string()))
 }
 
-async fn node(State(h): State<Handle>) -> Result<Json<NodeInfo>, ApiError> {
-    Ok(Json(h.info().await?))
+async fn node(
+    State(h): State<Handle>,
+    axum::Extension(previews): axum::Extension<Previews>,
+) -> Result<Json<NodeInfo>, ApiError> {
+    let mut info = h.info().await?;
+    info.ffmpeg = previews.version();
+    Ok(Json(info))
 }
 
 async fn peers(State(h): State<Handle>) -> Result<Json<PeersView>, ApiError> {

@@ -81,7 +81,7 @@ pub(super) async fn contact_sheet(
 }
 
 /// At most `most` of `frames`, evenly spread over them, the first and the last included.
-fn spread(frames: Vec<Entry>, most: usize) -> Vec<Entry> {
+pub(super) fn spread(frames: Vec<Entry>, most: usize) -> Vec<Entry> {
     let n = frames.len();
     if n <= most || most < 2 {
         return frames.into_iter().take(most.max(1)).collect();

@@ -94,6 +94,10 @@ pub struct NodeInfo {
     /// The fingerprint of the mesh secret, when the mesh has one.
     #[serde(default)]
     pub secret: Option<String>,
+    /// The ffmpeg version this node makes preview videos with (`GET
+    /// /jobs/{id}/preview.mp4`); `None` when it has no ffmpeg.
+    #[serde(default)]
+    pub ffmpeg: Option<String>,
 }
 
 /// The API's path prefix.

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use rendermesh_node::{Config, Node, Role};
 
-/// A node named `name` on loopback (no mDNS, no secret, no Blender) serving its API; the
+/// A node named `name` on loopback (no mDNS, no secret, no Blender, no ffmpeg) serving its API; the
 /// directory holds its data.
 pub async fn start(name: &str) -> (tempfile::TempDir, Node, SocketAddr) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -16,6 +16,7 @@ pub async fn start(name: &str) -> (tempfile::TempDir, Node, SocketAddr) {
         name: name.into(),
         role: Role::Worker,
         blender: dir.path().join("no-blender-here"),
+        ffmpeg: dir.path().join("no-ffmpeg-here"),
         sandbox: false,
         ..Config::default()
     })

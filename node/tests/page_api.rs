@@ -1,6 +1,8 @@
-//! Charts typed on the page (`/api/v1/charts/check` and `/api/v1/charts`, issue 14), against a
-//! real node: the check answers the parser's diagnostics with their spans, and a chart is
-//! submitted only when it has no problem, its name is plain, and the node can build it.
+//! The page's own routes (issue 14), against a real node: charts typed on the page
+//! (`/api/v1/charts/check` and `/api/v1/charts`: the check answers the parser's diagnostics with
+//! their spans, and a chart is submitted only when it has no problem, its name is plain, and the
+//! node can build it), and preview videos (refused, by name, on a node without ffmpeg).
+//! `tests/tests/browser.rs` drives both from the page, with Blender and ffmpeg.
 
 mod common;
 
@@ -32,7 +34,7 @@ async fn error(answer: reqwest::Response) -> String {
 
 #[tokio::test]
 async fn the_check_answers_the_parsers_diagnostics_with_their_spans() {
-    let (_dir, node, api) = common::start("charts").await;
+    let (_dir, node, api) = common::start("page").await;
     let answer = post(api, "/charts/check", json!({ "text": GOOD })).await;
     assert_eq!(answer.status(), 200);
     let check: ChartCheck = answer.json().await.expect("a check");
@@ -89,7 +91,7 @@ async fn the_check_answers_the_parsers_diagnostics_with_their_spans() {
 
 #[tokio::test]
 async fn a_chart_with_a_problem_a_bad_name_or_no_blender_is_not_submitted() {
-    let (_dir, node, api) = common::start("charts").await;
+    let (_dir, node, api) = common::start("page").await;
     let typo = GOOD.replace("(diffuse", "(difuse");
     let answer = post(api, "/charts", json!({ "text": typo })).await;
     assert_eq!(answer.status(), 400);
@@ -117,5 +119,30 @@ async fn a_chart_with_a_problem_a_bad_name_or_no_blender_is_not_submitted() {
         .await
         .expect("JSON");
     assert_eq!(jobs, json!([]), "a job was submitted");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_node_without_ffmpeg_says_so_and_makes_no_preview() {
+    let (_dir, node, api) = common::start("page").await;
+    let info: serde_json::Value = reqwest::get(format!("http://{api}/api/v1/node"))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(info["ffmpeg"], serde_json::Value::Null, "{info}");
+    let answer = reqwest::get(format!(
+        "http://{api}/api/v1/jobs/{}/preview.mp4",
+        "ab".repeat(16)
+    ))
+    .await
+    .expect("answers");
+    assert_eq!(answer.status(), 503);
+    let message = error(answer).await;
+    assert!(
+        message.contains("no ffmpeg") && message.contains("apt-get install ffmpeg"),
+        "{message}"
+    );
     node.shutdown().await;
 }
