@@ -53,6 +53,9 @@ pub struct Config {
     pub role: Role,
     /// The Blender executable. Default: `blender` on the `PATH`.
     pub blender: PathBuf,
+    /// The largest file the API takes (`PUT /blobs` and the page's uploads), in bytes; at most
+    /// [`limits::MAX_BLOB`](rendermesh_protocol::limits::MAX_BLOB), the default.
+    pub max_upload: u64,
     /// The ffmpeg executable that makes a job's preview video (the API's `preview.mp4`; none
     /// when it does not run). Default: `ffmpeg` on the `PATH`.
     pub ffmpeg: PathBuf,
@@ -92,6 +95,7 @@ impl std::fmt::Debug for Config {
             .field("role", &self.role)
             .field("blender", &self.blender)
             .field("ffmpeg", &self.ffmpeg)
+            .field("max_upload", &self.max_upload)
             .field("secret", &self.secret)
             .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
             .field("sandbox", &self.sandbox)
@@ -115,6 +119,7 @@ impl Default for Config {
             role: Role::Worker,
             blender: PathBuf::from("blender"),
             ffmpeg: PathBuf::from("ffmpeg"),
+            max_upload: rendermesh_protocol::limits::MAX_BLOB,
             secret: None,
             api_token: None,
             sandbox: true,

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::Services;
 use crate::api::preview::Previews;
 use crate::api::types::NodeInfo;
 use crate::chart::ChartBuilder;
@@ -172,16 +173,18 @@ impl Node {
             let guard = crate::api::Guard::new(api.unwrap_or(addr), config.api_token.as_deref());
             let h = handle.clone();
             let token = shutdown.child_token();
-            // Charts typed on the page are built here, with the Blender this node renders with.
-            let charts = ChartBuilder::new(
-                blender_version
-                    .is_some()
-                    .then(|| Blender::new(config.blender.clone(), config.threads)),
-            );
-            let previews = Previews::probe(&config.ffmpeg).await;
+            let services = Services {
+                // Charts typed on the page are built with the Blender this node renders with.
+                charts: ChartBuilder::new(
+                    blender_version
+                        .is_some()
+                        .then(|| Blender::new(config.blender.clone(), config.threads)),
+                ),
+                previews: Previews::probe(&config.ffmpeg).await,
+                max_upload: config.max_upload,
+            };
             tasks.spawn(async move {
-                if let Err(e) = crate::api::serve(listener, h, guard, charts, previews, token).await
-                {
+                if let Err(e) = crate::api::serve(listener, h, guard, services, token).await {
                     warn!("API stopped: {e}");
                 }
             });

@@ -190,3 +190,30 @@ async fn what_does_not_fit_an_upload_is_refused_by_name() {
     assert_eq!(open(&http, api, 10).await.status(), 201);
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_node_refuses_files_over_its_configured_limit_before_a_byte_is_sent() {
+    const MAX: u64 = 1 << 20;
+    let (_dir, node, api) = common::start_with("uploads", |config| config.max_upload = MAX).await;
+    let http = reqwest::Client::new();
+    let over = open(&http, api, MAX + 1).await;
+    assert_eq!(over.status(), 413);
+    let why = error(over).await;
+    assert!(
+        why.contains("1048577 bytes") && why.contains("at most 1048576 bytes"),
+        "{why}"
+    );
+    assert_eq!(open(&http, api, MAX).await.status(), 201);
+    // `PUT /blobs` (the CLI's) keeps the same limit, declared or not.
+    let put_blob = |bytes: Vec<u8>| {
+        http.put(format!("http://{api}/api/v1/blobs"))
+            .body(bytes)
+            .send()
+    };
+    let over = put_blob(file(MAX as usize + 1)).await.expect("answers");
+    assert_eq!(over.status(), 413);
+    assert!(error(over).await.contains("at most 1048576 bytes"));
+    let fits = put_blob(file(MAX as usize)).await.expect("answers");
+    assert_eq!(fits.status(), 200);
+    node.shutdown().await;
+}

@@ -670,8 +670,28 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         })
         .await?;
 
-    // A long job, steered from its buttons while it runs.
-    let long = submit(via, fx, "1-500")?;
+    // A long job, from the form again: the node holds the file, so none of it is sent again.
+    let uploads = "return performance.getEntriesByType('resource')\
+                   .filter((e) => e.name.includes('/api/v1/uploads')).length;";
+    let uploaded = browser.eval(uploads).await?;
+    browser.fill("#frames", "1-500").await?;
+    assert!(browser.click("#render").await?, "no render button");
+    let note = browser
+        .wait_text("the long job submitted", "#upload-note", TIMEOUT, |t| {
+            (t.starts_with("submitted job ") && !t.contains(&six)) || t.starts_with("not submitted")
+        })
+        .await?;
+    let long = note
+        .strip_prefix("submitted job ")
+        .with_context(|| format!("the page says: {note}"))?
+        .trim()
+        .to_owned();
+    assert_eq!(
+        browser.eval(uploads).await?,
+        uploaded,
+        "the file was uploaded again"
+    );
+    // Steered from its buttons while it runs.
     let job = format!("[data-job=\"{long}\"]");
     let paused = click_until(
         &browser,
@@ -717,6 +737,31 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
             |t| t.contains("priority 60"),
         )
         .await?;
+    // A second job, raised above the long one from its buttons (60, then 70), is rendered
+    // whole while the long one still has frames queued.
+    let second = submit(via, fx, "1-4")?;
+    let raise = |to: u64| {
+        format!("button[data-steer=\"priority\"][data-priority=\"{to}\"][data-job=\"{second}\"]")
+    };
+    for to in [60, 70] {
+        click_until(&browser, via, &second, &raise(to), |j| j["priority"] == to).await?;
+    }
+    browser
+        .wait_text(
+            "the raised job done",
+            &format!("#job-{second}"),
+            TIMEOUT,
+            |t| t.contains(" done ") && t.contains("4/4 frames"),
+        )
+        .await?;
+    let behind = via
+        .get(&format!("/api/v1/jobs/{long}"))
+        .context("the long job")?;
+    // Without the raise, the second job would wait for all 500 frames of the long one.
+    assert_eq!(
+        behind["state"], "Running",
+        "the long job ended before the raised one"
+    );
     browser
         .wait_text("a node shown rendering", "#peers tbody", CLICK, |t| {
             t.contains("rendering, sandboxed")
@@ -731,14 +776,14 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         "{elements} elements on a page with a 500-frame job"
     );
     // Pushed, not polled: over all this, the page asked for the list of jobs or peers never;
-    // its one request to `/jobs` is the form's submission.
+    // its two requests to `/jobs` are the form's submissions.
     let asked = browser
         .eval(
             "return performance.getEntriesByType('resource').map((e) => e.name)\
              .filter((n) => /\\/api\\/v1\\/(jobs|peers)$/.test(n)).length;",
         )
         .await?;
-    assert_eq!(asked, 1, "requests to /jobs or /peers: the page polled");
+    assert_eq!(asked, 2, "requests to /jobs or /peers: the page polled");
     std::fs::create_dir_all(screenshots(&fx.root))?;
     std::fs::write(
         screenshots(&fx.root).join("page-jobs.png"),

@@ -157,6 +157,11 @@ pub struct NodeArgs {
     /// `apt-get install ffmpeg`).
     #[arg(long, value_name = "PATH", default_value = "ffmpeg")]
     pub ffmpeg: PathBuf,
+    /// The largest file the API takes (the page's uploads, the CLI's `.blend` and the files it
+    /// uses), in MiB; larger ones are refused before a byte is sent.
+    #[arg(long, value_name = "MIB", default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_upload_mib: u64,
     /// A file holding the mesh secret (a passphrase of 8+ characters, or a key written by
     /// `rendermesh secret new`), instead of this machine's key: only nodes with the same secret
     /// can connect [default: this machine's key, created on first use].
@@ -259,6 +264,7 @@ impl NodeArgs {
             role: Role::Worker,
             blender: self.blender,
             ffmpeg: self.ffmpeg,
+            max_upload: self.max_upload_mib << 20,
             secret,
             sandbox: !self.no_sandbox,
             spare_blender: !self.no_spare_blender,

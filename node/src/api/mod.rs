@@ -47,10 +47,11 @@
 //! | PUT | `/jobs/{id}/priority` | `{"priority": 0..=100}` | 200 `{}`: the highest priority is handed out first (new jobs: 50) |
 //! | POST | `/jobs/{id}/rerender` | `{"frame": N}` | 200 `{}`: the task that rendered frame N goes back to the queue; a done job runs again (400 for a frame outside the job or not rendered yet, a job failed or cancelled) |
 //! | DELETE | `/jobs/{id}` | | 200 `{}`: removed for everyone (cancelled first if it runs) |
-//! | PUT | `/blobs` | raw bytes (at most [`limits::MAX_BLOB`]) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
+//! | PUT | `/blobs` | raw bytes (at most `--max-upload-mib`, [`limits::MAX_BLOB`] at most) | [`Uploaded`] `{"hash": "<hex>", "size": N}` |
 //! | GET | `/jobs/{id}/contact.png` | | a contact sheet: the finished frames' thumbnails in one PNG (see [`sheet`]) |
 //! | GET | `/jobs/{id}/preview.mp4?fps=N` | | a short H.264 video of the finished frames, made with ffmpeg (503 when this node has none; see [`preview`]) |
 //! | GET | `/jobs/{id}/frames.zip` | | every finished frame, as `rendermesh download` names them, in one zip streamed as it is built (404 while none is finished) |
+//! | HEAD | `/blobs/{hash}` | | 200 with the size when this node holds the blob (checked), 404 otherwise; nothing is fetched |
 //! | GET | `/blobs/{hash}?hint=<peer id>&hint=...` | | the blob's bytes (`application/octet-stream`), fetched from the mesh first if not here; `hint`s are peers likely to hold it |
 //! | POST | `/uploads` | `{"size": N}` | 201 [`uploads::UploadState`] `{"id", "size", "received": 0}`: a resumable upload opened (see [`uploads`]) |
 //! | PUT | `/uploads/{id}?offset=R` | the next bytes | [`uploads::UploadState`]; with `"hash"` once every byte is in; 409 when `R` is not what the node holds |
@@ -173,9 +174,21 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The API's routes over `handle`, every one behind `guard`; `charts` builds the charts typed on
-/// the page.
-pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder, previews: Previews) -> Router {
+/// What the API runs besides the mesh: the page's chart builds and preview videos, and the
+/// largest upload it takes.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Builds the charts typed on the page.
+    pub charts: ChartBuilder,
+    /// Makes preview videos, when the node has ffmpeg.
+    pub previews: Previews,
+    /// The largest file `PUT /blobs` and an upload take, in bytes (at most
+    /// [`limits::MAX_BLOB`]).
+    pub max_upload: u64,
+}
+
+/// The API's routes over `handle`, every one behind `guard`.
+pub fn router(handle: Handle, guard: Guard, services: Services) -> Router {
     let api = Router::new()
         .route("/node", get(node))
         .route("/events", get(events::events))
@@ -192,7 +205,7 @@ pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder, previews: Prev
         .route("/jobs/{id}/preview.mp4", get(preview::preview))
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
-        .route("/blobs/{hash}", get(download))
+        .route("/blobs/{hash}", get(download).head(held))
         .route("/uploads", post(uploads::open))
         .route(
             "/uploads/{id}",
@@ -209,9 +222,9 @@ pub fn router(handle: Handle, guard: Guard, charts: ChartBuilder, previews: Prev
             "/charts/check",
             post(charts::check_chart).layer(DefaultBodyLimit::max(charts::MAX_BODY)),
         )
-        .layer(axum::Extension(uploads::Uploads::default()))
-        .layer(axum::Extension(charts))
-        .layer(axum::Extension(previews));
+        .layer(axum::Extension(uploads::Uploads::new(services.max_upload)))
+        .layer(axum::Extension(services.charts))
+        .layer(axum::Extension(services.previews));
     Router::new()
         .route("/", get(page))
         .nest(PREFIX, api)
@@ -229,15 +242,13 @@ pub async fn serve(
     listener: TcpListener,
     handle: Handle,
     guard: Guard,
-    charts: ChartBuilder,
-    previews: Previews,
+    services: Services,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         debug!(%addr, token = guard.token.is_some(), "API listening");
     }
-    let app =
-        router(handle, guard, charts, previews).into_make_service_with_connect_info::<LocalAddr>();
+    let app = router(handle, guard, services).into_make_service_with_connect_info::<LocalAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -660,18 +671,26 @@ fn upload_dir(h: &Handle) -> PathBuf {
     h.store().tmp_dir().to_path_buf()
 }
 
-fn too_large() -> ApiError {
+/// 413 for a file of `size` bytes (0: not known yet) over this node's `max`.
+fn too_large(size: u64, max: u64) -> ApiError {
+    let size = if size == 0 {
+        "over the limit".to_owned()
+    } else {
+        format!("{size} bytes")
+    };
     ApiError(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!(
-            "upload too large: a blob holds at most {} bytes",
-            limits::MAX_BLOB
+            "upload too large ({size}): this node takes files of at most {max} bytes ({} MiB; \
+             rendermesh node --max-upload-mib)",
+            max >> 20
         ),
     )
 }
 
 async fn upload(
     State(h): State<Handle>,
+    axum::Extension(uploads): axum::Extension<uploads::Uploads>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Json<Uploaded>, ApiError> {
@@ -679,8 +698,8 @@ async fn upload(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits::MAX_BLOB) {
-        return Err(too_large());
+    if let Some(n) = declared.filter(|&n| n > uploads.max()) {
+        return Err(too_large(n, uploads.max()));
     }
     h.store()
         .check_room(declared.unwrap_or(0))
@@ -700,8 +719,8 @@ async fn upload(
         let chunk = chunk
             .map_err(|e| ApiError::bad_request(format!("the upload broke off: {}", chain(&e))))?;
         size += chunk.len() as u64;
-        if size > limits::MAX_BLOB {
-            return Err(too_large());
+        if size > uploads.max() {
+            return Err(too_large(0, uploads.max()));
         }
         hasher.update(&chunk);
         file.write_all(&chunk)
@@ -720,6 +739,25 @@ async fn upload(
         .map_err(|e| ApiError::from(Error::from(e)))?;
     debug!(blob = %hash.short(), size, "uploaded");
     Ok(Json(Uploaded { hash, size }))
+}
+
+/// `HEAD /blobs/{hash}`: 200 (with the size) when this node holds the blob, checked; 404
+/// otherwise. Nothing is fetched: the page asks before uploading a file it sent before.
+async fn held(State(h): State<Handle>, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let hash: BlobHash = hash
+        .parse()
+        .map_err(|e: rendermesh_protocol::Error| ApiError::bad_request(e.to_string()))?;
+    if !h.store().ensure(&hash).await.map_err(Error::from)? {
+        return Err(ApiError::not_found(format!(
+            "this node holds no blob {hash}"
+        )));
+    }
+    let path = h.store().path(&hash);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| ApiError::io("cannot read", &path, e))?
+        .len();
+    Ok(([(header::CONTENT_LENGTH, size.to_string())], Body::empty()).into_response())
 }
 
 async fn download(

@@ -40,9 +40,12 @@ pub const MAX_OPEN: usize = 16;
 /// How long an upload may go untouched before it is dropped.
 pub const ABANDONED: Duration = Duration::from_secs(3600);
 
-/// The open uploads, by id.
-#[derive(Clone, Default)]
-pub(super) struct Uploads(Arc<std::sync::Mutex<BTreeMap<String, Arc<Mutex<Partial>>>>>);
+/// The open uploads, by id, and the largest file this node takes.
+#[derive(Clone)]
+pub struct Uploads {
+    open: Arc<std::sync::Mutex<BTreeMap<String, Arc<Mutex<Partial>>>>>,
+    max: u64,
+}
 
 /// One open upload.
 struct Partial {
@@ -96,12 +99,25 @@ fn unknown(id: &str) -> ApiError {
 }
 
 impl Uploads {
+    /// No upload open; files of at most `max` bytes taken (at most [`limits::MAX_BLOB`]).
+    pub fn new(max: u64) -> Self {
+        Self {
+            open: Arc::default(),
+            max: max.min(limits::MAX_BLOB),
+        }
+    }
+
+    /// The largest file this node takes, in bytes (`PUT /blobs` and uploads alike).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
     fn get(&self, id: &str) -> Option<Arc<Mutex<Partial>>> {
-        self.0.lock().ok()?.get(id).cloned()
+        self.open.lock().ok()?.get(id).cloned()
     }
 
     fn remove(&self, id: &str) {
-        if let Ok(mut open) = self.0.lock() {
+        if let Ok(mut open) = self.open.lock() {
             open.remove(id);
         }
     }
@@ -117,8 +133,8 @@ pub(super) async fn open(
     if size == 0 {
         return Err(ApiError::bad_request("an empty file: nothing to upload"));
     }
-    if size > limits::MAX_BLOB {
-        return Err(too_large());
+    if size > uploads.max {
+        return Err(too_large(size, uploads.max));
     }
     h.store()
         .check_room(size)
@@ -137,7 +153,7 @@ pub(super) async fn open(
     };
     {
         let mut open = uploads
-            .0
+            .open
             .lock()
             .map_err(|_| ApiError::bad_request("the uploads are unavailable"))?;
         // Abandoned ones go first; busy ones (being written) are not abandoned.
