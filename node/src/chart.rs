@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use annotate_snippets::{Level, Renderer, Snippet};
 use rendermesh_protocol::OutputFormat;
 use rendermesh_scene::chart::{self, Chart, Diagnostic, ImageType, Keyword};
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,48 @@ pub fn check(text: &str) -> (ChartCheck, Option<Chart>) {
             None,
         ),
     }
+}
+
+/// `diagnostics` of `text` (the file `origin`) as compilers show them: each problem's source
+/// line with the offending text underlined, and the suggestion beneath as help; in colour when
+/// `color` (for a terminal).
+pub fn render(origin: &str, text: &str, diagnostics: &[Diagnostic], color: bool) -> String {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let lines: Vec<&str> = text.lines().collect();
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
+    let mut out = String::new();
+    for d in diagnostics {
+        let message = d.message();
+        let source = lines
+            .get(d.line.wrapping_sub(1))
+            .copied()
+            .unwrap_or_default();
+        // Columns count characters; spans are bytes of the line.
+        let byte = |chars: usize| {
+            source
+                .char_indices()
+                .nth(chars)
+                .map_or(source.len(), |(i, _)| i)
+        };
+        let start = byte(d.column.saturating_sub(1));
+        let end = byte(d.column.saturating_sub(1) + d.length).max(start);
+        let mut report = Level::Error.title(&message).snippet(
+            Snippet::source(source)
+                .line_start(d.line)
+                .origin(origin)
+                .annotation(Level::Error.span(start..end)),
+        );
+        if let Some(suggestion) = &d.suggestion {
+            report = report.footer(Level::Help.title(suggestion));
+        }
+        out.push_str(&renderer.render(report).to_string());
+        out.push_str("\n\n");
+    }
+    out
 }
 
 /// The check of bytes that are not UTF-8: one diagnostic at the first bad byte.
@@ -270,6 +313,64 @@ mod tests {
                 ],
             })
         );
+    }
+
+    /// A snapshot: several mistakes, as a terminal without colour shows them.
+    #[test]
+    fn diagnostics_render_as_a_compiler_shows_them() {
+        let text = "CONFIG\nimage-size; 64; 48\nimage-type: png\ngraph-type; cake\n\
+            default-material; material(difuse, 0.5)\ndefault-color; color(1, 0, 0)\n\
+            floor-color; color(0.9, 0.9, 0.9)\nEND\nDATA\n1; 2; 3O\n";
+        let errors = chart::parse(text).unwrap_err();
+        let shown = render("typos.chart", text, errors.diagnostics(), false);
+        let want = r#"error: expected `;`, found ":"
+ --> typos.chart:3:11
+  |
+3 | image-type: png
+  |           ^
+  |
+  = help: use `;` to separate values
+
+error: expected `diffuse`, `glossy` or `glass`, found "difuse"
+ --> typos.chart:5:28
+  |
+5 | default-material; material(difuse, 0.5)
+  |                            ^^^^^^
+  |
+  = help: did you mean `diffuse`?
+
+error: expected `END` or `END_DATA` to close the `DATA` section opened here
+ --> typos.chart:9:1
+  |
+9 | DATA
+  | ^
+  |
+
+error: expected a number, found "3O"
+  --> typos.chart:10:7
+   |
+10 | 1; 2; 3O
+   |       ^^
+   |
+   = help: did you mean 30?
+
+"#;
+        assert_eq!(shown, want, "as shown:\n{shown}");
+        // In colour for a terminal: the same words, with escape codes.
+        let coloured = render("typos.chart", text, errors.diagnostics(), true);
+        assert!(coloured.contains("\u{1b}["), "{coloured}");
+        assert!(coloured.contains("did you mean `diffuse`?"));
+    }
+
+    #[test]
+    fn a_span_counts_characters_not_bytes() {
+        let text = CHART.replace("1; 2; 3", "é; 2; ü3");
+        let errors = chart::parse(&text).unwrap_err();
+        let shown = render("u.chart", &text, errors.diagnostics(), false);
+        assert!(shown.contains("u.chart:10:1"), "{shown}");
+        assert!(shown.contains("10 | é; 2; ü3\n   | ^\n"), "{shown}");
+        assert!(shown.contains("u.chart:10:7"), "{shown}");
+        assert!(shown.contains("10 | é; 2; ü3\n   |       ^^\n"), "{shown}");
     }
 
     #[test]

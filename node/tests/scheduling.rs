@@ -766,7 +766,11 @@ async fn a_jobs_frames_download_as_one_zip() {
     let id = submit(&m.nodes[0], FrameRange::new(1, 6).expect("range"), Some(1)).await;
     let job = finished(&m.nodes[0], id).await;
     assert_eq!(job.state, JobState::Done, "{:?}", job.message);
-    // Asked of the node the job was not submitted to: it fetches what it lacks.
+    // Asked of the node the job was not submitted to: it fetches what it lacks. Its copy of the
+    // record follows the coordinator's, a pull behind: the zip holds the frames that copy names,
+    // so it is asked once that copy has the job done too.
+    let copy = finished(&m.nodes[1], id).await;
+    assert_eq!(copy.outputs().len(), 6, "{copy:?}");
     let answer = reqwest::get(format!("http://{api}/api/v1/jobs/{id}/frames.zip"))
         .await
         .expect("the zip answers");

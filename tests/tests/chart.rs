@@ -213,14 +213,15 @@ fn a_file_with_mistakes_is_refused_with_every_problem_located() -> Result<()> {
     )?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    // As compilers show them: `--> FILE:LINE:COLUMN`, the line, and the help beneath.
     for needle in [
-        "line 3, column",
-        "line 5, column",
-        "did you mean `diffuse`",
-        "line 6, column",
-        "line 10, column",
+        "typos.chart:3:11",
+        "typos.chart:5:28",
+        "= help: did you mean `diffuse`?",
+        "typos.chart:6:22",
+        "typos.chart:10:7",
         "$blue",
-        "line 11, column",
+        "typos.chart:11:4",
         "1O",
         "nothing was rendered",
     ] {

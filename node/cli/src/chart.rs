@@ -6,13 +6,14 @@
 //! an embedded node when none runs). `--emit-scene` and `--emit-blend` stop early and keep what
 //! was made; `chart check` only parses.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use rendermesh_node::chart::{check, not_text, output_format, summary, too_long};
+use rendermesh_node::chart::{check, not_text, output_format, render, summary, too_long};
 use rendermesh_node::render::Blender;
 use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
 use rendermesh_scene::chart::{self, Chart};
@@ -196,8 +197,8 @@ impl Timings {
     }
 }
 
-/// Reads and parses `path`; every problem is printed on stderr, one per line, as
-/// `FILE: line L, column C: ...`, and the error counts them.
+/// Reads and parses `path`; every problem is printed on stderr as compilers print theirs (the
+/// line, the offending text underlined, the suggestion as help), and the error counts them.
 pub fn load(path: &Path) -> Result<Chart> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
@@ -226,9 +227,10 @@ pub fn load(path: &Path) -> Result<Chart> {
         Ok(chart) => Ok(chart),
         Err(errors) => {
             let n = errors.diagnostics().len();
-            for d in errors.diagnostics() {
-                eprintln!("{}: {d}", path.display());
-            }
+            // In colour on a terminal, unless NO_COLOR says otherwise (https://no-color.org).
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let origin = path.display().to_string();
+            eprint!("{}", render(&origin, &text, errors.diagnostics(), color));
             bail!(
                 "{}: {n} problem{} (listed above); nothing was rendered",
                 path.display(),
