@@ -51,8 +51,27 @@
 //! | `bar-separation` (histogram only) | `X, Z` (or `X; Z`), numbers ≥ 0: gaps along X and Z | `0.5, 0.5` |
 //! | `minimum-bar-height` (histogram only) | number ≥ 0 | `0` |
 //! | `cake-height` (cake only) | number > 0 | `1` |
+//! | `title` | TEXT | none |
+//! | `x-labels` (histogram only) | TEXT; TEXT; …: the columns' names, along X, at most one per column | none |
+//! | `z-labels` (histogram only) | TEXT; TEXT; …: the rows' names, along Z, at most one per row | none |
+//! | `labels` (cake only) | TEXT; TEXT; …: the slices' names, in the order of a row's values | none |
+//! | `value-labels` | `on` or `off`: the value above each bar, or each slice's share on it | `off` |
+//! | `axis` (histogram only) | `on` or `off`: a value axis with round ticks and faint grid lines on the back walls | `off` |
+//! | `legend` | `on` or `off`: one entry per variable used in DATA | `off` |
+//! | `text-color` | COLOR | `color(0.05, 0.05, 0.05)` |
 //!
-//! A key of the other graph type is an error. Values:
+//! A key of the other graph type is an error. The text keys (the last eight) are read and
+//! checked, and written back by the writer; **the renderer does not draw them yet** (issue 15's
+//! next step: 3D text built in Blender), so a file using them renders as it would without them.
+//! Their defaults draw nothing, so every file from before them renders as it did.
+//!
+//! TEXT is what stands between two `;` (blanks around it dropped), or, when it holds a `;` or
+//! starts with `"`, a quoted text: `"` … `"`, in which `""` stands for one `"` (`title; "Sales;
+//! by ""shop"""` is `Sales; by "shop"`). An empty field (`x-labels; Q1; ; Q3`) or `""` is an empty
+//! label. Any Unicode is allowed except control characters (tabs included); a text holds at
+//! most 200 characters. Fewer labels than columns (or rows, or values) leave the rest unnamed;
+//! more are an error, reported at the key. A `title` holding an unquoted `;` is an error whose
+//! help shows it quoted. Values:
 //!
 //! ```text
 //! COLOR     = "color(" r "," g "," b ")"          each channel a number in 0..1 (inclusive)
@@ -150,6 +169,7 @@
 //! end
 //! ```
 
+pub mod annotate;
 mod error;
 mod model;
 mod parse;
@@ -164,8 +184,8 @@ pub use error::{Diagnostic, Errors};
 pub use model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, DEFAULT_BACKGROUND_STRENGTH,
     DEFAULT_BAR_SEPARATION, DEFAULT_BAR_WIDTH, DEFAULT_CAKE_HEIGHT, DEFAULT_MINIMUM_BAR_HEIGHT,
-    Distribution, GraphType, ImageSize, ImageType, Keyword, Material, MaterialKind, Range, Row,
-    Step, Transform, Var, VarValue, Vars,
+    DEFAULT_TEXT_COLOR, Distribution, GraphType, ImageSize, ImageType, Keyword, MAX_TEXT_CHARS,
+    Material, MaterialKind, Range, Row, Step, Switch, Transform, Var, VarValue, Vars,
 };
 pub use parse::{MAX_DIAGNOSTICS, MAX_TEXT_BYTES, MAX_VALUES, parse};
 pub use scene::{SceneDesc, layout};

@@ -16,6 +16,14 @@ pub const DEFAULT_BAR_SEPARATION: BarSeparation = BarSeparation { x: 0.5, z: 0.5
 pub const DEFAULT_MINIMUM_BAR_HEIGHT: f64 = 0.0;
 /// Cake thickness when `cake-height` is not given.
 pub const DEFAULT_CAKE_HEIGHT: f64 = 1.0;
+/// Colour of every text when `text-color` is not given: near black.
+pub const DEFAULT_TEXT_COLOR: Color = Color {
+    r: 0.05,
+    g: 0.05,
+    b: 0.05,
+};
+/// The longest text (a title or a label), in characters.
+pub const MAX_TEXT_CHARS: usize = 200;
 
 /// A whole chart file: its settings, its named colours and materials, and its data rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +68,25 @@ pub struct Config {
     pub minimum_bar_height: f64,
     /// Cake only: thickness of the cake (`cake-height`).
     pub cake_height: f64,
+    /// A title above the chart (`title`, default none).
+    pub title: Option<String>,
+    /// Histogram only: names of the columns, along X (`x-labels`, default none); there may be
+    /// fewer than columns.
+    pub x_labels: Vec<String>,
+    /// Histogram only: names of the rows, along Z (`z-labels`, default none).
+    pub z_labels: Vec<String>,
+    /// Cake only: names of the slices, in the order of a row's values (`labels`, default none).
+    pub labels: Vec<String>,
+    /// The value above each bar, or each slice's share on it (`value-labels`, default off).
+    pub value_labels: bool,
+    /// Histogram only: a value axis with round ticks and faint grid lines on the back walls
+    /// (`axis`, default off).
+    pub axis: bool,
+    /// One entry per variable used in DATA, with its colour or material (`legend`, default
+    /// off).
+    pub legend: bool,
+    /// Colour of every text (`text-color`, default [`DEFAULT_TEXT_COLOR`]).
+    pub text_color: Color,
 }
 
 impl Config {
@@ -86,6 +113,14 @@ impl Config {
             bar_separation: DEFAULT_BAR_SEPARATION,
             minimum_bar_height: DEFAULT_MINIMUM_BAR_HEIGHT,
             cake_height: DEFAULT_CAKE_HEIGHT,
+            title: None,
+            x_labels: Vec::new(),
+            z_labels: Vec::new(),
+            labels: Vec::new(),
+            value_labels: false,
+            axis: false,
+            legend: false,
+            text_color: DEFAULT_TEXT_COLOR,
         }
     }
 }
@@ -139,6 +174,16 @@ keywords!(GraphType { Histogram => "histogram", Cake => "cake" });
 keywords!(CameraType { Perspective => "perspective", Orthographic => "orthographic" });
 keywords!(Distribution { Beckmann => "beckmann", Sharp => "sharp" });
 keywords!(MaterialKind { Diffuse => "diffuse", Glossy => "glossy", Glass => "glass" });
+keywords!(Switch { On => "on", Off => "off" });
+
+/// The value of `value-labels`, `axis` and `legend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Switch {
+    /// `on`
+    On,
+    /// `off`
+    Off,
+}
 
 /// The first argument of `material(...)`: which shader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use super::error::{Diagnostic, Errors};
 use super::model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, Distribution, GraphType, ImageSize,
-    ImageType, Keyword, Material, MaterialKind, Range, Row, Step, Transform, Var, VarValue, Vars,
+    ImageType, Keyword, MAX_TEXT_CHARS, Material, MaterialKind, Range, Row, Step, Switch,
+    Transform, Var, VarValue, Vars,
 };
 
 /// Most values (cells, empty ones included) a DATA section may hold.
@@ -127,6 +128,95 @@ fn field(part: &str, at: usize) -> Field<'_> {
     }
 }
 
+/// A text of a `title` or `*labels` line: where it starts (its opening quote, if quoted) and
+/// what it says, quotes undone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TextField {
+    at: usize,
+    text: String,
+}
+
+/// Why a line's texts cannot be read.
+#[derive(Debug, PartialEq, Eq)]
+struct TextError {
+    /// Byte offset in the line.
+    at: usize,
+    expected: &'static str,
+    found: String,
+    hint: &'static str,
+}
+
+/// Splits `text` (at byte `at` of its line) into `;`-separated texts. A text that starts with
+/// `"` runs to the next lone `"` (`""` inside stands for one `"`) and may hold `;`; any other
+/// runs to the next `;`, trimmed. An empty field is an empty text.
+fn split_text(text: &str, at: usize) -> Result<Vec<TextField>, TextError> {
+    let bytes = text.as_bytes();
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    let mut fields = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && blank(bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        let end = if bytes.get(i) == Some(&b'"') {
+            let mut value = String::new();
+            let mut j = i + 1;
+            let mut closed = false;
+            while let Some(c) = text[j..].chars().next() {
+                if c == '"' {
+                    if bytes.get(j + 1) == Some(&b'"') {
+                        value.push('"');
+                        j += 2;
+                        continue;
+                    }
+                    closed = true;
+                    j += 1;
+                    break;
+                }
+                value.push(c);
+                j += c.len_utf8();
+            }
+            if !closed {
+                return Err(TextError {
+                    at: at + start,
+                    expected: "`\"` to close the text opened here",
+                    found: text[start..].trim_end().to_owned(),
+                    hint: "inside a quoted text, write `\"` as `\"\"`",
+                });
+            }
+            while j < bytes.len() && blank(bytes[j]) {
+                j += 1;
+            }
+            if j < bytes.len() && bytes[j] != b';' {
+                let stop = text[j..].find(';').map_or(text.len(), |e| j + e);
+                return Err(TextError {
+                    at: at + j,
+                    expected: "`;` after the quoted text",
+                    found: text[j..stop].trim_end().to_owned(),
+                    hint: "quote the whole text, or put the `;` right after its closing `\"`",
+                });
+            }
+            fields.push(TextField {
+                at: at + start,
+                text: value,
+            });
+            j
+        } else {
+            let stop = text[i..].find(';').map_or(text.len(), |e| i + e);
+            fields.push(TextField {
+                at: at + start,
+                text: text[start..stop].trim_end().to_owned(),
+            });
+            stop
+        };
+        if end >= text.len() {
+            return Ok(fields);
+        }
+        i = end + 1;
+    }
+}
+
 /// The CONFIG keys, in canonical order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Key {
@@ -143,10 +233,19 @@ enum Key {
     BarSeparation,
     MinimumBarHeight,
     CakeHeight,
+    Title,
+    XLabels,
+    ZLabels,
+    Labels,
+    ValueLabels,
+    Axis,
+    Legend,
+    TextColor,
 }
 
 impl Key {
-    const ALL: [Key; 13] = [
+    const COUNT: usize = 21;
+    const ALL: [Key; Key::COUNT] = [
         Key::ImageSize,
         Key::ImageType,
         Key::GraphType,
@@ -160,6 +259,14 @@ impl Key {
         Key::BarSeparation,
         Key::MinimumBarHeight,
         Key::CakeHeight,
+        Key::Title,
+        Key::XLabels,
+        Key::ZLabels,
+        Key::Labels,
+        Key::ValueLabels,
+        Key::Axis,
+        Key::Legend,
+        Key::TextColor,
     ];
     const REQUIRED: [Key; 6] = [
         Key::ImageSize,
@@ -185,7 +292,20 @@ impl Key {
             Key::BarSeparation => "bar-separation",
             Key::MinimumBarHeight => "minimum-bar-height",
             Key::CakeHeight => "cake-height",
+            Key::Title => "title",
+            Key::XLabels => "x-labels",
+            Key::ZLabels => "z-labels",
+            Key::Labels => "labels",
+            Key::ValueLabels => "value-labels",
+            Key::Axis => "axis",
+            Key::Legend => "legend",
+            Key::TextColor => "text-color",
         }
+    }
+
+    /// Whether its values are texts (quoted when they hold a `;`).
+    fn is_text(self) -> bool {
+        matches!(self, Key::Title | Key::XLabels | Key::ZLabels | Key::Labels)
     }
 
     fn named(text: &str) -> Option<Key> {
@@ -197,10 +317,13 @@ impl Key {
     /// The only graph type this key applies to, if it is specific to one.
     fn only_for(self) -> Option<GraphType> {
         match self {
-            Key::BarWidth | Key::BarSeparation | Key::MinimumBarHeight => {
-                Some(GraphType::Histogram)
-            }
-            Key::CakeHeight => Some(GraphType::Cake),
+            Key::BarWidth
+            | Key::BarSeparation
+            | Key::MinimumBarHeight
+            | Key::XLabels
+            | Key::ZLabels
+            | Key::Axis => Some(GraphType::Histogram),
+            Key::CakeHeight | Key::Labels => Some(GraphType::Cake),
             _ => None,
         }
     }
@@ -210,7 +333,7 @@ impl Key {
 #[derive(Default)]
 struct Draft {
     /// Where each key (by `Key as usize`) was first set: line and column.
-    seen: [Option<(usize, usize)>; 13],
+    seen: [Option<(usize, usize)>; Key::COUNT],
     image_size: Option<ImageSize>,
     image_type: Option<ImageType>,
     graph_type: Option<GraphType>,
@@ -224,6 +347,14 @@ struct Draft {
     bar_separation: Option<BarSeparation>,
     minimum_bar_height: Option<f64>,
     cake_height: Option<f64>,
+    title: Option<String>,
+    x_labels: Option<Vec<String>>,
+    z_labels: Option<Vec<String>>,
+    labels: Option<Vec<String>>,
+    value_labels: Option<Switch>,
+    axis: Option<Switch>,
+    legend: Option<Switch>,
+    text_color: Option<Color>,
 }
 
 /// A range opener, kept until the variables are known.
@@ -500,6 +631,10 @@ impl Parser {
             return;
         }
         self.config.seen[key as usize] = Some((line.no, line.column(head.at)));
+        if key.is_text() {
+            self.text_line(line, key, &fields);
+            return;
+        }
         let values = &fields[1..];
         if key == Key::BarSeparation && values.len() == 2 {
             let x = self.non_negative(line, values[0]);
@@ -555,6 +690,119 @@ impl Parser {
                 self.config.minimum_bar_height = self.non_negative(line, value);
             }
             Key::CakeHeight => self.config.cake_height = self.positive(line, value),
+            Key::ValueLabels => self.config.value_labels = self.keyword(line, value),
+            Key::Axis => self.config.axis = self.keyword(line, value),
+            Key::Legend => self.config.legend = self.keyword(line, value),
+            Key::TextColor => self.config.text_color = self.color(line, value),
+            Key::Title | Key::XLabels | Key::ZLabels | Key::Labels => {}
+        }
+    }
+
+    /// Labels name columns, rows or slices: no more of them than the data has.
+    fn check_label_counts(&mut self) {
+        let columns = self.rows.iter().map(|r| r.cells.len()).max().unwrap_or(0);
+        let rows = self.rows.len();
+        let lists = [
+            (
+                Key::XLabels,
+                self.config.x_labels.as_ref().map(Vec::len),
+                columns,
+                "columns",
+            ),
+            (
+                Key::ZLabels,
+                self.config.z_labels.as_ref().map(Vec::len),
+                rows,
+                "rows",
+            ),
+            (
+                Key::Labels,
+                self.config.labels.as_ref().map(Vec::len),
+                columns,
+                "values in a row",
+            ),
+        ];
+        for (key, given, most, what) in lists {
+            let (Some(given), Some((line, column))) = (given, self.config.seen[key as usize])
+            else {
+                continue;
+            };
+            if given > most && !self.too_many_values {
+                self.error_at(
+                    line,
+                    column,
+                    format!(
+                        "at most {most} labels in `{}` (the data has {most} {what})",
+                        key.name()
+                    ),
+                    key.name(),
+                    Some(format!("{} labels given", given)),
+                );
+            }
+        }
+    }
+
+    /// A `title`, `x-labels`, `z-labels` or `labels` line: texts, quoted where they hold a `;`.
+    fn text_line(&mut self, line: &Line<'_>, key: Key, fields: &[Field<'_>]) {
+        let Some(first) = fields.get(1) else {
+            let _ = self.values(line, key, &[], 1);
+            return;
+        };
+        let texts = match split_text(&line.text[first.at..], first.at) {
+            Ok(texts) => texts,
+            Err(e) => {
+                self.error(line, e.at, e.expected, &e.found, Some(e.hint.to_owned()));
+                return;
+            }
+        };
+        let mut good = true;
+        for text in &texts {
+            if text.text.chars().count() > MAX_TEXT_CHARS {
+                self.error(
+                    line,
+                    text.at,
+                    format!("at most {MAX_TEXT_CHARS} characters of text"),
+                    &text.text,
+                    None,
+                );
+                good = false;
+            } else if let Some(c) = text.text.chars().find(|c| c.is_control()) {
+                self.error(
+                    line,
+                    text.at,
+                    "text without control characters",
+                    &text.text,
+                    Some(format!("remove the character U+{:04X}", u32::from(c))),
+                );
+                good = false;
+            }
+        }
+        if !good {
+            return;
+        }
+        if key == Key::Title {
+            if let Some(extra) = texts.get(1) {
+                let whole = line.text[first.at..].trim_end();
+                self.error(
+                    line,
+                    extra.at,
+                    "one title",
+                    &extra.text,
+                    Some(format!(
+                        "quote a title that holds `;`: \"{}\"",
+                        whole.replace('"', "\"\"")
+                    )),
+                );
+                return;
+            }
+            self.config.title = texts.into_iter().next().map(|t| t.text);
+            return;
+        }
+        let texts: Vec<String> = texts.into_iter().map(|t| t.text).collect();
+        match key {
+            Key::XLabels => self.config.x_labels = Some(texts),
+            Key::ZLabels => self.config.z_labels = Some(texts),
+            _ => self.config.labels = Some(texts),
         }
     }
 
@@ -1215,6 +1463,7 @@ impl Parser {
                 }
             }
         }
+        self.check_label_counts();
         let openers = std::mem::take(&mut self.openers);
         for opener in &openers {
             let var = &self.rows[opener.row].ranges[opener.range].var;
@@ -1301,6 +1550,14 @@ impl Parser {
             .minimum_bar_height
             .unwrap_or(config.minimum_bar_height);
         config.cake_height = draft.cake_height.unwrap_or(config.cake_height);
+        config.title = draft.title;
+        config.x_labels = draft.x_labels.unwrap_or_default();
+        config.z_labels = draft.z_labels.unwrap_or_default();
+        config.labels = draft.labels.unwrap_or_default();
+        config.value_labels = draft.value_labels == Some(Switch::On);
+        config.axis = draft.axis == Some(Switch::On);
+        config.legend = draft.legend == Some(Switch::On);
+        config.text_color = draft.text_color.unwrap_or(config.text_color);
         let mut chart = Chart {
             config,
             vars: Vars { entries: self.vars },

@@ -137,6 +137,15 @@ fn histogram_example_parses_to_the_model() {
             bar_separation: BarSeparation { x: 0.2, z: 0.4 },
             minimum_bar_height: 0.05,
             cake_height: DEFAULT_CAKE_HEIGHT,
+            // No text key: nothing to read; a file from before them renders as it did.
+            title: None,
+            x_labels: Vec::new(),
+            z_labels: Vec::new(),
+            labels: Vec::new(),
+            value_labels: false,
+            axis: false,
+            legend: false,
+            text_color: DEFAULT_TEXT_COLOR,
         },
         vars: Vars {
             entries: vec![
@@ -824,5 +833,153 @@ proptest! {
         prop_assert_eq!((diagnostics[0].line, diagnostics[0].column), expected);
         prop_assert_eq!(&diagnostics[0].found, &bad);
         prop_assert_eq!(&diagnostics[0].expected, "a number");
+    }
+}
+
+// ---- titles, labels, axis, legend (issue 15) ----
+
+/// `BASE`'s CONFIG (a histogram) with `lines` added before its `END`, and a DATA section of
+/// two rows of three.
+fn with_keys(lines: &[&str]) -> String {
+    let mut text: Vec<&str> = BASE[..7].to_vec();
+    text.extend_from_slice(lines);
+    text.extend_from_slice(&["END", "DATA", "1; 2; 3", "4; 5; 6", "END"]);
+    text.join("\n")
+}
+
+#[test]
+fn text_keys_parse_with_quotes_unicode_and_empty_labels() {
+    let chart = parse(&with_keys(&[
+        r#"title; "Sales; by ""shop"" and quarter""#,
+        "x-labels; Q1; \"\"; Q3 (est.)",
+        "z-labels; Zürich ; 東京",
+        "value-labels; on",
+        "axis; ON",
+        "legend; off",
+        "text-color; color(0.2, 0.2, 0.2)",
+    ]))
+    .unwrap();
+    let c = &chart.config;
+    assert_eq!(c.title.as_deref(), Some(r#"Sales; by "shop" and quarter"#));
+    assert_eq!(c.x_labels, ["Q1", "", "Q3 (est.)"]);
+    assert_eq!(c.z_labels, ["Zürich", "東京"]);
+    assert!(c.value_labels && c.axis && !c.legend);
+    assert_eq!(c.text_color, rgb(0.2, 0.2, 0.2));
+    // Read back from the writer, equal.
+    assert_eq!(parse(&write(&chart)).unwrap(), chart);
+}
+
+#[test]
+fn text_keys_default_to_nothing_shown() {
+    let c = parse(&with_keys(&[])).unwrap().config;
+    assert_eq!(c.title, None);
+    assert!(c.x_labels.is_empty() && c.z_labels.is_empty() && c.labels.is_empty());
+    assert!(!c.value_labels && !c.axis && !c.legend);
+    assert_eq!(c.text_color, DEFAULT_TEXT_COLOR);
+}
+
+#[test]
+fn a_cake_names_its_slices_with_labels_and_takes_no_histogram_key() {
+    let cake =
+        |extra: &str| with_keys(&[extra]).replace("graph-type; histogram", "graph-type; cake");
+    let chart = parse(&cake("labels; red; green; \"blue; dark\"")).unwrap();
+    assert_eq!(chart.config.labels, ["red", "green", "blue; dark"]);
+    only_error(
+        &cake("axis; on"),
+        "line 8, column 1: expected a key for this chart (`axis` is for histograms only), found \"axis\"",
+    );
+    only_error(
+        &with_keys(&["labels; a"]),
+        "line 8, column 1: expected a key for this chart (`labels` is for cakes only), found \"labels\"",
+    );
+}
+
+#[test]
+fn a_quoted_text_left_open_is_pointed_at_its_quote() {
+    only_error(
+        &with_keys(&["title; \"Sales by quarter"]),
+        "line 8, column 8: expected `\"` to close the text opened here, found \"\\\"Sales by quarter\"; \
+         inside a quoted text, write `\"` as `\"\"`",
+    );
+}
+
+#[test]
+fn text_after_a_closing_quote_is_pointed_at() {
+    only_error(
+        &with_keys(&["x-labels; \"Q1\" est; Q2"]),
+        "line 8, column 16: expected `;` after the quoted text, found \"est\"; quote the whole \
+         text, or put the `;` right after its closing `\"`",
+    );
+}
+
+#[test]
+fn a_title_holding_a_semicolon_must_be_quoted() {
+    only_error(
+        &with_keys(&["title; Sales; 2026"]),
+        "line 8, column 15: expected one title, found \"2026\"; quote a title that holds `;`: \
+         \"Sales; 2026\"",
+    );
+}
+
+#[test]
+fn more_labels_than_columns_or_rows_are_refused_at_their_key() {
+    only_error(
+        &with_keys(&["x-labels; a; b; c; d"]),
+        "line 8, column 1: expected at most 3 labels in `x-labels` (the data has 3 columns), \
+         found \"x-labels\"; 4 labels given",
+    );
+    only_error(
+        &with_keys(&["z-labels; a; b; c"]),
+        "line 8, column 1: expected at most 2 labels in `z-labels` (the data has 2 rows), found \
+         \"z-labels\"; 3 labels given",
+    );
+}
+
+#[test]
+fn a_misspelt_switch_suggests_on_or_off() {
+    only_error(
+        &with_keys(&["legend; onn"]),
+        "line 8, column 9: expected `on` or `off`, found \"onn\"; did you mean `on`?",
+    );
+}
+
+#[test]
+fn a_label_with_a_control_character_or_too_long_is_refused() {
+    let errors = errors(&with_keys(&["x-labels; a\u{7}b"]));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("line 8, column 11: expected text without control characters")
+            && errors[0].ends_with("remove the character U+0007"),
+        "{errors:?}"
+    );
+    let long = format!("title; {}", "x".repeat(MAX_TEXT_CHARS + 1));
+    let errors = self::errors(&with_keys(&[&long]));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("line 8, column 8: expected at most 200 characters of text"),
+        "{errors:?}"
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_title_and_labels_are_written_and_read_back_equal(
+        title in prop::option::of("[^\\p{Cc}]{0,40}"),
+        labels in prop::collection::vec("[ a-zA-Zé東\"; ()$#-]{0,12}", 0..=3),
+        switches in any::<(bool, bool, bool)>(),
+    ) {
+        let mut chart = parse(&with_keys(&[])).unwrap();
+        chart.config.title = title;
+        chart.config.x_labels = labels.clone();
+        chart.config.z_labels = labels.into_iter().take(2).collect();
+        (chart.config.value_labels, chart.config.axis, chart.config.legend) = switches;
+        let text = write(&chart);
+        let parsed = parse(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(parsed, chart, "{}", text);
+    }
+
+    #[test]
+    fn text_lines_never_panic(text in "(title|x-labels|labels); ([\"; a-zé]|\"\"){0,30}") {
+        let _ = parse(&with_keys(&[&text]));
     }
 }

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Chart, Color, GraphType, Keyword, Material, MaterialKind, Row, Step, VarValue};
+use super::model::{
+    Chart, Color, GraphType, Keyword, Material, MaterialKind, Row, Step, Switch, VarValue,
+};
 
 /// Writes `chart` in canonical form: lower-case section and key names, `end` closing each
 /// section, one key per line (every optional key spelt out, except an empty `camera-transform`
@@ -62,6 +64,27 @@ pub fn write(chart: &Chart) -> String {
             let _ = writeln!(out, "cake-height; {}", config.cake_height);
         }
     }
+    if let Some(title) = &config.title {
+        let _ = writeln!(out, "title; {}", text(title));
+    }
+    let lists: Vec<(&str, &Vec<String>)> = match config.graph_type {
+        GraphType::Histogram => vec![
+            ("x-labels", &config.x_labels),
+            ("z-labels", &config.z_labels),
+        ],
+        GraphType::Cake => vec![("labels", &config.labels)],
+    };
+    for (key, labels) in lists.iter().filter(|(_, l)| !l.is_empty()) {
+        let texts: Vec<String> = labels.iter().map(|l| text(l)).collect();
+        let _ = writeln!(out, "{key}; {}", texts.join("; "));
+    }
+    let switch = |on: bool| if on { Switch::On } else { Switch::Off }.name();
+    let _ = writeln!(out, "value-labels; {}", switch(config.value_labels));
+    if config.graph_type == GraphType::Histogram {
+        let _ = writeln!(out, "axis; {}", switch(config.axis));
+    }
+    let _ = writeln!(out, "legend; {}", switch(config.legend));
+    let _ = writeln!(out, "text-color; {}", color(&config.text_color));
     out.push_str("end\n");
     if !chart.vars.is_empty() {
         out.push_str("\nvars\n");
@@ -81,6 +104,17 @@ pub fn write(chart: &Chart) -> String {
     }
     out.push_str("end\n");
     out
+}
+
+/// A title or label as the parser reads it back: bare when it can be, else quoted with `""`
+/// for each `"`.
+fn text(t: &str) -> String {
+    let bare = !t.is_empty() && !t.contains(';') && !t.starts_with('"') && t.trim() == t;
+    if bare {
+        t.to_owned()
+    } else {
+        format!("\"{}\"", t.replace('"', "\"\""))
+    }
 }
 
 fn color(c: &Color) -> String {
