@@ -24,6 +24,10 @@ const PERCENT: u32 = 25;
 const TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a click may take to show in the job's record.
 const CLICK: Duration = Duration::from_secs(10);
+/// How long a steering click may take to reach the job's record: the request goes to the
+/// coordinator, a node rendering at full load, and the record comes back by a pull (CI saw a
+/// cancel take over 10 s with three test binaries running).
+const STEER: Duration = Duration::from_secs(30);
 
 /// Submits `frames` of the fixture's scene through `node` and returns the job's id.
 fn submit(node: &MeshNode, fx: &Fixture, frames: &str) -> Result<String> {
@@ -78,7 +82,7 @@ async fn click_until(
     css: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Result<Value> {
-    let deadline = Instant::now() + CLICK;
+    let deadline = Instant::now() + STEER;
     loop {
         browser.click(css).await?;
         let poll_until = Instant::now() + Duration::from_secs(2);
@@ -92,13 +96,14 @@ async fn click_until(
         }
         if Instant::now() >= deadline {
             let script = format!(
-                "return [!!document.querySelector({}), document.getElementById('error').textContent];",
+                "return [!!document.querySelector({}), document.getElementById('error').textContent, \
+                 performance.getEntriesByType('resource').filter((e) => e.name.includes('/jobs/{id}/')).length];",
                 serde_json::to_string(css)?
             );
             let shown = browser.eval(&script);
             bail!(
-                "clicking `{css}` did not change job {id} within {CLICK:?} (the button is there, \
-                 the page's notice: {}); the job: {}",
+                "clicking `{css}` did not change job {id} within {STEER:?} (the button is there, \
+                 the page's notice, the requests for the job the page completed: {}); the job: {}",
                 shown.await?,
                 node.get(&format!("/api/v1/jobs/{id}"))
                     .map(|j| format!(
