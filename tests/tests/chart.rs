@@ -1,5 +1,6 @@
 //! `rendermesh chart`: every example chart renders through the mesh, a tiled render equals the
-//! untiled one pixel for pixel, `--emit-scene` / `--emit-blend` write what they promise, and a
+//! untiled one pixel for pixel, a labelled chart's title and legend are where the layout puts
+//! them, `--emit-scene` / `--emit-blend` write what they promise, and a
 //! file with mistakes is refused with every problem named and nothing rendered.
 
 use std::path::{Path, PathBuf};
@@ -129,24 +130,7 @@ fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()
     let file = workspace().join("examples/charts/materials.chart");
     let whole = dir.path().join("whole.png");
     let tiled = dir.path().join("tiled.png");
-    for (out, tiles) in [(&whole, "none"), (&tiled, "3x2")] {
-        let run = chart(
-            &nodes[1],
-            &[
-                path_str(&file),
-                "--out",
-                path_str(out),
-                "--samples",
-                SAMPLES,
-                "--resolution-percent",
-                "50",
-                "--tiles",
-                tiles,
-            ],
-        )?;
-        ok(run, &format!("chart materials --tiles {tiles}"))?;
-    }
-    assert_same_pixels(&tiled, &whole)?;
+    half_size_whole_and_tiled(&nodes[1], &file, &whole, &tiled, "3x2")?;
     let jobs = nodes[1].get("/api/v1/jobs").context("jobs")?;
     let newest = &jobs[0];
     assert_eq!(newest["grid"]["cols"], 3, "{newest}");
@@ -158,6 +142,125 @@ fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()
         assert_eq!(job["spec"]["missing"], serde_json::json!([]), "{job}");
         assert!(job["spec"]["blend_path"].is_string(), "{job}");
     }
+    labels_are_drawn_in_3d(&nodes[0], dir.path())
+}
+
+/// Renders `file` at half its size whole into `whole` and in `tiles` into `tiled`, and checks
+/// they are the same pixels.
+fn half_size_whole_and_tiled(
+    node: &MeshNode,
+    file: &Path,
+    whole: &Path,
+    tiled: &Path,
+    tiles: &str,
+) -> Result<()> {
+    for (out, tiles) in [(whole, "none"), (tiled, tiles)] {
+        let run = chart(
+            node,
+            &[
+                path_str(file),
+                "--out",
+                path_str(out),
+                "--samples",
+                SAMPLES,
+                "--resolution-percent",
+                "50",
+                "--tiles",
+                tiles,
+            ],
+        )?;
+        ok(run, &format!("chart {} --tiles {tiles}", file.display()))?;
+    }
+    assert_same_pixels(tiled, whole)
+}
+
+/// The labelled histogram: drawn in 2x2 tiles over both nodes it equals its whole render; its
+/// title stands above the chart, dark on the light background; its legend's first swatch has
+/// its variable's colour.
+fn labels_are_drawn_in_3d(node: &MeshNode, dir: &Path) -> Result<()> {
+    use rendermesh_scene::chart::{self, font, scene::project};
+    let file = workspace().join("examples/charts/labelled-histogram.chart");
+    let text = std::fs::read_to_string(&file)?;
+    let parsed = chart::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let scene = chart::layout(&parsed);
+    let whole = dir.join("labelled-whole.png");
+    let tiled = dir.join("labelled-tiled.png");
+    half_size_whole_and_tiled(node, &file, &whole, &tiled, "2x2")?;
+    let (w, h, px) = pixels(&whole)?;
+    assert_eq!((w, h), (320, 200), "not the declared size at 50 %");
+    let at = |p: [f64; 3]| {
+        let (u, v) = project(&scene, p).context("behind the camera")?;
+        anyhow::Ok(((u * f64::from(w)) as i64, (v * f64::from(h)) as i64))
+    };
+    let pixel = |x: i64, y: i64| {
+        let i = ((y.clamp(0, i64::from(h) - 1) * i64::from(w)) + x.clamp(0, i64::from(w) - 1))
+            as usize
+            * 4;
+        [px[i], px[i + 1], px[i + 2]]
+    };
+    let dark = |p: [u8; 3]| p.iter().all(|c| *c < 110);
+
+    // The title's box, from its place in the scene and the font's widths.
+    let title = scene
+        .texts
+        .iter()
+        .find(|t| t.name == "title")
+        .context("no title in the scene")?;
+    let width = font::width(&title.body) * title.size;
+    let (mut x0, mut y0, mut x1, mut y1) = (i64::MAX, i64::MAX, i64::MIN, i64::MIN);
+    for x in [-width / 2.0, width / 2.0] {
+        for y in [-font::DESCENT * title.size, font::ASCENT * title.size] {
+            let m = title.matrix;
+            let p = [0, 1, 2].map(|i| m[i][0] * x + m[i][1] * y + m[i][3]);
+            let (px, py) = at(p)?;
+            (x0, y0, x1, y1) = (x0.min(px), y0.min(py), x1.max(px), y1.max(py));
+        }
+    }
+    // Above the chart: every bar's corner lands below the title's box.
+    let chart_top = scene
+        .meshes
+        .iter()
+        .filter(|m| m.name.starts_with("chart-"))
+        .flat_map(|m| m.vertices.iter())
+        .map(|v| at(*v).map(|p| p.1))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .min()
+        .context("no bars")?;
+    assert!(
+        y1 <= chart_top,
+        "the title ({y0}..{y1}) overlaps the chart (top {chart_top})"
+    );
+    let inked = (y0..=y1)
+        .flat_map(|y| (x0..=x1).map(move |x| (x, y)))
+        .filter(|&(x, y)| dark(pixel(x, y)))
+        .count();
+    assert!(
+        inked >= 40,
+        "only {inked} dark pixels where the title \"{}\" stands ({x0},{y0})-({x1},{y1})",
+        title.body
+    );
+    // The background beside the title is not dark: the ink is the title's.
+    assert!(!dark(pixel(2, 2)), "the corner is dark: {:?}", pixel(2, 2));
+
+    // The legend's first entry is `record`, color(0.9, 0.2, 0.1): its swatch, facing the
+    // light, shows that colour (sRGB (243, 124, 89)), not the bars' default blue
+    // (149, 196, 238).
+    let entry = scene.legend.first().context("no legend")?;
+    assert_eq!(entry.name, "record");
+    let (sx, sy) = at(entry.swatch)?;
+    let mut mean = [0.0f64; 3];
+    for (dx, dy) in [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)] {
+        let p = pixel(sx + dx, sy + dy);
+        for c in 0..3 {
+            mean[c] += f64::from(p[c]) / 5.0;
+        }
+    }
+    let want = [243.0, 124.0, 89.0];
+    assert!(
+        (0..3).all(|c| (mean[c] - want[c]).abs() < 40.0),
+        "the swatch of `record` at ({sx}, {sy}) is {mean:?}, not about {want:?}"
+    );
     Ok(())
 }
 

@@ -60,16 +60,16 @@
 //! | `legend` | `on` or `off`: one entry per variable used in DATA | `off` |
 //! | `text-color` | COLOR | `color(0.05, 0.05, 0.05)` |
 //!
-//! A key of the other graph type is an error. The text keys (the last eight) are read and
-//! checked, and written back by the writer; **the renderer does not draw them yet** (issue 15's
-//! next step: 3D text built in Blender), so a file using them renders as it would without them.
-//! Their defaults draw nothing, so every file from before them renders as it did.
+//! A key of the other graph type is an error. The text keys (the last eight) are drawn as 3D
+//! text ([`labels`](self) lays them out; `docs/CHART-FORMAT.md` says where each goes); their
+//! defaults draw nothing, so every file from before them renders as it did.
 //!
 //! TEXT is what stands between two `;` (blanks around it dropped), or, when it holds a `;` or
 //! starts with `"`, a quoted text: `"` … `"`, in which `""` stands for one `"` (`title; "Sales;
 //! by ""shop"""` is `Sales; by "shop"`). An empty field (`x-labels; Q1; ; Q3`) or `""` is an empty
-//! label. Any Unicode is allowed except control characters (tabs included); a text holds at
-//! most 200 characters. Fewer labels than columns (or rows, or values) leave the rest unnamed;
+//! label. A text holds at most 200 characters, none a control character (tabs included) and
+//! each one the chart font draws ([`font`]: Latin, Greek, Cyrillic and common signs); a
+//! character it lacks is an error pointing at it. Fewer labels than columns (or rows, or values) leave the rest unnamed;
 //! more are an error, reported at the key. A `title` holding an unquoted `;` is an error whose
 //! help shows it quoted. Values:
 //!
@@ -171,6 +171,8 @@
 
 pub mod annotate;
 mod error;
+pub mod font;
+mod labels;
 mod model;
 mod parse;
 pub mod scene;

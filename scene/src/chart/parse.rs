@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::error::{Diagnostic, Errors};
+use super::font;
 use super::model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, Distribution, GraphType, ImageSize,
     ImageType, Keyword, MAX_TEXT_CHARS, Material, MaterialKind, Range, Row, Step, Switch,
@@ -215,6 +216,17 @@ fn split_text(text: &str, at: usize) -> Result<Vec<TextField>, TextError> {
         }
         i = end + 1;
     }
+}
+
+/// Where the `index`-th character of `text` stands in its line (a byte offset), undoing the
+/// quoting: inside quotes, each `"` of the text was written `""`.
+fn raw_offset(line: &str, text: &TextField, index: usize) -> usize {
+    let quoted = line.as_bytes().get(text.at) == Some(&b'"');
+    let mut at = text.at + usize::from(quoted);
+    for c in text.text.chars().take(index) {
+        at += if quoted && c == '"' { 2 } else { c.len_utf8() };
+    }
+    at
 }
 
 /// The CONFIG keys, in canonical order.
@@ -773,6 +785,19 @@ impl Parser {
                     "text without control characters",
                     &text.text,
                     Some(format!("remove the character U+{:04X}", u32::from(c))),
+                );
+                good = false;
+            } else if let Some((index, c)) = font::undrawable(&text.text) {
+                self.error(
+                    line,
+                    raw_offset(line.text, text, index),
+                    "a character the chart font draws (Latin, Greek, Cyrillic and common signs)",
+                    &c.to_string(),
+                    Some(format!(
+                        "the chart font has no glyph for U+{:04X}: leave it out or spell it \
+                         in one of those scripts",
+                        u32::from(c)
+                    )),
                 );
                 good = false;
             }

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use super::labels::{self, Annotations};
 use super::model::{CameraType, Cell, Chart, Color, GraphType, Material, Row, Step, Transform};
 
 /// Samples per pixel the builder uses when the job does not say.
@@ -68,8 +69,65 @@ pub struct SceneDesc {
     pub sun: SunDesc,
     /// Shaders, each used by at least one mesh; names are unique.
     pub shaders: Vec<ShaderDesc>,
-    /// Meshes: one per shader for the chart (every bar or slice of that shader), plus the floor.
+    /// Meshes: one per shader for the chart (every bar or slice of that shader), the grid
+    /// lines of the axis, plus the floor.
     pub meshes: Vec<MeshDesc>,
+    /// Lines of 3D text: the title, labels, values, tick values and legend names.
+    pub texts: Vec<TextDesc>,
+    /// The legend's entries, in order (empty without `legend; on`).
+    pub legend: Vec<LegendDesc>,
+}
+
+/// A legend entry: a small cube of the variable's colour and material, and its name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LegendDesc {
+    /// The variable's name without `$`.
+    pub name: String,
+    /// The centre of the cube's face towards the camera.
+    pub swatch: [f64; 3],
+}
+
+/// Where a text's origin is along its line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// The origin is where the text starts.
+    Left,
+    /// The origin is the middle of the line.
+    Center,
+    /// The origin is where the text ends.
+    Right,
+}
+
+impl Align {
+    /// The word the scene XML uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Center => "center",
+            Self::Right => "right",
+        }
+    }
+}
+
+/// One line of 3D text, drawn by the builder script with the chart font (see
+/// [`font`](super::font)) and turned into a mesh.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextDesc {
+    /// Unique name (`title`, `x-label-0`, ...).
+    pub name: String,
+    /// Index into [`SceneDesc::shaders`].
+    pub shader: usize,
+    /// What it says (one line, every character drawable).
+    pub body: String,
+    /// The height of a capital "H", in scene units.
+    pub size: f64,
+    /// Where the origin is along the line.
+    pub align: Align,
+    /// Text to world, row-major 4x4: the text reads along its local +X, its letters stand up
+    /// along +Y and face +Z; the origin is on the baseline, placed by `align`.
+    pub matrix: [[f64; 4]; 4],
+    /// Thickness of the letters along their local Z, centred on the origin.
+    pub depth: f64,
 }
 
 /// The camera.
@@ -132,7 +190,7 @@ pub struct MeshDesc {
 }
 
 impl MeshDesc {
-    fn add_face(&mut self, corners: &[[f64; 3]]) {
+    pub(super) fn add_face(&mut self, corners: &[[f64; 3]]) {
         let first = self.vertices.len() as u32;
         self.vertices.extend_from_slice(corners);
         self.faces
@@ -140,7 +198,7 @@ impl MeshDesc {
     }
 
     /// An axis-aligned box between `lo` and `hi` (Blender axes).
-    fn add_box(&mut self, lo: [f64; 3], hi: [f64; 3]) {
+    pub(super) fn add_box(&mut self, lo: [f64; 3], hi: [f64; 3]) {
         let first = self.vertices.len() as u32;
         for z in [lo[2], hi[2]] {
             for (x, y) in [
@@ -162,25 +220,59 @@ impl MeshDesc {
             f(3, 0, 4, 7), // left
         ]);
     }
+
+    /// A box with one corner at `origin` and edges `ex`, `ey`, `ez` (a right-handed set, so
+    /// that its faces point outward). Returns its corners.
+    pub(super) fn add_cuboid(
+        &mut self,
+        origin: [f64; 3],
+        [ex, ey, ez]: [[f64; 3]; 3],
+    ) -> Vec<[f64; 3]> {
+        let first = self.vertices.len() as u32;
+        for c in [0.0, 1.0] {
+            for (a, b) in [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)] {
+                let p = [0, 1, 2].map(|i| origin[i] + a * ex[i] + b * ey[i] + c * ez[i]);
+                self.vertices.push(p);
+            }
+        }
+        let f = |a: u32, b: u32, c: u32, d: u32| vec![first + a, first + b, first + c, first + d];
+        self.faces.extend([
+            f(0, 3, 2, 1),
+            f(4, 5, 6, 7),
+            f(0, 1, 5, 4),
+            f(1, 2, 6, 5),
+            f(2, 3, 7, 6),
+            f(3, 0, 4, 7),
+        ]);
+        self.vertices[first as usize..].to_vec()
+    }
 }
 
 /// Lays `chart` out as a scene.
 pub fn layout(chart: &Chart) -> SceneDesc {
     let mut shaders = Shaders::new(chart);
     let mut bounds = Bounds::default();
-    match chart.config.graph_type {
-        GraphType::Histogram => histogram(chart, &mut shaders, &mut bounds),
-        GraphType::Cake => cakes(chart, &mut shaders, &mut bounds),
-    }
+    let shape = match chart.config.graph_type {
+        GraphType::Histogram => Shape::Bars(histogram(chart, &mut shaders, &mut bounds)),
+        GraphType::Cake => Shape::Cakes(cakes(chart, &mut shaders, &mut bounds)),
+    };
     if bounds.is_empty() {
         // Nothing to draw (every value missing): frame a unit cube on the floor.
         bounds.add([-0.5, -0.5, 0.0]);
         bounds.add([0.5, 0.5, 1.0]);
     }
-    // Just below the lowest bottom: a face shared by a bar and the floor would trap rays
-    // (glass bars turn black where they touch it).
-    let floor_z = bounds.lo[2].min(0.0) - FLOOR_GAP;
+    let mut annotations = Annotations::new(chart, View::default_direction(), &shape, bounds);
+    let shape_bounds = bounds;
+    // Just below the lowest bottom (and the axis's lowest tick): a face shared by a bar and
+    // the floor would trap rays (glass bars turn black where they touch it).
+    let floor_z = bounds.lo[2].min(0.0).min(annotations.lowest()) - FLOOR_GAP;
+    annotations.draw(&shape, floor_z, &mut shaders, &mut bounds);
     let (mut shader_list, mut meshes) = shaders.finish();
+    // The camera frames the chart's box and each annotation's own corners (a box around a
+    // tilted text would leave too much room).
+    let mut frame = shape_bounds.corners().to_vec();
+    frame.extend_from_slice(annotations.points());
+    let (texts, legend) = annotations.finish(&mut shader_list, &mut meshes);
     let floor_shader = shader_list.len();
     shader_list.push(ShaderDesc {
         name: "floor".into(),
@@ -212,7 +304,7 @@ pub fn layout(chart: &Chart) -> SceneDesc {
         width: size.width,
         height: size.height,
         samples: DEFAULT_SAMPLES,
-        camera: camera(chart, &bounds, size.width, size.height),
+        camera: camera(chart, &bounds, &frame, size.width, size.height),
         world: WorldDesc {
             color: [1.0, 1.0, 1.0],
             strength: chart.config.background_strength,
@@ -223,15 +315,17 @@ pub fn layout(chart: &Chart) -> SceneDesc {
         },
         shaders: shader_list,
         meshes,
+        texts,
+        legend,
     }
 }
 
-fn rgb(c: Color) -> [f64; 3] {
+pub(super) fn rgb(c: Color) -> [f64; 3] {
     [c.r, c.g, c.b]
 }
 
 /// One shader per distinct (colour, material), in order of first use, each with one mesh.
-struct Shaders<'a> {
+pub(super) struct Shaders<'a> {
     chart: &'a Chart,
     /// (colour, material) as exact bits → index.
     index: BTreeMap<[u64; 8], usize>,
@@ -248,7 +342,7 @@ impl<'a> Shaders<'a> {
     }
 
     /// The mesh collecting the geometry drawn with `cell`'s colour and material.
-    fn mesh_for(&mut self, cell: &Cell) -> &mut MeshDesc {
+    pub(super) fn mesh_for(&mut self, cell: &Cell) -> &mut MeshDesc {
         let color = rgb(cell.color.unwrap_or(self.chart.config.default_color));
         let material = cell.material.unwrap_or(self.chart.config.default_material);
         let key = shader_key(color, material);
@@ -305,9 +399,9 @@ fn shader_key(color: [f64; 3], material: Material) -> [u64; 8] {
 
 /// Axis-aligned bounds of everything drawn (Blender axes).
 #[derive(Clone, Copy, Debug)]
-struct Bounds {
-    lo: [f64; 3],
-    hi: [f64; 3],
+pub(super) struct Bounds {
+    pub(super) lo: [f64; 3],
+    pub(super) hi: [f64; 3],
 }
 
 impl Default for Bounds {
@@ -320,7 +414,7 @@ impl Default for Bounds {
 }
 
 impl Bounds {
-    fn add(&mut self, p: [f64; 3]) {
+    pub(super) fn add(&mut self, p: [f64; 3]) {
         self.lo = [0, 1, 2].map(|i| self.lo[i].min(p[i]));
         self.hi = [0, 1, 2].map(|i| self.hi[i].max(p[i]));
     }
@@ -329,7 +423,7 @@ impl Bounds {
         self.lo[0] > self.hi[0]
     }
 
-    fn center(&self) -> [f64; 3] {
+    pub(super) fn center(&self) -> [f64; 3] {
         [0, 1, 2].map(|i| (self.lo[i] + self.hi[i]) / 2.0)
     }
 
@@ -338,7 +432,7 @@ impl Bounds {
         (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt() / 2.0
     }
 
-    fn corners(&self) -> [[f64; 3]; 8] {
+    pub(super) fn corners(&self) -> [[f64; 3]; 8] {
         let (lo, hi) = (self.lo, self.hi);
         let mut out = [[0.0; 3]; 8];
         for (i, c) in out.iter_mut().enumerate() {
@@ -368,7 +462,60 @@ pub fn bar_height(value: f64, largest: f64, tallest: f64, minimum: f64) -> Optio
     (minimum > 0.0).then_some(if h < 0.0 { -minimum } else { minimum })
 }
 
-fn histogram(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) {
+/// What the chart's geometry leaves for its annotations to place themselves by.
+pub(super) enum Shape {
+    /// A histogram's grid of bars.
+    Bars(Bars),
+    /// A cake's slices.
+    Cakes(Vec<Slice>),
+}
+
+/// How a histogram's bars are laid out.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Bars {
+    /// Bar width.
+    pub(super) width: f64,
+    /// From one column to the next, along +X.
+    pub(super) step_x: f64,
+    /// From one row to the next, along -Y.
+    pub(super) step_z: f64,
+    /// Columns (the longest row's values).
+    pub(super) cols: usize,
+    /// Rows.
+    pub(super) rows: usize,
+    /// The largest magnitude of a value (0 when none).
+    pub(super) largest: f64,
+    /// The height the largest magnitude is drawn with.
+    pub(super) tallest: f64,
+}
+
+impl Bars {
+    /// The height a value is drawn at (no minimum).
+    pub(super) fn height(&self, value: f64) -> f64 {
+        if self.largest > 0.0 {
+            value / self.largest * self.tallest
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One drawn slice of a cake.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Slice {
+    /// The cake's centre.
+    pub(super) center: [f64; 2],
+    /// The angle of the slice's bisector (radians, counter-clockwise from +X).
+    pub(super) mid: f64,
+    /// Its share of the cake, 0..=1.
+    pub(super) share: f64,
+    /// Which value of its row it draws.
+    pub(super) index: usize,
+    /// The cake's thickness.
+    pub(super) height: f64,
+}
+
+fn histogram(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) -> Bars {
     let c = &chart.config;
     let w = c.bar_width;
     let step_x = w + c.bar_separation.x;
@@ -399,22 +546,34 @@ fn histogram(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) {
             bounds.add(hi);
         }
     }
+    Bars {
+        width: w,
+        step_x,
+        step_z,
+        cols,
+        rows,
+        largest,
+        tallest,
+    }
 }
 
-/// The share of the cake each cell takes: positive values only.
-fn slice_values(row: &Row) -> impl Iterator<Item = (&Cell, f64)> {
-    row.cells.iter().filter_map(|c| {
+/// The share of the cake each cell takes: positive values only, with their index in the row.
+fn slice_values(row: &Row) -> impl Iterator<Item = (usize, &Cell, f64)> {
+    row.cells.iter().enumerate().filter_map(|(i, c)| {
         c.value
             .filter(|v| *v > 0.0 && v.is_finite())
-            .map(|v| (c, v))
+            .map(|v| (i, c, v))
     })
 }
 
-fn cakes(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) {
+fn cakes(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) -> Vec<Slice> {
     let height = chart.config.cake_height;
+    // Slice names stand outside the cake: neighbours move apart to leave them room.
+    let gap = CAKE_GAP + 2.0 * labels::slice_name_room(chart);
+    let mut slices = Vec::new();
     for (r, row) in chart.rows.iter().enumerate() {
-        let cx = r as f64 * (2.0 * CAKE_RADIUS + CAKE_GAP);
-        let total: f64 = slice_values(row).map(|(_, v)| v).sum();
+        let cx = r as f64 * (2.0 * CAKE_RADIUS + gap);
+        let total: f64 = slice_values(row).map(|(_, _, v)| v).sum();
         // Bounds cover the whole cake even if it has no slice, so cakes stay evenly spaced.
         bounds.add([cx - CAKE_RADIUS, -CAKE_RADIUS, 0.0]);
         bounds.add([cx + CAKE_RADIUS, CAKE_RADIUS, height]);
@@ -423,13 +582,21 @@ fn cakes(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) {
         }
         // Slices go clockwise seen from above, starting at twelve o'clock (the far side).
         let mut start = std::f64::consts::FRAC_PI_2;
-        for (cell, value) in slice_values(row) {
+        for (index, cell, value) in slice_values(row) {
             let sweep = value / total * std::f64::consts::TAU;
             let mesh = shaders.mesh_for(cell);
             add_slice(mesh, [cx, 0.0], start - sweep, start, height);
+            slices.push(Slice {
+                center: [cx, 0.0],
+                mid: start - sweep / 2.0,
+                share: value / total,
+                index,
+                height,
+            });
             start -= sweep;
         }
     }
+    slices
 }
 
 /// A wedge of the cake centred at `center` from angle `a0` to `a1` (radians, counter-clockwise
@@ -499,12 +666,12 @@ fn identity() -> Mat {
     m
 }
 
-fn normalize(v: [f64; 3]) -> [f64; 3] {
+pub(super) fn normalize(v: [f64; 3]) -> [f64; 3] {
     let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
     if n == 0.0 { v } else { v.map(|x| x / n) }
 }
 
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+pub(super) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [
         a[1] * b[2] - a[2] * b[1],
         a[2] * b[0] - a[0] * b[2],
@@ -512,7 +679,7 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+pub(super) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
@@ -551,16 +718,41 @@ pub fn transform_matrix(transform: &Transform) -> [[f64; 4]; 4] {
         .fold(identity(), |m, step| mat_mul(&m, &step_matrix(step)))
 }
 
-/// The default camera frames every corner of `bounds` for the image's aspect, looking at the
-/// chart's centre from [`CAMERA_AZIMUTH`] / [`CAMERA_ELEVATION`]; then `camera-transform`
+/// The default camera's axes, in Blender's axes: it looks down `-back`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct View {
+    /// The image's rightward direction.
+    pub(super) right: [f64; 3],
+    /// The image's upward direction.
+    pub(super) up: [f64; 3],
+    /// From the chart towards the camera.
+    pub(super) back: [f64; 3],
+}
+
+impl View {
+    /// Looking at the chart from [`CAMERA_AZIMUTH`] / [`CAMERA_ELEVATION`].
+    pub(super) fn default_direction() -> Self {
+        let (az, el) = (CAMERA_AZIMUTH.to_radians(), CAMERA_ELEVATION.to_radians());
+        // From the centre towards the camera: in front (-Y), to the right, above.
+        let back = normalize([az.sin() * el.cos(), -az.cos() * el.cos(), el.sin()]);
+        let right = normalize(cross([0.0, 0.0, 1.0], back));
+        let up = cross(back, right);
+        Self { right, up, back }
+    }
+}
+
+/// The default camera frames every point of `frame` for the image's aspect, looking at the
+/// centre of `bounds` from [`CAMERA_AZIMUTH`] / [`CAMERA_ELEVATION`]; then `camera-transform`
 /// moves it in its own frame.
-fn camera(chart: &Chart, bounds: &Bounds, width: u32, height: u32) -> CameraDesc {
+fn camera(
+    chart: &Chart,
+    bounds: &Bounds,
+    frame: &[[f64; 3]],
+    width: u32,
+    height: u32,
+) -> CameraDesc {
     let center = bounds.center();
-    let (az, el) = (CAMERA_AZIMUTH.to_radians(), CAMERA_ELEVATION.to_radians());
-    // From the centre towards the camera: in front (-Y), to the right, above.
-    let back = normalize([az.sin() * el.cos(), -az.cos() * el.cos(), el.sin()]);
-    let right = normalize(cross([0.0, 0.0, 1.0], back));
-    let up = cross(back, right);
+    let View { right, up, back } = View::default_direction();
     let aspect = f64::from(width.max(1)) / f64::from(height.max(1));
     // Half extents of the view per unit of depth (perspective) or in units (orthographic),
     // Blender's "auto" sensor fit: the field of view spans the longer side.
@@ -571,33 +763,54 @@ fn camera(chart: &Chart, bounds: &Bounds, width: u32, height: u32) -> CameraDesc
         (tan * aspect, tan)
     };
     let kind = chart.config.camera_type;
-    let mut distance: f64 = 0.0;
-    let mut half_x: f64 = 0.0;
-    let mut half_y: f64 = 0.0;
-    for corner in bounds.corners() {
-        let d = [0, 1, 2].map(|i| corner[i] - center[i]);
-        let (a, b, toward) = (dot(d, right), dot(d, up), dot(d, back));
-        // With the camera at centre + back * D, this corner's depth is D - toward.
-        distance = distance
-            .max(a.abs() / tan_x + toward)
-            .max(b.abs() / tan_y + toward);
-        half_x = half_x.max(a.abs());
-        half_y = half_y.max(b.abs());
-    }
+    // Each point in the camera's axes around the centre: (across, upward, toward the camera).
+    let points: Vec<[f64; 3]> = frame
+        .iter()
+        .map(|p| {
+            let d = [0, 1, 2].map(|i| p[i] - center[i]);
+            [dot(d, right), dot(d, up), dot(d, back)]
+        })
+        .collect();
     let radius = bounds.radius().max(1e-3);
-    let (distance, ortho_scale) = match kind {
-        CameraType::Perspective => (distance * FRAME_MARGIN, 0.0),
+    let (shift, distance, ortho_scale) = match kind {
+        CameraType::Perspective => {
+            // The camera sits at centre + right * a + up * b + back * D. A point (x, y, z) is
+            // in view when |x - a| <= tan_x * (D - z) (and likewise upward). Along one axis
+            // the smallest D is (max(x + t z) - min(x - t z)) / 2t, with a midway:
+            // the view is as close as it can be and centred on what it frames.
+            let fit = |axis: usize, tan: f64| {
+                let tan = tan / FRAME_MARGIN;
+                let hi = points
+                    .iter()
+                    .map(|p| p[axis] + tan * p[2])
+                    .fold(f64::MIN, f64::max);
+                let lo = points
+                    .iter()
+                    .map(|p| p[axis] - tan * p[2])
+                    .fold(f64::MAX, f64::min);
+                ((hi + lo) / 2.0, (hi - lo) / (2.0 * tan))
+            };
+            let ((a, dx), (b, dy)) = (fit(0, tan_x), fit(1, tan_y));
+            ([a, b], dx.max(dy), 0.0)
+        }
         CameraType::Orthographic => {
+            let span = |axis: usize| {
+                let hi = points.iter().map(|p| p[axis]).fold(f64::MIN, f64::max);
+                let lo = points.iter().map(|p| p[axis]).fold(f64::MAX, f64::min);
+                ((hi + lo) / 2.0, hi - lo)
+            };
+            let ((a, width), (b, height)) = (span(0), span(1));
             let scale = if aspect >= 1.0 {
-                (2.0 * half_x).max(2.0 * half_y * aspect)
+                width.max(height * aspect)
             } else {
-                (2.0 * half_y).max(2.0 * half_x / aspect)
+                height.max(width / aspect)
             };
             // Far enough that nothing is behind the camera.
-            (radius * 3.0, scale * FRAME_MARGIN)
+            ([a, b], radius * 3.0, scale * FRAME_MARGIN)
         }
     };
-    let eye = [0, 1, 2].map(|i| center[i] + back[i] * distance);
+    let eye =
+        [0, 1, 2].map(|i| center[i] + right[i] * shift[0] + up[i] * shift[1] + back[i] * distance);
     // Camera axes: X = right, Y = up, Z = back (it looks down -Z).
     let base: Mat = [
         [right[0], up[0], back[0], eye[0]],

@@ -852,7 +852,7 @@ fn text_keys_parse_with_quotes_unicode_and_empty_labels() {
     let chart = parse(&with_keys(&[
         r#"title; "Sales; by ""shop"" and quarter""#,
         "x-labels; Q1; \"\"; Q3 (est.)",
-        "z-labels; Zürich ; 東京",
+        "z-labels; Zürich ; Αθήνα",
         "value-labels; on",
         "axis; ON",
         "legend; off",
@@ -862,7 +862,7 @@ fn text_keys_parse_with_quotes_unicode_and_empty_labels() {
     let c = &chart.config;
     assert_eq!(c.title.as_deref(), Some(r#"Sales; by "shop" and quarter"#));
     assert_eq!(c.x_labels, ["Q1", "", "Q3 (est.)"]);
-    assert_eq!(c.z_labels, ["Zürich", "東京"]);
+    assert_eq!(c.z_labels, ["Zürich", "Αθήνα"]);
     assert!(c.value_labels && c.axis && !c.legend);
     assert_eq!(c.text_color, rgb(0.2, 0.2, 0.2));
     // Read back from the writer, equal.
@@ -961,11 +961,30 @@ fn a_label_with_a_control_character_or_too_long_is_refused() {
     );
 }
 
+#[test]
+fn a_character_the_font_cannot_draw_is_pointed_at() {
+    // Quoted, after a doubled quote: the column is where 東 stands in the line.
+    only_error(
+        &with_keys(&["title; \"Sales \"\"東京\"\"\""]),
+        "line 8, column 17: expected a character the chart font draws (Latin, Greek, Cyrillic \
+         and common signs), found \"東\"; the chart font has no glyph for U+6771: leave it out \
+         or spell it in one of those scripts",
+    );
+    only_error(
+        &with_keys(&["x-labels; Q1; Q2 क"]),
+        "line 8, column 18: expected a character the chart font draws (Latin, Greek, Cyrillic \
+         and common signs), found \"क\"; the chart font has no glyph for U+0915: leave it out \
+         or spell it in one of those scripts",
+    );
+}
+
 proptest! {
     #[test]
     fn any_title_and_labels_are_written_and_read_back_equal(
-        title in prop::option::of("[^\\p{Cc}]{0,40}"),
-        labels in prop::collection::vec("[ a-zA-Zé東\"; ()$#-]{0,12}", 0..=3),
+        // Text the chart font draws: printable ASCII, Latin-1 (but the soft hyphen), Greek,
+        // Cyrillic.
+        title in prop::option::of("[ -~¡-¬®-ÿΑ-ΡΣ-ωА-я€…—]{0,40}"),
+        labels in prop::collection::vec("[ a-zA-Zéж\"; ()$#-]{0,12}", 0..=3),
         switches in any::<(bool, bool, bool)>(),
     ) {
         let mut chart = parse(&with_keys(&[])).unwrap();

@@ -2,7 +2,9 @@
 //! a `<cycles>` root; `<film>` and `<integrator>`; a `<camera>` inside the `<transform>` that
 //! places it; a `<background>` shader; a `<light>`; one `<shader>` per material made of a Cycles
 //! BSDF node (`diffuse_bsdf`, `glossy_bsdf`, `glass_bsdf`) connected to the output; and meshes as
-//! `<state shader="..."><mesh P="..." nverts="..." verts="..."/></state>`.
+//! `<state shader="..."><mesh P="..." nverts="..." verts="..."/></state>`. Texts are
+//! `<state shader="..."><text name body size align depth matrix/></state>`: one line of 3D
+//! text, `size` the height of a capital "H", `matrix` text to world (row-major).
 //!
 //! Differences from Cycles' format, all additive: `<film>` carries `width`, `height` and
 //! `samples` (Cycles reads those from the command line), `<mesh>` has a `name`, and glossy
@@ -69,6 +71,23 @@ fn write_scene(w: &mut Writer<Vec<u8>>, scene: &SceneDesc) -> Result {
                             .with_attribute(("P", numbers(&points).as_str()))
                             .with_attribute(("nverts", nverts.join(" ").as_str()))
                             .with_attribute(("verts", verts.join(" ").as_str()))
+                            .write_empty()?;
+                        Ok(())
+                    })?;
+            }
+            for text in &scene.texts {
+                let shader = &scene.shaders[text.shader].name;
+                let matrix: Vec<f64> = text.matrix.iter().flatten().copied().collect();
+                w.create_element("state")
+                    .with_attribute(("shader", shader.as_str()))
+                    .write_inner_content(|w| {
+                        w.create_element("text")
+                            .with_attribute(("name", text.name.as_str()))
+                            .with_attribute(("body", text.body.as_str()))
+                            .with_attribute(("size", num(text.size).as_str()))
+                            .with_attribute(("align", text.align.name()))
+                            .with_attribute(("depth", num(text.depth).as_str()))
+                            .with_attribute(("matrix", numbers(&matrix).as_str()))
                             .write_empty()?;
                         Ok(())
                     })?;

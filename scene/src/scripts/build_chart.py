@@ -16,6 +16,7 @@ file equals its whole-frame render pixel for pixel. Any problem prints
 
 import argparse
 import math
+import os
 import sys
 import xml.etree.ElementTree as ET
 
@@ -23,6 +24,10 @@ import bpy
 from mathutils import Matrix, Vector
 
 PREFIX = "rendermesh:"
+# The chart font: Blender's own DejaVu Sans from its datafiles (the font of its interface). The
+# font compiled into Blender draws Latin-1 only; it stands in when the file is missing.
+# scene/src/chart/font_table.rs holds this font's advances, measured by scripts/chart-font-table.
+FONT_FILE = "DejaVuSans.woff2"
 
 
 def fail(message):
@@ -223,6 +228,87 @@ def add_mesh(scene, state, materials):
         scene.collection.objects.link(obj)
 
 
+def chart_font():
+    """The chart font (None: Blender's compiled-in one) and its cap height at size 1."""
+    fonts = bpy.utils.system_resource("DATAFILES", path="fonts")
+    path = os.path.join(fonts, FONT_FILE) if fonts else ""
+    font = None
+    if os.path.isfile(path):
+        font = bpy.data.fonts.load(path, check_existing=True)
+    else:
+        print(f"{PREFIX} warning: {FONT_FILE} is not in Blender's datafiles; "
+              "texts use its compiled-in font", flush=True)
+    curve = bpy.data.curves.new("chart-font-probe", type="FONT")
+    curve.body = "H"
+    curve.size = 1.0
+    curve.align_y = "BOTTOM_BASELINE"
+    if font is not None:
+        curve.font = font
+    probe = bpy.data.objects.new("chart-font-probe", curve)
+    bpy.context.scene.collection.objects.link(probe)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    mesh = bpy.data.meshes.new_from_object(probe.evaluated_get(depsgraph))
+    cap = max((v.co.y for v in mesh.vertices), default=0.0)
+    bpy.data.meshes.remove(mesh)
+    bpy.data.objects.remove(probe, do_unlink=True)
+    bpy.data.curves.remove(curve)
+    if cap <= 0.0:
+        fail("the chart font draws nothing for \"H\"")
+    return font, cap
+
+
+def add_texts(scene, states, materials):
+    """Each <text> becomes a text object in the chart font, then a mesh: the saved scene
+    holds meshes only, with no reference to a font file."""
+    pending = []
+    for state in states:
+        shader = state.get("shader")
+        if shader not in materials:
+            fail(f"scene XML: text uses unknown shader {shader!r}")
+        for node in state.findall("text"):
+            pending.append((node, materials[shader]))
+    if not pending:
+        return 0
+    font, cap = chart_font()
+    aligns = {"left": "LEFT", "center": "CENTER", "right": "RIGHT"}
+    made = []
+    for node, material in pending:
+        name = node.get("name", "text")
+        align = node.get("align", "left")
+        if align not in aligns:
+            fail(f"scene XML: text {name}: unknown align {align!r}")
+        size = floats(node.get("size"), 1, f"text {name} size")[0]
+        depth = floats(node.get("depth", "0"), 1, f"text {name} depth")[0]
+        m = floats(node.get("matrix"), 16, f"text {name} matrix")
+        curve = bpy.data.curves.new(name, type="FONT")
+        curve.body = node.get("body", "")
+        if font is not None:
+            curve.font = font
+        # Sizes are cap heights: the font is scaled so that "H" is exactly `size` tall.
+        curve.size = size / cap
+        curve.align_x = aligns[align]
+        curve.align_y = "BOTTOM_BASELINE"
+        curve.extrude = depth / 2.0 / curve.size
+        obj = bpy.data.objects.new(name, curve)
+        scene.collection.objects.link(obj)
+        made.append((obj, material, Matrix([m[0:4], m[4:8], m[8:12], m[12:16]])))
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    for obj, material, matrix in made:
+        name, curve = obj.name, obj.data
+        mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
+        mesh.name = name
+        mesh.materials.clear()
+        mesh.materials.append(material)
+        bpy.data.objects.remove(obj, do_unlink=True)
+        bpy.data.curves.remove(curve)
+        text = bpy.data.objects.new(name, mesh)
+        text.matrix_world = matrix
+        scene.collection.objects.link(text)
+    if font is not None:
+        bpy.data.fonts.remove(font)
+    return len(made)
+
+
 def main():
     args = parse_args()
     try:
@@ -250,12 +336,15 @@ def main():
         fail("scene XML: no camera <transform>")
     add_camera(scene, transform)
     materials = {s.get("name"): make_material(s) for s in root.findall("shader")}
-    for state in root.findall("state"):
+    states = root.findall("state")
+    meshes = [s for s in states if s.find("mesh") is not None]
+    for state in meshes:
         add_mesh(scene, state, materials)
+    texts = add_texts(scene, [s for s in states if s.find("text") is not None], materials)
 
     r = scene.render
     print(
-        f"{PREFIX} chart scene: {len(root.findall('state'))} meshes, "
+        f"{PREFIX} chart scene: {len(meshes)} meshes, {texts} texts, "
         f"{len(materials)} materials, {r.resolution_x}x{r.resolution_y}, "
         f"{scene.cycles.samples} samples",
         flush=True,
