@@ -302,7 +302,7 @@ mod tests {
                 "diagnostics": [
                     {
                         "line": 4, "column": 13, "length": 4,
-                        "message": "expected `histogram` or `cake`, found \"caek\"",
+                        "message": "expected `histogram`, `cake` or `surface`, found \"caek\"",
                         "suggestion": "did you mean `cake`?",
                     },
                     {

@@ -126,15 +126,14 @@ fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()
     }
     assert!(rendered >= 5);
 
-    // The same chart in 3x2 tiles over both nodes: the same pixels (at half its size).
-    let file = workspace().join("examples/charts/materials.chart");
-    let whole = dir.path().join("whole.png");
-    let tiled = dir.path().join("tiled.png");
-    half_size_whole_and_tiled(&nodes[1], &file, &whole, &tiled, "3x2")?;
+    // A labelled chart in 2x2 tiles over both nodes: the same pixels as whole (glass, text
+    // and all), its title and legend where the layout puts them.
+    labels_are_drawn_in_3d(&nodes[1], dir.path())?;
     let jobs = nodes[1].get("/api/v1/jobs").context("jobs")?;
     let newest = &jobs[0];
-    assert_eq!(newest["grid"]["cols"], 3, "{newest}");
-    // A chart's scene is self-contained: it ships no file but its .blend, and misses none.
+    assert_eq!(newest["grid"]["cols"], 2, "{newest}");
+    // A chart's scene is self-contained, texts included (meshes, no font file): it ships no
+    // file but its .blend, and misses none.
     let all = jobs.as_array().context("jobs")?;
     assert!(all.len() >= 7, "{} jobs", all.len());
     for job in all {
@@ -142,7 +141,96 @@ fn every_example_renders_and_a_tiled_chart_equals_the_untiled_one() -> Result<()
         assert_eq!(job["spec"]["missing"], serde_json::json!([]), "{job}");
         assert!(job["spec"]["blend_path"].is_string(), "{job}");
     }
-    labels_are_drawn_in_3d(&nodes[0], dir.path())
+    a_surface_takes_its_ramps_end_colours(&nodes[0], dir.path())
+}
+
+/// A surface rising from its front-right corner to its back-left one, coloured from blue to
+/// red: drawn in 2x2 tiles it equals its whole render (smooth normals and vertex colours
+/// included), the highest region is red and the lowest blue.
+fn a_surface_takes_its_ramps_end_colours(node: &MeshNode, dir: &Path) -> Result<()> {
+    use rendermesh_scene::chart::{self, scene::project};
+    let (rows, cols) = (6, 8);
+    let data: Vec<String> = (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (0..cols)
+                .map(|c| ((rows - 1 - r) + (cols - 1 - c)).to_string())
+                .collect();
+            row.join("; ")
+        })
+        .collect();
+    let text = format!(
+        "CONFIG\nimage-size; 240; 160\nimage-type; png\ngraph-type; surface\n\
+         default-material; material(diffuse, 0.5)\ndefault-color; color(0.5, 0.5, 0.5)\n\
+         floor-color; color(1, 1, 1)\nsurface-colors; color(0, 0, 1); color(1, 0, 0)\nEND\n\
+         DATA\n{}\nEND\n",
+        data.join("\n")
+    );
+    let file = dir.join("slope.chart");
+    std::fs::write(&file, &text)?;
+    let whole = dir.join("slope-whole.png");
+    let tiled = dir.join("slope-tiled.png");
+    for (out, tiles) in [(&whole, "none"), (&tiled, "2x2")] {
+        let run = chart(
+            node,
+            &[
+                path_str(&file),
+                "--out",
+                path_str(out),
+                "--samples",
+                SAMPLES,
+                "--tiles",
+                tiles,
+            ],
+        )?;
+        ok(run, &format!("chart slope --tiles {tiles}"))?;
+    }
+    assert_same_pixels(&tiled, &whole)?;
+    let (w, h, px) = pixels(&whole)?;
+    assert_eq!((w, h), (240, 160));
+    let scene = chart::layout(&chart::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let surface = scene
+        .meshes
+        .iter()
+        .find(|m| m.name.starts_with("chart-"))
+        .context("no surface")?;
+    let centre = {
+        let n = surface.vertices.len() as f64;
+        [0, 1, 2].map(|i| surface.vertices.iter().map(|v| v[i]).sum::<f64>() / n)
+    };
+    // The colour a little inside the surface from its highest and lowest corners.
+    let colour_near = |highest: bool| -> Result<[u8; 3]> {
+        let corner = surface
+            .vertices
+            .iter()
+            .copied()
+            .max_by(|a, b| {
+                let (a, b) = if highest { (a[2], b[2]) } else { (b[2], a[2]) };
+                a.total_cmp(&b)
+            })
+            .context("no vertex")?;
+        let p = [0, 1, 2].map(|i| corner[i] + (centre[i] - corner[i]) * 0.12);
+        let (u, v) = project(&scene, p).context("behind the camera")?;
+        let (x, y) = ((u * f64::from(w)) as usize, (v * f64::from(h)) as usize);
+        let i = (y.min(h as usize - 1) * w as usize + x.min(w as usize - 1)) * 4;
+        Ok([px[i], px[i + 1], px[i + 2]])
+    };
+    let top = colour_near(true)?;
+    let bottom = colour_near(false)?;
+    let (r, g, b) = (u32::from(top[0]), u32::from(top[1]), u32::from(top[2]));
+    assert!(
+        r > 2 * g && r > 2 * b,
+        "the highest region is {top:?}, not red"
+    );
+    let (r, g, b) = (
+        u32::from(bottom[0]),
+        u32::from(bottom[1]),
+        u32::from(bottom[2]),
+    );
+    assert!(
+        b > 2 * g && b > 2 * r,
+        "the lowest region is {bottom:?}, not blue"
+    );
+    Ok(())
 }
 
 /// Renders `file` at half its size whole into `whole` and in `tiles` into `tiled`, and checks

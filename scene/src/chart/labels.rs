@@ -31,6 +31,10 @@ pub const CAKE_LABEL_SHARE: f64 = 0.11;
 pub const DEPTH_SHARE: f64 = 0.15;
 /// Thickness of a grid line, as a share of a bar's width.
 pub const GRID_LINE: f64 = 0.025;
+/// ... and at least this share of the chart's largest extent.
+pub const GRID_SPAN: f64 = 0.002;
+/// Tick values: cap height as a share of the chart's largest extent.
+pub const TICK_SHARE: f64 = 0.035;
 /// How much of the background's white a grid line mixes into the text colour (faint lines).
 pub const GRID_FADE: f64 = 0.7;
 
@@ -93,6 +97,7 @@ pub(super) struct Annotations<'a> {
     /// The corners of every annotation, for the camera to frame.
     points: Vec<[f64; 3]>,
     legend: Vec<LegendDesc>,
+    swatches: Vec<MeshDesc>,
 }
 
 impl<'a> Annotations<'a> {
@@ -128,6 +133,7 @@ impl<'a> Annotations<'a> {
             },
             points: Vec::new(),
             legend: Vec::new(),
+            swatches: Vec::new(),
         }
     }
 
@@ -187,12 +193,14 @@ impl<'a> Annotations<'a> {
         meshes: &mut Vec<MeshDesc>,
     ) -> (Vec<TextDesc>, Vec<LegendDesc>) {
         let text = self.chart.config.text_color;
+        meshes.append(&mut self.swatches);
         if !self.texts.is_empty() {
             let at = shaders.len();
             shaders.push(ShaderDesc {
                 name: "text".into(),
                 color: rgb(text),
                 material: Material::Diffuse { roughness: 0.5 },
+                vertex_color: false,
             });
             for t in &mut self.texts {
                 t.shader = at;
@@ -209,6 +217,7 @@ impl<'a> Annotations<'a> {
                     b: fade(text.b),
                 }),
                 material: Material::Diffuse { roughness: 0.5 },
+                vertex_color: false,
             });
             meshes.push(self.grid);
         }
@@ -328,9 +337,16 @@ impl<'a> Annotations<'a> {
             // A cube of the variable's colour and material, then its name.
             let corner = [0, 1, 2].map(|k| at[k] - back[k] * size / 2.0);
             let edges = [right, up, back].map(|v| v.map(|x| x * size));
-            for p in shaders.mesh_for(&cell).add_cuboid(corner, edges) {
+            // Its own mesh: the chart's mesh of that shader may be smooth (a surface's).
+            let mut swatch = MeshDesc {
+                name: format!("swatch-{i}"),
+                shader: shaders.index_for(&cell, false),
+                ..MeshDesc::default()
+            };
+            for p in swatch.add_cuboid(corner, edges) {
                 self.mark(p, bounds);
             }
+            self.swatches.push(swatch);
             let face = [0, 1, 2].map(|k| at[k] + (right[k] + up[k] + back[k]) * size / 2.0);
             self.legend.push(LegendDesc {
                 name: entry.name.clone(),
@@ -398,7 +414,8 @@ impl<'a> Annotations<'a> {
         }
     }
 
-    /// Each value above its bar (a negative bar's value above zero), facing the camera.
+    /// Each value above its bar (a negative bar's value above zero), or above its point of a
+    /// surface, facing the camera.
     fn bar_values(&mut self, bars: &Bars, bounds: &mut Bounds) {
         let base = self.label_size(LABEL_PER_BAR * bars.width);
         let c = &self.chart.config;
@@ -406,13 +423,17 @@ impl<'a> Annotations<'a> {
         for (r, row) in self.chart.rows.iter().enumerate() {
             for (col, cell) in row.cells.iter().enumerate() {
                 let Some(value) = cell.value else { continue };
-                let Some(h) = super::scene::bar_height(
-                    value,
-                    bars.largest,
-                    bars.tallest,
-                    c.minimum_bar_height,
-                ) else {
-                    continue;
+                let h = if bars.surface {
+                    bars.height(value)
+                } else {
+                    let drawn = super::scene::bar_height(
+                        value,
+                        bars.largest,
+                        bars.tallest,
+                        c.minimum_bar_height,
+                    );
+                    let Some(h) = drawn else { continue };
+                    h.max(0.0)
                 };
                 let body = value_text(value);
                 let fit = 0.95 * bars.step_x / font::width(&body).max(1e-9);
@@ -420,7 +441,7 @@ impl<'a> Annotations<'a> {
                 let top = [
                     col as f64 * bars.step_x + bars.width / 2.0,
                     -(r as f64) * bars.step_z - bars.width / 2.0,
-                    h.max(0.0),
+                    h,
                 ];
                 let lift = (0.3 + font::DESCENT) * size;
                 let at = [0, 1, 2].map(|i| top[i] + up[i] * lift);
@@ -480,12 +501,14 @@ impl<'a> Annotations<'a> {
     /// values at the front end of the left wall's lines.
     fn axis(&mut self, bars: &Bars, bounds: &mut Bounds) {
         let w = bars.width;
-        let t = GRID_LINE * w;
+        // Thin, but not lost on a wide chart.
+        let t = (GRID_LINE * w).max(GRID_SPAN * self.span);
         let x_left = -0.5 * w;
         let x_right = (bars.cols.max(1) - 1) as f64 * bars.step_x + 1.5 * w;
         let y_back = 0.5 * w;
         let y_front = -((bars.rows.max(1) - 1) as f64) * bars.step_z - 1.5 * w;
-        let size = self.label_size(LABEL_PER_BAR * w);
+        // Tick values stand beside the chart, not in a column: sized by the chart alone.
+        let size = TICK_SHARE * self.span;
         let View { right, up, .. } = self.view;
         let ticks = std::mem::take(&mut self.ticks);
         for (i, (z, label)) in ticks.iter().enumerate() {
@@ -752,9 +775,14 @@ mod tests {
             .iter()
             .position(|s| s.color == [1.0, 0.0, 0.0])
             .unwrap();
-        let mesh = scene.meshes.iter().find(|m| m.shader == red).unwrap();
-        // The bar and the swatch: two boxes in the red mesh.
-        assert_eq!(mesh.faces.len(), 12);
+        let meshes: Vec<&str> = scene
+            .meshes
+            .iter()
+            .filter(|m| m.shader == red)
+            .map(|m| m.name.as_str())
+            .collect();
+        // The bar's mesh and the swatch's own.
+        assert_eq!(meshes, ["chart-1", "swatch-0"]);
         let swatch = scene.legend[0].swatch;
         let (u, v) = project(&scene, swatch).unwrap();
         assert!((0.0..=1.0).contains(&u) && (0.0..=1.0).contains(&v));

@@ -40,7 +40,7 @@
 //! |---|---|---|
 //! | `image-size` | `W; H`, whole numbers ≥ 1 | required |
 //! | `image-type` | `png`, `jpg` or `bmp` | required |
-//! | `graph-type` | `histogram` or `cake` | required |
+//! | `graph-type` | `histogram`, `cake` or `surface` | required |
 //! | `default-material` | MATERIAL | required |
 //! | `default-color` | COLOR | required |
 //! | `floor-color` | COLOR | required |
@@ -52,15 +52,16 @@
 //! | `minimum-bar-height` (histogram only) | number ≥ 0 | `0` |
 //! | `cake-height` (cake only) | number > 0 | `1` |
 //! | `title` | TEXT | none |
-//! | `x-labels` (histogram only) | TEXT; TEXT; …: the columns' names, along X, at most one per column | none |
-//! | `z-labels` (histogram only) | TEXT; TEXT; …: the rows' names, along Z, at most one per row | none |
+//! | `x-labels` (histogram, surface) | TEXT; TEXT; …: the columns' names, along X, at most one per column | none |
+//! | `z-labels` (histogram, surface) | TEXT; TEXT; …: the rows' names, along Z, at most one per row | none |
 //! | `labels` (cake only) | TEXT; TEXT; …: the slices' names, in the order of a row's values | none |
 //! | `value-labels` | `on` or `off`: the value above each bar, or each slice's share on it | `off` |
-//! | `axis` (histogram only) | `on` or `off`: a value axis with round ticks and faint grid lines on the back walls | `off` |
+//! | `axis` (histogram, surface) | `on` or `off`: a value axis with round ticks and faint grid lines on the back walls | `off` |
 //! | `legend` | `on` or `off`: one entry per variable used in DATA | `off` |
 //! | `text-color` | COLOR | `color(0.05, 0.05, 0.05)` |
+//! | `surface-colors` (surface only) | COLOR; COLOR[; …]: 2 to 16 colours from the lowest value to the highest, evenly spaced | viridis ([`DEFAULT_SURFACE_COLORS`]) |
 //!
-//! A key of the other graph type is an error. The text keys (the last eight) are drawn as 3D
+//! A key of the other graph type is an error. The text keys (`title` to `text-color`) are drawn as 3D
 //! text ([`labels`](self) lays them out; `docs/CHART-FORMAT.md` says where each goes); their
 //! defaults draw nothing, so every file from before them renders as it did.
 //!
@@ -176,6 +177,7 @@ mod labels;
 mod model;
 mod parse;
 pub mod scene;
+mod surface;
 mod write;
 pub mod xml;
 
@@ -186,8 +188,9 @@ pub use error::{Diagnostic, Errors};
 pub use model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, DEFAULT_BACKGROUND_STRENGTH,
     DEFAULT_BAR_SEPARATION, DEFAULT_BAR_WIDTH, DEFAULT_CAKE_HEIGHT, DEFAULT_MINIMUM_BAR_HEIGHT,
-    DEFAULT_TEXT_COLOR, Distribution, GraphType, ImageSize, ImageType, Keyword, MAX_TEXT_CHARS,
-    Material, MaterialKind, Range, Row, Step, Switch, Transform, Var, VarValue, Vars,
+    DEFAULT_SURFACE_COLORS, DEFAULT_TEXT_COLOR, Distribution, GraphType, ImageSize, ImageType,
+    Keyword, MAX_SURFACE_COLORS, MAX_TEXT_CHARS, Material, MaterialKind, Range, Row, Step, Switch,
+    Transform, Var, VarValue, Vars,
 };
 pub use parse::{MAX_DIAGNOSTICS, MAX_TEXT_BYTES, MAX_VALUES, parse};
 pub use scene::{SceneDesc, layout};

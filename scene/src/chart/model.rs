@@ -22,6 +22,38 @@ pub const DEFAULT_TEXT_COLOR: Color = Color {
     g: 0.05,
     b: 0.05,
 };
+/// A surface's colours by height when `surface-colors` is not given: viridis (dark violet,
+/// blue, teal, green, yellow), perceptually even and readable with colour blindness; written
+/// as linear values so that the image shows viridis's own colours.
+pub const DEFAULT_SURFACE_COLORS: [Color; 5] = [
+    Color {
+        r: 0.058,
+        g: 0.0,
+        b: 0.088,
+    },
+    Color {
+        r: 0.043,
+        g: 0.085,
+        b: 0.259,
+    },
+    Color {
+        r: 0.015,
+        g: 0.281,
+        b: 0.264,
+    },
+    Color {
+        r: 0.112,
+        g: 0.585,
+        b: 0.121,
+    },
+    Color {
+        r: 0.984,
+        g: 0.799,
+        b: 0.018,
+    },
+];
+/// The most colours `surface-colors` takes.
+pub const MAX_SURFACE_COLORS: usize = 16;
 /// The longest text (a title or a label), in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
 
@@ -70,16 +102,16 @@ pub struct Config {
     pub cake_height: f64,
     /// A title above the chart (`title`, default none).
     pub title: Option<String>,
-    /// Histogram only: names of the columns, along X (`x-labels`, default none); there may be
+    /// Histogram and surface: names of the columns, along X (`x-labels`, default none); there may be
     /// fewer than columns.
     pub x_labels: Vec<String>,
-    /// Histogram only: names of the rows, along Z (`z-labels`, default none).
+    /// Histogram and surface: names of the rows, along Z (`z-labels`, default none).
     pub z_labels: Vec<String>,
     /// Cake only: names of the slices, in the order of a row's values (`labels`, default none).
     pub labels: Vec<String>,
     /// The value above each bar, or each slice's share on it (`value-labels`, default off).
     pub value_labels: bool,
-    /// Histogram only: a value axis with round ticks and faint grid lines on the back walls
+    /// Histogram and surface: a value axis with round ticks and faint grid lines on the back walls
     /// (`axis`, default off).
     pub axis: bool,
     /// One entry per variable used in DATA, with its colour or material (`legend`, default
@@ -87,6 +119,9 @@ pub struct Config {
     pub legend: bool,
     /// Colour of every text (`text-color`, default [`DEFAULT_TEXT_COLOR`]).
     pub text_color: Color,
+    /// Surface only: the colours from the lowest value to the highest, evenly spaced
+    /// (`surface-colors`, default [`DEFAULT_SURFACE_COLORS`]); at least two.
+    pub surface_colors: Vec<Color>,
 }
 
 impl Config {
@@ -121,6 +156,7 @@ impl Config {
             axis: false,
             legend: false,
             text_color: DEFAULT_TEXT_COLOR,
+            surface_colors: DEFAULT_SURFACE_COLORS.to_vec(),
         }
     }
 }
@@ -170,7 +206,7 @@ macro_rules! keywords {
 }
 
 keywords!(ImageType { Png => "png", Jpg => "jpg", Bmp => "bmp" });
-keywords!(GraphType { Histogram => "histogram", Cake => "cake" });
+keywords!(GraphType { Histogram => "histogram", Cake => "cake", Surface => "surface" });
 keywords!(CameraType { Perspective => "perspective", Orthographic => "orthographic" });
 keywords!(Distribution { Beckmann => "beckmann", Sharp => "sharp" });
 keywords!(MaterialKind { Diffuse => "diffuse", Glossy => "glossy", Glass => "glass" });
@@ -214,6 +250,8 @@ pub enum GraphType {
     Histogram,
     /// `cake`: one slice per value.
     Cake,
+    /// `surface`: one smooth surface through a grid of heights, coloured by height.
+    Surface,
 }
 
 /// Camera projection.

@@ -10,8 +10,8 @@ use super::error::{Diagnostic, Errors};
 use super::font;
 use super::model::{
     BarSeparation, CameraType, Cell, Chart, Color, Config, Distribution, GraphType, ImageSize,
-    ImageType, Keyword, MAX_TEXT_CHARS, Material, MaterialKind, Range, Row, Step, Switch,
-    Transform, Var, VarValue, Vars,
+    ImageType, Keyword, MAX_SURFACE_COLORS, MAX_TEXT_CHARS, Material, MaterialKind, Range, Row,
+    Step, Switch, Transform, Var, VarValue, Vars,
 };
 
 /// Most values (cells, empty ones included) a DATA section may hold.
@@ -253,10 +253,11 @@ enum Key {
     Axis,
     Legend,
     TextColor,
+    SurfaceColors,
 }
 
 impl Key {
-    const COUNT: usize = 21;
+    const COUNT: usize = 22;
     const ALL: [Key; Key::COUNT] = [
         Key::ImageSize,
         Key::ImageType,
@@ -279,6 +280,7 @@ impl Key {
         Key::Axis,
         Key::Legend,
         Key::TextColor,
+        Key::SurfaceColors,
     ];
     const REQUIRED: [Key; 6] = [
         Key::ImageSize,
@@ -312,6 +314,7 @@ impl Key {
             Key::Axis => "axis",
             Key::Legend => "legend",
             Key::TextColor => "text-color",
+            Key::SurfaceColors => "surface-colors",
         }
     }
 
@@ -326,16 +329,19 @@ impl Key {
             .find(|key| key.name().eq_ignore_ascii_case(text))
     }
 
-    /// The only graph type this key applies to, if it is specific to one.
-    fn only_for(self) -> Option<GraphType> {
+    /// The graph types this key applies to, and how the format names them; `None` for keys
+    /// of every graph type.
+    fn only_for(self) -> Option<(&'static [GraphType], &'static str)> {
         match self {
-            Key::BarWidth
-            | Key::BarSeparation
-            | Key::MinimumBarHeight
-            | Key::XLabels
-            | Key::ZLabels
-            | Key::Axis => Some(GraphType::Histogram),
-            Key::CakeHeight | Key::Labels => Some(GraphType::Cake),
+            Key::BarWidth | Key::BarSeparation | Key::MinimumBarHeight => {
+                Some((&[GraphType::Histogram], "histograms"))
+            }
+            Key::XLabels | Key::ZLabels | Key::Axis => Some((
+                &[GraphType::Histogram, GraphType::Surface],
+                "histograms and surfaces",
+            )),
+            Key::CakeHeight | Key::Labels => Some((&[GraphType::Cake], "cakes")),
+            Key::SurfaceColors => Some((&[GraphType::Surface], "surfaces")),
             _ => None,
         }
     }
@@ -367,6 +373,7 @@ struct Draft {
     axis: Option<Switch>,
     legend: Option<Switch>,
     text_color: Option<Color>,
+    surface_colors: Option<Vec<Color>>,
 }
 
 /// A range opener, kept until the variables are known.
@@ -648,6 +655,10 @@ impl Parser {
             return;
         }
         let values = &fields[1..];
+        if key == Key::SurfaceColors {
+            self.surface_colors(line, &fields);
+            return;
+        }
         if key == Key::BarSeparation && values.len() == 2 {
             let x = self.non_negative(line, values[0]);
             let z = self.non_negative(line, values[1]);
@@ -706,7 +717,33 @@ impl Parser {
             Key::Axis => self.config.axis = self.keyword(line, value),
             Key::Legend => self.config.legend = self.keyword(line, value),
             Key::TextColor => self.config.text_color = self.color(line, value),
-            Key::Title | Key::XLabels | Key::ZLabels | Key::Labels => {}
+            Key::Title | Key::XLabels | Key::ZLabels | Key::Labels | Key::SurfaceColors => {}
+        }
+    }
+
+    /// `surface-colors; COLOR; COLOR[; ...]`: two to [`MAX_SURFACE_COLORS`] colours.
+    fn surface_colors(&mut self, line: &Line<'_>, fields: &[Field<'_>]) {
+        let values = &fields[1..];
+        if values.len() < 2 || values.len() > MAX_SURFACE_COLORS {
+            let (at, found) = match values.get(MAX_SURFACE_COLORS) {
+                Some(extra) => (extra.at, extra.text),
+                None => (fields[0].at, fields[0].text),
+            };
+            self.error(
+                line,
+                at,
+                format!(
+                    "2 to {MAX_SURFACE_COLORS} colours, lowest value first \
+                     (`surface-colors; COLOR; COLOR[; ...]`)"
+                ),
+                found,
+                Some(format!("{} given", values.len())),
+            );
+            return;
+        }
+        let colors: Vec<Option<Color>> = values.iter().map(|v| self.color(line, *v)).collect();
+        if colors.iter().all(Option::is_some) {
+            self.config.surface_colors = Some(colors.into_iter().flatten().collect());
         }
     }
 
@@ -1470,14 +1507,10 @@ impl Parser {
         }
         if let Some(graph) = self.config.graph_type {
             for key in Key::ALL {
-                if let (Some(only), Some((line, column))) =
+                if let (Some((only, kind)), Some((line, column))) =
                     (key.only_for(), self.config.seen[key as usize])
-                    && only != graph
+                    && !only.contains(&graph)
                 {
-                    let kind = match only {
-                        GraphType::Histogram => "histograms",
-                        GraphType::Cake => "cakes",
-                    };
                     self.error_at(
                         line,
                         column,
@@ -1583,6 +1616,9 @@ impl Parser {
         config.axis = draft.axis == Some(Switch::On);
         config.legend = draft.legend == Some(Switch::On);
         config.text_color = draft.text_color.unwrap_or(config.text_color);
+        if let Some(colors) = draft.surface_colors {
+            config.surface_colors = colors;
+        }
         let mut chart = Chart {
             config,
             vars: Vars { entries: self.vars },

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 
 use super::labels::{self, Annotations};
 use super::model::{CameraType, Cell, Chart, Color, GraphType, Material, Row, Step, Transform};
+use super::surface::surface;
 
 /// Samples per pixel the builder uses when the job does not say.
 pub const DEFAULT_SAMPLES: u32 = 64;
@@ -170,10 +171,12 @@ pub struct SunDesc {
 pub struct ShaderDesc {
     /// Unique name (`chart-0`, `floor`).
     pub name: String,
-    /// Base colour.
+    /// Base colour (white when `vertex_color`).
     pub color: [f64; 3],
     /// The material.
     pub material: Material,
+    /// The colour comes from each vertex's colour ([`MeshDesc::colors`]), not from `color`.
+    pub vertex_color: bool,
 }
 
 /// A mesh of polygons with one shader.
@@ -187,6 +190,11 @@ pub struct MeshDesc {
     pub vertices: Vec<[f64; 3]>,
     /// Polygons, each a list of vertex indices, counter-clockwise seen from outside.
     pub faces: Vec<Vec<u32>>,
+    /// A normal per vertex for smooth shading (a surface's), or empty: flat faces.
+    pub normals: Vec<[f64; 3]>,
+    /// A colour per vertex (a surface's colours by height, for a `vertex_color` shader), or
+    /// empty.
+    pub colors: Vec<[f64; 3]>,
 }
 
 impl MeshDesc {
@@ -255,6 +263,7 @@ pub fn layout(chart: &Chart) -> SceneDesc {
     let shape = match chart.config.graph_type {
         GraphType::Histogram => Shape::Bars(histogram(chart, &mut shaders, &mut bounds)),
         GraphType::Cake => Shape::Cakes(cakes(chart, &mut shaders, &mut bounds)),
+        GraphType::Surface => Shape::Bars(surface(chart, &mut shaders, &mut bounds)),
     };
     if bounds.is_empty() {
         // Nothing to draw (every value missing): frame a unit cube on the floor.
@@ -278,6 +287,7 @@ pub fn layout(chart: &Chart) -> SceneDesc {
         name: "floor".into(),
         color: rgb(chart.config.floor_color),
         material: Material::Diffuse { roughness: 0.5 },
+        vertex_color: false,
     });
     let mut floor = MeshDesc {
         name: "floor".into(),
@@ -343,9 +353,21 @@ impl<'a> Shaders<'a> {
 
     /// The mesh collecting the geometry drawn with `cell`'s colour and material.
     pub(super) fn mesh_for(&mut self, cell: &Cell) -> &mut MeshDesc {
-        let color = rgb(cell.color.unwrap_or(self.chart.config.default_color));
+        let at = self.index_for(cell, false);
+        &mut self.list[at].1
+    }
+
+    /// The index of the shader (and its mesh) of `cell`'s colour and material; with `ramp`, of
+    /// its material with the colour from the vertices unless the cell sets one.
+    pub(super) fn index_for(&mut self, cell: &Cell, ramp: bool) -> usize {
+        let vertex_color = ramp && cell.color.is_none();
+        let color = if vertex_color {
+            [1.0; 3]
+        } else {
+            rgb(cell.color.unwrap_or(self.chart.config.default_color))
+        };
         let material = cell.material.unwrap_or(self.chart.config.default_material);
-        let key = shader_key(color, material);
+        let key = shader_key(color, material, vertex_color);
         let next = self.list.len();
         let at = *self.index.entry(key).or_insert(next);
         if at == next {
@@ -355,6 +377,7 @@ impl<'a> Shaders<'a> {
                     name: name.clone(),
                     color,
                     material,
+                    vertex_color,
                 },
                 MeshDesc {
                     name,
@@ -363,15 +386,26 @@ impl<'a> Shaders<'a> {
                 },
             ));
         }
+        at
+    }
+
+    /// The mesh of the shader at `at` (from [`Shaders::index_for`]).
+    pub(super) fn mesh(&mut self, at: usize) -> &mut MeshDesc {
         &mut self.list[at].1
     }
 
+    /// The shaders, and the meshes that drew something (a shader may serve a legend's swatch
+    /// only).
     fn finish(self) -> (Vec<ShaderDesc>, Vec<MeshDesc>) {
-        self.list.into_iter().unzip()
+        let (shaders, meshes): (Vec<ShaderDesc>, Vec<MeshDesc>) = self.list.into_iter().unzip();
+        (
+            shaders,
+            meshes.into_iter().filter(|m| !m.faces.is_empty()).collect(),
+        )
     }
 }
 
-fn shader_key(color: [f64; 3], material: Material) -> [u64; 8] {
+fn shader_key(color: [f64; 3], material: Material, vertex_color: bool) -> [u64; 8] {
     let (kind, dist, roughness, ior) = match material {
         Material::Diffuse { roughness } => (0, 0, roughness, 0.0),
         Material::Glossy {
@@ -393,7 +427,7 @@ fn shader_key(color: [f64; 3], material: Material) -> [u64; 8] {
         dist,
         roughness.to_bits(),
         ior.to_bits(),
-        0,
+        u64::from(vertex_color),
     ]
 }
 
@@ -487,6 +521,9 @@ pub(super) struct Bars {
     pub(super) largest: f64,
     /// The height the largest magnitude is drawn with.
     pub(super) tallest: f64,
+    /// A surface's grid of points (at the middle of where bars would stand), not bars: every
+    /// value is drawn, zero included.
+    pub(super) surface: bool,
 }
 
 impl Bars {
@@ -554,6 +591,7 @@ fn histogram(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bounds) -> B
         rows,
         largest,
         tallest,
+        surface: false,
     }
 }
 

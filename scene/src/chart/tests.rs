@@ -146,6 +146,7 @@ fn histogram_example_parses_to_the_model() {
             axis: false,
             legend: false,
             text_color: DEFAULT_TEXT_COLOR,
+            surface_colors: DEFAULT_SURFACE_COLORS.to_vec(),
         },
         vars: Vars {
             entries: vec![
@@ -373,7 +374,7 @@ fn misspelt_section_suggests_the_section() {
 fn misspelt_keyword_value_suggests_the_value() {
     only_error(
         &with_line(4, Some("graph-type; histogran")),
-        "line 4, column 13: expected `histogram` or `cake`, found \"histogran\"; did you mean `histogram`?",
+        "line 4, column 13: expected `histogram`, `cake` or `surface`, found \"histogran\"; did you mean `histogram`?",
     );
 }
 
@@ -662,7 +663,14 @@ fn config_strategy() -> impl Strategy<Value = Config> {
             Just(ImageType::Jpg),
             Just(ImageType::Bmp)
         ],
-        any::<bool>(),
+        (
+            prop_oneof![
+                Just(GraphType::Histogram),
+                Just(GraphType::Cake),
+                Just(GraphType::Surface)
+            ],
+            prop::collection::vec(color_strategy(), 2..=MAX_SURFACE_COLORS),
+        ),
         material_strategy(),
         color_strategy(),
         color_strategy(),
@@ -675,7 +683,7 @@ fn config_strategy() -> impl Strategy<Value = Config> {
             |(
                 (width, height),
                 image_type,
-                cake,
+                (graph, ramp),
                 material,
                 color,
                 floor,
@@ -684,11 +692,6 @@ fn config_strategy() -> impl Strategy<Value = Config> {
                 background,
                 (size, gap_x, gap_z, minimum),
             )| {
-                let graph = if cake {
-                    GraphType::Cake
-                } else {
-                    GraphType::Histogram
-                };
                 let mut config = Config::new(
                     ImageSize { width, height },
                     image_type,
@@ -702,12 +705,14 @@ fn config_strategy() -> impl Strategy<Value = Config> {
                 }
                 config.camera_transform = Transform { steps };
                 config.background_strength = background;
-                if cake {
-                    config.cake_height = size;
-                } else {
-                    config.bar_width = size;
-                    config.bar_separation = BarSeparation { x: gap_x, z: gap_z };
-                    config.minimum_bar_height = minimum;
+                match graph {
+                    GraphType::Cake => config.cake_height = size,
+                    GraphType::Histogram => {
+                        config.bar_width = size;
+                        config.bar_separation = BarSeparation { x: gap_x, z: gap_z };
+                        config.minimum_bar_height = minimum;
+                    }
+                    GraphType::Surface => config.surface_colors = ramp,
                 }
                 config
             },
@@ -886,7 +891,7 @@ fn a_cake_names_its_slices_with_labels_and_takes_no_histogram_key() {
     assert_eq!(chart.config.labels, ["red", "green", "blue; dark"]);
     only_error(
         &cake("axis; on"),
-        "line 8, column 1: expected a key for this chart (`axis` is for histograms only), found \"axis\"",
+        "line 8, column 1: expected a key for this chart (`axis` is for histograms and surfaces only), found \"axis\"",
     );
     only_error(
         &with_keys(&["labels; a"]),
@@ -1001,4 +1006,41 @@ proptest! {
     fn text_lines_never_panic(text in "(title|x-labels|labels); ([\"; a-zé]|\"\"){0,30}") {
         let _ = parse(&with_keys(&[&text]));
     }
+}
+
+#[test]
+fn surface_colors_take_two_to_sixteen_colours_on_a_surface_only() {
+    let surface =
+        |extra: &str| with_keys(&[extra]).replace("graph-type; histogram", "graph-type; surface");
+    let chart = parse(&surface("surface-colors; color(0, 0, 1); color(1, 1, 0)")).unwrap();
+    assert_eq!(
+        chart.config.surface_colors,
+        [rgb(0.0, 0.0, 1.0), rgb(1.0, 1.0, 0.0)]
+    );
+    assert_eq!(parse(&write(&chart)).unwrap(), chart);
+    // The default: viridis.
+    let plain = parse(&surface("")).unwrap();
+    assert_eq!(plain.config.surface_colors, DEFAULT_SURFACE_COLORS);
+    only_error(
+        &surface("surface-colors; color(0, 0, 1)"),
+        "line 8, column 1: expected 2 to 16 colours, lowest value first (`surface-colors; \
+         COLOR; COLOR[; ...]`), found \"surface-colors\"; 1 given",
+    );
+    let many = format!("surface-colors; {}", ["color(0, 0, 0)"; 17].join("; "));
+    only_error(
+        &surface(&many),
+        "line 8, column 273: expected 2 to 16 colours, lowest value first (`surface-colors; \
+         COLOR; COLOR[; ...]`), found \"color(0, 0, 0)\"; 17 given",
+    );
+    // Both colours checked in one pass.
+    let errors = errors(&surface("surface-colors; color(2, 0, 0); colour(0, 0, 1)"));
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    only_error(
+        &with_keys(&["surface-colors; color(0, 0, 1); color(1, 1, 0)"]),
+        "line 8, column 1: expected a key for this chart (`surface-colors` is for surfaces \
+         only), found \"surface-colors\"",
+    );
+    // Axis and names work on surfaces as on histograms.
+    let named = parse(&surface("x-labels; a; b; c")).unwrap();
+    assert_eq!(named.config.x_labels, ["a", "b", "c"]);
 }

@@ -63,12 +63,16 @@ pub fn write(chart: &Chart) -> String {
         GraphType::Cake => {
             let _ = writeln!(out, "cake-height; {}", config.cake_height);
         }
+        GraphType::Surface => {
+            let colors: Vec<String> = config.surface_colors.iter().map(color).collect();
+            let _ = writeln!(out, "surface-colors; {}", colors.join("; "));
+        }
     }
     if let Some(title) = &config.title {
         let _ = writeln!(out, "title; {}", text(title));
     }
     let lists: Vec<(&str, &Vec<String>)> = match config.graph_type {
-        GraphType::Histogram => vec![
+        GraphType::Histogram | GraphType::Surface => vec![
             ("x-labels", &config.x_labels),
             ("z-labels", &config.z_labels),
         ],
@@ -80,7 +84,7 @@ pub fn write(chart: &Chart) -> String {
     }
     let switch = |on: bool| if on { Switch::On } else { Switch::Off }.name();
     let _ = writeln!(out, "value-labels; {}", switch(config.value_labels));
-    if config.graph_type == GraphType::Histogram {
+    if config.graph_type != GraphType::Cake {
         let _ = writeln!(out, "axis; {}", switch(config.axis));
     }
     let _ = writeln!(out, "legend; {}", switch(config.legend));

@@ -6,9 +6,12 @@
 //! `<state shader="..."><text name body size align depth matrix/></state>`: one line of 3D
 //! text, `size` the height of a capital "H", `matrix` text to world (row-major).
 //!
+//! A surface's mesh also has `N` (a normal per vertex: smooth shading) and `C` (a linear colour
+//! per vertex), and its shader takes its colour from an `<attribute attribute="Col">` node.
+//!
 //! Differences from Cycles' format, all additive: `<film>` carries `width`, `height` and
-//! `samples` (Cycles reads those from the command line), `<mesh>` has a `name`, and glossy
-//! shaders keep the chart's IOR (`ior`) for the builder's Fresnel mix.
+//! `samples` (Cycles reads those from the command line), `<mesh>` has a `name`, glossy
+//! shaders keep the chart's IOR (`ior`) for the builder's Fresnel mix, and `<text>`.
 //!
 //! Numbers are written with up to 6 decimals, trailing zeros trimmed, so the text is stable and
 //! diffable.
@@ -17,7 +20,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, Event};
 
 use super::model::{Distribution, Keyword, Material};
-use super::scene::SceneDesc;
+use super::scene::{SceneDesc, ShaderDesc};
 
 /// The scene as XML text (UTF-8, with an XML declaration, indented by two spaces).
 pub fn to_xml(scene: &SceneDesc) -> String {
@@ -55,7 +58,7 @@ fn write_scene(w: &mut Writer<Vec<u8>>, scene: &SceneDesc) -> Result {
                 .with_attribute(("strength", num(scene.sun.strength).as_str()))
                 .write_empty()?;
             for shader in &scene.shaders {
-                write_shader(w, &shader.name, shader.color, shader.material)?;
+                write_shader(w, shader)?;
             }
             for mesh in &scene.meshes {
                 let shader = &scene.shaders[mesh.shader].name;
@@ -66,12 +69,21 @@ fn write_scene(w: &mut Writer<Vec<u8>>, scene: &SceneDesc) -> Result {
                 w.create_element("state")
                     .with_attribute(("shader", shader.as_str()))
                     .write_inner_content(|w| {
-                        w.create_element("mesh")
+                        let mut element = w
+                            .create_element("mesh")
                             .with_attribute(("name", mesh.name.as_str()))
                             .with_attribute(("P", numbers(&points).as_str()))
                             .with_attribute(("nverts", nverts.join(" ").as_str()))
-                            .with_attribute(("verts", verts.join(" ").as_str()))
-                            .write_empty()?;
+                            .with_attribute(("verts", verts.join(" ").as_str()));
+                        let normals: Vec<f64> = mesh.normals.iter().flatten().copied().collect();
+                        let colors: Vec<f64> = mesh.colors.iter().flatten().copied().collect();
+                        if !normals.is_empty() {
+                            element = element.with_attribute(("N", numbers(&normals).as_str()));
+                        }
+                        if !colors.is_empty() {
+                            element = element.with_attribute(("C", numbers(&colors).as_str()));
+                        }
+                        element.write_empty()?;
                         Ok(())
                     })?;
             }
@@ -128,13 +140,9 @@ fn write_world(w: &mut Writer<Vec<u8>>, scene: &SceneDesc) -> Result {
     Ok(())
 }
 
-fn write_shader(
-    w: &mut Writer<Vec<u8>>,
-    name: &str,
-    color: [f64; 3],
-    material: Material,
-) -> Result {
-    let color = numbers(&color);
+fn write_shader(w: &mut Writer<Vec<u8>>, shader: &ShaderDesc) -> Result {
+    let (name, material) = (shader.name.as_str(), shader.material);
+    let color = numbers(&shader.color);
     w.create_element("shader")
         .with_attribute(("name", name))
         .write_inner_content(|w| {
@@ -164,6 +172,13 @@ fn write_shader(
             node.with_attribute(("name", "bsdf"))
                 .with_attribute(("color", color.as_str()))
                 .write_empty()?;
+            if shader.vertex_color {
+                w.create_element("attribute")
+                    .with_attribute(("name", "col"))
+                    .with_attribute(("attribute", "Col"))
+                    .write_empty()?;
+                connect(w, "col color", "bsdf color")?;
+            }
             connect(w, "bsdf bsdf", "output surface")
         })?;
     Ok(())

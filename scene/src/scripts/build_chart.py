@@ -157,10 +157,12 @@ def add_camera(scene, transform):
 
 def make_material(shader):
     name = shader.get("name")
-    nodes_in = [n for n in shader if n.tag != "connect"]
+    nodes_in = [n for n in shader if n.tag not in ("connect", "attribute")]
     if len(nodes_in) != 1:
         fail(f"scene XML: shader {name!r} must hold exactly one BSDF")
     bsdf = nodes_in[0]
+    # A surface's colour comes from its vertices' colour attribute.
+    attribute = shader.find("attribute")
     color = (*floats(bsdf.get("color"), 3, f"shader {name} color"), 1.0)
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
@@ -169,11 +171,13 @@ def make_material(shader):
         tree.nodes.remove(node)
     out = tree.nodes.new("ShaderNodeOutputMaterial")
     distribution = {"beckmann": "BECKMANN", "sharp": "SHARP"}
+    colored = None  # the node whose "Color" input takes the chart's colour
     if bsdf.tag == "diffuse_bsdf":
         node = tree.nodes.new("ShaderNodeBsdfDiffuse")
         node.inputs["Color"].default_value = color
         node.inputs["Roughness"].default_value = float(bsdf.get("roughness", "0"))
         tree.links.new(node.outputs["BSDF"], out.inputs["Surface"])
+        colored = node
     elif bsdf.tag == "glossy_bsdf":
         # A coloured base under a clear glossy coat, mixed by Fresnel at the chart's IOR:
         # the look of lacquer or plastic rather than of a tinted mirror.
@@ -189,6 +193,7 @@ def make_material(shader):
         tree.links.new(base.outputs["BSDF"], mix.inputs[1])
         tree.links.new(coat.outputs["BSDF"], mix.inputs[2])
         tree.links.new(mix.outputs["Shader"], out.inputs["Surface"])
+        colored = base
     elif bsdf.tag == "glass_bsdf":
         node = tree.nodes.new("ShaderNodeBsdfGlass")
         node.distribution = distribution[bsdf.get("distribution", "beckmann")]
@@ -196,8 +201,13 @@ def make_material(shader):
         node.inputs["Roughness"].default_value = float(bsdf.get("roughness", "0"))
         node.inputs["IOR"].default_value = float(bsdf.get("IOR", "1.45"))
         tree.links.new(node.outputs["BSDF"], out.inputs["Surface"])
+        colored = node
     else:
         fail(f"scene XML: unknown shader node <{bsdf.tag}> in {name!r}")
+    if attribute is not None:
+        source = tree.nodes.new("ShaderNodeAttribute")
+        source.attribute_name = attribute.get("attribute", "Col")
+        tree.links.new(source.outputs["Color"], colored.inputs["Color"])
     mat.diffuse_color = color
     return mat
 
@@ -220,9 +230,27 @@ def add_mesh(scene, state, materials):
         for n in counts:
             faces.append(indices[at : at + n])
             at += n
+        normals = floats(node.get("N", ""), None, f"mesh {name} normals")
+        colors = floats(node.get("C", ""), None, f"mesh {name} colours")
+        for what, values in (("normals", normals), ("colours", colors)):
+            if values and len(values) != len(p):
+                fail(f"scene XML: mesh {name}: {what} do not match its points")
         mesh = bpy.data.meshes.new(name)
         mesh.from_pydata(verts, [], faces)
         mesh.validate()
+        if colors:
+            layer = mesh.color_attributes.new("Col", "FLOAT_COLOR", "POINT")
+            rgba = []
+            for i in range(0, len(colors), 3):
+                rgba.extend((colors[i], colors[i + 1], colors[i + 2], 1.0))
+            layer.data.foreach_set("color", rgba)
+        if normals:
+            # Smooth shading with the height field's own normals.
+            mesh.polygons.foreach_set("use_smooth", [True] * len(mesh.polygons))
+            mesh.use_auto_smooth = True
+            mesh.normals_split_custom_set_from_vertices(
+                [tuple(normals[i : i + 3]) for i in range(0, len(normals), 3)]
+            )
         mesh.materials.append(materials[shader])
         obj = bpy.data.objects.new(name, mesh)
         scene.collection.objects.link(obj)
