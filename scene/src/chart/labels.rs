@@ -556,16 +556,7 @@ mod tests {
     use super::*;
     use crate::chart::scene::{SceneDesc, layout, project};
 
-    fn chart(graph: &str, keys: &str, data: &str) -> Chart {
-        let text = format!(
-            "CONFIG\nimage-size; 320; 200\nimage-type; png\ngraph-type; {graph}\n\
-             default-material; material(diffuse, 0.5)\ndefault-color; color(0.2, 0.4, 0.8)\n\
-             floor-color; color(1, 1, 1)\n{keys}END\n\
-             VARS\n$red; color(1, 0, 0)\n$glass; material(glass, sharp, 0, 1.5)\nEND\n\
-             DATA\n{data}END\n"
-        );
-        crate::chart::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    }
+    use crate::chart::tests::sample as chart;
 
     const EVERYTHING: &str = "title; Sales by quarter\nx-labels; Q1; Q2; Q3\n\
         z-labels; North; South\nvalue-labels; on\naxis; on\nlegend; on\n";

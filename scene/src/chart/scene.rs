@@ -943,16 +943,7 @@ mod tests {
         }
     }
 
-    fn chart(graph: &str, extra: &str, data: &str) -> Chart {
-        let text = format!(
-            "CONFIG\nimage-size; 320; 200\nimage-type; png\ngraph-type; {graph}\n\
-             default-material; material(diffuse, 0.5)\ndefault-color; color(0.2, 0.4, 0.8)\n\
-             floor-color; color(1, 1, 1)\n{extra}END\n\
-             VARS\n$red; color(1, 0, 0)\n$glass; material(glass, sharp, 0, 1.5)\nEND\n\
-             DATA\n{data}END\n"
-        );
-        crate::chart::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
-    }
+    use crate::chart::tests::sample as chart;
 
     fn grid(rows: usize, cols: usize) -> String {
         (0..rows)

@@ -191,14 +191,7 @@ mod tests {
     use crate::chart::scene::{SceneDesc, layout};
 
     fn chart(keys: &str, data: &str) -> Chart {
-        let text = format!(
-            "CONFIG\nimage-size; 320; 200\nimage-type; png\ngraph-type; surface\n\
-             default-material; material(diffuse, 0.5)\ndefault-color; color(0.2, 0.4, 0.8)\n\
-             floor-color; color(1, 1, 1)\n{keys}END\n\
-             VARS\n$red; color(1, 0, 0)\n$shiny; material(glossy, sharp, 0.1, 1.5)\nEND\n\
-             DATA\n{data}END\n"
-        );
-        crate::chart::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        crate::chart::tests::sample("surface", keys, data)
     }
 
     fn faces(scene: &SceneDesc) -> usize {
@@ -290,7 +283,7 @@ mod tests {
 
     #[test]
     fn a_range_colours_its_region_and_a_material_keeps_the_ramp() {
-        let scene = layout(&chart("", "1; $red$ 2 $; 3\n$shiny$ 4; 5 $; 6\n"));
+        let scene = layout(&chart("", "1; $red$ 2 $; 3\n$glossy$ 4; 5 $; 6\n"));
         let red = scene
             .shaders
             .iter()

@@ -1003,7 +1003,7 @@ proptest! {
     }
 
     #[test]
-    fn text_lines_never_panic(text in "(title|x-labels|labels); ([\"; a-zé]|\"\"){0,30}") {
+    fn text_and_colour_list_lines_never_panic(text in "(title|x-labels|labels|surface-colors); ([\"; a-zé(),.0-9]|\"\"){0,30}") {
         let _ = parse(&with_keys(&[&text]));
     }
 }
@@ -1043,4 +1043,18 @@ fn surface_colors_take_two_to_sixteen_colours_on_a_surface_only() {
     // Axis and names work on surfaces as on histograms.
     let named = parse(&surface("x-labels; a; b; c")).unwrap();
     assert_eq!(named.config.x_labels, ["a", "b", "c"]);
+}
+
+/// A small chart of `graph` with `keys` added to its CONFIG, the variables `$red` (a colour),
+/// `$glass` and `$glossy` (materials), and `data` as its DATA: for the layout's tests.
+pub(super) fn sample(graph: &str, keys: &str, data: &str) -> Chart {
+    let text = format!(
+        "CONFIG\nimage-size; 320; 200\nimage-type; png\ngraph-type; {graph}\n\
+         default-material; material(diffuse, 0.5)\ndefault-color; color(0.2, 0.4, 0.8)\n\
+         floor-color; color(1, 1, 1)\n{keys}END\n\
+         VARS\n$red; color(1, 0, 0)\n$glass; material(glass, sharp, 0, 1.5)\n\
+         $glossy; material(glossy, sharp, 0.1, 1.5)\nEND\n\
+         DATA\n{data}END\n"
+    );
+    parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
