@@ -13,11 +13,14 @@
 //! - at the edge of the grid a point's square stops at the point (but a grid one row or one
 //!   column thick is drawn half a cell wide on each side, flat across).
 //!
-//! Shading is smooth: every vertex has the normal of the height field (central differences
+//! Squares of one shader share their vertices (a 100x100 grid has 199x199 of them). Shading is
+//! smooth: every vertex has the normal of the height field (central differences
 //! over the values), so the squares join without a crease. The colour at each vertex is the
 //! ramp's at the value there; a point in a range that sets a colour draws its square in that
 //! colour, and a range that sets a material gives its square that material (the widest range
 //! wins, as for bars).
+
+use std::collections::HashMap;
 
 use super::model::{Cell, Chart, Color};
 use super::scene::{Bars, Bounds, MIN_TALLEST, Shaders, TALLEST_SHARE, normalize};
@@ -120,6 +123,8 @@ pub(super) fn surface(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bou
         }
         normalize(sum)
     };
+    // (mesh, row and column on the half-grid) → vertex index in that mesh.
+    let mut shared: HashMap<(usize, i64, i64), u32> = HashMap::new();
     for r in 0..grid.rows as isize {
         for c in 0..grid.cols as isize {
             let Some(v) = grid.value(r, c) else { continue };
@@ -166,18 +171,26 @@ pub(super) fn surface(chart: &Chart, shaders: &mut Shaders<'_>, bounds: &mut Bou
                     corners.reverse();
                     corners.rotate_right(1);
                 }
-                let first = mesh.vertices.len() as u32;
+                let mut face = Vec::with_capacity(4);
                 for &k in &corners {
                     let (pr, pc) = places[k];
-                    let p = [pc + 0.5, -(pr + 0.5), bars.height(values[k])];
-                    bounds.add(p);
-                    mesh.vertices.push(p);
-                    mesh.normals.push(normals[k].unwrap_or([0.0, 0.0, 1.0]));
-                    if cell.color.is_none() {
-                        mesh.colors.push(ramp(colors, low, high, values[k]));
+                    // A place on the half-grid has one height, normal and colour whichever
+                    // square reaches it, so squares of one mesh share their vertices there.
+                    let key = (at, (2.0 * pr) as i64, (2.0 * pc) as i64);
+                    let next = mesh.vertices.len() as u32;
+                    let index = *shared.entry(key).or_insert(next);
+                    if index == next {
+                        let p = [pc + 0.5, -(pr + 0.5), bars.height(values[k])];
+                        bounds.add(p);
+                        mesh.vertices.push(p);
+                        mesh.normals.push(normals[k].unwrap_or([0.0, 0.0, 1.0]));
+                        if cell.color.is_none() {
+                            mesh.colors.push(ramp(colors, low, high, values[k]));
+                        }
                     }
+                    face.push(index);
                 }
-                mesh.faces.push((first..first + 4).collect());
+                mesh.faces.push(face);
             }
         }
     }
@@ -234,6 +247,8 @@ mod tests {
         // 3x3: the corner points own one quad, edge points two, the middle four.
         let full = layout(&chart("", "1; 2; 3\n4; 5; 6\n7; 8; 9\n"));
         assert_eq!(faces(&full), 4 * 4);
+        // Shared on the half-grid: 5x5 vertices.
+        assert_eq!(full.meshes[0].vertices.len(), 25);
         let holed = layout(&chart("", "1; 2; 3\n4; ; 6\n7; 8; 9\n"));
         assert_eq!(faces(&holed), 4 * 4 - 4);
         // One row, or one value: drawn with some width.
