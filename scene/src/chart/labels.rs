@@ -41,19 +41,17 @@ pub const GRID_FADE: f64 = 0.7;
 /// How far a cake's slice names reach beyond its rim (0 when it has none), so that
 /// neighbouring cakes leave them room.
 pub(super) fn slice_name_room(chart: &Chart) -> f64 {
+    let names = &chart.config.labels;
+    if names.is_empty() {
+        return 0.0;
+    }
     let size = CAKE_LABEL_SHARE * CAKE_RADIUS;
-    chart
-        .config
-        .labels
+    // The longest name, and the gap between it and the rim.
+    names
         .iter()
         .map(|l| font::width(l) * size)
         .fold(0.0, f64::max)
-        .max(0.0)
-        + if chart.config.labels.is_empty() {
-            0.0
-        } else {
-            size
-        }
+        + size
 }
 
 /// The text of a value label: whole numbers as such, others as Rust prints them (the shortest
