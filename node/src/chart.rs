@@ -18,6 +18,7 @@ use tracing::debug;
 
 use crate::Error;
 use crate::render::Blender;
+use rendermesh_scene::Inspection;
 
 /// One problem in a chart file, as JSON gives it: where it is, what is wrong, what to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,13 +186,14 @@ pub fn output_format(image_type: ImageType) -> OutputFormat {
 }
 
 /// Writes `xml` (a chart's scene, [`chart::to_xml`]) to `xml_path` and builds it into `blend`
-/// with [`chart::BUILDER_PY`] (bounded like every script: 5 minutes).
+/// with [`chart::BUILDER_PY`] (bounded like every script: 5 minutes); returns what
+/// [`Blender::inspect`] says of the saved file, asked in the same Blender.
 pub async fn build_blend(
     blender: &Blender,
     xml_path: &Path,
     xml: &str,
     blend: &Path,
-) -> Result<(), Error> {
+) -> Result<Inspection, Error> {
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { what, path, source }
@@ -205,8 +207,8 @@ pub async fn build_blend(
             .ok_or_else(|| Error::ChartBuild(format!("the path `{}` is not UTF-8", p.display())))
     };
     let (xml_arg, blend_arg) = (utf8(xml_path)?, utf8(blend)?);
-    blender
-        .run_script(chart::BUILDER_PY, &[&xml_arg, "--save", &blend_arg])
+    let inspection = blender
+        .run_script_then_inspect(chart::BUILDER_PY, &[&xml_arg, "--save", &blend_arg], blend)
         .await
         .map_err(|e| Error::ChartBuild(e.to_string()))?;
     if !blend.is_file() {
@@ -215,7 +217,7 @@ pub async fn build_blend(
             blend.display()
         )));
     }
-    Ok(())
+    Ok(inspection)
 }
 
 /// Builds charts into `.blend`s for the API, one at a time (each is a Blender run).
@@ -258,7 +260,14 @@ impl ChartBuilder {
         let _turn = self.turn.acquire().await.map_err(|_| Error::Shutdown)?;
         let blend = dir.join("chart.blend");
         let started = std::time::Instant::now();
-        build_blend(blender, &dir.join("scene.xml"), &xml, &blend).await?;
+        let inspection = build_blend(blender, &dir.join("scene.xml"), &xml, &blend).await?;
+        // The job made of it ships the .blend alone.
+        if let Some(file) = inspection.files.first() {
+            return Err(Error::ChartBuild(format!(
+                "the built chart uses a file outside itself: {} ({})",
+                file.path, file.kind
+            )));
+        }
         debug!(ms = started.elapsed().as_millis() as u64, "chart built");
         Ok(blend)
     }
@@ -312,6 +321,28 @@ mod tests {
                     },
                 ],
             })
+        );
+    }
+
+    /// The inspection asked in the Blender that built a chart (`rendermesh chart` submits
+    /// with it) is what a fresh Blender reading the saved file says: a self-contained file, its
+    /// title's font included, of one Cycles frame (its image type is the job's to set).
+    #[tokio::test]
+    async fn a_built_chart_is_inspected_as_a_fresh_blender_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = CHART.replace("END\nDATA", "title; Built\nEND\nDATA");
+        let chart = chart::parse(&text).unwrap();
+        let xml = chart::to_xml(&chart::layout(&chart));
+        let blend = dir.path().join("chart.blend");
+        let blender = Blender::new("blender", None);
+        let built = build_blend(&blender, &dir.path().join("scene.xml"), &xml, &blend)
+            .await
+            .unwrap();
+        assert_eq!(built, blender.inspect(&blend).await.unwrap());
+        assert_eq!(built.files, Vec::new());
+        assert_eq!(
+            (built.engine.as_str(), built.frame_start, built.frame_end),
+            ("CYCLES", 1, 1)
         );
     }
 

@@ -580,6 +580,7 @@ impl From<RenderArgs> for Submission {
             no_bake: a.no_bake,
             allow_missing: a.allow_missing,
             node: a.node.into(),
+            inspection: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use rendermesh_node::chart::{check, not_text, output_format, render, summary, too_long};
 use rendermesh_node::render::Blender;
 use rendermesh_protocol::{Engine, FrameRange, OutputFormat};
+use rendermesh_scene::Inspection;
 use rendermesh_scene::chart::{self, Chart};
 
 use crate::args::{NodeOrEmbedded, TilesArg};
@@ -119,7 +120,7 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
     let stem = stem(&file);
     let blend = work.0.join(format!("{stem}.blend"));
     let started = Instant::now();
-    build_blend(&blender, &work.0.join("scene.xml"), &xml, &blend).await?;
+    let inspection = build_blend(&blender, &work.0.join("scene.xml"), &xml, &blend).await?;
     timings.record("build .blend", started.elapsed());
     if let Some(path) = &args.emit_blend {
         create_parent(path)?;
@@ -148,6 +149,8 @@ pub async fn run(args: ChartArgs) -> Result<ExitCode> {
         // Nor any simulation.
         no_bake: true,
         node: args.node.clone().into(),
+        // Asked in the Blender that built it.
+        inspection: Some(inspection),
     };
     let started = Instant::now();
     let code = submit_and_follow(render).await?;
@@ -288,10 +291,15 @@ fn stem(file: &Path) -> String {
         .unwrap_or_else(|| "chart".into())
 }
 
-/// Writes the scene XML to `xml` and builds it into `blend` with the builder script.
-async fn build_blend(blender: &Blender, xml_path: &Path, xml: &str, blend: &Path) -> Result<()> {
-    rendermesh_node::chart::build_blend(blender, xml_path, xml, blend).await?;
-    Ok(())
+/// Writes the scene XML to `xml` and builds it into `blend` with the builder script; returns
+/// what Blender says of the saved file.
+async fn build_blend(
+    blender: &Blender,
+    xml_path: &Path,
+    xml: &str,
+    blend: &Path,
+) -> Result<Inspection> {
+    Ok(rendermesh_node::chart::build_blend(blender, xml_path, xml, blend).await?)
 }
 
 fn create_parent(path: &Path) -> Result<()> {

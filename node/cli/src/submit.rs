@@ -72,6 +72,9 @@ pub struct Submission {
     pub allow_missing: bool,
     /// The node to use.
     pub node: NodeChoice,
+    /// What Blender already said about `file` (`chart` asks the Blender that built it);
+    /// `None`: ask it.
+    pub inspection: Option<Inspection>,
 }
 
 /// The node a job goes to: the one at `api`, or, when nothing answers there, an embedded node
@@ -470,6 +473,9 @@ const UPLOADS_IN_FLIGHT: usize = 4;
 
 /// Asks this machine's Blender what `args.file` is and which files it uses.
 async fn inspect(args: &Submission, bar: &ProgressBar) -> Result<Inspection> {
+    if let Some(known) = &args.inspection {
+        return Ok(known.clone());
+    }
     bar.set_message(format!(
         "asking Blender which files {} uses",
         args.file.display()

@@ -3,7 +3,8 @@
 Run as
 
     blender -b --factory-startup -Y --python-exit-code 2 -P build_chart.py -- SCENE.xml \
-        [--save OUT.blend] [--render OUT.png] [--samples N]
+        [--save OUT.blend] [--render OUT.png] [--samples N] \
+        [--inspect REPORT.json --inspect-script inspect.py]
 
 SCENE.xml is written by `rendermesh_scene::chart::to_xml` (close to Cycles' XML format; Blender
 axes, Z up). The factory scene's objects are removed; the chart's meshes, shaders (Cycles'
@@ -12,11 +13,16 @@ frame at 100 % of the XML's size, with denoising (this Blender has no OpenImageD
 compositing, sequencer, dither and adaptive sampling off, so that a tiled render of the saved
 file equals its whole-frame render pixel for pixel. Any problem prints
 `rendermesh: error: ...` and ends Blender with status 2.
+
+With `--inspect`, once everything else is done, the saved file is opened again as a fresh
+Blender would open it (its own Python kept from running) and `inspect.py` writes its report on
+it: the submitting side needs no second Blender start (about 2 s) to learn what it already made.
 """
 
 import argparse
 import math
 import os
+import runpy
 import sys
 import xml.etree.ElementTree as ET
 
@@ -44,9 +50,13 @@ def parse_args():
     parser.add_argument("--save")
     parser.add_argument("--render")
     parser.add_argument("--samples", type=int)
+    parser.add_argument("--inspect")
+    parser.add_argument("--inspect-script")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         fail(f"build_chart.py: unknown arguments {unknown}")
+    if (args.inspect is None) != (args.inspect_script is None) or (args.inspect and not args.save):
+        fail("build_chart.py: --inspect needs --inspect-script and --save")
     return args
 
 
@@ -385,6 +395,15 @@ def main():
         r.use_file_extension = False
         bpy.ops.render.render(write_still=True)
         print(f"{PREFIX} rendered {args.render}", flush=True)
+    if args.inspect:
+        inspect_saved(args.save, args.inspect, args.inspect_script)
+
+
+def inspect_saved(blend, report, script):
+    """Opens `blend` again, as `blender -b -Y BLEND` would, and runs inspect.py on it."""
+    bpy.ops.wm.open_mainfile(filepath=blend, load_ui=False, use_scripts=False)
+    sys.argv = [sys.argv[0], "--", report]
+    runpy.run_path(script, run_name="__main__")
 
 
 main()
