@@ -79,6 +79,7 @@ fn table(only: Option<&[usize]>, checks: usize, frame_ms: (u64, u64)) {
                     checks,
                     light: nodes >= 1_000,
                     traffic: nodes < 1_000,
+                    timed: true,
                     ..Config::calm(nodes)
                 };
                 let sim = Sim::new(config, seed).run();
