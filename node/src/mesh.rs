@@ -397,9 +397,13 @@ impl Mesh {
             {
                 // Only the gossip is left to send: worth waiting for if anyone may hear it
                 // and no coordinator accepted the leaving heartbeat (this node coordinated, or
-                // its coordinator did not answer).
+                // its coordinator did not answer). Anyone: a member, or any connection (a node
+                // that stood still, its process starved on a busy machine, may have dropped
+                // live peers from its view; they still hear its gossip).
                 let heard = self.core.was_heard_leaving();
-                let _ = tx.send(!heard && self.core.membership().members().next().is_some());
+                let anyone =
+                    self.core.membership().members().next().is_some() || self.net.contacts() > 0;
+                let _ = tx.send(!heard && anyone);
             }
         }
         if let Some(r) = &self.render {
