@@ -862,12 +862,7 @@ impl Blender {
                 false,
             )
             .await;
-        let text = result.and_then(|_| read_report(&report, blend));
-        let _ = std::fs::remove_file(&report);
-        Inspection::from_json(&text?).map_err(|source| RenderError::Inspect {
-            blend: blend.to_owned(),
-            source,
-        })
+        inspection_from(result, &report, blend)
     }
 
     /// [`Blender::run_script`] for a script that saves a `.blend` at `saved` and, handed
@@ -893,14 +888,24 @@ impl Blender {
         let result = self
             .run_script_on(None, script_text, &all, SCRIPT_TIMEOUT, &mut |_| {}, false)
             .await;
-        let text = result.and_then(|_| read_report(&report, saved));
-        let _ = std::fs::remove_file(&report);
         let _ = std::fs::remove_file(&inspector);
-        Inspection::from_json(&text?).map_err(|source| RenderError::Inspect {
-            blend: saved.to_owned(),
-            source,
-        })
+        inspection_from(result, &report, saved)
     }
+}
+
+/// The inspection of `blend` that a script run (`result`) wrote to `report`, which is then
+/// removed.
+fn inspection_from(
+    result: Result<String, RenderError>,
+    report: &Path,
+    blend: &Path,
+) -> Result<Inspection, RenderError> {
+    let text = result.and_then(|_| read_report(report, blend));
+    let _ = std::fs::remove_file(report);
+    Inspection::from_json(&text?).map_err(|source| RenderError::Inspect {
+        blend: blend.to_owned(),
+        source,
+    })
 }
 
 /// The inspection report on `blend` at `path`, read only if it is not too large.
