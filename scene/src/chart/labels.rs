@@ -556,6 +556,16 @@ mod tests {
 
     use crate::chart::tests::sample as chart;
 
+    /// The bodies of `scene`'s texts whose names start with `prefix`, in order.
+    fn bodies<'a>(scene: &'a SceneDesc, prefix: &str) -> Vec<&'a str> {
+        scene
+            .texts
+            .iter()
+            .filter(|t| t.name.starts_with(prefix))
+            .map(|t| t.body.as_str())
+            .collect()
+    }
+
     const EVERYTHING: &str = "title; Sales by quarter\nx-labels; Q1; Q2; Q3\n\
         z-labels; North; South\nvalue-labels; on\naxis; on\nlegend; on\n";
 
@@ -629,12 +639,7 @@ mod tests {
         // One value per drawn bar (the empty cell has none).
         assert_eq!(names.iter().filter(|n| n.starts_with("value-")).count(), 5);
         // Ticks 0, 2, 4, 6, each with its grid lines on the two walls.
-        let ticks: Vec<&str> = scene
-            .texts
-            .iter()
-            .filter(|t| t.name.starts_with("tick-"))
-            .map(|t| t.body.as_str())
-            .collect();
+        let ticks = bodies(&scene, "tick-");
         assert_eq!(ticks, ["0", "2", "4", "6"]);
         let grid = scene.meshes.iter().find(|m| m.name == "grid").unwrap();
         assert_eq!(grid.faces.len(), ticks.len() * 2 * 6);
@@ -725,21 +730,11 @@ mod tests {
             "labels; Rust; Go; ; Other\nvalue-labels; on\n",
             "40; 25; 20; -1; 15\n",
         ));
-        let shares: Vec<&str> = scene
-            .texts
-            .iter()
-            .filter(|t| t.name.starts_with("share-"))
-            .map(|t| t.body.as_str())
-            .collect();
+        let shares = bodies(&scene, "share-");
         assert_eq!(shares, ["40%", "25%", "20%", "15%"]);
         // Names follow the row's values: the third is empty (no text), the fourth names -1,
         // which has no slice, and 15 has no name.
-        let labels: Vec<&str> = scene
-            .texts
-            .iter()
-            .filter(|t| t.name.starts_with("label-"))
-            .map(|t| t.body.as_str())
-            .collect();
+        let labels = bodies(&scene, "label-");
         assert_eq!(labels, ["Rust", "Go"]);
     }
 
