@@ -8,7 +8,9 @@
 //! has settled, the ideal (the frames divided by the sum of the nodes' paces, plus one
 //! start-up) and their ratio, over a few seeds; the wall-clock time the coordinator's core spent
 //! per assignment (every event and tick it handled, over every task handed out; the seeds'
-//! mean); what each node received a second over the run, the mean over the nodes (heartbeats,
+//! mean); the bound whole frames put on any schedule against the same ideal (every pace known
+//! in advance, nothing paid per task: `Sim::whole_frame_bound`; the seeds' mean);
+//! what each node received a second over the run, the mean over the nodes (heartbeats,
 //! requests and answers at their size on the wire; not counted at 1,000 nodes, where encoding
 //! every message would double the run); and the wall-clock time the simulation took.
 //! `SPEED_NODES=100` runs one size only, `SPEED_NODES=2,10,100` those sizes.
@@ -51,7 +53,7 @@ fn main() {
 /// One line per mesh size.
 fn table(only: Option<&[usize]>, checks: usize, frame_ms: (u64, u64)) {
     println!(
-        "nodes | frames | makespan / ideal (per seed)            | worst | coordinator per assignment | received per node | wall"
+        "nodes | frames | makespan / ideal (per seed)            | worst | whole frames | coordinator per assignment | received per node | wall"
     );
     for (nodes, frames, seeds) in [
         (2, 24, 5),
@@ -66,6 +68,7 @@ fn table(only: Option<&[usize]>, checks: usize, frame_ms: (u64, u64)) {
         let wall = Instant::now();
         let mut per_assign = Vec::new();
         let mut received = Vec::new();
+        let mut bounds = Vec::new();
         let ratios: Vec<f64> = (0..seeds)
             .map(|seed| {
                 let config = Config {
@@ -90,9 +93,11 @@ fn table(only: Option<&[usize]>, checks: usize, frame_ms: (u64, u64)) {
                     received.push(bytes as f64 / sim.traffic.len() as f64 / secs);
                 }
                 let (makespan, ideal) = sim.makespan();
+                bounds.push(sim.whole_frame_bound() as f64 / ideal as f64);
                 makespan as f64 / ideal as f64
             })
             .collect();
+        let bound = bounds.iter().sum::<f64>() / bounds.len().max(1) as f64;
         let worst = ratios.iter().copied().fold(0.0, f64::max);
         let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
         let per_assign = per_assign.iter().sum::<f64>() / per_assign.len().max(1) as f64;
@@ -103,7 +108,7 @@ fn table(only: Option<&[usize]>, checks: usize, frame_ms: (u64, u64)) {
             format!("{:.1} kB/s", mean / 1_000.0)
         };
         println!(
-            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {per_assign:>19.0} µs | {received:>17} | {:.1} s",
+            "{nodes:>5} | {frames:>6} | {:<40} | {worst:.3} | {bound:>12.3} | {per_assign:>19.0} µs | {received:>17} | {:.1} s",
             shown.join(" "),
             wall.elapsed().as_secs_f64()
         );

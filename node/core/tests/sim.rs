@@ -319,6 +319,12 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
         let sim = Sim::new(ten_speed_nodes(), seed).run();
         stopped += sim.stopped_running;
         let (makespan, ideal) = sim.makespan();
+        // No schedule of whole frames beats the bound, and the bound never beats the ideal.
+        let bound = sim.whole_frame_bound();
+        assert!(
+            ideal <= bound && bound <= makespan,
+            "seed {seed}: ideal {ideal} ms, whole-frame bound {bound} ms, makespan {makespan} ms"
+        );
         worst = worst.max(makespan as f64 / ideal as f64);
     }
     // A task held ahead is taken back only while its holder has not started it.

@@ -2114,6 +2114,32 @@ impl Sim {
         (last.saturating_sub(first), ideal)
     }
 
+    /// The shortest makespan any schedule of whole frames could reach for the speed
+    /// scenarios' jobs ([`Sim::makespan`]): every node starts after the one start-up the ideal
+    /// counts, knows every pace in advance, pays nothing per task and nothing to count a frame,
+    /// and renders whole frames. It is the earliest time by which the nodes, each rendering
+    /// whole frames back to back, have rendered them all: above the ideal because a node's
+    /// last frame rarely ends just then (about half a frame of each node's time is lost).
+    pub fn whole_frame_bound(&self) -> Millis {
+        let frames: u64 = self
+            .clients
+            .iter()
+            .filter(|c| c.spec.tiles.is_none())
+            .map(|c| u64::from(c.spec.frames.len()))
+            .sum();
+        let by = |t: Millis| -> u64 { self.nodes.iter().map(|n| t / n.speed.max(1)).sum() };
+        let (mut low, mut high) = (0, frames.saturating_mul(self.config.frame_ms.1.max(1)));
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if by(mid) >= frames {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        low + self.config.prepare_ms
+    }
+
     /// With [`Config::rerender`]: the first job's state on the agreed coordinator, and, for each
     /// of its outputs, the frame and the attempt of the task that made it.
     pub fn rerendered(&self) -> Option<(JobState, Vec<(u32, u32)>)> {
