@@ -2103,15 +2103,19 @@ impl Sim {
             .map(|c| self.done_at.get(&c.id).copied().unwrap_or(self.now))
             .max()
             .unwrap_or(first);
-        let frames: f64 = self
-            .clients
-            .iter()
-            .filter(|c| c.spec.tiles.is_none())
-            .map(|c| f64::from(c.spec.frames.len()))
-            .sum();
+        let frames = self.whole_frames() as f64;
         let pace: f64 = self.nodes.iter().map(|n| 1.0 / n.speed as f64).sum();
         let ideal = (frames / pace).ceil() as Millis + self.config.prepare_ms;
         (last.saturating_sub(first), ideal)
+    }
+
+    /// The frames of the speed scenarios' jobs of whole frames (not the tiled one).
+    fn whole_frames(&self) -> u64 {
+        self.clients
+            .iter()
+            .filter(|c| c.spec.tiles.is_none())
+            .map(|c| u64::from(c.spec.frames.len()))
+            .sum()
     }
 
     /// The shortest makespan any schedule of whole frames could reach for the speed
@@ -2121,12 +2125,7 @@ impl Sim {
     /// whole frames back to back, have rendered them all: above the ideal because a node's
     /// last frame rarely ends just then (about half a frame of each node's time is lost).
     pub fn whole_frame_bound(&self) -> Millis {
-        let frames: u64 = self
-            .clients
-            .iter()
-            .filter(|c| c.spec.tiles.is_none())
-            .map(|c| u64::from(c.spec.frames.len()))
-            .sum();
+        let frames = self.whole_frames();
         let by = |t: Millis| -> u64 { self.nodes.iter().map(|n| t / n.speed.max(1)).sum() };
         let (mut low, mut high) = (0, frames.saturating_mul(self.config.frame_ms.1.max(1)));
         while low < high {
