@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::api::Services;
 use crate::api::preview::Previews;
+use crate::api::scenes::SceneReader;
 use crate::api::types::NodeInfo;
 use crate::chart::ChartBuilder;
 use crate::core::Profile;
@@ -49,11 +50,7 @@ impl Node {
     /// Refuses ([`Error::ApiWithoutToken`]) to serve the API on an address that is not loopback
     /// unless `config.api_token` is set, and ([`Error::BadApiToken`]) a token too short to use.
     pub async fn start(config: Config) -> Result<Self, Error> {
-        let sandbox = if config.sandbox {
-            Sandbox::bubblewrap()
-        } else {
-            Sandbox::Off
-        };
+        let sandbox = sandbox_of(&config);
         let machine = crate::secret::machine_dir(&config.data_dir);
         let mut renderer = BlenderRenderer::new(
             Blender::new(config.blender.clone(), config.threads).with_sandbox(sandbox),
@@ -128,6 +125,13 @@ impl Node {
             }
             Err(_) => 0,
         };
+        let confinement = match blender_version {
+            Some(_) => renderer.confinement(),
+            None if renderer.confinement() == Confinement::CannotSandbox => {
+                Confinement::CannotSandbox
+            }
+            None => Confinement::Unsandboxed,
+        };
         let profile = Profile {
             name: config.name.clone(),
             role: config.role,
@@ -135,13 +139,7 @@ impl Node {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
             memory,
-            confinement: match blender_version {
-                Some(_) => renderer.confinement(),
-                None if renderer.confinement() == Confinement::CannotSandbox => {
-                    Confinement::CannotSandbox
-                }
-                None => Confinement::Unsandboxed,
-            },
+            confinement,
         };
         let parts = Parts {
             me: me.clone(),
@@ -181,6 +179,16 @@ impl Node {
                         .then(|| Blender::new(config.blender.clone(), config.threads)),
                 ),
                 previews: Previews::probe(&config.ffmpeg).await,
+                // Files sent to this node are read as its renders run: in its sandbox. A node
+                // that renders nothing, or cannot sandbox, reads none.
+                scenes: SceneReader::new(
+                    (blender_version.is_some() && confinement != Confinement::CannotSandbox).then(
+                        || {
+                            Blender::new(config.blender.clone(), config.threads)
+                                .with_sandbox(sandbox_of(&config))
+                        },
+                    ),
+                ),
                 max_upload: config.max_upload,
             };
             tasks.spawn(async move {
@@ -245,6 +253,15 @@ impl Node {
 }
 
 /// Refuses an API that listens beyond loopback without a token, and a token too weak to use.
+/// The sandbox `config` asks Blender to run in.
+fn sandbox_of(config: &Config) -> Sandbox {
+    if config.sandbox {
+        Sandbox::bubblewrap()
+    } else {
+        Sandbox::Off
+    }
+}
+
 fn check_api(config: &Config) -> Result<(), Error> {
     if let Some(token) = &config.api_token {
         crate::config::check_api_token(token)

@@ -705,15 +705,16 @@ impl Blender {
         args: &[&str],
     ) -> Result<String, RenderError> {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        self.run_script_on(None, script_text, &args, SCRIPT_TIMEOUT, &mut |_| {}, false)
+        self.run_script_on(None, script_text, &args, SCRIPT_TIMEOUT, &mut |_| {}, None)
             .await
     }
 
     /// [`Blender::run_script`] with `blend` opened first (`-b --factory-startup -Y BLEND -P
     /// SCRIPT -- ARGS`): the file's own Python does not run, ours does. Each line the script
     /// prints to stdout that starts with `rendermesh:` goes to `on_line` as it comes. In the
-    /// sandbox only with `confined` (a probe of what renders can do; no `blend`): the scripts
-    /// run on the submitting machine work on its own files, where it may write.
+    /// sandbox (when this Blender has one) only with `confined`, seeing those mounts: a probe of
+    /// what renders can do, or a file a node was sent. Unconfined, the scripts run on the
+    /// submitting machine work on its own files, where they may write.
     async fn run_script_on(
         &self,
         blend: Option<&Path>,
@@ -721,15 +722,14 @@ impl Blender {
         args: &[&std::ffi::OsStr],
         limit: Duration,
         on_line: &mut (dyn FnMut(&str) + Send),
-        confined: bool,
+        confined: Option<Mounts>,
     ) -> Result<String, RenderError> {
         let script = self.scripts.write_script(script_text)?;
-        let runner = if confined {
-            self.clone()
-        } else {
-            self.unconfined()
+        let (runner, mounts) = match confined {
+            Some(mounts) => (self.clone(), mounts),
+            None => (self.unconfined(), Mounts::default()),
         };
-        let (mut cmd, program) = runner.command(Mounts::default())?;
+        let (mut cmd, program) = runner.command(mounts)?;
         cmd.args(["-b", "--factory-startup", "-Y"]);
         if let Some(blend) = blend {
             cmd.arg(absolute(blend)?);
@@ -795,7 +795,7 @@ impl Blender {
                 &[file.as_os_str(), out.as_os_str(), cache_dir.as_os_str()],
                 BAKE_TIMEOUT,
                 progress,
-                false,
+                None,
             )
             .await?;
         let baked = stdout
@@ -820,7 +820,14 @@ impl Blender {
     /// allow). Takes about a second; a Blender that does not run at all gives none.
     pub async fn engines(&self) -> Vec<Engine> {
         let probe = self
-            .run_script_on(None, ENGINES_PY, &[], SCRIPT_TIMEOUT, &mut |_| {}, true)
+            .run_script_on(
+                None,
+                ENGINES_PY,
+                &[],
+                SCRIPT_TIMEOUT,
+                &mut |_| {},
+                Some(Mounts::default()),
+            )
             .await;
         match probe {
             Ok(out)
@@ -852,6 +859,34 @@ impl Blender {
     #[tracing::instrument(level = "debug", skip_all, fields(blend = %blend.display()))]
     pub async fn inspect(&self, blend: &Path) -> Result<Inspection, RenderError> {
         let report = self.scripts.fresh_path("inspect", "json")?;
+        self.inspect_into(blend, &report, None).await
+    }
+
+    /// [`Blender::inspect`] of a file this node was sent (an upload), in its sandbox when it
+    /// has one: Blender may read `blend` alone, and write in `scratch` alone (an existing
+    /// directory of the caller's, where its report goes).
+    #[tracing::instrument(level = "debug", skip_all, fields(blend = %blend.display()))]
+    pub async fn inspect_confined(
+        &self,
+        blend: &Path,
+        scratch: &Path,
+    ) -> Result<Inspection, RenderError> {
+        let blend = absolute(blend)?;
+        let scratch = absolute(scratch)?;
+        let report = scratch.join("inspect.json");
+        let mounts = Mounts {
+            read: vec![blend.clone()],
+            write: vec![scratch],
+        };
+        self.inspect_into(&blend, &report, Some(mounts)).await
+    }
+
+    async fn inspect_into(
+        &self,
+        blend: &Path,
+        report: &Path,
+        confined: Option<Mounts>,
+    ) -> Result<Inspection, RenderError> {
         let result = self
             .run_script_on(
                 Some(blend),
@@ -859,10 +894,10 @@ impl Blender {
                 &[report.as_os_str()],
                 SCRIPT_TIMEOUT,
                 &mut |_| {},
-                false,
+                confined,
             )
             .await;
-        inspection_from(result, &report, blend)
+        inspection_from(result, report, blend)
     }
 
     /// [`Blender::run_script`] for a script that saves a `.blend` at `saved` and, handed
@@ -886,7 +921,7 @@ impl Blender {
             inspector.as_os_str(),
         ]);
         let result = self
-            .run_script_on(None, script_text, &all, SCRIPT_TIMEOUT, &mut |_| {}, false)
+            .run_script_on(None, script_text, &all, SCRIPT_TIMEOUT, &mut |_| {}, None)
             .await;
         let _ = std::fs::remove_file(&inspector);
         inspection_from(result, &report, saved)
@@ -2119,6 +2154,52 @@ bpy.ops.wm.save_as_mainfile(filepath=out)
         let text = dir.path().join("notes.blend");
         std::fs::write(&text, "not a blend file").unwrap();
         let err = b.inspect(&text).await.unwrap_err();
+        assert!(matches!(err, RenderError::Failed { .. }), "{err:?}");
+    }
+
+    /// A file a node was sent is read in the sandbox: Blender sees that file and the scratch
+    /// directory alone, so a texture that exists beside the file is reported missing.
+    #[tokio::test]
+    async fn a_sent_file_is_inspected_seeing_nothing_but_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = blender();
+        // An upload is stored under its hash, without an extension.
+        let blend = dir.path().join("8f3a");
+        let build = "import bpy, sys\n\
+                     bpy.context.scene.frame_start = 3\n\
+                     bpy.context.scene.frame_end = 37\n\
+                     bpy.context.scene.render.engine = 'CYCLES'\n\
+                     img = bpy.data.images.new('wood', 4, 4)\n\
+                     img.filepath_raw = sys.argv[-1] + '.png'\n\
+                     img.file_format = 'PNG'\n\
+                     img.save()\n\
+                     img.use_fake_user = True\n\
+                     bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])\n";
+        b.run_script(build, &[blend.to_str().unwrap()])
+            .await
+            .unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let sandboxed = b.clone().with_sandbox(Sandbox::bubblewrap());
+        let report = sandboxed
+            .inspect_confined(&blend, scratch.path())
+            .await
+            .unwrap();
+        assert_eq!((report.frame_start, report.frame_end), (3, 37));
+        assert_eq!(report.engine, "CYCLES");
+        assert_eq!(report.files.len(), 1, "{:?}", report.files);
+        assert!(
+            !report.files[0].exists,
+            "the sandboxed Blender saw {}",
+            report.files[0].path
+        );
+        assert!(b.inspect(&blend).await.unwrap().files[0].exists);
+
+        let text = dir.path().join("c0de");
+        std::fs::write(&text, "not a blend file").unwrap();
+        let err = sandboxed
+            .inspect_confined(&text, scratch.path())
+            .await
+            .unwrap_err();
         assert!(matches!(err, RenderError::Failed { .. }), "{err:?}");
     }
 

@@ -115,11 +115,13 @@ fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
 async fn a_foreign_host_is_refused_on_every_route() {
     let (_dir, node, addr) = start("127.0.0.1:0", None).await;
     let blob = format!("/api/v1/blobs/{}", "ab".repeat(32));
+    let scene = format!("{blob}/scene");
     for path in [
         "/api/v1/node",
         "/api/v1/peers",
         "/",
         blob.as_str(),
+        scene.as_str(),
         "/nothing",
     ] {
         for host in ["evil.example", "evil.example:80", "127.0.0.1.evil.example"] {
@@ -252,11 +254,13 @@ async fn a_token_guards_every_route_and_opens_the_page() {
     let host = format!("Host: {addr}");
     let bearer = format!("Authorization: Bearer {TOKEN}");
     let blob = format!("/api/v1/blobs/{}", "ab".repeat(32));
+    let scene = format!("{blob}/scene");
     for (method, path) in [
         ("GET", "/"),
         ("GET", "/api/v1/node"),
         ("GET", "/api/v1/jobs"),
         ("GET", blob.as_str()),
+        ("GET", scene.as_str()),
         ("PUT", "/api/v1/blobs"),
         ("GET", "/nothing"),
     ] {

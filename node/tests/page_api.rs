@@ -1,7 +1,8 @@
 //! The page's own routes (issue 14), against a real node: charts typed on the page
 //! (`/api/v1/charts/check` and `/api/v1/charts`: the check answers the parser's diagnostics with
 //! their spans, and a chart is submitted only when it has no problem, its name is plain, and the
-//! node can build it), and preview videos (refused, by name, on a node without ffmpeg).
+//! node can build it), preview videos (refused, by name, on a node without ffmpeg), and the
+//! scene of a `.blend` the node holds (`/api/v1/blobs/{hash}/scene`, read in its sandbox).
 //! `tests/tests/browser.rs` drives both from the page, with Blender and ffmpeg.
 
 mod common;
@@ -144,5 +145,70 @@ async fn a_node_without_ffmpeg_says_so_and_makes_no_preview() {
         message.contains("no ffmpeg") && message.contains("apt-get install ffmpeg"),
         "{message}"
     );
+    node.shutdown().await;
+}
+
+/// Stores `bytes` on the node as a blob; returns its hash.
+async fn put_blob(api: SocketAddr, bytes: Vec<u8>) -> String {
+    let answer = reqwest::Client::new()
+        .put(format!("http://{api}/api/v1/blobs"))
+        .body(bytes)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 200);
+    let stored: serde_json::Value = answer.json().await.expect("JSON");
+    stored["hash"].as_str().expect("a hash").to_owned()
+}
+
+async fn scene(api: SocketAddr, hash: &str) -> reqwest::Response {
+    reqwest::get(format!("http://{api}/api/v1/blobs/{hash}/scene"))
+        .await
+        .expect("answers")
+}
+
+/// The page fills its form from a `.blend` it sent: the node's Blender reads the file in the
+/// sandbox and answers its scene, engine, frames and format. A file that is not a `.blend`
+/// gets Blender's words, an unknown blob a 404, and a node without Blender says so.
+#[tokio::test]
+async fn a_blend_the_node_holds_answers_its_scene() {
+    let (dir, node, api) = common::start_with("scenes", |c| {
+        c.blender = "blender".into();
+        c.sandbox = true;
+        c.spare_blender = false;
+    })
+    .await;
+    let blend = dir.path().join("example.blend");
+    rendermesh_node::render::Blender::new("blender", None)
+        .make_example_scene(&blend)
+        .await
+        .expect("the example scene");
+    let hash = put_blob(api, std::fs::read(&blend).expect("the scene")).await;
+    let answer = scene(api, &hash).await;
+    assert_eq!(answer.status(), 200);
+    let read: serde_json::Value = answer.json().await.expect("JSON");
+    assert_eq!(
+        read,
+        json!({"scene": "Scene", "engine": "CYCLES", "frame_start": 1, "frame_end": 24,
+               "frame_step": 1, "file_format": "PNG", "files": 0, "unbaked": 0})
+    );
+
+    let text = put_blob(api, b"not a blend file".to_vec()).await;
+    let answer = scene(api, &text).await;
+    assert_eq!(answer.status(), 422);
+    let message = error(answer).await;
+    assert!(
+        message.contains(&text) && message.contains("not a .blend"),
+        "{message}"
+    );
+    let answer = scene(api, &"ab".repeat(32)).await;
+    assert_eq!(answer.status(), 404);
+    node.shutdown().await;
+
+    let (_dir, node, api) = common::start("no-blender").await;
+    let hash = put_blob(api, std::fs::read(&blend).expect("the scene")).await;
+    let answer = scene(api, &hash).await;
+    assert_eq!(answer.status(), 503);
+    assert!(error(answer).await.contains("no Blender"));
     node.shutdown().await;
 }

@@ -565,9 +565,24 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
         ))
         .await?;
 
-    // The example .blend uploaded from the page's form, 6 frames asked.
+    // The example .blend picked in the page's form: uploaded at once, and its scene read by
+    // the node, which fills the frames with the file's own (1-24). 6 frames asked, the rest
+    // left as the file says.
     let path = fx.blend.display().to_string();
     browser.fill("#blend", &path).await?;
+    let note = browser
+        .wait_text("the file's scene", "#upload-note", TIMEOUT, |t| {
+            t.contains("scene \"") || t.contains("cannot read") || t.contains("not a .blend")
+        })
+        .await?;
+    assert!(
+        note.contains("scene \"Scene\", frames 1-24, CYCLES, PNG"),
+        "{note}"
+    );
+    let frames = browser
+        .eval("return document.getElementById('frames').value;")
+        .await?;
+    assert_eq!(frames, "1-24", "the frames field");
     browser.fill("#frames", "1-6").await?;
     browser.fill("#samples", &SAMPLES.to_string()).await?;
     browser.fill("#percent", &PERCENT.to_string()).await?;
@@ -603,6 +618,20 @@ async fn page(fx: &Fixture, nodes: &[MeshNode]) -> Result<()> {
     let record = via
         .get(&format!("/api/v1/jobs/{six}"))
         .context("the job's record")?;
+    // The format and engine left as the file says: its own PNG settings, and Cycles.
+    assert_eq!(
+        (
+            &record["spec"]["format"],
+            &record["spec"]["keep_file_format"],
+            &record["spec"]["engine"]
+        ),
+        (
+            &serde_json::json!("Png"),
+            &serde_json::json!(true),
+            &serde_json::json!("Cycles")
+        ),
+        "{record}"
+    );
     assert_eq!(
         record["spec"]["blend"].as_str(),
         Some(

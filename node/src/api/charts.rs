@@ -134,14 +134,7 @@ async fn build_into_store(
     builder: &ChartBuilder,
     chart: chart::Chart,
 ) -> Result<(BlobHash, u64), ApiError> {
-    let dir = ScratchDir(h.store().tmp_dir().join(format!(
-        "chart-{}-{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    )));
-    tokio::fs::create_dir(&dir.0)
-        .await
-        .map_err(|e| ApiError::io("cannot create", &dir.0, e))?;
+    let dir = ScratchDir::create(h, "chart").await?;
     let blend = builder.build(chart, &dir.0).await.map_err(|e| match e {
         Error::ChartBuild(_) => ApiError(StatusCode::SERVICE_UNAVAILABLE, chain(&e)),
         e => e.into(),
@@ -169,7 +162,26 @@ async fn build_into_store(
 }
 
 /// A directory removed with what it holds when dropped.
-struct ScratchDir(std::path::PathBuf);
+pub(super) struct ScratchDir(std::path::PathBuf);
+
+impl ScratchDir {
+    /// A new directory in the store's `tmp/`, named after `what`.
+    pub(super) async fn create(h: &Handle, what: &str) -> Result<Self, ApiError> {
+        let dir = Self(h.store().tmp_dir().join(format!(
+            "{what}-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        )));
+        tokio::fs::create_dir(&dir.0)
+            .await
+            .map_err(|e| ApiError::io("cannot create", &dir.0, e))?;
+        Ok(dir)
+    }
+
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
 
 impl Drop for ScratchDir {
     fn drop(&mut self) {

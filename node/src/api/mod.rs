@@ -99,6 +99,7 @@ mod archive;
 mod charts;
 mod events;
 pub mod preview;
+pub mod scenes;
 pub mod sheet;
 pub mod types;
 pub mod uploads;
@@ -182,6 +183,8 @@ pub struct Services {
     pub charts: ChartBuilder,
     /// Makes preview videos, when the node has ffmpeg.
     pub previews: Previews,
+    /// Reads the scene of a `.blend` the node holds, for the page's form.
+    pub scenes: scenes::SceneReader,
     /// The largest file `PUT /blobs` and an upload take, in bytes (at most
     /// [`limits::MAX_BLOB`]).
     pub max_upload: u64,
@@ -206,6 +209,7 @@ pub fn router(handle: Handle, guard: Guard, services: Services) -> Router {
         // Uploads are streamed to disk under our own limit, not buffered under axum's 2 MB one.
         .route("/blobs", put(upload).layer(DefaultBodyLimit::disable()))
         .route("/blobs/{hash}", get(download).head(held))
+        .route("/blobs/{hash}/scene", get(scenes::scene))
         .route("/uploads", post(uploads::open))
         .route(
             "/uploads/{id}",
@@ -224,7 +228,8 @@ pub fn router(handle: Handle, guard: Guard, services: Services) -> Router {
         )
         .layer(axum::Extension(uploads::Uploads::new(services.max_upload)))
         .layer(axum::Extension(services.charts))
-        .layer(axum::Extension(services.previews));
+        .layer(axum::Extension(services.previews))
+        .layer(axum::Extension(services.scenes));
     Router::new()
         .route("/", get(page))
         .nest(PREFIX, api)
@@ -744,6 +749,18 @@ async fn upload(
 /// `HEAD /blobs/{hash}`: 200 (with the size) when this node holds the blob, checked; 404
 /// otherwise. Nothing is fetched: the page asks before uploading a file it sent before.
 async fn held(State(h): State<Handle>, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let hash = held_here(&h, &hash).await?;
+    let path = h.store().path(&hash);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map_err(|e| ApiError::io("cannot read", &path, e))?
+        .len();
+    Ok(([(header::CONTENT_LENGTH, size.to_string())], Body::empty()).into_response())
+}
+
+/// The blob `hash` names, which this node must hold (checked against its hash): 400 for a
+/// bad hash, 404 when it is not here.
+async fn held_here(h: &Handle, hash: &str) -> Result<BlobHash, ApiError> {
     let hash: BlobHash = hash
         .parse()
         .map_err(|e: rendermesh_protocol::Error| ApiError::bad_request(e.to_string()))?;
@@ -752,12 +769,7 @@ async fn held(State(h): State<Handle>, Path(hash): Path<String>) -> Result<Respo
             "this node holds no blob {hash}"
         )));
     }
-    let path = h.store().path(&hash);
-    let size = tokio::fs::metadata(&path)
-        .await
-        .map_err(|e| ApiError::io("cannot read", &path, e))?
-        .len();
-    Ok(([(header::CONTENT_LENGTH, size.to_string())], Body::empty()).into_response())
+    Ok(hash)
 }
 
 async fn download(
