@@ -335,6 +335,39 @@ fn ten_nodes_from_1x_to_4x_end_a_job_near_the_ideal_time() {
     );
 }
 
+/// Issue 13, at the frame times Cycles renders: ten nodes of 2.5 to 10 s a frame (1x to 4x)
+/// render 200 frames. The latencies that weigh on 0.25-1 s frames (each task's cost, the
+/// deliveries, the last copy) weigh a tenth as much: every run over 10 seeds ends within 4 % of
+/// the ideal (1.017-1.032; the issue's goal at 100 nodes is 5 %, which `SPEED_FRAME_MS=2500,10000
+/// cargo bench --bench speed` reports), and within 3 % of the bound whole frames put on any
+/// schedule. (With no backup tasks and the last frames handed to slow nodes too, the worst
+/// run took 1.048.)
+#[test]
+fn ten_nodes_of_cycles_length_frames_end_within_four_percent_of_the_ideal() {
+    let frame_ms = (2_500, 10_000);
+    let mut ratios = Vec::new();
+    for seed in 0..10 {
+        let config = Config {
+            frame_ms,
+            finish_ms: 200 * frame_ms.1 * 4 / 10,
+            ..ten_speed_nodes()
+        };
+        let sim = Sim::new(config, seed).run();
+        let (makespan, ideal) = sim.makespan();
+        let bound = sim.whole_frame_bound();
+        assert!(
+            makespan * 100 <= bound * 103,
+            "seed {seed}: makespan {makespan} ms against a whole-frame bound of {bound} ms"
+        );
+        ratios.push(makespan as f64 / ideal as f64);
+    }
+    let worst = ratios.iter().copied().fold(0.0, f64::max);
+    assert!(
+        worst <= 1.04,
+        "the worst run took {worst:.3} times the ideal: {ratios:.3?}"
+    );
+}
+
 /// Issue 13: thirty nodes of 250 to 1,000 ms a frame render 600 frames, in tasks of one to a
 /// few frames, often shorter than the second between two of a worker's heartbeats. A worker
 /// starts the task it holds next the moment its current one ends; once that one is reported,
