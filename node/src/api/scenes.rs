@@ -22,7 +22,7 @@ use tracing::debug;
 use super::{ApiError, chain};
 use crate::Error;
 use crate::mesh::Handle;
-use crate::render::Blender;
+use crate::render::{Blender, RenderError};
 
 /// How many answers a node keeps.
 const KEPT: usize = 32;
@@ -126,14 +126,22 @@ pub(super) async fn scene(
     let report = blender
         .inspect_confined(&h.store().path(&hash), scratch.path())
         .await
-        .map_err(|e| {
-            ApiError(
+        .map_err(|e| match e {
+            // What the file made of the run: Blender's words, or its silence.
+            RenderError::Failed { .. }
+            | RenderError::Inspect { .. }
+            | RenderError::Timeout { .. } => ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!(
                     "blob {hash} is not a .blend this node's Blender can read: {}",
                     chain(&e)
                 ),
-            )
+            ),
+            // The node's own trouble (its Blender or sandbox missing, its disk).
+            e => ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("this node could not read blob {hash}: {}", chain(&e)),
+            ),
         })?;
     let scene = Scene::from(report);
     debug!(%hash, scene = %scene.scene, engine = %scene.engine, "scene read");
